@@ -1,0 +1,36 @@
+# `make run`: set up and run a short IMP experiment (lenet300_100 on Fashion-MNIST, offline).
+# `make test`: set up and run the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup data run test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed data
+
+# Fashion-MNIST from Debian (the offline dataset); skipped when already installed.
+data:
+	@[ -f $(FASHION_MNIST) ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
+
+run: setup
+	$(BIN)/python -m pipelines.imp --model=lenet300_100 --dataset=fashion_mnist \
+		--rounds=5 --iterations=1000 --output_dir=runs --experiment_name=quickstart
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check lth_tf pipelines tests
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,142 @@
+"""The experiment directory: where every file of an IMP run lives, and its hyperparameter check.
+
+<output_dir>/<experiment>/
+  hparams.json          every hyperparameter, defaults resolved
+  results.csv           one row per completed round
+  rewind_point.npz      the weights every round rewinds to (written once)
+  round_NN/masks.npz    0/1 mask per prunable weight, keyed by weight name
+  round_NN/weights.npz  the round's trained (masked) weights
+  round_NN/evaluations.csv   validation/test metrics at every evaluation
+  round_NN/checkpoint.npz    while the round runs: where a resume picks up
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from lth_tf import io
+from lth_tf.config import ExperimentHparams
+from lth_tf.errors import LthError
+
+RESULT_COLUMNS = [
+    "round",
+    "percent_remaining",
+    "weights_remaining",
+    "test_accuracy",
+    "test_loss",
+    "early_stop_iteration",
+    "early_stop_test_accuracy",
+    "val_loss_min",
+    "iterations",
+    "train_seconds",
+]
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentDir:
+    """Paths of one experiment.
+
+    >>> ExperimentDir(Path("runs/e")).masks(3).as_posix()
+    'runs/e/round_03/masks.npz'
+    """
+
+    root: Path
+
+    @property
+    def hparams(self) -> Path:
+        return self.root / "hparams.json"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.csv"
+
+    @property
+    def rewind_point(self) -> Path:
+        return self.root / "rewind_point.npz"
+
+    def round_dir(self, pruning_round: int) -> Path:
+        return self.root / f"round_{pruning_round:02d}"
+
+    def masks(self, pruning_round: int) -> Path:
+        return self.round_dir(pruning_round) / "masks.npz"
+
+    def weights(self, pruning_round: int) -> Path:
+        return self.round_dir(pruning_round) / "weights.npz"
+
+    def evaluations(self, pruning_round: int) -> Path:
+        return self.round_dir(pruning_round) / "evaluations.csv"
+
+    def checkpoint(self, pruning_round: int) -> Path:
+        return self.round_dir(pruning_round) / "checkpoint.npz"
+
+    def read_results(self) -> list[dict[str, str]]:
+        return io.read_csv(self.results) if self.results.exists() else []
+
+    def completed_rounds(self) -> set[int]:
+        """Rounds with a results row *and* saved weights (a row is written last)."""
+        return {
+            int(row["round"])
+            for row in self.read_results()
+            if self.weights(int(row["round"])).exists()
+        }
+
+
+def default_experiment_name(hparams: ExperimentHparams, defaults: ExperimentHparams) -> str:
+    """``<model>-<dataset>-<hash of the hyperparameters that differ from the paper's>``."""
+    return f"{hparams.model.name}-{hparams.dataset.name}-{hparams.short_hash(defaults)}"
+
+
+def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any]) -> ExperimentDir:
+    """Creates the experiment directory, or checks that an existing one ran these hyperparameters.
+
+    Resuming into a directory that holds a different experiment would mix two runs' rounds, so
+    any difference is refused, naming the first values that differ.
+    """
+    experiment = ExperimentDir(root)
+    if experiment.hparams.exists():
+        try:
+            saved = io.read_json(experiment.hparams)
+            saved_hparams = saved["hparams"]
+        except (ValueError, KeyError, TypeError):
+            raise LthError(
+                f"{experiment.hparams} is not an lth_tf hparams file; "
+                "choose another --output_dir or --experiment_name"
+            ) from None
+        if saved.get("format_version") != FORMAT_VERSION:
+            raise LthError(
+                f"{root} was written by another lth_tf version (format "
+                f"{saved.get('format_version')}, this is {FORMAT_VERSION}); use a new "
+                "--experiment_name"
+            )
+        mine = hparams.to_dict()
+        if saved_hparams != mine:
+            diffs = _differences(saved_hparams, mine)
+            raise LthError(
+                f"{root} holds an experiment with other hyperparameters ({'; '.join(diffs[:3])}); "
+                "rerun with the same flags to resume, or pick another --experiment_name"
+            )
+        return experiment
+    if root.exists() and any(root.iterdir()):
+        raise LthError(
+            f"{root} exists and is not an lth_tf experiment (no hparams.json); "
+            "choose another --output_dir or --experiment_name"
+        )
+    io.write_json(
+        experiment.hparams,
+        {"format_version": FORMAT_VERSION, "hparams": hparams.to_dict(), **extra},
+    )
+    return experiment
+
+
+def _differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(saved) | set(mine)):
+        old, new = saved.get(key), mine.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            diffs += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            diffs.append(f"{prefix}{key}: saved {old!r}, now {new!r}")
+    return diffs

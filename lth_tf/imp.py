@@ -1,0 +1,241 @@
+"""Iterative magnitude pruning with rewinding: the round loop, resumable at any point.
+
+Round 0 trains the dense network. Round r prunes, per layer, the layer kind's rate of the
+surviving weights (smallest magnitude first) from round r-1's trained weights, rewinds the
+survivors to the rewind point (iteration 0 for LTH, iteration k for Stabilizing LTH), and trains
+again with a fresh optimizer.
+
+>>> run_imp(hparams, Path("runs"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from lth_tf import io
+from lth_tf.config import ExperimentHparams, Resolved
+from lth_tf.data.sources import ImageDataset, load_dataset
+from lth_tf.experiment import (
+    RESULT_COLUMNS,
+    ExperimentDir,
+    default_experiment_name,
+    open_experiment,
+)
+from lth_tf.models import get_model
+from lth_tf.pruning.masks import layerwise_masks, percent_remaining
+from lth_tf.pruning.wrapping import PrunedModel, snapshot, wrap_model
+from lth_tf.training import RoundProgress, Trainer, train_round
+
+log = logging.getLogger("lth_tf")
+_PROGRESS_KEY = "__progress__"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a run executes; none of it changes which experiment it is."""
+
+    data_dir: str | None = None
+    jit_compile: bool = False
+    steps_per_execution: int = 100
+    show_progress: bool = True
+
+
+def paper_defaults(model: str, dataset: str | None = None) -> ExperimentHparams:
+    """The paper's hyperparameters for ``model`` (on its default dataset unless given)."""
+    from lth_tf.config import DatasetHparams, ModelHparams
+
+    spec = get_model(model)
+    return ExperimentHparams(
+        dataset=DatasetHparams(dataset or spec.dataset),
+        model=ModelHparams(model),
+        training=spec.training,
+        pruning=spec.pruning,
+    )
+
+
+def run_imp(
+    hparams: ExperimentHparams,
+    output_dir: str | Path,
+    experiment_name: str | None = None,
+    options: RunOptions = RunOptions(),
+    strategy: tf.distribute.Strategy | None = None,
+    data: ImageDataset | None = None,
+    on_round_end: Callable[[dict], None] | None = None,
+) -> ExperimentDir:
+    """Runs (or resumes) every round of an IMP experiment; returns its directory."""
+    strategy = strategy or tf.distribute.get_strategy()
+    data = data or load_dataset(hparams.dataset.name, options.data_dir)
+    resolved = hparams.resolve(len(data.train_labels))
+    name = experiment_name or default_experiment_name(
+        hparams, paper_defaults(hparams.model.name, hparams.dataset.name)
+    )
+    experiment = open_experiment(
+        Path(output_dir) / name,
+        hparams,
+        {
+            "resolved": dataclasses.asdict(resolved),
+            "data": {
+                "source": data.source,
+                "input_shape": list(data.input_shape),
+                "train_examples": len(data.train_labels),
+                "val_examples": len(data.val_labels),
+                "test_examples": len(data.test_labels),
+            },
+        },
+    )
+    done = experiment.completed_rounds()
+    if all(r in done for r in range(hparams.pruning.rounds + 1)):
+        log.info(
+            "All %d rounds of %s are done already.", hparams.pruning.rounds + 1, experiment.root
+        )
+        return experiment
+
+    tf_keras.utils.set_random_seed(hparams.training.seed)
+    tf.config.experimental.enable_op_determinism()
+    with strategy.scope():
+        model = get_model(hparams.model.name).build(data.input_shape, data.num_classes)
+        pruned = wrap_model(model, hparams.pruning.rates)
+    trainer = Trainer(
+        pruned,
+        data,
+        hparams.training,
+        strategy,
+        jit_compile=options.jit_compile,
+        steps_per_execution=options.steps_per_execution,
+    )
+    if resolved.rewind_iteration == 0 and not experiment.rewind_point.exists():
+        io.write_npz(experiment.rewind_point, snapshot(pruned.rewindable))
+
+    for pruning_round in range(hparams.pruning.rounds + 1):
+        if pruning_round in done:
+            continue
+        row = _run_round(experiment, pruned, trainer, resolved, pruning_round, options)
+        log.info(
+            "round %2d | %6.2f%% of weights remain | test accuracy %.2f%% | early stop at "
+            "iteration %d (test accuracy %.2f%%)",
+            pruning_round,
+            row["percent_remaining"],
+            100 * row["test_accuracy"],
+            row["early_stop_iteration"],
+            100 * row["early_stop_test_accuracy"],
+        )
+        if on_round_end is not None:
+            on_round_end(row)
+    return experiment
+
+
+def _round_masks(experiment: ExperimentDir, pruned: PrunedModel, pruning_round: int):
+    """Round 0: all ones. Round r: prune round r-1's trained weights to round r's sparsities."""
+    path = experiment.masks(pruning_round)
+    if path.exists():
+        return io.read_npz(path)
+    if pruning_round == 0:
+        masks = {name: np.ones(v.shape, v.dtype.as_numpy_dtype) for name, v in pruned.masks.items()}
+    else:
+        trained = io.read_npz(experiment.weights(pruning_round - 1))
+        previous = io.read_npz(experiment.masks(pruning_round - 1))
+        weights = {name: trained[name] for name in pruned.weights}
+        masks = layerwise_masks(weights, previous, pruned.target_sparsities())
+    io.write_npz(path, masks)
+    return masks
+
+
+def _run_round(
+    experiment: ExperimentDir,
+    pruned: PrunedModel,
+    trainer: Trainer,
+    resolved: Resolved,
+    pruning_round: int,
+    options: RunOptions,
+) -> dict:
+    pruned.set_round(pruning_round)
+    masks = _round_masks(experiment, pruned, pruning_round)
+    checkpoint_path = experiment.checkpoint(pruning_round)
+    if checkpoint_path.exists():
+        state = io.read_npz(checkpoint_path)
+        progress = RoundProgress.from_dict(_json_item(state.pop(_PROGRESS_KEY)))
+        trainer.load_state(state)
+        log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
+    else:
+        pruned.set_masks(masks)
+        if pruning_round > 0:
+            pruned.rewind_to(io.read_npz(experiment.rewind_point))
+        pruned.apply_masks()
+        trainer.reset_optimizer()
+        progress = RoundProgress()
+
+    def save_checkpoint(current: RoundProgress) -> None:
+        state = trainer.state()
+        state[_PROGRESS_KEY] = np.array(_json_dump(current.to_dict()))
+        io.write_npz(checkpoint_path, state)
+
+    on_iteration = {}
+    if pruning_round == 0 and resolved.rewind_iteration > 0:
+        on_iteration[resolved.rewind_iteration] = lambda: io.write_npz(
+            experiment.rewind_point, snapshot(pruned.rewindable)
+        )
+    bar = None
+    if options.show_progress:
+        print(f"Round {pruning_round}")
+        bar = tf_keras.utils.Progbar(
+            resolved.iterations,
+            stateful_metrics=["test_accuracy"],
+            unit_name="iteration",
+            interval=0.5,
+        )
+    train_round(
+        trainer,
+        resolved.iterations,
+        resolved.eval_every,
+        progress,
+        on_checkpoint=save_checkpoint,
+        on_iteration=on_iteration,
+        progress_bar=bar,
+    )
+
+    pruned.apply_masks()
+    io.write_npz(experiment.weights(pruning_round), snapshot(pruned.rewindable))
+    io.write_csv(
+        experiment.evaluations(pruning_round),
+        [dataclasses.asdict(e) for e in progress.evaluations],
+        ["iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy"],
+    )
+    final, stop = progress.evaluations[-1], progress.early_stop
+    alive = sum(int(m.sum()) for m in masks.values())
+    row = {
+        "round": pruning_round,
+        "percent_remaining": percent_remaining(masks),
+        "weights_remaining": alive,
+        "test_accuracy": final.test_accuracy,
+        "test_loss": final.test_loss,
+        "early_stop_iteration": stop.iteration,
+        "early_stop_test_accuracy": stop.test_accuracy,
+        "val_loss_min": stop.val_loss,
+        "iterations": resolved.iterations,
+        "train_seconds": round(progress.train_seconds, 3),
+    }
+    rows = [r for r in experiment.read_results() if int(r["round"]) != pruning_round]
+    io.write_csv(
+        experiment.results, sorted(rows + [row], key=lambda r: int(r["round"])), RESULT_COLUMNS
+    )
+    checkpoint_path.unlink(missing_ok=True)
+    return row
+
+
+def _json_dump(data) -> str:
+    import json
+
+    return json.dumps(data)
+
+
+def _json_item(array: np.ndarray):
+    import json
+
+    return json.loads(str(array))

@@ -1,0 +1,1 @@
+"""Pruning: the TF-MOT schedule, mask computation, wrapping and rewinding."""

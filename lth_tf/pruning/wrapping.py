@@ -1,0 +1,130 @@
+"""Wrap a Keras model in TF-MOT pruning wrappers and reach the variables IMP works on.
+
+Everything is keyed by variable name without the ``:0`` suffix (``fc1/kernel``), which is also
+the key in ``masks.npz`` and in every weight snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+    PruneLowMagnitude,
+)
+from tensorflow_model_optimization.sparsity import keras as sparsity
+
+from lth_tf.config import PruneRates
+from lth_tf.models import layer_kind
+from lth_tf.pruning.schedule import IterativeSparsity
+
+Snapshot = dict[str, np.ndarray]
+
+
+def variable_key(variable: tf.Variable) -> str:
+    """``dense/kernel:0`` -> ``dense/kernel``."""
+    return variable.name.rsplit(":", 1)[0]
+
+
+@dataclasses.dataclass
+class PrunedModel:
+    """A model inside TF-MOT pruning wrappers, with handles on the variables IMP touches.
+
+    ``weights`` and ``masks`` share keys (the prunable kernels); ``rewindable`` is every model
+    variable except the wrappers' own bookkeeping (masks, thresholds, step counters), so biases
+    and normalisation statistics are rewound with the kernels.
+    """
+
+    model: tf_keras.Model
+    wrappers: list[PruneLowMagnitude]
+    weights: dict[str, tf.Variable]
+    masks: dict[str, tf.Variable]
+    kinds: dict[str, str]
+    rewindable: dict[str, tf.Variable]
+
+    @property
+    def schedules(self) -> dict[str, IterativeSparsity]:
+        return {
+            variable_key(weight): wrapper.pruning_schedule
+            for wrapper in self.wrappers
+            for weight, _, _ in wrapper.pruning_vars
+        }
+
+    def set_round(self, pruning_round: int) -> None:
+        """Points every wrapper's schedule at ``pruning_round`` and restarts its step counter."""
+        for wrapper in self.wrappers:
+            wrapper.pruning_schedule.pruning_round = pruning_round
+            # The wrapper increments, then asserts the counter is >= 1 on every training call.
+            wrapper.pruning_step.assign(0)
+
+    def target_sparsities(self) -> dict[str, float]:
+        """Each prunable weight's sparsity for the current round, as its schedule says."""
+        return {name: schedule.sparsity for name, schedule in self.schedules.items()}
+
+    def get_masks(self) -> Snapshot:
+        return snapshot(self.masks)
+
+    def set_masks(self, masks: Snapshot) -> None:
+        restore(self.masks, masks)
+
+    def apply_masks(self) -> None:
+        """Zeroes pruned weights (an optimizer step or an assignment may have revived them)."""
+        for name, weight in self.weights.items():
+            weight.assign(weight * self.masks[name])
+
+    def rewind_to(self, point: Snapshot) -> None:
+        """Sets every rewindable variable to ``point``, pruned positions to exactly zero."""
+        masks = self.get_masks()
+        for name, variable in self.rewindable.items():
+            value = point[name]
+            if name in masks:
+                value = value * masks[name]
+            variable.assign(value)
+
+
+def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
+    """Wraps every conv and dense layer with ``prune_low_magnitude`` and its kind's rate.
+
+    The wrapped model shares its layers' variables with ``model``. Build and wrap inside the
+    distribution strategy's scope.
+    """
+
+    def wrap(layer: tf_keras.layers.Layer) -> tf_keras.layers.Layer:
+        kind = layer_kind(layer)
+        if kind is None:
+            return layer
+        schedule = IterativeSparsity(rate=rates.for_kind(kind))
+        return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
+
+    wrapped = tf_keras.models.clone_model(model, clone_function=wrap)
+    wrappers = [layer for layer in wrapped.layers if isinstance(layer, PruneLowMagnitude)]
+    weights, masks, kinds, bookkeeping = {}, {}, {}, set()
+    for wrapper in wrappers:
+        bookkeeping.add(id(wrapper.pruning_step))
+        for weight, mask, threshold in wrapper.pruning_vars:
+            name = variable_key(weight)
+            weights[name], masks[name], kinds[name] = weight, mask, layer_kind(wrapper.layer)
+            bookkeeping.update((id(mask), id(threshold)))
+    rewindable = {variable_key(v): v for v in wrapped.variables if id(v) not in bookkeeping}
+    if len(rewindable) != len([v for v in wrapped.variables if id(v) not in bookkeeping]):
+        raise ValueError("variable names are not unique; give every layer a distinct name")
+    return PrunedModel(wrapped, wrappers, weights, masks, kinds, rewindable)
+
+
+def snapshot(variables: dict[str, tf.Variable]) -> Snapshot:
+    """NumPy copies (the variables themselves keep changing)."""
+    return {name: np.array(variable.numpy()) for name, variable in variables.items()}
+
+
+def restore(variables: dict[str, tf.Variable], values: Snapshot) -> None:
+    """Assigns ``values`` by name; a missing or misshapen entry is an error, not a skip."""
+    for name, variable in variables.items():
+        if name not in values:
+            raise KeyError(f"no saved value for variable {name!r}")
+        if tuple(values[name].shape) != tuple(variable.shape):
+            raise ValueError(
+                f"saved {name!r} has shape {values[name].shape}, the model's is {variable.shape}"
+            )
+        variable.assign(values[name])

@@ -1,0 +1,72 @@
+"""One parser for training lengths: ``500it``, ``2ep``, ``1ep50it`` or a bare iteration count.
+
+Every flag that names a point in training (``--iterations``, ``--rewind``, ``--eval_every``) goes
+through :func:`parse_step`, so the conversion between epochs and iterations lives in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from lth_tf.errors import LthError
+
+_STEP_RE = re.compile(r"^(?:(?P<ep>\d+)ep)?(?:(?P<it>\d+)it)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """A point in training, as epochs plus iterations.
+
+    >>> Step.parse("1ep50it").to_iterations(iterations_per_epoch=917)
+    967
+    >>> str(Step.parse("500"))
+    '500it'
+    """
+
+    epochs: int = 0
+    iterations: int = 0
+
+    @classmethod
+    def parse(cls, text: str | int, what: str = "step") -> Step:
+        """Parses ``500it``, ``2ep``, ``1ep50it`` or a bare integer (iterations)."""
+        text = str(text).strip().lower()
+        if text.isdigit():
+            return cls(iterations=int(text))
+        match = _STEP_RE.match(text)
+        if not text or match is None:
+            raise LthError(
+                f"{what}: {text!r} is not a step; use an iteration count or a string "
+                "like 0, 500it, 2ep or 1ep50it"
+            )
+        return cls(epochs=int(match["ep"] or 0), iterations=int(match["it"] or 0))
+
+    def to_iterations(self, iterations_per_epoch: int) -> int:
+        """The iteration this step falls on, for a given epoch length."""
+        return self.epochs * iterations_per_epoch + self.iterations
+
+    def __str__(self) -> str:
+        if self.epochs and self.iterations:
+            return f"{self.epochs}ep{self.iterations}it"
+        if self.epochs:
+            return f"{self.epochs}ep"
+        return f"{self.iterations}it"
+
+
+def parse_step(text: str | int, iterations_per_epoch: int, what: str = "step") -> int:
+    """Parses a step string straight to an iteration count.
+
+    >>> parse_step("2ep", iterations_per_epoch=917)
+    1834
+    """
+    return Step.parse(text, what).to_iterations(iterations_per_epoch)
+
+
+def iterations_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Iterations in one pass over ``num_examples``; a partial last batch counts as one.
+
+    >>> iterations_per_epoch(55_000, 60)
+    917
+    """
+    return math.ceil(num_examples / batch_size)

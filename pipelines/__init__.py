@@ -1,0 +1,1 @@
+"""absl entry points: they parse flags and call the ``lth_tf`` library."""

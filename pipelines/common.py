@@ -1,0 +1,44 @@
+"""What every pipeline shares: one-line errors instead of tracebacks, and logging set-up."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+
+import lth_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+from lth_tf.errors import LthError
+
+EXIT_USER_ERROR = 2
+
+
+def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
+    """Turns an :class:`LthError` into ``error: <message>`` on stderr and exit status 2."""
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str]) -> None:
+        try:
+            main(argv)
+        except LthError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            print("interrupted; rerun the same command to resume", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapped
+
+
+def setup_logging() -> None:
+    """Progress lines from ``lth_tf`` on stdout, plain, without absl's prefixes."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logger = logging.getLogger("lth_tf")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
