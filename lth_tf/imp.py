@@ -11,6 +11,7 @@ again with a fresh optimizer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from lth_tf.experiment import (
     default_experiment_name,
     open_experiment,
 )
-from lth_tf.models import get_model
+from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.masks import layerwise_masks, percent_remaining
 from lth_tf.pruning.wrapping import PrunedModel, snapshot, wrap_model
 from lth_tf.training import RoundProgress, Trainer, train_round
@@ -47,19 +48,6 @@ class RunOptions:
     show_progress: bool = True
 
 
-def paper_defaults(model: str, dataset: str | None = None) -> ExperimentHparams:
-    """The paper's hyperparameters for ``model`` (on its default dataset unless given)."""
-    from lth_tf.config import DatasetHparams, ModelHparams
-
-    spec = get_model(model)
-    return ExperimentHparams(
-        dataset=DatasetHparams(dataset or spec.dataset),
-        model=ModelHparams(model),
-        training=spec.training,
-        pruning=spec.pruning,
-    )
-
-
 def run_imp(
     hparams: ExperimentHparams,
     output_dir: str | Path,
@@ -67,9 +55,15 @@ def run_imp(
     options: RunOptions = RunOptions(),
     strategy: tf.distribute.Strategy | None = None,
     data: ImageDataset | None = None,
+    on_round_start: Callable[[int, PrunedModel], None] | None = None,
     on_round_end: Callable[[dict], None] | None = None,
 ) -> ExperimentDir:
-    """Runs (or resumes) every round of an IMP experiment; returns its directory."""
+    """Runs (or resumes) every round of an IMP experiment; returns its directory.
+
+    ``on_round_start(round, pruned)`` sees the model masked and rewound, before its first step
+    (not called when a round resumes from a checkpoint); ``on_round_end(row)`` gets the round's
+    results row.
+    """
     strategy = strategy or tf.distribute.get_strategy()
     data = data or load_dataset(hparams.dataset.name, options.data_dir)
     resolved = hparams.resolve(len(data.train_labels))
@@ -116,7 +110,9 @@ def run_imp(
     for pruning_round in range(hparams.pruning.rounds + 1):
         if pruning_round in done:
             continue
-        row = _run_round(experiment, pruned, trainer, resolved, pruning_round, options)
+        row = _run_round(
+            experiment, pruned, trainer, resolved, pruning_round, options, on_round_start
+        )
         log.info(
             "round %2d | %6.2f%% of weights remain | test accuracy %.2f%% | early stop at "
             "iteration %d (test accuracy %.2f%%)",
@@ -134,17 +130,17 @@ def run_imp(
 def _round_masks(experiment: ExperimentDir, pruned: PrunedModel, pruning_round: int):
     """Round 0: all ones. Round r: prune round r-1's trained weights to round r's sparsities."""
     path = experiment.masks(pruning_round)
-    if path.exists():
-        return io.read_npz(path)
-    if pruning_round == 0:
-        masks = {name: np.ones(v.shape, v.dtype.as_numpy_dtype) for name, v in pruned.masks.items()}
-    else:
-        trained = io.read_npz(experiment.weights(pruning_round - 1))
-        previous = io.read_npz(experiment.masks(pruning_round - 1))
-        weights = {name: trained[name] for name in pruned.weights}
-        masks = layerwise_masks(weights, previous, pruned.target_sparsities())
-    io.write_npz(path, masks)
-    return masks
+    if not path.exists():
+        if pruning_round == 0:
+            masks = {name: np.ones(v.shape, np.uint8) for name, v in pruned.masks.items()}
+        else:
+            trained = io.read_npz(experiment.weights(pruning_round - 1))
+            previous = io.read_npz(experiment.masks(pruning_round - 1))
+            weights = {name: trained[name] for name in pruned.weights}
+            masks = layerwise_masks(weights, previous, pruned.target_sparsities())
+        # 0/1 as uint8, compressed: a mask file is a small fraction of the weights' size.
+        io.write_npz(path, {k: v.astype(np.uint8) for k, v in masks.items()}, compressed=True)
+    return {name: mask.astype(np.float32) for name, mask in io.read_npz(path).items()}
 
 
 def _run_round(
@@ -154,6 +150,7 @@ def _run_round(
     resolved: Resolved,
     pruning_round: int,
     options: RunOptions,
+    on_round_start: Callable[[int, PrunedModel], None] | None,
 ) -> dict:
     pruned.set_round(pruning_round)
     masks = _round_masks(experiment, pruned, pruning_round)
@@ -170,6 +167,8 @@ def _run_round(
         pruned.apply_masks()
         trainer.reset_optimizer()
         progress = RoundProgress()
+        if on_round_start is not None:
+            on_round_start(pruning_round, pruned)
 
     def save_checkpoint(current: RoundProgress) -> None:
         state = trainer.state()
@@ -230,12 +229,8 @@ def _run_round(
 
 
 def _json_dump(data) -> str:
-    import json
-
     return json.dumps(data)
 
 
 def _json_item(array: np.ndarray):
-    import json
-
     return json.loads(str(array))

@@ -46,10 +46,12 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+def write_npz(
+    path: str | os.PathLike, arrays: dict[str, np.ndarray], compressed: bool = False
+) -> None:
     """Saves named arrays (names may contain ``/``) atomically."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
     write_bytes_atomic(path, buffer.getvalue())
 
 

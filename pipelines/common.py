@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Callable
 
 import lth_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
@@ -35,6 +38,8 @@ def setup_logging() -> None:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)
+    # tf.data warns about its own option plumbing under distribution strategies.
+    warnings.filterwarnings("ignore", message="To make it possible to preserve tf.data options")
     logger = logging.getLogger("lth_tf")
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -42,3 +47,28 @@ def setup_logging() -> None:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
+
+
+def start_tensorflow_quietly() -> None:
+    """Imports TensorFlow and finds its devices with the C++ start-up chatter hidden.
+
+    On a machine without CUDA, TensorFlow prints several lines about missing drivers to the
+    process's stderr before Python's logging exists; they bury the one line a user needs. The
+    text is shown after all if the start fails.
+    """
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved_fd, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)

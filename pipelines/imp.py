@@ -9,7 +9,7 @@ import dataclasses
 
 from absl import app, flags
 
-from pipelines.common import setup_logging, user_errors_as_one_line
+from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "lenet300_100", "Model: lenet300_100, conv2, conv4 or conv6.")
@@ -60,8 +60,7 @@ def hparams_from_flags():
     from lth_tf.config import DatasetHparams, PruneRates
     from lth_tf.data.sources import DATASETS
     from lth_tf.errors import LthError
-    from lth_tf.imp import paper_defaults
-    from lth_tf.models import get_model
+    from lth_tf.models import get_model, paper_defaults
 
     spec = get_model(FLAGS.model)
     dataset = FLAGS.dataset or spec.dataset
@@ -114,6 +113,7 @@ def main(argv: list[str]) -> None:
     setup_logging()
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
     check_strategy_name(FLAGS.strategy)
+    start_tensorflow_quietly()
     if FLAGS.virtual_cpus is not None:
         split_cpu(FLAGS.virtual_cpus)
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)

@@ -9,7 +9,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lth_tf.config import PruneRates, PruningHparams, TrainingHparams
+from lth_tf.config import (
+    DatasetHparams,
+    ExperimentHparams,
+    ModelHparams,
+    PruneRates,
+    PruningHparams,
+    TrainingHparams,
+)
 from lth_tf.errors import LthError
 from lth_tf.models import conv, lenet
 
@@ -106,3 +113,18 @@ def layer_kind(layer: tf_keras.layers.Layer) -> str | None:
     if isinstance(layer, tf_keras.layers.Dense):
         return "output" if layer.name == "output" else "fc"
     return None
+
+
+def paper_defaults(model: str, dataset: str | None = None) -> ExperimentHparams:
+    """The paper's hyperparameters for ``model``, on its default dataset unless one is given.
+
+    >>> paper_defaults("lenet300_100", "fashion_mnist").pruning.rates.fc
+    0.2
+    """
+    spec = get_model(model)
+    return ExperimentHparams(
+        dataset=DatasetHparams(dataset or spec.dataset),
+        model=ModelHparams(model),
+        training=spec.training,
+        pruning=spec.pruning,
+    )

@@ -1,0 +1,74 @@
+"""Step strings, prune rates and hyperparameter resolution."""
+
+import pytest
+
+from lth_tf.config import PruneRates, TrainingHparams
+from lth_tf.errors import LthError
+from lth_tf.models import paper_defaults
+from lth_tf.steps import Step, iterations_per_epoch, parse_step
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("0", 0), ("500", 500), ("500it", 500), ("2ep", 1834), ("1ep50it", 967), (" 3EP ", 2751)],
+)
+def test_step_strings_convert_to_iterations(text, expected):
+    assert parse_step(text, iterations_per_epoch=917) == expected
+
+
+@pytest.mark.parametrize("text", ["soon", "", "-5", "1.5ep", "it", "5it2ep", "2 ep"])
+def test_bad_step_strings_are_user_errors(text):
+    with pytest.raises(LthError, match="--rewind"):
+        Step.parse(text, "--rewind")
+
+
+def test_step_prints_back_in_canonical_form():
+    assert str(Step.parse("1ep50it")) == "1ep50it"
+    assert str(Step.parse("0")) == "0it"
+    assert iterations_per_epoch(55_000, 60) == 917
+
+
+def test_prune_rates_parse_and_keep_unnamed_kinds():
+    rates = PruneRates.parse("conv=0.15, output=0.05", base=PruneRates(fc=0.2, output=0.1))
+    assert rates == PruneRates(conv=0.15, fc=0.2, output=0.05)
+
+
+@pytest.mark.parametrize("text", ["fc=1.5", "fc=1", "fc=-0.1", "dense=0.2", "fc", "fc=lots"])
+def test_bad_prune_rates_are_user_errors(text):
+    with pytest.raises(LthError, match="--prune_rates"):
+        PruneRates.parse(text)
+
+
+def test_resolve_turns_steps_into_iterations_and_refuses_late_rewind():
+    import dataclasses
+
+    hparams = paper_defaults("lenet300_100", "fashion_mnist")
+    hparams = dataclasses.replace(
+        hparams,
+        training=dataclasses.replace(hparams.training, iterations="2ep"),
+        pruning=dataclasses.replace(hparams.pruning, rewind="1ep"),
+    )
+    resolved = hparams.resolve(55_000)
+    assert (resolved.iterations, resolved.rewind_iteration) == (1834, 917)
+    assert resolved.eval_every == 1834 // 20
+    late = dataclasses.replace(hparams, pruning=dataclasses.replace(hparams.pruning, rewind="3ep"))
+    with pytest.raises(LthError, match="past the end of round 0"):
+        late.resolve(55_000)
+
+
+def test_training_hparams_validate():
+    with pytest.raises(LthError, match="--iterations"):
+        TrainingHparams(iterations="0")
+    with pytest.raises(LthError, match="--batch_size"):
+        TrainingHparams(batch_size=0)
+
+
+def test_experiment_hash_depends_only_on_differences_from_defaults():
+    import dataclasses
+
+    defaults = paper_defaults("conv6")
+    assert defaults.short_hash(defaults) == paper_defaults("conv6").short_hash(defaults)
+    changed = dataclasses.replace(defaults, training=dataclasses.replace(defaults.training, seed=1))
+    assert changed.short_hash(defaults) != defaults.short_hash(defaults)
+    assert defaults.to_dict()["pruning"]["rates"] == {"conv": 0.15, "fc": 0.2, "output": 0.1}
+    assert type(defaults).from_dict(changed.to_dict()) == changed
