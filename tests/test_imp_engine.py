@@ -1,0 +1,186 @@
+"""The IMP engine in-process on a tiny dataset: sparsities, nesting, rewinding, zeros."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_dataset
+from lth_tf import io
+from lth_tf.config import ExperimentHparams, TrainingHparams
+from lth_tf.errors import LthError
+from lth_tf.imp import RunOptions, run_imp
+from lth_tf.models import get_model, paper_defaults
+from lth_tf.pruning.wrapping import wrap_model
+from lth_tf.training import Trainer
+
+QUIET = RunOptions(show_progress=False)
+
+
+def lenet_hparams(**changes) -> ExperimentHparams:
+    hparams = paper_defaults("lenet300_100", "mnist")
+    training = dataclasses.replace(hparams.training, iterations="30it", eval_every="10it")
+    pruning = dataclasses.replace(hparams.pruning, rounds=4)
+    hparams = dataclasses.replace(hparams, training=training, pruning=pruning)
+    for group, values in changes.items():
+        hparams = dataclasses.replace(
+            hparams, **{group: dataclasses.replace(getattr(hparams, group), **values)}
+        )
+    return hparams
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dataset()
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory, data):
+    """A 4-round lenet run rewinding to iteration 10, watched at every round start."""
+    starts = {}
+
+    def watch(pruning_round, pruned):
+        starts[pruning_round] = {
+            name: variable.numpy().copy() for name, variable in pruned.rewindable.items()
+        }
+
+    hparams = lenet_hparams(pruning={"rewind": "10it"})
+    experiment = run_imp(
+        hparams, tmp_path_factory.mktemp("runs"), "lenet", QUIET, data=data, on_round_start=watch
+    )
+    return experiment, starts
+
+
+def test_each_layer_keeps_its_kinds_fraction_exactly_and_masks_nest(lenet_run):
+    experiment, _ = lenet_run
+    rows = experiment.read_results()
+    assert [int(row["round"]) for row in rows] == [0, 1, 2, 3, 4]
+    rates = {"fc1/kernel": 0.2, "fc2/kernel": 0.2, "output/kernel": 0.1}
+    previous = None
+    for pruning_round in range(5):
+        masks = io.read_npz(experiment.masks(pruning_round))
+        assert set(masks) == set(rates)
+        for name, mask in masks.items():
+            expected = mask.size * (1 - rates[name]) ** pruning_round
+            assert abs(mask.sum() - expected) <= 1, (pruning_round, name)
+            assert set(np.unique(mask)) <= {0, 1}
+            if previous is not None:
+                assert np.all(mask <= previous[name]), "a pruned weight came back"
+        total = sum(m.size for m in masks.values())
+        alive = sum(m.sum() for m in masks.values())
+        assert float(rows[pruning_round]["percent_remaining"]) == pytest.approx(100 * alive / total)
+        previous = masks
+
+
+def test_masks_prune_the_smallest_trained_weights_of_the_previous_round(lenet_run):
+    experiment, _ = lenet_run
+    trained = io.read_npz(experiment.weights(1))["fc1/kernel"]
+    before = io.read_npz(experiment.masks(1))["fc1/kernel"]
+    after = io.read_npz(experiment.masks(2))["fc1/kernel"]
+    newly_pruned = (before == 1) & (after == 0)
+    assert newly_pruned.any()
+    assert np.abs(trained[after == 1]).min() >= np.abs(trained[newly_pruned]).max()
+
+
+def test_rounds_start_from_the_rewind_point_times_the_mask_exactly(lenet_run):
+    experiment, starts = lenet_run
+    point = io.read_npz(experiment.rewind_point)
+    for pruning_round in range(1, 5):
+        masks = io.read_npz(experiment.masks(pruning_round))
+        for name, value in starts[pruning_round].items():
+            expected = point[name] * masks[name] if name in masks else point[name]
+            np.testing.assert_array_equal(value, expected, err_msg=f"{pruning_round} {name}")
+
+
+def test_rewind_point_is_the_weights_after_that_many_iterations_of_round_0(lenet_run, data):
+    experiment, _ = lenet_run
+    hparams = lenet_hparams()
+    tf.keras.utils.set_random_seed(hparams.training.seed)
+    pruned = wrap_model(get_model("lenet300_100").build((28, 28, 1), 10), hparams.pruning.rates)
+    pruned.set_round(0)
+    trainer = Trainer(pruned, data, hparams.training, tf.distribute.get_strategy())
+    trainer.train_steps(trainer.batches_from(0), 10)
+    point = io.read_npz(experiment.rewind_point)
+    for name, variable in pruned.rewindable.items():
+        np.testing.assert_array_equal(variable.numpy(), point[name], err_msg=name)
+
+
+def test_saved_weights_are_zero_exactly_where_masks_are(lenet_run):
+    experiment, _ = lenet_run
+    for pruning_round in range(5):
+        masks = io.read_npz(experiment.masks(pruning_round))
+        weights = io.read_npz(experiment.weights(pruning_round))
+        for name, mask in masks.items():
+            assert np.all(weights[name][mask == 0] == 0)
+            assert np.count_nonzero(weights[name][mask == 1]) == mask.sum()
+
+
+@pytest.mark.parametrize(
+    "optimizer, momentum", [("adam", 0.0), ("sgd", 0.9)], ids=["adam", "sgd_momentum"]
+)
+def test_pruned_weights_stay_exactly_zero_after_every_optimizer_step(data, optimizer, momentum):
+    training = TrainingHparams(optimizer=optimizer, learning_rate=0.05, momentum=momentum)
+    tf.keras.utils.set_random_seed(3)
+    pruned = wrap_model(
+        get_model("lenet300_100").build((28, 28, 1), 10), lenet_hparams().pruning.rates
+    )
+    pruned.set_round(1)
+    rng = np.random.default_rng(0)
+    masks = {n: (rng.random(v.shape) < 0.5).astype(np.float32) for n, v in pruned.masks.items()}
+    pruned.set_masks(masks)
+    pruned.apply_masks()
+    trainer = Trainer(pruned, data, training, tf.distribute.get_strategy(), steps_per_execution=1)
+    iterator = trainer.batches_from(0)
+    for _ in range(15):
+        trainer.train_steps(iterator, 1)
+        for name, weight in pruned.weights.items():
+            value = weight.numpy()
+            assert np.all(value[masks[name] == 0] == 0), name
+            assert np.any(value[masks[name] == 1] != 0)
+    # Optimizer slots never accumulate anything at pruned positions either.
+    by_shape = {v.shape: n for n, v in pruned.weights.items()}
+    for slot in trainer.optimizer.variables[1:]:
+        if slot.shape in by_shape:
+            assert np.all(slot.numpy()[masks[by_shape[slot.shape]] == 0] == 0)
+
+
+def test_rerun_with_other_hyperparameters_is_refused(lenet_run, data):
+    experiment, _ = lenet_run
+    other = lenet_hparams(training={"learning_rate": 0.1}, pruning={"rewind": "10it"})
+    with pytest.raises(LthError, match="other hyperparameters.*learning_rate"):
+        run_imp(other, experiment.root.parent, "lenet", QUIET, data=data)
+
+
+def test_rerun_of_a_finished_experiment_does_nothing(lenet_run, data):
+    experiment, _ = lenet_run
+    before = experiment.results.read_text()
+    hparams = lenet_hparams(pruning={"rewind": "10it"})
+    run_imp(hparams, experiment.root.parent, "lenet", QUIET, data=data)
+    assert experiment.results.read_text() == before
+
+
+def test_early_stop_columns_come_from_the_minimum_validation_loss(lenet_run):
+    experiment, _ = lenet_run
+    for row in experiment.read_results():
+        evaluations = io.read_csv(experiment.evaluations(int(row["round"])))
+        assert [int(e["iteration"]) for e in evaluations] == [10, 20, 30]
+        best = min(evaluations, key=lambda e: float(e["val_loss"]))
+        assert int(row["early_stop_iteration"]) == int(best["iteration"])
+        assert float(row["early_stop_test_accuracy"]) == float(best["test_accuracy"])
+        assert float(row["val_loss_min"]) == float(best["val_loss"])
+        assert float(row["test_accuracy"]) == float(evaluations[-1]["test_accuracy"])
+
+
+def test_conv6_trains_on_colour_images(tmp_path):
+    hparams = paper_defaults("conv6", "cifar10")
+    hparams = dataclasses.replace(
+        hparams,
+        training=dataclasses.replace(hparams.training, iterations="3it", batch_size=20),
+        pruning=dataclasses.replace(hparams.pruning, rounds=1),
+    )
+    data = tiny_dataset(train=100, val=20, test=20, shape=(32, 32, 3))
+    experiment = run_imp(hparams, tmp_path, "c6", QUIET, data=data)
+    masks = io.read_npz(experiment.masks(1))
+    assert abs(masks["conv1/kernel"].sum() - 1728 * 0.85) <= 1
+    assert abs(masks["fc1/kernel"].sum() - 4096 * 256 * 0.8) <= 1
