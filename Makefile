@@ -24,7 +24,7 @@ data:
 
 run: setup
 	$(BIN)/python -m pipelines.imp --model=lenet300_100 --dataset=fashion_mnist \
-		--rounds=5 --iterations=1000 --output_dir=runs --experiment_name=quickstart
+		--rounds=10 --iterations=1000 --output_dir=runs --experiment_name=quickstart
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -18,8 +18,11 @@ from lth_tf.steps import Step, iterations_per_epoch
 
 LAYER_KINDS = ("conv", "fc", "output")
 OPTIMIZERS = ("adam", "sgd")
-# Evaluations per round when --eval_every is "auto", and the coarsest spacing it may pick.
+# --eval_every=auto: about 20 evaluations per round, but never closer than 100 iterations (an
+# evaluation covers 15,000 examples: on a CPU it can cost more than 100 training steps) nor
+# further apart than 500 (the early-stop iteration would blur).
 AUTO_EVALUATIONS_PER_ROUND = 20
+AUTO_EVAL_EVERY_MIN = 100
 AUTO_EVAL_EVERY_MAX = 500
 
 
@@ -172,7 +175,7 @@ class ExperimentHparams:
         iterations = Step.parse(self.training.iterations, "--iterations").to_iterations(per_epoch)
         if self.training.eval_every == "auto":
             spacing = iterations // AUTO_EVALUATIONS_PER_ROUND
-            eval_every = min(max(spacing, 1), AUTO_EVAL_EVERY_MAX)
+            eval_every = min(max(spacing, AUTO_EVAL_EVERY_MIN), AUTO_EVAL_EVERY_MAX)
         else:
             eval_every = Step.parse(self.training.eval_every, "--eval_every").to_iterations(
                 per_epoch

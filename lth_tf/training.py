@@ -84,6 +84,15 @@ class RoundProgress:
         return cls(data["iteration"], data["train_seconds"], evaluations)
 
 
+def xla_can_train(model: tf_keras.Model) -> bool:
+    """Whether XLA can compile this model's training step under op determinism.
+
+    XLA has no deterministic max-pooling gradient, and runs must stay deterministic to resume
+    exactly, so models with max pooling train without XLA (their evaluation still uses it).
+    """
+    return not any(isinstance(layer, tf_keras.layers.MaxPooling2D) for layer in model.submodules)
+
+
 def make_optimizer(training: TrainingHparams) -> tf_keras.optimizers.Optimizer:
     if training.optimizer == "adam":
         return tf_keras.optimizers.Adam(training.learning_rate)
@@ -127,7 +136,9 @@ class Trainer:
         self._test = strategy.experimental_distribute_dataset(
             evaluation_batches(data.test_images, data.test_labels)
         )
-        self._step = tf.function(self._replica_train_step, jit_compile=jit_compile)
+        self._step = tf.function(
+            self._replica_train_step, jit_compile=jit_compile and xla_can_train(model)
+        )
         self._train_chunk = tf.function(self._train_chunk_impl)
         self._eval_step = tf.function(self._replica_eval_step, jit_compile=jit_compile)
         self._evaluate = tf.function(self._evaluate_impl)

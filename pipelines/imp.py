@@ -40,7 +40,7 @@ flags.DEFINE_string(
     "eval_every",
     None,
     "Evaluate validation/test every this many iterations (e.g. 500it), or "
-    "'auto' (about 20 evaluations per round, at most every 500 iterations).",
+    "'auto' (about 20 evaluations per round, 100 to 500 iterations apart).",
 )
 flags.DEFINE_integer("seed", None, "Random seed: initialisation and data order.")
 flags.DEFINE_string("output_dir", "runs", "Where experiment directories go.")

@@ -50,7 +50,15 @@ def test_resolve_turns_steps_into_iterations_and_refuses_late_rewind():
     )
     resolved = hparams.resolve(55_000)
     assert (resolved.iterations, resolved.rewind_iteration) == (1834, 917)
-    assert resolved.eval_every == 1834 // 20
+    assert resolved.eval_every == 100  # 1834 // 20 is closer than the 100-iteration floor
+    short = dataclasses.replace(
+        hparams, training=dataclasses.replace(hparams.training, iterations="200")
+    )
+    assert short.resolve(55_000).eval_every == 100
+    tiny = dataclasses.replace(
+        hparams, training=dataclasses.replace(hparams.training, iterations="20")
+    )
+    assert tiny.resolve(55_000).eval_every == 20
     late = dataclasses.replace(hparams, pruning=dataclasses.replace(hparams.pruning, rewind="3ep"))
     with pytest.raises(LthError, match="past the end of round 0"):
         late.resolve(55_000)
