@@ -52,13 +52,13 @@ def test_resolve_turns_steps_into_iterations_and_refuses_late_rewind():
     assert (resolved.iterations, resolved.rewind_iteration) == (1834, 917)
     assert resolved.eval_every == 100  # 1834 // 20 is closer than the 100-iteration floor
     short = dataclasses.replace(
-        hparams, training=dataclasses.replace(hparams.training, iterations="200")
+        hparams, training=dataclasses.replace(hparams.training, iterations="2000")
     )
     assert short.resolve(55_000).eval_every == 100
     tiny = dataclasses.replace(
-        hparams, training=dataclasses.replace(hparams.training, iterations="20")
+        hparams, training=dataclasses.replace(hparams.training, iterations="20000")
     )
-    assert tiny.resolve(55_000).eval_every == 20
+    assert tiny.resolve(55_000).eval_every == 500
     late = dataclasses.replace(hparams, pruning=dataclasses.replace(hparams.pruning, rewind="3ep"))
     with pytest.raises(LthError, match="past the end of round 0"):
         late.resolve(55_000)
