@@ -111,16 +111,46 @@ class TrainingHparams:
 
 @dataclasses.dataclass(frozen=True)
 class PruningHparams:
-    """How IMP prunes: rates per layer kind, number of rounds, and the rewind point."""
+    """How IMP prunes: per-kind rates, rounds, rewind point, and Dense kernels' block shape.
+
+    ``block_size`` is ROWSxCOLUMNS of a Dense kernel; ``"1x1"`` prunes weight by weight.
+    """
 
     rates: PruneRates = PruneRates(fc=0.2, output=0.1)
     rounds: int = 20
     rewind: str = "0it"
+    block_size: str = "1x1"
 
     def __post_init__(self) -> None:
         if self.rounds < 0:
             raise LthError(f"--rounds must be 0 or more, got {self.rounds}")
         Step.parse(self.rewind, "--rewind")
+        rows, cols = parse_block_size(self.block_size)
+        # One spelling per block shape, so "4X1" and "4x1" are the same experiment.
+        object.__setattr__(self, "block_size", f"{rows}x{cols}")
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        """``block_size`` as (rows, columns) of a Keras Dense kernel, i.e. (inputs, outputs)."""
+        return parse_block_size(self.block_size)
+
+
+def parse_block_size(text: str) -> tuple[int, int]:
+    """``"4x1"`` -> (4, 1): 4 consecutive input rows of one output column of a Dense kernel.
+
+    (4, 1) is the block TFLite's fast sparse FullyConnected kernel runs in float: TFLite stores
+    the kernel transposed, as (outputs, inputs), where it is a 1x4 block.
+
+    >>> parse_block_size("4x1")
+    (4, 1)
+    """
+    rows, sep, cols = text.strip().lower().partition("x")
+    if not (sep and rows.isdigit() and cols.isdigit() and int(rows) > 0 and int(cols) > 0):
+        raise LthError(
+            f"--block_size: {text!r} is not ROWSxCOLUMNS of positive integers; use 1x1 "
+            "(unstructured) or e.g. 4x1 (blocks TFLite's sparse kernel runs fast in float)"
+        )
+    return int(rows), int(cols)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -99,8 +99,10 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
     if experiment.hparams.exists():
         try:
             saved = io.read_json(experiment.hparams)
-            saved_hparams = saved["hparams"]
-        except (ValueError, KeyError, TypeError):
+            # Through the dataclasses and back: an option added since the directory was written
+            # takes its neutral default, so older experiments still resume.
+            saved_hparams = ExperimentHparams.from_dict(saved["hparams"]).to_dict()
+        except (ValueError, KeyError, TypeError, LthError):
             raise LthError(
                 f"{experiment.hparams} is not an lth_tf hparams file; "
                 "choose another --output_dir or --experiment_name"

@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -32,7 +33,7 @@ from lth_tf.experiment import (
 from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.masks import layerwise_masks, percent_remaining
 from lth_tf.pruning.wrapping import PrunedModel, snapshot, wrap_model
-from lth_tf.training import RoundProgress, Trainer, train_round
+from lth_tf.training import RoundObserver, RoundProgress, Trainer, train_round
 
 log = logging.getLogger("lth_tf")
 _PROGRESS_KEY = "__progress__"
@@ -48,6 +49,23 @@ class RunOptions:
     show_progress: bool = True
 
 
+class ImpObserver(Protocol):
+    """Watches a whole run, e.g. :class:`lth_tf.monitoring.tensorboard.TensorBoardMonitor`.
+
+    ``start`` comes once the experiment directory is open (also when every round is done
+    already), ``watch_round`` before a round trains (fresh or resumed), ``end_round`` after its
+    results row is saved, ``close`` when the run ends without an error.
+    """
+
+    def start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None: ...
+
+    def watch_round(self, pruning_round: int) -> RoundObserver | None: ...
+
+    def end_round(self, row: dict) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def run_imp(
     hparams: ExperimentHparams,
     output_dir: str | Path,
@@ -57,12 +75,13 @@ def run_imp(
     data: ImageDataset | None = None,
     on_round_start: Callable[[int, PrunedModel], None] | None = None,
     on_round_end: Callable[[dict], None] | None = None,
+    observer: ImpObserver | None = None,
 ) -> ExperimentDir:
     """Runs (or resumes) every round of an IMP experiment; returns its directory.
 
     ``on_round_start(round, pruned)`` sees the model masked and rewound, before its first step
     (not called when a round resumes from a checkpoint); ``on_round_end(row)`` gets the round's
-    results row.
+    results row; ``observer`` watches the whole run (TensorBoard logs).
     """
     strategy = strategy or tf.distribute.get_strategy()
     data = data or load_dataset(hparams.dataset.name, options.data_dir)
@@ -84,11 +103,15 @@ def run_imp(
             },
         },
     )
+    if observer is not None:
+        observer.start(experiment, hparams)
     done = experiment.completed_rounds()
     if all(r in done for r in range(hparams.pruning.rounds + 1)):
         log.info(
             "All %d rounds of %s are done already.", hparams.pruning.rounds + 1, experiment.root
         )
+        if observer is not None:
+            observer.close()
         return experiment
 
     tf_keras.utils.set_random_seed(hparams.training.seed)
@@ -111,7 +134,7 @@ def run_imp(
         if pruning_round in done:
             continue
         row = _run_round(
-            experiment, pruned, trainer, resolved, pruning_round, options, on_round_start
+            experiment, pruned, trainer, resolved, pruning_round, options, on_round_start, observer
         )
         log.info(
             "round %2d | %6.2f%% of weights remain | test accuracy %.2f%% | early stop at "
@@ -124,6 +147,10 @@ def run_imp(
         )
         if on_round_end is not None:
             on_round_end(row)
+        if observer is not None:
+            observer.end_round(row)
+    if observer is not None:
+        observer.close()
     return experiment
 
 
@@ -137,7 +164,12 @@ def _round_masks(experiment: ExperimentDir, pruned: PrunedModel, pruning_round: 
             trained = io.read_npz(experiment.weights(pruning_round - 1))
             previous = io.read_npz(experiment.masks(pruning_round - 1))
             weights = {name: trained[name] for name in pruned.weights}
-            masks = layerwise_masks(weights, previous, pruned.target_sparsities())
+            # hparams.json, already checked against this run's hyperparameters, holds the block.
+            saved = ExperimentHparams.from_dict(io.read_json(experiment.hparams)["hparams"])
+            block = saved.pruning.block_shape
+            # Only Dense kernels: TFLite has fast sparse kernels for FullyConnected blocks alone.
+            blocks = {n: block for n, kind in pruned.kinds.items() if kind in ("fc", "output")}
+            masks = layerwise_masks(weights, previous, pruned.target_sparsities(), blocks)
         # 0/1 as uint8, compressed: a mask file is a small fraction of the weights' size.
         io.write_npz(path, {k: v.astype(np.uint8) for k, v in masks.items()}, compressed=True)
     return {name: mask.astype(np.float32) for name, mask in io.read_npz(path).items()}
@@ -151,6 +183,7 @@ def _run_round(
     pruning_round: int,
     options: RunOptions,
     on_round_start: Callable[[int, PrunedModel], None] | None,
+    observer: ImpObserver | None = None,
 ) -> dict:
     pruned.set_round(pruning_round)
     masks = _round_masks(experiment, pruned, pruning_round)
@@ -197,6 +230,7 @@ def _run_round(
         on_checkpoint=save_checkpoint,
         on_iteration=on_iteration,
         progress_bar=bar,
+        observer=observer.watch_round(pruning_round) if observer is not None else None,
     )
 
     pruned.apply_masks()

@@ -16,6 +16,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -58,6 +59,19 @@ class EarlyStop:
             self.val_loss = evaluation.val_loss
             self.iteration = evaluation.iteration
             self.test_accuracy = evaluation.test_accuracy
+
+
+class RoundObserver(Protocol):
+    """Watches one round train, e.g. to log it (:mod:`lth_tf.monitoring.tensorboard`).
+
+    Both calls come between compiled chunks of iterations, never per step.
+    """
+
+    def on_train_chunk(self, iteration: int, loss: float, accuracy: float) -> None:
+        """Mean training loss and accuracy of the chunk of iterations ending at ``iteration``."""
+
+    def on_evaluation(self, evaluation: Evaluation) -> None:
+        """An evaluation, before its checkpoint is saved (so a resume never skips one)."""
 
 
 @dataclasses.dataclass
@@ -251,11 +265,13 @@ def train_round(
     on_checkpoint: Callable[[RoundProgress], None],
     on_iteration: dict[int, Callable[[], None]] | None = None,
     progress_bar: tf_keras.utils.Progbar | None = None,
+    observer: RoundObserver | None = None,
 ) -> RoundProgress:
     """Trains from ``progress.iteration`` to ``iterations``, evaluating every ``eval_every``.
 
     After each evaluation ``on_checkpoint(progress)`` runs (the caller saves a checkpoint);
     ``on_iteration[i]`` runs once the model has trained exactly ``i`` iterations (the rewind point).
+    ``observer`` sees every chunk's training metrics and every evaluation.
     """
     on_iteration = on_iteration or {}
     iterator = trainer.batches_from(progress.iteration)
@@ -272,12 +288,16 @@ def train_round(
         progress.iteration = stop
         if stop in on_iteration:
             on_iteration[stop]()
+        examples = (stop - start) * batch
+        if observer is not None:
+            observer.on_train_chunk(stop, loss_sum / examples, correct / examples)
         if stop % eval_every == 0 or stop == iterations:
             trainer.pruned.apply_masks()
             progress.evaluations.append(trainer.evaluate(stop))
+            if observer is not None:
+                observer.on_evaluation(progress.evaluations[-1])
             on_checkpoint(progress)
         if progress_bar is not None:
-            examples = (stop - start) * batch
             values = [("loss", loss_sum / examples), ("accuracy", correct / examples)]
             if progress.evaluations:
                 values.append(("test_accuracy", progress.evaluations[-1].test_accuracy))

@@ -37,6 +37,13 @@ flags.DEFINE_string(
     "conv=0.15,fc=0.2,output=0.1 (kinds left out keep the model's default).",
 )
 flags.DEFINE_string(
+    "block_size",
+    None,
+    "Prune Dense kernels in blocks of ROWSxCOLUMNS (inputs x outputs), e.g. 4x1: the blocks "
+    "TFLite's sparse FullyConnected kernel runs fast in float. Convolutions stay unstructured. "
+    "Default 1x1 (weight by weight).",
+)
+flags.DEFINE_string(
     "eval_every",
     None,
     "Evaluate validation/test every this many iterations (e.g. 500it), or "
@@ -53,6 +60,11 @@ flags.DEFINE_integer(
 flags.DEFINE_boolean("jit_compile", True, "Compile the training step with XLA.")
 flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar within each round.")
+flags.DEFINE_boolean(
+    "tensorboard",
+    True,
+    "Write TensorBoard logs (<experiment>/tensorboard/) and accuracy_vs_sparsity.png.",
+)
 
 
 def hparams_from_flags():
@@ -83,7 +95,9 @@ def hparams_from_flags():
         if getattr(FLAGS, key) is not None
     }
     pruning = {
-        key: getattr(FLAGS, key) for key in ("rounds", "rewind") if getattr(FLAGS, key) is not None
+        key: getattr(FLAGS, key)
+        for key in ("rounds", "rewind", "block_size")
+        if getattr(FLAGS, key) is not None
     }
     if "rewind" in pruning:
         from lth_tf.steps import Step
@@ -120,6 +134,13 @@ def main(argv: list[str]) -> None:
 
     from lth_tf.imp import RunOptions, run_imp
 
+    observer = None
+    # Under multi_worker every worker runs this; only the chief writes the logs.
+    if FLAGS.tensorboard and strategy.extended.should_save_summary:
+        from lth_tf.monitoring.tensorboard import TensorBoardMonitor
+
+        observer = TensorBoardMonitor()
+
     # XLA here compiles one replica's step; under multi-replica strategies the step holds
     # cross-replica merges (TF-MOT's re-masking) that XLA cannot compile.
     jit = FLAGS.jit_compile and strategy.num_replicas_in_sync == 1
@@ -134,6 +155,7 @@ def main(argv: list[str]) -> None:
             show_progress=FLAGS.progress,
         ),
         strategy=strategy,
+        observer=observer,
     )
     print(f"Results: {experiment.results}")
 

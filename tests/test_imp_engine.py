@@ -184,3 +184,16 @@ def test_conv6_trains_on_colour_images(tmp_path):
     masks = io.read_npz(experiment.masks(1))
     assert abs(masks["conv1/kernel"].sum() - 1728 * 0.85) <= 1
     assert abs(masks["fc1/kernel"].sum() - 4096 * 256 * 0.8) <= 1
+
+
+def test_experiments_written_before_an_option_existed_still_resume(tmp_path):
+    from lth_tf.experiment import open_experiment
+
+    hparams = lenet_hparams()
+    old = hparams.to_dict()
+    del old["pruning"]["block_size"]  # as written before --block_size existed
+    io.write_json(tmp_path / "hparams.json", {"format_version": 1, "hparams": old})
+    assert open_experiment(tmp_path, hparams, {}).root == tmp_path
+    changed = lenet_hparams(pruning={"block_size": "4x1"})
+    with pytest.raises(LthError, match="block_size"):
+        open_experiment(tmp_path, changed, {})

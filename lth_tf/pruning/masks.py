@@ -37,13 +37,59 @@ def magnitude_mask(weights: np.ndarray, mask: np.ndarray, sparsity: float) -> np
     return new_mask.reshape(weights.shape)
 
 
+def block_magnitude_mask(
+    weights: np.ndarray, mask: np.ndarray, sparsity: float, block: tuple[int, int]
+) -> np.ndarray:
+    """Like :func:`magnitude_mask`, but keeps or prunes whole blocks of a rank-2 kernel.
+
+    A block's score is the mean magnitude of its weights; ``sparsity`` of the blocks is pruned
+    (counted in blocks: ``round(blocks * (1 - sparsity))`` survive), only blocks alive in
+    ``mask`` can survive, and ties go to the earlier block (row-major). Edge blocks of a kernel
+    whose shape is not a multiple of ``block`` are partial. ``block=(1, 1)`` is exactly
+    :func:`magnitude_mask`.
+
+    >>> w = np.array([[0.1, 2.0], [0.2, 3.0], [5.0, 0.1], [0.1, 0.1]])
+    >>> block_magnitude_mask(w, np.ones_like(w), sparsity=0.5, block=(2, 1)).tolist()
+    [[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]
+    """
+    if tuple(block) == (1, 1):
+        return magnitude_mask(weights, mask, sparsity)
+    if weights.ndim != 2:
+        raise ValueError(f"block pruning needs a rank-2 kernel, got shape {weights.shape}")
+    (rows, cols), (block_rows, block_cols) = weights.shape, block
+    grid = (-(-rows // block_rows), -(-cols // block_cols))
+    padding = ((0, grid[0] * block_rows - rows), (0, grid[1] * block_cols - cols))
+
+    def per_block(values: np.ndarray) -> np.ndarray:
+        blocks = np.pad(values, padding).reshape(grid[0], block_rows, grid[1], block_cols)
+        return blocks.sum(axis=(1, 3))
+
+    alive = mask > 0
+    scores = per_block(np.abs(weights) * alive) / per_block(np.ones(weights.shape))
+    block_mask = magnitude_mask(scores, (per_block(alive) > 0).astype(mask.dtype), sparsity)
+    expanded = np.repeat(np.repeat(block_mask, block_rows, axis=0), block_cols, axis=1)
+    # Times the old mask: a block that was partly pruned can never grow back.
+    return (expanded[:rows, :cols] * alive).astype(mask.dtype)
+
+
 def layerwise_masks(
     weights: dict[str, np.ndarray],
     masks: dict[str, np.ndarray],
     sparsities: dict[str, float],
+    blocks: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """One :func:`magnitude_mask` per weight, each at its own target sparsity."""
-    return {name: magnitude_mask(weights[name], masks[name], sparsities[name]) for name in weights}
+    """One mask per weight, each at its own target sparsity.
+
+    Weights named in ``blocks`` are pruned in blocks of that shape
+    (:func:`block_magnitude_mask`), the others weight by weight (:func:`magnitude_mask`).
+    """
+    blocks = blocks or {}
+    return {
+        name: block_magnitude_mask(
+            weights[name], masks[name], sparsities[name], blocks.get(name, (1, 1))
+        )
+        for name in weights
+    }
 
 
 def percent_remaining(masks: dict[str, np.ndarray]) -> float:

@@ -1,0 +1,275 @@
+"""Export one ticket: SavedModel, float and int8 .tflite, and ``export.json``, all verified.
+
+``<output_dir>/<experiment>/round_NN/``:
+
+- ``saved_model/``: the stripped Keras model (no wrappers, pruned weights exactly 0);
+- ``ticket.tflite``: float32, weights stored sparse, input float32 raw pixels (0..255);
+- ``ticket_int8.tflite``: full-integer int8, stored sparse, input uint8 raw pixels;
+- ``export.json``: sizes, accuracies (Keras and LiteRT, whole test set) and LiteRT latencies
+  of this ticket and of the same architecture's dense round 0, exported the same way.
+
+The round is written to a temporary directory beside it and moved into place when complete.
+
+>>> report = export_ticket(ticket, dense, data, "saved_models")  # doctest: +SKIP
+>>> report["ticket"]["files"]["ticket.tflite"]["bytes"] < 0.2 * report["dense"]["files"][
+...     "ticket.tflite"]["bytes"]  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io as bytes_io
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tf_keras
+
+from lth_tf import io
+from lth_tf.data.sources import ImageDataset
+from lth_tf.errors import LthError
+from lth_tf.export import litert
+from lth_tf.export.stripped import save_saved_model, stripped_model
+from lth_tf.export.tflite import float_tflite, int8_tflite, representative_images
+from lth_tf.export.ticket import Ticket
+
+SAVED_MODEL = "saved_model"
+FLOAT_FILE = "ticket.tflite"
+INT8_FILE = "ticket_int8.tflite"
+REPORT_FILE = "export.json"
+# LiteRT accuracy this far below Keras's is worth a warning (float should match it exactly).
+ACCURACY_WARNING_POINTS = {FLOAT_FILE: 0.1, INT8_FILE: 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """How much data calibration and timing use; none of it changes the exported files' role."""
+
+    representative_examples: int = 500
+    latency_invocations: int = 2000
+    latency_warmup: int = 200
+    latency_threads: int = 1
+    latency_examples: int = 100
+
+
+def export_dir(output_dir: str | Path, ticket: Ticket) -> Path:
+    """``<output_dir>/<experiment>/round_NN``."""
+    return Path(output_dir) / ticket.name / f"round_{ticket.round:02d}"
+
+
+def check_dataset(ticket: Ticket, data: ImageDataset) -> None:
+    """Refuses a dataset other than the one the experiment trained on (by shape and size)."""
+    expected_shape, expected_test = ticket.input_shape, int(ticket.data["test_examples"])
+    if data.input_shape != expected_shape or len(data.test_labels) != expected_test:
+        raise LthError(
+            f"{data.source} has {len(data.test_labels)} test images of shape {data.input_shape}, "
+            f"but {ticket.experiment.root} trained on {expected_test} of shape {expected_shape} "
+            f"({ticket.data.get('source', 'unknown source')}); pass --data_dir pointing at that "
+            "data"
+        )
+
+
+def export_ticket(
+    ticket: Ticket,
+    dense: Ticket,
+    data: ImageDataset,
+    output_dir: str | Path,
+    options: ExportOptions = ExportOptions(),
+) -> dict[str, Any]:
+    """Writes the ticket's export directory (see the module docstring); returns export.json.
+
+    ``dense`` is round 0 of the same experiment: the dense network, exported the same way
+    (in a temporary directory) for comparison.
+    """
+    check_dataset(ticket, data)
+    destination = export_dir(output_dir, ticket)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    representative = representative_images(
+        data.train_images, options.representative_examples, seed=ticket.hparams.training.seed
+    )
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{destination.name}.") as tmp:
+        staging = Path(tmp)
+        ticket_dir, dense_dir = staging / "ticket", staging / "dense"
+        ticket_model, ticket_files = _write_model(ticket, ticket_dir, representative)
+        if dense.round == ticket.round:  # exporting round 0: it is its own dense reference
+            dense_dir, dense_model, dense_files = ticket_dir, ticket_model, ticket_files
+        else:
+            dense_model, dense_files = _write_model(dense, dense_dir, representative)
+
+        examples = data.test_images[: options.latency_examples]
+        latencies: dict[str, dict[str, float]] = {"ticket": {}, "dense": {}}
+        for file in (FLOAT_FILE, INT8_FILE):
+            # Side by side in one process: a ticket's speed is only meaningful next to the dense.
+            contents = {"ticket": ticket_files[file]}
+            if dense_files is not ticket_files:
+                contents["dense"] = dense_files[file]
+            measured = litert.median_latencies(
+                contents,
+                examples,
+                invocations=options.latency_invocations,
+                warmup=options.latency_warmup,
+                num_threads=options.latency_threads,
+            )
+            latencies["ticket"][file] = measured["ticket"]
+            latencies["dense"][file] = measured.get("dense", measured["ticket"])
+
+        report = {
+            "experiment": str(ticket.experiment.root.resolve()),
+            "round": ticket.round,
+            "selection": ticket.selection,
+            "model": ticket.hparams.model.name,
+            "dataset": ticket.hparams.dataset.name,
+            "block_size": ticket.hparams.pruning.block_size,
+            "data": {
+                "source": data.source,
+                "test_examples": len(data.test_labels),
+                "representative_examples": len(representative),
+                "representative_split": "train",
+            },
+            "latency": {
+                "statistic": "median microseconds per invoke(), batch 1",
+                "invocations": options.latency_invocations,
+                "warmup": options.latency_warmup,
+                "threads": options.latency_threads,
+            },
+            "ticket": _figures(ticket, ticket_model, ticket_dir, ticket_files, data),
+            "dense": _figures(dense, dense_model, dense_dir, dense_files, data),
+        }
+        for which in ("ticket", "dense"):
+            for file, microseconds in latencies[which].items():
+                report[which]["files"][file]["median_latency_us"] = round(microseconds, 3)
+        report["comparison"] = _comparison(report["ticket"]["files"], report["dense"]["files"])
+        io.write_json(ticket_dir / REPORT_FILE, report)
+        _move_into_place(ticket_dir, destination, staging / "previous")
+    return report
+
+
+def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
+    """A few lines for a terminal: each file's size, accuracy and latency, next to the dense."""
+    ticket, dense = report["ticket"], report["dense"]
+    lines = [
+        f"Exported round {report['round']} ({ticket['percent_remaining']:.2f}% of weights "
+        f"remain, {ticket['parameters']['nonzero']:,} of {ticket['parameters']['total']:,} "
+        f"parameters non-zero) to {destination}",
+        f"  Keras test accuracy {100 * ticket['keras_test_accuracy']:.2f}% "
+        f"(dense {100 * dense['keras_test_accuracy']:.2f}%)",
+    ]
+    for file in (FLOAT_FILE, INT8_FILE):
+        mine, theirs = ticket["files"][file], dense["files"][file]
+        lines.append(
+            f"  {file:<19} {mine['bytes'] / 1000:8.1f} KB ({mine['gzip_bytes'] / 1000:.1f} KB "
+            f"gzipped) | LiteRT accuracy {100 * mine['litert_test_accuracy']:.2f}% | "
+            f"{mine['median_latency_us']:.1f} us/example | dense: {theirs['bytes'] / 1000:.1f} "
+            f"KB, {100 * theirs['litert_test_accuracy']:.2f}%, "
+            f"{theirs['median_latency_us']:.1f} us"
+        )
+    saved = ticket["files"][SAVED_MODEL]
+    lines.append(
+        f"  {SAVED_MODEL + '/':<19} {saved['bytes'] / 1000:8.1f} KB "
+        f"({saved['gzip_bytes'] / 1000:.1f} KB gzipped)"
+    )
+    for file, allowed in ACCURACY_WARNING_POINTS.items():
+        drop = 100 * (ticket["keras_test_accuracy"] - ticket["files"][file]["litert_test_accuracy"])
+        if drop > allowed:
+            lines.append(
+                f"  warning: {file} is {drop:.2f} points less accurate in LiteRT than in Keras"
+            )
+    return lines
+
+
+def _write_model(
+    ticket: Ticket, directory: Path, representative: np.ndarray
+) -> tuple[tf_keras.Model, dict[str, bytes]]:
+    model = stripped_model(ticket)
+    save_saved_model(model, directory / SAVED_MODEL)
+    files = {
+        FLOAT_FILE: float_tflite(directory / SAVED_MODEL),
+        INT8_FILE: int8_tflite(directory / SAVED_MODEL, representative),
+    }
+    for name, content in files.items():
+        io.write_bytes_atomic(directory / name, content)
+    return model, files
+
+
+def _figures(
+    ticket: Ticket,
+    model: tf_keras.Model,
+    directory: Path,
+    files: dict[str, bytes],
+    data: ImageDataset,
+) -> dict[str, Any]:
+    """Export.json's numbers for one exported model (the ticket or the dense round 0)."""
+    logits = model.predict(data.test_images.astype(np.float32), batch_size=1000, verbose=0)
+    weights = [variable.numpy() for variable in model.variables]
+    report: dict[str, Any] = {
+        "round": ticket.round,
+        "percent_remaining": ticket.percent_remaining,
+        "prunable_weights": {
+            "remaining": int(sum(int(mask.sum()) for mask in ticket.masks.values())),
+            "total": int(sum(mask.size for mask in ticket.masks.values())),
+        },
+        "parameters": {
+            "nonzero": int(sum(np.count_nonzero(w) for w in weights)),
+            "total": int(sum(w.size for w in weights)),
+        },
+        "keras_test_accuracy": float(np.mean(logits.argmax(axis=-1) == data.test_labels)),
+        # results.csv's accuracy at the end of the round: the same weights, so the same figure.
+        "recorded_test_accuracy": float(ticket.results["test_accuracy"]),
+        "files": {SAVED_MODEL: _directory_sizes(directory / SAVED_MODEL)},
+    }
+    for name, content in files.items():
+        report["files"][name] = {
+            "bytes": len(content),
+            "gzip_bytes": len(_gzip(content)),
+            "input": litert.input_spec(content),
+            "sparse_tensors": litert.sparse_tensors(content),
+            "op_resolver": litert.op_resolver_for(content).name,
+            "litert_test_accuracy": litert.accuracy(content, data.test_images, data.test_labels),
+        }
+    return report
+
+
+def _comparison(ticket: dict[str, Any], dense: dict[str, Any]) -> dict[str, float]:
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 4)
+
+    return {
+        "float_size_vs_dense_float": ratio(ticket[FLOAT_FILE]["bytes"], dense[FLOAT_FILE]["bytes"]),
+        "int8_size_vs_float_ticket": ratio(ticket[INT8_FILE]["bytes"], ticket[FLOAT_FILE]["bytes"]),
+        "float_speedup_vs_dense_float": ratio(
+            dense[FLOAT_FILE]["median_latency_us"], ticket[FLOAT_FILE]["median_latency_us"]
+        ),
+        "int8_speedup_vs_dense_int8": ratio(
+            dense[INT8_FILE]["median_latency_us"], ticket[INT8_FILE]["median_latency_us"]
+        ),
+    }
+
+
+def _directory_sizes(directory: Path) -> dict[str, int]:
+    """Total bytes of the files under ``directory``, and of the directory as a .tar.gz."""
+    files = sorted(path for path in directory.rglob("*") if path.is_file())
+    archive = bytes_io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for path in files:
+            tar.add(path, arcname=path.relative_to(directory).as_posix())
+    return {
+        "bytes": sum(path.stat().st_size for path in files),
+        "gzip_bytes": len(_gzip(archive.getvalue())),
+    }
+
+
+def _gzip(content: bytes) -> bytes:
+    return gzip.compress(content, compresslevel=9, mtime=0)
+
+
+def _move_into_place(source: Path, destination: Path, trash: Path) -> None:
+    """Replaces ``destination`` with ``source`` (an earlier export is moved to ``trash``)."""
+    if destination.exists():
+        destination.rename(trash)
+    source.rename(destination)
+    shutil.rmtree(trash, ignore_errors=True)

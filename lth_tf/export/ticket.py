@@ -1,0 +1,208 @@
+"""Which round of an experiment to export, and that round's masks and weights.
+
+NumPy only: a pipeline checks its input here before TensorFlow starts.
+
+>>> ticket = open_ticket("runs/quickstart", "best")  # doctest: +SKIP
+>>> ticket.round, ticket.selection  # doctest: +SKIP
+(10, 'round 10: the sparsest round whose early-stop test accuracy ...')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lth_tf import io
+from lth_tf.config import ExperimentHparams
+from lth_tf.errors import LthError
+from lth_tf.experiment import FORMAT_VERSION, ExperimentDir
+from lth_tf.pruning.masks import percent_remaining
+
+BEST = "best"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Ticket:
+    """One finished round of an experiment: its masks, trained weights and results row.
+
+    ``weights`` holds every rewindable variable by name (``fc1/kernel``, ``fc1/bias``), pruned
+    positions exactly zero; ``masks`` the 0/1 mask of each prunable kernel.
+    """
+
+    experiment: ExperimentDir
+    hparams: ExperimentHparams
+    data: dict[str, Any]
+    round: int
+    selection: str
+    masks: dict[str, np.ndarray]
+    weights: dict[str, np.ndarray]
+    results: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.experiment.root.name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.data["input_shape"])
+
+    @property
+    def num_classes(self) -> int:
+        # Every registered model names its last layer "output" (see lth_tf.models.registry).
+        return int(self.weights["output/bias"].shape[0])
+
+    @property
+    def percent_remaining(self) -> float:
+        return percent_remaining(self.masks)
+
+
+def parse_round(text: str | int) -> int | str:
+    """``"best"`` or a round number.
+
+    >>> parse_round("7"), parse_round("best")
+    (7, 'best')
+    """
+    if isinstance(text, int) or str(text).strip().isdigit():
+        return int(text)
+    if str(text).strip().lower() == BEST:
+        return BEST
+    raise LthError(f"--round: {text!r} is neither a round number (0, 1, ...) nor 'best'")
+
+
+def choose_best_round(rows: list[dict[str, str]], tolerance: float) -> tuple[int, str]:
+    """The sparsest round whose early-stop test accuracy is within ``tolerance`` points of
+    round 0's, and a sentence saying why.
+
+    >>> rows = [
+    ...     {"round": "0", "percent_remaining": "100", "early_stop_test_accuracy": "0.90"},
+    ...     {"round": "1", "percent_remaining": "80", "early_stop_test_accuracy": "0.897"},
+    ...     {"round": "2", "percent_remaining": "64", "early_stop_test_accuracy": "0.89"},
+    ... ]
+    >>> choose_best_round(rows, tolerance=0.5)[0]
+    1
+    """
+    if tolerance < 0:
+        raise LthError(f"--tolerance must be 0 or more points, got {tolerance}")
+    by_round = {int(row["round"]): row for row in rows}
+    if 0 not in by_round:
+        raise LthError("round 0 has not finished, so no round can be compared with it")
+    dense = float(by_round[0]["early_stop_test_accuracy"])
+    # A 1e-9 slack: accuracies are fractions of a test set, tolerances are decimal points.
+    within = [
+        row
+        for row in by_round.values()
+        if float(row["early_stop_test_accuracy"]) >= dense - tolerance / 100 - 1e-9
+    ]
+    best = min(within, key=lambda row: (float(row["percent_remaining"]), -int(row["round"])))
+    chosen = int(best["round"])
+    reason = (
+        f"round {chosen}: the sparsest finished round whose early-stop test accuracy "
+        f"({100 * float(best['early_stop_test_accuracy']):.2f}%) is within {tolerance:g} points "
+        f"of round 0's ({100 * dense:.2f}%); {float(best['percent_remaining']):.2f}% of "
+        "weights remain"
+    )
+    sparser = sorted(
+        (
+            r
+            for r in by_round.values()
+            if float(r["percent_remaining"]) < float(best["percent_remaining"])
+        ),
+        key=lambda r: int(r["round"]),
+    )
+    if sparser:
+        missed = ", ".join(
+            f"{r['round']} ({100 * float(r['early_stop_test_accuracy']):.2f}%)" for r in sparser
+        )
+        reason += f"; sparser rounds fall short: {missed}"
+    return chosen, reason
+
+
+def open_experiment_dir(
+    experiment_dir: str | Path,
+) -> tuple[ExperimentDir, ExperimentHparams, dict]:
+    """An existing experiment written by this version: its paths, hyperparameters and data info."""
+    root = Path(experiment_dir)
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise LthError(
+            f"--experiment_dir: {root} {what}; pass the directory an IMP run wrote "
+            "(e.g. runs/<experiment>)"
+        )
+    experiment = ExperimentDir(root)
+    if not experiment.hparams.exists():
+        raise LthError(f"{root} is not an lth_tf experiment (no hparams.json)")
+    try:
+        saved = io.read_json(experiment.hparams)
+        version = saved.get("format_version")
+    except (ValueError, AttributeError):
+        raise LthError(f"{experiment.hparams} is not an lth_tf hparams file") from None
+    if version != FORMAT_VERSION:
+        raise LthError(
+            f"{root} was written by another lth_tf version (format {version}, this is "
+            f"{FORMAT_VERSION}); export it with that version"
+        )
+    try:
+        hparams = ExperimentHparams.from_dict(saved["hparams"])
+        data = dict(saved["data"])
+    except (KeyError, TypeError) as error:
+        raise LthError(f"{experiment.hparams} is incomplete or malformed ({error!r})") from None
+    # The export checks the dataset it loads against these.
+    missing = [key for key in ("input_shape", "test_examples") if key not in data]
+    if missing:
+        raise LthError(f"{experiment.hparams} has no data.{missing[0]}; was it written by lth_tf?")
+    return experiment, hparams, data
+
+
+def open_ticket(
+    experiment_dir: str | Path, pruning_round: int | str = BEST, tolerance: float = 0.5
+) -> Ticket:
+    """Round ``pruning_round`` (a number or ``"best"``, see :func:`choose_best_round`) of an
+    experiment, with its masks and weights; anything missing or unfinished is an LthError."""
+    experiment, hparams, data = open_experiment_dir(experiment_dir)
+    requested = parse_round(pruning_round)
+    done = sorted(experiment.completed_rounds())
+    rows = [row for row in experiment.read_results() if int(row["round"]) in done]
+    if not done:
+        raise LthError(f"{experiment.root} has no finished round yet; run IMP first")
+    if requested == BEST:
+        chosen, selection = choose_best_round(rows, tolerance)
+    else:
+        chosen, selection = requested, f"round {requested}, as asked"
+        if chosen not in done:
+            planned = hparams.pruning.rounds
+            problem = (
+                f"{experiment.root} has no round {chosen} (it runs rounds 0-{planned})"
+                if chosen > planned
+                else f"round {chosen} of {experiment.root} has not finished"
+            )
+            raise LthError(
+                f"{problem}; finished rounds: {_ranges(done)}; pick one of those or --round=best"
+            )
+    row = next(r for r in rows if int(r["round"]) == chosen)
+    try:
+        masks = io.read_npz(experiment.masks(chosen))
+        weights = io.read_npz(experiment.weights(chosen))
+    except (OSError, ValueError) as error:
+        raise LthError(f"cannot read round {chosen} of {experiment.root}: {error}") from None
+    missing = sorted((set(masks) | {"output/bias"}) - set(weights))
+    if missing:
+        raise LthError(
+            f"{experiment.weights(chosen)} lacks {', '.join(missing)}; the round's files are "
+            "from different runs"
+        )
+    return Ticket(experiment, hparams, data, chosen, selection, masks, weights, row)
+
+
+def _ranges(rounds: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    parts, start = [], None
+    for index, value in enumerate(rounds):
+        if start is None:
+            start = value
+        if index + 1 == len(rounds) or rounds[index + 1] != value + 1:
+            parts.append(str(start) if start == value else f"{start}-{value}")
+            start = None
+    return ", ".join(parts)

@@ -1,0 +1,149 @@
+"""The paper's figures: test accuracy and early-stop iteration against percent of weights remaining.
+
+As in Frankle & Carbin (2019), the x axis is logarithmic and the percentage decreases to the
+right, so each IMP round is one step to the right, evenly spaced for a constant prune rate.
+
+>>> rows = [{"percent_remaining": 100, "early_stop_test_accuracy": 0.97,
+...          "early_stop_iteration": 900, "test_accuracy": 0.96}]
+>>> png = sparsity_figure([Curve.from_results("lenet", rows)])
+>>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# Figure, not pyplot: no global figure state and no GUI backend; PNGs render with Agg.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+MAX_TICKS = 11
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """One experiment's results, one point per finished round.
+
+    ``final_test_accuracy``, when given, is drawn dashed beside the accuracy at early stop.
+    """
+
+    label: str
+    percent_remaining: tuple[float, ...]
+    early_stop_test_accuracy: tuple[float, ...]
+    early_stop_iteration: tuple[float, ...]
+    final_test_accuracy: tuple[float, ...] | None = None
+
+    @classmethod
+    def from_results(
+        cls, label: str, rows: Sequence[Mapping[str, Any]], with_final: bool = False
+    ) -> Curve:
+        """From ``results.csv`` rows (strings or numbers), in round order."""
+
+        def column(name: str) -> tuple[float, ...]:
+            return tuple(float(row[name]) for row in rows)
+
+        return cls(
+            label=label,
+            percent_remaining=column("percent_remaining"),
+            early_stop_test_accuracy=column("early_stop_test_accuracy"),
+            early_stop_iteration=column("early_stop_iteration"),
+            final_test_accuracy=column("test_accuracy") if with_final else None,
+        )
+
+
+def sparsity_figure(curves: Sequence[Curve], title: str | None = None) -> bytes:
+    """Two panels, accuracy at early stop and early-stop iteration, one line per curve; PNG.
+
+    A lone curve is named by the title, so its legend tells early stop from end of training.
+    """
+    alone = len(curves) == 1
+    finals = any(curve.final_test_accuracy is not None for curve in curves)
+    figure = Figure(figsize=(11, 4.3), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    accuracy_axes, iteration_axes = figure.subplots(1, 2)
+    for index, curve in enumerate(curves):
+        color = f"C{index % 10}"
+        accuracy_axes.plot(
+            curve.percent_remaining,
+            [100 * a for a in curve.early_stop_test_accuracy],
+            "o-",
+            color=color,
+            markersize=4,
+            label="at early stop" if alone else curve.label,
+        )
+        if curve.final_test_accuracy is not None:
+            accuracy_axes.plot(
+                curve.percent_remaining,
+                [100 * a for a in curve.final_test_accuracy],
+                "s--",
+                color=color,
+                markersize=3,
+                alpha=0.7,
+                label="at end of training" if alone else f"{curve.label}, end of training",
+            )
+        iteration_axes.plot(
+            curve.percent_remaining,
+            curve.early_stop_iteration,
+            "o-",
+            color=color,
+            markersize=4,
+            label=curve.label,
+        )
+    ticks = percent_ticks([p for curve in curves for p in curve.percent_remaining])
+    for axes, ylabel, heading in (
+        (
+            accuracy_axes,
+            "test accuracy (%)",
+            "Test accuracy" + ("" if finals else " at early stop"),
+        ),
+        (iteration_axes, "early-stop iteration (min. validation loss)", "Early-stop iteration"),
+    ):
+        axes.set_xscale("log")
+        axes.xaxis.set_major_locator(FixedLocator(ticks))
+        axes.xaxis.set_major_formatter(FixedFormatter([f"{t:.3g}" for t in ticks]))
+        axes.xaxis.set_minor_locator(NullLocator())
+        if ticks and max(ticks) > min(ticks):
+            # Percent remaining decreases to the right, with a little room at both ends.
+            axes.set_xlim(max(ticks) * 1.15, min(ticks) / 1.15)
+        else:
+            axes.invert_xaxis()
+        axes.set_xlabel("percent of weights remaining (log scale)")
+        axes.set_ylabel(ylabel)
+        axes.set_title(heading)
+        axes.grid(True, which="major", alpha=0.3)
+        if axes is accuracy_axes or not alone:
+            axes.legend(fontsize="small")
+    iteration_axes.set_ylim(bottom=0)
+    if title:
+        figure.suptitle(title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def percent_ticks(values: Sequence[float], max_ticks: int = MAX_TICKS) -> list[float]:
+    """At most ``max_ticks`` of ``values``, spread evenly on a log scale, ends included.
+
+    The paper labels its x axis with the rounds' own percentages rather than decades.
+
+    >>> percent_ticks([100, 80, 64, 51.2, 41, 32.8], max_ticks=3)
+    [100.0, 51.2, 32.8]
+    """
+    points = sorted({float(v) for v in values if v > 0}, reverse=True)
+    if len(points) <= max_ticks:
+        return points
+    gap = math.log10(points[0] / points[-1]) / (max_ticks - 1)
+    kept = [points[0]]
+    for value in points[1:-1]:
+        if math.log10(kept[-1] / value) >= gap * 0.999:
+            kept.append(value)
+    # The smallest value always gets a tick; its neighbour gives way when too close.
+    if len(kept) > 1 and math.log10(kept[-1] / points[-1]) < gap / 2:
+        kept.pop()
+    return kept[: max_ticks - 1] + [points[-1]]

@@ -1,0 +1,249 @@
+"""TensorBoard logs of an IMP run, written while it trains, under ``<experiment>/tensorboard/``.
+
+=============  ===========  ==============================================================
+run            step         what
+=============  ===========  ==============================================================
+``round_NN``   iteration    ``train/loss``, ``train/accuracy`` (mean over each compiled chunk
+                            of iterations); ``val/loss``, ``val/accuracy``, ``test/loss``,
+                            ``test/accuracy`` at every evaluation
+``summary``    round        ``percent_remaining``, ``test_accuracy``, ``early_stop_iteration``,
+                            ``early_stop_test_accuracy``, ``val_loss_min``; the image
+                            ``accuracy_vs_sparsity``; the HParams session (hyperparameters; the
+                            scalars above are its metrics)
+``layers``     round        ``sparsity/<weight>`` (fraction pruned) and the histogram
+                            ``surviving_weights/<weight>`` of the round's trained survivors
+=============  ===========  ==============================================================
+
+Every (tag, step) is written once, across kills and resumes: a run first reads back what its
+event files hold and skips it, the round's events are flushed at every evaluation before the
+checkpoint is saved (a resume restarts from that checkpoint, so it loses nothing), and
+``summary``/``layers`` are filled from the experiment's files, which also backfills rounds that
+finished before monitoring was on. The figure is also saved as ``accuracy_vs_sparsity.png``.
+
+>>> run_imp(hparams, "runs", observer=TensorBoardMonitor())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import api as hp
+
+from lth_tf import io
+from lth_tf.config import ExperimentHparams
+from lth_tf.experiment import ExperimentDir
+from lth_tf.monitoring.figures import Curve, sparsity_figure
+from lth_tf.monitoring.report import flat_hparams
+from lth_tf.training import Evaluation
+
+TENSORBOARD_DIR = "tensorboard"
+SUMMARY_RUN = "summary"
+LAYERS_RUN = "layers"
+FIGURE_FILE = "accuracy_vs_sparsity.png"
+FIGURE_TAG = "accuracy_vs_sparsity"
+SUMMARY_TAGS = (
+    "percent_remaining",
+    "test_accuracy",
+    "early_stop_iteration",
+    "early_stop_test_accuracy",
+    "val_loss_min",
+)
+HPARAMS_TAG = "_hparams_/session_start_info"  # what hp.hparams writes, at step 0
+# Often enough to watch a round live; evaluations flush explicitly anyway.
+FLUSH_MILLIS = 10_000
+
+
+def tensorboard_dir(experiment: ExperimentDir) -> Path:
+    return experiment.root / TENSORBOARD_DIR
+
+
+def round_run(pruning_round: int) -> str:
+    return f"round_{pruning_round:02d}"
+
+
+def logged_tags(logdir: Path) -> set[tuple[str, int]]:
+    """Every (tag, step) in a run's event files; a record cut short by a kill is ignored."""
+    logged = set()
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            logged.update((value.tag, event.step) for value in event.summary.value)
+    return logged
+
+
+class _Run:
+    """One TensorBoard run (a directory of event files) that writes each (tag, step) once."""
+
+    def __init__(self, logdir: Path):
+        self.logdir = logdir
+        self.logged = logged_tags(logdir)
+        self._writer: tf.summary.SummaryWriter | None = None
+
+    def has(self, tag: str, step: int) -> bool:
+        return (tag, step) in self.logged
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        new = {tag: value for tag, value in values.items() if not self.has(tag, step)}
+        if new:
+            with self._writing():
+                for tag, value in new.items():
+                    tf.summary.scalar(tag, value, step=step)
+            self.logged.update((tag, step) for tag in new)
+
+    def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
+        if not self.has(tag, step):
+            with self._writing():
+                tf.summary.histogram(tag, values, step=step)
+            self.logged.add((tag, step))
+
+    def png(self, tag: str, png: bytes, step: int) -> None:
+        if not self.has(tag, step):
+            with self._writing():
+                tf.summary.image(tag, tf.io.decode_png(png, channels=3)[None], step=step)
+            self.logged.add((tag, step))
+
+    def hparams(self, values: dict[str, Any], trial_id: str) -> None:
+        if not self.has(HPARAMS_TAG, 0):
+            with self._writing():
+                hp.hparams(values, trial_id=trial_id)
+            self.logged.add((HPARAMS_TAG, 0))
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        # Created on first use: a run with nothing new to say gets no new, empty event file.
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(
+                str(self.logdir), flush_millis=FLUSH_MILLIS
+            )
+        # On the CPU: summary ops need no accelerator (and histogram ops there can clash with
+        # op determinism).
+        with tf.device("/cpu:0"), self._writer.as_default():
+            yield
+
+
+class _RoundLog:
+    """The :class:`lth_tf.training.RoundObserver` of one round: scalars against the iteration."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+
+    def on_train_chunk(self, iteration: int, loss: float, accuracy: float) -> None:
+        self.run.scalars(iteration, {"train/loss": loss, "train/accuracy": accuracy})
+
+    def on_evaluation(self, evaluation: Evaluation) -> None:
+        self.run.scalars(
+            evaluation.iteration,
+            {
+                "val/loss": evaluation.val_loss,
+                "val/accuracy": evaluation.val_accuracy,
+                "test/loss": evaluation.test_loss,
+                "test/accuracy": evaluation.test_accuracy,
+            },
+        )
+        # On disk before the checkpoint is: whatever a resume does not retrain is logged.
+        self.run.flush()
+
+
+class TensorBoardMonitor:
+    """Logs an IMP run to ``<experiment>/tensorboard/`` (an :class:`lth_tf.imp.ImpObserver`).
+
+    >>> experiment = run_imp(hparams, "runs", observer=TensorBoardMonitor())  # doctest: +SKIP
+    >>> # then: tensorboard --logdir runs
+    """
+
+    def __init__(self) -> None:
+        self._experiment: ExperimentDir | None = None
+        self._title = ""
+        self._runs: dict[str, _Run] = {}
+        self._round: _Run | None = None
+        self._layers_logged: set[int] = set()  # rounds whose files need no second reading
+
+    def start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
+        self.close()
+        self._experiment = experiment
+        self._title = f"{experiment.root.name}: {hparams.model.name} on {hparams.dataset.name}"
+        root = tensorboard_dir(experiment)
+        self._runs = {name: _Run(root / name) for name in (SUMMARY_RUN, LAYERS_RUN)}
+        self._layers_logged = set()
+        # The session is the summary run, so its scalars are the HParams dashboard's metrics.
+        # The session group is the full path: same-named experiments elsewhere stay apart.
+        self._runs[SUMMARY_RUN].hparams(
+            flat_hparams(hparams.to_dict()), str(experiment.root.resolve())
+        )
+        self._log_finished_rounds()
+
+    def watch_round(self, pruning_round: int) -> _RoundLog:
+        self._close_round()
+        self._round = _Run(tensorboard_dir(self._opened()) / round_run(pruning_round))
+        return _RoundLog(self._round)
+
+    def end_round(self, row: dict) -> None:
+        self._close_round()
+        self._log_finished_rounds()
+
+    def close(self) -> None:
+        self._close_round()
+        for run in self._runs.values():
+            run.close()
+        self._runs = {}
+
+    def _opened(self) -> ExperimentDir:
+        if self._experiment is None:
+            raise RuntimeError("TensorBoardMonitor.start() was not called")
+        return self._experiment
+
+    def _close_round(self) -> None:
+        if self._round is not None:
+            self._round.close()
+            self._round = None
+
+    def _log_finished_rounds(self) -> None:
+        """Summary, layers and the figure for every finished round not logged yet."""
+        experiment = self._opened()
+        rows = sorted(experiment.read_results(), key=lambda row: int(row["round"]))
+        if not rows:
+            return
+        summary, layers = self._runs[SUMMARY_RUN], self._runs[LAYERS_RUN]
+        for row in rows:
+            step = int(row["round"])
+            summary.scalars(step, {tag: float(row[tag]) for tag in SUMMARY_TAGS})
+            self._log_layers(layers, step)
+        last = int(rows[-1]["round"])
+        figure_path = experiment.root / FIGURE_FILE
+        if not summary.has(FIGURE_TAG, last) or not figure_path.exists():
+            png = sparsity_figure(
+                [Curve.from_results(experiment.root.name, rows, with_final=True)],
+                title=self._title,
+            )
+            io.write_bytes_atomic(figure_path, png)
+            summary.png(FIGURE_TAG, png, last)
+        summary.flush()
+        layers.flush()
+
+    def _log_layers(self, layers: _Run, step: int) -> None:
+        if step in self._layers_logged:
+            return
+        experiment = self._opened()
+        masks = io.read_npz(experiment.masks(step))
+        sparsity = {f"sparsity/{name}": 1.0 - float(mask.mean()) for name, mask in masks.items()}
+        layers.scalars(step, sparsity)
+        histograms = {f"surviving_weights/{name}": name for name in masks}
+        if not all(layers.has(tag, step) for tag in histograms):
+            weights = io.read_npz(experiment.weights(step))
+            for tag, name in histograms.items():
+                layers.histogram(tag, weights[name][masks[name] > 0], step)
+        self._layers_logged.add(step)

@@ -1,0 +1,56 @@
+"""Export a ticket for the edge: ``python -m pipelines.export --experiment_dir=runs/<experiment>``.
+
+Writes ``<output_dir>/<experiment>/round_NN/``: the stripped SavedModel, ``ticket.tflite``
+(float32) and ``ticket_int8.tflite`` (full-integer), both stored sparse, and ``export.json``
+with sizes, LiteRT accuracy and latency next to the dense round 0's.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("experiment_dir", None, "The experiment directory an IMP run wrote.")
+flags.DEFINE_string(
+    "round",
+    "best",
+    "Round to export: a number, or 'best' (the sparsest round whose early-stop test accuracy "
+    "is within --tolerance of round 0's).",
+)
+flags.DEFINE_float("tolerance", 0.5, "For --round=best: accuracy points below round 0 allowed.")
+flags.DEFINE_string("output_dir", "saved_models", "Exports go to <output_dir>/<experiment>/.")
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Where the experiment's dataset is (as for pipelines.imp): test set and calibration images.",
+)
+
+
+@user_errors_as_one_line
+def main(argv: list[str]) -> None:
+    from lth_tf.errors import LthError
+    from lth_tf.export.ticket import open_ticket
+
+    if len(argv) > 1:
+        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
+    if not FLAGS.experiment_dir:
+        raise LthError("--experiment_dir is required: the directory an IMP run wrote")
+    setup_logging()
+    # Every check on the experiment comes before TensorFlow starts.
+    ticket = open_ticket(FLAGS.experiment_dir, FLAGS.round, FLAGS.tolerance)
+    dense = open_ticket(FLAGS.experiment_dir, 0)
+    print(f"Exporting {ticket.selection}")
+    start_tensorflow_quietly()
+
+    from lth_tf.data.sources import load_dataset
+    from lth_tf.export.deploy import export_dir, export_ticket, summary_lines
+
+    data = load_dataset(ticket.hparams.dataset.name, FLAGS.data_dir)
+    report = export_ticket(ticket, dense, data, FLAGS.output_dir)
+    print("\n".join(summary_lines(report, export_dir(FLAGS.output_dir, ticket))))
+
+
+if __name__ == "__main__":
+    app.run(main)

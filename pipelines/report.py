@@ -1,0 +1,35 @@
+"""Compare experiments: ``python -m pipelines.report --experiments=runs/a,runs/b --output=cmp``.
+
+Writes ``cmp.png`` (test accuracy at early stop and early-stop iteration against percent of
+weights remaining, one line per experiment) and ``cmp.csv`` (one row per experiment and round).
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from pipelines.common import user_errors_as_one_line
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list(
+    "experiments", [], "Experiment directories, comma-separated (e.g. runs/lth,runs/rewind500)."
+)
+flags.DEFINE_string("output", None, "Path prefix of the report: writes PREFIX.png and PREFIX.csv.")
+
+
+@user_errors_as_one_line
+def main(argv: list[str]) -> None:
+    from lth_tf.errors import LthError
+    from lth_tf.monitoring.report import write_report
+
+    if len(argv) > 1:
+        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
+    if not FLAGS.output:
+        raise LthError("--output: give a path prefix for the report, e.g. --output=reports/lenet")
+    png, csv = write_report(FLAGS.experiments, FLAGS.output)
+    print(f"Figure: {png}")
+    print(f"Table: {csv}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,329 @@
+"""Monitoring: TensorBoard events read back with TensorBoard's reader, figures, the report."""
+
+import dataclasses
+import re
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+from conftest import run_pipeline, tiny_dataset
+from lth_tf import io
+from lth_tf.errors import LthError
+from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir
+from lth_tf.imp import RunOptions, run_imp
+from lth_tf.models import paper_defaults
+from lth_tf.monitoring.figures import Curve, percent_ticks, sparsity_figure
+from lth_tf.monitoring.report import REPORT_COLUMNS, experiment_labels, load_results, write_report
+from lth_tf.monitoring.tensorboard import (
+    FIGURE_FILE,
+    HPARAMS_TAG,
+    SUMMARY_TAGS,
+    TensorBoardMonitor,
+    tensorboard_dir,
+)
+
+# Training chunks of 5 iterations, evaluations every 10: train scalars at 5, 10, ..., 30.
+OPTIONS = RunOptions(show_progress=False, steps_per_execution=5)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def hparams(rounds: int):
+    base = paper_defaults("lenet300_100", "mnist")
+    return dataclasses.replace(
+        base,
+        training=dataclasses.replace(base.training, iterations="30it", eval_every="10it"),
+        pruning=dataclasses.replace(base.pruning, rounds=rounds, rewind="10it"),
+    )
+
+
+def read_run(logdir) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """Every tag of one TensorBoard run: (step, value) in file order, repeats included."""
+    accumulator = event_accumulator.EventAccumulator(
+        str(logdir), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    accumulator.Reload()
+    return {
+        tag: [
+            (event.step, tf.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)
+        ]
+        for tag in accumulator.Tags()["tensors"]
+    }
+
+
+def steps(series) -> list[int]:
+    return [step for step, _ in series]
+
+
+def values(series) -> list[float]:
+    return [float(value) for _, value in series]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dataset()
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory, data) -> ExperimentDir:
+    """Three rounds (0, 1, 2) of lenet, watched by TensorBoardMonitor from start to end."""
+    return run_imp(
+        hparams(2),
+        tmp_path_factory.mktemp("runs"),
+        "monitored",
+        OPTIONS,
+        data=data,
+        observer=TensorBoardMonitor(),
+    )
+
+
+class _StopAt(TensorBoardMonitor):
+    """Interrupts round 1 right after its evaluation at iteration 20 is logged, before the
+    checkpoint is saved: the resume retrains 10..30 and must not log anything twice."""
+
+    def watch_round(self, pruning_round):
+        round_log = super().watch_round(pruning_round)
+        if pruning_round == 1:
+            logged = round_log.on_evaluation
+
+            def on_evaluation(evaluation):
+                logged(evaluation)
+                if evaluation.iteration == 20:
+                    raise KeyboardInterrupt
+
+            round_log.on_evaluation = on_evaluation
+        return round_log
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, data) -> ExperimentDir:
+    """Rounds 0 and 1 of the same lenet, interrupted in round 1 and resumed."""
+    output = tmp_path_factory.mktemp("resumed")
+    with pytest.raises(KeyboardInterrupt):
+        run_imp(hparams(1), output, "resumed", OPTIONS, data=data, observer=_StopAt())
+    return run_imp(hparams(1), output, "resumed", OPTIONS, data=data, observer=TensorBoardMonitor())
+
+
+# -- TensorBoard -------------------------------------------------------------------------------
+
+
+def test_every_round_logs_training_and_evaluations_against_the_iteration(monitored):
+    runs = sorted(p.name for p in tensorboard_dir(monitored).iterdir())
+    assert runs == ["layers", "round_00", "round_01", "round_02", "summary"]
+    for pruning_round in range(3):
+        run = read_run(tensorboard_dir(monitored) / f"round_{pruning_round:02d}")
+        assert steps(run["train/loss"]) == steps(run["train/accuracy"]) == [5, 10, 15, 20, 25, 30]
+        assert all(0 < v < 10 for v in values(run["train/loss"]))
+        assert all(0 <= v <= 1 for v in values(run["train/accuracy"]))
+        evaluations = io.read_csv(monitored.evaluations(pruning_round))
+        for tag, column in [
+            ("val/loss", "val_loss"),
+            ("val/accuracy", "val_accuracy"),
+            ("test/loss", "test_loss"),
+            ("test/accuracy", "test_accuracy"),
+        ]:
+            assert steps(run[tag]) == [10, 20, 30]
+            expected = [float(e[column]) for e in evaluations]
+            assert values(run[tag]) == pytest.approx(expected, rel=1e-6), tag
+
+
+def test_summary_run_has_one_point_per_round_of_every_result(monitored):
+    run = read_run(tensorboard_dir(monitored) / "summary")
+    rows = monitored.read_results()
+    for tag in SUMMARY_TAGS:
+        assert steps(run[tag]) == [0, 1, 2], tag
+        assert values(run[tag]) == pytest.approx([float(r[tag]) for r in rows], rel=1e-6), tag
+    assert values(run["percent_remaining"])[0] == pytest.approx(100.0)
+
+
+def test_layers_run_has_each_weights_sparsity_and_surviving_weights_per_round(monitored):
+    run = read_run(tensorboard_dir(monitored) / "layers")
+    for name in ("fc1/kernel", "fc2/kernel", "output/kernel"):
+        assert steps(run[f"sparsity/{name}"]) == [0, 1, 2]
+        assert steps(run[f"surviving_weights/{name}"]) == [0, 1, 2]
+        for pruning_round in range(3):
+            mask = io.read_npz(monitored.masks(pruning_round))[name]
+            sparsity = values(run[f"sparsity/{name}"])[pruning_round]
+            assert sparsity == pytest.approx(1 - mask.mean(), abs=1e-6)
+            # A histogram is (left edge, right edge, count) rows; it counts the survivors only.
+            histogram = run[f"surviving_weights/{name}"][pruning_round][1]
+            assert histogram[:, 2].sum() == pytest.approx(mask.sum())
+    assert values(run["sparsity/fc1/kernel"])[2] == pytest.approx(1 - 0.8**2, abs=1e-3)
+
+
+def test_hparams_session_holds_the_experiments_hyperparameters(monitored):
+    accumulator = event_accumulator.EventAccumulator(
+        str(tensorboard_dir(monitored) / "summary"), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    accumulator.Reload()
+    assert [event.step for event in accumulator.Tensors(HPARAMS_TAG)] == [0]
+    content = accumulator.SummaryMetadata(HPARAMS_TAG).plugin_data.content
+    info = hparams_metadata.parse_session_start_info_plugin_data(content)
+    assert info.group_name == str(monitored.root.resolve())
+    assert info.hparams["model"].string_value == "lenet300_100"
+    assert info.hparams["rewind"].string_value == "10it"
+    assert info.hparams["rounds"].number_value == 2
+    assert info.hparams["prune_rates.fc"].number_value == pytest.approx(0.2)
+
+
+def test_accuracy_figure_is_an_image_summary_and_a_png_file(monitored):
+    run = read_run(tensorboard_dir(monitored) / "summary")
+    assert steps(run["accuracy_vs_sparsity"]) == [0, 1, 2]
+    width, height, encoded = run["accuracy_vs_sparsity"][-1][1]
+    assert encoded.startswith(PNG_MAGIC) and int(width) > 500 and int(height) > 300
+    with Image.open(monitored.root / FIGURE_FILE) as image:
+        image.verify()
+        assert image.format == "PNG" and image.size == (int(width), int(height))
+
+
+def test_a_resumed_round_logs_each_step_once_with_the_uninterrupted_values(monitored, resumed):
+    for run_name in ("round_00", "round_01"):
+        uninterrupted = read_run(tensorboard_dir(monitored) / run_name)
+        run = read_run(tensorboard_dir(resumed) / run_name)
+        assert set(run) == set(uninterrupted)
+        for tag, series in run.items():
+            assert steps(series) == steps(uninterrupted[tag]), (run_name, tag)
+            assert values(series) == values(uninterrupted[tag]), (run_name, tag)
+    summary = read_run(tensorboard_dir(resumed) / "summary")
+    assert steps(summary["test_accuracy"]) == [0, 1]
+    assert steps(summary[HPARAMS_TAG]) == [0]
+
+
+def test_monitoring_an_experiment_that_ran_without_it_backfills_summary_and_layers(
+    monitored, tmp_path
+):
+    copy = ExperimentDir(tmp_path / "copy")
+    shutil.copytree(monitored.root, copy.root)
+    shutil.rmtree(tensorboard_dir(copy))
+    (copy.root / FIGURE_FILE).unlink()
+    for _ in range(2):  # the second start finds everything logged and writes nothing
+        monitor = TensorBoardMonitor()
+        monitor.start(copy, hparams(2))
+        monitor.close()
+    assert sorted(p.name for p in tensorboard_dir(copy).iterdir()) == ["layers", "summary"]
+    for run_name in ("summary", "layers"):
+        assert len(list((tensorboard_dir(copy) / run_name).iterdir())) == 1
+        backfilled = read_run(tensorboard_dir(copy) / run_name)
+        original = read_run(tensorboard_dir(monitored) / run_name)
+        assert set(backfilled) == set(original)
+        for tag in SUMMARY_TAGS if run_name == "summary" else backfilled:
+            assert backfilled[tag][0][0] == 0 and steps(backfilled[tag]) == steps(original[tag])
+    # A figure for the last round only: the earlier ones were never drawn.
+    assert steps(read_run(tensorboard_dir(copy) / "summary")["accuracy_vs_sparsity"]) == [2]
+    assert (copy.root / FIGURE_FILE).read_bytes().startswith(PNG_MAGIC)
+
+
+# -- figures and the report ----------------------------------------------------------------------
+
+
+def test_percent_ticks_keep_both_ends_and_thin_out_on_a_log_scale():
+    percents = [100 * 0.8**r for r in range(25)]
+    ticks = percent_ticks(percents, max_ticks=6)
+    assert len(ticks) <= 6 and ticks[0] == 100 and ticks[-1] == pytest.approx(percents[-1])
+    assert ticks == sorted(ticks, reverse=True)
+    assert percent_ticks([100.0]) == [100.0]
+
+
+def test_figure_of_several_curves_is_a_png():
+    curves = [
+        Curve((f"rewind={r}"), (100.0, 51.2, 26.2), (0.97, 0.975, 0.96), (900, 700, 800))
+        for r in ("0it", "500it")
+    ]
+    png = sparsity_figure(curves, title="lenet")
+    assert png.startswith(PNG_MAGIC)
+
+
+def test_report_writes_both_experiments_curves_and_rows(monitored, resumed, tmp_path):
+    result = run_pipeline(
+        "pipelines.report",
+        f"--experiments={monitored.root},{resumed.root}",
+        f"--output={tmp_path / 'out' / 'cmp'}",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    png, csv = tmp_path / "out" / "cmp.png", tmp_path / "out" / "cmp.csv"
+    with Image.open(png) as image:
+        image.verify()
+    rows = io.read_csv(csv)
+    assert list(rows[0]) == REPORT_COLUMNS
+    assert [(r["experiment"], r["round"]) for r in rows] == [
+        (str(monitored.root), "0"),
+        (str(monitored.root), "1"),
+        (str(monitored.root), "2"),
+        (str(resumed.root), "0"),
+        (str(resumed.root), "1"),
+    ]
+    # The two differ only in their number of rounds, so that is what tells their lines apart.
+    assert [r["label"] for r in rows] == ["rounds=2"] * 3 + ["rounds=1"] * 2
+    results = monitored.read_results()
+    for row, expected in zip(rows, results, strict=False):
+        assert {c: row[c] for c in RESULT_COLUMNS} == expected
+
+
+def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_apart(monitored):
+    experiment = load_results(monitored.root)
+    assert experiment_labels([experiment]) == ["monitored"]
+    twin = dataclasses.replace(experiment, path="elsewhere/monitored2")
+    assert experiment_labels([experiment, twin]) == ["monitored", "monitored2"]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "does not exist"),
+        ("not_an_experiment", "is not an lth_tf experiment (no hparams.json)"),
+        ("unfinished", "has no finished round yet"),
+        ("twice", "is given twice"),
+    ],
+)
+def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case, message):
+    experiments = {
+        "missing": [tmp_path / "nope"],
+        "not_an_experiment": [tmp_path],
+        "unfinished": [tmp_path / "unfinished"],
+        "twice": [monitored.root, monitored.root],
+    }[case]
+    unfinished = ExperimentDir(tmp_path / "unfinished")
+    unfinished.root.mkdir()
+    shutil.copy(monitored.hparams, unfinished.hparams)
+    with pytest.raises(LthError, match=re.escape(message)):
+        write_report(experiments, tmp_path / "report")
+    assert not (tmp_path / "report.png").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--experiments=/nonexistent/run", "--output=x"], "/nonexistent/run does not exist"),
+        (["--experiments=", "--output=x"], "give one or more experiment directories"),
+        (["--experiments=/nonexistent/run"], "--output: give a path prefix"),
+    ],
+)
+def test_report_pipeline_prints_one_line_errors(flags, message):
+    result = run_pipeline("pipelines.report", *flags, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_imp_pipeline_writes_tensorboard_logs_by_default(idx_dir, tmp_path):
+    result = run_pipeline(
+        "pipelines.imp",
+        "--dataset=mnist",
+        f"--data_dir={idx_dir}",
+        "--rounds=1",
+        "--iterations=20",
+        "--noprogress",
+        f"--output_dir={tmp_path}",
+        "--experiment_name=e",
+    )
+    assert result.returncode == 0, result.stderr
+    logs = tmp_path / "e" / "tensorboard"
+    assert sorted(p.name for p in logs.iterdir()) == ["layers", "round_00", "round_01", "summary"]
+    assert steps(read_run(logs / "summary")["test_accuracy"]) == [0, 1]
+    assert steps(read_run(logs / "round_01")["test/accuracy"]) == [20]
+    assert (tmp_path / "e" / FIGURE_FILE).read_bytes().startswith(PNG_MAGIC)
