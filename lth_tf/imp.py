@@ -134,7 +134,15 @@ def run_imp(
         if pruning_round in done:
             continue
         row = _run_round(
-            experiment, pruned, trainer, resolved, pruning_round, options, on_round_start, observer
+            experiment,
+            pruned,
+            trainer,
+            resolved,
+            pruning_round,
+            options,
+            hparams.pruning.block_shape,
+            on_round_start,
+            observer,
         )
         log.info(
             "round %2d | %6.2f%% of weights remain | test accuracy %.2f%% | early stop at "
@@ -154,7 +162,12 @@ def run_imp(
     return experiment
 
 
-def _round_masks(experiment: ExperimentDir, pruned: PrunedModel, pruning_round: int):
+def _round_masks(
+    experiment: ExperimentDir,
+    pruned: PrunedModel,
+    pruning_round: int,
+    block_shape: tuple[int, int],
+):
     """Round 0: all ones. Round r: prune round r-1's trained weights to round r's sparsities."""
     path = experiment.masks(pruning_round)
     if not path.exists():
@@ -164,11 +177,10 @@ def _round_masks(experiment: ExperimentDir, pruned: PrunedModel, pruning_round: 
             trained = io.read_npz(experiment.weights(pruning_round - 1))
             previous = io.read_npz(experiment.masks(pruning_round - 1))
             weights = {name: trained[name] for name in pruned.weights}
-            # hparams.json, already checked against this run's hyperparameters, holds the block.
-            saved = ExperimentHparams.from_dict(io.read_json(experiment.hparams)["hparams"])
-            block = saved.pruning.block_shape
             # Only Dense kernels: TFLite has fast sparse kernels for FullyConnected blocks alone.
-            blocks = {n: block for n, kind in pruned.kinds.items() if kind in ("fc", "output")}
+            blocks = {
+                n: block_shape for n, kind in pruned.kinds.items() if kind in ("fc", "output")
+            }
             masks = layerwise_masks(weights, previous, pruned.target_sparsities(), blocks)
         # 0/1 as uint8, compressed: a mask file is a small fraction of the weights' size.
         io.write_npz(path, {k: v.astype(np.uint8) for k, v in masks.items()}, compressed=True)
@@ -182,15 +194,16 @@ def _run_round(
     resolved: Resolved,
     pruning_round: int,
     options: RunOptions,
+    block_shape: tuple[int, int],
     on_round_start: Callable[[int, PrunedModel], None] | None,
     observer: ImpObserver | None = None,
 ) -> dict:
     pruned.set_round(pruning_round)
-    masks = _round_masks(experiment, pruned, pruning_round)
+    masks = _round_masks(experiment, pruned, pruning_round, block_shape)
     checkpoint_path = experiment.checkpoint(pruning_round)
     if checkpoint_path.exists():
         state = io.read_npz(checkpoint_path)
-        progress = RoundProgress.from_dict(_json_item(state.pop(_PROGRESS_KEY)))
+        progress = RoundProgress.from_dict(json.loads(str(state.pop(_PROGRESS_KEY))))
         trainer.load_state(state)
         log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
     else:
@@ -205,7 +218,7 @@ def _run_round(
 
     def save_checkpoint(current: RoundProgress) -> None:
         state = trainer.state()
-        state[_PROGRESS_KEY] = np.array(_json_dump(current.to_dict()))
+        state[_PROGRESS_KEY] = np.array(json.dumps(current.to_dict()))
         io.write_npz(checkpoint_path, state)
 
     on_iteration = {}
@@ -260,11 +273,3 @@ def _run_round(
     )
     checkpoint_path.unlink(missing_ok=True)
     return row
-
-
-def _json_dump(data) -> str:
-    return json.dumps(data)
-
-
-def _json_item(array: np.ndarray):
-    return json.loads(str(array))
