@@ -30,7 +30,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check lth_tf pipelines tests
+	$(BIN)/ruff check lth_tf pipelines benchmarks tests
 
 clean:
 	rm -rf $(VENV) runs

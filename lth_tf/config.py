@@ -18,12 +18,15 @@ from lth_tf.steps import Step, iterations_per_epoch
 
 LAYER_KINDS = ("conv", "fc", "output")
 OPTIMIZERS = ("adam", "sgd")
-# --eval_every=auto: about 20 evaluations per round, but never closer than 100 iterations (an
-# evaluation covers 15,000 examples: on a CPU it can cost more than 100 training steps) nor
-# further apart than 500 (the early-stop iteration would blur).
-AUTO_EVALUATIONS_PER_ROUND = 20
-AUTO_EVAL_EVERY_MIN = 100
-AUTO_EVAL_EVERY_MAX = 500
+PRUNING_STRATEGIES = ("layerwise", "global")
+# Controls run as branches of an existing experiment (lth_tf.branches); "none" is plain IMP.
+CONTROLS = ("none", "random_reinit", "random_prune", "lr_rewind")
+# --eval_every=auto: every half epoch, rounded to 100 iterations. Evaluating runs the 5,000
+# validation examples (the 10,000 test examples only where a result needs them), which costs
+# about as much as training on 1,400; half an epoch apart that is about 5% of training time,
+# and the early-stop iteration is still known to half an epoch.
+AUTO_EVAL_EPOCHS = 0.5
+AUTO_EVAL_ROUNDING = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +89,20 @@ class ModelHparams:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingHparams:
-    """How each round trains. ``iterations`` and ``eval_every`` are step strings."""
+    """How each round trains. ``iterations``, ``eval_every``, ``warmup`` and ``lr_drops`` are
+    step strings.
+
+    The learning rate rises linearly over ``warmup`` iterations, then is multiplied by
+    ``lr_drop_factor`` at every step of ``lr_drops`` (comma-separated, e.g. ``"20000it,25000it"``
+    or ``"80ep,120ep"``). ``weight_decay`` is an L2 penalty ``weight_decay / 2 * |w|^2`` on
+    every conv and dense kernel, added to the loss (so, like PyTorch's SGD ``weight_decay``, it
+    goes through momentum). ``augment`` turns on CIFAR augmentation: 4-pixel zero padding, a
+    random crop back to size, a random horizontal flip. The defaults of these five change
+    nothing, so experiments written before they existed keep their meaning.
+
+    >>> TrainingHparams(lr_drops="80ep, 120ep").lr_drops
+    '80ep,120ep'
+    """
 
     optimizer: str = "adam"
     learning_rate: float = 1.2e-3
@@ -95,6 +111,11 @@ class TrainingHparams:
     iterations: str = "50000it"
     eval_every: str = "auto"
     seed: int = 0
+    weight_decay: float = 0.0
+    warmup: str = "0it"
+    lr_drops: str = ""
+    lr_drop_factor: float = 0.1
+    augment: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -107,6 +128,29 @@ class TrainingHparams:
             raise LthError("--iterations must be more than 0")
         if self.eval_every != "auto" and Step.parse(self.eval_every, "--eval_every") == Step():
             raise LthError("--eval_every must be more than 0 (or 'auto')")
+        if self.weight_decay < 0:
+            raise LthError(f"--weight_decay must be 0 or more, got {self.weight_decay}")
+        if not 0.0 < self.lr_drop_factor <= 1.0:
+            raise LthError(f"--lr_drop_factor must be in (0, 1], got {self.lr_drop_factor}")
+        # One spelling per schedule, so "500" and "500it" are the same experiment.
+        object.__setattr__(self, "warmup", str(Step.parse(self.warmup, "--warmup")))
+        drops = ",".join(str(step) for step in parse_steps(self.lr_drops, "--lr_drops"))
+        object.__setattr__(self, "lr_drops", drops)
+
+    def schedule_in_iterations(self, iterations_per_epoch: int) -> TrainingHparams:
+        """A copy whose ``warmup`` and ``lr_drops`` are iteration counts, for one epoch length.
+
+        The optimizer is built from these (:func:`lth_tf.training.make_optimizer`), which knows
+        no dataset size.
+
+        >>> TrainingHparams(warmup="1ep", lr_drops="2ep").schedule_in_iterations(100).lr_drops
+        '200it'
+        """
+        warmup = Step.parse(self.warmup).to_iterations(iterations_per_epoch)
+        drops = [s.to_iterations(iterations_per_epoch) for s in parse_steps(self.lr_drops)]
+        return dataclasses.replace(
+            self, warmup=f"{warmup}it", lr_drops=",".join(f"{d}it" for d in drops)
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +164,8 @@ class PruningHparams:
     rounds: int = 20
     rewind: str = "0it"
     block_size: str = "1x1"
+    strategy: str = "layerwise"
+    one_shot: bool = False
 
     def __post_init__(self) -> None:
         if self.rounds < 0:
@@ -128,6 +174,38 @@ class PruningHparams:
         rows, cols = parse_block_size(self.block_size)
         # One spelling per block shape, so "4X1" and "4x1" are the same experiment.
         object.__setattr__(self, "block_size", f"{rows}x{cols}")
+        if self.strategy not in PRUNING_STRATEGIES:
+            raise LthError(
+                f"--pruning: unknown strategy {self.strategy!r}; choose one of "
+                f"{', '.join(PRUNING_STRATEGIES)}"
+            )
+        if self.strategy == "global":
+            _ = self.global_rate  # raises unless the kinds it prunes share one rate
+            if self.block_size != "1x1":
+                raise LthError(
+                    f"--block_size={self.block_size} needs --pruning=layerwise: global pruning "
+                    "ranks single weights across layers"
+                )
+
+    @property
+    def global_rate(self) -> float:
+        """The one rate of ``--pruning=global``: that of every layer kind it prunes (or 0).
+
+        >>> PruningHparams(PruneRates(conv=0.2), strategy="global").global_rate
+        0.2
+        """
+        rates = {getattr(self.rates, kind) for kind in LAYER_KINDS} - {0.0}
+        if len(rates) > 1:
+            raise LthError(
+                f"--pruning=global prunes one fraction of the pooled weights per round, but the "
+                f"layer kinds have different rates ({self.rates}); give the kinds it should "
+                "prune one rate and the others 0 (left dense), e.g. --prune_rates=fc=0.2,output=0"
+            )
+        return rates.pop() if rates else 0.0
+
+    def is_pruned(self, kind: str) -> bool:
+        """Whether IMP prunes layers of this kind at all (a rate of 0 leaves them dense)."""
+        return self.rates.for_kind(kind) > 0
 
     @property
     def block_shape(self) -> tuple[int, int]:
@@ -153,6 +231,38 @@ def parse_block_size(text: str) -> tuple[int, int]:
     return int(rows), int(cols)
 
 
+def parse_steps(text: str, what: str = "--lr_drops") -> list[Step]:
+    """Comma-separated step strings (an empty string is no steps).
+
+    >>> [str(s) for s in parse_steps("20000, 25000it")]
+    ['20000it', '25000it']
+    """
+    return [Step.parse(item, what) for item in text.split(",") if item.strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class BranchHparams:
+    """A control run as a branch of another experiment (:mod:`lth_tf.branches`).
+
+    ``parent`` is the parent experiment's directory name (a branch lives beside it);
+    ``control_seed`` seeds the control's randomness (fresh initial values, random masks).
+    ``control="none"`` is a plain IMP experiment.
+    """
+
+    control: str = "none"
+    parent: str = ""
+    control_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.control not in CONTROLS:
+            raise LthError(
+                f"--control: unknown control {self.control!r}; choose one of "
+                f"{', '.join(CONTROLS[1:])}"
+            )
+        if (self.control == "none") != (self.parent == ""):
+            raise LthError("a control needs a parent experiment (--branch_of) and vice versa")
+
+
 @dataclasses.dataclass(frozen=True)
 class Resolved:
     """Step strings turned into iteration counts for one dataset size."""
@@ -161,6 +271,8 @@ class Resolved:
     eval_every: int
     rewind_iteration: int
     iterations_per_epoch: int
+    warmup_iterations: int = 0
+    lr_drop_iterations: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +283,7 @@ class ExperimentHparams:
     model: ModelHparams
     training: TrainingHparams
     pruning: PruningHparams
+    branch: BranchHparams = BranchHparams()
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -186,7 +299,13 @@ class ExperimentHparams:
             model=ModelHparams(**data["model"]),
             training=TrainingHparams(**data["training"]),
             pruning=PruningHparams(**pruning),
+            # Written before branches existed: a plain IMP experiment.
+            branch=BranchHparams(**data.get("branch", {})),
         )
+
+    @property
+    def is_branch(self) -> bool:
+        return self.branch.control != "none"
 
     def short_hash(self, defaults: ExperimentHparams) -> str:
         """Hash of the values that differ from ``defaults``.
@@ -204,8 +323,8 @@ class ExperimentHparams:
         per_epoch = iterations_per_epoch(num_train_examples, self.training.batch_size)
         iterations = Step.parse(self.training.iterations, "--iterations").to_iterations(per_epoch)
         if self.training.eval_every == "auto":
-            spacing = iterations // AUTO_EVALUATIONS_PER_ROUND
-            eval_every = min(max(spacing, AUTO_EVAL_EVERY_MIN), AUTO_EVAL_EVERY_MAX)
+            half_epoch = round(per_epoch * AUTO_EVAL_EPOCHS / AUTO_EVAL_ROUNDING)
+            eval_every = max(1, half_epoch) * AUTO_EVAL_ROUNDING
         else:
             eval_every = Step.parse(self.training.eval_every, "--eval_every").to_iterations(
                 per_epoch
@@ -216,11 +335,14 @@ class ExperimentHparams:
                 f"--rewind={self.pruning.rewind} is iteration {rewind}, past the end of round 0 "
                 f"({iterations} iterations); choose a rewind point within training"
             )
+        schedule = self.training.schedule_in_iterations(per_epoch)
         return Resolved(
             iterations=iterations,
             eval_every=min(eval_every, iterations),
             rewind_iteration=rewind,
             iterations_per_epoch=per_epoch,
+            warmup_iterations=Step.parse(schedule.warmup).iterations,
+            lr_drop_iterations=tuple(s.iterations for s in parse_steps(schedule.lr_drops)),
         )
 
 

@@ -5,17 +5,22 @@ compiled functions are built once, and a new round only resets values (masks, we
 optimizer slots), so nothing is retraced between rounds.
 
 Pruned weights stay exactly zero: gradients are multiplied by the mask before the optimizer
-sees them, and since every round starts with zeroed optimizer slots, Adam's and momentum's
+sees them, and since every round starts with fresh optimizer slots, Adam's and momentum's
 updates at pruned positions are exactly zero too. TF-MOT alone does not do this: it re-masks on
-the next forward pass, after the optimizer has already moved pruned weights.
+the next forward pass, after the optimizer has already moved pruned weights. Because masking
+the gradient already keeps pruned weights at zero, the training step runs the *unwrapped*
+model (the same layers and variables) and skips the wrappers' per-call ``weight * mask``
+assignment, which under a distribution strategy is also an all-reduce of every pruned weight
+on every forward pass. ``remask_every_step=True`` restores TF-MOT's behaviour, for comparison.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -23,14 +28,24 @@ import tensorflow as tf
 import tf_keras
 
 from lth_tf.config import TrainingHparams
-from lth_tf.data.pipeline import evaluation_batches, training_batches
+from lth_tf.data.pipeline import (
+    EVAL_BATCH_SIZE,
+    evaluation_batches,
+    training_batch,
+    training_batches,
+)
 from lth_tf.data.sources import ImageDataset
+from lth_tf.errors import LthError
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, restore, snapshot, variable_key
 
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """Validation and test metrics at one iteration."""
+    """Validation and test metrics at one iteration; test ones are NaN where not measured.
+
+    :func:`train_round` measures the test split only where a result needs it (a new minimum of
+    the validation loss, the round's last iteration), unless asked for it at every evaluation.
+    """
 
     iteration: int
     val_loss: float
@@ -59,6 +74,13 @@ class EarlyStop:
             self.val_loss = evaluation.val_loss
             self.iteration = evaluation.iteration
             self.test_accuracy = evaluation.test_accuracy
+
+
+@dataclasses.dataclass
+class TrainingStream:
+    """A position in the training stream whose batches the trainer builds on the device."""
+
+    iteration: int
 
 
 class RoundObserver(Protocol):
@@ -98,6 +120,11 @@ class RoundProgress:
         return cls(data["iteration"], data["train_seconds"], evaluations)
 
 
+def _on_device(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
+    """The split as tensors on the default device (a GPU when there is one), pixels as uint8."""
+    return tf.identity(tf.constant(images)), tf.identity(tf.constant(labels, tf.int64))
+
+
 def xla_can_train(model: tf_keras.Model) -> bool:
     """Whether XLA can compile this model's training step under op determinism.
 
@@ -107,17 +134,77 @@ def xla_can_train(model: tf_keras.Model) -> bool:
     return not any(isinstance(layer, tf_keras.layers.MaxPooling2D) for layer in model.submodules)
 
 
+MIXED_PRECISION = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+@contextlib.contextmanager
+def mixed_precision_policy(name: str | None) -> Iterator[None]:
+    """Builds models inside it with ``mixed_<name>`` (float32 weights, 16-bit compute).
+
+    ``None`` or ``"float32"`` leaves the policy alone. The previous policy is restored after.
+
+    >>> with mixed_precision_policy("bfloat16"):
+    ...     model = build()  # doctest: +SKIP
+    """
+    if name in (None, "float32"):
+        yield
+        return
+    previous = tf_keras.mixed_precision.global_policy()
+    tf_keras.mixed_precision.set_global_policy(MIXED_PRECISION[name])
+    try:
+        yield
+    finally:
+        tf_keras.mixed_precision.set_global_policy(previous)
+
+
+def computes_in_float16(model: tf_keras.Model) -> bool:
+    """Whether any layer computes in float16 (its gradients then need loss scaling)."""
+    return any(
+        layer.dtype_policy.compute_dtype == "float16"
+        for layer in model.submodules
+        if isinstance(layer, tf_keras.layers.Layer)
+    )
+
+
 def make_optimizer(training: TrainingHparams) -> tf_keras.optimizers.Optimizer:
+    """The round's optimizer; with ``warmup`` or ``lr_drops`` its rate follows a schedule.
+
+    The schedule's steps must be iteration counts (resolve epochs first with
+    :meth:`TrainingHparams.schedule_in_iterations`). Without warmup or drops the rate is a
+    plain constant, exactly as before schedules existed.
+
+    >>> optimizer = make_optimizer(TrainingHparams("sgd", learning_rate=0.1, warmup="10it"))
+    >>> round(float(optimizer.learning_rate), 6)  # step 0 of 10 of warmup
+    0.01
+    """
+    from lth_tf.config import parse_steps
+    from lth_tf.lr_schedule import WarmupStepDecay
+    from lth_tf.steps import Step
+
+    warmup = Step.parse(training.warmup, "--warmup")
+    drops = parse_steps(training.lr_drops)
+    if any(step.epochs for step in [warmup, *drops]):
+        raise ValueError(
+            f"warmup={training.warmup!r}, lr_drops={training.lr_drops!r}: resolve epochs first "
+            "(TrainingHparams.schedule_in_iterations)"
+        )
+    rate = training.learning_rate
+    if warmup.iterations or drops:
+        rate = WarmupStepDecay(
+            rate, warmup.iterations, [d.iterations for d in drops], training.lr_drop_factor
+        )
     if training.optimizer == "adam":
-        return tf_keras.optimizers.Adam(training.learning_rate)
-    return tf_keras.optimizers.SGD(training.learning_rate, momentum=training.momentum)
+        return tf_keras.optimizers.Adam(rate)
+    return tf_keras.optimizers.SGD(rate, momentum=training.momentum)
 
 
 class Trainer:
     """Trains and evaluates one :class:`PrunedModel`; build it inside nothing, it enters the scope.
 
     ``steps_per_execution`` iterations run inside one compiled call (fewer Python round trips);
-    ``jit_compile`` compiles the training step with XLA.
+    ``jit_compile`` compiles the step with XLA: the whole step on one replica, the forward and
+    backward pass under a multi-replica strategy (the gradient all-reduce and the update stay
+    outside XLA). Under a ``mixed_float16`` Keras policy the loss is scaled dynamically.
     """
 
     def __init__(
@@ -128,40 +215,82 @@ class Trainer:
         strategy: tf.distribute.Strategy,
         jit_compile: bool = False,
         steps_per_execution: int = 100,
+        remask_every_step: bool = False,
     ):
         self.pruned = pruned
         self.data = data
         self.training = training
         self.strategy = strategy
         self.steps_per_execution = steps_per_execution
-        model = pruned.model
-        self._trainable = model.trainable_variables
+        self._forward_model = pruned.model if remask_every_step else pruned.unwrapped
+        self._trainable = self._forward_model.trainable_variables
         masks_by_weight = {id(pruned.weights[name]): mask for name, mask in pruned.masks.items()}
         self._gradient_masks = [masks_by_weight.get(id(v)) for v in self._trainable]
+        if remask_every_step:
+            # The wrappers count their calls and refuse a training call before the first step.
+            for wrapper in pruned.wrappers:
+                wrapper.pruning_step.assign(max(int(wrapper.pruning_step.numpy()), 0))
+        self._loss_scaling = computes_in_float16(pruned.unwrapped)
         with strategy.scope():
             self.optimizer = make_optimizer(training)
+            if self._loss_scaling:
+                self.optimizer = tf_keras.mixed_precision.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self._trainable)
-        self._optimizer_zeros = [
-            np.zeros(v.shape, v.dtype.as_numpy_dtype) for v in self.optimizer.variables
-        ]
-        self._val = strategy.experimental_distribute_dataset(
-            evaluation_batches(data.val_images, data.val_labels)
-        )
-        self._test = strategy.experimental_distribute_dataset(
-            evaluation_batches(data.test_images, data.test_labels)
-        )
-        self._step = tf.function(
-            self._replica_train_step, jit_compile=jit_compile and xla_can_train(model)
-        )
+        # A fresh round restores these (zero slots and step, the loss scale's starting value).
+        self._optimizer_initial = [np.array(v.numpy()) for v in self.optimizer.variables]
+        if strategy.num_replicas_in_sync == 1:
+            # The splits sit on the device and one compiled call runs a whole split: no
+            # iterator per evaluation, which at 5,000 examples costs more than the forward pass.
+            self._splits = {
+                "val": _on_device(data.val_images, data.val_labels),
+                "test": _on_device(data.test_images, data.test_labels),
+            }
+            self._eval_step = tf.function(self._replica_eval_step, jit_compile=jit_compile)
+            self._evaluate = tf.function(self._evaluate_on_device)
+        else:
+            self._splits = {
+                "val": strategy.experimental_distribute_dataset(
+                    evaluation_batches(data.val_images, data.val_labels)
+                ),
+                "test": strategy.experimental_distribute_dataset(
+                    evaluation_batches(data.test_images, data.test_labels)
+                ),
+            }
+            self._eval_step = tf.function(self._replica_eval_step, jit_compile=jit_compile)
+            self._evaluate = tf.function(self._evaluate_distributed)
+        replicas = strategy.num_replicas_in_sync
+        if training.batch_size % replicas:
+            raise LthError(
+                f"--batch_size={training.batch_size} does not split evenly over {replicas} "
+                "replicas; use a multiple of the replica count"
+            )
+        # TPUs read the tf.data stream; elsewhere every replica holds the training set and
+        # builds its batches inside the compiled loop: no input pipeline to start, feed or
+        # tear down each round (tearing down a tf.data iterator alone took 0.2-5 s here).
+        self._stream_on_device = not isinstance(strategy, tf.distribute.TPUStrategy)
+        if self._stream_on_device:
+            self._train_images, self._train_labels = (
+                strategy.experimental_distribute_values_from_function(
+                    lambda _, tensor=tensor: tf.identity(tensor)
+                )
+                for tensor in (tf.constant(data.train_images), tf.constant(data.train_labels))
+            )
+        jit_train = jit_compile and xla_can_train(pruned.unwrapped)
+        if strategy.num_replicas_in_sync == 1:
+            self._step = tf.function(self._replica_train_step, jit_compile=jit_train)
+            self._gradients = self._replica_gradients
+        else:
+            self._step = self._replica_train_step
+            self._gradients = tf.function(self._replica_gradients, jit_compile=jit_train)
         self._train_chunk = tf.function(self._train_chunk_impl)
-        self._eval_step = tf.function(self._replica_eval_step, jit_compile=jit_compile)
-        self._evaluate = tf.function(self._evaluate_impl)
+        self._train_chunk_on_device = tf.function(self._train_chunk_on_device_impl)
 
     # -- compiled pieces -------------------------------------------------------------------
 
-    def _replica_train_step(self, images: tf.Tensor, labels: tf.Tensor):
+    def _replica_gradients(self, images: tf.Tensor, labels: tf.Tensor):
+        """Masked gradients of one replica's batch, its summed example loss and correct count."""
         with tf.GradientTape() as tape:
-            logits = self.pruned.model(images, training=True)
+            logits = tf.cast(self._forward_model(images, training=True), tf.float32)
             per_example = tf_keras.losses.sparse_categorical_crossentropy(
                 labels, logits, from_logits=True
             )
@@ -169,16 +298,56 @@ class Trainer:
             loss = tf.nn.compute_average_loss(
                 per_example, global_batch_size=self.training.batch_size
             )
-            if self.pruned.model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(self.pruned.model.losses))
+            if self._forward_model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self._forward_model.losses))
+            if self._loss_scaling:
+                loss = self.optimizer.get_scaled_loss(loss)
         gradients = tape.gradient(loss, self._trainable)
+        if self._loss_scaling:
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
         gradients = [
             gradient if mask is None else gradient * mask
             for gradient, mask in zip(gradients, self._gradient_masks, strict=True)
         ]
-        self.optimizer.apply_gradients(zip(gradients, self._trainable, strict=True))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32))
-        return tf.reduce_sum(per_example), correct
+        return gradients, tf.reduce_sum(per_example), correct
+
+    def _replica_train_step(self, images: tf.Tensor, labels: tf.Tensor):
+        gradients, loss_sum, correct = self._gradients(images, labels)
+        self.optimizer.apply_gradients(zip(gradients, self._trainable, strict=True))
+        return loss_sum, correct
+
+    def _replica_train_step_at(self, iteration: tf.Tensor, images: tf.Tensor, labels: tf.Tensor):
+        """One replica's step on its share of global batch ``iteration`` of the stream."""
+        batch_images, batch_labels = training_batch(
+            images,
+            labels,
+            iteration,
+            self.training.batch_size,
+            self.training.seed,
+            self.training.augment,
+        )
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            # Every replica builds the same global batch and trains on its slice, so a run's
+            # batches do not depend on the number of replicas.
+            share = self.training.batch_size // replicas
+            start = tf.distribute.get_replica_context().replica_id_in_sync_group * share
+            batch_images = batch_images[start : start + share]
+            batch_labels = batch_labels[start : start + share]
+        return self._step(batch_images, batch_labels)
+
+    def _train_chunk_on_device_impl(self, start: tf.Tensor, steps: tf.Tensor):
+        loss_sum = tf.constant(0.0)
+        correct = tf.constant(0.0)
+        for step in tf.range(steps):
+            per_replica = self.strategy.run(
+                self._replica_train_step_at,
+                args=(start + step, self._train_images, self._train_labels),
+            )
+            loss_sum += self.strategy.reduce("SUM", per_replica[0], axis=None)
+            correct += self.strategy.reduce("SUM", per_replica[1], axis=None)
+        return loss_sum, correct
 
     def _train_chunk_impl(self, iterator, steps: tf.Tensor):
         loss_sum = tf.constant(0.0)
@@ -190,7 +359,7 @@ class Trainer:
         return loss_sum, correct
 
     def _replica_eval_step(self, images: tf.Tensor, labels: tf.Tensor):
-        logits = self.pruned.model(images, training=False)
+        logits = tf.cast(self._forward_model(images, training=False), tf.float32)
         per_example = tf_keras.losses.sparse_categorical_crossentropy(
             labels, logits, from_logits=True
         )
@@ -198,7 +367,27 @@ class Trainer:
         count = tf.cast(tf.size(labels), tf.float32)
         return tf.reduce_sum(per_example), tf.reduce_sum(correct), count
 
-    def _evaluate_impl(self, dataset):
+    def _evaluate_on_device(self, images: tf.Tensor, labels: tf.Tensor):
+        """(summed loss, correct, count) over a whole split, in batches of EVAL_BATCH_SIZE."""
+        count = images.shape[0]
+        full = count // EVAL_BATCH_SIZE
+        loss_sum, correct = tf.constant(0.0), tf.constant(0.0)
+        for index in tf.range(full):
+            start = index * EVAL_BATCH_SIZE
+            batch_loss, batch_correct, _ = self._eval_step(
+                images[start : start + EVAL_BATCH_SIZE], labels[start : start + EVAL_BATCH_SIZE]
+            )
+            loss_sum += batch_loss
+            correct += batch_correct
+        if count % EVAL_BATCH_SIZE:
+            batch_loss, batch_correct, _ = self._eval_step(
+                images[full * EVAL_BATCH_SIZE :], labels[full * EVAL_BATCH_SIZE :]
+            )
+            loss_sum += batch_loss
+            correct += batch_correct
+        return loss_sum, correct, tf.constant(float(count))
+
+    def _evaluate_distributed(self, dataset):
         loss_sum, correct, count = tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)
         for images, labels in dataset:
             batch_loss, batch_correct, batch_count = self.strategy.run(
@@ -213,33 +402,63 @@ class Trainer:
 
     def reset_optimizer(self) -> None:
         """Fresh optimizer state (step counter and slots), without new variables to trace."""
-        for variable, zeros in zip(self.optimizer.variables, self._optimizer_zeros, strict=True):
-            variable.assign(zeros)
+        for variable, value in zip(self.optimizer.variables, self._optimizer_initial, strict=True):
+            variable.assign(value)
 
     def evaluate_split(self, split: str) -> tuple[float, float]:
         """(mean loss, accuracy) over the whole ``val`` or ``test`` split."""
-        loss_sum, correct, count = self._evaluate(self._val if split == "val" else self._test)
+        split_data = self._splits[split]
+        if isinstance(split_data, tuple):
+            loss_sum, correct, count = self._evaluate(*split_data)
+        else:
+            loss_sum, correct, count = self._evaluate(split_data)
         return float(loss_sum) / float(count), float(correct) / float(count)
 
-    def evaluate(self, iteration: int) -> Evaluation:
+    def evaluate(self, iteration: int, test: bool = True) -> Evaluation:
+        """Validation metrics, and test metrics unless ``test`` is False (then NaN)."""
         val_loss, val_accuracy = self.evaluate_split("val")
-        test_loss, test_accuracy = self.evaluate_split("test")
+        test_loss, test_accuracy = self.evaluate_split("test") if test else (math.nan, math.nan)
         return Evaluation(iteration, val_loss, val_accuracy, test_loss, test_accuracy)
 
-    def batches_from(self, iteration: int):
-        """A distributed iterator over the training stream, starting at ``iteration``."""
+    def evaluate_for_round(
+        self, iteration: int, last: bool, early_stop: EarlyStop, test_every_evaluation: bool
+    ) -> Evaluation:
+        """An evaluation that measures the test split only where a result reads it.
+
+        A round reports test accuracy at its last iteration and at the minimum of the validation
+        loss (the early stop); at any other evaluation the test split (two thirds of the cost)
+        is skipped unless ``test_every_evaluation``.
+        """
+        val_loss, val_accuracy = self.evaluate_split("val")
+        if test_every_evaluation or last or val_loss < early_stop.val_loss:
+            test_loss, test_accuracy = self.evaluate_split("test")
+        else:
+            test_loss, test_accuracy = math.nan, math.nan
+        return Evaluation(iteration, val_loss, val_accuracy, test_loss, test_accuracy)
+
+    def batches_from(self, iteration: int) -> TrainingStream | Iterator:
+        """The training stream from ``iteration`` on, for :meth:`train_steps` to consume."""
+        if self._stream_on_device:
+            return TrainingStream(iteration)
         dataset = training_batches(
             self.data.train_images,
             self.data.train_labels,
             self.training.batch_size,
             seed=self.training.seed,
             start_iteration=iteration,
+            augment=self.training.augment,
         )
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
-    def train_steps(self, iterator, steps: int) -> tuple[float, float]:
+    def train_steps(self, stream: TrainingStream | Iterator, steps: int) -> tuple[float, float]:
         """Runs ``steps`` iterations; returns the summed example loss and correct count."""
-        loss_sum, correct = self._train_chunk(iterator, tf.constant(steps, tf.int64))
+        count = tf.constant(steps, tf.int64)
+        if isinstance(stream, TrainingStream):
+            start = tf.constant(stream.iteration, tf.int64)
+            loss_sum, correct = self._train_chunk_on_device(start, count)
+            stream.iteration += steps
+        else:
+            loss_sum, correct = self._train_chunk(stream, count)
         return float(loss_sum), float(correct)
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -266,12 +485,14 @@ def train_round(
     on_iteration: dict[int, Callable[[], None]] | None = None,
     progress_bar: tf_keras.utils.Progbar | None = None,
     observer: RoundObserver | None = None,
+    test_every_evaluation: bool = False,
 ) -> RoundProgress:
     """Trains from ``progress.iteration`` to ``iterations``, evaluating every ``eval_every``.
 
     After each evaluation ``on_checkpoint(progress)`` runs (the caller saves a checkpoint);
     ``on_iteration[i]`` runs once the model has trained exactly ``i`` iterations (the rewind point).
-    ``observer`` sees every chunk's training metrics and every evaluation.
+    ``observer`` sees every chunk's training metrics and every evaluation. The test split is
+    measured where the round's results need it (see :meth:`Trainer.evaluate_for_round`).
     """
     on_iteration = on_iteration or {}
     iterator = trainer.batches_from(progress.iteration)
@@ -293,13 +514,18 @@ def train_round(
             observer.on_train_chunk(stop, loss_sum / examples, correct / examples)
         if stop % eval_every == 0 or stop == iterations:
             trainer.pruned.apply_masks()
-            progress.evaluations.append(trainer.evaluate(stop))
+            progress.evaluations.append(
+                trainer.evaluate_for_round(
+                    stop, stop == iterations, progress.early_stop, test_every_evaluation
+                )
+            )
             if observer is not None:
                 observer.on_evaluation(progress.evaluations[-1])
             on_checkpoint(progress)
         if progress_bar is not None:
             values = [("loss", loss_sum / examples), ("accuracy", correct / examples)]
-            if progress.evaluations:
-                values.append(("test_accuracy", progress.evaluations[-1].test_accuracy))
+            measured = [e for e in progress.evaluations if not math.isnan(e.test_accuracy)]
+            if measured:
+                values.append(("test_accuracy", measured[-1].test_accuracy))
             progress_bar.update(stop, values=values)
     return progress

@@ -1,6 +1,8 @@
 """Find lottery tickets: ``python -m pipelines.imp --model=lenet300_100 --dataset=fashion_mnist``.
 
 Every flag left unset takes the model's paper default. Rerunning the same command resumes.
+A control runs as a branch of an experiment:
+``python -m pipelines.imp --branch_of=runs/EXPERIMENT --control=random_reinit``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from absl import app, flags
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "lenet300_100", "Model: lenet300_100, conv2, conv4 or conv6.")
+flags.DEFINE_string(
+    "model", "lenet300_100", "Model: lenet300_100, conv2, conv4, conv6, resnet20, vgg16 or vgg19."
+)
 flags.DEFINE_string(
     "dataset",
     None,
@@ -47,9 +51,37 @@ flags.DEFINE_string(
     "eval_every",
     None,
     "Evaluate validation/test every this many iterations (e.g. 500it), or "
-    "'auto' (about 20 evaluations per round, 100 to 500 iterations apart).",
+    "'auto' (every half epoch, rounded to 100 iterations).",
 )
 flags.DEFINE_integer("seed", None, "Random seed: initialisation and data order.")
+flags.DEFINE_string(
+    "pruning",
+    None,
+    "layerwise (each layer loses its kind's rate) or global (one magnitude threshold over all "
+    "layers whose kind has a non-zero rate; those kinds must share one rate).",
+)
+flags.DEFINE_boolean(
+    "one_shot", None, "Prune round 0's trained weights straight to each round's sparsity."
+)
+flags.DEFINE_float("weight_decay", None, "L2 weight decay on conv and dense kernels.")
+flags.DEFINE_string("warmup", None, "Linear learning-rate warmup length, e.g. 2000it or 2ep.")
+flags.DEFINE_string(
+    "lr_drops", None, "Steps where the learning rate drops, e.g. 20000it,25000it or 80ep,120ep."
+)
+flags.DEFINE_float("lr_drop_factor", None, "Learning-rate factor at each drop (e.g. 0.1).")
+flags.DEFINE_boolean(
+    "augment", None, "CIFAR augmentation: 4-pixel pad, random crop, random horizontal flip."
+)
+flags.DEFINE_string(
+    "branch_of",
+    None,
+    "Run a control as a branch of this experiment directory (its masks, rewind point and "
+    "round 0); the branch is written beside it. Needs --control.",
+)
+flags.DEFINE_string("control", None, "With --branch_of: random_reinit, random_prune or lr_rewind.")
+flags.DEFINE_integer(
+    "control_seed", None, "With --branch_of: seed of the control's randomness (default 0)."
+)
 flags.DEFINE_string("output_dir", "runs", "Where experiment directories go.")
 flags.DEFINE_string("experiment_name", None, "Experiment directory name (default: from hparams).")
 flags.DEFINE_string("strategy", "default", "default, mirrored, multi_worker or tpu.")
@@ -67,6 +99,37 @@ flags.DEFINE_boolean(
 )
 
 
+# What a branch may not change: it reruns its parent's hyperparameters.
+PARENT_FLAGS = (
+    *("model", "dataset", "iterations", "batch_size", "learning_rate", "optimizer", "momentum"),
+    *("rewind", "prune_rates", "block_size", "eval_every", "seed", "pruning", "one_shot"),
+    *("weight_decay", "warmup", "lr_drops", "lr_drop_factor", "augment", "output_dir"),
+)
+
+
+def branch_hparams_from_flags():
+    """A control's hyperparameters: its parent's, with ``branch`` set (and maybe ``--rounds``).
+
+    Points ``--output_dir`` and ``--experiment_name`` at the branch's directory beside the parent.
+    """
+    from lth_tf.branches import branch_of
+    from lth_tf.errors import LthError
+
+    if FLAGS.control is None:
+        raise LthError("--branch_of needs --control (random_reinit, random_prune or lr_rewind)")
+    fixed = [f"--{name}" for name in PARENT_FLAGS if FLAGS[name].present]
+    if fixed:
+        raise LthError(
+            f"{', '.join(fixed)} cannot be set with --branch_of: a branch reruns its parent's "
+            "hyperparameters next to it (only --rounds, --control_seed and --experiment_name)"
+        )
+    hparams, output_dir, name = branch_of(
+        FLAGS.branch_of, FLAGS.control, FLAGS.rounds, FLAGS.control_seed or 0, FLAGS.experiment_name
+    )
+    FLAGS.output_dir, FLAGS.experiment_name = str(output_dir), name
+    return hparams
+
+
 def hparams_from_flags():
     """The experiment's hyperparameters: the model's paper defaults, overridden by set flags."""
     from lth_tf.config import DatasetHparams, PruneRates
@@ -74,6 +137,10 @@ def hparams_from_flags():
     from lth_tf.errors import LthError
     from lth_tf.models import get_model, paper_defaults
 
+    if FLAGS.branch_of is not None:
+        return branch_hparams_from_flags()
+    if FLAGS.control is not None or FLAGS.control_seed is not None:
+        raise LthError("--control and --control_seed need --branch_of=EXPERIMENT_DIR")
     spec = get_model(FLAGS.model)
     dataset = FLAGS.dataset or spec.dataset
     if dataset not in DATASETS:
@@ -91,14 +158,21 @@ def hparams_from_flags():
             "iterations",
             "eval_every",
             "seed",
+            "weight_decay",
+            "warmup",
+            "lr_drops",
+            "lr_drop_factor",
+            "augment",
         )
         if getattr(FLAGS, key) is not None
     }
     pruning = {
         key: getattr(FLAGS, key)
-        for key in ("rounds", "rewind", "block_size")
+        for key in ("rounds", "rewind", "block_size", "one_shot")
         if getattr(FLAGS, key) is not None
     }
+    if FLAGS.pruning is not None:
+        pruning["strategy"] = FLAGS.pruning
     if "rewind" in pruning:
         from lth_tf.steps import Step
 

@@ -50,15 +50,12 @@ def test_resolve_turns_steps_into_iterations_and_refuses_late_rewind():
     )
     resolved = hparams.resolve(55_000)
     assert (resolved.iterations, resolved.rewind_iteration) == (1834, 917)
-    assert resolved.eval_every == 100  # 1834 // 20 is closer than the 100-iteration floor
-    short = dataclasses.replace(
-        hparams, training=dataclasses.replace(hparams.training, iterations="2000")
+    assert resolved.eval_every == 500  # half of a 917-iteration epoch, to 100 iterations
+    assert hparams.resolve(45_000).eval_every == 400  # 750 iterations per epoch
+    small = dataclasses.replace(
+        hparams, training=dataclasses.replace(hparams.training, batch_size=1000, iterations="1000")
     )
-    assert short.resolve(55_000).eval_every == 100
-    tiny = dataclasses.replace(
-        hparams, training=dataclasses.replace(hparams.training, iterations="20000")
-    )
-    assert tiny.resolve(55_000).eval_every == 500
+    assert small.resolve(45_000).eval_every == 100  # 45 iterations per epoch: the floor
     late = dataclasses.replace(hparams, pruning=dataclasses.replace(hparams.pruning, rewind="3ep"))
     with pytest.raises(LthError, match="past the end of round 0"):
         late.resolve(55_000)

@@ -13,6 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 EVAL_BATCH_SIZE = 1000
+# Standard CIFAR augmentation: pad by 4 pixels, crop back at a random offset, flip half.
+AUGMENT_PADDING = 4
 
 
 def _with_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -29,11 +31,14 @@ def training_batches(
     batch_size: int,
     seed: int,
     start_iteration: int = 0,
+    augment: bool = False,
 ) -> tf.data.Dataset:
     """Endless batches of ``(float32 pixels, int64 labels)``; batch ``i`` depends on ``seed`` only.
 
     Epoch ``e`` visits every example once, in the order of a permutation seeded by
     ``(seed, e)``; a batch that straddles two epochs takes the end of one and the start of the next.
+    With ``augment``, every image is shifted and flipped at random (:func:`augment_batch`), also
+    as a pure function of ``(seed, i)``.
 
     >>> ds = training_batches(np.zeros((10, 2, 2, 1), np.uint8), np.arange(10), 4, seed=0)
     >>> [b.shape.as_list() for b in next(iter(ds))]
@@ -44,30 +49,81 @@ def training_batches(
         raise ValueError(f"batch size {batch_size} exceeds the {num_examples} training examples")
     images_t = tf.constant(images)
     labels_t = tf.constant(labels, dtype=tf.int64)
-    offsets = tf.range(batch_size, dtype=tf.int64)
 
     def batch(iteration: tf.Tensor):
-        positions = iteration * batch_size + offsets
-        first_epoch = positions[0] // num_examples
-        within = positions % num_examples
-
-        def permuted(epoch: tf.Tensor) -> tf.Tensor:
-            return tf.random.experimental.index_shuffle(
-                within,
-                seed=tf.stack([tf.constant(seed, tf.int64), epoch]),
-                max_index=num_examples - 1,
-            )
-
-        indices = tf.where(
-            positions // num_examples == first_epoch,
-            permuted(first_epoch),
-            permuted(first_epoch + 1),
-        )
-        return tf.cast(tf.gather(images_t, indices), tf.float32), tf.gather(labels_t, indices)
+        return training_batch(images_t, labels_t, iteration, batch_size, seed, augment)
 
     dataset = tf.data.Dataset.range(start_iteration, np.iinfo(np.int64).max)
     dataset = dataset.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE))
+
+
+def training_batch(
+    images: tf.Tensor,
+    labels: tf.Tensor,
+    iteration: tf.Tensor,
+    batch_size: int,
+    seed: int,
+    augment: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Batch ``iteration`` of the training stream: float32 pixels and int64 labels.
+
+    Every training path builds its batches here (the ``tf.data`` stream of
+    :func:`training_batches` and the trainer's on-device one), so they are the same batches.
+
+    >>> images = tf.zeros((10, 2, 2, 1), tf.uint8)
+    >>> [t.shape.as_list() for t in training_batch(images, tf.range(10), 3, 4, seed=0)]
+    [[4, 2, 2, 1], [4]]
+    """
+    num_examples = int(images.shape[0])
+    iteration = tf.cast(iteration, tf.int64)
+    positions = iteration * batch_size + tf.range(batch_size, dtype=tf.int64)
+    first_epoch = positions[0] // num_examples
+    within = positions % num_examples
+
+    def permuted(epoch: tf.Tensor) -> tf.Tensor:
+        return tf.random.experimental.index_shuffle(
+            within,
+            seed=tf.stack([tf.constant(seed, tf.int64), epoch]),
+            max_index=num_examples - 1,
+        )
+
+    indices = tf.where(
+        positions // num_examples == first_epoch,
+        permuted(first_epoch),
+        permuted(first_epoch + 1),
+    )
+    batch_images = tf.cast(tf.gather(images, indices), tf.float32)
+    if augment:
+        batch_images = augment_batch(
+            batch_images, tf.stack([tf.constant(seed, tf.int64), iteration])
+        )
+    return batch_images, tf.gather(tf.cast(labels, tf.int64), indices)
+
+
+def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Pads each image by 4 zero pixels, crops it back at a random offset, flips half of them.
+
+    Each image gets its own offset and flip, drawn by stateless ops from ``seed`` (two
+    integers), so the same seed gives the same batch, in any process.
+
+    >>> batch = tf.ones((2, 8, 8, 1))
+    >>> augment_batch(batch, tf.constant([0, 7], tf.int64)).shape.as_list()
+    [2, 8, 8, 1]
+    """
+    count, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    pad = AUGMENT_PADDING
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    offsets = tf.random.stateless_uniform(
+        [count, 2], seed=crop_seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
+    )
+    # Gather rows, then columns, per image: an exact integer shift, no resampling.
+    rows = offsets[:, :1] + tf.range(height)[None]
+    cols = offsets[:, 1:] + tf.range(width)[None]
+    shifted = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    flip = tf.random.stateless_uniform([count], seed=flip_seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(shifted, axis=[2]), shifted)
 
 
 def evaluation_batches(

@@ -12,3 +12,54 @@ def pixel_input(input_shape: tuple[int, ...]):
 
     inputs = keras.Input(shape=input_shape, name="pixels")
     return inputs, keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+
+
+# He-normal initialisation and PyTorch's BN constants (momentum 0.1 = Keras 0.9, epsilon 1e-5),
+# as the papers' CIFAR ResNets and VGGs were trained (open_lth).
+KERNEL_INIT = "he_normal"
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def conv_bn(x, filters: int, kernel: int, stride: int, name: str):
+    """Conv (no bias) then batch norm, named ``<name>`` and ``<name>_bn``."""
+    import tf_keras as keras
+
+    x = keras.layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=KERNEL_INIT,
+        name=name,
+    )(x)
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn"
+    )(x)
+
+
+def add_weight_decay(model, weight_decay: float) -> None:
+    """Adds ``weight_decay / 2 * sum(kernel ** 2)`` of each conv and dense kernel to the losses.
+
+    Its gradient is ``weight_decay * kernel``: PyTorch's SGD ``weight_decay``, which the papers
+    used. Biases and batch norm are not decayed. A pruned weight is zero, so it adds nothing.
+    The Trainer adds ``model.losses`` to the loss; this also works once the model is wrapped.
+
+    >>> import tf_keras
+    >>> model = tf_keras.Sequential([tf_keras.Input((2,)), tf_keras.layers.Dense(1, "linear",
+    ...                              kernel_initializer="ones")])
+    >>> add_weight_decay(model, 0.1)
+    >>> round(float(model.losses[0]), 6)
+    0.1
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    if weight_decay <= 0:
+        return
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense):
+            layer.add_loss(
+                lambda kernel=layer.kernel: 0.5 * weight_decay * tf.reduce_sum(tf.square(kernel))
+            )

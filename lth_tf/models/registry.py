@@ -18,7 +18,7 @@ from lth_tf.config import (
     TrainingHparams,
 )
 from lth_tf.errors import LthError
-from lth_tf.models import conv, lenet
+from lth_tf.models import conv, lenet, resnet, vgg
 
 if TYPE_CHECKING:
     import tf_keras
@@ -51,7 +51,32 @@ def _paper_net(name, build, dataset, lr, iterations, rates, rounds=20) -> ModelS
     )
 
 
-# Frankle & Carbin (2019), Figure 2.
+def _deep_net(name, build, batch_size, iterations, warmup, lr_drops, rewind) -> ModelSpec:
+    """A CIFAR ResNet/VGG: SGD 0.1 with momentum 0.9, warmup then x0.1 drops, weight decay
+    1e-4, augmentation; global pruning of 20% of the conv weights per round (the output layer
+    stays dense), rewinding to an early iteration (Frankle et al. 2019/2020)."""
+    return ModelSpec(
+        name=name,
+        build=build,
+        dataset="cifar10",
+        training=TrainingHparams(
+            optimizer="sgd",
+            learning_rate=0.1,
+            momentum=0.9,
+            batch_size=batch_size,
+            iterations=iterations,
+            weight_decay=1e-4,
+            warmup=warmup,
+            lr_drops=lr_drops,
+            augment=True,
+        ),
+        pruning=PruningHparams(
+            rates=PruneRates(conv=0.2), rounds=20, rewind=rewind, strategy="global"
+        ),
+    )
+
+
+# Frankle & Carbin (2019), Figure 2; deep networks also Frankle et al. (2019/2020), see README.
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -87,6 +112,15 @@ MODELS: dict[str, ModelSpec] = {
             "30000it",
             PruneRates(conv=0.15, fc=0.2, output=0.1),
         ),
+        # Resnet-18 of the LTH paper: 30K iterations at batch 128, drops at 20K and 25K,
+        # warmup over 20K iterations.
+        _deep_net(
+            "resnet20", resnet.resnet20, 128, "30000it", "20000it", "20000it,25000it", "500it"
+        ),
+        # VGG-19: 112K iterations at batch 64, drops at 80 and 120 of 160 epochs, warmup 10K.
+        _deep_net("vgg19", vgg.vgg19, 64, "112000it", "10000it", "56000it,84000it", "1000it"),
+        # VGG-16 is not in the papers' table: it takes VGG-19's recipe.
+        _deep_net("vgg16", vgg.vgg16, 64, "112000it", "10000it", "56000it,84000it", "1000it"),
     )
 }
 
@@ -105,6 +139,7 @@ def layer_kind(layer: tf_keras.layers.Layer) -> str | None:
     """``conv``, ``fc`` or ``output`` for a prunable layer, ``None`` for the rest.
 
     The output layer is recognised by its name, which every builder sets to ``output``.
+    Batch norm is never pruned (TF-MOT does not prune it); ResNet shortcut 1x1 convs are convs.
     """
     import tf_keras
 

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from lth_tf import io
+from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir
 from lth_tf.monitoring.figures import Curve, sparsity_figure
 
 REPORT_COLUMNS = ["experiment", "label", *RESULT_COLUMNS]
+# A branch's parent directory name: the control tells a branch from its parent already.
+_NOT_IN_LABELS = {"parent"}
 # Hyperparameter groups whose names read better under the pipeline flag's name.
 _RENAMES = {"rates": "prune_rates"}
 
@@ -98,6 +101,12 @@ def load_results(path: str | Path) -> ExperimentResults:
                 f"{column!r} in round {row.get('round')!r})"
             ) from None
     rows.sort(key=lambda row: int(row["round"]))
+    try:
+        # With every option's default filled in, an experiment written before an option existed
+        # (e.g. a parent without ``branch``) is labelled like a new one (``control=none``).
+        hparams = ExperimentHparams.from_dict(hparams).to_dict()
+    except (KeyError, TypeError, ValueError, LthError):
+        pass
     return ExperimentResults(str(path), flat_hparams(hparams), rows)
 
 
@@ -112,7 +121,11 @@ def experiment_labels(experiments: Sequence[ExperimentResults]) -> list[str]:
     keys: list[str] = []
     for experiment in experiments:
         keys += [key for key in experiment.hparams if key not in keys]
-    differing = [key for key in keys if len({repr(e.hparams.get(key)) for e in experiments}) > 1]
+    differing = [
+        key
+        for key in keys
+        if key not in _NOT_IN_LABELS and len({repr(e.hparams.get(key)) for e in experiments}) > 1
+    ]
     if len(experiments) < 2 or not differing:
         return [experiment.name for experiment in experiments]
     labels = [

@@ -26,6 +26,8 @@ finished before monitoring was on. The figure is also saved as ``accuracy_vs_spa
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,9 @@ SUMMARY_TAGS = (
 HPARAMS_TAG = "_hparams_/session_start_info"  # what hp.hparams writes, at step 0
 # Often enough to watch a round live; evaluations flush explicitly anyway.
 FLUSH_MILLIS = 10_000
+# Drawing the figure costs about half a second: redrawn after a round at most this often (and
+# always when the run ends), so short rounds do not spend their time on matplotlib.
+FIGURE_EVERY_SECONDS = 60.0
 
 
 def tensorboard_dir(experiment: ExperimentDir) -> Path:
@@ -145,14 +150,15 @@ class _RoundLog:
         self.run.scalars(iteration, {"train/loss": loss, "train/accuracy": accuracy})
 
     def on_evaluation(self, evaluation: Evaluation) -> None:
+        values = {
+            "val/loss": evaluation.val_loss,
+            "val/accuracy": evaluation.val_accuracy,
+            "test/loss": evaluation.test_loss,
+            "test/accuracy": evaluation.test_accuracy,
+        }
+        # The test split is measured only where a result needs it (NaN elsewhere).
         self.run.scalars(
-            evaluation.iteration,
-            {
-                "val/loss": evaluation.val_loss,
-                "val/accuracy": evaluation.val_accuracy,
-                "test/loss": evaluation.test_loss,
-                "test/accuracy": evaluation.test_accuracy,
-            },
+            evaluation.iteration, {tag: v for tag, v in values.items() if not math.isnan(v)}
         )
         # On disk before the checkpoint is: whatever a resume does not retrain is logged.
         self.run.flush()
@@ -171,6 +177,7 @@ class TensorBoardMonitor:
         self._runs: dict[str, _Run] = {}
         self._round: _Run | None = None
         self._layers_logged: set[int] = set()  # rounds whose files need no second reading
+        self._figure_drawn = -math.inf  # time.monotonic() of the last drawing
 
     def start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
         self.close()
@@ -193,10 +200,13 @@ class TensorBoardMonitor:
 
     def end_round(self, row: dict) -> None:
         self._close_round()
-        self._log_finished_rounds()
+        due = time.monotonic() - self._figure_drawn >= FIGURE_EVERY_SECONDS
+        self._log_finished_rounds(draw_figure=due)
 
     def close(self) -> None:
         self._close_round()
+        if self._runs:
+            self._log_finished_rounds(draw_figure=True)
         for run in self._runs.values():
             run.close()
         self._runs = {}
@@ -211,8 +221,8 @@ class TensorBoardMonitor:
             self._round.close()
             self._round = None
 
-    def _log_finished_rounds(self) -> None:
-        """Summary, layers and the figure for every finished round not logged yet."""
+    def _log_finished_rounds(self, draw_figure: bool = True) -> None:
+        """Summary, layers (and the figure, if asked) for every finished round not logged yet."""
         experiment = self._opened()
         rows = sorted(experiment.read_results(), key=lambda row: int(row["round"]))
         if not rows:
@@ -224,7 +234,8 @@ class TensorBoardMonitor:
             self._log_layers(layers, step)
         last = int(rows[-1]["round"])
         figure_path = experiment.root / FIGURE_FILE
-        if not summary.has(FIGURE_TAG, last) or not figure_path.exists():
+        if draw_figure and (not summary.has(FIGURE_TAG, last) or not figure_path.exists()):
+            self._figure_drawn = time.monotonic()
             png = sparsity_figure(
                 [Curve.from_results(experiment.root.name, rows, with_final=True)],
                 title=self._title,

@@ -92,8 +92,60 @@ def layerwise_masks(
     }
 
 
+def global_masks(
+    weights: dict[str, np.ndarray], masks: dict[str, np.ndarray], sparsity: float
+) -> dict[str, np.ndarray]:
+    """One magnitude threshold over all of ``weights``: ``sparsity`` of their total is pruned.
+
+    Exactly ``round(total * (1 - sparsity))`` weights survive network-wide (the largest
+    magnitudes among the survivors of ``masks``, so masks are nested; ties go to the earlier
+    position, in the order of ``weights``), however unevenly that leaves the layers.
+
+    >>> w = {"a": np.array([0.5, 0.4]), "b": np.array([0.1, 0.2, 3.0, 0.3])}
+    >>> m = global_masks(w, {k: np.ones_like(v) for k, v in w.items()}, sparsity=0.5)
+    >>> m["a"].tolist(), m["b"].tolist()
+    ([1.0, 1.0], [0.0, 0.0, 1.0, 0.0])
+    """
+    names = list(weights)
+    sizes = [weights[name].size for name in names]
+    flat_weights = np.concatenate([weights[name].reshape(-1) for name in names])
+    flat_masks = np.concatenate([masks[name].reshape(-1) for name in names])
+    flat = magnitude_mask(flat_weights, flat_masks, sparsity)
+    pieces = np.split(flat, np.cumsum(sizes)[:-1])
+    return {
+        name: piece.reshape(weights[name].shape) for name, piece in zip(names, pieces, strict=True)
+    }
+
+
+def random_masks(
+    masks: dict[str, np.ndarray], counts: dict[str, int], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Keeps ``counts[name]`` weights of each mask, chosen uniformly among its survivors.
+
+    The random-pruning control: the same number of weights per layer as a ticket, in random
+    places. Only survivors of ``masks`` can be kept, so masks are nested. Layers are drawn in
+    sorted name order, so a seeded ``rng`` gives the same masks every time.
+
+    >>> out = random_masks({"a": np.ones(10)}, {"a": 3}, np.random.default_rng(0))
+    >>> int(out["a"].sum())
+    3
+    """
+    out = {}
+    for name in sorted(masks):
+        alive = np.flatnonzero(masks[name].reshape(-1) > 0)
+        if counts[name] > alive.size:
+            raise ValueError(f"{name}: cannot keep {counts[name]} of {alive.size} survivors")
+        keep = rng.choice(alive, size=counts[name], replace=False)
+        mask = np.zeros(masks[name].size, dtype=masks[name].dtype)
+        mask[keep] = 1
+        out[name] = mask.reshape(masks[name].shape)
+    return {name: out[name] for name in masks}
+
+
 def percent_remaining(masks: dict[str, np.ndarray]) -> float:
-    """Percentage of all prunable weights still alive.
+    """Percentage of the weights of these masks still alive.
+
+    IMP reports it over the layers it prunes (see :func:`lth_tf.imp.counted_masks`).
 
     >>> percent_remaining({"a": np.ones(3), "b": np.zeros(1)})
     75.0

@@ -34,7 +34,9 @@ class PrunedModel:
 
     ``weights`` and ``masks`` share keys (the prunable kernels); ``rewindable`` is every model
     variable except the wrappers' own bookkeeping (masks, thresholds, step counters), so biases
-    and normalisation statistics are rewound with the kernels.
+    and normalisation statistics are rewound with the kernels. ``unwrapped`` is the model the
+    wrappers were put around: the same layer objects, so the same variables, without the
+    wrappers' per-call re-masking (see :class:`lth_tf.training.Trainer` for why that is safe).
     """
 
     model: tf_keras.Model
@@ -43,6 +45,7 @@ class PrunedModel:
     masks: dict[str, tf.Variable]
     kinds: dict[str, str]
     rewindable: dict[str, tf.Variable]
+    unwrapped: tf_keras.Model
 
     @property
     def schedules(self) -> dict[str, IterativeSparsity]:
@@ -73,6 +76,13 @@ class PrunedModel:
         """Zeroes pruned weights (an optimizer step or an assignment may have revived them)."""
         for name, weight in self.weights.items():
             weight.assign(weight * self.masks[name])
+
+    def pruned_nonzero(self) -> int:
+        """How many pruned positions hold a non-zero weight (0 whenever masking is right)."""
+        return sum(
+            int(np.count_nonzero(weight.numpy()[self.masks[name].numpy() == 0]))
+            for name, weight in self.weights.items()
+        )
 
     def rewind_to(self, point: Snapshot) -> None:
         """Sets every rewindable variable to ``point``, pruned positions to exactly zero."""
@@ -110,7 +120,7 @@ def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
     rewindable = {variable_key(v): v for v in wrapped.variables if id(v) not in bookkeeping}
     if len(rewindable) != len([v for v in wrapped.variables if id(v) not in bookkeeping]):
         raise ValueError("variable names are not unique; give every layer a distinct name")
-    return PrunedModel(wrapped, wrappers, weights, masks, kinds, rewindable)
+    return PrunedModel(wrapped, wrappers, weights, masks, kinds, rewindable, unwrapped=model)
 
 
 def snapshot(variables: dict[str, tf.Variable]) -> Snapshot:

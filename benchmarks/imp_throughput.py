@@ -1,0 +1,280 @@
+"""How fast IMP trains here, against plain Keras: ``python -m benchmarks.imp_throughput``.
+
+Measures, in one process, on the same in-memory ``tf.data`` stream
+(:func:`lth_tf.data.pipeline.training_batches`):
+
+==================  ==========================================================================
+``fit``             plain ``tf_keras`` ``fit`` of the unwrapped model, default settings
+``fit_xla``         the same with ``jit_compile=True`` and ``steps_per_execution``
+``imp_round``       one IMP training round of this project at about 90% sparsity (XLA, the
+                    TF-MOT-wrapped model, masked gradients, the unwrapped forward pass)
+``imp_round_remask``  the same with TF-MOT's own per-call re-masking: what the wrapper costs
+``overhead``        wall time of a whole short IMP run (evaluations, mask updates, rewinding,
+                    checkpoints, TensorBoard logs) / the sum of its rounds' training time
+==================  ==========================================================================
+
+Each throughput is the median over ``--repeats`` timed runs of ``--steps`` iterations, after
+one untimed warm-up run that traces and compiles. The table is printed and written as JSON.
+
+Run: ``python -m benchmarks.imp_throughput --model=lenet300_100 --dataset=fashion_mnist``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from absl import app, flags
+
+from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "lenet300_100", "Model to benchmark.")
+flags.DEFINE_string("dataset", "fashion_mnist", "Dataset (loaded as pipelines.imp loads it).")
+flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
+flags.DEFINE_integer("batch_size", None, "Global batch size (default: the model's paper value).")
+flags.DEFINE_integer("steps", 2000, "Training iterations per timed run.")
+flags.DEFINE_integer("repeats", 5, "Timed runs per measurement; the median is reported.")
+flags.DEFINE_integer("steps_per_execution", 100, "Iterations per compiled call (fit_xla, IMP).")
+flags.DEFINE_float("remaining", 0.1, "Fraction of weights left for the IMP round (about 0.1).")
+flags.DEFINE_integer("overhead_rounds", 10, "Rounds after round 0 in the overhead run.")
+flags.DEFINE_string("overhead_iterations", "2ep", "Training length per overhead round.")
+flags.DEFINE_integer("overhead_repeats", 1, "Whole IMP runs timed for the overhead.")
+flags.DEFINE_string(
+    "only", None, "Comma-separated subset of fit,fit_xla,imp_round,imp_round_remask,overhead."
+)
+flags.DEFINE_string(
+    "output", None, "JSON file (default: benchmarks/results/<model>-<dataset>-<device>.json)."
+)
+
+MEASUREMENTS = ("fit", "fit_xla", "imp_round", "imp_round_remask", "overhead")
+
+
+def median_images_per_second(
+    run: Callable[[int], None], steps: int, batch: int, repeats: int
+) -> dict:
+    """Runs ``run(steps)`` once untimed, then ``repeats`` timed; images/s of each timed run."""
+    run(min(steps, 200))
+    rates = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        run(steps)
+        rates.append(steps * batch / (time.perf_counter() - began))
+    return {"images_per_second": statistics.median(rates), "runs": rates}
+
+
+def device_description() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{len(gpus)}x {details.get('device_name', 'GPU')}"
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
+    import tf_keras
+
+    from lth_tf.data.pipeline import training_batches
+    from lth_tf.training import make_optimizer
+
+    tf_keras.utils.set_random_seed(training.seed)
+    model = spec.build(data.input_shape, data.num_classes)
+    extra = {"jit_compile": True, "steps_per_execution": FLAGS.steps_per_execution} if xla else {}
+    model.compile(
+        optimizer=make_optimizer(training),
+        loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        **extra,
+    )
+    stream = training_batches(
+        data.train_images, data.train_labels, training.batch_size, seed=training.seed
+    )
+
+    def run(n: int) -> None:
+        model.fit(stream, steps_per_epoch=n, epochs=1, verbose=0)
+
+    return median_images_per_second(run, steps, training.batch_size, repeats)
+
+
+def benchmark_imp_round(spec, data, hparams, steps, repeats, remask: bool) -> dict:
+    import math
+
+    import tensorflow as tf
+    import tf_keras
+
+    from lth_tf.pruning.masks import layerwise_masks, percent_remaining
+    from lth_tf.pruning.wrapping import wrap_model
+    from lth_tf.training import Trainer
+
+    tf_keras.utils.set_random_seed(hparams.training.seed)
+    pruned = wrap_model(spec.build(data.input_shape, data.num_classes), hparams.pruning.rates)
+    # The round whose fc sparsity leaves about --remaining of the weights.
+    rate = hparams.pruning.rates.fc or hparams.pruning.rates.conv
+    pruned.set_round(round(math.log(FLAGS.remaining) / math.log(1 - rate)))
+    masks = layerwise_masks(
+        {name: w.numpy() for name, w in pruned.weights.items()},
+        pruned.get_masks(),
+        pruned.target_sparsities(),
+    )
+    pruned.set_masks(masks)
+    pruned.apply_masks()
+    trainer = Trainer(
+        pruned,
+        data,
+        hparams.training,
+        tf.distribute.get_strategy(),
+        jit_compile=True,
+        steps_per_execution=FLAGS.steps_per_execution,
+        remask_every_step=remask,
+    )
+    chunk = FLAGS.steps_per_execution
+
+    def run(n: int) -> None:
+        # As train_round does: a fresh stream, then compiled chunks of iterations.
+        iterator = trainer.batches_from(0)
+        for start in range(0, n, chunk):
+            trainer.train_steps(iterator, min(chunk, n - start))
+
+    result = median_images_per_second(run, steps, hparams.training.batch_size, repeats)
+    result["percent_remaining"] = percent_remaining(masks)
+    result["pruned_weights_nonzero"] = pruned.pruned_nonzero()
+    return result
+
+
+def benchmark_overhead(hparams, data, repeats) -> dict:
+    import csv
+
+    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.monitoring.tensorboard import TensorBoardMonitor
+
+    ratios, walls, trains = [], [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            began = time.perf_counter()
+            experiment = run_imp(
+                hparams,
+                tmp,
+                "overhead",
+                RunOptions(jit_compile=True, show_progress=False),
+                data=data,
+                observer=TensorBoardMonitor(),
+            )
+            wall = time.perf_counter() - began
+            with open(experiment.results) as f:
+                train = sum(float(row["train_seconds"]) for row in csv.DictReader(f))
+        walls.append(wall)
+        trains.append(train)
+        ratios.append(wall / train)
+    return {
+        "overhead": statistics.median(ratios),
+        "wall_seconds": walls,
+        "train_seconds": trains,
+        "rounds": hparams.pruning.rounds + 1,
+        "iterations": hparams.training.iterations,
+        "eval_every": hparams.resolve(len(data.train_labels)).eval_every,
+    }
+
+
+def print_table(results: dict, baseline: float | None) -> None:
+    print(f"\n{'measurement':<18} {'images/s':>10} {'x fit':>7}")
+    for name in MEASUREMENTS[:-1]:
+        if name in results:
+            rate = results[name]["images_per_second"]
+            ratio = f"{rate / baseline:6.2f}x" if baseline else ""
+            print(f"{name:<18} {rate:>10,.0f} {ratio:>7}")
+    if "fit_xla" in results and "imp_round" in results:
+        ratio = results["imp_round"]["images_per_second"] / results["fit_xla"]["images_per_second"]
+        print(f"imp_round / fit_xla: {ratio:.2f}x")
+    if "overhead" in results:
+        o = results["overhead"]
+        print(
+            f"overhead of a {o['rounds']}-round x {o['iterations']} run "
+            f"(eval every {o['eval_every']} iterations): {o['overhead']:.3f}x "
+            f"(wall {statistics.median(o['wall_seconds']):.1f} s, "
+            f"training {statistics.median(o['train_seconds']):.1f} s)"
+        )
+
+
+@user_errors_as_one_line
+def main(argv: list[str]) -> None:
+    import dataclasses
+
+    from lth_tf.errors import LthError
+    from lth_tf.models import get_model, paper_defaults
+    from lth_tf.steps import Step
+
+    if len(argv) > 1:
+        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}")
+    only = FLAGS.only.split(",") if FLAGS.only else list(MEASUREMENTS)
+    unknown = sorted(set(only) - set(MEASUREMENTS))
+    if unknown:
+        raise LthError(f"--only: unknown {unknown}; choose from {', '.join(MEASUREMENTS)}")
+    if FLAGS.steps < 1 or FLAGS.repeats < 1:
+        raise LthError("--steps and --repeats must be at least 1")
+    spec = get_model(FLAGS.model)
+    hparams = paper_defaults(FLAGS.model, FLAGS.dataset)
+    training = hparams.training
+    if FLAGS.batch_size is not None:
+        training = dataclasses.replace(training, batch_size=FLAGS.batch_size)
+    overhead_iterations = str(Step.parse(FLAGS.overhead_iterations, "--overhead_iterations"))
+    setup_logging()
+    start_tensorflow_quietly()
+    import logging
+
+    import tensorflow as tf
+
+    from lth_tf.data.sources import load_dataset
+
+    logging.getLogger("lth_tf").setLevel(logging.WARNING)
+    data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
+    device = device_description()
+    print(f"{FLAGS.model} / {FLAGS.dataset}, batch {training.batch_size}, on {device}")
+    hparams = dataclasses.replace(hparams, training=training)
+    steps, repeats = FLAGS.steps, FLAGS.repeats
+    results: dict = {}
+    # Plain Keras first, as a user would run it (op determinism off).
+    if "fit" in only:
+        results["fit"] = benchmark_fit(spec, data, training, steps, repeats, xla=False)
+    if "fit_xla" in only:
+        results["fit_xla"] = benchmark_fit(spec, data, training, steps, repeats, xla=True)
+    # IMP runs deterministic (exact resumes); that cannot be switched off again in-process.
+    tf.config.experimental.enable_op_determinism()
+    for name, remask in (("imp_round", False), ("imp_round_remask", True)):
+        if name in only:
+            results[name] = benchmark_imp_round(spec, data, hparams, steps, repeats, remask)
+    if "overhead" in only:
+        short = dataclasses.replace(
+            hparams,
+            training=dataclasses.replace(training, iterations=overhead_iterations),
+            pruning=dataclasses.replace(hparams.pruning, rounds=FLAGS.overhead_rounds),
+        )
+        results["overhead"] = benchmark_overhead(short, data, FLAGS.overhead_repeats)
+    baseline = results.get("fit", {}).get("images_per_second")
+    print_table(results, baseline)
+    record = {
+        "model": FLAGS.model,
+        "dataset": FLAGS.dataset,
+        "batch_size": training.batch_size,
+        "steps": steps,
+        "repeats": repeats,
+        "device": device,
+        "tensorflow": tf.__version__,
+        "results": results,
+    }
+    kind = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    output = Path(FLAGS.output or f"benchmarks/results/{FLAGS.model}-{FLAGS.dataset}-{kind}.json")
+    from lth_tf import io
+
+    io.write_json(output, record)
+    print(f"Wrote {output}")
+
+
+if __name__ == "__main__":
+    app.run(main)

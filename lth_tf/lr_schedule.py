@@ -1,0 +1,59 @@
+"""The learning-rate schedule of the deep networks: linear warmup, then step decay.
+
+It is driven by ``optimizer.iterations``, which the Trainer zeroes with the rest of the
+optimizer state at the start of every round, so every round runs the whole schedule from its
+start (warmup included). That restart is also what the ``lr_rewind`` control needs.
+
+Registered with Keras, so a saved optimizer configuration loads back with a real schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+import tf_keras
+
+
+@tf_keras.utils.register_keras_serializable(package="lth_tf")
+class WarmupStepDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """``learning_rate``, reached linearly over ``warmup`` steps, times ``factor`` per drop passed.
+
+    The update of step ``i`` (0-based) uses ``min(1, (i + 1) / warmup)`` of the rate, so the
+    first update is not wasted and step ``warmup - 1`` uses the full rate; from step ``d`` of
+    ``drops`` on, the rate is multiplied by ``factor``.
+
+    >>> schedule = WarmupStepDecay(0.1, warmup=10, drops=[20, 30], factor=0.1)
+    >>> [round(float(schedule(i)), 6) for i in (0, 9, 19, 20, 30)]
+    [0.01, 0.1, 0.1, 0.01, 0.001]
+    """
+
+    def __init__(
+        self,
+        learning_rate: float,
+        warmup: int = 0,
+        drops: Sequence[int] = (),
+        factor: float = 0.1,
+    ):
+        self.learning_rate = float(learning_rate)
+        self.warmup = int(warmup)
+        self.drops = [int(d) for d in drops]
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        rate = tf.constant(self.learning_rate, tf.float32)
+        if self.drops:
+            passed = tf.reduce_sum(tf.cast(step >= tf.constant(self.drops, tf.float32), tf.float32))
+            rate = rate * tf.pow(tf.constant(self.factor, tf.float32), passed)
+        if self.warmup > 0:
+            rate = rate * tf.minimum(1.0, (step + 1.0) / float(self.warmup))
+        return rate
+
+    def get_config(self) -> dict:
+        return {
+            "learning_rate": self.learning_rate,
+            "warmup": self.warmup,
+            "drops": list(self.drops),
+            "factor": self.factor,
+        }

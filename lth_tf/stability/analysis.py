@@ -1,0 +1,610 @@
+"""Train copies of a subnetwork from a rewind point with different data orders, and walk the
+straight line between them.
+
+Copies follow Frankle et al. (2020): from the rewind point theta_k they train the rest of the
+round, iterations k to T (T - k iterations), each with its own data order (``data_seeds``; the
+augmentation too, where the experiment augments), the round's mask (pruned weights stay
+exactly 0), a fresh optimizer state and the learning-rate schedule where it stands at
+iteration k. Copy 0 takes the experiment's own seed, so it sees the very batches the dense
+network saw from iteration k on: against the dense network's trained weights it measures
+pruning alone.
+
+A rewind point other than the experiment's own is recomputed: the dense network is rebuilt as
+:func:`lth_tf.imp.run_imp` built it (same seed, op determinism) and trained k iterations with
+the experiment's data order; where the experiment's own rewind point is on the way, the
+recomputed weights are checked against ``rewind_point.npz``.
+
+Everything expensive is saved as it is made (copies, recomputed rewind points, checkpoints
+while training), so a killed analysis resumes and a rerun recomputes nothing.
+
+>>> results = run_stability(plan, load_dataset("fashion_mnist"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from lth_tf import io
+from lth_tf.data.pipeline import training_batches
+from lth_tf.data.sources import ImageDataset
+from lth_tf.errors import LthError
+from lth_tf.models import get_model
+from lth_tf.models.layers import add_weight_decay
+from lth_tf.pruning.wrapping import Snapshot, restore, snapshot, wrap_model
+from lth_tf.stability import figures, summaries
+from lth_tf.stability.plan import (
+    DISTANCE_NORMALISATION,
+    DISTANCE_OVER,
+    STABLE_BELOW,
+    RewindPoint,
+    StabilityPlan,
+    instability,
+    l2_distance,
+    mixtures,
+)
+from lth_tf.training import Trainer, mixed_precision_policy
+
+log = logging.getLogger("lth_tf")
+_ITERATION_KEY = "__iteration__"
+ERROR_UNIT = "percent: 100 x (1 - test accuracy); instability in percentage points"
+SWEEP_COLUMNS = [
+    "rewind",
+    "rewind_iteration",
+    "instability",
+    "stable",
+    "max_path_error",
+    "mean_end_error",
+    "mean_copy_test_error",
+    "l2_distance_data_order",
+    "l2_distance_pruning",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class StabilityOptions:
+    """How the analysis runs; none of it changes the results (``jit_compile`` aside: use the
+    experiment's setting, or recomputed rewind points differ from its run in the last bits)."""
+
+    jit_compile: bool = False
+    steps_per_execution: int = 100
+    show_progress: bool = True
+    checkpoint_seconds: float = 60.0
+    # As the experiment ran: "float16" or "bfloat16" compute, float32 weights (None: float32).
+    mixed_precision: str | None = None
+
+
+def run_stability(
+    plan: StabilityPlan, data: ImageDataset, options: StabilityOptions = StabilityOptions()
+) -> list[dict]:
+    """Analyses (or reuses) every rewind point of ``plan``; returns one result per point.
+
+    Writes each point's JSON and figure, the TensorBoard run, and for a sweep its CSV and figure.
+    """
+    check_dataset(plan, data)
+    files = plan.files
+    results: dict[int, dict] = {}
+    fresh: set[int] = set()
+    for rewind in plan.rewinds:
+        path = files.result(plan.pruning_round, rewind.iteration, plan.own_rewind)
+        cached = io.read_json(path) if path.exists() else None
+        if cached is not None and cached.get("settings") == settings(plan, rewind):
+            log.info("Rewind %s: results already in %s", rewind.label, path)
+            results[rewind.iteration] = cached
+    todo = [rewind for rewind in plan.rewinds if rewind.iteration not in results]
+    if todo:
+        session = StabilitySession(plan, data, options)
+        points = session.rewind_points([rewind.iteration for rewind in todo])
+        for rewind in todo:
+            result = session.analyse(rewind, points.pop(rewind.iteration))
+            io.write_json(
+                files.result(plan.pruning_round, rewind.iteration, plan.own_rewind), result
+            )
+            results[rewind.iteration] = result
+            fresh.add(rewind.iteration)
+
+    ordered = [results[rewind.iteration] for rewind in plan.rewinds]
+    pngs = []
+    for result in ordered:
+        path = files.figure(plan.pruning_round, result["rewind_iteration"], plan.own_rewind)
+        if result["rewind_iteration"] in fresh or not path.exists():
+            io.write_bytes_atomic(path, figures.path_figure(result))
+        pngs.append(path.read_bytes())
+    summaries.log_results(files.tensorboard, ordered, pngs)
+    if plan.sweep:
+        io.write_csv(files.sweep_csv(plan.pruning_round), sweep_rows(ordered), SWEEP_COLUMNS)
+        io.write_bytes_atomic(files.sweep_figure(plan.pruning_round), figures.sweep_figure(ordered))
+    return ordered
+
+
+def settings(plan: StabilityPlan, rewind: RewindPoint) -> dict:
+    """What decides a result: a saved result with other settings is recomputed."""
+    return {
+        "round": plan.pruning_round,
+        "rewind_iteration": rewind.iteration,
+        "train_to_iteration": plan.resolved.iterations,
+        "data_seeds": list(plan.data_seeds),
+        "points": plan.points,
+        "bn_batches": plan.bn_batches,
+    }
+
+
+def check_dataset(plan: StabilityPlan, data: ImageDataset) -> None:
+    """The dataset must be the one the experiment trained on (same sizes and image shape)."""
+    info = plan.data_info
+    expected = (tuple(info["input_shape"]), int(info["train_examples"]), int(info["test_examples"]))
+    found = (data.input_shape, len(data.train_labels), len(data.test_labels))
+    if found != expected:
+        raise LthError(
+            f"the dataset loaded from {data.source} (images {found[0]}, {found[1]} training and "
+            f"{found[2]} test examples) is not the one {plan.experiment.root} trained on "
+            f"({expected[0]}, {expected[1]} and {expected[2]}); pass the --data_dir it used"
+        )
+
+
+def sweep_rows(results: Sequence[dict]) -> list[dict]:
+    """One CSV row per rewind point, earliest first."""
+    return [
+        {
+            "rewind": result["rewind"],
+            "rewind_iteration": result["rewind_iteration"],
+            "instability": result["instability"],
+            "stable": result["stable"],
+            "max_path_error": result["max_path_error"],
+            "mean_end_error": _mean(result["end_errors"]),
+            "mean_copy_test_error": _mean(result["copy_test_errors"]),
+            "l2_distance_data_order": result["l2_distance_data_order"],
+            "l2_distance_pruning": (
+                "" if result["l2_distance_pruning"] is None else result["l2_distance_pruning"]
+            ),
+        }
+        for result in results
+    ]
+
+
+class StabilitySession:
+    """The experiment's network rebuilt exactly as run_imp built it, with one Trainer for the
+    dense network's rewind points and every copy (nothing is retraced between them)."""
+
+    def __init__(self, plan: StabilityPlan, data: ImageDataset, options: StabilityOptions):
+        self.plan = plan
+        self.data = data
+        self.options = options
+        hparams = plan.hparams
+        # As run_imp builds it: the seed, then the model, so the initial weights are the same.
+        tf_keras.utils.set_random_seed(hparams.training.seed)
+        tf.config.experimental.enable_op_determinism()
+        with mixed_precision_policy(options.mixed_precision):
+            model = get_model(hparams.model.name).build(data.input_shape, data.num_classes)
+            add_weight_decay(model, hparams.training.weight_decay)
+            self.pruned = wrap_model(model, hparams.pruning.rates)
+        self.initial = snapshot(self.pruned.rewindable)
+        self.trainer = Trainer(
+            self.pruned,
+            data,
+            # The optimizer knows no dataset size: hand it the schedule in iterations.
+            hparams.training.schedule_in_iterations(plan.resolved.iterations_per_epoch),
+            tf.distribute.get_strategy(),
+            jit_compile=options.jit_compile,
+            steps_per_execution=options.steps_per_execution,
+        )
+        masks = io.read_npz(plan.experiment.masks(plan.pruning_round))
+        self.masks = {name: mask.astype(np.float32) for name, mask in masks.items()}
+        self.batch_norm = None
+        if batch_norm_layers(self.pruned.unwrapped):
+            batches = self._batches(hparams.training.seed, 0).take(plan.bn_batches)
+            self.batch_norm = BatchNormStatistics(self.pruned.unwrapped, batches)
+        resolved = plan.resolved
+        self._schedule = bool(resolved.warmup_iterations or resolved.lr_drop_iterations)
+        if self._schedule and hparams.training.optimizer != "sgd":
+            log.warning(
+                "Copies start with a fresh %s, whose step counter drives both the learning-rate "
+                "schedule and its bias correction: the schedule restarts at the rewind point.",
+                hparams.training.optimizer,
+            )
+
+    # -- rewind points ---------------------------------------------------------------------
+
+    def rewind_points(self, iterations: Sequence[int]) -> dict[int, Snapshot]:
+        """The dense network's weights after each of ``iterations`` iterations of round 0: the
+        experiment's ``rewind_point.npz``, a point recomputed before, or recomputed now."""
+        files, experiment = self.plan.files, self.plan.experiment
+        points: dict[int, Snapshot] = {}
+        for k in iterations:
+            if k == self.plan.own_rewind:
+                points[k] = io.read_npz(experiment.rewind_point)
+            elif files.rewind_point(k).exists():
+                points[k] = io.read_npz(files.rewind_point(k))
+        missing = [k for k in iterations if k not in points]
+        if missing:
+            points.update(self.recompute_rewind_points(missing))
+        return points
+
+    def recompute_rewind_points(self, iterations: Sequence[int]) -> dict[int, Snapshot]:
+        """Trains the dense network from its initial weights, keeping it at each of
+        ``iterations``; each point but the experiment's own is saved as it passes.
+
+        Passing the experiment's own rewind point on the way checks the recomputation against
+        ``rewind_point.npz`` (an iteration-0 rewind point checks the initial weights).
+        """
+        files, own = self.plan.files, self.plan.own_rewind
+        path = self.plan.experiment.rewind_point
+        saved = io.read_npz(path) if path.exists() else None
+        if own == 0 and saved is not None:
+            # Deterministic initialisation: a difference means the model's code changed.
+            self._check_same(self.initial, saved, "initial weights", fatal=True)
+        points: dict[int, Snapshot] = {}
+
+        def reached(k: int, weights: Snapshot) -> None:
+            if k == own and k > 0 and saved is not None:
+                self._check_same(weights, saved, f"weights at iteration {k}", fatal=False)
+            if k in iterations:
+                points[k] = weights
+                if k != own:
+                    io.write_npz(files.rewind_point(k), weights)
+
+        if 0 in iterations:
+            reached(0, self.initial)
+        targets = sorted({k for k in iterations if k > 0} | ({own} if own > 0 else set()))
+        if not targets:
+            return points
+        checkpoint = files.dense_checkpoint
+        if checkpoint.exists():
+            resumed_at = int(io.read_npz(checkpoint)[_ITERATION_KEY])
+            passed = [k for k in iterations if 0 < k <= resumed_at]
+            if any(k == own or not files.rewind_point(k).exists() for k in passed):
+                checkpoint.unlink()  # it went past a point this run needs: start over
+            else:
+                points.update({k: io.read_npz(files.rewind_point(k)) for k in passed})
+        self.pruned.set_round(0)
+        self.pruned.set_masks({name: np.ones_like(m) for name, m in self.masks.items()})
+        restore(self.pruned.rewindable, self.initial)
+        self.trainer.reset_optimizer()
+        self._train(
+            seed=self.plan.hparams.training.seed,
+            start=0,
+            stop=targets[-1],
+            checkpoint=checkpoint,
+            on_iteration={
+                k: (lambda k=k: reached(k, snapshot(self.pruned.rewindable))) for k in targets
+            },
+            title=f"Round 0 again, to iteration{'s' * (len(targets) > 1)} "
+            + ", ".join(map(str, targets)),
+        )
+        checkpoint.unlink(missing_ok=True)
+        return points
+
+    def _check_same(self, mine: Snapshot, saved: Snapshot, what: str, fatal: bool) -> None:
+        """Logs whether recomputed weights equal the experiment's rewind point; a difference
+        is an error where it cannot come from floating point (``fatal``), else a warning."""
+        differences = {
+            name: float(np.max(np.abs(mine[name] - saved[name]), initial=0.0)) for name in saved
+        }
+        worst = max(differences, key=differences.get)
+        if differences[worst] == 0.0:
+            log.info("Recomputed %s equal the experiment's rewind_point.npz exactly", what)
+        elif fatal:
+            raise LthError(
+                f"the rebuilt {what} differ from {self.plan.experiment.rewind_point} "
+                f"({worst} by up to {differences[worst]:.3g}): the model's code changed since "
+                "the experiment ran, so other rewind points cannot be recomputed; use "
+                "--rewind with the experiment's own rewind point"
+            )
+        else:
+            log.warning(
+                "Recomputed weights at %s differ from rewind_point.npz (%s by up to %.3g): was "
+                "the experiment run with another --jit_compile setting?",
+                what,
+                worst,
+                differences[worst],
+            )
+
+    # -- copies ----------------------------------------------------------------------------
+
+    def train_copy(self, rewind: RewindPoint, point: Snapshot, seed: int) -> Snapshot:
+        """The subnetwork trained from ``point`` (times the mask), iterations k to T, with the
+        data order of ``seed``; saved, and reused when it was saved before."""
+        plan = self.plan
+        path = plan.files.copy(plan.pruning_round, rewind.iteration, seed)
+        if path.exists():
+            log.info("Copy with data seed %d: reusing %s", seed, path)
+            return io.read_npz(path)
+        self.pruned.set_round(plan.pruning_round)
+        self.pruned.set_masks(self.masks)
+        self.pruned.rewind_to(point)
+        self.pruned.apply_masks()
+        self.trainer.reset_optimizer()
+        if self._schedule and plan.hparams.training.optimizer == "sgd":
+            # Fresh momentum, but the learning rate where the dense run had it at iteration k
+            # (SGD reads its step counter for the schedule alone).
+            self.trainer.optimizer.iterations.assign(rewind.iteration)
+        checkpoint = plan.files.copy_checkpoint(plan.pruning_round, rewind.iteration, seed)
+        self._train(
+            seed=seed,
+            start=rewind.iteration,
+            stop=plan.resolved.iterations,
+            checkpoint=checkpoint,
+            on_iteration={},
+            title=(
+                f"Copy with data seed {seed}: iterations {rewind.iteration} to "
+                f"{plan.resolved.iterations}"
+            ),
+        )
+        self.pruned.apply_masks()
+        weights = snapshot(self.pruned.rewindable)
+        io.write_npz(path, weights)
+        checkpoint.unlink(missing_ok=True)
+        return weights
+
+    def _batches(self, seed: int, start: int) -> tf.data.Dataset:
+        """The experiment's training stream (augmented as it was), with another seed."""
+        training = self.plan.hparams.training
+        return training_batches(
+            self.data.train_images,
+            self.data.train_labels,
+            training.batch_size,
+            seed=seed,
+            start_iteration=start,
+            augment=training.augment,
+        )
+
+    def _train(
+        self,
+        seed: int,
+        start: int,
+        stop: int,
+        checkpoint: Path,
+        on_iteration: dict[int, Callable[[], None]],
+        title: str,
+    ) -> None:
+        """Trains from ``start`` (or a checkpoint) to ``stop`` on the data order of ``seed``.
+
+        A checkpoint is saved every ``checkpoint_seconds``; ``on_iteration[i]`` runs once the
+        network has trained exactly ``i`` iterations.
+        """
+        trainer, iteration = self.trainer, start
+        if checkpoint.exists():
+            state = io.read_npz(checkpoint)
+            iteration = int(state.pop(_ITERATION_KEY))
+            trainer.load_state(state)
+            log.info("%s: resumes at iteration %d", title, iteration)
+        else:
+            log.info("%s", title)
+        iterator = iter(
+            trainer.strategy.experimental_distribute_dataset(self._batches(seed, iteration))
+        )
+        bar = None
+        if self.options.show_progress:
+            bar = tf_keras.utils.Progbar(stop - start, unit_name="iteration", interval=0.5)
+        saved_at = time.monotonic()
+        batch = self.plan.hparams.training.batch_size
+        while iteration < stop:
+            stops = [stop, iteration + trainer.steps_per_execution]
+            target = min(stops + [i for i in on_iteration if i > iteration])
+            loss_sum, _ = trainer.train_steps(iterator, target - iteration)
+            done, iteration = target - iteration, target
+            if iteration in on_iteration:
+                on_iteration[iteration]()
+            if bar is not None:
+                bar.update(iteration - start, values=[("loss", loss_sum / (done * batch))])
+            if iteration < stop and time.monotonic() - saved_at >= self.options.checkpoint_seconds:
+                state = trainer.state()
+                state[_ITERATION_KEY] = np.array(iteration)
+                io.write_npz(checkpoint, state)
+                saved_at = time.monotonic()
+
+    # -- measures --------------------------------------------------------------------------
+
+    def test_error(self, weights: Snapshot, recompute_batch_norm: bool = False) -> float:
+        """Test error in percent of the network with these weights (and the round's mask)."""
+        restore(self.pruned.rewindable, weights)
+        if recompute_batch_norm and self.batch_norm is not None:
+            self.batch_norm.recompute()
+        _, accuracy = self.trainer.evaluate_split("test")
+        # Rounded to 9 decimals: 12.34 instead of 12.339999999999998 (same value either way).
+        return round(100.0 * (1.0 - accuracy), 9)
+
+    def path_errors(self, a: Snapshot, b: Snapshot, alphas: Sequence[float]) -> list[float]:
+        """Test error at each mixture ``(1 - alpha) * a + alpha * b``.
+
+        With batch norm, the statistics are recomputed at every mixture, ends included, so the
+        whole path is measured one way (a mixture of two copies' statistics means nothing).
+        """
+        return [
+            self.test_error(interpolate(a, b, alpha), recompute_batch_norm=True) for alpha in alphas
+        ]
+
+    def analyse(self, rewind: RewindPoint, point: Snapshot) -> dict:
+        """Copies, distances and the path between every pair of copies, as a JSON-ready dict."""
+        plan = self.plan
+        began = time.monotonic()
+        total = plan.resolved.iterations
+        log.info(
+            "Round %d (%.2f%% of weights remain), rewind %s: %d copies train %d iterations each",
+            plan.pruning_round,
+            plan.percent_remaining,
+            rewind.label,
+            len(plan.data_seeds),
+            total - rewind.iteration,
+        )
+        self.pruned.set_round(plan.pruning_round)
+        self.pruned.set_masks(self.masks)
+        copies = [self.train_copy(rewind, point, seed) for seed in plan.data_seeds]
+        copy_errors = [self.test_error(copy) for copy in copies]
+        for seed, error in zip(plan.data_seeds, copy_errors, strict=True):
+            log.info("Copy with data seed %d: test error %.2f%%", seed, error)
+
+        alphas = mixtures(plan.points)
+        pairs = []
+        for i, j in itertools.combinations(range(len(copies)), 2):
+            errors = self.path_errors(copies[i], copies[j], alphas)
+            distance, raw = l2_distance(copies[i], copies[j], self.masks)
+            pairs.append(
+                {
+                    "copies": [i, j],
+                    "data_seeds": [plan.data_seeds[i], plan.data_seeds[j]],
+                    "path_errors": errors,
+                    "instability": instability(errors),
+                    "l2_distance": distance,
+                    "l2_distance_raw": raw,
+                }
+            )
+        path = [_mean(errors) for errors in zip(*(p["path_errors"] for p in pairs), strict=True)]
+        barrier = _mean(pair["instability"] for pair in pairs)
+
+        pruning: dict = {
+            "l2_distance_pruning": None,
+            "l2_distance_pruning_raw": None,
+            "l2_distance_pruning_per_copy": None,
+            "pruning_reference": "none: round 0 is the dense network itself, nothing is pruned",
+        }
+        if plan.pruning_round > 0:
+            dense = io.read_npz(plan.experiment.weights(0))
+            per_copy = [l2_distance(copy, dense, self.masks) for copy in copies]
+            pruning = {
+                "l2_distance_pruning": per_copy[0][0],
+                "l2_distance_pruning_raw": per_copy[0][1],
+                "l2_distance_pruning_per_copy": [d for d, _ in per_copy],
+                "pruning_reference": (
+                    "round_00/weights.npz (the dense network trained to iteration "
+                    f"{total}) times the mask, against copy 0 (data seed "
+                    f"{plan.data_seeds[0]}: the dense network's own data order)"
+                ),
+            }
+        result = {
+            "experiment": str(plan.experiment.root),
+            "model": plan.hparams.model.name,
+            "dataset": plan.hparams.dataset.name,
+            "round": plan.pruning_round,
+            "percent_remaining": plan.percent_remaining,
+            "weights_remaining": int(plan.results_row["weights_remaining"]),
+            "rewind": rewind.step,
+            "rewind_iteration": rewind.iteration,
+            "experiment_rewind_iteration": plan.own_rewind,
+            "train_from_iteration": rewind.iteration,
+            "train_to_iteration": total,
+            "iterations_trained": total - rewind.iteration,
+            "data_seeds": list(plan.data_seeds),
+            "mixtures": alphas,
+            "error_unit": ERROR_UNIT,
+            "copy_test_errors": copy_errors,
+            "imp_test_error": round(100.0 * (1.0 - float(plan.results_row["test_accuracy"])), 9),
+            "path_errors": path,
+            "end_errors": [path[0], path[-1]],
+            "max_path_error": max(path),
+            "instability": barrier,
+            "stable": barrier < STABLE_BELOW,
+            "stable_below": STABLE_BELOW,
+            "l2_distance_data_order": float(np.mean([pair["l2_distance"] for pair in pairs])),
+            "l2_distance_data_order_raw": float(np.mean([p["l2_distance_raw"] for p in pairs])),
+            **pruning,
+            "distance_over": DISTANCE_OVER,
+            "distance_normalisation": DISTANCE_NORMALISATION,
+            "batch_norm": {
+                "layers": len(batch_norm_layers(self.pruned.unwrapped)),
+                "statistics_from_training_batches": plan.bn_batches if self.batch_norm else 0,
+            },
+            "pairs": pairs,
+            "settings": settings(plan, rewind),
+            "seconds": round(time.monotonic() - began, 1),
+        }
+        log.info(
+            "Rewind %s: instability %.2f points (%s), L2 distance data order %.4f, pruning %s",
+            rewind.label,
+            barrier,
+            "stable" if result["stable"] else "unstable",
+            result["l2_distance_data_order"],
+            "n/a" if plan.pruning_round == 0 else f"{result['l2_distance_pruning']:.4f}",
+        )
+        return result
+
+
+def _mean(values: Iterable[float]) -> float:
+    """A mean of errors, rounded to 9 decimals: 14.935 rather than 14.934999999999999."""
+    values = list(values)
+    return round(sum(values) / len(values), 9)
+
+
+def interpolate(a: Snapshot, b: Snapshot, alpha: float) -> Snapshot:
+    """``(1 - alpha) * a + alpha * b`` in each variable's dtype; alpha 0 gives ``a`` exactly
+    and alpha 1 gives ``b`` exactly (pruned weights, 0 in both, stay exactly 0)."""
+    mixed = {}
+    for name, value in a.items():
+        if np.issubdtype(value.dtype, np.floating):
+            keep, take = value.dtype.type(1.0 - alpha), value.dtype.type(alpha)
+            mixed[name] = keep * value + take * b[name]
+        else:
+            mixed[name] = value  # e.g. integer counters: nothing to mix
+    return mixed
+
+
+# -- batch normalisation ---------------------------------------------------------------------
+
+_BATCH_NORM = (
+    tf_keras.layers.BatchNormalization,
+    tf_keras.layers.experimental.SyncBatchNormalization,
+)
+
+
+def batch_norm_layers(model: tf_keras.Model) -> list[tf_keras.layers.Layer]:
+    """Every batch-norm layer of ``model``, nested ones included."""
+    return [layer for layer in model.submodules if isinstance(layer, _BATCH_NORM)]
+
+
+class BatchNormStatistics:
+    """Recomputes every batch-norm layer's moving mean and variance from fixed training batches:
+    the average of the per-batch statistics, as a moving average with no decay would give.
+
+    >>> BatchNormStatistics(model, training_batches(...).take(100)).recompute()  # doctest: +SKIP
+    """
+
+    def __init__(self, model: tf_keras.Model, batches: tf.data.Dataset):
+        self.model = model
+        self.layers = batch_norm_layers(model)
+        self.batches = batches
+        statistics = [
+            v for layer in self.layers for v in (layer.moving_mean, layer.moving_variance)
+        ]
+        self._sums = [
+            (v, tf.Variable(tf.zeros_like(v), trainable=False, name="sum")) for v in statistics
+        ]
+        self._accumulate = tf.function(self._accumulate_impl)
+
+    def recompute(self) -> None:
+        with self._momentum_zero():
+            for _, total in self._sums:
+                total.assign(tf.zeros_like(total))
+            count = 0
+            for images, _ in self.batches:
+                self._accumulate(images)
+                count += 1
+            for statistic, total in self._sums:
+                statistic.assign(total / count)
+
+    def _accumulate_impl(self, images: tf.Tensor) -> None:
+        # With momentum 0 a training call stores this batch's statistics; the reads below come
+        # after that update (tf.function orders ops on the same variable).
+        self.model(images, training=True)
+        for statistic, total in self._sums:
+            total.assign_add(statistic)
+
+    @contextlib.contextmanager
+    def _momentum_zero(self) -> Iterator[None]:
+        # Keras reads the momentum when it traces the call, so it is 0 while the function traces.
+        saved = [layer.momentum for layer in self.layers]
+        for layer in self.layers:
+            layer.momentum = 0.0
+        try:
+            yield
+        finally:
+            for layer, momentum in zip(self.layers, saved, strict=True):
+                layer.momentum = momentum

@@ -1,0 +1,340 @@
+"""What a stability analysis will do and where its files go, checked before TensorFlow starts;
+and the measures themselves, in NumPy.
+
+<experiment>/stability/
+  round_NN[-Kit].json     the measures of round NN at rewind iteration K (no suffix: the
+                          experiment's own rewind point)
+  round_NN[-Kit].png      test error along the path between two copies
+  round_NN-sweep.csv/png  instability and distances against the rewind point (--rewind_sweep)
+  round_NN/rewind_Kit/copy_seedS.npz   a trained copy (data seed S), reused on a rerun
+  rewind_points/rewind_Kit.npz         the dense network after K iterations of round 0
+
+>>> plan = plan_stability("runs/quickstart", pruning_round=3, rewind="0")  # doctest: +SKIP
+>>> plan.files.result(3, 0, own_rewind=0).name  # doctest: +SKIP
+'round_03.json'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lth_tf import io
+from lth_tf.config import ExperimentHparams, Resolved
+from lth_tf.errors import LthError
+from lth_tf.experiment import FORMAT_VERSION, ExperimentDir
+from lth_tf.steps import Step
+
+STABILITY_DIR = "stability"
+# Frankle et al. (2020): a network is stable when the error barrier is below 2 points.
+STABLE_BELOW = 2.0
+DISTANCE_OVER = (
+    "surviving prunable weights: the kernels of conv and dense layers where the round's mask is "
+    "1 (biases and normalisation parameters excluded)"
+)
+DISTANCE_NORMALISATION = "||a - b||_2 / ((||a||_2 + ||b||_2) / 2)"
+
+
+@dataclasses.dataclass(frozen=True)
+class RewindPoint:
+    """A rewind point as the user wrote it (canonical) and the iteration it falls on.
+
+    >>> RewindPoint.parse("2ep", iterations_per_epoch=917)
+    RewindPoint(step='2ep', iteration=1834)
+    """
+
+    step: str
+    iteration: int
+
+    @classmethod
+    def parse(
+        cls, text: str | int, iterations_per_epoch: int, what: str = "--rewind"
+    ) -> RewindPoint:
+        step = Step.parse(text, what)
+        return cls(str(step), step.to_iterations(iterations_per_epoch))
+
+    @property
+    def label(self) -> str:
+        """``500it``, or ``2ep (1834it)`` where epochs hide the iteration."""
+        iterations = f"{self.iteration}it"
+        return iterations if self.step == iterations else f"{self.step} ({iterations})"
+
+
+@dataclasses.dataclass(frozen=True)
+class StabilityFiles:
+    """Paths under ``<experiment>/stability/`` (and its TensorBoard run)."""
+
+    experiment: ExperimentDir
+
+    @property
+    def root(self) -> Path:
+        return self.experiment.root / STABILITY_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.experiment.root / "tensorboard" / STABILITY_DIR
+
+    def stem(self, pruning_round: int, rewind_iteration: int, own_rewind: int) -> str:
+        suffix = "" if rewind_iteration == own_rewind else f"-{rewind_iteration}it"
+        return f"round_{pruning_round:02d}{suffix}"
+
+    def result(self, pruning_round: int, rewind_iteration: int, own_rewind: int) -> Path:
+        return self.root / f"{self.stem(pruning_round, rewind_iteration, own_rewind)}.json"
+
+    def figure(self, pruning_round: int, rewind_iteration: int, own_rewind: int) -> Path:
+        return self.root / f"{self.stem(pruning_round, rewind_iteration, own_rewind)}.png"
+
+    def sweep_csv(self, pruning_round: int) -> Path:
+        return self.root / f"round_{pruning_round:02d}-sweep.csv"
+
+    def sweep_figure(self, pruning_round: int) -> Path:
+        return self.root / f"round_{pruning_round:02d}-sweep.png"
+
+    def copy(self, pruning_round: int, rewind_iteration: int, seed: int) -> Path:
+        folder = self.root / f"round_{pruning_round:02d}" / f"rewind_{rewind_iteration}it"
+        return folder / f"copy_seed{seed}.npz"
+
+    def copy_checkpoint(self, pruning_round: int, rewind_iteration: int, seed: int) -> Path:
+        return self.copy(pruning_round, rewind_iteration, seed).with_suffix(".checkpoint.npz")
+
+    def rewind_point(self, iteration: int) -> Path:
+        return self.root / "rewind_points" / f"rewind_{iteration}it.npz"
+
+    @property
+    def dense_checkpoint(self) -> Path:
+        """While rewind points are recomputed: the dense network's training so far."""
+        return self.root / "rewind_points" / "dense.checkpoint.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class StabilityPlan:
+    """One checked request: a finished round, rewind points, copies and mixtures.
+
+    ``data_seeds`` seed the copies' data orders (the first is the experiment's own seed, so
+    copy 0 sees the batches the dense network saw); ``points`` mixtures are evenly spaced in
+    [0, 1], ends included; ``bn_batches`` training batches recompute batch-norm statistics.
+    """
+
+    experiment: ExperimentDir
+    hparams: ExperimentHparams
+    resolved: Resolved
+    data_info: dict[str, Any]
+    pruning_round: int
+    rewinds: tuple[RewindPoint, ...]
+    sweep: bool
+    data_seeds: tuple[int, ...]
+    points: int
+    bn_batches: int
+    results_row: dict[str, str]
+
+    @property
+    def files(self) -> StabilityFiles:
+        return StabilityFiles(self.experiment)
+
+    @property
+    def own_rewind(self) -> int:
+        """The experiment's rewind iteration: its ``rewind_point.npz`` holds these weights."""
+        return self.resolved.rewind_iteration
+
+    @property
+    def percent_remaining(self) -> float:
+        return float(self.results_row["percent_remaining"])
+
+
+def plan_stability(
+    experiment_dir: str | Path,
+    pruning_round: int,
+    rewind: str | None = None,
+    rewind_sweep: Sequence[str] = (),
+    seeds: int = 2,
+    points: int = 30,
+    bn_batches: int = 100,
+) -> StabilityPlan:
+    """Checks every input against the experiment; any problem is an :class:`LthError`.
+
+    ``rewind`` defaults to the experiment's own rewind point; ``rewind_sweep`` lists several
+    (and excludes ``rewind``). Copies train from the rewind point k to the end of the round,
+    iteration T, so a rewind point must fall before T.
+    """
+    if seeds < 2:
+        raise LthError(f"--seeds must be at least 2 (copies to compare), got {seeds}")
+    if points < 2:
+        raise LthError(f"--points must be at least 2 (the two ends of the path), got {points}")
+    if bn_batches < 1:
+        raise LthError(f"--bn_batches must be at least 1, got {bn_batches}")
+    if rewind is not None and rewind_sweep:
+        raise LthError("give --rewind or --rewind_sweep, not both")
+    experiment, hparams, data_info = open_experiment_dir(experiment_dir)
+    resolved = hparams.resolve(int(data_info["train_examples"]))
+    row = _finished_round(experiment, hparams, pruning_round)
+
+    per_epoch = resolved.iterations_per_epoch
+    if rewind_sweep:
+        texts, what = list(rewind_sweep), "--rewind_sweep"
+        if any(not str(t).strip() for t in texts):
+            raise LthError(f"--rewind_sweep: empty entry in {','.join(texts)!r}")
+        requested = [RewindPoint.parse(t, per_epoch, what) for t in texts]
+    elif rewind is not None:
+        what = "--rewind"
+        requested = [RewindPoint.parse(rewind, per_epoch, what)]
+    else:
+        what = "the experiment's rewind point"
+        requested = [RewindPoint.parse(hparams.pruning.rewind, per_epoch, what)]
+    for point in requested:
+        if point.iteration >= resolved.iterations:
+            raise LthError(
+                f"{what}: {point.label} is not before the end of training ({resolved.iterations} "
+                "iterations per round); copies train from the rewind point to the end, so "
+                f"choose a point below {resolved.iterations}it"
+            )
+    # One analysis per iteration ("2ep" and "1834it" are the same point), earliest first.
+    unique = {point.iteration: point for point in reversed(requested)}
+    rewinds = tuple(unique[i] for i in sorted(unique))
+    if hparams.is_branch:
+        _check_branch(experiment, hparams, rewinds, resolved.rewind_iteration)
+    if resolved.rewind_iteration in unique and not experiment.rewind_point.exists():
+        raise LthError(f"{experiment.root} has no rewind_point.npz; was round 0 interrupted?")
+    return StabilityPlan(
+        experiment=experiment,
+        hparams=hparams,
+        resolved=resolved,
+        data_info=data_info,
+        pruning_round=pruning_round,
+        rewinds=rewinds,
+        sweep=bool(rewind_sweep),
+        data_seeds=tuple(hparams.training.seed + i for i in range(seeds)),
+        points=points,
+        bn_batches=bn_batches,
+        results_row=row,
+    )
+
+
+def open_experiment_dir(
+    experiment_dir: str | Path,
+) -> tuple[ExperimentDir, ExperimentHparams, dict]:
+    """An existing experiment of this format: its paths, hyperparameters and data description."""
+    root = Path(experiment_dir)
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise LthError(
+            f"--experiment_dir: {root} {what}; pass the directory an IMP run wrote "
+            "(e.g. runs/<experiment>)"
+        )
+    experiment = ExperimentDir(root)
+    if not experiment.hparams.exists():
+        raise LthError(f"{root} is not an lth_tf experiment (no hparams.json)")
+    try:
+        saved = io.read_json(experiment.hparams)
+        version = saved.get("format_version")
+    except (ValueError, AttributeError):
+        raise LthError(f"{experiment.hparams} is not an lth_tf hparams file") from None
+    if version != FORMAT_VERSION:
+        raise LthError(
+            f"{root} was written by another lth_tf version (format {version}, this is "
+            f"{FORMAT_VERSION}); analyse it with that version"
+        )
+    try:
+        hparams = ExperimentHparams.from_dict(saved["hparams"])
+        data_info = dict(saved["data"])
+    except (KeyError, TypeError) as error:
+        raise LthError(f"{experiment.hparams} is incomplete or malformed ({error!r})") from None
+    missing = [k for k in ("input_shape", "train_examples", "test_examples") if k not in data_info]
+    if missing:
+        raise LthError(f"{experiment.hparams} has no data.{missing[0]}; was it written by lth_tf?")
+    return experiment, hparams, data_info
+
+
+def _finished_round(
+    experiment: ExperimentDir, hparams: ExperimentHparams, pruning_round: int
+) -> dict[str, str]:
+    """The results row of a finished round; round 0's trained weights are needed too."""
+    planned = hparams.pruning.rounds
+    if pruning_round < 0 or pruning_round > planned:
+        raise LthError(
+            f"--round: {experiment.root} has no round {pruning_round} (it runs rounds 0-{planned})"
+        )
+    done = sorted(experiment.completed_rounds())
+    for needed in sorted({0, pruning_round}):
+        if needed not in done or not experiment.masks(needed).exists():
+            finished = ", ".join(map(str, done)) or "none"
+            why = "" if needed == pruning_round else f" (round {pruning_round} is compared with it)"
+            raise LthError(
+                f"round {needed} of {experiment.root} has not finished{why}; finished rounds: "
+                f"{finished}; rerun pipelines.imp to finish it, or pick a finished round"
+            )
+    return next(r for r in experiment.read_results() if int(r["round"]) == pruning_round)
+
+
+def _check_branch(
+    experiment: ExperimentDir,
+    hparams: ExperimentHparams,
+    rewinds: tuple[RewindPoint, ...],
+    own: int,
+) -> None:
+    """A control's rounds start from values it was given, so only those can be analysed."""
+    control, parent = hparams.branch.control, hparams.branch.parent
+    if control == "lr_rewind":
+        raise LthError(
+            f"{experiment.root} is an lr_rewind branch: its rounds continue from the previous "
+            f"round's trained weights, not from a rewind point; analyse its parent {parent}"
+        )
+    others = [point.label for point in rewinds if point.iteration != own]
+    if others:
+        raise LthError(
+            f"{experiment.root} is a {control} branch: its rounds start from its own rewind "
+            f"point ({own}it), the only one it can be analysed at (asked for "
+            f"{', '.join(others)}); sweep rewind points on the parent {parent}"
+        )
+
+
+# -- the measures ----------------------------------------------------------------------------
+
+
+def mixtures(points: int) -> list[float]:
+    """``points`` evenly spaced mixture weights in [0, 1]; the ends are exactly 0 and 1.
+
+    >>> mixtures(5)
+    [0.0, 0.25, 0.5, 0.75, 1.0]
+    """
+    return [i / (points - 1) for i in range(points)]
+
+
+def surviving_weights(weights: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray]):
+    """The prunable weights where the mask is 1, as one float64 vector (keys in sorted order)."""
+    return np.concatenate(
+        [
+            np.asarray(weights[name], np.float64)[np.asarray(masks[name]) > 0]
+            for name in sorted(masks)
+        ]
+    )
+
+
+def l2_distance(
+    a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray]
+) -> tuple[float, float]:
+    """(normalised, raw) L2 distance between two networks' surviving prunable weights.
+
+    Normalised by the mean of the two norms, so networks of any size and sparsity compare:
+    0 is identical, about 1.41 is two unrelated vectors of the same norm.
+
+    >>> masks = {"k": np.array([1, 1, 0])}  # the third weight is pruned: it does not count
+    >>> l2_distance({"k": np.array([3.0, 4, 9])}, {"k": np.array([4.0, -3, 7])}, masks)
+    (1.4142135623730951, 7.0710678118654755)
+    """
+    va, vb = surviving_weights(a, masks), surviving_weights(b, masks)
+    raw = float(np.linalg.norm(va - vb))
+    scale = (np.linalg.norm(va) + np.linalg.norm(vb)) / 2
+    return (raw / float(scale) if scale > 0 else 0.0), raw
+
+
+def instability(path_errors: Sequence[float]) -> float:
+    """The error barrier: the largest error along the path minus the mean error of its ends.
+
+    >>> instability([10.0, 14.5, 11.0])
+    4.0
+    """
+    return round(float(max(path_errors) - (path_errors[0] + path_errors[-1]) / 2), 9)

@@ -1,0 +1,59 @@
+"""TensorBoard logs of stability analyses: the run ``<experiment>/tensorboard/stability/``.
+
+===========================================  ==============  ===================================
+tag                                          step            value
+===========================================  ==============  ===================================
+``round_NN/instability``                     rewind iter.    error barrier, percentage points
+``round_NN/l2_distance_data_order``          rewind iter.    normalised L2 distance of copies
+``round_NN/l2_distance_pruning``             rewind iter.    copy 0 vs the dense net (round > 0)
+``round_NN/mean_end_error``                  rewind iter.    mean test error of the ends, %
+``round_NN/rewind_Kit/path_error``           mixture index   test error at alpha = i/(points-1)
+``round_NN/rewind_Kit/error_along_path``     0               the figure
+===========================================  ==============  ===================================
+
+With the rewind iteration as the step, a sweep reads as a curve in Scalars. Each (tag, step) is
+written once: a rerun adds only what is missing (a result recomputed with other settings keeps
+the values first logged; delete the run's folder to log afresh).
+
+>>> log_results(Path("runs/e/tensorboard/stability"), results, pngs)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import tensorflow as tf
+
+from lth_tf.monitoring.tensorboard import logged_tags
+
+
+def log_results(logdir: Path, results: Sequence[dict], pngs: Sequence[bytes]) -> None:
+    """Writes every scalar and figure of ``results`` that the run does not hold yet."""
+    logged = logged_tags(logdir) if logdir.exists() else set()
+    scalars: list[tuple[str, int, float]] = []
+    images: list[tuple[str, bytes]] = []
+    for result, png in zip(results, pngs, strict=True):
+        prefix, k = f"round_{result['round']:02d}", result["rewind_iteration"]
+        values = {
+            "instability": result["instability"],
+            "l2_distance_data_order": result["l2_distance_data_order"],
+            "l2_distance_pruning": result["l2_distance_pruning"],
+            "mean_end_error": sum(result["end_errors"]) / 2,
+        }
+        scalars += [(f"{prefix}/{n}", k, v) for n, v in values.items() if v is not None]
+        path_tag = f"{prefix}/rewind_{k}it/path_error"
+        scalars += [(path_tag, i, error) for i, error in enumerate(result["path_errors"])]
+        images.append((f"{prefix}/rewind_{k}it/error_along_path", png))
+    scalars = [(tag, step, v) for tag, step, v in scalars if (tag, step) not in logged]
+    images = [(tag, png) for tag, png in images if (tag, 0) not in logged]
+    if not scalars and not images:
+        return
+    writer = tf.summary.create_file_writer(str(logdir))
+    # On the CPU: summary ops need no accelerator.
+    with tf.device("/cpu:0"), writer.as_default():
+        for tag, step, value in scalars:
+            tf.summary.scalar(tag, value, step=step)
+        for tag, png in images:
+            tf.summary.image(tag, tf.io.decode_png(png, channels=3)[None], step=0)
+    writer.close()

@@ -1,0 +1,123 @@
+"""Stability analysis: ``python -m pipelines.stability --experiment_dir=runs/<exp> --round=3``.
+
+Trains ``--seeds`` copies of round N's subnetwork from a rewind point with different data
+orders, and writes ``<experiment>/stability/round_NN[-Kit].json`` and ``.png`` (stability to
+data order, to pruning, and the instability along the path between copies); with
+``--rewind_sweep`` also ``round_NN-sweep.csv`` and ``.png``. Rerunning the same command resumes
+and recomputes nothing already written.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("experiment_dir", None, "The experiment directory an IMP run wrote.")
+flags.DEFINE_string("round", None, "The finished round whose mask is analysed (0: the dense net).")
+flags.DEFINE_string(
+    "rewind",
+    None,
+    "Rewind point the copies start from: 0, 500it, 2ep, ... (default: the experiment's own).",
+)
+flags.DEFINE_list(
+    "rewind_sweep", [], "Several rewind points, e.g. 0,100it,500it,2ep: the sweep figure and CSV."
+)
+flags.DEFINE_integer("seeds", 2, "Copies trained with different data orders (at least 2).")
+flags.DEFINE_integer("points", 30, "Evenly spaced mixtures on the path, both ends included.")
+flags.DEFINE_integer(
+    "bn_batches", 100, "Training batches that recompute batch-norm statistics at each mixture."
+)
+flags.DEFINE_string("data_dir", None, "Where the experiment's dataset is (as for pipelines.imp).")
+flags.DEFINE_boolean(
+    "jit_compile",
+    True,
+    "Compile the training step with XLA; keep the experiment's setting (pipelines.imp's default "
+    "is on) so recomputed rewind points match its run bit for bit.",
+)
+flags.DEFINE_string(
+    "mixed_precision",
+    None,
+    "float16 or bfloat16: 16-bit compute, float32 weights, as the experiment ran (default off).",
+)
+flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
+flags.DEFINE_boolean("progress", True, "Show a progress bar while copies train.")
+
+
+@user_errors_as_one_line
+def main(argv: list[str]) -> None:
+    from lth_tf.errors import LthError
+    from lth_tf.stability.plan import plan_stability
+
+    if len(argv) > 1:
+        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
+    if not FLAGS.experiment_dir:
+        raise LthError("--experiment_dir is required: the directory an IMP run wrote")
+    if FLAGS.round is None:
+        raise LthError("--round is required: the finished round to analyse (0 = dense network)")
+    if not FLAGS.round.strip().isdigit():
+        raise LthError(f"--round: {FLAGS.round!r} is not a round number (0, 1, 2, ...)")
+    if FLAGS.steps_per_execution < 1:
+        raise LthError(f"--steps_per_execution must be at least 1, got {FLAGS.steps_per_execution}")
+    if FLAGS.mixed_precision not in (None, "float16", "bfloat16"):
+        raise LthError(f"--mixed_precision: {FLAGS.mixed_precision!r} is not float16 or bfloat16")
+    setup_logging()
+    # Every check on the experiment and the flags comes before TensorFlow starts.
+    plan = plan_stability(
+        FLAGS.experiment_dir,
+        int(FLAGS.round),
+        rewind=FLAGS.rewind,
+        rewind_sweep=FLAGS.rewind_sweep,
+        seeds=FLAGS.seeds,
+        points=FLAGS.points,
+        bn_batches=FLAGS.bn_batches,
+    )
+    start_tensorflow_quietly()
+
+    from lth_tf.data.sources import load_dataset
+    from lth_tf.stability.analysis import StabilityOptions, run_stability
+
+    data = load_dataset(plan.hparams.dataset.name, FLAGS.data_dir)
+    results = run_stability(
+        plan,
+        data,
+        StabilityOptions(
+            jit_compile=FLAGS.jit_compile,
+            steps_per_execution=FLAGS.steps_per_execution,
+            show_progress=FLAGS.progress,
+            mixed_precision=FLAGS.mixed_precision,
+        ),
+    )
+    files = plan.files
+    for result in results:
+        print("\n".join(summary_lines(result)))
+        k = result["rewind_iteration"]
+        print(f"  results: {files.result(plan.pruning_round, k, plan.own_rewind)}")
+        print(f"  figure:  {files.figure(plan.pruning_round, k, plan.own_rewind)}")
+    if plan.sweep:
+        print(f"Sweep figure: {files.sweep_figure(plan.pruning_round)}")
+        print(f"Sweep table: {files.sweep_csv(plan.pruning_round)}")
+    print(f"TensorBoard: {files.tensorboard}")
+
+
+def summary_lines(result: dict) -> list[str]:
+    """What a result says, in a few lines."""
+    pruning = result["l2_distance_pruning"]
+    errors = ", ".join(f"{e:.2f}%" for e in result["copy_test_errors"])
+    return [
+        f"Round {result['round']} ({result['percent_remaining']:.2f}% of weights remain), rewind "
+        f"{result['rewind']}: {len(result['data_seeds'])} copies, iterations "
+        f"{result['train_from_iteration']}-{result['train_to_iteration']}",
+        f"  copies' test errors:         {errors}",
+        f"  stability to data order:     L2 distance {result['l2_distance_data_order']:.4f}",
+        "  stability to pruning:        "
+        + ("n/a (round 0 is not pruned)" if pruning is None else f"L2 distance {pruning:.4f}"),
+        f"  instability:                 {result['instability']:.2f} points (largest error "
+        f"{result['max_path_error']:.2f}% on the path, ends {result['end_errors'][0]:.2f}% and "
+        f"{result['end_errors'][1]:.2f}%): {'stable' if result['stable'] else 'unstable'}",
+    ]
+
+
+if __name__ == "__main__":
+    app.run(main)
