@@ -136,7 +136,7 @@ def check_parent(parent: ExperimentDir, hparams: ExperimentHparams) -> None:
             have += 1
         if have < rounds:
             raise LthError(
-                f"--branch_of: {parent.root} has masks for rounds 1 to {have} only, and "
+                f"--branch_of: {parent.root} has masks up to round {have} only, and "
                 f"--control={hparams.branch.control} needs them up to round {rounds}: let the "
                 f"parent run further, or pass --rounds={have}"
             )

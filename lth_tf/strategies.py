@@ -1,12 +1,15 @@
 """Distribution strategies by name: ``default``, ``mirrored``, ``multi_worker``, ``tpu``.
 
-The global batch size is what the hyperparameters say; each replica gets
-``batch_size / replicas`` examples and gradients are summed across replicas, so a run gives the
-same updates (up to floating point) on any number of replicas with the same learning rate.
+The global batch size is what the hyperparameters say; each replica trains on
+``batch_size / replicas`` examples of the same global batch and gradients are summed across
+replicas, so a run gives the same updates (up to floating point) on any number of replicas with
+the same learning rate: scaling out changes the speed, not the experiment.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 
 from lth_tf.errors import LthError
@@ -56,16 +59,32 @@ def _multi_worker():
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Raises a clear error unless ``grpc://HOST:PORT`` accepts a connection."""
+    host, _, port = address.removeprefix("grpc://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as error:
+        raise LthError(
+            f"--tpu={address}: nothing answers there ({error}); check the TPU's address and "
+            "that it is running"
+        ) from None
+
+
 def _tpu(tpu: str | None):
     import tensorflow as tf
 
+    if tpu and tpu.startswith("grpc://"):
+        _probe(tpu)  # TensorFlow would wait on an unreachable address for good
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+    # OSError: resolving a TPU name asks the cloud metadata server, unreachable off-cloud.
+    except (ValueError, RuntimeError, OSError, tf.errors.OpError) as error:
         raise LthError(
-            f"--strategy=tpu: cannot reach TPU {tpu or '(auto)'}: {error}; pass --tpu=NAME"
+            f"--strategy=tpu: cannot reach TPU {tpu or '(auto)'}: {error}; pass --tpu=NAME "
+            "(a Cloud TPU name, or grpc://HOST:8470)"
         ) from None
     return tf.distribute.TPUStrategy(resolver)
 
@@ -93,3 +112,31 @@ def make_strategy(name: str, tpu: str | None = None):
     """
     check_strategy_name(name)
     return _BUILDERS[name](tpu)
+
+
+def precision_for(strategy_name: str, requested: str | None) -> str | None:
+    """The mixed precision a run uses: as requested, else bfloat16 on TPUs, else none.
+
+    >>> precision_for("tpu", None), precision_for("mirrored", "float16")
+    ('bfloat16', 'float16')
+    """
+    if requested is not None:
+        if requested not in ("float16", "bfloat16", "float32"):
+            raise LthError(
+                f"--mixed_precision: unknown {requested!r}; choose float16 (GPUs), bfloat16 "
+                "(TPUs, CPUs) or float32"
+            )
+        return None if requested == "float32" else requested
+    return "bfloat16" if strategy_name == "tpu" else None
+
+
+def worker_output_dir(strategy, output_dir: str) -> str:
+    """``output_dir`` for the chief (or a single worker); a private folder for other workers.
+
+    Every worker of a multi-worker run trains every round in step, so every worker needs a
+    full experiment directory to resume from; only the chief's is the result.
+    """
+    if strategy.extended.should_checkpoint:
+        return output_dir
+    resolver = strategy.cluster_resolver
+    return os.path.join(output_dir, ".workers", f"{resolver.task_type}_{resolver.task_id}")

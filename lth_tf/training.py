@@ -31,7 +31,8 @@ from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import (
     EVAL_BATCH_SIZE,
     evaluation_batches,
-    training_batch,
+    gather_batch,
+    stream_indices,
     training_batches,
 )
 from lth_tf.data.sources import ImageDataset
@@ -256,7 +257,8 @@ class Trainer:
                     evaluation_batches(data.test_images, data.test_labels)
                 ),
             }
-            self._eval_step = tf.function(self._replica_eval_step, jit_compile=jit_compile)
+            # Not XLA: it refuses variables placed on another replica's device here.
+            self._eval_step = tf.function(self._replica_eval_step)
             self._evaluate = tf.function(self._evaluate_distributed)
         replicas = strategy.num_replicas_in_sync
         if training.batch_size % replicas:
@@ -277,10 +279,14 @@ class Trainer:
             )
         jit_train = jit_compile and xla_can_train(pruned.unwrapped)
         if strategy.num_replicas_in_sync == 1:
+            # One XLA program per step: gather the batch, forward, backward, update.
             self._step = tf.function(self._replica_train_step, jit_compile=jit_train)
+            self._step_on_indices = tf.function(self._gather_and_train, jit_compile=jit_train)
             self._gradients = self._replica_gradients
         else:
+            # The update all-reduces across replicas, which XLA cannot compile here.
             self._step = self._replica_train_step
+            self._step_on_indices = self._gather_and_train
             self._gradients = tf.function(self._replica_gradients, jit_compile=jit_train)
         self._train_chunk = tf.function(self._train_chunk_impl)
         self._train_chunk_on_device = tf.function(self._train_chunk_on_device_impl)
@@ -317,33 +323,41 @@ class Trainer:
         self.optimizer.apply_gradients(zip(gradients, self._trainable, strict=True))
         return loss_sum, correct
 
-    def _replica_train_step_at(self, iteration: tf.Tensor, images: tf.Tensor, labels: tf.Tensor):
-        """One replica's step on its share of global batch ``iteration`` of the stream."""
-        batch_images, batch_labels = training_batch(
-            images,
-            labels,
-            iteration,
-            self.training.batch_size,
-            self.training.seed,
-            self.training.augment,
-        )
+    def _replica_step_on_indices(
+        self, iteration: tf.Tensor, indices: tf.Tensor, images: tf.Tensor, labels: tf.Tensor
+    ):
+        """One replica's step on its share of the global batch at ``indices``."""
         replicas = self.strategy.num_replicas_in_sync
         if replicas > 1:
-            # Every replica builds the same global batch and trains on its slice, so a run's
-            # batches do not depend on the number of replicas.
+            # Every replica takes its slice of the same global batch, so a run's batches do
+            # not depend on the number of replicas.
             share = self.training.batch_size // replicas
             start = tf.distribute.get_replica_context().replica_id_in_sync_group * share
-            batch_images = batch_images[start : start + share]
-            batch_labels = batch_labels[start : start + share]
-        return self._step(batch_images, batch_labels)
+            indices = indices[start : start + share]
+        return self._step_on_indices(iteration, indices, images, labels)
+
+    def _gather_and_train(
+        self, iteration: tf.Tensor, indices: tf.Tensor, images: tf.Tensor, labels: tf.Tensor
+    ):
+        batch = gather_batch(
+            images, labels, indices, iteration, self.training.seed, self.training.augment
+        )
+        return self._step(*batch)
 
     def _train_chunk_on_device_impl(self, start: tf.Tensor, steps: tf.Tensor):
+        batch = self.training.batch_size
+        positions = start * batch + tf.range(steps * batch, dtype=tf.int64)
+        num_examples = len(self.data.train_labels)
+        # The whole chunk's example order at once: a handful of ops per chunk, not per step.
+        indices = tf.reshape(
+            stream_indices(positions, num_examples, self.training.seed), [steps, batch]
+        )
         loss_sum = tf.constant(0.0)
         correct = tf.constant(0.0)
         for step in tf.range(steps):
             per_replica = self.strategy.run(
-                self._replica_train_step_at,
-                args=(start + step, self._train_images, self._train_labels),
+                self._replica_step_on_indices,
+                args=(start + step, indices[step], self._train_images, self._train_labels),
             )
             loss_sum += self.strategy.reduce("SUM", per_replica[0], axis=None)
             correct += self.strategy.reduce("SUM", per_replica[1], axis=None)

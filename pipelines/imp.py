@@ -90,6 +90,18 @@ flags.DEFINE_integer(
     "virtual_cpus", None, "Split the host CPU into N logical devices (multi-replica on CPU)."
 )
 flags.DEFINE_boolean("jit_compile", True, "Compile the training step with XLA.")
+flags.DEFINE_string(
+    "mixed_precision",
+    None,
+    "Compute in 16 bits with float32 weights: float16 (GPUs, with dynamic loss scaling) or "
+    "bfloat16 (TPUs, CPUs). Default: bfloat16 under --strategy=tpu, float32 elsewhere.",
+)
+flags.DEFINE_boolean(
+    "test_every_evaluation",
+    False,
+    "Measure the test split at every evaluation (default: only where a result needs it, at "
+    "a new minimum of the validation loss and at the end of the round).",
+)
 flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar within each round.")
 flags.DEFINE_boolean(
@@ -194,13 +206,20 @@ def hparams_from_flags():
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
-    from lth_tf.strategies import check_strategy_name, make_strategy, split_cpu
+    from lth_tf.strategies import (
+        check_strategy_name,
+        make_strategy,
+        precision_for,
+        split_cpu,
+        worker_output_dir,
+    )
 
     if len(argv) > 1:
         raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
     setup_logging()
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
     check_strategy_name(FLAGS.strategy)
+    precision = precision_for(FLAGS.strategy, FLAGS.mixed_precision)
     start_tensorflow_quietly()
     if FLAGS.virtual_cpus is not None:
         split_cpu(FLAGS.virtual_cpus)
@@ -215,18 +234,20 @@ def main(argv: list[str]) -> None:
 
         observer = TensorBoardMonitor()
 
-    # XLA here compiles one replica's step; under multi-replica strategies the step holds
-    # cross-replica merges (TF-MOT's re-masking) that XLA cannot compile.
-    jit = FLAGS.jit_compile and strategy.num_replicas_in_sync == 1
     experiment = run_imp(
         hparams,
-        FLAGS.output_dir,
+        # Under multi_worker every worker runs every round; only the chief writes the
+        # experiment, the others keep their own copy (they resume from it).
+        worker_output_dir(strategy, FLAGS.output_dir),
         FLAGS.experiment_name,
         RunOptions(
             data_dir=FLAGS.data_dir,
-            jit_compile=jit,
+            # TPUs compile every step anyway.
+            jit_compile=FLAGS.jit_compile and FLAGS.strategy != "tpu",
             steps_per_execution=FLAGS.steps_per_execution,
             show_progress=FLAGS.progress,
+            mixed_precision=precision,
+            test_every_evaluation=FLAGS.test_every_evaluation,
         ),
         strategy=strategy,
         observer=observer,

@@ -23,6 +23,7 @@ SMALL_RUN = ["--model=lenet300_100", "--dataset=mnist", "--noprogress"]
         (["--strategy=warp"], "unknown strategy 'warp'"),
         (["--dataset=imagenet"], "unknown dataset 'imagenet'"),
         (["--iterations=0"], "--iterations must be more than 0"),
+        (["--mixed_precision=half"], "--mixed_precision: unknown 'half'"),
     ],
 )
 def test_bad_flags_exit_nonzero_with_one_line(flags, reason, tmp_path):

@@ -58,6 +58,44 @@ def training_batches(
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE))
 
 
+def stream_indices(positions: tf.Tensor, num_examples: int, seed: int) -> tf.Tensor:
+    """Training-set indices at increasing ``positions`` of the stream (epoch after epoch).
+
+    Position ``p`` is example ``p % n`` of epoch ``p // n``, whose order is the permutation
+    seeded by ``(seed, epoch)``; batch ``i`` is positions ``i * batch_size`` onwards.
+
+    >>> stream_indices(tf.range(4, dtype=tf.int64), 4, seed=0).numpy()  # doctest: +SKIP
+    array([2, 0, 3, 1])
+    """
+    positions = tf.cast(positions, tf.int64)
+    epochs = positions // num_examples
+    within = positions % num_examples
+    indices = tf.zeros_like(positions)
+    # Positions increase, so the epochs they cover are a short run (one or two for a batch).
+    for epoch in tf.range(epochs[0], epochs[-1] + 1):
+        shuffled = tf.random.experimental.index_shuffle(
+            within, seed=tf.stack([tf.constant(seed, tf.int64), epoch]), max_index=num_examples - 1
+        )
+        indices = tf.where(epochs == epoch, shuffled, indices)
+    return indices
+
+
+def gather_batch(
+    images: tf.Tensor,
+    labels: tf.Tensor,
+    indices: tf.Tensor,
+    iteration: tf.Tensor,
+    seed: int,
+    augment: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The examples at ``indices`` as float32 pixels and int64 labels, augmented if asked."""
+    batch_images = tf.cast(tf.gather(images, indices), tf.float32)
+    if augment:
+        batch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(iteration, tf.int64)])
+        batch_images = augment_batch(batch_images, batch_seed)
+    return batch_images, tf.gather(tf.cast(labels, tf.int64), indices)
+
+
 def training_batch(
     images: tf.Tensor,
     labels: tf.Tensor,
@@ -68,37 +106,18 @@ def training_batch(
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Batch ``iteration`` of the training stream: float32 pixels and int64 labels.
 
-    Every training path builds its batches here (the ``tf.data`` stream of
-    :func:`training_batches` and the trainer's on-device one), so they are the same batches.
+    Every training path builds its batches from :func:`stream_indices` and :func:`gather_batch`
+    (the ``tf.data`` stream of :func:`training_batches`, the trainer's on-device one), so they
+    are the same batches.
 
     >>> images = tf.zeros((10, 2, 2, 1), tf.uint8)
     >>> [t.shape.as_list() for t in training_batch(images, tf.range(10), 3, 4, seed=0)]
     [[4, 2, 2, 1], [4]]
     """
-    num_examples = int(images.shape[0])
     iteration = tf.cast(iteration, tf.int64)
     positions = iteration * batch_size + tf.range(batch_size, dtype=tf.int64)
-    first_epoch = positions[0] // num_examples
-    within = positions % num_examples
-
-    def permuted(epoch: tf.Tensor) -> tf.Tensor:
-        return tf.random.experimental.index_shuffle(
-            within,
-            seed=tf.stack([tf.constant(seed, tf.int64), epoch]),
-            max_index=num_examples - 1,
-        )
-
-    indices = tf.where(
-        positions // num_examples == first_epoch,
-        permuted(first_epoch),
-        permuted(first_epoch + 1),
-    )
-    batch_images = tf.cast(tf.gather(images, indices), tf.float32)
-    if augment:
-        batch_images = augment_batch(
-            batch_images, tf.stack([tf.constant(seed, tf.int64), iteration])
-        )
-    return batch_images, tf.gather(tf.cast(labels, tf.int64), indices)
+    indices = stream_indices(positions, int(images.shape[0]), seed)
+    return gather_batch(images, labels, indices, iteration, seed, augment)
 
 
 def augment_batch(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
