@@ -82,6 +82,7 @@ class TrainingStream:
     """A position in the training stream whose batches the trainer builds on the device."""
 
     iteration: int
+    seed: int
 
 
 class RoundObserver(Protocol):
@@ -324,7 +325,12 @@ class Trainer:
         return loss_sum, correct
 
     def _replica_step_on_indices(
-        self, iteration: tf.Tensor, indices: tf.Tensor, images: tf.Tensor, labels: tf.Tensor
+        self,
+        iteration: tf.Tensor,
+        seed: tf.Tensor,
+        indices: tf.Tensor,
+        images: tf.Tensor,
+        labels: tf.Tensor,
     ):
         """One replica's step on its share of the global batch at ``indices``."""
         replicas = self.strategy.num_replicas_in_sync
@@ -334,30 +340,31 @@ class Trainer:
             share = self.training.batch_size // replicas
             start = tf.distribute.get_replica_context().replica_id_in_sync_group * share
             indices = indices[start : start + share]
-        return self._step_on_indices(iteration, indices, images, labels)
+        return self._step_on_indices(iteration, seed, indices, images, labels)
 
     def _gather_and_train(
-        self, iteration: tf.Tensor, indices: tf.Tensor, images: tf.Tensor, labels: tf.Tensor
+        self,
+        iteration: tf.Tensor,
+        seed: tf.Tensor,
+        indices: tf.Tensor,
+        images: tf.Tensor,
+        labels: tf.Tensor,
     ):
-        batch = gather_batch(
-            images, labels, indices, iteration, self.training.seed, self.training.augment
-        )
+        batch = gather_batch(images, labels, indices, iteration, seed, self.training.augment)
         return self._step(*batch)
 
-    def _train_chunk_on_device_impl(self, start: tf.Tensor, steps: tf.Tensor):
+    def _train_chunk_on_device_impl(self, start: tf.Tensor, steps: tf.Tensor, seed: tf.Tensor):
         batch = self.training.batch_size
         positions = start * batch + tf.range(steps * batch, dtype=tf.int64)
         num_examples = len(self.data.train_labels)
         # The whole chunk's example order at once: a handful of ops per chunk, not per step.
-        indices = tf.reshape(
-            stream_indices(positions, num_examples, self.training.seed), [steps, batch]
-        )
+        indices = tf.reshape(stream_indices(positions, num_examples, seed), [steps, batch])
         loss_sum = tf.constant(0.0)
         correct = tf.constant(0.0)
         for step in tf.range(steps):
             per_replica = self.strategy.run(
                 self._replica_step_on_indices,
-                args=(start + step, indices[step], self._train_images, self._train_labels),
+                args=(start + step, seed, indices[step], self._train_images, self._train_labels),
             )
             loss_sum += self.strategy.reduce("SUM", per_replica[0], axis=None)
             correct += self.strategy.reduce("SUM", per_replica[1], axis=None)
@@ -450,15 +457,20 @@ class Trainer:
             test_loss, test_accuracy = math.nan, math.nan
         return Evaluation(iteration, val_loss, val_accuracy, test_loss, test_accuracy)
 
-    def batches_from(self, iteration: int) -> TrainingStream | Iterator:
-        """The training stream from ``iteration`` on, for :meth:`train_steps` to consume."""
+    def batches_from(self, iteration: int, seed: int | None = None) -> TrainingStream | Iterator:
+        """The training stream from ``iteration`` on, for :meth:`train_steps` to consume.
+
+        ``seed`` orders the data (default: the hyperparameters' seed); another seed is another
+        data order over the same examples, as stability analysis needs.
+        """
+        seed = self.training.seed if seed is None else seed
         if self._stream_on_device:
-            return TrainingStream(iteration)
+            return TrainingStream(iteration, seed)
         dataset = training_batches(
             self.data.train_images,
             self.data.train_labels,
             self.training.batch_size,
-            seed=self.training.seed,
+            seed=seed,
             start_iteration=iteration,
             augment=self.training.augment,
         )
@@ -469,7 +481,8 @@ class Trainer:
         count = tf.constant(steps, tf.int64)
         if isinstance(stream, TrainingStream):
             start = tf.constant(stream.iteration, tf.int64)
-            loss_sum, correct = self._train_chunk_on_device(start, count)
+            seed = tf.constant(stream.seed, tf.int64)
+            loss_sum, correct = self._train_chunk_on_device(start, count, seed)
             stream.iteration += steps
         else:
             loss_sum, correct = self._train_chunk(stream, count)

@@ -58,7 +58,7 @@ def training_batches(
     return _with_options(dataset.prefetch(tf.data.AUTOTUNE))
 
 
-def stream_indices(positions: tf.Tensor, num_examples: int, seed: int) -> tf.Tensor:
+def stream_indices(positions: tf.Tensor, num_examples: int, seed: int | tf.Tensor) -> tf.Tensor:
     """Training-set indices at increasing ``positions`` of the stream (epoch after epoch).
 
     Position ``p`` is example ``p % n`` of epoch ``p // n``, whose order is the permutation
@@ -74,7 +74,7 @@ def stream_indices(positions: tf.Tensor, num_examples: int, seed: int) -> tf.Ten
     # Positions increase, so the epochs they cover are a short run (one or two for a batch).
     for epoch in tf.range(epochs[0], epochs[-1] + 1):
         shuffled = tf.random.experimental.index_shuffle(
-            within, seed=tf.stack([tf.constant(seed, tf.int64), epoch]), max_index=num_examples - 1
+            within, seed=tf.stack([tf.cast(seed, tf.int64), epoch]), max_index=num_examples - 1
         )
         indices = tf.where(epochs == epoch, shuffled, indices)
     return indices
@@ -85,13 +85,13 @@ def gather_batch(
     labels: tf.Tensor,
     indices: tf.Tensor,
     iteration: tf.Tensor,
-    seed: int,
+    seed: int | tf.Tensor,
     augment: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The examples at ``indices`` as float32 pixels and int64 labels, augmented if asked."""
     batch_images = tf.cast(tf.gather(images, indices), tf.float32)
     if augment:
-        batch_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(iteration, tf.int64)])
+        batch_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(iteration, tf.int64)])
         batch_images = augment_batch(batch_images, batch_seed)
     return batch_images, tf.gather(tf.cast(labels, tf.int64), indices)
 

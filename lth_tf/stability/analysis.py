@@ -379,9 +379,7 @@ class StabilitySession:
             log.info("%s: resumes at iteration %d", title, iteration)
         else:
             log.info("%s", title)
-        iterator = iter(
-            trainer.strategy.experimental_distribute_dataset(self._batches(seed, iteration))
-        )
+        iterator = trainer.batches_from(iteration, seed=seed)
         bar = None
         if self.options.show_progress:
             bar = tf_keras.utils.Progbar(stop - start, unit_name="iteration", interval=0.5)
