@@ -177,7 +177,8 @@ def test_hparams_session_holds_the_experiments_hyperparameters(monitored):
 
 def test_accuracy_figure_is_an_image_summary_and_a_png_file(monitored):
     run = read_run(tensorboard_dir(monitored) / "summary")
-    assert steps(run["accuracy_vs_sparsity"]) == [0, 1, 2]
+    # Drawn after the first round, then at most once a minute, and always at the end.
+    assert steps(run["accuracy_vs_sparsity"]) == [0, 2]
     width, height, encoded = run["accuracy_vs_sparsity"][-1][1]
     assert encoded.startswith(PNG_MAGIC) and int(width) > 500 and int(height) > 300
     with Image.open(monitored.root / FIGURE_FILE) as image:
