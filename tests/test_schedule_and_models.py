@@ -76,7 +76,7 @@ def test_model_registry_carries_paper_defaults():
     )
     assert conv6.pruning.rates == PruneRates(conv=0.15, fc=0.2, output=0.1)
     assert get_model("lenet300_100").training.iterations == "50000it"
-    assert set(MODELS) == {"lenet300_100", "conv2", "conv4", "conv6"}
+    assert set(MODELS) == {"lenet300_100", "conv2", "conv4", "conv6", "resnet20", "vgg16", "vgg19"}
     with pytest.raises(LthError, match="unknown model 'nope'"):
         get_model("nope")
 
