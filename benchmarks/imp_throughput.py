@@ -149,8 +149,6 @@ def benchmark_imp_round(spec, data, hparams, steps, repeats, remask: bool) -> di
 
 
 def benchmark_overhead(hparams, data, repeats) -> dict:
-    import csv
-
     from lth_tf.imp import RunOptions, run_imp
     from lth_tf.monitoring.tensorboard import TensorBoardMonitor
 
@@ -167,8 +165,7 @@ def benchmark_overhead(hparams, data, repeats) -> dict:
                 observer=TensorBoardMonitor(),
             )
             wall = time.perf_counter() - began
-            with open(experiment.results) as f:
-                train = sum(float(row["train_seconds"]) for row in csv.DictReader(f))
+            train = sum(float(row["train_seconds"]) for row in experiment.read_results())
         walls.append(wall)
         trains.append(train)
         ratios.append(wall / train)

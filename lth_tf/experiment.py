@@ -142,3 +142,44 @@ def _differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:
         elif old != new:
             diffs.append(f"{prefix}{key}: saved {old!r}, now {new!r}")
     return diffs
+
+
+def read_experiment(
+    experiment_dir: str | Path, use: str, data_keys: tuple[str, ...] = ()
+) -> tuple[ExperimentDir, ExperimentHparams, dict]:
+    """An existing experiment of this format: its paths, hyperparameters and data description.
+
+    ``use`` names what the caller does with it ("export", "analyse") in the version error;
+    ``data_keys`` are entries of the saved data description the caller needs.
+
+    >>> experiment, hparams, data = read_experiment("runs/demo", "export")  # doctest: +SKIP
+    """
+    root = Path(experiment_dir)
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise LthError(
+            f"--experiment_dir: {root} {what}; pass the directory an IMP run wrote "
+            "(e.g. runs/<experiment>)"
+        )
+    experiment = ExperimentDir(root)
+    if not experiment.hparams.exists():
+        raise LthError(f"{root} is not an lth_tf experiment (no hparams.json)")
+    try:
+        saved = io.read_json(experiment.hparams)
+        version = saved.get("format_version")
+    except (ValueError, AttributeError):
+        raise LthError(f"{experiment.hparams} is not an lth_tf hparams file") from None
+    if version != FORMAT_VERSION:
+        raise LthError(
+            f"{root} was written by another lth_tf version (format {version}, this is "
+            f"{FORMAT_VERSION}); {use} it with that version"
+        )
+    try:
+        hparams = ExperimentHparams.from_dict(saved["hparams"])
+        data = dict(saved["data"])
+    except (KeyError, TypeError) as error:
+        raise LthError(f"{experiment.hparams} is incomplete or malformed ({error!r})") from None
+    missing = [key for key in data_keys if key not in data]
+    if missing:
+        raise LthError(f"{experiment.hparams} has no data.{missing[0]}; was it written by lth_tf?")
+    return experiment, hparams, data

@@ -18,7 +18,7 @@ import numpy as np
 from lth_tf import io
 from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
-from lth_tf.experiment import FORMAT_VERSION, ExperimentDir
+from lth_tf.experiment import ExperimentDir, read_experiment
 from lth_tf.pruning.masks import percent_remaining
 
 BEST = "best"
@@ -120,48 +120,15 @@ def choose_best_round(rows: list[dict[str, str]], tolerance: float) -> tuple[int
     return chosen, reason
 
 
-def open_experiment_dir(
-    experiment_dir: str | Path,
-) -> tuple[ExperimentDir, ExperimentHparams, dict]:
-    """An existing experiment written by this version: its paths, hyperparameters and data info."""
-    root = Path(experiment_dir)
-    if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
-        raise LthError(
-            f"--experiment_dir: {root} {what}; pass the directory an IMP run wrote "
-            "(e.g. runs/<experiment>)"
-        )
-    experiment = ExperimentDir(root)
-    if not experiment.hparams.exists():
-        raise LthError(f"{root} is not an lth_tf experiment (no hparams.json)")
-    try:
-        saved = io.read_json(experiment.hparams)
-        version = saved.get("format_version")
-    except (ValueError, AttributeError):
-        raise LthError(f"{experiment.hparams} is not an lth_tf hparams file") from None
-    if version != FORMAT_VERSION:
-        raise LthError(
-            f"{root} was written by another lth_tf version (format {version}, this is "
-            f"{FORMAT_VERSION}); export it with that version"
-        )
-    try:
-        hparams = ExperimentHparams.from_dict(saved["hparams"])
-        data = dict(saved["data"])
-    except (KeyError, TypeError) as error:
-        raise LthError(f"{experiment.hparams} is incomplete or malformed ({error!r})") from None
-    # The export checks the dataset it loads against these.
-    missing = [key for key in ("input_shape", "test_examples") if key not in data]
-    if missing:
-        raise LthError(f"{experiment.hparams} has no data.{missing[0]}; was it written by lth_tf?")
-    return experiment, hparams, data
-
-
 def open_ticket(
     experiment_dir: str | Path, pruning_round: int | str = BEST, tolerance: float = 0.5
 ) -> Ticket:
     """Round ``pruning_round`` (a number or ``"best"``, see :func:`choose_best_round`) of an
     experiment, with its masks and weights; anything missing or unfinished is an LthError."""
-    experiment, hparams, data = open_experiment_dir(experiment_dir)
+    # The export checks the dataset it loads against the saved description.
+    experiment, hparams, data = read_experiment(
+        experiment_dir, "export", data_keys=("input_shape", "test_examples")
+    )
     requested = parse_round(pruning_round)
     done = sorted(experiment.completed_rounds())
     rows = [row for row in experiment.read_results() if int(row["round"]) in done]

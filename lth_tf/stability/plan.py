@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from lth_tf import io
 from lth_tf.config import ExperimentHparams, Resolved
 from lth_tf.errors import LthError
-from lth_tf.experiment import FORMAT_VERSION, ExperimentDir
+from lth_tf.experiment import ExperimentDir, read_experiment
 from lth_tf.steps import Step
 
 STABILITY_DIR = "stability"
@@ -168,7 +167,9 @@ def plan_stability(
         raise LthError(f"--bn_batches must be at least 1, got {bn_batches}")
     if rewind is not None and rewind_sweep:
         raise LthError("give --rewind or --rewind_sweep, not both")
-    experiment, hparams, data_info = open_experiment_dir(experiment_dir)
+    experiment, hparams, data_info = read_experiment(
+        experiment_dir, "analyse", data_keys=("input_shape", "train_examples", "test_examples")
+    )
     resolved = hparams.resolve(int(data_info["train_examples"]))
     row = _finished_round(experiment, hparams, pruning_round)
 
@@ -211,41 +212,6 @@ def plan_stability(
         bn_batches=bn_batches,
         results_row=row,
     )
-
-
-def open_experiment_dir(
-    experiment_dir: str | Path,
-) -> tuple[ExperimentDir, ExperimentHparams, dict]:
-    """An existing experiment of this format: its paths, hyperparameters and data description."""
-    root = Path(experiment_dir)
-    if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
-        raise LthError(
-            f"--experiment_dir: {root} {what}; pass the directory an IMP run wrote "
-            "(e.g. runs/<experiment>)"
-        )
-    experiment = ExperimentDir(root)
-    if not experiment.hparams.exists():
-        raise LthError(f"{root} is not an lth_tf experiment (no hparams.json)")
-    try:
-        saved = io.read_json(experiment.hparams)
-        version = saved.get("format_version")
-    except (ValueError, AttributeError):
-        raise LthError(f"{experiment.hparams} is not an lth_tf hparams file") from None
-    if version != FORMAT_VERSION:
-        raise LthError(
-            f"{root} was written by another lth_tf version (format {version}, this is "
-            f"{FORMAT_VERSION}); analyse it with that version"
-        )
-    try:
-        hparams = ExperimentHparams.from_dict(saved["hparams"])
-        data_info = dict(saved["data"])
-    except (KeyError, TypeError) as error:
-        raise LthError(f"{experiment.hparams} is incomplete or malformed ({error!r})") from None
-    missing = [k for k in ("input_shape", "train_examples", "test_examples") if k not in data_info]
-    if missing:
-        raise LthError(f"{experiment.hparams} has no data.{missing[0]}; was it written by lth_tf?")
-    return experiment, hparams, data_info
 
 
 def _finished_round(
