@@ -13,7 +13,6 @@ together instead; ``one_shot`` prunes round 0's weights straight to round r's sp
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,6 @@ from lth_tf.training import (
 )
 
 log = logging.getLogger("lth_tf")
-_PROGRESS_KEY = "__progress__"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,7 +304,7 @@ def _run_round(
     checkpoint_path = experiment.checkpoint(pruning_round)
     if checkpoint_path.exists():
         state = io.read_npz(checkpoint_path)
-        progress = RoundProgress.from_dict(json.loads(str(state.pop(_PROGRESS_KEY))))
+        progress = RoundProgress.pop_from(state)
         trainer.load_state(state)
         log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
     else:
@@ -319,36 +317,38 @@ def _run_round(
         if on_round_start is not None:
             on_round_start(pruning_round, pruned)
 
-    def save_checkpoint(current: RoundProgress) -> None:
-        state = trainer.state()
-        state[_PROGRESS_KEY] = np.array(json.dumps(current.to_dict()))
-        io.write_npz(checkpoint_path, state)
-
-    on_iteration = {}
-    if pruning_round == 0 and resolved.rewind_iteration > 0:
-        on_iteration[resolved.rewind_iteration] = lambda: io.write_npz(
-            experiment.rewind_point, snapshot(pruned.rewindable)
-        )
     bar = None
     if options.show_progress:
         print(f"Round {pruning_round}")
         bar = tf_keras.utils.Progbar(
             resolved.iterations,
-            stateful_metrics=["test_accuracy"],
+            stateful_metrics=["val_accuracy", "test_accuracy"],
             unit_name="iteration",
             interval=0.5,
         )
-    train_round(
-        trainer,
-        resolved.iterations,
-        resolved.eval_every,
-        progress,
-        on_checkpoint=save_checkpoint,
-        on_iteration=on_iteration,
-        progress_bar=bar,
-        observer=observer.watch_round(pruning_round) if observer is not None else None,
-        test_every_evaluation=options.test_every_evaluation,
-    )
+    # Checkpoints and the rewind point are written while training goes on; the round's own
+    # files below are written once they are all on disk.
+    with io.BackgroundWriter() as writer:
+
+        def save_checkpoint(current: RoundProgress) -> None:
+            writer.write_npz(checkpoint_path, {**trainer.state(), **current.to_arrays()})
+
+        on_iteration = {}
+        if pruning_round == 0 and resolved.rewind_iteration > 0:
+            on_iteration[resolved.rewind_iteration] = lambda: writer.write_npz(
+                experiment.rewind_point, snapshot(pruned.rewindable)
+            )
+        train_round(
+            trainer,
+            resolved.iterations,
+            resolved.eval_every,
+            progress,
+            on_checkpoint=save_checkpoint,
+            on_iteration=on_iteration,
+            progress_bar=bar,
+            observer=observer.watch_round(pruning_round) if observer is not None else None,
+            test_every_evaluation=options.test_every_evaluation,
+        )
 
     pruned.apply_masks()
     io.write_npz(experiment.weights(pruning_round), snapshot(pruned.rewindable))

@@ -11,7 +11,9 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +51,19 @@ def read_json(path: str | os.PathLike) -> Any:
 def write_npz(
     path: str | os.PathLike, arrays: dict[str, np.ndarray], compressed: bool = False
 ) -> None:
-    """Saves named arrays (names may contain ``/``) atomically."""
+    """Saves named arrays (names may contain ``/``) atomically, as ``np.load`` reads them.
+
+    ``compressed`` deflates at level 1: ``np.savez_compressed``'s level 6 took 7x as long on a
+    mask file for a 40% larger file (lenet300_100: 27 ms against 3.7 ms).
+    """
     buffer = io.BytesIO()
-    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    if compressed:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for name, array in arrays.items():
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    else:
+        np.savez(buffer, **arrays)
     write_bytes_atomic(path, buffer.getvalue())
 
 
@@ -72,3 +84,42 @@ def write_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]], columns: 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+class BackgroundWriter:
+    """Atomic ``.npz`` writes on one background thread, so training need not wait for the disk.
+
+    Writes happen in the order asked for, one at a time (a new one first waits for the last),
+    so a kill leaves the first n of them done and none half-done: what writing in the
+    foreground leaves when killed a moment earlier. Leaving the ``with`` block waits for the
+    last write; a failed write raises at the next call.
+
+    >>> with BackgroundWriter() as writer:
+    ...     writer.write_npz("round_01/checkpoint.npz", state)  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lth_tf-writer")
+        self._pending: Future | None = None
+
+    def write_npz(
+        self, path: str | os.PathLike, arrays: dict[str, np.ndarray], compressed: bool = False
+    ) -> None:
+        """Like :func:`write_npz`; ``arrays`` must not change afterwards (pass copies)."""
+        self.wait()
+        self._pending = self._executor.submit(write_npz, path, arrays, compressed)
+
+    def wait(self) -> None:
+        """Returns once every write asked for is on disk; raises if one failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.wait()
+        finally:
+            self._executor.shutdown()

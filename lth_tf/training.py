@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -39,13 +40,17 @@ from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, restore, snapshot, variable_key
 
+# Checkpoint entries that are the round's progress rather than variables.
+_PROGRESS_KEY = "__progress__"
+_EARLY_STOP_PREFIX = "__early_stop__/"
+
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Validation and test metrics at one iteration; test ones are NaN where not measured.
 
-    :func:`train_round` measures the test split only where a result needs it (a new minimum of
-    the validation loss, the round's last iteration), unless asked for it at every evaluation.
+    :func:`train_round` measures the test split only where a result needs it (the early stop,
+    the round's last iteration), unless asked for it at every evaluation.
     """
 
     iteration: int
@@ -95,16 +100,25 @@ class RoundObserver(Protocol):
         """Mean training loss and accuracy of the chunk of iterations ending at ``iteration``."""
 
     def on_evaluation(self, evaluation: Evaluation) -> None:
-        """An evaluation, before its checkpoint is saved (so a resume never skips one)."""
+        """An evaluation, before its checkpoint is saved (so a resume never skips one).
+
+        The early stop's evaluation comes twice: when it happens, and at the round's end with
+        its test metrics, just before the last evaluation.
+        """
 
 
 @dataclasses.dataclass
 class RoundProgress:
-    """Everything besides variables that a checkpoint must hold to resume a round exactly."""
+    """Everything besides variables that a checkpoint must hold to resume a round exactly.
+
+    ``early_stop_weights`` are the model's weights at the lowest validation loss so far, kept
+    until the round's end measures their test accuracy (see :func:`train_round`).
+    """
 
     iteration: int = 0
     train_seconds: float = 0.0
     evaluations: list[Evaluation] = dataclasses.field(default_factory=list)
+    early_stop_weights: Snapshot = dataclasses.field(default_factory=dict)
 
     @property
     def early_stop(self) -> EarlyStop:
@@ -113,13 +127,28 @@ class RoundProgress:
             stop.update(evaluation)
         return stop
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The progress as named arrays, to save beside the trainer's state in a checkpoint."""
+        scalars = {
+            "iteration": self.iteration,
+            "train_seconds": self.train_seconds,
+            "evaluations": [dataclasses.asdict(e) for e in self.evaluations],
+        }
+        arrays = {_PROGRESS_KEY: np.array(json.dumps(scalars))}
+        arrays.update({_EARLY_STOP_PREFIX + k: v for k, v in self.early_stop_weights.items()})
+        return arrays
 
     @classmethod
-    def from_dict(cls, data: dict) -> RoundProgress:
-        evaluations = [Evaluation(**item) for item in data["evaluations"]]
-        return cls(data["iteration"], data["train_seconds"], evaluations)
+    def pop_from(cls, arrays: dict[str, np.ndarray]) -> RoundProgress:
+        """Takes the progress's entries out of a checkpoint's arrays (the rest is state)."""
+        scalars = json.loads(str(arrays.pop(_PROGRESS_KEY)))
+        weights = {
+            key[len(_EARLY_STOP_PREFIX) :]: arrays.pop(key)
+            for key in list(arrays)
+            if key.startswith(_EARLY_STOP_PREFIX)
+        }
+        evaluations = [Evaluation(**item) for item in scalars["evaluations"]]
+        return cls(scalars["iteration"], scalars["train_seconds"], evaluations, weights)
 
 
 def _on_device(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
@@ -127,13 +156,17 @@ def _on_device(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Te
     return tf.identity(tf.constant(images)), tf.identity(tf.constant(labels, tf.int64))
 
 
-def xla_is_faster(model: tf_keras.Model) -> bool:
-    """Whether XLA speeds this model up here: not for convolutions on a CPU-only machine.
+def xla_is_faster(model: tf_keras.Model, training: bool = True) -> bool:
+    """Whether XLA speeds this model's training (or evaluation) step up on this machine.
 
-    XLA's CPU convolutions ran vgg16 about 8x slower than TensorFlow's own kernels.
+    With a GPU it does. On a CPU-only machine XLA's kernels ran vgg16's convolutions about 8x
+    slower than TensorFlow's own, and even lenet300_100's evaluation (batches of 1,000) 1.5x
+    slower; only the training step of models without convolutions gained (1.4x).
     """
+    if tf.config.list_logical_devices("GPU"):
+        return True
     has_conv = any(isinstance(layer, tf_keras.layers.Conv2D) for layer in model.submodules)
-    return not has_conv or bool(tf.config.list_logical_devices("GPU"))
+    return training and not has_conv
 
 
 def xla_can_train(model: tf_keras.Model) -> bool:
@@ -257,7 +290,8 @@ class Trainer:
                 "test": _on_device(data.test_images, data.test_labels),
             }
             self._eval_step = tf.function(
-                self._replica_eval_step, jit_compile=jit_compile and xla_is_faster(pruned.unwrapped)
+                self._replica_eval_step,
+                jit_compile=jit_compile and xla_is_faster(pruned.unwrapped, training=False),
             )
             self._evaluate = tf.function(self._evaluate_on_device)
         else:
@@ -454,22 +488,6 @@ class Trainer:
         test_loss, test_accuracy = self.evaluate_split("test") if test else (math.nan, math.nan)
         return Evaluation(iteration, val_loss, val_accuracy, test_loss, test_accuracy)
 
-    def evaluate_for_round(
-        self, iteration: int, last: bool, early_stop: EarlyStop, test_every_evaluation: bool
-    ) -> Evaluation:
-        """An evaluation that measures the test split only where a result reads it.
-
-        A round reports test accuracy at its last iteration and at the minimum of the validation
-        loss (the early stop); at any other evaluation the test split (two thirds of the cost)
-        is skipped unless ``test_every_evaluation``.
-        """
-        val_loss, val_accuracy = self.evaluate_split("val")
-        if test_every_evaluation or last or val_loss < early_stop.val_loss:
-            test_loss, test_accuracy = self.evaluate_split("test")
-        else:
-            test_loss, test_accuracy = math.nan, math.nan
-        return Evaluation(iteration, val_loss, val_accuracy, test_loss, test_accuracy)
-
     def batches_from(self, iteration: int, seed: int | None = None) -> TrainingStream | Iterator:
         """The training stream from ``iteration`` on, for :meth:`train_steps` to consume.
 
@@ -531,8 +549,13 @@ def train_round(
 
     After each evaluation ``on_checkpoint(progress)`` runs (the caller saves a checkpoint);
     ``on_iteration[i]`` runs once the model has trained exactly ``i`` iterations (the rewind point).
-    ``observer`` sees every chunk's training metrics and every evaluation. The test split is
-    measured where the round's results need it (see :meth:`Trainer.evaluate_for_round`).
+    ``observer`` sees every chunk's training metrics and every evaluation.
+
+    A round reports test accuracy at two iterations only: its last, and its early stop (the
+    minimum of the validation loss). So the validation split is measured at every evaluation,
+    the test split once at the end for the final weights and once for the early-stop weights,
+    which are kept (and checkpointed) until then. Elsewhere an evaluation's test metrics are
+    NaN, unless ``test_every_evaluation``.
     """
     on_iteration = on_iteration or {}
     iterator = trainer.batches_from(progress.iteration)
@@ -553,19 +576,50 @@ def train_round(
         if observer is not None:
             observer.on_train_chunk(stop, loss_sum / examples, correct / examples)
         if stop % eval_every == 0 or stop == iterations:
-            trainer.pruned.apply_masks()
-            progress.evaluations.append(
-                trainer.evaluate_for_round(
-                    stop, stop == iterations, progress.early_stop, test_every_evaluation
-                )
+            _evaluate_in_round(
+                trainer, progress, stop == iterations, observer, test_every_evaluation
             )
-            if observer is not None:
-                observer.on_evaluation(progress.evaluations[-1])
             on_checkpoint(progress)
         if progress_bar is not None:
             values = [("loss", loss_sum / examples), ("accuracy", correct / examples)]
-            measured = [e for e in progress.evaluations if not math.isnan(e.test_accuracy)]
-            if measured:
-                values.append(("test_accuracy", measured[-1].test_accuracy))
+            if progress.evaluations:
+                values.append(("val_accuracy", progress.evaluations[-1].val_accuracy))
+                if stop == iterations:
+                    values.append(("test_accuracy", progress.evaluations[-1].test_accuracy))
             progress_bar.update(stop, values=values)
     return progress
+
+
+def _evaluate_in_round(
+    trainer: Trainer,
+    progress: RoundProgress,
+    last: bool,
+    observer: RoundObserver | None,
+    test_every_evaluation: bool,
+) -> None:
+    """Appends the evaluation at ``progress.iteration`` (see :func:`train_round` for the test)."""
+    trainer.pruned.apply_masks()
+    evaluation = trainer.evaluate(progress.iteration, test=test_every_evaluation or last)
+    stop = progress.early_stop
+    new_minimum = evaluation.val_loss < stop.val_loss
+    if new_minimum and not (last or test_every_evaluation):
+        progress.early_stop_weights = snapshot(trainer.pruned.rewindable)
+    if last and not new_minimum and progress.early_stop_weights:
+        # The early stop's test accuracy, measured on its weights and logged before the final
+        # evaluation (TensorBoard may drop a step logged after a later one of the same tag).
+        index = [e.iteration for e in progress.evaluations].index(stop.iteration)
+        final_weights = snapshot(trainer.pruned.rewindable)
+        restore(trainer.pruned.rewindable, progress.early_stop_weights)
+        test_loss, test_accuracy = trainer.evaluate_split("test")
+        restore(trainer.pruned.rewindable, final_weights)
+        early = dataclasses.replace(
+            progress.evaluations[index], test_loss=test_loss, test_accuracy=test_accuracy
+        )
+        progress.evaluations[index] = early
+        if observer is not None:
+            observer.on_evaluation(early)
+    if last:
+        progress.early_stop_weights = {}
+    progress.evaluations.append(evaluation)
+    if observer is not None:
+        observer.on_evaluation(evaluation)

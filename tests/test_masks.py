@@ -37,3 +37,24 @@ def test_layerwise_uses_each_weights_own_sparsity():
     masks = layerwise_masks(weights, ones, {"a": 0.5, "b": 0.1})
     assert masks["a"].sum() == 5 and masks["b"].sum() == 18
     assert percent_remaining(masks) == 100 * 23 / 30
+
+
+def test_mask_equals_a_stable_sort_by_magnitude_with_many_ties():
+    # The definition: stable sort of the survivors by decreasing magnitude, keep the first k.
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        shape = tuple(rng.integers(1, 30, size=2))
+        weights = rng.integers(-3, 4, size=shape).astype(np.float32)  # mostly ties
+        mask = (rng.random(shape) < rng.random()).astype(np.float32)
+        sparsity = float(rng.random())
+        keep = min(max(round(weights.size * (1 - sparsity)), 1), int(mask.sum()))
+        scores = np.where(mask.reshape(-1) > 0, np.abs(weights.reshape(-1)), -1.0)
+        expected = np.zeros(weights.size, np.float32)
+        expected[np.argsort(-scores, kind="stable")[:keep]] = 1
+        got = magnitude_mask(weights, mask, sparsity)
+        assert got.reshape(-1).tolist() == expected.tolist()
+
+
+def test_a_fully_pruned_mask_stays_empty():
+    mask = magnitude_mask(np.ones(4, np.float32), np.zeros(4, np.float32), sparsity=0.5)
+    assert mask.tolist() == [0, 0, 0, 0]

@@ -5,6 +5,7 @@ per-call re-masking and may compute in 16 bits; each test pins one of those agai
 obvious way. The multi-replica paths run in subprocesses on virtual CPUs (or worker processes).
 """
 
+import dataclasses
 import json
 import os
 import socket
@@ -22,8 +23,8 @@ from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import gather_batch, stream_indices, training_batches
 from lth_tf.imp import RunOptions, run_imp
 from lth_tf.models import get_model, paper_defaults
-from lth_tf.pruning.wrapping import wrap_model
-from lth_tf.training import Trainer, mixed_precision_policy
+from lth_tf.pruning.wrapping import restore, snapshot, wrap_model
+from lth_tf.training import RoundProgress, Trainer, mixed_precision_policy, train_round
 
 RATES = paper_defaults("lenet300_100", "mnist").pruning.rates
 
@@ -69,6 +70,68 @@ def test_evaluation_on_the_device_matches_keras_predict():
         got_loss, got_accuracy = trainer.evaluate_split(split)
         assert got_accuracy == np.mean(logits.argmax(axis=-1) == labels)
         assert got_loss == pytest.approx(float(np.mean(loss)), rel=1e-5)
+
+
+class _Recorder:
+    def __init__(self):
+        self.evaluations = []
+
+    def on_train_chunk(self, iteration, loss, accuracy):
+        pass
+
+    def on_evaluation(self, evaluation):
+        self.evaluations.append(evaluation)
+
+
+def _rows(evaluations):
+    return np.array([dataclasses.astuple(e) for e in evaluations])
+
+
+def test_early_stop_test_metrics_are_measured_on_its_weights_at_the_end_and_resume():
+    data = tiny_dataset()
+    trainer = Trainer(half_pruned_lenet(), data, TrainingHparams(), tf.distribute.get_strategy())
+    rewindable = trainer.pruned.rewindable
+    at_10, checkpoints = {}, {}
+
+    def spoil():  # after 20 iterations the net is much worse: the early stop stays at 10
+        rng = np.random.default_rng(0)
+        for weight in trainer.pruned.weights.values():
+            weight.assign(rng.normal(scale=3.0, size=weight.shape).astype(np.float32))
+
+    def save(progress):
+        checkpoints[progress.iteration] = {**trainer.state(), **progress.to_arrays()}
+
+    recorder = _Recorder()
+    hooks = {10: lambda: at_10.update(snapshot(rewindable)), 20: spoil}
+    progress = train_round(trainer, 30, 10, RoundProgress(), save, hooks, observer=recorder)
+
+    final = snapshot(rewindable)
+    expected_final = trainer.evaluate_split("test")
+    restore(rewindable, at_10)
+    expected_early = trainer.evaluate_split("test")
+    restore(rewindable, final)
+    early, middle, last = progress.evaluations
+    assert progress.early_stop.iteration == 10
+    assert (early.test_loss, early.test_accuracy) == expected_early
+    assert np.isnan(middle.test_loss) and np.isnan(middle.test_accuracy)
+    assert (last.test_loss, last.test_accuracy) == expected_final
+    # Logged when it happens (no test yet), again with its test just before the last one.
+    assert [e.iteration for e in recorder.evaluations] == [10, 20, 10, 30]
+    assert np.isnan(recorder.evaluations[0].test_loss) and recorder.evaluations[2] == early
+    # The checkpoints in between hold the early stop's weights; the last one no longer needs them.
+    for iteration in (10, 20):
+        held = RoundProgress.pop_from(dict(checkpoints[iteration])).early_stop_weights
+        assert held.keys() == at_10.keys()
+        assert all(np.array_equal(held[k], at_10[k]) for k in at_10)
+    assert not RoundProgress.pop_from(dict(checkpoints[30])).early_stop_weights
+
+    # Resumed from the checkpoint at 20, the round ends with the same evaluations.
+    state = dict(checkpoints[20])
+    resumed = RoundProgress.pop_from(state)
+    trainer.load_state(state)
+    train_round(trainer, 30, 10, resumed, lambda _: None)
+    np.testing.assert_array_equal(_rows(resumed.evaluations), _rows(progress.evaluations))
+    assert all(np.array_equal(v.numpy(), final[k]) for k, v in rewindable.items())
 
 
 def test_skipping_tfmot_remasking_changes_no_weight():
