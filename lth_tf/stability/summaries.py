@@ -23,16 +23,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import tensorflow as tf
-
-from lth_tf.monitoring.tensorboard import logged_tags
+from lth_tf.monitoring.tensorboard import TensorBoardRun
 
 
 def log_results(logdir: Path, results: Sequence[dict], pngs: Sequence[bytes]) -> None:
     """Writes every scalar and figure of ``results`` that the run does not hold yet."""
-    logged = logged_tags(logdir) if logdir.exists() else set()
-    scalars: list[tuple[str, int, float]] = []
-    images: list[tuple[str, bytes]] = []
+    run = TensorBoardRun(logdir)
     for result, png in zip(results, pngs, strict=True):
         prefix, k = f"round_{result['round']:02d}", result["rewind_iteration"]
         values = {
@@ -41,19 +37,9 @@ def log_results(logdir: Path, results: Sequence[dict], pngs: Sequence[bytes]) ->
             "l2_distance_pruning": result["l2_distance_pruning"],
             "mean_end_error": sum(result["end_errors"]) / 2,
         }
-        scalars += [(f"{prefix}/{n}", k, v) for n, v in values.items() if v is not None]
+        run.scalars(k, {f"{prefix}/{name}": v for name, v in values.items() if v is not None})
         path_tag = f"{prefix}/rewind_{k}it/path_error"
-        scalars += [(path_tag, i, error) for i, error in enumerate(result["path_errors"])]
-        images.append((f"{prefix}/rewind_{k}it/error_along_path", png))
-    scalars = [(tag, step, v) for tag, step, v in scalars if (tag, step) not in logged]
-    images = [(tag, png) for tag, png in images if (tag, 0) not in logged]
-    if not scalars and not images:
-        return
-    writer = tf.summary.create_file_writer(str(logdir))
-    # On the CPU: summary ops need no accelerator.
-    with tf.device("/cpu:0"), writer.as_default():
-        for tag, step, value in scalars:
-            tf.summary.scalar(tag, value, step=step)
-        for tag, png in images:
-            tf.summary.image(tag, tf.io.decode_png(png, channels=3)[None], step=0)
-    writer.close()
+        for i, error in enumerate(result["path_errors"]):
+            run.scalars(i, {path_tag: error})
+        run.png(f"{prefix}/rewind_{k}it/error_along_path", png, 0)
+    run.close()
