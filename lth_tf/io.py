@@ -118,8 +118,12 @@ class BackgroundWriter:
     def __enter__(self) -> BackgroundWriter:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         try:
             self.wait()
+        except Exception:
+            if exc_type is None:
+                raise
+            # Already leaving on an error (a kill, a failed step): that one is the news.
         finally:
             self._executor.shutdown()

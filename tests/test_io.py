@@ -29,3 +29,27 @@ def test_compressed_masks_are_smaller_than_plain_ones(tmp_path):
     io.write_npz(tmp_path / "plain.npz", masks)
     io.write_npz(tmp_path / "small.npz", masks, compressed=True)
     assert (tmp_path / "small.npz").stat().st_size < (tmp_path / "plain.npz").stat().st_size / 3
+
+
+def test_background_writes_land_in_order_before_the_block_ends(tmp_path):
+    path = tmp_path / "checkpoint.npz"
+    with io.BackgroundWriter() as writer:
+        for step in range(5):
+            writer.write_npz(path, {"step": np.array(step)})
+    assert int(io.read_npz(path)["step"]) == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
+
+
+def test_a_failed_background_write_raises_where_the_caller_waits(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(OSError):
+        with io.BackgroundWriter() as writer:
+            writer.write_npz(tmp_path / "file" / "checkpoint.npz", {"a": np.zeros(1)})
+
+
+def test_an_error_in_the_block_is_not_hidden_by_a_failed_write(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(KeyError, match="the real error"):
+        with io.BackgroundWriter() as writer:
+            writer.write_npz(tmp_path / "file" / "checkpoint.npz", {"a": np.zeros(1)})
+            raise KeyError("the real error")
