@@ -137,13 +137,16 @@ def test_int8_tflite_takes_uint8_pixels_and_predicts_like_keras(exported, data):
     assert np.median(np.abs(logits - expected)) < 0.1 * np.abs(expected).max()
 
 
-def test_export_json_reports_files_accuracies_and_latencies(exported, data):
+def test_export_json_reports_files_accuracies_and_latencies(exported, runs, data):
     directory, _ = exported
     report = json.loads((directory / "export.json").read_text())
     assert report["round"] == 2 and report["block_size"] == "1x1"
     assert report["data"]["test_examples"] == len(data.test_labels) == 500
     ticket, dense = report["ticket"], report["dense"]
     assert dense["round"] == 0 and dense["percent_remaining"] == 100.0
+    rows = {int(r["round"]): r for r in io.read_csv(runs / "plain" / "results.csv")}
+    assert ticket["percent_remaining"] == float(rows[2]["percent_remaining"])
+    # lenet prunes every layer, so the wrapped layers' count agrees with it.
     assert ticket["percent_remaining"] == pytest.approx(
         100 * ticket["prunable_weights"]["remaining"] / ticket["prunable_weights"]["total"]
     )
