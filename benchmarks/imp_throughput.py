@@ -21,8 +21,6 @@ Run: ``python -m benchmarks.imp_throughput --model=lenet300_100 --dataset=fashio
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -66,16 +64,6 @@ def median_images_per_second(
         run(steps)
         rates.append(steps * batch / (time.perf_counter() - began))
     return {"images_per_second": statistics.median(rates), "runs": rates}
-
-
-def device_description() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"{len(gpus)}x {details.get('device_name', 'GPU')}"
-    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
 def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
@@ -231,6 +219,7 @@ def main(argv: list[str]) -> None:
     import tensorflow as tf
 
     from lth_tf.data.sources import load_dataset
+    from lth_tf.strategies import device_description
 
     logging.getLogger("lth_tf").setLevel(logging.WARNING)
     data = load_dataset(FLAGS.dataset, FLAGS.data_dir)

@@ -2,6 +2,7 @@
 
 <output_dir>/<experiment>/
   hparams.json          every hyperparameter, defaults resolved
+  sessions.json         how each run (or resume) ran: strategy, devices, precision, XLA
   results.csv           one row per completed round
   rewind_point.npz      the weights every round rewinds to (written once)
   round_NN/masks.npz    0/1 mask per prunable weight, keyed by weight name
@@ -54,6 +55,10 @@ class ExperimentDir:
         return self.root / "results.csv"
 
     @property
+    def sessions(self) -> Path:
+        return self.root / "sessions.json"
+
+    @property
     def rewind_point(self) -> Path:
         return self.root / "rewind_point.npz"
 
@@ -71,6 +76,15 @@ class ExperimentDir:
 
     def checkpoint(self, pruning_round: int) -> Path:
         return self.round_dir(pruning_round) / "checkpoint.npz"
+
+    def record_session(self, session: dict[str, Any]) -> None:
+        """Appends how this run executes (none of it is a hyperparameter) to sessions.json.
+
+        Results of one experiment may come from several runs (a resume on other hardware, in
+        other precision); this says which rounds each one trained, and how.
+        """
+        sessions = io.read_json(self.sessions) if self.sessions.exists() else []
+        io.write_json(self.sessions, [*sessions, session])
 
     def read_results(self) -> list[dict[str, str]]:
         return io.read_csv(self.results) if self.results.exists() else []

@@ -13,10 +13,11 @@ together instead; ``one_shot`` prunes round 0's weights straight to round r's sp
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +36,7 @@ from lth_tf.models import get_model, paper_defaults
 from lth_tf.models.layers import add_weight_decay
 from lth_tf.pruning.masks import global_masks, layerwise_masks, percent_remaining
 from lth_tf.pruning.wrapping import PrunedModel, snapshot, variable_key, wrap_model
+from lth_tf.strategies import device_description
 from lth_tf.training import (
     RoundObserver,
     RoundProgress,
@@ -133,6 +135,10 @@ def run_imp(
             observer.close()
         return experiment
 
+    first_round = min(set(range(hparams.pruning.rounds + 1)) - done)
+    experiment.record_session(
+        _session(strategy, options, first_round, experiment.checkpoint(first_round).exists())
+    )
     tf_keras.utils.set_random_seed(hparams.training.seed)
     tf.config.experimental.enable_op_determinism()
     with mixed_precision_policy(options.mixed_precision), strategy.scope():
@@ -183,6 +189,24 @@ def run_imp(
     if observer is not None:
         observer.close()
     return experiment
+
+
+def _session(
+    strategy: tf.distribute.Strategy, options: RunOptions, first_round: int, mid_round: bool
+) -> dict[str, Any]:
+    """What :meth:`ExperimentDir.record_session` keeps about this run."""
+    return {
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "first_round": first_round,
+        "resumes_mid_round": mid_round,
+        "strategy": type(strategy).__name__,
+        "replicas": strategy.num_replicas_in_sync,
+        "hardware": device_description(),
+        "jit_compile": options.jit_compile,
+        "mixed_precision": options.mixed_precision or "float32",
+        "steps_per_execution": options.steps_per_execution,
+        "tensorflow": tf.__version__,
+    }
 
 
 def _round_masks(

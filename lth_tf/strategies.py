@@ -9,6 +9,7 @@ the same learning rate: scaling out changes the speed, not the experiment.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 from collections.abc import Callable
 
@@ -35,6 +36,17 @@ def split_cpu(logical_devices: int) -> None:
         raise LthError(
             f"--virtual_cpus: TensorFlow already started its devices ({error})"
         ) from None
+
+
+def device_description() -> str:
+    """The hardware TensorFlow computes on, e.g. ``1x NVIDIA H100`` or ``CPU (2 cores, x86_64)``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"{len(gpus)}x {details.get('device_name', 'GPU')}"
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
 def _default():

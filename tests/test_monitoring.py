@@ -28,6 +28,7 @@ from lth_tf.monitoring.tensorboard import (
     TensorBoardMonitor,
     tensorboard_dir,
 )
+from lth_tf.strategies import device_description
 
 # Training chunks of 5 iterations, evaluations every 10: train scalars at 5, 10, ..., 30.
 OPTIONS = RunOptions(show_progress=False, steps_per_execution=5)
@@ -192,6 +193,16 @@ def test_a_long_run_redraws_the_figure_as_rounds_finish(tmp_path, data, monkeypa
     run_imp(hparams(1), tmp_path, "slow", OPTIONS, data=data, observer=TensorBoardMonitor())
     run = read_run(tmp_path / "slow" / "tensorboard" / "summary")
     assert steps(run["accuracy_vs_sparsity"]) == [0, 1]
+
+
+def test_each_run_of_an_experiment_records_how_it_ran(monitored, resumed):
+    (only,) = io.read_json(monitored.sessions)
+    assert only["first_round"] == 0 and not only["resumes_mid_round"]
+    assert only["replicas"] == 1 and only["mixed_precision"] == "float32"
+    assert only["tensorflow"] == tf.__version__ and only["hardware"] == device_description()
+    first, second = io.read_json(resumed.sessions)
+    assert (first["first_round"], first["resumes_mid_round"]) == (0, False)
+    assert (second["first_round"], second["resumes_mid_round"]) == (1, True)
 
 
 def test_a_resumed_round_logs_each_step_once_with_the_uninterrupted_values(monitored, resumed):
