@@ -135,10 +135,6 @@ def run_imp(
             observer.close()
         return experiment
 
-    first_round = min(set(range(hparams.pruning.rounds + 1)) - done)
-    experiment.record_session(
-        _session(strategy, options, first_round, experiment.checkpoint(first_round).exists())
-    )
     tf_keras.utils.set_random_seed(hparams.training.seed)
     tf.config.experimental.enable_op_determinism()
     with mixed_precision_policy(options.mixed_precision), strategy.scope():
@@ -153,6 +149,10 @@ def run_imp(
         strategy,
         jit_compile=options.jit_compile,
         steps_per_execution=options.steps_per_execution,
+    )
+    first_round = min(set(range(hparams.pruning.rounds + 1)) - done)
+    experiment.record_session(
+        _session(trainer, options, first_round, experiment.checkpoint(first_round).exists())
     )
     # A branch's rewind point (if it has one) comes from its parent or its control.
     if not hparams.is_branch and resolved.rewind_iteration == 0:
@@ -192,17 +192,19 @@ def run_imp(
 
 
 def _session(
-    strategy: tf.distribute.Strategy, options: RunOptions, first_round: int, mid_round: bool
+    trainer: Trainer, options: RunOptions, first_round: int, mid_round: bool
 ) -> dict[str, Any]:
     """What :meth:`ExperimentDir.record_session` keeps about this run."""
     return {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "first_round": first_round,
         "resumes_mid_round": mid_round,
-        "strategy": type(strategy).__name__,
-        "replicas": strategy.num_replicas_in_sync,
+        "strategy": type(trainer.strategy).__name__,
+        "replicas": trainer.strategy.num_replicas_in_sync,
         "hardware": device_description(),
-        "jit_compile": options.jit_compile,
+        # What XLA compiled (--jit_compile asks; models and machines it is slower on decline).
+        "xla_training": trainer.xla_training,
+        "xla_evaluation": trainer.xla_evaluation,
         "mixed_precision": options.mixed_precision or "float32",
         "steps_per_execution": options.steps_per_execution,
         "tensorflow": tf.__version__,

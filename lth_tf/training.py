@@ -289,10 +289,8 @@ class Trainer:
                 "val": _on_device(data.val_images, data.val_labels),
                 "test": _on_device(data.test_images, data.test_labels),
             }
-            self._eval_step = tf.function(
-                self._replica_eval_step,
-                jit_compile=jit_compile and xla_is_faster(pruned.unwrapped, training=False),
-            )
+            self.xla_evaluation = jit_compile and xla_is_faster(pruned.unwrapped, training=False)
+            self._eval_step = tf.function(self._replica_eval_step, jit_compile=self.xla_evaluation)
             self._evaluate = tf.function(self._evaluate_on_device)
         else:
             self._splits = {
@@ -304,6 +302,7 @@ class Trainer:
                 ),
             }
             # Not XLA: it refuses variables placed on another replica's device here.
+            self.xla_evaluation = False
             self._eval_step = tf.function(self._replica_eval_step)
             self._evaluate = tf.function(self._evaluate_distributed)
         replicas = strategy.num_replicas_in_sync
@@ -323,7 +322,8 @@ class Trainer:
                 )
                 for tensor in (tf.constant(data.train_images), tf.constant(data.train_labels))
             )
-        jit_train = (
+        # What XLA compiles in the end (see xla_is_faster, xla_can_train): sessions.json says.
+        self.xla_training = jit_train = (
             jit_compile and xla_can_train(pruned.unwrapped) and xla_is_faster(pruned.unwrapped)
         )
         if strategy.num_replicas_in_sync == 1:
@@ -597,17 +597,19 @@ def _evaluate_in_round(
     observer: RoundObserver | None,
     test_every_evaluation: bool,
 ) -> None:
-    """Appends the evaluation at ``progress.iteration`` (see :func:`train_round` for the test)."""
+    """Appends the evaluation at ``progress.iteration`` (see :func:`train_round` for the test).
+
+    ``progress.early_stop_weights`` are held exactly while the early stop's test metrics are
+    unmeasured, and they are that early stop's weights.
+    """
     trainer.pruned.apply_masks()
     evaluation = trainer.evaluate(progress.iteration, test=test_every_evaluation or last)
-    stop = progress.early_stop
-    new_minimum = evaluation.val_loss < stop.val_loss
-    if new_minimum and not (last or test_every_evaluation):
-        progress.early_stop_weights = snapshot(trainer.pruned.rewindable)
-    if last and not new_minimum and progress.early_stop_weights:
-        # The early stop's test accuracy, measured on its weights and logged before the final
-        # evaluation (TensorBoard may drop a step logged after a later one of the same tag).
-        index = [e.iteration for e in progress.evaluations].index(stop.iteration)
+    if evaluation.val_loss < progress.early_stop.val_loss:
+        # A resume may switch test_every_evaluation on: then this minimum is measured already.
+        measured = not math.isnan(evaluation.test_loss)
+        progress.early_stop_weights = {} if measured else snapshot(trainer.pruned.rewindable)
+    if last and progress.early_stop_weights:
+        index = [e.iteration for e in progress.evaluations].index(progress.early_stop.iteration)
         final_weights = snapshot(trainer.pruned.rewindable)
         restore(trainer.pruned.rewindable, progress.early_stop_weights)
         test_loss, test_accuracy = trainer.evaluate_split("test")
@@ -616,10 +618,10 @@ def _evaluate_in_round(
             progress.evaluations[index], test_loss=test_loss, test_accuracy=test_accuracy
         )
         progress.evaluations[index] = early
+        progress.early_stop_weights = {}
+        # Logged before the final evaluation, so each test tag's steps reach TensorBoard in order.
         if observer is not None:
             observer.on_evaluation(early)
-    if last:
-        progress.early_stop_weights = {}
     progress.evaluations.append(evaluation)
     if observer is not None:
         observer.on_evaluation(evaluation)

@@ -199,6 +199,7 @@ def test_each_run_of_an_experiment_records_how_it_ran(monitored, resumed):
     (only,) = io.read_json(monitored.sessions)
     assert only["first_round"] == 0 and not only["resumes_mid_round"]
     assert only["replicas"] == 1 and only["mixed_precision"] == "float32"
+    assert isinstance(only["xla_training"], bool) and isinstance(only["xla_evaluation"], bool)
     assert only["tensorflow"] == tf.__version__ and only["hardware"] == device_description()
     first, second = io.read_json(resumed.sessions)
     assert (first["first_round"], first["resumes_mid_round"]) == (0, False)

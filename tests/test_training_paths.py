@@ -24,7 +24,13 @@ from lth_tf.data.pipeline import gather_batch, stream_indices, training_batches
 from lth_tf.imp import RunOptions, run_imp
 from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.wrapping import restore, snapshot, wrap_model
-from lth_tf.training import RoundProgress, Trainer, mixed_precision_policy, train_round
+from lth_tf.training import (
+    Evaluation,
+    RoundProgress,
+    Trainer,
+    mixed_precision_policy,
+    train_round,
+)
 
 RATES = paper_defaults("lenet300_100", "mnist").pruning.rates
 
@@ -132,6 +138,42 @@ def test_early_stop_test_metrics_are_measured_on_its_weights_at_the_end_and_resu
     train_round(trainer, 30, 10, resumed, lambda _: None)
     np.testing.assert_array_equal(_rows(resumed.evaluations), _rows(progress.evaluations))
     assert all(np.array_equal(v.numpy(), final[k]) for k, v in rewindable.items())
+
+
+def test_a_resume_that_measures_every_evaluation_drops_older_early_stop_weights():
+    # As if an earlier session (test split deferred) checkpointed a minimum at 10 with its
+    # weights, and this one resumes with test_every_evaluation: its own minimum at 20 is
+    # measured when it happens and must keep those metrics.
+    data = tiny_dataset()
+    trainer = Trainer(half_pruned_lenet(), data, TrainingHparams(), tf.distribute.get_strategy())
+    rng = np.random.default_rng(1)
+    stale = {
+        k: rng.normal(size=v.shape).astype(np.float32) for k, v in trainer.pruned.rewindable.items()
+    }
+    nan = float("nan")
+    progress = RoundProgress(10, 0.0, [Evaluation(10, 1e9, 0.0, nan, nan)], stale)
+
+    def spoil():  # after the evaluation at 20: the minimum stays there
+        for weight in trainer.pruned.weights.values():
+            weight.assign(rng.normal(scale=3.0, size=weight.shape).astype(np.float32))
+
+    recorder = _Recorder()
+    train_round(
+        trainer,
+        30,
+        10,
+        progress,
+        lambda _: None,
+        {21: spoil},
+        observer=recorder,
+        test_every_evaluation=True,
+    )
+    at_20 = recorder.evaluations[0]
+    assert at_20.iteration == 20 and not np.isnan(at_20.test_loss)
+    assert progress.early_stop.iteration == 20
+    assert progress.evaluations[1] == at_20
+    assert [e.iteration for e in recorder.evaluations] == [20, 30]
+    assert not progress.early_stop_weights
 
 
 def test_skipping_tfmot_remasking_changes_no_weight():

@@ -33,6 +33,8 @@ def magnitude_mask(weights: np.ndarray, mask: np.ndarray, sparsity: float) -> np
     if keep == 0:
         return new_mask.reshape(weights.shape)
     scores = np.where(mask.reshape(-1) > 0, np.abs(weights.reshape(-1)), -1.0)
+    # A NaN weight (a diverged round) ranks below everything, as it would in a sort.
+    scores = np.nan_to_num(scores, nan=-2.0)
     # The keep-th largest score, in linear time (a sort took most of a round's pruning time).
     threshold = np.partition(scores, scores.size - keep)[scores.size - keep]
     above = scores > threshold

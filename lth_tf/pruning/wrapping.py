@@ -6,12 +6,12 @@ the key in ``masks.npz`` and in every weight snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
-from tensorflow.python.autograph.core import ag_ctx
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
     PruneLowMagnitude,
 )
@@ -22,6 +22,15 @@ from lth_tf.models import layer_kind
 from lth_tf.pruning.schedule import IterativeSparsity
 
 Snapshot = dict[str, np.ndarray]
+
+try:  # TensorFlow's internal autograph switch; without it, wrapping only takes longer.
+    from tensorflow.python.autograph.core import ag_ctx
+
+    def _autograph_off() -> contextlib.AbstractContextManager:
+        return ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED)
+
+except ImportError:  # pragma: no cover - another TensorFlow layout
+    _autograph_off = contextlib.nullcontext
 
 
 def variable_key(variable: tf.Variable) -> str:
@@ -112,7 +121,7 @@ def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
     # Keras runs each wrapper's call once here to connect the layers, converting TF-MOT's call
     # with autograph first: 0.5 s a run (lenet300_100) for code that needs no conversion (it
     # is plain graph code; a tf.function that calls the model later still converts it).
-    with ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED):
+    with _autograph_off():
         wrapped = tf_keras.models.clone_model(model, clone_function=wrap)
     wrappers = [layer for layer in wrapped.layers if isinstance(layer, PruneLowMagnitude)]
     weights, masks, kinds, bookkeeping = {}, {}, {}, set()
