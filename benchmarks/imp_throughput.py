@@ -198,8 +198,6 @@ def main(argv: list[str]) -> None:
     from lth_tf.models import get_model, paper_defaults
     from lth_tf.steps import Step
 
-    if len(argv) > 1:
-        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}")
     only = FLAGS.only.split(",") if FLAGS.only else list(MEASUREMENTS)
     unknown = sorted(set(only) - set(MEASUREMENTS))
     if unknown:

@@ -17,11 +17,18 @@ EXIT_USER_ERROR = 2
 
 
 def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
-    """Turns an :class:`LthError` into ``error: <message>`` on stderr and exit status 2."""
+    """Turns an :class:`LthError` into ``error: <message>`` on stderr and exit status 2.
+
+    Positional arguments (absl leaves them in ``argv``) are refused the same way.
+    """
 
     @functools.wraps(main)
     def wrapped(argv: list[str]) -> None:
         try:
+            if len(argv) > 1:
+                raise LthError(
+                    f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value"
+                )
             main(argv)
         except LthError as error:
             print(f"error: {error}", file=sys.stderr)

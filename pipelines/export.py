@@ -33,8 +33,6 @@ def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.export.ticket import open_ticket
 
-    if len(argv) > 1:
-        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
     if not FLAGS.experiment_dir:
         raise LthError("--experiment_dir is required: the directory an IMP run wrote")
     setup_logging()

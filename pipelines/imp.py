@@ -205,7 +205,6 @@ def hparams_from_flags():
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
-    from lth_tf.errors import LthError
     from lth_tf.strategies import (
         check_strategy_name,
         make_strategy,
@@ -214,8 +213,6 @@ def main(argv: list[str]) -> None:
         worker_output_dir,
     )
 
-    if len(argv) > 1:
-        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
     setup_logging()
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
     check_strategy_name(FLAGS.strategy)

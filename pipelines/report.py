@@ -22,8 +22,6 @@ def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.monitoring.report import write_report
 
-    if len(argv) > 1:
-        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
     if not FLAGS.output:
         raise LthError("--output: give a path prefix for the report, e.g. --output=reports/lenet")
     png, csv = write_report(FLAGS.experiments, FLAGS.output)

@@ -50,8 +50,6 @@ def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.stability.plan import plan_stability
 
-    if len(argv) > 1:
-        raise LthError(f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value")
     if not FLAGS.experiment_dir:
         raise LthError("--experiment_dir is required: the directory an IMP run wrote")
     if FLAGS.round is None:
