@@ -94,15 +94,17 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
 def benchmark_imp_round(spec, data, hparams, steps, repeats, remask: bool) -> dict:
     import math
 
-    import tensorflow as tf
-    import tf_keras
-
+    from lth_tf.builder import Execution, build_run
     from lth_tf.pruning.masks import layerwise_masks, percent_remaining
-    from lth_tf.pruning.wrapping import wrap_model
-    from lth_tf.training import Trainer
 
-    tf_keras.utils.set_random_seed(hparams.training.seed)
-    pruned = wrap_model(spec.build(data.input_shape, data.num_classes), hparams.pruning.rates)
+    # The network and trainer exactly as an IMP run builds them (weight decay included).
+    run = build_run(
+        hparams,
+        data,
+        execution=Execution(jit_compile=True, steps_per_execution=FLAGS.steps_per_execution),
+        remask_every_step=remask,
+    )
+    pruned, trainer = run.pruned, run.trainer
     # The round whose fc sparsity leaves about --remaining of the weights.
     rate = hparams.pruning.rates.fc or hparams.pruning.rates.conv
     pruned.set_round(round(math.log(FLAGS.remaining) / math.log(1 - rate)))
@@ -113,19 +115,10 @@ def benchmark_imp_round(spec, data, hparams, steps, repeats, remask: bool) -> di
     )
     pruned.set_masks(masks)
     pruned.apply_masks()
-    trainer = Trainer(
-        pruned,
-        data,
-        hparams.training,
-        tf.distribute.get_strategy(),
-        jit_compile=True,
-        steps_per_execution=FLAGS.steps_per_execution,
-        remask_every_step=remask,
-    )
     chunk = FLAGS.steps_per_execution
 
     def run(n: int) -> None:
-        # As train_round does: a fresh stream, then compiled chunks of iterations.
+        # As lth_tf.loop.train does: a fresh stream, then compiled chunks of iterations.
         iterator = trainer.batches_from(0)
         for start in range(0, n, chunk):
             trainer.train_steps(iterator, min(chunk, n - start))

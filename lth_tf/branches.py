@@ -1,17 +1,9 @@
-"""Controls, run as branches of an existing IMP experiment (its masks, rewind point, round 0).
+"""Controls run as branches of an existing IMP experiment (its masks, rewind point, round 0).
 
 A branch is an experiment directory beside its parent, ``<parent>-<control>``, with the same
 files and ``results.csv`` columns; its ``hparams.json`` is the parent's plus
-``branch: {control, parent, control_seed}``. Its round 0 is the parent's dense round, copied.
-From round 1 on, each control changes one thing about the parent's rounds:
-
-``random_reinit``  the parent's masks, but every variable rewound to *fresh* random initial values
-                   (the model's initialisers under seed ``seed + 1 + control_seed``), untrained;
-``random_prune``   random masks with exactly the parent's per-layer counts (nested, seeded by
-                   ``(seed, control_seed, round)``), rewound to the parent's rewind point;
-``lr_rewind``      masks pruned from its own trained weights as IMP does, but the weights are *not*
-                   rewound: training continues from the previous round's trained weights
-                   (masked) with the learning-rate schedule restarted (Renda et al. 2020).
+``branch: {control, parent, control_seed}``. Its round 0 is the parent's dense round, copied;
+what each control changes from round 1 on is in :mod:`lth_tf.controls`.
 
 NumPy only: a pipeline checks a branch here before TensorFlow starts.
 
@@ -25,16 +17,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from lth_tf import io
-from lth_tf.config import CONTROLS, BranchHparams, ExperimentHparams
+from lth_tf.config import BranchHparams, ExperimentHparams
+from lth_tf.controls import BRANCH_CONTROLS, get_control
 from lth_tf.errors import LthError
 from lth_tf.experiment import FORMAT_VERSION, RESULT_COLUMNS, ExperimentDir
-from lth_tf.pruning.masks import random_masks
-
-# Controls that take the parent's masks (as they are, or their per-layer counts).
-USES_PARENT_MASKS = ("random_reinit", "random_prune")
 
 
 def read_parent(path: str | Path) -> tuple[ExperimentDir, ExperimentHparams]:
@@ -87,10 +74,9 @@ def branch_of(
     The branch runs the parent's hyperparameters, except ``rounds`` (default: the parent's);
     :func:`check_parent` then checks the parent has what those rounds need.
     """
-    if control not in CONTROLS[1:]:
-        raise LthError(
-            f"--control: unknown control {control!r}; choose one of {', '.join(CONTROLS[1:])}"
-        )
+    if not get_control(control).is_branch:
+        choices = ", ".join(BRANCH_CONTROLS)
+        raise LthError(f"--control: {control!r} is IMP itself; choose one of {choices}")
     parent, parent_hparams = read_parent(parent_path)
     parent_name = parent.root.resolve().name
     branch = BranchHparams(control, parent_name, control_seed)
@@ -130,7 +116,8 @@ def check_parent(parent: ExperimentDir, hparams: ExperimentHparams) -> None:
             "the parent's dense round"
         )
     rounds = hparams.pruning.rounds
-    if hparams.branch.control in USES_PARENT_MASKS:
+    control = get_control(hparams.branch.control)
+    if control.uses_parent_masks:
         have = 0
         while have < rounds and parent.masks(have + 1).exists():
             have += 1
@@ -140,13 +127,13 @@ def check_parent(parent: ExperimentDir, hparams: ExperimentHparams) -> None:
                 f"--control={hparams.branch.control} needs them up to round {rounds}: let the "
                 f"parent run further, or pass --rounds={have}"
             )
-    if hparams.branch.control == "random_prune" and rounds and not parent.rewind_point.exists():
+    if control.needs_parent_rewind_point and rounds and not parent.rewind_point.exists():
         raise LthError(f"--branch_of: {parent.root} has no rewind_point.npz yet")
 
 
 def start_branch(experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
-    """Copies the parent's round 0 (masks, weights, evaluations, results row) into the branch,
-    and random_prune's rewind point (the parent's). Does nothing the second time."""
+    """Copies the parent's round 0 (masks, weights, evaluations, results row) into the branch.
+    Does nothing the second time."""
     parent = parent_dir(experiment, hparams)
     check_parent(parent, hparams)
     if 0 not in experiment.completed_rounds():
@@ -156,30 +143,3 @@ def start_branch(experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
         row = next(r for r in parent.read_results() if int(r["round"]) == 0)
         rows = [r for r in experiment.read_results() if int(r["round"]) != 0]
         io.write_csv(experiment.results, [row, *rows], RESULT_COLUMNS)
-    if hparams.branch.control == "random_prune" and not experiment.rewind_point.exists():
-        io.write_bytes_atomic(experiment.rewind_point, parent.rewind_point.read_bytes())
-
-
-def control_masks(
-    experiment: ExperimentDir,
-    hparams: ExperimentHparams,
-    pruning_round: int,
-    previous: dict[str, np.ndarray],
-) -> dict[str, np.ndarray]:
-    """Round ``pruning_round``'s masks of a random_reinit or random_prune branch."""
-    parent_masks = io.read_npz(parent_dir(experiment, hparams).masks(pruning_round))
-    if hparams.branch.control == "random_reinit":
-        return parent_masks
-    counts = {name: int(mask.sum()) for name, mask in parent_masks.items()}
-    rng = np.random.default_rng((hparams.training.seed, hparams.branch.control_seed, pruning_round))
-    return random_masks(previous, counts, rng)
-
-
-def reinit_seed(hparams: ExperimentHparams) -> int:
-    """The seed of random_reinit's fresh initial values: one the parent never used.
-
-    >>> from lth_tf.models import paper_defaults
-    >>> reinit_seed(paper_defaults("lenet300_100"))
-    1
-    """
-    return hparams.training.seed + 1 + hparams.branch.control_seed

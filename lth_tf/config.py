@@ -19,8 +19,6 @@ from lth_tf.steps import Step, iterations_per_epoch
 LAYER_KINDS = ("conv", "fc", "output")
 OPTIMIZERS = ("adam", "sgd")
 PRUNING_STRATEGIES = ("layerwise", "global")
-# Controls run as branches of an existing experiment (lth_tf.branches); "none" is plain IMP.
-CONTROLS = ("none", "random_reinit", "random_prune", "lr_rewind")
 # --eval_every=auto: every half epoch, rounded to 100 iterations. Evaluating runs the 5,000
 # validation examples (the 10,000 test examples only where a result needs them), which costs
 # about as much as training on 1,400; half an epoch apart that is about 5% of training time,
@@ -132,7 +130,12 @@ class TrainingHparams:
             raise LthError(f"--weight_decay must be 0 or more, got {self.weight_decay}")
         if not 0.0 < self.lr_drop_factor <= 1.0:
             raise LthError(f"--lr_drop_factor must be in (0, 1], got {self.lr_drop_factor}")
-        # One spelling per schedule, so "500" and "500it" are the same experiment.
+        # One spelling per step, so "500" and "500it" are the same experiment.
+        object.__setattr__(self, "iterations", str(Step.parse(self.iterations, "--iterations")))
+        if self.eval_every != "auto":
+            object.__setattr__(
+                self, "eval_every", str(Step.parse(self.eval_every, "--eval_every"))
+            )
         object.__setattr__(self, "warmup", str(Step.parse(self.warmup, "--warmup")))
         drops = ",".join(str(step) for step in parse_steps(self.lr_drops, "--lr_drops"))
         object.__setattr__(self, "lr_drops", drops)
@@ -170,7 +173,8 @@ class PruningHparams:
     def __post_init__(self) -> None:
         if self.rounds < 0:
             raise LthError(f"--rounds must be 0 or more, got {self.rounds}")
-        Step.parse(self.rewind, "--rewind")
+        # One spelling per step, so "500" and "500it" are the same experiment.
+        object.__setattr__(self, "rewind", str(Step.parse(self.rewind, "--rewind")))
         rows, cols = parse_block_size(self.block_size)
         # One spelling per block shape, so "4X1" and "4x1" are the same experiment.
         object.__setattr__(self, "block_size", f"{rows}x{cols}")
@@ -254,12 +258,9 @@ class BranchHparams:
     control_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.control not in CONTROLS:
-            raise LthError(
-                f"--control: unknown control {self.control!r}; choose one of "
-                f"{', '.join(CONTROLS[1:])}"
-            )
-        if (self.control == "none") != (self.parent == ""):
+        from lth_tf.controls import get_control  # the registry's module imports this one
+
+        if get_control(self.control).is_branch != bool(self.parent):
             raise LthError("a control needs a parent experiment (--branch_of) and vice versa")
 
 
@@ -305,7 +306,7 @@ class ExperimentHparams:
 
     @property
     def is_branch(self) -> bool:
-        return self.branch.control != "none"
+        return bool(self.branch.parent)
 
     def short_hash(self, defaults: ExperimentHparams) -> str:
         """Hash of the values that differ from ``defaults``.

@@ -7,6 +7,11 @@ again with a fresh optimizer. ``--pruning=global`` ranks the weights of all prun
 together instead; ``one_shot`` prunes round 0's weights straight to round r's sparsity; a branch
 (:mod:`lth_tf.branches`) runs a control over a parent experiment.
 
+Each round is built once (:func:`lth_tf.builder.build_run`) and trained by the one loop
+(:func:`lth_tf.loop.train`) with its callbacks: evaluation, checkpoints, the rewind point's
+snapshot, TensorBoard, the progress bar. What a round starts from is the control's
+(:mod:`lth_tf.controls`).
+
 >>> run_imp(hparams, Path("runs"))  # doctest: +SKIP
 """
 
@@ -15,16 +20,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tf_keras
 
 from lth_tf import branches, io
-from lth_tf.config import ExperimentHparams, PruningHparams, Resolved
+from lth_tf.builder import Execution, Run, build_run
+from lth_tf.config import ExperimentHparams, Resolved
+from lth_tf.controls import Control, get_control
 from lth_tf.data.sources import ImageDataset, load_dataset
 from lth_tf.experiment import (
     RESULT_COLUMNS,
@@ -32,18 +37,20 @@ from lth_tf.experiment import (
     default_experiment_name,
     open_experiment,
 )
-from lth_tf.models import get_model, paper_defaults
-from lth_tf.models.layers import add_weight_decay
-from lth_tf.pruning.masks import global_masks, layerwise_masks, percent_remaining
-from lth_tf.pruning.wrapping import PrunedModel, snapshot, variable_key, wrap_model
-from lth_tf.strategies import device_description
-from lth_tf.training import (
-    RoundObserver,
-    RoundProgress,
-    Trainer,
-    mixed_precision_policy,
-    train_round,
+from lth_tf.loop import (
+    Callback,
+    Checkpoint,
+    ChunkMetrics,
+    EvaluateEvery,
+    SnapshotAt,
+    TrainingProgress,
+    train,
 )
+from lth_tf.models import paper_defaults
+from lth_tf.pruning.masks import counted_masks, percent_remaining
+from lth_tf.pruning.wrapping import PrunedModel, snapshot
+from lth_tf.strategies import device_description
+from lth_tf.training import RoundObserver, Trainer
 
 log = logging.getLogger("lth_tf")
 
@@ -62,22 +69,41 @@ class RunOptions:
     # Measure the test split at every evaluation, not only where a result needs it.
     test_every_evaluation: bool = False
 
+    @property
+    def execution(self) -> Execution:
+        return Execution(self.jit_compile, self.steps_per_execution, self.mixed_precision)
 
-class ImpObserver(Protocol):
-    """Watches a whole run, e.g. :class:`lth_tf.monitoring.tensorboard.TensorBoardMonitor`.
+
+class ImpObserver:
+    """Watches a whole run; does nothing unless a subclass overrides it (e.g.
+    :class:`lth_tf.monitoring.tensorboard.TensorBoardMonitor`).
 
     ``start`` comes once the experiment directory is open (also when every round is done
-    already), ``watch_round`` before a round trains (fresh or resumed), ``end_round`` after its
-    results row is saved, ``close`` when the run ends without an error.
+    already), ``start_round`` when a fresh round is masked and rewound, before its first step
+    (not when it resumes from a checkpoint), ``watch_round`` before a round trains (fresh or
+    resumed), ``end_round`` after its results row is saved, ``close`` when the run ends without
+    an error.
     """
 
-    def start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None: ...
+    def start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
+        pass
 
-    def watch_round(self, pruning_round: int) -> RoundObserver | None: ...
+    def start_round(self, pruning_round: int, pruned: PrunedModel) -> None:
+        pass
 
-    def end_round(self, row: dict) -> None: ...
+    def watch_round(self, pruning_round: int) -> RoundObserver | None:
+        return None
 
-    def close(self) -> None: ...
+    def end_round(self, row: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def round_start(resolved: Resolved, pruning_round: int) -> int:
+    """The iteration round ``pruning_round`` starts training at."""
+    return 0
 
 
 def run_imp(
@@ -87,17 +113,10 @@ def run_imp(
     options: RunOptions = RunOptions(),
     strategy: tf.distribute.Strategy | None = None,
     data: ImageDataset | None = None,
-    on_round_start: Callable[[int, PrunedModel], None] | None = None,
-    on_round_end: Callable[[dict], None] | None = None,
     observer: ImpObserver | None = None,
 ) -> ExperimentDir:
-    """Runs (or resumes) every round of an IMP experiment; returns its directory.
-
-    ``on_round_start(round, pruned)`` sees the model masked and rewound, before its first step
-    (not called when a round resumes from a checkpoint); ``on_round_end(row)`` gets the round's
-    results row; ``observer`` watches the whole run (TensorBoard logs).
-    """
-    strategy = strategy or tf.distribute.get_strategy()
+    """Runs (or resumes) every round of an IMP experiment; returns its directory."""
+    observer = observer or ImpObserver()
     if hparams.is_branch and experiment_name is None:
         raise ValueError("a branch needs its experiment name (lth_tf.branches.branch_of gives it)")
     data = data or load_dataset(hparams.dataset.name, options.data_dir)
@@ -120,59 +139,34 @@ def run_imp(
             },
         },
     )
+    control = get_control(hparams.branch.control)
     if hparams.is_branch:
         branches.start_branch(experiment, hparams)
-        if hparams.branch.control == "random_reinit" and not experiment.rewind_point.exists():
-            io.write_npz(experiment.rewind_point, _fresh_initial_values(hparams, data))
-    if observer is not None:
-        observer.start(experiment, hparams)
+    control.prepare(experiment, hparams, data)
+    observer.start(experiment, hparams)
     done = experiment.completed_rounds()
     if all(r in done for r in range(hparams.pruning.rounds + 1)):
         log.info(
             "All %d rounds of %s are done already.", hparams.pruning.rounds + 1, experiment.root
         )
-        if observer is not None:
-            observer.close()
+        observer.close()
         return experiment
 
-    tf_keras.utils.set_random_seed(hparams.training.seed)
-    tf.config.experimental.enable_op_determinism()
-    with mixed_precision_policy(options.mixed_precision), strategy.scope():
-        model = get_model(hparams.model.name).build(data.input_shape, data.num_classes)
-        add_weight_decay(model, hparams.training.weight_decay)
-        pruned = wrap_model(model, hparams.pruning.rates)
-    trainer = Trainer(
-        pruned,
-        data,
-        # The optimizer knows no dataset size: hand it the schedule in iterations.
-        hparams.training.schedule_in_iterations(resolved.iterations_per_epoch),
-        strategy,
-        jit_compile=options.jit_compile,
-        steps_per_execution=options.steps_per_execution,
-    )
+    run = build_run(hparams, data, strategy, options.execution)
     first_round = min(set(range(hparams.pruning.rounds + 1)) - done)
     experiment.record_session(
-        _session(trainer, options, first_round, experiment.checkpoint(first_round).exists())
+        _session(run.trainer, options, first_round, experiment.checkpoint(first_round).exists())
     )
     # A branch's rewind point (if it has one) comes from its parent or its control.
     if not hparams.is_branch and resolved.rewind_iteration == 0:
         if not experiment.rewind_point.exists():
-            io.write_npz(experiment.rewind_point, snapshot(pruned.rewindable))
+            io.write_npz(experiment.rewind_point, snapshot(run.pruned.rewindable))
 
+    rounds = _Rounds(experiment, hparams, resolved, run, control, options, observer)
     for pruning_round in range(hparams.pruning.rounds + 1):
         if pruning_round in done:
             continue
-        row = _run_round(
-            experiment,
-            pruned,
-            trainer,
-            resolved,
-            pruning_round,
-            options,
-            hparams,
-            on_round_start,
-            observer,
-        )
+        row = rounds.train_round(pruning_round)
         log.info(
             "round %2d | %6.2f%% of weights remain | test accuracy %.2f%% | early stop at "
             "iteration %d (test accuracy %.2f%%)",
@@ -182,12 +176,8 @@ def run_imp(
             row["early_stop_iteration"],
             100 * row["early_stop_test_accuracy"],
         )
-        if on_round_end is not None:
-            on_round_end(row)
-        if observer is not None:
-            observer.end_round(row)
-    if observer is not None:
-        observer.close()
+        observer.end_round(row)
+    observer.close()
     return experiment
 
 
@@ -211,90 +201,6 @@ def _session(
     }
 
 
-def _round_masks(
-    experiment: ExperimentDir,
-    pruned: PrunedModel,
-    pruning_round: int,
-    hparams: ExperimentHparams,
-) -> dict[str, np.ndarray]:
-    """Round 0: all ones. Round r: prune round r-1's trained weights to round r's sparsities
-    (``one_shot``: round 0's weights, from all ones), or the branch's control decides."""
-    path = experiment.masks(pruning_round)
-    if not path.exists():
-        if pruning_round == 0:
-            masks = {name: np.ones(v.shape, np.uint8) for name, v in pruned.masks.items()}
-        elif hparams.branch.control in branches.USES_PARENT_MASKS:
-            previous = io.read_npz(experiment.masks(pruning_round - 1))
-            masks = branches.control_masks(experiment, hparams, pruning_round, previous)
-        else:
-            source = 0 if hparams.pruning.one_shot else pruning_round - 1
-            trained = io.read_npz(experiment.weights(source))
-            previous = io.read_npz(experiment.masks(source))
-            weights = {name: trained[name] for name in pruned.weights}
-            masks = magnitude_masks(weights, previous, pruned, hparams.pruning)
-        # 0/1 as uint8, compressed: a mask file is a small fraction of the weights' size.
-        io.write_npz(path, {k: v.astype(np.uint8) for k, v in masks.items()}, compressed=True)
-    return {name: mask.astype(np.float32) for name, mask in io.read_npz(path).items()}
-
-
-def magnitude_masks(
-    weights: dict[str, np.ndarray],
-    previous: dict[str, np.ndarray],
-    pruned: PrunedModel,
-    pruning: PruningHparams,
-) -> dict[str, np.ndarray]:
-    """The next masks of IMP, ``layerwise`` or ``global``, at the schedules' current sparsities.
-
-    Global pruning pools every layer whose kind has a non-zero rate under one threshold; the
-    others keep their masks (all ones: they are never pruned).
-    """
-    sparsities = pruned.target_sparsities()
-    if pruning.strategy == "global":
-        pooled = [name for name, kind in pruned.kinds.items() if pruning.is_pruned(kind)]
-        masks = {name: previous[name] for name in weights}
-        if pooled:
-            # Every pooled layer's schedule carries the same, network-wide target.
-            masks |= global_masks(
-                {name: weights[name] for name in pooled},
-                {name: previous[name] for name in pooled},
-                sparsities[pooled[0]],
-            )
-        return masks
-    # Only Dense kernels: TFLite has fast sparse kernels for FullyConnected blocks alone.
-    blocks = {
-        n: pruning.block_shape for n, kind in pruned.kinds.items() if kind in ("fc", "output")
-    }
-    return layerwise_masks(weights, previous, sparsities, blocks)
-
-
-def counted_masks(
-    masks: dict[str, np.ndarray], pruned: PrunedModel, pruning: PruningHparams
-) -> dict[str, np.ndarray]:
-    """The masks ``percent_remaining`` counts: of the layers IMP prunes (all, if it prunes none).
-
-    For lenet and the conv nets that is every conv and dense layer; resnet20 and the VGGs leave
-    their output layer dense, and it is not counted.
-    """
-    counted = {n: m for n, m in masks.items() if pruning.is_pruned(pruned.kinds[n])}
-    return counted or masks
-
-
-def _start_values(
-    experiment: ExperimentDir, hparams: ExperimentHparams, pruning_round: int
-) -> dict[str, np.ndarray]:
-    """What round r > 0 rewinds to: the rewind point, or (lr_rewind) round r-1's trained weights."""
-    if hparams.branch.control == "lr_rewind":
-        return io.read_npz(experiment.weights(pruning_round - 1))
-    return io.read_npz(experiment.rewind_point)
-
-
-def _fresh_initial_values(hparams: ExperimentHparams, data: ImageDataset) -> dict[str, np.ndarray]:
-    """random_reinit's initial values: the same model built under another seed, untrained."""
-    tf_keras.utils.set_random_seed(branches.reinit_seed(hparams))
-    model = get_model(hparams.model.name).build(data.input_shape, data.num_classes)
-    return snapshot({variable_key(v): v for v in model.variables})
-
-
 def _warn_about_schedule(resolved: Resolved) -> None:
     late = [d for d in resolved.lr_drop_iterations if d >= resolved.iterations]
     if resolved.warmup_iterations > resolved.iterations:
@@ -314,93 +220,127 @@ def _warn_about_schedule(resolved: Resolved) -> None:
         )
 
 
-def _run_round(
-    experiment: ExperimentDir,
-    pruned: PrunedModel,
-    trainer: Trainer,
-    resolved: Resolved,
-    pruning_round: int,
-    options: RunOptions,
-    hparams: ExperimentHparams,
-    on_round_start: Callable[[int, PrunedModel], None] | None,
-    observer: ImpObserver | None = None,
-) -> dict:
-    pruned.set_round(pruning_round)
-    masks = _round_masks(experiment, pruned, pruning_round, hparams)
-    checkpoint_path = experiment.checkpoint(pruning_round)
-    if checkpoint_path.exists():
-        state = io.read_npz(checkpoint_path)
-        progress = RoundProgress.pop_from(state)
-        trainer.load_state(state)
-        log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
-    else:
-        pruned.set_masks(masks)
-        if pruning_round > 0:
-            pruned.rewind_to(_start_values(experiment, hparams, pruning_round))
-        pruned.apply_masks()
-        trainer.reset_optimizer()
-        progress = RoundProgress()
-        if on_round_start is not None:
-            on_round_start(pruning_round, pruned)
+@dataclasses.dataclass
+class _Rounds:
+    """One run of an experiment's rounds: what every round of it reads."""
 
-    bar = None
-    if options.show_progress:
-        print(f"Round {pruning_round}")
-        bar = tf_keras.utils.Progbar(
-            resolved.iterations,
-            stateful_metrics=["val_accuracy", "test_accuracy"],
-            unit_name="iteration",
-            interval=0.5,
-        )
-    # Checkpoints and the rewind point are written while training goes on; the round's own
-    # files below are written once they are all on disk.
-    with io.BackgroundWriter() as writer:
+    experiment: ExperimentDir
+    hparams: ExperimentHparams
+    resolved: Resolved
+    run: Run
+    control: Control
+    options: RunOptions
+    observer: ImpObserver
 
-        def save_checkpoint(current: RoundProgress) -> None:
-            writer.write_npz(checkpoint_path, {**trainer.state(), **current.to_arrays()})
+    def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
+        """Round 0: all ones. Round r: as the control decides (IMP: magnitude pruning)."""
+        path = self.experiment.masks(pruning_round)
+        pruned = self.run.pruned
+        if not path.exists():
+            if pruning_round == 0:
+                masks = {name: np.ones(v.shape, np.uint8) for name, v in pruned.masks.items()}
+            else:
+                masks = self.control.masks(self.experiment, self.hparams, pruning_round, pruned)
+            # 0/1 as uint8, compressed: a mask file is a small fraction of the weights' size.
+            io.write_npz(path, {k: v.astype(np.uint8) for k, v in masks.items()}, compressed=True)
+        return {name: mask.astype(np.float32) for name, mask in io.read_npz(path).items()}
 
-        on_iteration = {}
+    def train_round(self, pruning_round: int) -> dict:
+        experiment, resolved = self.experiment, self.resolved
+        pruned, trainer = self.run.pruned, self.run.trainer
+        pruned.set_round(pruning_round)
+        masks = self.masks(pruning_round)
+        start = round_start(resolved, pruning_round)
+        checkpoint_path = experiment.checkpoint(pruning_round)
+        if checkpoint_path.exists():
+            state = io.read_npz(checkpoint_path)
+            progress = TrainingProgress.pop_from(state)
+            trainer.load_state(state)
+            log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
+        else:
+            pruned.set_masks(masks)
+            if pruning_round > 0:
+                pruned.rewind_to(self.control.start_values(experiment, pruning_round))
+            pruned.apply_masks()
+            trainer.reset_optimizer(schedule_start=start)
+            progress = TrainingProgress(iteration=start)
+            self.observer.start_round(pruning_round, pruned)
+
+        # Checkpoints and the rewind point are written while training goes on; the round's own
+        # files below are written once they are all on disk.
+        with io.BackgroundWriter() as writer:
+            callbacks = self.callbacks(pruning_round, start, writer)
+            train(trainer, progress, resolved.iterations, callbacks)
+        return self.finish(pruning_round, masks, progress)
+
+    def callbacks(
+        self, pruning_round: int, start: int, writer: io.BackgroundWriter
+    ) -> list[Callback]:
+        """The round's callbacks, in the order they see each chunk."""
+        experiment, resolved, trainer = self.experiment, self.resolved, self.run.trainer
+        callbacks: list[Callback] = []
         if pruning_round == 0 and resolved.rewind_iteration > 0:
-            on_iteration[resolved.rewind_iteration] = lambda: writer.write_npz(
-                experiment.rewind_point, snapshot(pruned.rewindable)
+            callbacks.append(
+                SnapshotAt(
+                    [resolved.rewind_iteration],
+                    lambda _: writer.write_npz(
+                        experiment.rewind_point, snapshot(self.run.pruned.rewindable)
+                    ),
+                )
             )
-        train_round(
-            trainer,
-            resolved.iterations,
-            resolved.eval_every,
-            progress,
-            on_checkpoint=save_checkpoint,
-            on_iteration=on_iteration,
-            progress_bar=bar,
-            observer=observer.watch_round(pruning_round) if observer is not None else None,
-            test_every_evaluation=options.test_every_evaluation,
+        round_observer = self.observer.watch_round(pruning_round)
+        if round_observer is not None:
+            callbacks.append(ChunkMetrics(round_observer))
+        callbacks.append(
+            EvaluateEvery(
+                trainer, resolved.eval_every, round_observer, self.options.test_every_evaluation
+            )
         )
+        checkpoint_path = experiment.checkpoint(pruning_round)
+        callbacks.append(
+            Checkpoint(
+                lambda current: writer.write_npz(
+                    checkpoint_path, {**trainer.state(), **current.to_arrays()}
+                ),
+                every=resolved.eval_every,
+            )
+        )
+        if self.options.show_progress:
+            from lth_tf.monitoring.progress import ProgressBar
 
-    pruned.apply_masks()
-    io.write_npz(experiment.weights(pruning_round), snapshot(pruned.rewindable))
-    io.write_csv(
-        experiment.evaluations(pruning_round),
-        [dataclasses.asdict(e) for e in progress.evaluations],
-        ["iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy"],
-    )
-    final, stop = progress.evaluations[-1], progress.early_stop
-    counted = counted_masks(masks, pruned, hparams.pruning)
-    alive = sum(int(m.sum()) for m in counted.values())
-    row = {
-        "round": pruning_round,
-        "percent_remaining": percent_remaining(counted),
-        "weights_remaining": alive,
-        "test_accuracy": final.test_accuracy,
-        "test_loss": final.test_loss,
-        "early_stop_iteration": stop.iteration,
-        "early_stop_test_accuracy": stop.test_accuracy,
-        "val_loss_min": stop.val_loss,
-        "iterations": resolved.iterations,
-        "train_seconds": round(progress.train_seconds, 3),
-    }
-    rows = [r for r in experiment.read_results() if int(r["round"]) != pruning_round]
-    io.write_csv(
-        experiment.results, sorted(rows + [row], key=lambda r: int(r["round"])), RESULT_COLUMNS
-    )
-    checkpoint_path.unlink(missing_ok=True)
-    return row
+            callbacks.append(ProgressBar(f"Round {pruning_round}", start, resolved.iterations))
+        return callbacks
+
+    def finish(
+        self, pruning_round: int, masks: dict[str, np.ndarray], progress: TrainingProgress
+    ) -> dict:
+        """Writes the round's weights, evaluations and results row; drops its checkpoint."""
+        experiment, pruned = self.experiment, self.run.pruned
+        pruned.apply_masks()
+        io.write_npz(experiment.weights(pruning_round), snapshot(pruned.rewindable))
+        io.write_csv(
+            experiment.evaluations(pruning_round),
+            [dataclasses.asdict(e) for e in progress.evaluations],
+            ["iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy"],
+        )
+        final, stop = progress.evaluations[-1], progress.early_stop
+        counted = counted_masks(masks, pruned.kinds, self.hparams.pruning)
+        alive = sum(int(m.sum()) for m in counted.values())
+        row = {
+            "round": pruning_round,
+            "percent_remaining": percent_remaining(counted),
+            "weights_remaining": alive,
+            "test_accuracy": final.test_accuracy,
+            "test_loss": final.test_loss,
+            "early_stop_iteration": stop.iteration,
+            "early_stop_test_accuracy": stop.test_accuracy,
+            "val_loss_min": stop.val_loss,
+            "iterations": self.resolved.iterations,
+            "train_seconds": round(progress.train_seconds, 3),
+        }
+        rows = [r for r in experiment.read_results() if int(r["round"]) != pruning_round]
+        io.write_csv(
+            experiment.results, sorted(rows + [row], key=lambda r: int(r["round"])), RESULT_COLUMNS
+        )
+        experiment.checkpoint(pruning_round).unlink(missing_ok=True)
+        return row

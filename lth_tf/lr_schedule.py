@@ -1,8 +1,9 @@
 """The learning-rate schedule of the deep networks: linear warmup, then step decay.
 
-It is driven by ``optimizer.iterations``, which the Trainer zeroes with the rest of the
-optimizer state at the start of every round, so every round runs the whole schedule from its
-start (warmup included). That restart is also what the ``lr_rewind`` control needs.
+It is driven by ``optimizer.iterations`` plus the iteration training started at
+(:class:`FromIteration`): a round rewound to iteration k starts a fresh optimizer (zero
+moments, and Adam's bias correction from its first step) with the schedule at its value for
+iteration k, as the papers train k -> T. The ``lr_rewind`` control starts it at 0.
 
 Registered with Keras, so a saved optimizer configuration loads back with a real schedule.
 """
@@ -57,3 +58,27 @@ class WarmupStepDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
             "drops": list(self.drops),
             "factor": self.factor,
         }
+
+
+class FromIteration(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule`` at ``start + step``: keeps "where the schedule is" apart from "how many
+    steps this optimizer has taken" (Adam's bias correction reads the latter).
+
+    ``start`` is a variable, so a new round moves it without retracing the training step.
+
+    >>> start = tf.Variable(20, dtype=tf.int64)
+    >>> schedule = FromIteration(WarmupStepDecay(0.1, drops=[20], factor=0.1), start)
+    >>> round(float(schedule(0)), 6)  # the optimizer's step 0 is iteration 20
+    0.01
+    """
+
+    def __init__(self, schedule: tf_keras.optimizers.schedules.LearningRateSchedule, start):
+        self.schedule = schedule
+        self.start = start
+
+    def __call__(self, step):
+        return self.schedule(tf.cast(step, tf.int64) + self.start)
+
+    def get_config(self) -> dict:
+        # The start is where training is, not part of the schedule: saved as the schedule.
+        return self.schedule.get_config()

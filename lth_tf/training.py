@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
-import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -40,17 +38,15 @@ from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, restore, snapshot, variable_key
 
-# Checkpoint entries that are the round's progress rather than variables.
-_PROGRESS_KEY = "__progress__"
-_EARLY_STOP_PREFIX = "__early_stop__/"
+_SCHEDULE_START_KEY = "schedule/start"
 
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Validation and test metrics at one iteration; test ones are NaN where not measured.
 
-    :func:`train_round` measures the test split only where a result needs it (the early stop,
-    the round's last iteration), unless asked for it at every evaluation.
+    :class:`lth_tf.loop.EvaluateEvery` measures the test split only where a result needs it (the
+    early stop, the round's last iteration), unless asked for it at every evaluation.
     """
 
     iteration: int
@@ -58,36 +54,6 @@ class Evaluation:
     val_accuracy: float
     test_loss: float
     test_accuracy: float
-
-
-@dataclasses.dataclass
-class EarlyStop:
-    """The paper's early-stopping measure: the iteration of minimum validation loss.
-
-    >>> stop = EarlyStop()
-    >>> stop.update(Evaluation(100, 0.5, 0.9, 0.6, 0.88))
-    >>> stop.update(Evaluation(200, 0.7, 0.9, 0.7, 0.9))
-    >>> stop.iteration, stop.test_accuracy
-    (100, 0.88)
-    """
-
-    val_loss: float = math.inf
-    iteration: int = 0
-    test_accuracy: float = math.nan
-
-    def update(self, evaluation: Evaluation) -> None:
-        if evaluation.val_loss < self.val_loss:
-            self.val_loss = evaluation.val_loss
-            self.iteration = evaluation.iteration
-            self.test_accuracy = evaluation.test_accuracy
-
-
-@dataclasses.dataclass
-class TrainingStream:
-    """A position in the training stream whose batches the trainer builds on the device."""
-
-    iteration: int
-    seed: int
 
 
 class RoundObserver(Protocol):
@@ -105,50 +71,6 @@ class RoundObserver(Protocol):
         The early stop's evaluation comes twice: when it happens, and at the round's end with
         its test metrics, just before the last evaluation.
         """
-
-
-@dataclasses.dataclass
-class RoundProgress:
-    """Everything besides variables that a checkpoint must hold to resume a round exactly.
-
-    ``early_stop_weights`` are the model's weights at the lowest validation loss so far, kept
-    until the round's end measures their test accuracy (see :func:`train_round`).
-    """
-
-    iteration: int = 0
-    train_seconds: float = 0.0
-    evaluations: list[Evaluation] = dataclasses.field(default_factory=list)
-    early_stop_weights: Snapshot = dataclasses.field(default_factory=dict)
-
-    @property
-    def early_stop(self) -> EarlyStop:
-        stop = EarlyStop()
-        for evaluation in self.evaluations:
-            stop.update(evaluation)
-        return stop
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """The progress as named arrays, to save beside the trainer's state in a checkpoint."""
-        scalars = {
-            "iteration": self.iteration,
-            "train_seconds": self.train_seconds,
-            "evaluations": [dataclasses.asdict(e) for e in self.evaluations],
-        }
-        arrays = {_PROGRESS_KEY: np.array(json.dumps(scalars))}
-        arrays.update({_EARLY_STOP_PREFIX + k: v for k, v in self.early_stop_weights.items()})
-        return arrays
-
-    @classmethod
-    def pop_from(cls, arrays: dict[str, np.ndarray]) -> RoundProgress:
-        """Takes the progress's entries out of a checkpoint's arrays (the rest is state)."""
-        scalars = json.loads(str(arrays.pop(_PROGRESS_KEY)))
-        weights = {
-            key[len(_EARLY_STOP_PREFIX) :]: arrays.pop(key)
-            for key in list(arrays)
-            if key.startswith(_EARLY_STOP_PREFIX)
-        }
-        evaluations = [Evaluation(**item) for item in scalars["evaluations"]]
-        return cls(scalars["iteration"], scalars["train_seconds"], evaluations, weights)
 
 
 def _on_device(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
@@ -210,9 +132,13 @@ def computes_in_float16(model: tf_keras.Model) -> bool:
     )
 
 
-def make_optimizer(training: TrainingHparams) -> tf_keras.optimizers.Optimizer:
+def make_optimizer(
+    training: TrainingHparams, schedule_start: tf.Variable | None = None
+) -> tf_keras.optimizers.Optimizer:
     """The round's optimizer; with ``warmup`` or ``lr_drops`` its rate follows a schedule.
 
+    ``schedule_start`` (an int64 variable) is the iteration the optimizer's first step trains:
+    the schedule is evaluated there, whatever the optimizer's own step counter says.
     The schedule's steps must be iteration counts (resolve epochs first with
     :meth:`TrainingHparams.schedule_in_iterations`). Without warmup or drops the rate is a
     plain constant, exactly as before schedules existed.
@@ -222,7 +148,7 @@ def make_optimizer(training: TrainingHparams) -> tf_keras.optimizers.Optimizer:
     0.01
     """
     from lth_tf.config import parse_steps
-    from lth_tf.lr_schedule import WarmupStepDecay
+    from lth_tf.lr_schedule import FromIteration, WarmupStepDecay
     from lth_tf.steps import Step
 
     warmup = Step.parse(training.warmup, "--warmup")
@@ -237,9 +163,86 @@ def make_optimizer(training: TrainingHparams) -> tf_keras.optimizers.Optimizer:
         rate = WarmupStepDecay(
             rate, warmup.iterations, [d.iterations for d in drops], training.lr_drop_factor
         )
+        if schedule_start is not None:
+            rate = FromIteration(rate, schedule_start)
     if training.optimizer == "adam":
         return tf_keras.optimizers.Adam(rate)
     return tf_keras.optimizers.SGD(rate, momentum=training.momentum)
+
+
+class BatchSource(Protocol):
+    """A position in the training stream; ``train(steps)`` runs the next ``steps`` batches and
+    returns their summed example loss and correct count."""
+
+    def train(self, steps: int) -> tuple[float, float]: ...
+
+
+class DeviceBatches:
+    """Batches built inside the compiled loop from the training set held on every replica:
+    batch i is :func:`lth_tf.data.pipeline.stream_indices` of ``(seed, i)``."""
+
+    def __init__(self, run_chunk: Callable, iteration: int, seed: int):
+        self._run_chunk = run_chunk
+        self.iteration = iteration
+        self.seed = seed
+
+    def train(self, steps: int) -> tuple[float, float]:
+        loss_sum, correct = self._run_chunk(
+            tf.constant(self.iteration, tf.int64),
+            tf.constant(steps, tf.int64),
+            tf.constant(self.seed, tf.int64),
+        )
+        self.iteration += steps
+        return float(loss_sum), float(correct)
+
+
+class DatasetBatches:
+    """Batches read from a distributed ``tf.data`` iterator (the same batches, for TPUs)."""
+
+    def __init__(self, run_chunk: Callable, iterator: Iterator):
+        self._run_chunk = run_chunk
+        self._iterator = iterator
+
+    def train(self, steps: int) -> tuple[float, float]:
+        loss_sum, correct = self._run_chunk(self._iterator, tf.constant(steps, tf.int64))
+        return float(loss_sum), float(correct)
+
+
+class EvaluationSplit(Protocol):
+    def measure(self) -> tuple[float, float]:
+        """(mean loss, accuracy) over the whole split."""
+
+
+class DeviceSplit:
+    """A split held on the device as tensors, measured by one compiled call."""
+
+    def __init__(self, run: Callable, images: np.ndarray, labels: np.ndarray):
+        self._run = run
+        self._tensors = _on_device(images, labels)
+
+    def measure(self) -> tuple[float, float]:
+        loss_sum, correct, count = self._run(*self._tensors)
+        return float(loss_sum) / float(count), float(correct) / float(count)
+
+
+class DistributedSplit:
+    """A split read as a distributed dataset of evaluation batches (several replicas)."""
+
+    def __init__(
+        self,
+        run: Callable,
+        strategy: tf.distribute.Strategy,
+        images: np.ndarray,
+        labels: np.ndarray,
+    ):
+        self._run = run
+        self._dataset = strategy.experimental_distribute_dataset(
+            evaluation_batches(images, labels)
+        )
+
+    def measure(self) -> tuple[float, float]:
+        loss_sum, correct, count = self._run(self._dataset)
+        return float(loss_sum) / float(count), float(correct) / float(count)
 
 
 class Trainer:
@@ -276,56 +279,52 @@ class Trainer:
                 wrapper.pruning_step.assign(max(int(wrapper.pruning_step.numpy()), 0))
         self._loss_scaling = computes_in_float16(pruned.unwrapped)
         with strategy.scope():
-            self.optimizer = make_optimizer(training)
+            # The iteration the optimizer's step 0 trains (k for a round rewound to k).
+            self.schedule_start = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.optimizer = make_optimizer(training, self.schedule_start)
             if self._loss_scaling:
                 self.optimizer = tf_keras.mixed_precision.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(self._trainable)
         # A fresh round restores these (zero slots and step, the loss scale's starting value).
         self._optimizer_initial = [np.array(v.numpy()) for v in self.optimizer.variables]
-        if strategy.num_replicas_in_sync == 1:
-            # The splits sit on the device and one compiled call runs a whole split: no
-            # iterator per evaluation, which at 5,000 examples costs more than the forward pass.
-            self._splits = {
-                "val": _on_device(data.val_images, data.val_labels),
-                "test": _on_device(data.test_images, data.test_labels),
-            }
-            self.xla_evaluation = jit_compile and xla_is_faster(pruned.unwrapped, training=False)
-            self._eval_step = tf.function(self._replica_eval_step, jit_compile=self.xla_evaluation)
-            self._evaluate = tf.function(self._evaluate_on_device)
-        else:
-            self._splits = {
-                "val": strategy.experimental_distribute_dataset(
-                    evaluation_batches(data.val_images, data.val_labels)
-                ),
-                "test": strategy.experimental_distribute_dataset(
-                    evaluation_batches(data.test_images, data.test_labels)
-                ),
-            }
-            # Not XLA: it refuses variables placed on another replica's device here.
-            self.xla_evaluation = False
-            self._eval_step = tf.function(self._replica_eval_step)
-            self._evaluate = tf.function(self._evaluate_distributed)
         replicas = strategy.num_replicas_in_sync
         if training.batch_size % replicas:
             raise LthError(
                 f"--batch_size={training.batch_size} does not split evenly over {replicas} "
                 "replicas; use a multiple of the replica count"
             )
-        # TPUs read the tf.data stream; elsewhere every replica holds the training set and
-        # builds its batches inside the compiled loop: no input pipeline to start, feed or
-        # tear down each round (tearing down a tf.data iterator alone took 0.2-5 s here).
-        self._stream_on_device = not isinstance(strategy, tf.distribute.TPUStrategy)
-        if self._stream_on_device:
-            self._train_images, self._train_labels = (
-                strategy.experimental_distribute_values_from_function(
-                    lambda _, tensor=tensor: tf.identity(tensor)
-                )
-                for tensor in (tf.constant(data.train_images), tf.constant(data.train_labels))
-            )
+        self._splits = self._evaluation_splits(jit_compile)
         # What XLA compiles in the end (see xla_is_faster, xla_can_train): sessions.json says.
-        self.xla_training = jit_train = (
+        self.xla_training = (
             jit_compile and xla_can_train(pruned.unwrapped) and xla_is_faster(pruned.unwrapped)
         )
+        self._batch_source = self._training_batches(self.xla_training)
+
+    def _evaluation_splits(self, jit_compile: bool) -> dict[str, EvaluationSplit]:
+        """The ``val`` and ``test`` splits, each measured by one compiled call."""
+        data, strategy = self.data, self.strategy
+        if strategy.num_replicas_in_sync == 1:
+            # The splits sit on the device and one compiled call runs a whole split: no
+            # iterator per evaluation, which at 5,000 examples costs more than the forward pass.
+            self.xla_evaluation = jit_compile and xla_is_faster(self.pruned.unwrapped, False)
+            self._eval_step = tf.function(self._replica_eval_step, jit_compile=self.xla_evaluation)
+            measure = tf.function(self._evaluate_on_device)
+            return {
+                "val": DeviceSplit(measure, data.val_images, data.val_labels),
+                "test": DeviceSplit(measure, data.test_images, data.test_labels),
+            }
+        # Not XLA: it refuses variables placed on another replica's device here.
+        self.xla_evaluation = False
+        self._eval_step = tf.function(self._replica_eval_step)
+        measure = tf.function(self._evaluate_distributed)
+        return {
+            "val": DistributedSplit(measure, strategy, data.val_images, data.val_labels),
+            "test": DistributedSplit(measure, strategy, data.test_images, data.test_labels),
+        }
+
+    def _training_batches(self, jit_train: bool) -> Callable[[int, int], BatchSource]:
+        """What :meth:`batches_from` makes, with the step functions it needs compiled."""
+        strategy, data = self.strategy, self.data
         if strategy.num_replicas_in_sync == 1:
             # One XLA program per step: gather the batch, forward, backward, update.
             self._step = tf.function(self._replica_train_step, jit_compile=jit_train)
@@ -336,8 +335,32 @@ class Trainer:
             self._step = self._replica_train_step
             self._step_on_indices = self._gather_and_train
             self._gradients = tf.function(self._replica_gradients, jit_compile=jit_train)
-        self._train_chunk = tf.function(self._train_chunk_impl)
-        self._train_chunk_on_device = tf.function(self._train_chunk_on_device_impl)
+        if isinstance(strategy, tf.distribute.TPUStrategy):
+            # TPUs read the tf.data stream.
+            chunk = tf.function(self._train_chunk_impl)
+            return lambda iteration, seed: DatasetBatches(chunk, self._dataset(iteration, seed))
+        # Elsewhere every replica holds the training set and builds its batches inside the
+        # compiled loop: no input pipeline to start, feed or tear down each round (tearing down
+        # a tf.data iterator alone took 0.2-5 s here).
+        self._train_images, self._train_labels = (
+            strategy.experimental_distribute_values_from_function(
+                lambda _, tensor=tensor: tf.identity(tensor)
+            )
+            for tensor in (tf.constant(data.train_images), tf.constant(data.train_labels))
+        )
+        chunk = tf.function(self._train_chunk_on_device_impl)
+        return lambda iteration, seed: DeviceBatches(chunk, iteration, seed)
+
+    def _dataset(self, iteration: int, seed: int) -> Iterator:
+        dataset = training_batches(
+            self.data.train_images,
+            self.data.train_labels,
+            self.training.batch_size,
+            seed=seed,
+            start_iteration=iteration,
+            augment=self.training.augment,
+        )
+        return iter(self.strategy.experimental_distribute_dataset(dataset))
 
     # -- compiled pieces -------------------------------------------------------------------
 
@@ -468,19 +491,16 @@ class Trainer:
 
     # -- round-level API -------------------------------------------------------------------
 
-    def reset_optimizer(self) -> None:
-        """Fresh optimizer state (step counter and slots), without new variables to trace."""
+    def reset_optimizer(self, schedule_start: int = 0) -> None:
+        """Fresh optimizer state (step counter and slots), without new variables to trace; the
+        learning-rate schedule continues from iteration ``schedule_start``."""
         for variable, value in zip(self.optimizer.variables, self._optimizer_initial, strict=True):
             variable.assign(value)
+        self.schedule_start.assign(schedule_start)
 
     def evaluate_split(self, split: str) -> tuple[float, float]:
         """(mean loss, accuracy) over the whole ``val`` or ``test`` split."""
-        split_data = self._splits[split]
-        if isinstance(split_data, tuple):
-            loss_sum, correct, count = self._evaluate(*split_data)
-        else:
-            loss_sum, correct, count = self._evaluate(split_data)
-        return float(loss_sum) / float(count), float(correct) / float(count)
+        return self._splits[split].measure()
 
     def evaluate(self, iteration: int, test: bool = True) -> Evaluation:
         """Validation metrics, and test metrics unless ``test`` is False (then NaN)."""
@@ -488,140 +508,31 @@ class Trainer:
         test_loss, test_accuracy = self.evaluate_split("test") if test else (math.nan, math.nan)
         return Evaluation(iteration, val_loss, val_accuracy, test_loss, test_accuracy)
 
-    def batches_from(self, iteration: int, seed: int | None = None) -> TrainingStream | Iterator:
+    def batches_from(self, iteration: int, seed: int | None = None) -> BatchSource:
         """The training stream from ``iteration`` on, for :meth:`train_steps` to consume.
 
         ``seed`` orders the data (default: the hyperparameters' seed); another seed is another
         data order over the same examples, as stability analysis needs.
         """
-        seed = self.training.seed if seed is None else seed
-        if self._stream_on_device:
-            return TrainingStream(iteration, seed)
-        dataset = training_batches(
-            self.data.train_images,
-            self.data.train_labels,
-            self.training.batch_size,
-            seed=seed,
-            start_iteration=iteration,
-            augment=self.training.augment,
-        )
-        return iter(self.strategy.experimental_distribute_dataset(dataset))
+        return self._batch_source(iteration, self.training.seed if seed is None else seed)
 
-    def train_steps(self, stream: TrainingStream | Iterator, steps: int) -> tuple[float, float]:
+    def train_steps(self, stream: BatchSource, steps: int) -> tuple[float, float]:
         """Runs ``steps`` iterations; returns the summed example loss and correct count."""
-        count = tf.constant(steps, tf.int64)
-        if isinstance(stream, TrainingStream):
-            start = tf.constant(stream.iteration, tf.int64)
-            seed = tf.constant(stream.seed, tf.int64)
-            loss_sum, correct = self._train_chunk_on_device(start, count, seed)
-            stream.iteration += steps
-        else:
-            loss_sum, correct = self._train_chunk(stream, count)
-        return float(loss_sum), float(correct)
+        return stream.train(steps)
 
     # -- checkpoints -----------------------------------------------------------------------
 
     def state(self) -> Snapshot:
-        """Every model variable (masks included) and every optimizer variable."""
+        """Every model variable (masks included), every optimizer variable, the schedule's start."""
         model_vars = {variable_key(v): v for v in self.pruned.model.variables}
         state = snapshot(model_vars)
         for index, variable in enumerate(self.optimizer.variables):
             state[f"optimizer/{index}"] = np.array(variable.numpy())
+        state[_SCHEDULE_START_KEY] = np.array(self.schedule_start.numpy())
         return state
 
     def load_state(self, state: Snapshot) -> None:
         restore({variable_key(v): v for v in self.pruned.model.variables}, state)
         restore({f"optimizer/{i}": v for i, v in enumerate(self.optimizer.variables)}, state)
-
-
-def train_round(
-    trainer: Trainer,
-    iterations: int,
-    eval_every: int,
-    progress: RoundProgress,
-    on_checkpoint: Callable[[RoundProgress], None],
-    on_iteration: dict[int, Callable[[], None]] | None = None,
-    progress_bar: tf_keras.utils.Progbar | None = None,
-    observer: RoundObserver | None = None,
-    test_every_evaluation: bool = False,
-) -> RoundProgress:
-    """Trains from ``progress.iteration`` to ``iterations``, evaluating every ``eval_every``.
-
-    After each evaluation ``on_checkpoint(progress)`` runs (the caller saves a checkpoint);
-    ``on_iteration[i]`` runs once the model has trained exactly ``i`` iterations (the rewind point).
-    ``observer`` sees every chunk's training metrics and every evaluation.
-
-    A round reports test accuracy at two iterations only: its last, and its early stop (the
-    minimum of the validation loss). So the validation split is measured at every evaluation,
-    the test split once at the end for the final weights and once for the early-stop weights,
-    which are kept (and checkpointed) until then. Elsewhere an evaluation's test metrics are
-    NaN, unless ``test_every_evaluation``.
-    """
-    on_iteration = on_iteration or {}
-    iterator = trainer.batches_from(progress.iteration)
-    batch = trainer.training.batch_size
-    while progress.iteration < iterations:
-        start = progress.iteration
-        next_eval = (start // eval_every + 1) * eval_every
-        stops = [iterations, next_eval, start + trainer.steps_per_execution]
-        stops += [i for i in on_iteration if i > start]
-        stop = min(stops)
-        began = time.perf_counter()
-        loss_sum, correct = trainer.train_steps(iterator, stop - start)
-        progress.train_seconds += time.perf_counter() - began
-        progress.iteration = stop
-        if stop in on_iteration:
-            on_iteration[stop]()
-        examples = (stop - start) * batch
-        if observer is not None:
-            observer.on_train_chunk(stop, loss_sum / examples, correct / examples)
-        if stop % eval_every == 0 or stop == iterations:
-            _evaluate_in_round(
-                trainer, progress, stop == iterations, observer, test_every_evaluation
-            )
-            on_checkpoint(progress)
-        if progress_bar is not None:
-            values = [("loss", loss_sum / examples), ("accuracy", correct / examples)]
-            if progress.evaluations:
-                values.append(("val_accuracy", progress.evaluations[-1].val_accuracy))
-                if stop == iterations:
-                    values.append(("test_accuracy", progress.evaluations[-1].test_accuracy))
-            progress_bar.update(stop, values=values)
-    return progress
-
-
-def _evaluate_in_round(
-    trainer: Trainer,
-    progress: RoundProgress,
-    last: bool,
-    observer: RoundObserver | None,
-    test_every_evaluation: bool,
-) -> None:
-    """Appends the evaluation at ``progress.iteration`` (see :func:`train_round` for the test).
-
-    ``progress.early_stop_weights`` are held exactly while the early stop's test metrics are
-    unmeasured, and they are that early stop's weights.
-    """
-    trainer.pruned.apply_masks()
-    evaluation = trainer.evaluate(progress.iteration, test=test_every_evaluation or last)
-    if evaluation.val_loss < progress.early_stop.val_loss:
-        # A resume may switch test_every_evaluation on: then this minimum is measured already.
-        measured = not math.isnan(evaluation.test_loss)
-        progress.early_stop_weights = {} if measured else snapshot(trainer.pruned.rewindable)
-    if last and progress.early_stop_weights:
-        index = [e.iteration for e in progress.evaluations].index(progress.early_stop.iteration)
-        final_weights = snapshot(trainer.pruned.rewindable)
-        restore(trainer.pruned.rewindable, progress.early_stop_weights)
-        test_loss, test_accuracy = trainer.evaluate_split("test")
-        restore(trainer.pruned.rewindable, final_weights)
-        early = dataclasses.replace(
-            progress.evaluations[index], test_loss=test_loss, test_accuracy=test_accuracy
-        )
-        progress.evaluations[index] = early
-        progress.early_stop_weights = {}
-        # Logged before the final evaluation, so each test tag's steps reach TensorBoard in order.
-        if observer is not None:
-            observer.on_evaluation(early)
-    progress.evaluations.append(evaluation)
-    if observer is not None:
-        observer.on_evaluation(evaluation)
+        # Checkpoints from before k -> T rounds: every round's schedule started at 0.
+        self.schedule_start.assign(int(state.get(_SCHEDULE_START_KEY, 0)))

@@ -50,5 +50,10 @@ def main(argv: list[str]) -> None:
     print("\n".join(summary_lines(report, export_dir(FLAGS.output_dir, ticket))))
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script's entry point (``lth-export``)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -185,14 +185,6 @@ def hparams_from_flags():
     }
     if FLAGS.pruning is not None:
         pruning["strategy"] = FLAGS.pruning
-    if "rewind" in pruning:
-        from lth_tf.steps import Step
-
-        pruning["rewind"] = str(Step.parse(pruning["rewind"], "--rewind"))
-    if "iterations" in training:
-        from lth_tf.steps import Step
-
-        training["iterations"] = str(Step.parse(training["iterations"], "--iterations"))
     if FLAGS.prune_rates is not None:
         pruning["rates"] = PruneRates.parse(FLAGS.prune_rates, base=hparams.pruning.rates)
     return dataclasses.replace(
@@ -252,5 +244,10 @@ def main(argv: list[str]) -> None:
     print(f"Results: {experiment.results}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script's entry point (``lth-imp``)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -29,5 +29,10 @@ def main(argv: list[str]) -> None:
     print(f"Table: {csv}")
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script's entry point (``lth-report``)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -117,5 +117,10 @@ def summary_lines(result: dict) -> list[str]:
     ]
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The console script's entry point (``lth-stability``)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

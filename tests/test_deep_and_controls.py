@@ -11,13 +11,14 @@ import tf_keras
 
 from conftest import run_pipeline, tiny_dataset
 from lth_tf import io
-from lth_tf.branches import branch_of, reinit_seed
+from lth_tf.branches import branch_of
 from lth_tf.config import ExperimentHparams, PruneRates, PruningHparams, TrainingHparams
+from lth_tf.controls import reinit_seed
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import load_dataset
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS, open_experiment
-from lth_tf.imp import RunOptions, run_imp
+from lth_tf.imp import ImpObserver, RunOptions, run_imp
 from lth_tf.lr_schedule import WarmupStepDecay
 from lth_tf.models import get_model, layer_kind, paper_defaults
 from lth_tf.models.layers import add_weight_decay
@@ -37,14 +38,19 @@ def with_changes(hparams: ExperimentHparams, **groups) -> ExperimentHparams:
     return hparams
 
 
+class _StartRecorder(ImpObserver):
+    """Keeps every rewindable value each round starts from."""
+
+    def __init__(self):
+        self.starts = {}
+
+    def start_round(self, pruning_round, pruned):
+        self.starts[pruning_round] = {n: v.numpy().copy() for n, v in pruned.rewindable.items()}
+
+
 def start_recorder():
-    """An ``on_round_start`` hook keeping every rewindable value each round starts from."""
-    starts = {}
-
-    def record(pruning_round, pruned):
-        starts[pruning_round] = {n: v.numpy().copy() for n, v in pruned.rewindable.items()}
-
-    return starts, record
+    record = _StartRecorder()
+    return record.starts, record
 
 
 # -- masks ---------------------------------------------------------------------------------
@@ -274,7 +280,7 @@ def resnet_run(tmp_path_factory):
     )
     data = tiny_dataset(train=100, val=20, test=20, shape=(16, 16, 3))
     root = tmp_path_factory.mktemp("deep")
-    experiment = run_imp(hparams, root, "resnet", QUIET, data=data, on_round_start=record)
+    experiment = run_imp(hparams, root, "resnet", QUIET, data=data, observer=record)
     return experiment, starts
 
 
@@ -389,7 +395,7 @@ def family(tmp_path_factory, data):
         starts, record = start_recorder()
         branch_hparams, output_dir, name = branch_of(parent.root, control)
         assert output_dir == parent.root.parent and name == f"lenet-{control}"
-        branch = run_imp(branch_hparams, output_dir, name, QUIET, data=data, on_round_start=record)
+        branch = run_imp(branch_hparams, output_dir, name, QUIET, data=data, observer=record)
         branches[control] = (branch, starts)
     return parent, branches
 

@@ -10,7 +10,7 @@ from conftest import tiny_dataset
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, TrainingHparams
 from lth_tf.errors import LthError
-from lth_tf.imp import RunOptions, run_imp
+from lth_tf.imp import ImpObserver, RunOptions, run_imp
 from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.wrapping import wrap_model
 from lth_tf.training import Trainer
@@ -40,14 +40,15 @@ def lenet_run(tmp_path_factory, data):
     """A 4-round lenet run rewinding to iteration 10, watched at every round start."""
     starts = {}
 
-    def watch(pruning_round, pruned):
-        starts[pruning_round] = {
-            name: variable.numpy().copy() for name, variable in pruned.rewindable.items()
-        }
+    class Watch(ImpObserver):
+        def start_round(self, pruning_round, pruned):
+            starts[pruning_round] = {
+                name: variable.numpy().copy() for name, variable in pruned.rewindable.items()
+            }
 
     hparams = lenet_hparams(pruning={"rewind": "10it"})
     experiment = run_imp(
-        hparams, tmp_path_factory.mktemp("runs"), "lenet", QUIET, data=data, on_round_start=watch
+        hparams, tmp_path_factory.mktemp("runs"), "lenet", QUIET, data=data, observer=Watch()
     )
     return experiment, starts
 

@@ -15,6 +15,7 @@ from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import load_dataset
 from lth_tf.errors import LthError
 from lth_tf.imp import RunOptions, run_imp
+from lth_tf.loop import TrainingProgress
 from lth_tf.models import paper_defaults
 from lth_tf.monitoring.tensorboard import logged_tags
 from lth_tf.stability.analysis import (
@@ -129,7 +130,8 @@ def test_a_copy_killed_mid_training_resumes_to_the_same_weights(rewound, session
     with pytest.raises(KeyboardInterrupt):
         session.train_copy(rewind, point, seed=11)
     checkpoint = files.copy_checkpoint(1, 10, 11)
-    assert int(io.read_npz(checkpoint)["__iteration__"]) == 30  # chunks of 10 from 10
+    # Chunks of 10 from 10; the checkpoint format is the IMP rounds' own.
+    assert TrainingProgress.pop_from(io.read_npz(checkpoint)).iteration == 30
     assert not files.copy(1, 10, 11).exists()
 
     monkeypatch.setattr(session.trainer, "train_steps", train_steps)

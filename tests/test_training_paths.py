@@ -24,15 +24,17 @@ from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import gather_batch, stream_indices, training_batches
 from lth_tf.experiment import ExperimentDir
 from lth_tf.imp import RunOptions, run_imp
+from lth_tf.loop import (
+    Checkpoint,
+    ChunkMetrics,
+    EvaluateEvery,
+    SnapshotAt,
+    TrainingProgress,
+    train,
+)
 from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.wrapping import restore, snapshot, wrap_model
-from lth_tf.training import (
-    Evaluation,
-    RoundProgress,
-    Trainer,
-    mixed_precision_policy,
-    train_round,
-)
+from lth_tf.training import Evaluation, Trainer, mixed_precision_policy
 
 RATES = paper_defaults("lenet300_100", "mnist").pruning.rates
 
@@ -91,6 +93,19 @@ class _Recorder:
         self.evaluations.append(evaluation)
 
 
+def train_round(
+    trainer, stop, every, progress, save, hooks=None, observer=None, test_every_evaluation=False
+):
+    """The loop with an IMP round's callbacks: hooks at iterations, chunk metrics, evaluations
+    every ``every``, a checkpoint after each."""
+    callbacks = [SnapshotAt([i], lambda _, hook=hook: hook()) for i, hook in (hooks or {}).items()]
+    if observer is not None:
+        callbacks.append(ChunkMetrics(observer))
+    callbacks.append(EvaluateEvery(trainer, every, observer, test_every_evaluation))
+    callbacks.append(Checkpoint(save, every=every))
+    return train(trainer, progress, stop, callbacks)
+
+
 def _rows(evaluations):
     return np.array([dataclasses.astuple(e) for e in evaluations])
 
@@ -111,7 +126,7 @@ def test_early_stop_test_metrics_are_measured_on_its_weights_at_the_end_and_resu
 
     recorder = _Recorder()
     hooks = {10: lambda: at_10.update(snapshot(rewindable)), 20: spoil}
-    progress = train_round(trainer, 30, 10, RoundProgress(), save, hooks, observer=recorder)
+    progress = train_round(trainer, 30, 10, TrainingProgress(), save, hooks, observer=recorder)
 
     final = snapshot(rewindable)
     expected_final = trainer.evaluate_split("test")
@@ -128,14 +143,14 @@ def test_early_stop_test_metrics_are_measured_on_its_weights_at_the_end_and_resu
     assert np.isnan(recorder.evaluations[0].test_loss) and recorder.evaluations[2] == early
     # The checkpoints in between hold the early stop's weights; the last one no longer needs them.
     for iteration in (10, 20):
-        held = RoundProgress.pop_from(dict(checkpoints[iteration])).early_stop_weights
+        held = TrainingProgress.pop_from(dict(checkpoints[iteration])).early_stop_weights
         assert held.keys() == at_10.keys()
         assert all(np.array_equal(held[k], at_10[k]) for k in at_10)
-    assert not RoundProgress.pop_from(dict(checkpoints[30])).early_stop_weights
+    assert not TrainingProgress.pop_from(dict(checkpoints[30])).early_stop_weights
 
     # Resumed from the checkpoint at 20, the round ends with the same evaluations.
     state = dict(checkpoints[20])
-    resumed = RoundProgress.pop_from(state)
+    resumed = TrainingProgress.pop_from(state)
     trainer.load_state(state)
     train_round(trainer, 30, 10, resumed, lambda _: None)
     np.testing.assert_array_equal(_rows(resumed.evaluations), _rows(progress.evaluations))
@@ -153,7 +168,7 @@ def test_a_resume_that_measures_every_evaluation_drops_older_early_stop_weights(
         k: rng.normal(size=v.shape).astype(np.float32) for k, v in trainer.pruned.rewindable.items()
     }
     nan = float("nan")
-    progress = RoundProgress(10, 0.0, [Evaluation(10, 1e9, 0.0, nan, nan)], stale)
+    progress = TrainingProgress(10, 0.0, [Evaluation(10, 1e9, 0.0, nan, nan)], stale)
 
     def spoil():  # after the evaluation at 20: the minimum stays there
         for weight in trainer.pruned.weights.values():

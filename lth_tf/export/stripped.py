@@ -20,16 +20,17 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 )
 from tensorflow_model_optimization.sparsity import keras as sparsity
 
+from lth_tf.builder import build_network
 from lth_tf.errors import LthError
 from lth_tf.export.ticket import Ticket
-from lth_tf.models import get_model
-from lth_tf.pruning.wrapping import restore, variable_key, wrap_model
+from lth_tf.pruning.wrapping import restore, variable_key
 
 
 def stripped_model(ticket: Ticket) -> tf_keras.Model:
     """The ticket's architecture without wrappers, holding its weights times its masks."""
-    model = get_model(ticket.hparams.model.name).build(ticket.input_shape, ticket.num_classes)
-    pruned = wrap_model(model, ticket.hparams.pruning.rates)
+    pruned = build_network(
+        ticket.hparams, ticket.input_shape, ticket.num_classes, for_training=False
+    )
     try:
         pruned.set_masks({name: mask.astype(np.float32) for name, mask in ticket.masks.items()})
         restore(pruned.rewindable, ticket.weights)

@@ -46,6 +46,7 @@ from tensorboard.util import tensor_util
 from lth_tf import io
 from lth_tf.config import ExperimentHparams
 from lth_tf.experiment import ExperimentDir
+from lth_tf.imp import ImpObserver
 from lth_tf.monitoring.figures import Curve, sparsity_figure
 from lth_tf.monitoring.report import flat_hparams
 from lth_tf.training import Evaluation
@@ -175,7 +176,7 @@ class _RoundLog:
         self.run.flush()
 
 
-class TensorBoardMonitor:
+class TensorBoardMonitor(ImpObserver):
     """Logs an IMP run to ``<experiment>/tensorboard/`` (an :class:`lth_tf.imp.ImpObserver`).
 
     >>> experiment = run_imp(hparams, "runs", observer=TensorBoardMonitor())  # doctest: +SKIP

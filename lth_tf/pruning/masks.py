@@ -7,7 +7,12 @@ of a layer exact and a pruned weight never come back.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from lth_tf.config import PruningHparams
 
 
 def surviving_count(size: int, sparsity: float) -> int:
@@ -153,7 +158,7 @@ def random_masks(
 def percent_remaining(masks: dict[str, np.ndarray]) -> float:
     """Percentage of the weights of these masks still alive.
 
-    IMP reports it over the layers it prunes (see :func:`lth_tf.imp.counted_masks`).
+    IMP reports it over the layers it prunes (see :func:`counted_masks`).
 
     >>> percent_remaining({"a": np.ones(3), "b": np.zeros(1)})
     75.0
@@ -161,3 +166,44 @@ def percent_remaining(masks: dict[str, np.ndarray]) -> float:
     alive = sum(float(mask.sum()) for mask in masks.values())
     total = sum(mask.size for mask in masks.values())
     return 100.0 * alive / total
+
+
+def imp_masks(
+    weights: dict[str, np.ndarray],
+    previous: dict[str, np.ndarray],
+    kinds: dict[str, str],
+    sparsities: dict[str, float],
+    pruning: PruningHparams,
+) -> dict[str, np.ndarray]:
+    """The next masks of IMP, ``layerwise`` or ``global``, at the round's target sparsities.
+
+    Global pruning pools every layer whose kind has a non-zero rate under one threshold; the
+    others keep their masks (all ones: they are never pruned). Layerwise pruning cuts Dense
+    kernels in ``pruning.block_shape`` blocks: TFLite has fast sparse kernels for FullyConnected
+    blocks alone.
+    """
+    if pruning.strategy == "global":
+        pooled = [name for name, kind in kinds.items() if pruning.is_pruned(kind)]
+        masks = {name: previous[name] for name in weights}
+        if pooled:
+            # Every pooled layer's schedule carries the same, network-wide target.
+            masks |= global_masks(
+                {name: weights[name] for name in pooled},
+                {name: previous[name] for name in pooled},
+                sparsities[pooled[0]],
+            )
+        return masks
+    blocks = {n: pruning.block_shape for n, kind in kinds.items() if kind in ("fc", "output")}
+    return layerwise_masks(weights, previous, sparsities, blocks)
+
+
+def counted_masks(
+    masks: dict[str, np.ndarray], kinds: dict[str, str], pruning: PruningHparams
+) -> dict[str, np.ndarray]:
+    """The masks ``percent_remaining`` counts: of the layers IMP prunes (all, if it prunes none).
+
+    For lenet and the conv nets that is every conv and dense layer; resnet20 and the VGGs leave
+    their output layer dense, and it is not counted.
+    """
+    counted = {n: m for n, m in masks.items() if pruning.is_pruned(kinds[n])}
+    return counted or masks

@@ -10,9 +10,10 @@ network saw from iteration k on: against the dense network's trained weights it 
 pruning alone.
 
 A rewind point other than the experiment's own is recomputed: the dense network is rebuilt as
-:func:`lth_tf.imp.run_imp` built it (same seed, op determinism) and trained k iterations with
-the experiment's data order; where the experiment's own rewind point is on the way, the
-recomputed weights are checked against ``rewind_point.npz``.
+:func:`lth_tf.imp.run_imp` built it (:func:`lth_tf.builder.build_run`) and trained k
+iterations by the same loop (:func:`lth_tf.loop.train`) with the experiment's data order; where
+the experiment's own rewind point is on the way, the recomputed weights are checked against
+``rewind_point.npz``.
 
 Everything expensive is saved as it is made (copies, recomputed rewind points, checkpoints
 while training), so a killed analysis resumes and a rerun recomputes nothing.
@@ -27,7 +28,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,12 @@ import tensorflow as tf
 import tf_keras
 
 from lth_tf import io
+from lth_tf.builder import Execution, build_run
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
-from lth_tf.models import get_model
-from lth_tf.models.layers import add_weight_decay
-from lth_tf.pruning.wrapping import Snapshot, restore, snapshot, wrap_model
+from lth_tf.loop import Callback, Checkpoint, SnapshotAt, TrainingProgress, train
+from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
 from lth_tf.stability import figures, summaries
 from lth_tf.stability.plan import (
     DISTANCE_NORMALISATION,
@@ -52,10 +53,8 @@ from lth_tf.stability.plan import (
     l2_distance,
     mixtures,
 )
-from lth_tf.training import Trainer, mixed_precision_policy
 
 log = logging.getLogger("lth_tf")
-_ITERATION_KEY = "__iteration__"
 ERROR_UNIT = "percent: 100 x (1 - test accuracy); instability in percentage points"
 SWEEP_COLUMNS = [
     "rewind",
@@ -180,37 +179,19 @@ class StabilitySession:
         self.data = data
         self.options = options
         hparams = plan.hparams
-        # As run_imp builds it: the seed, then the model, so the initial weights are the same.
-        tf_keras.utils.set_random_seed(hparams.training.seed)
-        tf.config.experimental.enable_op_determinism()
-        with mixed_precision_policy(options.mixed_precision):
-            model = get_model(hparams.model.name).build(data.input_shape, data.num_classes)
-            add_weight_decay(model, hparams.training.weight_decay)
-            self.pruned = wrap_model(model, hparams.pruning.rates)
-        self.initial = snapshot(self.pruned.rewindable)
-        self.trainer = Trainer(
-            self.pruned,
-            data,
-            # The optimizer knows no dataset size: hand it the schedule in iterations.
-            hparams.training.schedule_in_iterations(plan.resolved.iterations_per_epoch),
-            tf.distribute.get_strategy(),
-            jit_compile=options.jit_compile,
-            steps_per_execution=options.steps_per_execution,
+        # As run_imp builds it, so the initial weights and every step are the same.
+        execution = Execution(
+            options.jit_compile, options.steps_per_execution, options.mixed_precision
         )
+        run = build_run(hparams, data, execution=execution)
+        self.pruned, self.trainer = run.pruned, run.trainer
+        self.initial = snapshot(self.pruned.rewindable)
         masks = io.read_npz(plan.experiment.masks(plan.pruning_round))
         self.masks = {name: mask.astype(np.float32) for name, mask in masks.items()}
         self.batch_norm = None
         if batch_norm_layers(self.pruned.unwrapped):
             batches = self._batches(hparams.training.seed, 0).take(plan.bn_batches)
             self.batch_norm = BatchNormStatistics(self.pruned.unwrapped, batches)
-        resolved = plan.resolved
-        self._schedule = bool(resolved.warmup_iterations or resolved.lr_drop_iterations)
-        if self._schedule and hparams.training.optimizer != "sgd":
-            log.warning(
-                "Copies start with a fresh %s, whose step counter drives both the learning-rate "
-                "schedule and its bias correction: the schedule restarts at the rewind point.",
-                hparams.training.optimizer,
-            )
 
     # -- rewind points ---------------------------------------------------------------------
 
@@ -259,7 +240,7 @@ class StabilitySession:
             return points
         checkpoint = files.dense_checkpoint
         if checkpoint.exists():
-            resumed_at = int(io.read_npz(checkpoint)[_ITERATION_KEY])
+            resumed_at = TrainingProgress.pop_from(io.read_npz(checkpoint)).iteration
             passed = [k for k in iterations if 0 < k <= resumed_at]
             if any(k == own or not files.rewind_point(k).exists() for k in passed):
                 checkpoint.unlink()  # it went past a point this run needs: start over
@@ -274,9 +255,9 @@ class StabilitySession:
             start=0,
             stop=targets[-1],
             checkpoint=checkpoint,
-            on_iteration={
-                k: (lambda k=k: reached(k, snapshot(self.pruned.rewindable))) for k in targets
-            },
+            callbacks=[
+                SnapshotAt(targets, lambda k: reached(k, snapshot(self.pruned.rewindable)))
+            ],
             title=f"Round 0 again, to iteration{'s' * (len(targets) > 1)} "
             + ", ".join(map(str, targets)),
         )
@@ -322,18 +303,16 @@ class StabilitySession:
         self.pruned.set_masks(self.masks)
         self.pruned.rewind_to(point)
         self.pruned.apply_masks()
-        self.trainer.reset_optimizer()
-        if self._schedule and plan.hparams.training.optimizer == "sgd":
-            # Fresh momentum, but the learning rate where the dense run had it at iteration k
-            # (SGD reads its step counter for the schedule alone).
-            self.trainer.optimizer.iterations.assign(rewind.iteration)
+        # Fresh optimizer slots (and Adam's bias correction), the learning-rate schedule
+        # where the dense run had it at iteration k.
+        self.trainer.reset_optimizer(schedule_start=rewind.iteration)
         checkpoint = plan.files.copy_checkpoint(plan.pruning_round, rewind.iteration, seed)
         self._train(
             seed=seed,
             start=rewind.iteration,
             stop=plan.resolved.iterations,
             checkpoint=checkpoint,
-            on_iteration={},
+            callbacks=[],
             title=(
                 f"Copy with data seed {seed}: iterations {rewind.iteration} to "
                 f"{plan.resolved.iterations}"
@@ -363,42 +342,34 @@ class StabilitySession:
         start: int,
         stop: int,
         checkpoint: Path,
-        on_iteration: dict[int, Callable[[], None]],
+        callbacks: list[Callback],
         title: str,
     ) -> None:
-        """Trains from ``start`` (or a checkpoint) to ``stop`` on the data order of ``seed``.
-
-        A checkpoint is saved every ``checkpoint_seconds``; ``on_iteration[i]`` runs once the
-        network has trained exactly ``i`` iterations.
-        """
-        trainer, iteration = self.trainer, start
+        """Trains from ``start`` (or a checkpoint) to ``stop`` on the data order of ``seed``,
+        with ``callbacks`` and a checkpoint every ``checkpoint_seconds``."""
+        trainer = self.trainer
+        progress = TrainingProgress(iteration=start)
         if checkpoint.exists():
             state = io.read_npz(checkpoint)
-            iteration = int(state.pop(_ITERATION_KEY))
+            progress = TrainingProgress.pop_from(state)
             trainer.load_state(state)
-            log.info("%s: resumes at iteration %d", title, iteration)
+            log.info("%s: resumes at iteration %d", title, progress.iteration)
         else:
             log.info("%s", title)
-        iterator = trainer.batches_from(iteration, seed=seed)
-        bar = None
+        callbacks = [
+            *callbacks,
+            Checkpoint(
+                lambda current: io.write_npz(
+                    checkpoint, {**trainer.state(), **current.to_arrays()}
+                ),
+                seconds=self.options.checkpoint_seconds,
+            ),
+        ]
         if self.options.show_progress:
-            bar = tf_keras.utils.Progbar(stop - start, unit_name="iteration", interval=0.5)
-        saved_at = time.monotonic()
-        batch = self.plan.hparams.training.batch_size
-        while iteration < stop:
-            stops = [stop, iteration + trainer.steps_per_execution]
-            target = min(stops + [i for i in on_iteration if i > iteration])
-            loss_sum, _ = trainer.train_steps(iterator, target - iteration)
-            done, iteration = target - iteration, target
-            if iteration in on_iteration:
-                on_iteration[iteration]()
-            if bar is not None:
-                bar.update(iteration - start, values=[("loss", loss_sum / (done * batch))])
-            if iteration < stop and time.monotonic() - saved_at >= self.options.checkpoint_seconds:
-                state = trainer.state()
-                state[_ITERATION_KEY] = np.array(iteration)
-                io.write_npz(checkpoint, state)
-                saved_at = time.monotonic()
+            from lth_tf.monitoring.progress import ProgressBar
+
+            callbacks.append(ProgressBar(title, start, stop))
+        train(trainer, progress, stop, callbacks, seed=seed)
 
     # -- measures --------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lth_tf.config import ExperimentHparams, Resolved
+from lth_tf.controls import get_control
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, read_experiment
 from lth_tf.steps import Step
@@ -195,8 +196,13 @@ def plan_stability(
     # One analysis per iteration ("2ep" and "1834it" are the same point), earliest first.
     unique = {point.iteration: point for point in reversed(requested)}
     rewinds = tuple(unique[i] for i in sorted(unique))
-    if hparams.is_branch:
-        _check_branch(experiment, hparams, rewinds, resolved.rewind_iteration)
+    # A control's rounds start from values it was given, so only those can be analysed.
+    get_control(hparams.branch.control).check_analysable(
+        experiment,
+        hparams,
+        [(point.label, point.iteration) for point in rewinds],
+        resolved.rewind_iteration,
+    )
     if resolved.rewind_iteration in unique and not experiment.rewind_point.exists():
         raise LthError(f"{experiment.root} has no rewind_point.npz; was round 0 interrupted?")
     return StabilityPlan(
@@ -233,28 +239,6 @@ def _finished_round(
                 f"{finished}; rerun pipelines.imp to finish it, or pick a finished round"
             )
     return next(r for r in experiment.read_results() if int(r["round"]) == pruning_round)
-
-
-def _check_branch(
-    experiment: ExperimentDir,
-    hparams: ExperimentHparams,
-    rewinds: tuple[RewindPoint, ...],
-    own: int,
-) -> None:
-    """A control's rounds start from values it was given, so only those can be analysed."""
-    control, parent = hparams.branch.control, hparams.branch.parent
-    if control == "lr_rewind":
-        raise LthError(
-            f"{experiment.root} is an lr_rewind branch: its rounds continue from the previous "
-            f"round's trained weights, not from a rewind point; analyse its parent {parent}"
-        )
-    others = [point.label for point in rewinds if point.iteration != own]
-    if others:
-        raise LthError(
-            f"{experiment.root} is a {control} branch: its rounds start from its own rewind "
-            f"point ({own}it), the only one it can be analysed at (asked for "
-            f"{', '.join(others)}); sweep rewind points on the parent {parent}"
-        )
 
 
 # -- the measures ----------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""One way to build a run: the network (model, weight decay, TF-MOT wrappers) and its trainer.
+
+IMP, the stability analysis, export, the benchmark and the tests all build here. That is what
+makes a stability copy 0 the experiment's own training bit for bit: both come out of
+:func:`build_run` with the same hyperparameters, so they start from the same initial weights
+and train with the same step.
+
+>>> run = build_run(hparams, data)  # doctest: +SKIP
+>>> run.trainer.evaluate(0).val_accuracy  # doctest: +SKIP
+0.1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+import tf_keras
+
+from lth_tf.config import ExperimentHparams
+from lth_tf.data.sources import ImageDataset
+from lth_tf.models import get_model
+from lth_tf.models.layers import add_weight_decay
+from lth_tf.pruning.wrapping import PrunedModel, Snapshot, snapshot, variable_key, wrap_model
+from lth_tf.steps import iterations_per_epoch
+from lth_tf.training import Trainer, mixed_precision_policy
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How a run computes; none of it is a hyperparameter of the experiment.
+
+    ``jit_compile`` and ``mixed_precision`` change the last bits of the results (not what they
+    mean), so an analysis that retrains an experiment should use the experiment's settings.
+    """
+
+    jit_compile: bool = False
+    steps_per_execution: int = 100
+    # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs): compute in 16 bits, keep
+    # float32 weights.
+    mixed_precision: str | None = None
+
+
+@dataclasses.dataclass
+class Run:
+    """A built run: the wrapped network and the trainer that trains it, under ``strategy``."""
+
+    pruned: PrunedModel
+    trainer: Trainer
+    strategy: tf.distribute.Strategy
+
+
+def build_network(
+    hparams: ExperimentHparams,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    for_training: bool = True,
+) -> PrunedModel:
+    """The registry's model with the experiment's weight decay, inside TF-MOT pruning wrappers.
+
+    Build it inside the strategy's scope. ``for_training=False`` leaves the weight decay out
+    (a regulariser means nothing to an exported ticket).
+    """
+    model = get_model(hparams.model.name).build(input_shape, num_classes)
+    if for_training:
+        add_weight_decay(model, hparams.training.weight_decay)
+    return wrap_model(model, hparams.pruning.rates)
+
+
+def build_run(
+    hparams: ExperimentHparams,
+    data: ImageDataset,
+    strategy: tf.distribute.Strategy | None = None,
+    execution: Execution = Execution(),
+    remask_every_step: bool = False,
+) -> Run:
+    """Seeds, builds the network under the precision policy and strategy, and its trainer.
+
+    The seed is set right before the model is built, so the initial weights are a function of
+    ``hparams.training.seed`` alone. Op determinism is switched on for the process: a resume
+    (or a stability copy) must retrain exactly what the first run trained.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    tf_keras.utils.set_random_seed(hparams.training.seed)
+    tf.config.experimental.enable_op_determinism()
+    with mixed_precision_policy(execution.mixed_precision), strategy.scope():
+        pruned = build_network(hparams, data.input_shape, data.num_classes)
+    per_epoch = iterations_per_epoch(len(data.train_labels), hparams.training.batch_size)
+    trainer = Trainer(
+        pruned,
+        data,
+        # The optimizer knows no dataset size: hand it the schedule in iterations.
+        hparams.training.schedule_in_iterations(per_epoch),
+        strategy,
+        jit_compile=execution.jit_compile,
+        steps_per_execution=execution.steps_per_execution,
+        remask_every_step=remask_every_step,
+    )
+    return Run(pruned, trainer, strategy)
+
+
+def initial_values(hparams: ExperimentHparams, data: ImageDataset, seed: int) -> Snapshot:
+    """The model's untrained variables when built under ``seed`` (random_reinit's fresh start).
+
+    Keys are those of :attr:`PrunedModel.rewindable`: wrapping keeps the layers' variables.
+    """
+    tf_keras.utils.set_random_seed(seed)
+    model = get_model(hparams.model.name).build(data.input_shape, data.num_classes)
+    return snapshot({variable_key(v): v for v in model.variables})

@@ -1,0 +1,199 @@
+"""What a round of IMP, or of a control, starts from: its masks and its start values.
+
+Every round r > 0 trains from the rewind point's iteration k to the end, T (k = 0 for LTH).
+A :class:`Control` decides the two things that differ between IMP and its controls: the masks
+of round r and the values the round starts from. Controls run as branches of an IMP
+experiment (:mod:`lth_tf.branches`), beside it:
+
+``none``           plain IMP: round r-1's trained weights pruned by magnitude, survivors rewound
+                   to the rewind point (theta_k);
+``random_reinit``  the parent's masks, every variable rewound to *fresh* random initial values
+                   (the model's initialisers under seed ``seed + 1 + control_seed``), untrained;
+``random_prune``   random masks with exactly the parent's per-layer counts (nested, seeded by
+                   ``(seed, control_seed, round)``), rewound to the parent's rewind point;
+``lr_rewind``      masks pruned by magnitude from its own trained weights, as IMP does, but the
+                   weights are *not* rewound: training continues from round r-1's trained
+                   weights (masked), with the learning-rate schedule rewound to iteration k and
+                   trained k -> T (Renda et al. 2020; with k = 0, the whole schedule again).
+
+Adding a control is one class here and one registry entry. NumPy only (TensorFlow is imported
+where a control builds a model), so the pipelines check controls before TensorFlow starts.
+
+>>> get_control("random_prune").uses_parent_masks
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lth_tf import io
+from lth_tf.errors import LthError
+from lth_tf.pruning.masks import imp_masks, random_masks
+
+if TYPE_CHECKING:
+    from lth_tf.config import ExperimentHparams
+    from lth_tf.data.sources import ImageDataset
+    from lth_tf.experiment import ExperimentDir
+    from lth_tf.pruning.wrapping import PrunedModel, Snapshot
+
+
+class Control:
+    """Plain IMP (``none``): the base every control changes one thing of."""
+
+    name = "none"
+    # Takes the parent's masks (as they are, or their per-layer counts): the parent must have
+    # pruned as far as the branch runs.
+    uses_parent_masks = False
+    # Starts every round from the branch's own rewind_point.npz, copied from the parent
+    # (random_prune) or made by the control (random_reinit): written before training.
+    needs_parent_rewind_point = False
+
+    @property
+    def is_branch(self) -> bool:
+        return self.name != Control.name
+
+    def masks(
+        self,
+        experiment: ExperimentDir,
+        hparams: ExperimentHparams,
+        pruning_round: int,
+        pruned: PrunedModel,
+    ) -> dict[str, np.ndarray]:
+        """Round ``pruning_round`` (> 0)'s masks: round r-1's trained weights (``one_shot``:
+        round 0's, from all ones) pruned by magnitude to the round's sparsities."""
+        source = 0 if hparams.pruning.one_shot else pruning_round - 1
+        trained = io.read_npz(experiment.weights(source))
+        previous = io.read_npz(experiment.masks(source))
+        weights = {name: trained[name] for name in pruned.weights}
+        return imp_masks(
+            weights, previous, pruned.kinds, pruned.target_sparsities(), hparams.pruning
+        )
+
+    def start_values(self, experiment: ExperimentDir, pruning_round: int) -> Snapshot:
+        """What round ``pruning_round`` (> 0) starts from, before masking: the rewind point."""
+        return io.read_npz(experiment.rewind_point)
+
+    def prepare(
+        self, experiment: ExperimentDir, hparams: ExperimentHparams, data: ImageDataset
+    ) -> None:
+        """Writes what the rounds need before any of them trains (once; nothing for IMP)."""
+
+    def check_analysable(
+        self,
+        experiment: ExperimentDir,
+        hparams: ExperimentHparams,
+        rewind_labels: Sequence[tuple[str, int]],
+        own: int,
+    ) -> None:
+        """Refuses stability analysis at rewind points the rounds did not start from.
+
+        ``rewind_labels`` are (label, iteration) of the points asked for; ``own`` is the
+        experiment's rewind iteration. IMP can be analysed anywhere: every point is a point of
+        its own dense training.
+        """
+
+
+class RandomReinit(Control):
+    name = "random_reinit"
+    uses_parent_masks = True
+
+    def masks(self, experiment, hparams, pruning_round, pruned):
+        return io.read_npz(_parent(experiment, hparams).masks(pruning_round))
+
+    def prepare(self, experiment, hparams, data):
+        if not experiment.rewind_point.exists():
+            from lth_tf.builder import initial_values
+
+            values = initial_values(hparams, data, reinit_seed(hparams))
+            io.write_npz(experiment.rewind_point, values)
+
+    def check_analysable(self, experiment, hparams, rewind_labels, own):
+        _only_own_rewind_point(self, experiment, hparams, rewind_labels, own)
+
+
+class RandomPrune(Control):
+    name = "random_prune"
+    uses_parent_masks = True
+    needs_parent_rewind_point = True
+
+    def masks(self, experiment, hparams, pruning_round, pruned):
+        parent_masks = io.read_npz(_parent(experiment, hparams).masks(pruning_round))
+        previous = io.read_npz(experiment.masks(pruning_round - 1))
+        counts = {name: int(mask.sum()) for name, mask in parent_masks.items()}
+        seed = (hparams.training.seed, hparams.branch.control_seed, pruning_round)
+        return random_masks(previous, counts, np.random.default_rng(seed))
+
+    def prepare(self, experiment, hparams, data):
+        if not experiment.rewind_point.exists():
+            parent = _parent(experiment, hparams)
+            io.write_bytes_atomic(experiment.rewind_point, parent.rewind_point.read_bytes())
+
+    def check_analysable(self, experiment, hparams, rewind_labels, own):
+        _only_own_rewind_point(self, experiment, hparams, rewind_labels, own)
+
+
+class LrRewind(Control):
+    name = "lr_rewind"
+
+    def start_values(self, experiment, pruning_round):
+        return io.read_npz(experiment.weights(pruning_round - 1))
+
+    def check_analysable(self, experiment, hparams, rewind_labels, own):
+        raise LthError(
+            f"{experiment.root} is an lr_rewind branch: its rounds continue from the previous "
+            f"round's trained weights, not from a rewind point; analyse its parent "
+            f"{hparams.branch.parent}"
+        )
+
+
+CONTROLS: dict[str, Control] = {
+    control.name: control for control in (Control(), RandomReinit(), RandomPrune(), LrRewind())
+}
+# What --control accepts: the controls that run as branches.
+BRANCH_CONTROLS = tuple(name for name, control in CONTROLS.items() if control.is_branch)
+
+
+def get_control(name: str) -> Control:
+    """The registered control called ``name``; an unknown name is a user error."""
+    try:
+        return CONTROLS[name]
+    except KeyError:
+        raise LthError(
+            f"--control: unknown control {name!r}; choose one of {', '.join(BRANCH_CONTROLS)}"
+        ) from None
+
+
+def reinit_seed(hparams: ExperimentHparams) -> int:
+    """The seed of random_reinit's fresh initial values: one the parent never used.
+
+    >>> from lth_tf.models import paper_defaults
+    >>> reinit_seed(paper_defaults("lenet300_100"))
+    1
+    """
+    return hparams.training.seed + 1 + hparams.branch.control_seed
+
+
+def _parent(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentDir:
+    from lth_tf.branches import parent_dir
+
+    return parent_dir(experiment, hparams)
+
+
+def _only_own_rewind_point(
+    control: Control,
+    experiment: ExperimentDir,
+    hparams: ExperimentHparams,
+    rewind_labels: Sequence[tuple[str, int]],
+    own: int,
+) -> None:
+    others = [label for label, iteration in rewind_labels if iteration != own]
+    if others:
+        raise LthError(
+            f"{experiment.root} is a {control.name} branch: its rounds start from its own "
+            f"rewind point ({own}it), the only one it can be analysed at (asked for "
+            f"{', '.join(others)}); sweep rewind points on the parent {hparams.branch.parent}"
+        )

@@ -1,0 +1,281 @@
+"""The one training loop, and the callbacks that do everything besides training.
+
+:func:`train` runs compiled chunks of iterations from ``progress.iteration`` to ``stop``. Each
+callback may ask for a chunk to end at an iteration of its choosing (``next_stop``) and sees
+every chunk once it ran (``on_chunk``): evaluation every n iterations, snapshots at given
+iterations (the rewind point), chunk metrics, checkpoints, the progress bar
+(:mod:`lth_tf.monitoring.progress`). IMP rounds (:mod:`lth_tf.imp`) and stability copies
+(:mod:`lth_tf.stability.analysis`) both train with it, and both checkpoint one
+:class:`TrainingProgress` beside the trainer's state.
+
+>>> progress = train(trainer, TrainingProgress(), 1000, [EvaluateEvery(trainer, 100)])
+... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
+from lth_tf.training import Evaluation, RoundObserver, Trainer
+
+# Checkpoint entries that are the progress rather than variables.
+_PROGRESS_KEY = "__progress__"
+_EARLY_STOP_PREFIX = "__early_stop__/"
+# What stability checkpoints held before they shared this format: the iteration alone.
+_OLD_ITERATION_KEY = "__iteration__"
+
+
+@dataclasses.dataclass
+class EarlyStop:
+    """The paper's early-stopping measure: the iteration of minimum validation loss.
+
+    >>> stop = EarlyStop()
+    >>> stop.update(Evaluation(100, 0.5, 0.9, 0.6, 0.88))
+    >>> stop.update(Evaluation(200, 0.7, 0.9, 0.7, 0.9))
+    >>> stop.iteration, stop.test_accuracy
+    (100, 0.88)
+    """
+
+    val_loss: float = math.inf
+    iteration: int = 0
+    test_accuracy: float = math.nan
+
+    def update(self, evaluation: Evaluation) -> None:
+        if evaluation.val_loss < self.val_loss:
+            self.val_loss = evaluation.val_loss
+            self.iteration = evaluation.iteration
+            self.test_accuracy = evaluation.test_accuracy
+
+
+@dataclasses.dataclass
+class TrainingProgress:
+    """Everything besides variables that a checkpoint must hold to resume training exactly.
+
+    ``iteration`` counts from the start of round 0's training (a rewound round starts at its
+    rewind point). ``early_stop_weights`` are the model's weights at the lowest validation loss
+    so far, kept until the round's end measures their test accuracy (see :class:`EvaluateEvery`).
+    """
+
+    iteration: int = 0
+    train_seconds: float = 0.0
+    evaluations: list[Evaluation] = dataclasses.field(default_factory=list)
+    early_stop_weights: Snapshot = dataclasses.field(default_factory=dict)
+
+    @property
+    def early_stop(self) -> EarlyStop:
+        stop = EarlyStop()
+        for evaluation in self.evaluations:
+            stop.update(evaluation)
+        return stop
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The progress as named arrays, to save beside the trainer's state in a checkpoint."""
+        scalars = {
+            "iteration": self.iteration,
+            "train_seconds": self.train_seconds,
+            "evaluations": [dataclasses.asdict(e) for e in self.evaluations],
+        }
+        arrays = {_PROGRESS_KEY: np.array(json.dumps(scalars))}
+        arrays.update({_EARLY_STOP_PREFIX + k: v for k, v in self.early_stop_weights.items()})
+        return arrays
+
+    @classmethod
+    def pop_from(cls, arrays: dict[str, np.ndarray]) -> TrainingProgress:
+        """Takes the progress's entries out of a checkpoint's arrays (the rest is state).
+
+        Stability checkpoints written before this format held ``__iteration__`` alone.
+        """
+        if _PROGRESS_KEY not in arrays:
+            return cls(iteration=int(arrays.pop(_OLD_ITERATION_KEY)))
+        scalars = json.loads(str(arrays.pop(_PROGRESS_KEY)))
+        weights = {
+            key[len(_EARLY_STOP_PREFIX) :]: arrays.pop(key)
+            for key in list(arrays)
+            if key.startswith(_EARLY_STOP_PREFIX)
+        }
+        evaluations = [Evaluation(**item) for item in scalars["evaluations"]]
+        return cls(scalars["iteration"], scalars["train_seconds"], evaluations, weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """Iterations ``start`` to ``stop`` that ran as one compiled call; ``last`` ends training."""
+
+    start: int
+    stop: int
+    loss: float  # mean training loss over the chunk's examples
+    accuracy: float  # mean training accuracy
+    last: bool
+
+
+class Callback:
+    """Does nothing; subclasses override what they need.
+
+    ``next_stop(iteration)`` is the next iteration after ``iteration`` at which the callback
+    wants a chunk to end (``None``: any); ``on_chunk`` runs after every chunk, in the order the
+    callbacks were given.
+    """
+
+    def next_stop(self, iteration: int) -> int | None:
+        return None
+
+    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
+        pass
+
+
+def train(
+    trainer: Trainer,
+    progress: TrainingProgress,
+    stop: int,
+    callbacks: Sequence[Callback] = (),
+    seed: int | None = None,
+) -> TrainingProgress:
+    """Trains from ``progress.iteration`` to ``stop`` on the data order of ``seed``.
+
+    Batch i is the training stream's batch i whatever chunk it falls in, so where chunks end
+    changes nothing about the result. ``seed`` defaults to the hyperparameters' seed.
+    """
+    stream = trainer.batches_from(progress.iteration, seed)
+    batch = trainer.training.batch_size
+    while progress.iteration < stop:
+        start = progress.iteration
+        wanted = [callback.next_stop(start) for callback in callbacks]
+        end = min([stop, start + trainer.steps_per_execution, *(w for w in wanted if w)])
+        began = time.perf_counter()
+        loss_sum, correct = trainer.train_steps(stream, end - start)
+        progress.train_seconds += time.perf_counter() - began
+        progress.iteration = end
+        examples = (end - start) * batch
+        chunk = Chunk(start, end, loss_sum / examples, correct / examples, end == stop)
+        for callback in callbacks:
+            callback.on_chunk(chunk, progress)
+    return progress
+
+
+class SnapshotAt(Callback):
+    """Calls ``action()`` once the model has trained exactly each of ``iterations``."""
+
+    def __init__(self, iterations: Sequence[int], action: Callable[[int], None]):
+        self.iterations = sorted(set(iterations))
+        self.action = action
+
+    def next_stop(self, iteration: int) -> int | None:
+        return next((i for i in self.iterations if i > iteration), None)
+
+    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
+        if chunk.stop in self.iterations:
+            self.action(chunk.stop)
+
+
+class ChunkMetrics(Callback):
+    """Hands every chunk's training loss and accuracy to a :class:`RoundObserver`."""
+
+    def __init__(self, observer: RoundObserver):
+        self.observer = observer
+
+    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
+        self.observer.on_train_chunk(chunk.stop, chunk.loss, chunk.accuracy)
+
+
+class EvaluateEvery(Callback):
+    """Evaluates every ``every`` iterations and at the end of training (the early stop).
+
+    A round reports test accuracy at two iterations only: its last, and its early stop (the
+    minimum of the validation loss). So the validation split is measured at every evaluation,
+    the test split once at the end for the final weights and once for the early-stop weights,
+    which are kept (and checkpointed) until then. Elsewhere an evaluation's test metrics are
+    NaN, unless ``test_every_evaluation``.
+    """
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        every: int,
+        observer: RoundObserver | None = None,
+        test_every_evaluation: bool = False,
+    ):
+        self.trainer = trainer
+        self.every = every
+        self.observer = observer
+        self.test_every_evaluation = test_every_evaluation
+
+    def due(self, chunk: Chunk) -> bool:
+        return chunk.stop % self.every == 0 or chunk.last
+
+    def next_stop(self, iteration: int) -> int | None:
+        return (iteration // self.every + 1) * self.every
+
+    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
+        if self.due(chunk):
+            self._evaluate(progress, chunk.last)
+
+    def _evaluate(self, progress: TrainingProgress, last: bool) -> None:
+        """Appends the evaluation at ``progress.iteration``.
+
+        ``progress.early_stop_weights`` are held exactly while the early stop's test metrics
+        are unmeasured, and they are that early stop's weights.
+        """
+        trainer, observer = self.trainer, self.observer
+        trainer.pruned.apply_masks()
+        evaluation = trainer.evaluate(progress.iteration, test=self.test_every_evaluation or last)
+        if evaluation.val_loss < progress.early_stop.val_loss:
+            # A resume may switch test_every_evaluation on: then this minimum is measured already.
+            measured = not math.isnan(evaluation.test_loss)
+            progress.early_stop_weights = {} if measured else snapshot(trainer.pruned.rewindable)
+        if last and progress.early_stop_weights:
+            iterations = [e.iteration for e in progress.evaluations]
+            index = iterations.index(progress.early_stop.iteration)
+            final_weights = snapshot(trainer.pruned.rewindable)
+            restore(trainer.pruned.rewindable, progress.early_stop_weights)
+            test_loss, test_accuracy = trainer.evaluate_split("test")
+            restore(trainer.pruned.rewindable, final_weights)
+            early = dataclasses.replace(
+                progress.evaluations[index], test_loss=test_loss, test_accuracy=test_accuracy
+            )
+            progress.evaluations[index] = early
+            progress.early_stop_weights = {}
+            # Logged before the final evaluation, so each test tag's steps reach TensorBoard
+            # in order.
+            if observer is not None:
+                observer.on_evaluation(early)
+        progress.evaluations.append(evaluation)
+        if observer is not None:
+            observer.on_evaluation(evaluation)
+
+
+class Checkpoint(Callback):
+    """Saves ``save(progress)`` after chunks ending on a multiple of ``every`` iterations (and
+    the last), or, with ``seconds``, once that long has passed since the last save (never at
+    the end: whoever trains writes the result there instead).
+
+    Put it after the callbacks whose work the checkpoint must hold (evaluations): a resume
+    then never repeats or skips one.
+    """
+
+    def __init__(
+        self,
+        save: Callable[[TrainingProgress], None],
+        every: int | None = None,
+        seconds: float | None = None,
+    ):
+        if (every is None) == (seconds is None):
+            raise ValueError("a checkpoint is taken every n iterations or every n seconds")
+        self.save = save
+        self.every = every
+        self.seconds = seconds
+        self._saved_at = time.monotonic()
+
+    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
+        if self.every is not None:
+            if chunk.stop % self.every == 0 or chunk.last:
+                self.save(progress)
+        elif not chunk.last and time.monotonic() - self._saved_at >= self.seconds:
+            self.save(progress)
+            self._saved_at = time.monotonic()
