@@ -42,6 +42,11 @@ flags.DEFINE_integer("steps_per_execution", 100, "Iterations per compiled call (
 flags.DEFINE_float("remaining", 0.1, "Fraction of weights left for the IMP round (about 0.1).")
 flags.DEFINE_integer("overhead_rounds", 10, "Rounds after round 0 in the overhead run.")
 flags.DEFINE_string("overhead_iterations", "2ep", "Training length per overhead round.")
+flags.DEFINE_string(
+    "overhead_eval_every",
+    None,
+    "Evaluation spacing of the overhead run, e.g. 500it (default: the model's --eval_every=auto).",
+)
 flags.DEFINE_integer("overhead_repeats", 3, "Whole IMP runs timed for the overhead (median).")
 flags.DEFINE_string(
     "only", None, "Comma-separated subset of fit,fit_xla,imp_round,imp_round_remask,overhead."
@@ -232,7 +237,11 @@ def main(argv: list[str]) -> None:
     if "overhead" in only:
         short = dataclasses.replace(
             hparams,
-            training=dataclasses.replace(training, iterations=overhead_iterations),
+            training=dataclasses.replace(
+                training,
+                iterations=overhead_iterations,
+                eval_every=FLAGS.overhead_eval_every or training.eval_every,
+            ),
             pruning=dataclasses.replace(hparams.pruning, rounds=FLAGS.overhead_rounds),
         )
         results["overhead"] = benchmark_overhead(short, data, FLAGS.overhead_repeats)

@@ -19,12 +19,11 @@ from lth_tf.steps import Step, iterations_per_epoch
 LAYER_KINDS = ("conv", "fc", "output")
 OPTIMIZERS = ("adam", "sgd")
 PRUNING_STRATEGIES = ("layerwise", "global")
-# --eval_every=auto: every half epoch, rounded to 100 iterations. Evaluating runs the 5,000
-# validation examples (the 10,000 test examples only where a result needs them), which costs
-# about as much as training on 1,400; half an epoch apart that is about 5% of training time,
-# and the early-stop iteration is still known to half an epoch.
-AUTO_EVAL_EPOCHS = 0.5
-AUTO_EVAL_ROUNDING = 100
+# Training recipes, named after their papers (lth_tf.models.registry holds their numbers):
+# "lth" = Frankle & Carbin 2019 (warmup for the deep nets, reset to iteration 0);
+# "stabilizing" = Frankle et al. 2019/2020, Stabilizing LTH / Linear Mode Connectivity (no
+# warmup, rewind to an early iteration). Only the deep nets have both.
+RECIPES = ("lth", "stabilizing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +81,21 @@ class DatasetHparams:
 
 @dataclasses.dataclass(frozen=True)
 class ModelHparams:
+    """The model and the recipe its defaults came from (:data:`RECIPES`).
+
+    The recipe is recorded so ``hparams.json`` says which paper's settings a run started from;
+    explicit flags may still have changed any of them. Experiments written before recipes
+    existed all ran the LTH paper's, hence the default.
+    """
+
     name: str
+    recipe: str = "lth"
+
+    def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise LthError(
+                f"--recipe: unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +278,41 @@ class BranchHparams:
 
 
 @dataclasses.dataclass(frozen=True)
+class AutoEval:
+    """What ``--eval_every=auto`` means for one model (a registry property).
+
+    Every ``iterations`` iterations when that is set (the LTH paper's 100 for its small nets);
+    otherwise every ``epochs`` of an epoch, rounded to ``rounding`` iterations (at least one
+    ``rounding``).
+
+    >>> AutoEval(iterations=100).every(917)
+    100
+    >>> AutoEval(epochs=0.5).every(430)  # half of a 430-iteration epoch, to 100 iterations
+    200
+    """
+
+    iterations: int = 0
+    epochs: float = 0.0
+    rounding: int = 100
+
+    def __post_init__(self) -> None:
+        if (self.iterations > 0) == (self.epochs > 0):
+            raise ValueError("AutoEval needs exactly one of iterations and epochs")
+
+    def every(self, iterations_per_epoch: int) -> int:
+        if self.iterations:
+            return self.iterations
+        steps = round(iterations_per_epoch * self.epochs / self.rounding)
+        return max(1, steps) * self.rounding
+
+    def describe(self) -> str:
+        """For messages and docs: ``every 100 iterations``, ``every 0.5 epoch, to 100``."""
+        if self.iterations:
+            return f"every {self.iterations} iterations"
+        return f"every {self.epochs:g} epoch, rounded to {self.rounding} iterations"
+
+
+@dataclasses.dataclass(frozen=True)
 class Resolved:
     """Step strings turned into iteration counts for one dataset size."""
 
@@ -324,8 +372,11 @@ class ExperimentHparams:
         per_epoch = iterations_per_epoch(num_train_examples, self.training.batch_size)
         iterations = Step.parse(self.training.iterations, "--iterations").to_iterations(per_epoch)
         if self.training.eval_every == "auto":
-            half_epoch = round(per_epoch * AUTO_EVAL_EPOCHS / AUTO_EVAL_ROUNDING)
-            eval_every = max(1, half_epoch) * AUTO_EVAL_ROUNDING
+            # Per model: the registry says what auto means (lazily imported: the registry
+            # imports this module; neither imports TensorFlow).
+            from lth_tf.models.registry import get_model
+
+            eval_every = get_model(self.model.name).auto_eval.every(per_epoch)
         else:
             eval_every = Step.parse(self.training.eval_every, "--eval_every").to_iterations(
                 per_epoch

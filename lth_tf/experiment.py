@@ -134,6 +134,7 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
                 f"{root} holds an experiment with other hyperparameters ({'; '.join(diffs[:3])}); "
                 "rerun with the same flags to resume, or pick another --experiment_name"
             )
+        _check_eval_spacing(root, hparams, saved.get("resolved"), extra.get("resolved"))
         return experiment
     if root.exists() and any(root.iterdir()):
         raise LthError(
@@ -145,6 +146,28 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
         {"format_version": FORMAT_VERSION, "hparams": hparams.to_dict(), **extra},
     )
     return experiment
+
+
+def _check_eval_spacing(root: Path, hparams: ExperimentHparams, saved: Any, resolved: Any) -> None:
+    """Refuses to resume where the same ``--eval_every`` now means another spacing.
+
+    ``auto`` is per model (:class:`lth_tf.config.AutoEval`); before that it was half an epoch
+    for every model, so an older lenet experiment on MNIST evaluated every 500 iterations
+    under ``auto``, which now means 100. Its later rounds would find their early-stop
+    iteration at another resolution than its first ones.
+    """
+    if not (isinstance(saved, dict) and isinstance(resolved, dict)):
+        return
+    before, now = saved.get("eval_every"), resolved.get("eval_every")
+    if before is None or now is None or before == now:
+        return
+    flag = hparams.training.eval_every
+    why = " (what 'auto' means is per model now)" if flag == "auto" else ""
+    raise LthError(
+        f"{root} evaluated every {before} iterations, but --eval_every={flag} now means every "
+        f"{now}{why}; its rounds would not share one early-stopping resolution: report or "
+        "export it as it is, or run it again under another --experiment_name"
+    )
 
 
 def _differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:

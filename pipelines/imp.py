@@ -1,6 +1,7 @@
 """Find lottery tickets: ``python -m pipelines.imp --model=lenet300_100 --dataset=fashion_mnist``.
 
-Every flag left unset takes the model's paper default. Rerunning the same command resumes.
+Every flag left unset takes the default of the model's recipe (``--recipe``: the paper whose
+settings it follows). Rerunning the same command resumes.
 A control runs as a branch of an experiment:
 ``python -m pipelines.imp --branch_of=runs/EXPERIMENT --control=random_reinit``.
 """
@@ -21,6 +22,14 @@ flags.DEFINE_string(
     "dataset",
     None,
     "mnist, fashion_mnist or cifar10 (default: mnist for lenet300_100, cifar10 for the conv nets).",
+)
+flags.DEFINE_string(
+    "recipe",
+    None,
+    "Whose defaults: lth (Frankle & Carbin 2019: warmup, reset to iteration 0) or stabilizing "
+    "(Frankle et al. 2019/2020: no warmup, rewind to an early iteration). Default: stabilizing "
+    "for resnet20, vgg16, vgg19; lth, the only one, for lenet300_100 and the conv nets. Flags "
+    "set explicitly override the recipe's values.",
 )
 flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
 flags.DEFINE_integer("rounds", None, "Pruning rounds after the dense round 0.")
@@ -50,8 +59,9 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "eval_every",
     None,
-    "Evaluate validation/test every this many iterations (e.g. 500it), or "
-    "'auto' (every half epoch, rounded to 100 iterations).",
+    "Evaluate validation/test every this many iterations (e.g. 500it), or 'auto': every 100 "
+    "iterations (the LTH paper's) for lenet300_100 and the conv nets, every half epoch rounded "
+    "to 100 iterations for resnet20, vgg16, vgg19.",
 )
 flags.DEFINE_integer("seed", None, "Random seed: initialisation and data order.")
 flags.DEFINE_string(
@@ -113,7 +123,8 @@ flags.DEFINE_boolean(
 
 # What a branch may not change: it reruns its parent's hyperparameters.
 PARENT_FLAGS = (
-    *("model", "dataset", "iterations", "batch_size", "learning_rate", "optimizer", "momentum"),
+    *("model", "recipe", "dataset", "iterations", "batch_size", "learning_rate", "optimizer"),
+    "momentum",
     *("rewind", "prune_rates", "block_size", "eval_every", "seed", "pruning", "one_shot"),
     *("weight_decay", "warmup", "lr_drops", "lr_drop_factor", "augment", "output_dir"),
 )
@@ -143,7 +154,7 @@ def branch_hparams_from_flags():
 
 
 def hparams_from_flags():
-    """The experiment's hyperparameters: the model's paper defaults, overridden by set flags."""
+    """The experiment's hyperparameters: the recipe's defaults, overridden by set flags."""
     from lth_tf.config import DatasetHparams, PruneRates
     from lth_tf.data.sources import DATASETS
     from lth_tf.errors import LthError
@@ -159,7 +170,7 @@ def hparams_from_flags():
         raise LthError(
             f"--dataset: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}"
         )
-    hparams = paper_defaults(FLAGS.model, dataset)
+    hparams = paper_defaults(FLAGS.model, dataset, FLAGS.recipe)
     training = {
         key: getattr(FLAGS, key)
         for key in (

@@ -136,15 +136,28 @@ def test_deep_models_build_for_every_dataset_shape(name, shape):
 
 def test_deep_nets_default_to_the_papers_recipe():
     for name in ("resnet20", "vgg16", "vgg19"):
-        hparams = paper_defaults(name)
-        training, pruning = hparams.training, hparams.pruning
-        assert hparams.dataset.name == "cifar10"
-        assert (training.optimizer, training.learning_rate, training.momentum) == ("sgd", 0.1, 0.9)
-        assert training.weight_decay == 1e-4 and training.augment
-        assert training.warmup != "0it" and len(training.lr_drops.split(",")) == 2
-        assert pruning.strategy == "global" and pruning.global_rate == 0.2
-        assert pruning.rates == PruneRates(conv=0.2)  # the output layer stays dense
-        assert 100 <= int(pruning.rewind.removesuffix("it")) <= 5000
+        for recipe in ("lth", "stabilizing"):
+            hparams = paper_defaults(name, recipe=recipe)
+            training, pruning = hparams.training, hparams.pruning
+            assert hparams.dataset.name == "cifar10"
+            assert (training.optimizer, training.learning_rate, training.momentum) == (
+                "sgd",
+                0.1,
+                0.9,
+            )
+            assert training.weight_decay == 1e-4 and training.augment
+            assert len(training.lr_drops.split(",")) == 2
+            assert pruning.strategy == "global" and pruning.global_rate == 0.2
+            assert pruning.rates.conv == 0.2 and pruning.rates.fc == 0
+        # LTH: warmup and reset to 0, the output layer dense; Stabilizing LTH (open_lth's
+        # defaults): no warmup, an early rewind point, resnet20's output layer pruned too.
+        lth, stabilizing = paper_defaults(name, recipe="lth"), paper_defaults(name)
+        assert lth.training.warmup != "0it" and lth.pruning.rewind == "0it"
+        assert lth.pruning.rates == PruneRates(conv=0.2)
+        assert stabilizing.training.warmup == "0it"
+        assert 100 <= int(stabilizing.pruning.rewind.removesuffix("it")) <= 5000
+        output = 0.2 if name == "resnet20" else 0.0
+        assert stabilizing.pruning.rates == PruneRates(conv=0.2, output=output)
     small = paper_defaults("lenet300_100").training
     assert (small.weight_decay, small.warmup, small.lr_drops, small.augment) == (
         0,
@@ -274,7 +287,8 @@ def test_augmentation_is_seeded_resumable_and_only_shifts_and_flips():
 def resnet_run(tmp_path_factory):
     starts, record = start_recorder()
     hparams = with_changes(
-        paper_defaults("resnet20", "cifar10"),
+        # The LTH recipe leaves the output layer dense (the stabilizing one prunes it).
+        paper_defaults("resnet20", "cifar10", recipe="lth"),
         training={"iterations": "6it", "batch_size": 20, "eval_every": "3it", "warmup": "2it"},
         pruning={"rounds": 2, "rewind": "2it"},
     )

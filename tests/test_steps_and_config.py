@@ -50,10 +50,17 @@ def test_resolve_turns_steps_into_iterations_and_refuses_late_rewind():
     )
     resolved = hparams.resolve(55_000)
     assert (resolved.iterations, resolved.rewind_iteration) == (1834, 917)
-    assert resolved.eval_every == 500  # half of a 917-iteration epoch, to 100 iterations
-    assert hparams.resolve(45_000).eval_every == 400  # 750 iterations per epoch
+    assert resolved.eval_every == 100  # auto for lenet: every 100 iterations, the LTH paper's
+    # The deep nets' auto is half an epoch, rounded to 100 iterations.
+    deep = dataclasses.replace(
+        hparams,
+        model=paper_defaults("resnet20").model,
+        training=dataclasses.replace(hparams.training, iterations="2ep"),
+    )
+    assert deep.resolve(55_000).eval_every == 500  # half of a 917-iteration epoch (batch 60)
+    assert deep.resolve(45_000).eval_every == 400  # 750 iterations per epoch
     small = dataclasses.replace(
-        hparams, training=dataclasses.replace(hparams.training, batch_size=1000, iterations="1000")
+        deep, training=dataclasses.replace(deep.training, batch_size=1000, iterations="1000")
     )
     assert small.resolve(45_000).eval_every == 100  # 45 iterations per epoch: the floor
     late = dataclasses.replace(hparams, pruning=dataclasses.replace(hparams.pruning, rewind="3ep"))

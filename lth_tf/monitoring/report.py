@@ -43,9 +43,9 @@ class ExperimentResults:
 def flat_hparams(hparams: dict[str, Any]) -> dict[str, bool | int | float | str]:
     """Hyperparameters under their flag names, one level deep, as legends and HParams show them.
 
-    >>> flat_hparams({"model": {"name": "conv2"}, "training": {"seed": 0},
+    >>> flat_hparams({"model": {"name": "conv2", "recipe": "lth"}, "training": {"seed": 0},
     ...               "pruning": {"rates": {"fc": 0.2}, "rewind": "0it"}})
-    {'model': 'conv2', 'seed': 0, 'prune_rates.fc': 0.2, 'rewind': '0it'}
+    {'model': 'conv2', 'recipe': 'lth', 'seed': 0, 'prune_rates.fc': 0.2, 'rewind': '0it'}
     """
     flat: dict[str, bool | int | float | str] = {}
 
@@ -58,8 +58,9 @@ def flat_hparams(hparams: dict[str, Any]) -> dict[str, bool | int | float | str]
 
     # The top level is the concern (model, training, pruning), which the flags do not name.
     for group, values in hparams.items():
-        if isinstance(values, dict) and set(values) == {"name"}:
+        if isinstance(values, dict) and "name" in values:
             flat[group] = _scalar(values["name"])  # model.name -> model
+            visit({k: v for k, v in values.items() if k != "name"}, "")  # model.recipe -> recipe
         elif isinstance(values, dict):
             visit(values, "")
         else:

@@ -1,0 +1,231 @@
+"""``--recipe``: the LTH paper's and the Stabilizing-LTH papers' defaults; ``--eval_every=auto``
+per model. Flags are parsed in-process; only the refused commands run the pipeline, and one
+test trains a few iterations of resnet20."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import pytest
+
+from conftest import run_pipeline
+from lth_tf import io
+from lth_tf.config import ExperimentHparams, ModelHparams
+from lth_tf.errors import LthError
+from lth_tf.experiment import (
+    FORMAT_VERSION,
+    RESULT_COLUMNS,
+    default_experiment_name,
+    open_experiment,
+)
+from lth_tf.models import get_model, paper_defaults
+
+SMALL_NETS = ("lenet300_100", "conv2", "conv4", "conv6")
+DEEP_NETS = ("resnet20", "vgg16", "vgg19")
+
+
+@pytest.fixture
+def from_flags():
+    """``pipelines.imp``'s hyperparameters for a command line, parsed in this process."""
+    from pipelines import imp as pipeline
+
+    def parse(*argv: str) -> ExperimentHparams:
+        pipeline.FLAGS.unparse_flags()
+        pipeline.FLAGS(["imp", *argv])
+        try:
+            return pipeline.hparams_from_flags()
+        finally:
+            pipeline.FLAGS.unparse_flags()
+
+    return parse
+
+
+def test_resnet20_defaults_to_stabilizing_and_lth_gives_warmup_and_reset(from_flags):
+    default = from_flags("--model=resnet20")
+    assert default.model == ModelHparams("resnet20", "stabilizing")
+    assert (default.training.warmup, default.pruning.rewind) == ("0it", "500it")
+    # open_lth's cifar_resnet.py: batch 128, 160 epochs, drops at epochs 80 and 120.
+    assert (default.training.batch_size, default.training.iterations) == (128, "160ep")
+    assert default.training.lr_drops == "80ep,120ep"
+    assert from_flags("--model=resnet20", "--recipe=stabilizing") == default
+
+    lth = from_flags("--model=resnet20", "--recipe=lth")
+    assert lth.model == ModelHparams("resnet20", "lth")
+    assert (lth.training.warmup, lth.pruning.rewind) == ("20000it", "0it")
+    assert (lth.training.iterations, lth.training.lr_drops) == ("30000it", "20000it,25000it")
+    # What both share: SGD 0.1, momentum 0.9, weight decay 1e-4, global 20% of the convs.
+    for hparams in (default, lth):
+        training = hparams.training
+        assert (training.optimizer, training.learning_rate, training.momentum) == ("sgd", 0.1, 0.9)
+        assert training.weight_decay == 1e-4
+        assert hparams.pruning.strategy == "global" and hparams.pruning.rates.conv == 0.2
+
+
+def test_the_vggs_rewind_to_iteration_1000_by_default(from_flags):
+    for name in ("vgg16", "vgg19"):
+        stabilizing = from_flags(f"--model={name}")
+        assert stabilizing.model.recipe == "stabilizing"
+        assert (stabilizing.training.warmup, stabilizing.pruning.rewind) == ("0it", "1000it")
+        assert stabilizing.training.batch_size == 128
+        lth = from_flags(f"--model={name}", "--recipe=lth")
+        assert (lth.training.warmup, lth.pruning.rewind) == ("10000it", "0it")
+        assert (lth.training.batch_size, lth.training.iterations) == (64, "112000it")
+
+
+def test_explicit_flags_override_the_recipe(from_flags):
+    reset = from_flags("--model=resnet20", "--recipe=stabilizing", "--rewind=0")
+    assert reset.model.recipe == "stabilizing" and reset.pruning.rewind == "0it"
+    assert reset.training.warmup == "0it"  # the rest is still the recipe's
+    no_warmup = from_flags("--model=vgg19", "--recipe=lth", "--warmup=0", "--batch_size=32")
+    assert (no_warmup.training.warmup, no_warmup.training.batch_size) == ("0it", 32)
+    assert no_warmup.training.iterations == "112000it" and no_warmup.pruning.rewind == "0it"
+
+
+def test_small_nets_have_only_the_lth_recipe(from_flags):
+    for name in SMALL_NETS:
+        spec = get_model(name)
+        assert (spec.default_recipe, list(spec.recipes)) == ("lth", ["lth"])
+        assert paper_defaults(name) == paper_defaults(name, recipe="lth")
+        assert paper_defaults(name).model == ModelHparams(name, "lth")
+        with pytest.raises(LthError, match=f"{name} has only the lth recipe"):
+            paper_defaults(name, recipe="stabilizing")
+    assert from_flags("--model=conv6", "--recipe=lth") == from_flags("--model=conv6")
+    with pytest.raises(LthError, match="unknown recipe 'fast'"):
+        from_flags("--model=resnet20", "--recipe=fast")
+    with pytest.raises(LthError, match="unknown recipe 'fast'"):
+        ModelHparams("resnet20", "fast")
+
+
+@pytest.mark.parametrize(
+    "flags, reason",
+    [
+        (["--model=resnet20", "--recipe=nope"], "--recipe: unknown recipe 'nope'"),
+        (
+            ["--model=lenet300_100", "--recipe=stabilizing"],
+            "lenet300_100 has only the lth recipe",
+        ),
+    ],
+    ids=["unknown", "small-net"],
+)
+def test_a_recipe_that_does_not_exist_is_one_line_and_exit_2(flags, reason, tmp_path):
+    result = run_pipeline("pipelines.imp", *flags, f"--output_dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: ") and reason in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not any(tmp_path.iterdir()), "nothing is written for a refused command"
+
+
+def test_auto_eval_every_is_100_iterations_for_the_small_nets_and_coarser_for_deep_ones():
+    # lenet300_100 on Fashion-MNIST: 55,000 training examples, 917 iterations per epoch at
+    # batch 60, where half an epoch would have been 500.
+    lenet = paper_defaults("lenet300_100", "fashion_mnist")
+    assert lenet.training.eval_every == "auto"
+    assert lenet.resolve(55_000).eval_every == 100
+    for name in SMALL_NETS:
+        assert paper_defaults(name, "cifar10").resolve(45_000).eval_every == 100
+    # resnet20 at batch 128: 430 iterations per epoch; half of it to 100 iterations is 200.
+    assert paper_defaults("resnet20", "fashion_mnist").resolve(55_000).eval_every == 200
+    lth = paper_defaults("resnet20", "fashion_mnist", recipe="lth")
+    assert lth.resolve(55_000).eval_every == 200
+    vgg_lth = paper_defaults("vgg19", recipe="lth")  # batch 64: 704 per epoch on CIFAR-10
+    assert vgg_lth.resolve(45_000).eval_every == 400
+    # An explicit spacing is what it says, for every model.
+    explicit = dataclasses.replace(
+        lenet, training=dataclasses.replace(lenet.training, eval_every="1ep")
+    )
+    assert explicit.resolve(55_000).eval_every == 917
+    assert {get_model(n).auto_eval.describe() for n in DEEP_NETS} == {
+        "every 0.5 epoch, rounded to 100 iterations"
+    }
+
+
+def test_an_old_hparams_dict_without_recipe_loads_as_the_lth_recipe(tmp_path):
+    hparams = paper_defaults("lenet300_100", "mnist")
+    old = hparams.to_dict()
+    assert old["model"] == {"name": "lenet300_100", "recipe": "lth"}
+    del old["model"]["recipe"]
+    assert ExperimentHparams.from_dict(old) == hparams
+    io.write_json(
+        tmp_path / "hparams.json",
+        {"format_version": FORMAT_VERSION, "hparams": old, "resolved": {"eval_every": 100}},
+    )
+    assert open_experiment(tmp_path, hparams, {"resolved": {"eval_every": 100}}).root == tmp_path
+    # An old resnet20 directory was LTH-labelled too, whatever its rewind point.
+    deep = paper_defaults("resnet20").to_dict()
+    del deep["model"]["recipe"]
+    assert ExperimentHparams.from_dict(deep).model == ModelHparams("resnet20", "lth")
+
+
+def test_hparams_json_records_the_recipe_and_names_keep_their_hash(tmp_path):
+    stabilizing = paper_defaults("resnet20", "fashion_mnist")
+    open_experiment(tmp_path / "e", stabilizing, {})
+    saved = io.read_json(tmp_path / "e" / "hparams.json")["hparams"]
+    assert saved["model"] == {"name": "resnet20", "recipe": "stabilizing"}
+    assert ExperimentHparams.from_dict(saved) == stabilizing
+
+    # The name hashes only what differs from the defaults: a small net's default run hashes
+    # nothing, as before recipes existed, so its old experiment directories keep their names.
+    lenet = paper_defaults("lenet300_100", "fashion_mnist")
+    old = lenet.to_dict()
+    del old["model"]["recipe"]
+    written_before = ExperimentHparams.from_dict(old)
+    nothing = hashlib.sha256(b"{}").hexdigest()[:8]
+    assert default_experiment_name(written_before, lenet) == f"lenet300_100-fashion_mnist-{nothing}"
+    seed = dataclasses.replace(written_before, training=dataclasses.replace(lenet.training, seed=1))
+    assert seed.short_hash(lenet) == hashlib.sha256(b'{"training.seed": 1}').hexdigest()[:8]
+    # The other recipe of a deep net is another experiment.
+    lth = paper_defaults("resnet20", "fashion_mnist", recipe="lth")
+    assert lth.short_hash(stabilizing) != stabilizing.short_hash(stabilizing)
+
+
+def test_a_resume_whose_auto_spacing_changed_is_refused(tmp_path):
+    hparams = paper_defaults("lenet300_100", "mnist")
+    io.write_json(
+        tmp_path / "hparams.json",
+        {
+            "format_version": FORMAT_VERSION,
+            "hparams": hparams.to_dict(),
+            "resolved": {"eval_every": 500},  # what auto meant for lenet before
+        },
+    )
+    with pytest.raises(LthError, match="evaluated every 500 iterations.*now means every 100"):
+        open_experiment(tmp_path, hparams, {"resolved": {"eval_every": 100}})
+
+
+def test_a_branch_takes_its_parents_recipe(tmp_path, from_flags):
+    from lth_tf.branches import branch_of
+
+    parent = tmp_path / "resnet-lth"
+    hparams = paper_defaults("resnet20", "fashion_mnist", recipe="lth")
+    open_experiment(parent, hparams, {})
+    io.write_npz(parent / "round_00" / "weights.npz", {})
+    io.write_csv(parent / "results.csv", [{"round": 0}], RESULT_COLUMNS)
+    branch, _, name = branch_of(parent, "lr_rewind")
+    assert name == "resnet-lth-lr_rewind"
+    assert branch.model == ModelHparams("resnet20", "lth") and branch.pruning.rewind == "0it"
+    with pytest.raises(LthError, match="--recipe cannot be set with --branch_of"):
+        from_flags(f"--branch_of={parent}", "--control=lr_rewind", "--recipe=stabilizing")
+
+
+def test_resnet20s_stabilizing_recipe_pools_the_output_layer_with_the_convs(tmp_path):
+    # open_lth's cifar_resnet.py prunes every conv and linear weight globally; the LTH recipe
+    # (and both VGG recipes) leave the output layer dense.
+    from conftest import tiny_dataset
+    from lth_tf.imp import RunOptions, run_imp
+
+    base = paper_defaults("resnet20", "cifar10")
+    hparams = dataclasses.replace(
+        base,
+        training=dataclasses.replace(base.training, iterations="4it", batch_size=20),
+        pruning=dataclasses.replace(base.pruning, rounds=1, rewind="2it"),
+    )
+    data = tiny_dataset(train=60, val=20, test=20, shape=(16, 16, 3))
+    experiment = run_imp(hparams, tmp_path, "r", RunOptions(show_progress=False), data=data)
+    masks = io.read_npz(experiment.masks(1))
+    total = sum(mask.size for mask in masks.values())
+    assert total == 270_256 + 64 * 10  # every conv kernel and the output kernel are pooled
+    assert sum(int(mask.sum()) for mask in masks.values()) == round(total * 0.8)
+    row = experiment.read_results()[1]
+    assert float(row["percent_remaining"]) == pytest.approx(80.0, abs=1e-3)
