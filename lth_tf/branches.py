@@ -21,7 +21,12 @@ from lth_tf import io
 from lth_tf.config import BranchHparams, ExperimentHparams
 from lth_tf.controls import BRANCH_CONTROLS, get_control
 from lth_tf.errors import LthError
-from lth_tf.experiment import FORMAT_VERSION, RESULT_COLUMNS, ExperimentDir
+from lth_tf.experiment import (
+    FORMAT_VERSION,
+    RESULT_COLUMNS,
+    ExperimentDir,
+    check_rounds_semantics,
+)
 
 
 def read_parent(path: str | Path) -> tuple[ExperimentDir, ExperimentHparams]:
@@ -98,8 +103,10 @@ def parent_dir(experiment: ExperimentDir, hparams: ExperimentHparams) -> Experim
 
 
 def check_parent(parent: ExperimentDir, hparams: ExperimentHparams) -> None:
-    """Refuses a parent that is not this branch's, or has not got as far as the branch needs."""
+    """Refuses a parent that is not this branch's, or has not got as far as the branch needs,
+    or whose rewound rounds trained the old way (its rounds and the branch's would differ)."""
     _, parent_hparams = read_parent(parent.root)
+    check_rounds_semantics(parent, io.read_json(parent.hparams))
     same = dataclasses.replace(
         hparams,
         pruning=dataclasses.replace(hparams.pruning, rounds=parent_hparams.pruning.rounds),

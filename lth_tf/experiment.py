@@ -34,6 +34,10 @@ RESULT_COLUMNS = [
     "train_seconds",
 ]
 FORMAT_VERSION = 1
+# In hparams.json: how rounds after round 0 train. Directories without it were written when a
+# round rewound to k trained all T iterations again, from the schedule's start.
+ROUNDS_KEY = "rounds_train"
+ROUNDS_FROM_REWIND_POINT = "from the rewind point k to T"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +139,9 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
                 "rerun with the same flags to resume, or pick another --experiment_name"
             )
         _check_eval_spacing(root, hparams, saved.get("resolved"), extra.get("resolved"))
+        if saved.get(ROUNDS_KEY) != ROUNDS_FROM_REWIND_POINT:
+            check_rounds_semantics(experiment, saved)
+            io.write_json(experiment.hparams, {**saved, ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT})
         return experiment
     if root.exists() and any(root.iterdir()):
         raise LthError(
@@ -143,9 +150,40 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
         )
     io.write_json(
         experiment.hparams,
-        {"format_version": FORMAT_VERSION, "hparams": hparams.to_dict(), **extra},
+        {
+            "format_version": FORMAT_VERSION,
+            "hparams": hparams.to_dict(),
+            ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT,
+            **extra,
+        },
     )
     return experiment
+
+
+def check_rounds_semantics(experiment: ExperimentDir, saved: dict[str, Any]) -> None:
+    """Refuses to resume or extend a directory whose rewound rounds trained the old way.
+
+    Before rounds trained k -> T, a round rewound to iteration k > 0 trained all T iterations
+    with the schedule and data order restarted. Such rounds stay valid to export and report,
+    but more rounds now would mix two procedures in one experiment. With k = 0, or before any
+    rewound round trained, the two are the same.
+    """
+    if saved.get(ROUNDS_KEY) == ROUNDS_FROM_REWIND_POINT:
+        return
+    rewind = int(saved.get("resolved", {}).get("rewind_iteration", 0))
+    rounds = [int(row["round"]) for row in experiment.read_results()]
+    started = [r for r in rounds if r > 0] or [
+        r
+        for r in range(1, int(saved.get("hparams", {}).get("pruning", {}).get("rounds", 0)) + 1)
+        if experiment.checkpoint(r).exists() or experiment.weights(r).exists()
+    ]
+    if rewind > 0 and started:
+        raise LthError(
+            f"{experiment.root} was trained by an older lth_tf whose rounds after round 0 "
+            f"trained all iterations from the rewind point ({rewind}it) with the schedule and "
+            "data restarted; rounds now train from iteration k to the end, as the papers do. "
+            "It still exports and reports; to continue, start a new --experiment_name"
+        )
 
 
 def _check_eval_spacing(root: Path, hparams: ExperimentHparams, saved: Any, resolved: Any) -> None:

@@ -102,8 +102,14 @@ class ImpObserver:
 
 
 def round_start(resolved: Resolved, pruning_round: int) -> int:
-    """The iteration round ``pruning_round`` starts training at."""
-    return 0
+    """The iteration round ``pruning_round`` starts training at: 0 for the dense round, the
+    rewind point k for every later one (of IMP and of every control), which then trains k -> T
+    (Frankle et al. 2020; open_lth trains every level from its ``start_step``).
+
+    >>> round_start(Resolved(1000, 100, 200, 917), 3)
+    200
+    """
+    return 0 if pruning_round == 0 else resolved.rewind_iteration
 
 
 def run_imp(
@@ -335,7 +341,8 @@ class _Rounds:
             "early_stop_iteration": stop.iteration,
             "early_stop_test_accuracy": stop.test_accuracy,
             "val_loss_min": stop.val_loss,
-            "iterations": self.resolved.iterations,
+            # Iterations trained: T - k for a round rewound to k.
+            "iterations": self.resolved.iterations - round_start(self.resolved, pruning_round),
             "train_seconds": round(progress.train_seconds, 3),
         }
         rows = [r for r in experiment.read_results() if int(r["round"]) != pruning_round]

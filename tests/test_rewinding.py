@@ -1,0 +1,182 @@
+"""Rewinding as the papers define it: a round rewound to iteration k trains k -> T."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_pipeline, tiny_dataset
+from lth_tf import io
+from lth_tf.config import ExperimentHparams, PruneRates, TrainingHparams
+from lth_tf.errors import LthError
+from lth_tf.experiment import ROUNDS_KEY, ExperimentDir
+from lth_tf.imp import ImpObserver, RunOptions, run_imp
+from lth_tf.lr_schedule import WarmupStepDecay
+from lth_tf.models import paper_defaults
+from lth_tf.training import make_optimizer
+
+QUIET = RunOptions(show_progress=False, steps_per_execution=7)
+
+
+def lenet(rounds=1, rewind="12it", iterations="30it", **training) -> ExperimentHparams:
+    base = paper_defaults("lenet300_100", "mnist")
+    return dataclasses.replace(
+        base,
+        training=dataclasses.replace(
+            base.training, iterations=iterations, eval_every="10it", **training
+        ),
+        pruning=dataclasses.replace(base.pruning, rounds=rounds, rewind=rewind),
+    )
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dataset()
+
+
+# Plain SGD (no slots), nothing pruned: round 1 is round 0's training from k on.
+SCHEDULES = {
+    "constant": {},
+    # Warmup ends and the rate drops on either side of k = 12.
+    "warmup_and_drops": {"warmup": "8it", "lr_drops": "10it,20it"},
+}
+
+
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_an_unpruned_rewound_round_is_round_0_from_k_on_bit_for_bit(tmp_path, data, schedule):
+    hparams = lenet(optimizer="sgd", learning_rate=0.05, momentum=0.0, **SCHEDULES[schedule])
+    hparams = dataclasses.replace(
+        hparams, pruning=dataclasses.replace(hparams.pruning, rates=PruneRates())
+    )
+    experiment = run_imp(hparams, tmp_path, "e", QUIET, data=data)
+    dense, rewound = io.read_npz(experiment.weights(0)), io.read_npz(experiment.weights(1))
+    assert dense.keys() == rewound.keys()
+    for name in dense:
+        np.testing.assert_array_equal(rewound[name], dense[name], err_msg=name)
+    # And not trivially: the rewind point is not the end of training.
+    point = io.read_npz(experiment.rewind_point)
+    assert not np.array_equal(point["fc1/kernel"], dense["fc1/kernel"])
+    # The evaluations the two rounds share are the same numbers too.
+    first = {int(r["iteration"]): r for r in io.read_csv(experiment.evaluations(0))}
+    second = io.read_csv(experiment.evaluations(1))
+    for row in second:
+        assert row["val_loss"] == first[int(row["iteration"])]["val_loss"]
+
+
+def test_a_rewound_round_trains_t_minus_k_iterations_and_counts_globally(tmp_path, data):
+    experiment = run_imp(lenet(rounds=2), tmp_path, "e", QUIET, data=data)
+    rows = experiment.read_results()
+    assert [int(r["iterations"]) for r in rows] == [30, 18, 18]
+    assert [int(r["iteration"]) for r in io.read_csv(experiment.evaluations(0))] == [10, 20, 30]
+    for pruning_round in (1, 2):
+        evaluations = io.read_csv(experiment.evaluations(pruning_round))
+        iterations = [int(r["iteration"]) for r in evaluations]
+        assert iterations == [20, 30]  # the first evaluation after k = 12, on the global grid
+        assert int(rows[pruning_round]["early_stop_iteration"]) in (20, 30)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_first_step_of_a_rewound_round_uses_the_schedules_rate_at_k(optimizer):
+    training = TrainingHparams(optimizer, learning_rate=0.1, warmup="10it", lr_drops="20it")
+    schedule = WarmupStepDecay(0.1, warmup=10, drops=[20], factor=0.1)
+    start = tf.Variable(0, dtype=tf.int64)
+    for k in (0, 5, 12, 25):
+        start.assign(k)
+        # A fresh optimizer, as a round gets: its own step counter at 0 (Adam's bias
+        # correction starts over), the schedule at k.
+        weight = tf.Variable([0.0])
+        step = make_optimizer(training, start)
+        step.apply_gradients([(tf.constant([1.0]), weight)])
+        assert int(step.iterations) == 1
+        # SGD moves by the rate; Adam's first step, bias-corrected, by the rate too.
+        assert -float(weight[0]) == pytest.approx(float(schedule(k)), rel=1e-5)
+
+
+class _KillInRound1(ImpObserver):
+    """Interrupts round 1 right after its evaluation at iteration 20 (checkpoint saved)."""
+
+    def watch_round(self, pruning_round):
+        outer = self
+
+        class Watch:
+            def on_train_chunk(self, iteration, loss, accuracy):
+                if pruning_round == 1 and iteration > 20 and outer.armed:
+                    raise KeyboardInterrupt
+
+            def on_evaluation(self, evaluation):
+                pass
+
+        return Watch()
+
+    armed = True
+
+
+def test_a_rewound_round_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path, data):
+    hparams = lenet(rounds=1, optimizer="sgd", learning_rate=0.05, momentum=0.9, warmup="15it")
+    whole = run_imp(hparams, tmp_path, "whole", QUIET, data=data)
+    with pytest.raises(KeyboardInterrupt):
+        run_imp(hparams, tmp_path, "killed", QUIET, data=data, observer=_KillInRound1())
+    killed = ExperimentDir(tmp_path / "killed")
+    assert killed.checkpoint(1).exists() and not killed.weights(1).exists()
+    run_imp(hparams, tmp_path, "killed", QUIET, data=data)
+    expected, resumed = io.read_npz(whole.weights(1)), io.read_npz(killed.weights(1))
+    for name in expected:
+        np.testing.assert_array_equal(resumed[name], expected[name], err_msg=name)
+    assert io.read_csv(killed.evaluations(1)) == io.read_csv(whole.evaluations(1))
+
+
+def _as_old_lth_tf(experiment: ExperimentDir) -> None:
+    saved = io.read_json(experiment.hparams)
+    del saved[ROUNDS_KEY]
+    io.write_json(experiment.hparams, saved)
+
+
+def test_an_experiment_whose_rewound_rounds_trained_the_old_way_is_refused(tmp_path, data):
+    hparams = lenet(rounds=1)
+    experiment = run_imp(hparams, tmp_path, "old", QUIET, data=data)
+    _as_old_lth_tf(experiment)
+    with pytest.raises(LthError, match="older lth_tf.*new --experiment_name"):
+        run_imp(hparams, tmp_path, "old", QUIET, data=data)
+    # A branch of it would train its rounds unlike the parent's.
+    from lth_tf.branches import branch_of
+
+    with pytest.raises(LthError, match="older lth_tf"):
+        branch_of(experiment.root, "random_prune")
+
+
+def test_the_refusal_is_one_line_on_the_command_line(tmp_path, idx_dir):
+    flags = [
+        "--model=lenet300_100",
+        "--dataset=mnist",
+        f"--data_dir={idx_dir}",
+        f"--output_dir={tmp_path}",
+        "--experiment_name=old",
+        "--rounds=1",
+        "--iterations=30",
+        "--eval_every=10",
+        "--rewind=12",
+        "--noprogress",
+        "--notensorboard",
+    ]
+    assert run_pipeline("pipelines.imp", *flags).returncode == 0
+    _as_old_lth_tf(ExperimentDir(tmp_path / "old"))
+    result = run_pipeline("pipelines.imp", *flags)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "older lth_tf" in lines[0], result.stderr
+
+
+def test_an_old_experiment_without_rewound_rounds_resumes_and_is_marked(tmp_path, data):
+    # Rewind 0 trains the same either way: nothing to refuse.
+    hparams = lenet(rounds=2, rewind="0it")
+    experiment = run_imp(hparams, tmp_path, "reset", QUIET, data=data)
+    _as_old_lth_tf(experiment)
+    # As if killed during round 2: its row and weights are not there yet.
+    rows = experiment.read_results()[:2]
+    io.write_csv(experiment.results, rows, list(rows[0]))
+    experiment.weights(2).unlink()
+    run_imp(hparams, tmp_path, "reset", QUIET, data=data)
+    assert ROUNDS_KEY in json.loads(experiment.hparams.read_text())
+    assert len(experiment.read_results()) == 3
