@@ -44,6 +44,7 @@ from lth_tf.loop import (
     EvaluateEvery,
     SnapshotAt,
     TrainingProgress,
+    resume,
     train,
 )
 from lth_tf.models import paper_defaults
@@ -257,11 +258,8 @@ class _Rounds:
         pruned.set_round(pruning_round)
         masks = self.masks(pruning_round)
         start = round_start(resolved, pruning_round)
-        checkpoint_path = experiment.checkpoint(pruning_round)
-        if checkpoint_path.exists():
-            state = io.read_npz(checkpoint_path)
-            progress = TrainingProgress.pop_from(state)
-            trainer.load_state(state)
+        progress = resume(experiment.checkpoint(pruning_round), trainer)
+        if progress is not None:
             log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
         else:
             pruned.set_masks(masks)

@@ -19,9 +19,11 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from lth_tf import io
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
 from lth_tf.training import Evaluation, RoundObserver, Trainer
 
@@ -102,6 +104,17 @@ class TrainingProgress:
         }
         evaluations = [Evaluation(**item) for item in scalars["evaluations"]]
         return cls(scalars["iteration"], scalars["train_seconds"], evaluations, weights)
+
+
+def resume(checkpoint: Path, trainer: Trainer) -> TrainingProgress | None:
+    """Restores the trainer's state from ``checkpoint`` and returns its progress (``None``, and
+    nothing restored, when there is no checkpoint)."""
+    if not checkpoint.exists():
+        return None
+    state = io.read_npz(checkpoint)
+    progress = TrainingProgress.pop_from(state)
+    trainer.load_state(state)
+    return progress
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,8 +91,9 @@ def monitored(tmp_path_factory, data) -> ExperimentDir:
 
 
 class _StopAt(TensorBoardMonitor):
-    """Interrupts round 1 right after its evaluation at iteration 20 is logged, before the
-    checkpoint is saved: the resume retrains 10..30 and must not log anything twice."""
+    """Interrupts round 1 (iterations 10 to 30) right after its evaluation at iteration 30 is
+    logged, before the checkpoint is saved: the resume retrains 20..30 from the checkpoint at 20
+    and must not log anything twice."""
 
     def watch_round(self, pruning_round):
         round_log = super().watch_round(pruning_round)
@@ -101,7 +102,7 @@ class _StopAt(TensorBoardMonitor):
 
             def on_evaluation(evaluation):
                 logged(evaluation)
-                if evaluation.iteration == 20:
+                if evaluation.iteration == 30:
                     raise KeyboardInterrupt
 
             round_log.on_evaluation = on_evaluation
@@ -125,7 +126,9 @@ def test_every_round_logs_training_and_evaluations_against_the_iteration(monitor
     assert runs == ["layers", "round_00", "round_01", "round_02", "summary"]
     for pruning_round in range(3):
         run = read_run(tensorboard_dir(monitored) / f"round_{pruning_round:02d}")
-        assert steps(run["train/loss"]) == steps(run["train/accuracy"]) == [5, 10, 15, 20, 25, 30]
+        # Global iterations: rounds after round 0 train from the rewind point, 10, to 30.
+        chunks = [5, 10, 15, 20, 25, 30] if pruning_round == 0 else [15, 20, 25, 30]
+        assert steps(run["train/loss"]) == steps(run["train/accuracy"]) == chunks
         assert all(0 < v < 10 for v in values(run["train/loss"]))
         assert all(0 <= v <= 1 for v in values(run["train/accuracy"]))
         evaluations = io.read_csv(monitored.evaluations(pruning_round))
@@ -140,7 +143,7 @@ def test_every_round_logs_training_and_evaluations_against_the_iteration(monitor
             assert steps(run[tag]) == [int(e["iteration"]) for e in measured]
             expected = [float(e[column]) for e in measured]
             assert values(run[tag]) == pytest.approx(expected, rel=1e-6), tag
-        assert steps(run["val/loss"]) == [10, 20, 30]
+        assert steps(run["val/loss"]) == ([10, 20, 30] if pruning_round == 0 else [20, 30])
         assert steps(run["test/loss"])[-1] == 30
 
 

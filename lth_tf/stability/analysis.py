@@ -40,7 +40,7 @@ from lth_tf.builder import Execution, build_run
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
-from lth_tf.loop import Callback, Checkpoint, SnapshotAt, TrainingProgress, train
+from lth_tf.loop import Callback, Checkpoint, SnapshotAt, TrainingProgress, resume, train
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
 from lth_tf.stability import figures, summaries
 from lth_tf.stability.plan import (
@@ -348,13 +348,11 @@ class StabilitySession:
         """Trains from ``start`` (or a checkpoint) to ``stop`` on the data order of ``seed``,
         with ``callbacks`` and a checkpoint every ``checkpoint_seconds``."""
         trainer = self.trainer
-        progress = TrainingProgress(iteration=start)
-        if checkpoint.exists():
-            state = io.read_npz(checkpoint)
-            progress = TrainingProgress.pop_from(state)
-            trainer.load_state(state)
+        progress = resume(checkpoint, trainer)
+        if progress is not None:
             log.info("%s: resumes at iteration %d", title, progress.iteration)
         else:
+            progress = TrainingProgress(iteration=start)
             log.info("%s", title)
         callbacks = [
             *callbacks,
