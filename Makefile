@@ -10,7 +10,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@# A newer pip is nice to have, not needed: a flaky index answer must not fail the setup.
+	$(BIN)/pip install --quiet --upgrade pip || echo "pip upgrade failed; keeping the venv's pip"
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
