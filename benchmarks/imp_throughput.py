@@ -103,13 +103,13 @@ def benchmark_imp_round(spec, data, hparams, steps, repeats, remask: bool) -> di
     from lth_tf.pruning.masks import layerwise_masks, percent_remaining
 
     # The network and trainer exactly as an IMP run builds them (weight decay included).
-    run = build_run(
+    built = build_run(
         hparams,
         data,
         execution=Execution(jit_compile=True, steps_per_execution=FLAGS.steps_per_execution),
         remask_every_step=remask,
     )
-    pruned, trainer = run.pruned, run.trainer
+    pruned, trainer = built.pruned, built.trainer
     # The round whose fc sparsity leaves about --remaining of the weights.
     rate = hparams.pruning.rates.fc or hparams.pruning.rates.conv
     pruned.set_round(round(math.log(FLAGS.remaining) / math.log(1 - rate)))
@@ -151,7 +151,7 @@ def benchmark_overhead(hparams, data, repeats) -> dict:
                 observer=TensorBoardMonitor(),
             )
             wall = time.perf_counter() - began
-            train = sum(float(row["train_seconds"]) for row in experiment.read_results())
+            train = sum(row.train_seconds for row in experiment.read_results())
         walls.append(wall)
         trains.append(train)
         ratios.append(wall / train)

@@ -21,12 +21,7 @@ from lth_tf import io
 from lth_tf.config import BranchHparams, ExperimentHparams
 from lth_tf.controls import BRANCH_CONTROLS, get_control
 from lth_tf.errors import LthError
-from lth_tf.experiment import (
-    FORMAT_VERSION,
-    RESULT_COLUMNS,
-    ExperimentDir,
-    check_rounds_semantics,
-)
+from lth_tf.experiment import ExperimentDir, check_rounds_semantics, read_saved
 
 
 def read_parent(path: str | Path) -> tuple[ExperimentDir, ExperimentHparams]:
@@ -34,17 +29,7 @@ def read_parent(path: str | Path) -> tuple[ExperimentDir, ExperimentHparams]:
     parent = ExperimentDir(Path(path))
     if not parent.root.is_dir():
         raise LthError(f"--branch_of: {path} is not a directory; give an experiment directory")
-    try:
-        saved = io.read_json(parent.hparams)
-        hparams = ExperimentHparams.from_dict(saved["hparams"])
-    except FileNotFoundError:
-        raise LthError(
-            f"--branch_of: {path} is not an lth_tf experiment (no hparams.json)"
-        ) from None
-    except (ValueError, KeyError, TypeError, LthError):
-        raise LthError(f"--branch_of: {parent.hparams} is not an lth_tf hparams file") from None
-    if saved.get("format_version") != FORMAT_VERSION:
-        raise LthError(f"--branch_of: {path} was written by another lth_tf version")
+    hparams = read_saved(parent, "--branch_of: ").hparams
     if hparams.is_branch:
         raise LthError(
             f"--branch_of: {path} is itself a branch ({hparams.branch.control} of "
@@ -106,7 +91,7 @@ def check_parent(parent: ExperimentDir, hparams: ExperimentHparams) -> None:
     """Refuses a parent that is not this branch's, or has not got as far as the branch needs,
     or whose rewound rounds trained the old way (its rounds and the branch's would differ)."""
     _, parent_hparams = read_parent(parent.root)
-    check_rounds_semantics(parent, io.read_json(parent.hparams))
+    check_rounds_semantics(parent, read_saved(parent, "--branch_of: "), for_more_rounds=True)
     same = dataclasses.replace(
         hparams,
         pruning=dataclasses.replace(hparams.pruning, rounds=parent_hparams.pruning.rounds),
@@ -147,6 +132,4 @@ def start_branch(experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
         for path in (parent.masks(0), parent.evaluations(0), parent.weights(0)):
             target = experiment.root / path.relative_to(parent.root)
             io.write_bytes_atomic(target, path.read_bytes())
-        row = next(r for r in parent.read_results() if int(r["round"]) == 0)
-        rows = [r for r in experiment.read_results() if int(r["round"]) != 0]
-        io.write_csv(experiment.results, [row, *rows], RESULT_COLUMNS)
+        experiment.write_result(next(r for r in parent.read_results() if r.round == 0))

@@ -43,11 +43,10 @@ class Execution:
 
 @dataclasses.dataclass
 class Run:
-    """A built run: the wrapped network and the trainer that trains it, under ``strategy``."""
+    """A built run: the wrapped network and the trainer that trains it (``trainer.strategy``)."""
 
     pruned: PrunedModel
     trainer: Trainer
-    strategy: tf.distribute.Strategy
 
 
 def build_network(
@@ -96,7 +95,7 @@ def build_run(
         steps_per_execution=execution.steps_per_execution,
         remask_every_step=remask_every_step,
     )
-    return Run(pruned, trainer, strategy)
+    return Run(pruned, trainer)
 
 
 def initial_values(hparams: ExperimentHparams, data: ImageDataset, seed: int) -> Snapshot:

@@ -387,6 +387,11 @@ class ExperimentHparams:
                 f"--rewind={self.pruning.rewind} is iteration {rewind}, past the end of round 0 "
                 f"({iterations} iterations); choose a rewind point within training"
             )
+        if rewind == iterations and self.pruning.rounds > 0:
+            raise LthError(
+                f"--rewind={self.pruning.rewind} is the end of round 0 (iteration {iterations}): "
+                "rounds rewound there would train nothing; choose a rewind point before the end"
+            )
         schedule = self.training.schedule_in_iterations(per_epoch)
         return Resolved(
             iterations=iterations,

@@ -21,23 +21,58 @@ from lth_tf import io
 from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
 
-RESULT_COLUMNS = [
-    "round",
-    "percent_remaining",
-    "weights_remaining",
-    "test_accuracy",
-    "test_loss",
-    "early_stop_iteration",
-    "early_stop_test_accuracy",
-    "val_loss_min",
-    "iterations",
-    "train_seconds",
-]
+
+@dataclasses.dataclass(frozen=True)
+class RoundResult:
+    """One row of ``results.csv``: what a finished round measured.
+
+    ``iterations`` is what the round trained (T - k for a round rewound to k).
+
+    >>> row = {"round": "2", "percent_remaining": "64.06", "weights_remaining": "170600",
+    ...        "test_accuracy": "0.8557", "test_loss": "0.41", "early_stop_iteration": "900",
+    ...        "early_stop_test_accuracy": "0.8593", "val_loss_min": "0.39",
+    ...        "iterations": "1000", "train_seconds": "1.5"}
+    >>> RoundResult.from_row(row).early_stop_iteration
+    900
+    """
+
+    round: int
+    percent_remaining: float
+    weights_remaining: int
+    test_accuracy: float
+    test_loss: float
+    early_stop_iteration: int
+    early_stop_test_accuracy: float
+    val_loss_min: float
+    iterations: int
+    train_seconds: float
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> RoundResult:
+        """Parses a CSV row; a missing or malformed column is an LthError naming it."""
+        values = {}
+        for field in dataclasses.fields(cls):
+            convert = int if field.type in ("int", int) else float
+            try:
+                values[field.name] = convert(float(row[field.name]))
+            except (KeyError, TypeError, ValueError):
+                raise LthError(
+                    f"bad or missing {field.name!r} in the results row of round "
+                    f"{row.get('round')!r}"
+                ) from None
+        return cls(**values)
+
+    def to_row(self) -> dict[str, int | float]:
+        return dataclasses.asdict(self)
+
+
+RESULT_COLUMNS = [field.name for field in dataclasses.fields(RoundResult)]
 FORMAT_VERSION = 1
 # In hparams.json: how rounds after round 0 train. Directories without it were written when a
 # round rewound to k trained all T iterations again, from the schedule's start.
-ROUNDS_KEY = "rounds_train"
-ROUNDS_FROM_REWIND_POINT = "from the rewind point k to T"
+# Written as true by every lth_tf whose rounds train k -> T.
+ROUNDS_KEY = "rounds_train_from_rewind_point"
+ROUNDS_FROM_REWIND_POINT = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,21 +125,72 @@ class ExperimentDir:
         sessions = io.read_json(self.sessions) if self.sessions.exists() else []
         io.write_json(self.sessions, [*sessions, session])
 
-    def read_results(self) -> list[dict[str, str]]:
-        return io.read_csv(self.results) if self.results.exists() else []
+    def read_results(self) -> list[RoundResult]:
+        """Every results row, in round order; a damaged file is an LthError saying which."""
+        if not self.results.exists():
+            return []
+        try:
+            rows = [RoundResult.from_row(row) for row in io.read_csv(self.results)]
+        except LthError as error:
+            raise LthError(f"{self.results} is not an lth_tf results file ({error})") from None
+        return sorted(rows, key=lambda result: result.round)
+
+    def write_result(self, result: RoundResult) -> None:
+        """Adds (or replaces) the row of ``result.round`` in results.csv, atomically."""
+        rows = [r for r in self.read_results() if r.round != result.round] + [result]
+        io.write_csv(
+            self.results,
+            [r.to_row() for r in sorted(rows, key=lambda r: r.round)],
+            RESULT_COLUMNS,
+        )
 
     def completed_rounds(self) -> set[int]:
         """Rounds with a results row *and* saved weights (a row is written last)."""
-        return {
-            int(row["round"])
-            for row in self.read_results()
-            if self.weights(int(row["round"])).exists()
-        }
+        return {row.round for row in self.read_results() if self.weights(row.round).exists()}
 
 
 def default_experiment_name(hparams: ExperimentHparams, defaults: ExperimentHparams) -> str:
     """``<model>-<dataset>-<hash of the hyperparameters that differ from the paper's>``."""
     return f"{hparams.model.name}-{hparams.dataset.name}-{hparams.short_hash(defaults)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedExperiment:
+    """What an experiment's ``hparams.json`` holds, read and checked in one place.
+
+    ``resolved`` and ``data`` are the step counts and the dataset description the run saved;
+    ``fields`` is the whole file (other keys, e.g. ``rounds_train``).
+    """
+
+    hparams: ExperimentHparams
+    format_version: Any
+    resolved: dict[str, Any]
+    data: dict[str, Any]
+    fields: dict[str, Any]
+
+
+def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
+    """Reads ``hparams.json``: missing, malformed or of another format version is an LthError.
+
+    ``what`` prefixes each message (e.g. ``"--branch_of: "``). Options added since the file was
+    written take their neutral defaults (:meth:`ExperimentHparams.from_dict`).
+    """
+    path = experiment.hparams
+    if not path.exists():
+        raise LthError(f"{what}{experiment.root} is not an lth_tf experiment (no hparams.json)")
+    try:
+        fields = io.read_json(path)
+        hparams = ExperimentHparams.from_dict(fields["hparams"])
+        resolved, data = dict(fields.get("resolved", {})), dict(fields.get("data", {}))
+    except (ValueError, KeyError, TypeError, AttributeError, LthError):
+        raise LthError(f"{what}{path} is not an lth_tf hparams file") from None
+    version = fields.get("format_version")
+    if version != FORMAT_VERSION:
+        raise LthError(
+            f"{what}{experiment.root} was written by another lth_tf version (format {version}, "
+            f"this is {FORMAT_VERSION}); use that version with it, or a new --experiment_name"
+        )
+    return SavedExperiment(hparams, version, resolved, data, fields)
 
 
 def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any]) -> ExperimentDir:
@@ -115,22 +201,10 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
     """
     experiment = ExperimentDir(root)
     if experiment.hparams.exists():
-        try:
-            saved = io.read_json(experiment.hparams)
-            # Through the dataclasses and back: an option added since the directory was written
-            # takes its neutral default, so older experiments still resume.
-            saved_hparams = ExperimentHparams.from_dict(saved["hparams"]).to_dict()
-        except (ValueError, KeyError, TypeError, LthError):
-            raise LthError(
-                f"{experiment.hparams} is not an lth_tf hparams file; "
-                "choose another --output_dir or --experiment_name"
-            ) from None
-        if saved.get("format_version") != FORMAT_VERSION:
-            raise LthError(
-                f"{root} was written by another lth_tf version (format "
-                f"{saved.get('format_version')}, this is {FORMAT_VERSION}); use a new "
-                "--experiment_name"
-            )
+        saved = read_saved(experiment)
+        # Through the dataclasses and back: an option added since the directory was written
+        # takes its neutral default, so older experiments still resume.
+        saved_hparams = saved.hparams.to_dict()
         mine = hparams.to_dict()
         if saved_hparams != mine:
             diffs = _differences(saved_hparams, mine)
@@ -138,10 +212,12 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
                 f"{root} holds an experiment with other hyperparameters ({'; '.join(diffs[:3])}); "
                 "rerun with the same flags to resume, or pick another --experiment_name"
             )
-        _check_eval_spacing(root, hparams, saved.get("resolved"), extra.get("resolved"))
-        if saved.get(ROUNDS_KEY) != ROUNDS_FROM_REWIND_POINT:
+        _check_eval_spacing(root, hparams, saved.resolved, extra.get("resolved"))
+        if saved.fields.get(ROUNDS_KEY) != ROUNDS_FROM_REWIND_POINT:
             check_rounds_semantics(experiment, saved)
-            io.write_json(experiment.hparams, {**saved, ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT})
+            if not rounds_trained_the_old_way(experiment, saved):
+                fields = {**saved.fields, ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT}
+                io.write_json(experiment.hparams, fields)
         return experiment
     if root.exists() and any(root.iterdir()):
         raise LthError(
@@ -160,24 +236,33 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
     return experiment
 
 
-def check_rounds_semantics(experiment: ExperimentDir, saved: dict[str, Any]) -> None:
-    """Refuses to resume or extend a directory whose rewound rounds trained the old way.
-
-    Before rounds trained k -> T, a round rewound to iteration k > 0 trained all T iterations
-    with the schedule and data order restarted. Such rounds stay valid to export and report,
-    but more rounds now would mix two procedures in one experiment. With k = 0, or before any
-    rewound round trained, the two are the same.
-    """
-    if saved.get(ROUNDS_KEY) == ROUNDS_FROM_REWIND_POINT:
-        return
-    rewind = int(saved.get("resolved", {}).get("rewind_iteration", 0))
-    rounds = [int(row["round"]) for row in experiment.read_results()]
-    started = [r for r in rounds if r > 0] or [
+def rounds_trained_the_old_way(experiment: ExperimentDir, saved: SavedExperiment) -> list[int]:
+    """Rounds after round 0 that an lth_tf from before k -> T rounds trained from a rewind
+    point k > 0 (all T iterations, schedule and data restarted); empty when there are none."""
+    if saved.fields.get(ROUNDS_KEY) == ROUNDS_FROM_REWIND_POINT:
+        return []
+    if int(saved.resolved.get("rewind_iteration", 0)) == 0:
+        return []  # with k = 0 both procedures are the same
+    return [
         r
-        for r in range(1, int(saved.get("hparams", {}).get("pruning", {}).get("rounds", 0)) + 1)
+        for r in range(1, saved.hparams.pruning.rounds + 1)
         if experiment.checkpoint(r).exists() or experiment.weights(r).exists()
     ]
-    if rewind > 0 and started:
+
+
+def check_rounds_semantics(
+    experiment: ExperimentDir, saved: SavedExperiment, for_more_rounds: bool = False
+) -> None:
+    """Refuses to resume or extend a directory whose rewound rounds trained the old way.
+
+    Such rounds stay valid to export, report and analyse, but more rounds now would mix two
+    procedures in one experiment. A finished experiment is let through (a rerun trains
+    nothing) unless ``for_more_rounds`` (a branch would train rounds beside it).
+    """
+    old = rounds_trained_the_old_way(experiment, saved)
+    finished = experiment.completed_rounds() >= set(range(saved.hparams.pruning.rounds + 1))
+    if old and (for_more_rounds or not finished):
+        rewind = int(saved.resolved.get("rewind_iteration", 0))
         raise LthError(
             f"{experiment.root} was trained by an older lth_tf whose rounds after round 0 "
             f"trained all iterations from the rewind point ({rewind}it) with the schedule and "
@@ -220,14 +305,13 @@ def _differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:
 
 
 def read_experiment(
-    experiment_dir: str | Path, use: str, data_keys: tuple[str, ...] = ()
+    experiment_dir: str | Path, data_keys: tuple[str, ...] = ()
 ) -> tuple[ExperimentDir, ExperimentHparams, dict]:
     """An existing experiment of this format: its paths, hyperparameters and data description.
 
-    ``use`` names what the caller does with it ("export", "analyse") in the version error;
     ``data_keys`` are entries of the saved data description the caller needs.
 
-    >>> experiment, hparams, data = read_experiment("runs/demo", "export")  # doctest: +SKIP
+    >>> experiment, hparams, data = read_experiment("runs/demo")  # doctest: +SKIP
     """
     root = Path(experiment_dir)
     if not root.is_dir():
@@ -237,23 +321,8 @@ def read_experiment(
             "(e.g. runs/<experiment>)"
         )
     experiment = ExperimentDir(root)
-    if not experiment.hparams.exists():
-        raise LthError(f"{root} is not an lth_tf experiment (no hparams.json)")
-    try:
-        saved = io.read_json(experiment.hparams)
-        version = saved.get("format_version")
-    except (ValueError, AttributeError):
-        raise LthError(f"{experiment.hparams} is not an lth_tf hparams file") from None
-    if version != FORMAT_VERSION:
-        raise LthError(
-            f"{root} was written by another lth_tf version (format {version}, this is "
-            f"{FORMAT_VERSION}); {use} it with that version"
-        )
-    try:
-        hparams = ExperimentHparams.from_dict(saved["hparams"])
-        data = dict(saved["data"])
-    except (KeyError, TypeError) as error:
-        raise LthError(f"{experiment.hparams} is incomplete or malformed ({error!r})") from None
+    saved = read_saved(experiment)
+    hparams, data = saved.hparams, saved.data
     missing = [key for key in data_keys if key not in data]
     if missing:
         raise LthError(f"{experiment.hparams} has no data.{missing[0]}; was it written by lth_tf?")

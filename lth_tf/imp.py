@@ -3,9 +3,10 @@
 Round 0 trains the dense network. Round r prunes, per layer, the layer kind's rate of the
 surviving weights (smallest magnitude first) from round r-1's trained weights, rewinds the
 survivors to the rewind point (iteration 0 for LTH, iteration k for Stabilizing LTH), and trains
-again with a fresh optimizer. ``--pruning=global`` ranks the weights of all pruned layers
-together instead; ``one_shot`` prunes round 0's weights straight to round r's sparsity; a branch
-(:mod:`lth_tf.branches`) runs a control over a parent experiment.
+them from iteration k to the end T with a fresh optimizer and the schedule where it stood at k.
+``--pruning=global`` ranks the weights of all pruned layers together instead; ``one_shot``
+prunes round 0's weights straight to round r's sparsity; a branch (:mod:`lth_tf.branches`)
+runs a control over a parent experiment.
 
 Each round is built once (:func:`lth_tf.builder.build_run`) and trained by the one loop
 (:func:`lth_tf.loop.train`) with its callbacks: evaluation, checkpoints, the rewind point's
@@ -32,8 +33,8 @@ from lth_tf.config import ExperimentHparams, Resolved
 from lth_tf.controls import Control, get_control
 from lth_tf.data.sources import ImageDataset, load_dataset
 from lth_tf.experiment import (
-    RESULT_COLUMNS,
     ExperimentDir,
+    RoundResult,
     default_experiment_name,
     open_experiment,
 )
@@ -95,7 +96,7 @@ class ImpObserver:
     def watch_round(self, pruning_round: int) -> RoundObserver | None:
         return None
 
-    def end_round(self, row: dict) -> None:
+    def end_round(self, result: RoundResult) -> None:
         pass
 
     def close(self) -> None:
@@ -173,17 +174,17 @@ def run_imp(
     for pruning_round in range(hparams.pruning.rounds + 1):
         if pruning_round in done:
             continue
-        row = rounds.train_round(pruning_round)
+        result = rounds.train_round(pruning_round)
         log.info(
             "round %2d | %6.2f%% of weights remain | test accuracy %.2f%% | early stop at "
             "iteration %d (test accuracy %.2f%%)",
             pruning_round,
-            row["percent_remaining"],
-            100 * row["test_accuracy"],
-            row["early_stop_iteration"],
-            100 * row["early_stop_test_accuracy"],
+            result.percent_remaining,
+            100 * result.test_accuracy,
+            result.early_stop_iteration,
+            100 * result.early_stop_test_accuracy,
         )
-        observer.end_round(row)
+        observer.end_round(result)
     observer.close()
     return experiment
 
@@ -252,7 +253,7 @@ class _Rounds:
             io.write_npz(path, {k: v.astype(np.uint8) for k, v in masks.items()}, compressed=True)
         return {name: mask.astype(np.float32) for name, mask in io.read_npz(path).items()}
 
-    def train_round(self, pruning_round: int) -> dict:
+    def train_round(self, pruning_round: int) -> RoundResult:
         experiment, resolved = self.experiment, self.resolved
         pruned, trainer = self.run.pruned, self.run.trainer
         pruned.set_round(pruning_round)
@@ -312,12 +313,12 @@ class _Rounds:
         if self.options.show_progress:
             from lth_tf.monitoring.progress import ProgressBar
 
-            callbacks.append(ProgressBar(f"Round {pruning_round}", start, resolved.iterations))
+            callbacks.append(ProgressBar(start, resolved.iterations, f"Round {pruning_round}"))
         return callbacks
 
     def finish(
         self, pruning_round: int, masks: dict[str, np.ndarray], progress: TrainingProgress
-    ) -> dict:
+    ) -> RoundResult:
         """Writes the round's weights, evaluations and results row; drops its checkpoint."""
         experiment, pruned = self.experiment, self.run.pruned
         pruned.apply_masks()
@@ -330,22 +331,19 @@ class _Rounds:
         final, stop = progress.evaluations[-1], progress.early_stop
         counted = counted_masks(masks, pruned.kinds, self.hparams.pruning)
         alive = sum(int(m.sum()) for m in counted.values())
-        row = {
-            "round": pruning_round,
-            "percent_remaining": percent_remaining(counted),
-            "weights_remaining": alive,
-            "test_accuracy": final.test_accuracy,
-            "test_loss": final.test_loss,
-            "early_stop_iteration": stop.iteration,
-            "early_stop_test_accuracy": stop.test_accuracy,
-            "val_loss_min": stop.val_loss,
+        result = RoundResult(
+            round=pruning_round,
+            percent_remaining=percent_remaining(counted),
+            weights_remaining=alive,
+            test_accuracy=final.test_accuracy,
+            test_loss=final.test_loss,
+            early_stop_iteration=stop.iteration,
+            early_stop_test_accuracy=stop.test_accuracy,
+            val_loss_min=stop.val_loss,
             # Iterations trained: T - k for a round rewound to k.
-            "iterations": self.resolved.iterations - round_start(self.resolved, pruning_round),
-            "train_seconds": round(progress.train_seconds, 3),
-        }
-        rows = [r for r in experiment.read_results() if int(r["round"]) != pruning_round]
-        io.write_csv(
-            experiment.results, sorted(rows + [row], key=lambda r: int(r["round"])), RESULT_COLUMNS
+            iterations=self.resolved.iterations - round_start(self.resolved, pruning_round),
+            train_seconds=round(progress.train_seconds, 3),
         )
+        experiment.write_result(result)
         experiment.checkpoint(pruning_round).unlink(missing_ok=True)
-        return row
+        return result

@@ -3,9 +3,11 @@
 It is driven by ``optimizer.iterations`` plus the iteration training started at
 (:class:`FromIteration`): a round rewound to iteration k starts a fresh optimizer (zero
 moments, and Adam's bias correction from its first step) with the schedule at its value for
-iteration k, as the papers train k -> T. The ``lr_rewind`` control starts it at 0.
+iteration k, as the papers train k -> T (the ``lr_rewind`` control too: Renda et al.'s
+learning-rate rewinding).
 
-Registered with Keras, so a saved optimizer configuration loads back with a real schedule.
+:class:`WarmupStepDecay` is registered with Keras, so a saved configuration of it loads back
+as a real schedule (the trainer's optimizer is never saved: checkpoints hold its variables).
 """
 
 from __future__ import annotations

@@ -310,8 +310,8 @@ def test_global_pruning_keeps_0_8_to_the_r_of_the_conv_weights_network_wide(resn
         assert total == 270_256 and alive == round(total * 0.8**pruning_round)
         assert masks["output/kernel"].all(), "the output layer stays dense"
         row = rows[pruning_round]
-        assert int(row["weights_remaining"]) == alive
-        assert float(row["percent_remaining"]) == pytest.approx(100 * 0.8**pruning_round, abs=1e-3)
+        assert row.weights_remaining == alive
+        assert row.percent_remaining == pytest.approx(100 * 0.8**pruning_round, abs=1e-3)
         if pruning_round:
             fractions = {round(float(m.mean()), 3) for m in conv.values()}
             assert len(fractions) > 5, "global pruning left every layer equally sparse"
@@ -359,8 +359,8 @@ def test_vgg16_trains_and_prunes_on_both_input_shapes(tmp_path, shape, rounds):
     data = tiny_dataset(train=40, val=8, test=8, shape=shape)
     experiment = run_imp(hparams, tmp_path, "vgg", QUIET, data=data)
     rows = experiment.read_results()
-    assert [int(r["round"]) for r in rows] == list(range(rounds + 1))
-    assert float(rows[-1]["percent_remaining"]) == pytest.approx(100 * 0.8**rounds, abs=1e-4)
+    assert [r.round for r in rows] == list(range(rounds + 1))
+    assert rows[-1].percent_remaining == pytest.approx(100 * 0.8**rounds, abs=1e-4)
 
 
 # -- one-shot pruning -----------------------------------------------------------------------
@@ -424,7 +424,7 @@ def test_a_branch_lives_beside_its_parent_and_names_it_and_its_control(family):
             "control_seed": 0,
         }
         rows = branch.read_results()
-        assert list(rows[0]) == RESULT_COLUMNS and len(rows) == 3
+        assert list(rows[0].to_row()) == RESULT_COLUMNS and len(rows) == 3
         assert rows[0] == parent.read_results()[0], "round 0 is the parent's dense round"
 
 

@@ -14,6 +14,7 @@ from lth_tf import io
 from lth_tf.config import PruneRates, PruningHparams, parse_block_size
 from lth_tf.data.sources import load_dataset
 from lth_tf.errors import LthError
+from lth_tf.experiment import RESULT_COLUMNS, RoundResult
 from lth_tf.export.deploy import ExportOptions, check_dataset, export_ticket
 from lth_tf.export.ticket import choose_best_round, open_ticket
 from lth_tf.imp import RunOptions, run_imp
@@ -194,12 +195,11 @@ def test_unstructured_ticket_has_no_blocks(exported):
 
 
 def _rows(*accuracies):
+    zero = dict.fromkeys(RESULT_COLUMNS, 0)
     return [
-        {
-            "round": str(r),
-            "percent_remaining": str(100 * 0.8**r),
-            "early_stop_test_accuracy": str(a),
-        }
+        RoundResult.from_row(
+            zero | {"round": r, "percent_remaining": 100 * 0.8**r, "early_stop_test_accuracy": a}
+        )
         for r, a in enumerate(accuracies)
     ]
 

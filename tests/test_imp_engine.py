@@ -56,7 +56,7 @@ def lenet_run(tmp_path_factory, data):
 def test_each_layer_keeps_its_kinds_fraction_exactly_and_masks_nest(lenet_run):
     experiment, _ = lenet_run
     rows = experiment.read_results()
-    assert [int(row["round"]) for row in rows] == [0, 1, 2, 3, 4]
+    assert [row.round for row in rows] == [0, 1, 2, 3, 4]
     rates = {"fc1/kernel": 0.2, "fc2/kernel": 0.2, "output/kernel": 0.1}
     previous = None
     for pruning_round in range(5):
@@ -70,7 +70,7 @@ def test_each_layer_keeps_its_kinds_fraction_exactly_and_masks_nest(lenet_run):
                 assert np.all(mask <= previous[name]), "a pruned weight came back"
         total = sum(m.size for m in masks.values())
         alive = sum(m.sum() for m in masks.values())
-        assert float(rows[pruning_round]["percent_remaining"]) == pytest.approx(100 * alive / total)
+        assert rows[pruning_round].percent_remaining == pytest.approx(100 * alive / total)
         previous = masks
 
 
@@ -164,15 +164,15 @@ def test_rerun_of_a_finished_experiment_does_nothing(lenet_run, data):
 def test_early_stop_columns_come_from_the_minimum_validation_loss(lenet_run):
     experiment, _ = lenet_run
     for row in experiment.read_results():
-        evaluations = io.read_csv(experiment.evaluations(int(row["round"])))
+        evaluations = io.read_csv(experiment.evaluations(row.round))
         # Rounds after round 0 train from the rewind point (10) on: evaluations at 20 and 30.
-        expected = [10, 20, 30] if int(row["round"]) == 0 else [20, 30]
+        expected = [10, 20, 30] if row.round == 0 else [20, 30]
         assert [int(e["iteration"]) for e in evaluations] == expected
         best = min(evaluations, key=lambda e: float(e["val_loss"]))
-        assert int(row["early_stop_iteration"]) == int(best["iteration"])
-        assert float(row["early_stop_test_accuracy"]) == float(best["test_accuracy"])
-        assert float(row["val_loss_min"]) == float(best["val_loss"])
-        assert float(row["test_accuracy"]) == float(evaluations[-1]["test_accuracy"])
+        assert row.early_stop_iteration == int(best["iteration"])
+        assert row.early_stop_test_accuracy == float(best["test_accuracy"])
+        assert row.val_loss_min == float(best["val_loss"])
+        assert row.test_accuracy == float(evaluations[-1]["test_accuracy"])
 
 
 def test_conv6_trains_on_colour_images(tmp_path):

@@ -152,7 +152,7 @@ def test_summary_run_has_one_point_per_round_of_every_result(monitored):
     rows = monitored.read_results()
     for tag in SUMMARY_TAGS:
         assert steps(run[tag]) == [0, 1, 2], tag
-        assert values(run[tag]) == pytest.approx([float(r[tag]) for r in rows], rel=1e-6), tag
+        assert values(run[tag]) == pytest.approx([getattr(r, tag) for r in rows], rel=1e-6), tag
     assert values(run["percent_remaining"])[0] == pytest.approx(100.0)
 
 
@@ -296,7 +296,8 @@ def test_report_writes_both_experiments_curves_and_rows(monitored, resumed, tmp_
     assert [r["label"] for r in rows] == ["rounds=2"] * 3 + ["rounds=1"] * 2
     results = monitored.read_results()
     for row, expected in zip(rows, results, strict=False):
-        assert {c: row[c] for c in RESULT_COLUMNS} == expected
+        as_written = {column: str(value) for column, value in expected.to_row().items()}
+        assert {c: row[c] for c in RESULT_COLUMNS} == as_written
 
 
 def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_apart(monitored):

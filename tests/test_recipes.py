@@ -201,7 +201,7 @@ def test_a_branch_takes_its_parents_recipe(tmp_path, from_flags):
     hparams = paper_defaults("resnet20", "fashion_mnist", recipe="lth")
     open_experiment(parent, hparams, {})
     io.write_npz(parent / "round_00" / "weights.npz", {})
-    io.write_csv(parent / "results.csv", [{"round": 0}], RESULT_COLUMNS)
+    io.write_csv(parent / "results.csv", [{c: 0 for c in RESULT_COLUMNS}], RESULT_COLUMNS)
     branch, _, name = branch_of(parent, "lr_rewind")
     assert name == "resnet-lth-lr_rewind"
     assert branch.model == ModelHparams("resnet20", "lth") and branch.pruning.rewind == "0it"
@@ -228,4 +228,4 @@ def test_resnet20s_stabilizing_recipe_pools_the_output_layer_with_the_convs(tmp_
     assert total == 270_256 + 64 * 10  # every conv kernel and the output kernel are pooled
     assert sum(int(mask.sum()) for mask in masks.values()) == round(total * 0.8)
     row = experiment.read_results()[1]
-    assert float(row["percent_remaining"]) == pytest.approx(80.0, abs=1e-3)
+    assert row.percent_remaining == pytest.approx(80.0, abs=1e-3)

@@ -68,13 +68,13 @@ def test_an_unpruned_rewound_round_is_round_0_from_k_on_bit_for_bit(tmp_path, da
 def test_a_rewound_round_trains_t_minus_k_iterations_and_counts_globally(tmp_path, data):
     experiment = run_imp(lenet(rounds=2), tmp_path, "e", QUIET, data=data)
     rows = experiment.read_results()
-    assert [int(r["iterations"]) for r in rows] == [30, 18, 18]
+    assert [r.iterations for r in rows] == [30, 18, 18]
     assert [int(r["iteration"]) for r in io.read_csv(experiment.evaluations(0))] == [10, 20, 30]
     for pruning_round in (1, 2):
         evaluations = io.read_csv(experiment.evaluations(pruning_round))
         iterations = [int(r["iteration"]) for r in evaluations]
         assert iterations == [20, 30]  # the first evaluation after k = 12, on the global grid
-        assert int(rows[pruning_round]["early_stop_iteration"]) in (20, 30)
+        assert rows[pruning_round].early_stop_iteration in (20, 30)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
@@ -127,23 +127,36 @@ def test_a_rewound_round_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp
     assert io.read_csv(killed.evaluations(1)) == io.read_csv(whole.evaluations(1))
 
 
-def _as_old_lth_tf(experiment: ExperimentDir) -> None:
+def _as_old_lth_tf(experiment: ExperimentDir, killed_in_round: int | None = None) -> None:
+    """Rewrites a finished experiment as an older lth_tf left it (optionally killed mid-round)."""
     saved = io.read_json(experiment.hparams)
-    del saved[ROUNDS_KEY]
+    saved.pop(ROUNDS_KEY, None)
     io.write_json(experiment.hparams, saved)
+    if killed_in_round is not None:
+        rows = [r for r in experiment.read_results() if r.round < killed_in_round]
+        experiment.results.unlink()
+        for row in rows:
+            experiment.write_result(row)
+        experiment.weights(killed_in_round).unlink()
+        io.write_npz(experiment.checkpoint(killed_in_round), {"unused": np.zeros(1)})
 
 
 def test_an_experiment_whose_rewound_rounds_trained_the_old_way_is_refused(tmp_path, data):
     hparams = lenet(rounds=1)
     experiment = run_imp(hparams, tmp_path, "old", QUIET, data=data)
     _as_old_lth_tf(experiment)
-    with pytest.raises(LthError, match="older lth_tf.*new --experiment_name"):
-        run_imp(hparams, tmp_path, "old", QUIET, data=data)
+    # Finished: a rerun trains nothing and is let through, still marked as old.
+    run_imp(hparams, tmp_path, "old", QUIET, data=data)
+    assert ROUNDS_KEY not in io.read_json(experiment.hparams)
     # A branch of it would train its rounds unlike the parent's.
     from lth_tf.branches import branch_of
 
     with pytest.raises(LthError, match="older lth_tf"):
         branch_of(experiment.root, "random_prune")
+    # Killed in round 1: resuming it under k -> T would mix the two procedures.
+    _as_old_lth_tf(experiment, killed_in_round=1)
+    with pytest.raises(LthError, match="older lth_tf.*new --experiment_name"):
+        run_imp(hparams, tmp_path, "old", QUIET, data=data)
 
 
 def test_the_refusal_is_one_line_on_the_command_line(tmp_path, idx_dir):
@@ -161,7 +174,7 @@ def test_the_refusal_is_one_line_on_the_command_line(tmp_path, idx_dir):
         "--notensorboard",
     ]
     assert run_pipeline("pipelines.imp", *flags).returncode == 0
-    _as_old_lth_tf(ExperimentDir(tmp_path / "old"))
+    _as_old_lth_tf(ExperimentDir(tmp_path / "old"), killed_in_round=1)
     result = run_pipeline("pipelines.imp", *flags)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -172,11 +185,16 @@ def test_an_old_experiment_without_rewound_rounds_resumes_and_is_marked(tmp_path
     # Rewind 0 trains the same either way: nothing to refuse.
     hparams = lenet(rounds=2, rewind="0it")
     experiment = run_imp(hparams, tmp_path, "reset", QUIET, data=data)
-    _as_old_lth_tf(experiment)
-    # As if killed during round 2: its row and weights are not there yet.
-    rows = experiment.read_results()[:2]
-    io.write_csv(experiment.results, rows, list(rows[0]))
-    experiment.weights(2).unlink()
+    # As if killed during round 2 (its row and weights are not there yet), without a
+    # checkpoint: the resume retrains round 2.
+    _as_old_lth_tf(experiment, killed_in_round=2)
+    experiment.checkpoint(2).unlink()
     run_imp(hparams, tmp_path, "reset", QUIET, data=data)
     assert ROUNDS_KEY in json.loads(experiment.hparams.read_text())
     assert len(experiment.read_results()) == 3
+
+
+def test_a_rewind_point_at_the_end_of_training_is_refused_when_rounds_follow():
+    with pytest.raises(LthError, match="would train nothing"):
+        lenet(rounds=1, rewind="30it").resolve(600)
+    assert lenet(rounds=0, rewind="30it").resolve(600).rewind_iteration == 30

@@ -88,6 +88,12 @@ def test_path_ends_are_each_copys_own_test_error_exactly(rewound, data, session)
     assert plan.files.figure(1, 10, 10).read_bytes().startswith(PNG_MAGIC)
     assert ("round_01/instability", 10) in logged_tags(plan.files.tensorboard)
 
+    # Copy 0 takes the experiment's data order from its own rewind point: it is round 1's
+    # training, k -> T, bit for bit (in chunks of 10 here, of 100 in the IMP run).
+    copy_0 = io.read_npz(plan.files.copy(1, 10, result["data_seeds"][0]))
+    for name, value in io.read_npz(rewound.weights(1)).items():
+        np.testing.assert_array_equal(copy_0[name], value, err_msg=name)
+
     # Each copy evaluated on its own, by another Trainer, gives the same error.
     masks = io.read_npz(rewound.masks(1))
     session.pruned.set_masks({k: m.astype(np.float32) for k, m in masks.items()})

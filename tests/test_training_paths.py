@@ -301,8 +301,8 @@ def test_two_replicas_train_the_single_device_run(idx_dir, tmp_path):
     for name in ("mirrored", "mirrored_float16"):
         other = ExperimentDir(tmp_path / name)
         for a, b in zip(single.read_results(), other.read_results(), strict=True):
-            assert float(a["percent_remaining"]) == float(b["percent_remaining"])
-            gap = abs(float(a["test_accuracy"]) - float(b["test_accuracy"]))
+            assert a.percent_remaining == b.percent_remaining
+            gap = abs(a.test_accuracy - b.test_accuracy)
             assert gap <= 0.05, (name, gap)
 
 

@@ -219,7 +219,7 @@ def _figures(
         },
         "keras_test_accuracy": float(np.mean(logits.argmax(axis=-1) == data.test_labels)),
         # results.csv's accuracy at the end of the round: the same weights, so the same figure.
-        "recorded_test_accuracy": float(ticket.results["test_accuracy"]),
+        "recorded_test_accuracy": ticket.results.test_accuracy,
         "files": {SAVED_MODEL: _directory_sizes(directory / SAVED_MODEL)},
     }
     for name, content in files.items():

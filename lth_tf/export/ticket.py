@@ -18,7 +18,7 @@ import numpy as np
 from lth_tf import io
 from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
-from lth_tf.experiment import ExperimentDir, read_experiment
+from lth_tf.experiment import ExperimentDir, RoundResult, read_experiment
 
 BEST = "best"
 
@@ -38,7 +38,7 @@ class Ticket:
     selection: str
     masks: dict[str, np.ndarray]
     weights: dict[str, np.ndarray]
-    results: dict[str, str]
+    results: RoundResult
 
     @property
     def name(self) -> str:
@@ -57,7 +57,7 @@ class Ticket:
     def percent_remaining(self) -> float:
         """As results.csv has it: over the layers IMP prunes (the output layer of a globally
         pruned net stays dense and is not counted; ``masks`` holds it all the same)."""
-        return float(self.results["percent_remaining"])
+        return self.results.percent_remaining
 
 
 def parse_round(text: str | int) -> int | str:
@@ -73,49 +73,46 @@ def parse_round(text: str | int) -> int | str:
     raise LthError(f"--round: {text!r} is neither a round number (0, 1, ...) nor 'best'")
 
 
-def choose_best_round(rows: list[dict[str, str]], tolerance: float) -> tuple[int, str]:
+def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, str]:
     """The sparsest round whose early-stop test accuracy is within ``tolerance`` points of
     round 0's, and a sentence saying why.
 
+    >>> from types import SimpleNamespace as Row
     >>> rows = [
-    ...     {"round": "0", "percent_remaining": "100", "early_stop_test_accuracy": "0.90"},
-    ...     {"round": "1", "percent_remaining": "80", "early_stop_test_accuracy": "0.897"},
-    ...     {"round": "2", "percent_remaining": "64", "early_stop_test_accuracy": "0.89"},
+    ...     Row(round=0, percent_remaining=100.0, early_stop_test_accuracy=0.90),
+    ...     Row(round=1, percent_remaining=80.0, early_stop_test_accuracy=0.897),
+    ...     Row(round=2, percent_remaining=64.0, early_stop_test_accuracy=0.89),
     ... ]
     >>> choose_best_round(rows, tolerance=0.5)[0]
     1
     """
     if tolerance < 0:
         raise LthError(f"--tolerance must be 0 or more points, got {tolerance}")
-    by_round = {int(row["round"]): row for row in rows}
+    by_round = {row.round: row for row in rows}
     if 0 not in by_round:
         raise LthError("round 0 has not finished, so no round can be compared with it")
-    dense = float(by_round[0]["early_stop_test_accuracy"])
+    dense = by_round[0].early_stop_test_accuracy
     # A 1e-9 slack: accuracies are fractions of a test set, tolerances are decimal points.
     within = [
         row
         for row in by_round.values()
-        if float(row["early_stop_test_accuracy"]) >= dense - tolerance / 100 - 1e-9
+        if row.early_stop_test_accuracy >= dense - tolerance / 100 - 1e-9
     ]
-    best = min(within, key=lambda row: (float(row["percent_remaining"]), -int(row["round"])))
-    chosen = int(best["round"])
+    best = min(within, key=lambda row: (row.percent_remaining, -row.round))
+    chosen = best.round
     reason = (
         f"round {chosen}: the sparsest finished round whose early-stop test accuracy "
-        f"({100 * float(best['early_stop_test_accuracy']):.2f}%) is within {tolerance:g} points "
-        f"of round 0's ({100 * dense:.2f}%); {float(best['percent_remaining']):.2f}% of "
+        f"({100 * best.early_stop_test_accuracy:.2f}%) is within {tolerance:g} points "
+        f"of round 0's ({100 * dense:.2f}%); {best.percent_remaining:.2f}% of "
         "weights remain"
     )
     sparser = sorted(
-        (
-            r
-            for r in by_round.values()
-            if float(r["percent_remaining"]) < float(best["percent_remaining"])
-        ),
-        key=lambda r: int(r["round"]),
+        (r for r in by_round.values() if r.percent_remaining < best.percent_remaining),
+        key=lambda r: r.round,
     )
     if sparser:
         missed = ", ".join(
-            f"{r['round']} ({100 * float(r['early_stop_test_accuracy']):.2f}%)" for r in sparser
+            f"{r.round} ({100 * r.early_stop_test_accuracy:.2f}%)" for r in sparser
         )
         reason += f"; sparser rounds fall short: {missed}"
     return chosen, reason
@@ -128,11 +125,11 @@ def open_ticket(
     experiment, with its masks and weights; anything missing or unfinished is an LthError."""
     # The export checks the dataset it loads against the saved description.
     experiment, hparams, data = read_experiment(
-        experiment_dir, "export", data_keys=("input_shape", "test_examples")
+        experiment_dir, data_keys=("input_shape", "test_examples")
     )
     requested = parse_round(pruning_round)
     done = sorted(experiment.completed_rounds())
-    rows = [row for row in experiment.read_results() if int(row["round"]) in done]
+    rows = [row for row in experiment.read_results() if row.round in done]
     if not done:
         raise LthError(f"{experiment.root} has no finished round yet; run IMP first")
     if requested == BEST:
@@ -149,7 +146,7 @@ def open_ticket(
             raise LthError(
                 f"{problem}; finished rounds: {_ranges(done)}; pick one of those or --round=best"
             )
-    row = next(r for r in rows if int(r["round"]) == chosen)
+    row = next(r for r in rows if r.round == chosen)
     try:
         masks = io.read_npz(experiment.masks(chosen))
         weights = io.read_npz(experiment.weights(chosen))

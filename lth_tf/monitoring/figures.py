@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 # Figure, not pyplot: no global figure state and no GUI backend; PNGs render with Agg.
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+from lth_tf.experiment import RoundResult
 
 MAX_TICKS = 11
 
@@ -41,12 +42,12 @@ class Curve:
 
     @classmethod
     def from_results(
-        cls, label: str, rows: Sequence[Mapping[str, Any]], with_final: bool = False
+        cls, label: str, rows: Sequence[RoundResult], with_final: bool = False
     ) -> Curve:
-        """From ``results.csv`` rows (strings or numbers), in round order."""
+        """From an experiment's results, in round order."""
 
         def column(name: str) -> tuple[float, ...]:
-            return tuple(float(row[name]) for row in rows)
+            return tuple(float(getattr(row, name)) for row in rows)
 
         return cls(
             label=label,

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lth_tf import io
-from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
-from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir
+from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir, RoundResult, read_saved
 from lth_tf.monitoring.figures import Curve, sparsity_figure
 
 REPORT_COLUMNS = ["experiment", "label", *RESULT_COLUMNS]
@@ -33,7 +32,7 @@ class ExperimentResults:
 
     path: str
     hparams: dict[str, Any]
-    rows: list[dict[str, str]]
+    rows: list[RoundResult]
 
     @property
     def name(self) -> str:
@@ -80,34 +79,15 @@ def load_results(path: str | Path) -> ExperimentResults:
         raise LthError(f"experiment directory {path} does not exist")
     if not root.is_dir():
         raise LthError(f"{path} is not a directory; give an experiment directory (runs/<name>)")
-    try:
-        hparams = io.read_json(experiment.hparams)["hparams"]
-    except FileNotFoundError:
-        raise LthError(f"{path} is not an lth_tf experiment (no hparams.json)") from None
-    except (ValueError, KeyError, TypeError):
-        raise LthError(f"{experiment.hparams} is not an lth_tf hparams file") from None
+    # With every option's default filled in, an experiment written before an option existed
+    # (e.g. a parent without ``branch``) is labelled like a new one (``control=none``).
+    hparams = read_saved(experiment).hparams.to_dict()
     rows = experiment.read_results()
     if not rows:
         raise LthError(
             f"{path} has no finished round yet (no rows in results.csv); "
             "wait for round 0 to finish, or run pipelines.imp first"
         )
-    for row in rows:
-        try:
-            for column in RESULT_COLUMNS:
-                float(row[column])
-        except (KeyError, TypeError, ValueError):
-            raise LthError(
-                f"{experiment.results} is not an lth_tf results file (bad or missing "
-                f"{column!r} in round {row.get('round')!r})"
-            ) from None
-    rows.sort(key=lambda row: int(row["round"]))
-    try:
-        # With every option's default filled in, an experiment written before an option existed
-        # (e.g. a parent without ``branch``) is labelled like a new one (``control=none``).
-        hparams = ExperimentHparams.from_dict(hparams).to_dict()
-    except (KeyError, TypeError, ValueError, LthError):
-        pass
     return ExperimentResults(str(path), flat_hparams(hparams), rows)
 
 
@@ -162,7 +142,7 @@ def write_report(experiment_dirs: Sequence[str | Path], prefix: str | Path) -> t
     io.write_bytes_atomic(png, sparsity_figure(curves))
     rows = [
         {"experiment": experiment.path, "label": label}
-        | {column: row[column] for column in RESULT_COLUMNS}
+        | row.to_row()
         for experiment, label in zip(experiments, labels, strict=True)
         for row in experiment.rows
     ]

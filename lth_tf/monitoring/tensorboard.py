@@ -45,7 +45,7 @@ from tensorboard.util import tensor_util
 
 from lth_tf import io
 from lth_tf.config import ExperimentHparams
-from lth_tf.experiment import ExperimentDir
+from lth_tf.experiment import ExperimentDir, RoundResult
 from lth_tf.imp import ImpObserver
 from lth_tf.monitoring.figures import Curve, sparsity_figure
 from lth_tf.monitoring.report import flat_hparams
@@ -212,7 +212,7 @@ class TensorBoardMonitor(ImpObserver):
         self._round = TensorBoardRun(tensorboard_dir(self._opened()) / round_run(pruning_round))
         return _RoundLog(self._round)
 
-    def end_round(self, row: dict) -> None:
+    def end_round(self, result: RoundResult) -> None:
         self._close_round()
         due = time.monotonic() - self._figure_drawn >= FIGURE_EVERY_SECONDS
         self._log_finished_rounds(draw_figure=due)
@@ -238,15 +238,15 @@ class TensorBoardMonitor(ImpObserver):
     def _log_finished_rounds(self, draw_figure: bool = True) -> None:
         """Summary, layers (and the figure, if asked) for every finished round not logged yet."""
         experiment = self._opened()
-        rows = sorted(experiment.read_results(), key=lambda row: int(row["round"]))
+        rows = experiment.read_results()
         if not rows:
             return
         summary, layers = self._runs[SUMMARY_RUN], self._runs[LAYERS_RUN]
         for row in rows:
-            step = int(row["round"])
-            summary.scalars(step, {tag: float(row[tag]) for tag in SUMMARY_TAGS})
+            step = row.round
+            summary.scalars(step, {tag: float(getattr(row, tag)) for tag in SUMMARY_TAGS})
             self._log_layers(layers, step)
-        last = int(rows[-1]["round"])
+        last = rows[-1].round
         figure_path = experiment.root / FIGURE_FILE
         if draw_figure and (not summary.has(FIGURE_TAG, last) or not figure_path.exists()):
             self._figure_drawn = time.monotonic()

@@ -366,7 +366,7 @@ class StabilitySession:
         if self.options.show_progress:
             from lth_tf.monitoring.progress import ProgressBar
 
-            callbacks.append(ProgressBar(title, start, stop))
+            callbacks.append(ProgressBar(start, stop))  # the title is logged above
         train(trainer, progress, stop, callbacks, seed=seed)
 
     # -- measures --------------------------------------------------------------------------
@@ -453,7 +453,7 @@ class StabilitySession:
             "dataset": plan.hparams.dataset.name,
             "round": plan.pruning_round,
             "percent_remaining": plan.percent_remaining,
-            "weights_remaining": int(plan.results_row["weights_remaining"]),
+            "weights_remaining": plan.results_row.weights_remaining,
             "rewind": rewind.step,
             "rewind_iteration": rewind.iteration,
             "experiment_rewind_iteration": plan.own_rewind,
@@ -464,7 +464,7 @@ class StabilitySession:
             "mixtures": alphas,
             "error_unit": ERROR_UNIT,
             "copy_test_errors": copy_errors,
-            "imp_test_error": round(100.0 * (1.0 - float(plan.results_row["test_accuracy"])), 9),
+            "imp_test_error": round(100.0 * (1.0 - plan.results_row.test_accuracy), 9),
             "path_errors": path,
             "end_errors": [path[0], path[-1]],
             "max_path_error": max(path),

@@ -26,7 +26,7 @@ import numpy as np
 from lth_tf.config import ExperimentHparams, Resolved
 from lth_tf.controls import get_control
 from lth_tf.errors import LthError
-from lth_tf.experiment import ExperimentDir, read_experiment
+from lth_tf.experiment import ExperimentDir, RoundResult, read_experiment
 from lth_tf.steps import Step
 
 STABILITY_DIR = "stability"
@@ -129,7 +129,7 @@ class StabilityPlan:
     data_seeds: tuple[int, ...]
     points: int
     bn_batches: int
-    results_row: dict[str, str]
+    results_row: RoundResult
 
     @property
     def files(self) -> StabilityFiles:
@@ -142,7 +142,7 @@ class StabilityPlan:
 
     @property
     def percent_remaining(self) -> float:
-        return float(self.results_row["percent_remaining"])
+        return self.results_row.percent_remaining
 
 
 def plan_stability(
@@ -169,7 +169,7 @@ def plan_stability(
     if rewind is not None and rewind_sweep:
         raise LthError("give --rewind or --rewind_sweep, not both")
     experiment, hparams, data_info = read_experiment(
-        experiment_dir, "analyse", data_keys=("input_shape", "train_examples", "test_examples")
+        experiment_dir, data_keys=("input_shape", "train_examples", "test_examples")
     )
     resolved = hparams.resolve(int(data_info["train_examples"]))
     row = _finished_round(experiment, hparams, pruning_round)
@@ -222,7 +222,7 @@ def plan_stability(
 
 def _finished_round(
     experiment: ExperimentDir, hparams: ExperimentHparams, pruning_round: int
-) -> dict[str, str]:
+) -> RoundResult:
     """The results row of a finished round; round 0's trained weights are needed too."""
     planned = hparams.pruning.rounds
     if pruning_round < 0 or pruning_round > planned:
@@ -238,7 +238,7 @@ def _finished_round(
                 f"round {needed} of {experiment.root} has not finished{why}; finished rounds: "
                 f"{finished}; rerun pipelines.imp to finish it, or pick a finished round"
             )
-    return next(r for r in experiment.read_results() if int(r["round"]) == pruning_round)
+    return next(r for r in experiment.read_results() if r.round == pruning_round)
 
 
 # -- the measures ----------------------------------------------------------------------------
