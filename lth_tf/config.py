@@ -18,12 +18,16 @@ from lth_tf.steps import Step, iterations_per_epoch
 
 LAYER_KINDS = ("conv", "fc", "output")
 OPTIMIZERS = ("adam", "sgd")
-PRUNING_STRATEGIES = ("layerwise", "global")
+PRUNING_SCOPES = ("layerwise", "global")
 # Training recipes, named after their papers (lth_tf.models.registry holds their numbers):
 # "lth" = Frankle & Carbin 2019 (warmup for the deep nets, reset to iteration 0);
 # "stabilizing" = Frankle et al. 2019/2020, Stabilizing LTH / Linear Mode Connectivity (no
 # warmup, rewind to an early iteration). Only the deep nets have both.
 RECIPES = ("lth", "stabilizing")
+# Fields renamed after experiments were written, old dotted key -> new. ``hparams.json`` files
+# keep loading, and experiment names keep hashing the old key (so they keep their names).
+# ``pruning.strategy`` shared its name with the distribution strategy (--strategy).
+RENAMED_KEYS = {"pruning.strategy": "pruning.scope"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +175,8 @@ class TrainingHparams:
 
 @dataclasses.dataclass(frozen=True)
 class PruningHparams:
-    """How IMP prunes: per-kind rates, rounds, rewind point, and Dense kernels' block shape.
+    """How IMP prunes: per-kind rates, rounds, rewind point, Dense kernels' block shape, and
+    whether each layer is pruned by itself or all of them under one threshold (``scope``).
 
     ``block_size`` is ROWSxCOLUMNS of a Dense kernel; ``"1x1"`` prunes weight by weight.
     """
@@ -180,7 +185,7 @@ class PruningHparams:
     rounds: int = 20
     rewind: str = "0it"
     block_size: str = "1x1"
-    strategy: str = "layerwise"
+    scope: str = "layerwise"
     one_shot: bool = False
 
     def __post_init__(self) -> None:
@@ -191,12 +196,12 @@ class PruningHparams:
         rows, cols = parse_block_size(self.block_size)
         # One spelling per block shape, so "4X1" and "4x1" are the same experiment.
         object.__setattr__(self, "block_size", f"{rows}x{cols}")
-        if self.strategy not in PRUNING_STRATEGIES:
+        if self.scope not in PRUNING_SCOPES:
             raise LthError(
-                f"--pruning: unknown strategy {self.strategy!r}; choose one of "
-                f"{', '.join(PRUNING_STRATEGIES)}"
+                f"--pruning: unknown scope {self.scope!r}; choose one of "
+                f"{', '.join(PRUNING_SCOPES)}"
             )
-        if self.strategy == "global":
+        if self.scope == "global":
             _ = self.global_rate  # raises unless the kinds it prunes share one rate
             if self.block_size != "1x1":
                 raise LthError(
@@ -208,7 +213,7 @@ class PruningHparams:
     def global_rate(self) -> float:
         """The one rate of ``--pruning=global``: that of every layer kind it prunes (or 0).
 
-        >>> PruningHparams(PruneRates(conv=0.2), strategy="global").global_rate
+        >>> PruningHparams(PruneRates(conv=0.2), scope="global").global_rate
         0.2
         """
         rates = {getattr(self.rates, kind) for kind in LAYER_KINDS} - {0.0}
@@ -341,15 +346,22 @@ class ExperimentHparams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentHparams:
-        pruning = dict(data["pruning"])
+        """The inverse of :meth:`to_dict`; also reads dicts written before a field was renamed
+        (:data:`RENAMED_KEYS`) or existed (it takes its default)."""
+        groups = {group: dict(values) for group, values in data.items()}
+        for old, new in RENAMED_KEYS.items():
+            (group, old_name), new_name = old.split("."), new.split(".")[1]
+            if old_name in groups.get(group, {}):
+                groups[group][new_name] = groups[group].pop(old_name)
+        pruning = groups["pruning"]
         pruning["rates"] = PruneRates(**pruning["rates"])
         return cls(
-            dataset=DatasetHparams(**data["dataset"]),
-            model=ModelHparams(**data["model"]),
-            training=TrainingHparams(**data["training"]),
+            dataset=DatasetHparams(**groups["dataset"]),
+            model=ModelHparams(**groups["model"]),
+            training=TrainingHparams(**groups["training"]),
             pruning=PruningHparams(**pruning),
             # Written before branches existed: a plain IMP experiment.
-            branch=BranchHparams(**data.get("branch", {})),
+            branch=BranchHparams(**groups.get("branch", {})),
         )
 
     @property
@@ -360,10 +372,14 @@ class ExperimentHparams:
         """Hash of the values that differ from ``defaults``.
 
         Hashing only the differences keeps old experiment names valid when a new option with
-        a neutral default is added.
+        a neutral default is added; a renamed field is hashed under its old name
+        (:data:`RENAMED_KEYS`), so experiments that set it keep their names too.
         """
+        old_names = {new: old for old, new in RENAMED_KEYS.items()}
         mine, base = _flatten(self.to_dict()), _flatten(defaults.to_dict())
-        changed = {key: value for key, value in mine.items() if base.get(key) != value}
+        changed = {
+            old_names.get(key, key): value for key, value in mine.items() if base.get(key) != value
+        }
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 

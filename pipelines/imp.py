@@ -195,7 +195,7 @@ def hparams_from_flags():
         if getattr(FLAGS, key) is not None
     }
     if FLAGS.pruning is not None:
-        pruning["strategy"] = FLAGS.pruning
+        pruning["scope"] = FLAGS.pruning
     if FLAGS.prune_rates is not None:
         pruning["rates"] = PruneRates.parse(FLAGS.prune_rates, base=hparams.pruning.rates)
     return dataclasses.replace(
