@@ -58,7 +58,7 @@ def hparam(
 
 
 def flag_of(hparams: Any, name: str) -> str:
-    """``--flag`` of field ``name`` of a hyperparameter dataclass (or instance), for messages.
+    """How users type field ``name`` of a hyperparameter dataclass (or instance): for messages.
 
     >>> flag_of(PruningHparams, "scope")
     '--pruning'
