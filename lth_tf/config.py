@@ -1,9 +1,14 @@
 """Hyperparameters as frozen dataclasses, grouped by concern, with the paper's defaults.
 
 The pipelines build an :class:`ExperimentHparams` from flags; the library only ever sees the
-dataclasses. Step-valued fields (``iterations``, ``rewind``, ``eval_every``) stay strings such as
-``"2ep"`` until the dataset's size is known; :meth:`ExperimentHparams.resolve` turns them into
-iteration counts.
+dataclasses. Each field that is a command-line flag says so in its metadata (:func:`hparam`: the
+help text, the flag's name where it is not the field's, how to parse its string);
+``pipelines/hparam_flags.py`` defines the flags from it, and messages here name a field by its
+flag (:func:`flag_of`), as users type it.
+
+Step-valued fields (``iterations``, ``rewind``, ``eval_every``, ...) stay strings such as ``"2ep"``
+until the dataset's size is known, in one spelling (``"500"`` is ``"500it"``);
+:meth:`ExperimentHparams.resolve` turns them into iteration counts.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from lth_tf.errors import LthError
@@ -18,12 +24,47 @@ from lth_tf.steps import Step, iterations_per_epoch
 
 LAYER_KINDS = ("conv", "fc", "output")
 OPTIMIZERS = ("adam", "sgd")
-PRUNING_STRATEGIES = ("layerwise", "global")
+PRUNING_SCOPES = ("layerwise", "global")
 # Training recipes, named after their papers (lth_tf.models.registry holds their numbers):
 # "lth" = Frankle & Carbin 2019 (warmup for the deep nets, reset to iteration 0);
 # "stabilizing" = Frankle et al. 2019/2020, Stabilizing LTH / Linear Mode Connectivity (no
 # warmup, rewind to an early iteration). Only the deep nets have both.
 RECIPES = ("lth", "stabilizing")
+# Fields renamed after experiments were written, old dotted key -> new. ``hparams.json`` files
+# keep loading, and experiment names keep hashing the old key (so they keep their names).
+# ``pruning.strategy`` shared its name with the distribution strategy (--strategy).
+RENAMED_KEYS = {"pruning.strategy": "pruning.scope"}
+
+
+def hparam(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    flag: str | None = None,
+    parse: Callable[[str, Any], Any] | None = None,
+) -> Any:
+    """A dataclass field that is a command-line flag.
+
+    ``help`` is the flag's help text; ``flag`` its name where that is not the field's;
+    ``parse(text, default)`` turns the flag's string into the value where absl's own str, int,
+    float or bool parsing is not it (``default`` is the field's value in the model's recipe,
+    e.g. the rates that ``--prune_rates=conv=0.15`` leaves unchanged). The library only carries
+    this metadata; ``pipelines/hparam_flags.py`` defines and reads the flags.
+    """
+    metadata: dict[str, Any] = {"help": help, "flag": flag}
+    if parse is not None:
+        metadata["parse"] = parse
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_of(hparams: Any, name: str) -> str:
+    """How users type field ``name`` of a hyperparameter dataclass (or instance): for messages.
+
+    >>> flag_of(PruningHparams, "scope")
+    '--pruning'
+    """
+    field = next(f for f in dataclasses.fields(hparams) if f.name == name)
+    return f"--{field.metadata.get('flag') or name}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +86,8 @@ class PruneRates:
             rate = getattr(self, kind)
             if not 0.0 <= rate < 1.0:
                 raise LthError(
-                    f"--prune_rates: {kind}={rate} is not in [0, 1); a rate is the fraction of "
-                    "the surviving weights pruned per round, e.g. fc=0.2"
+                    f"{flag_of(PruningHparams, 'rates')}: {kind}={rate} is not in [0, 1); a rate "
+                    "is the fraction of the surviving weights pruned per round, e.g. fc=0.2"
                 )
 
     @classmethod
@@ -58,13 +99,15 @@ class PruneRates:
             kind = kind.strip()
             if not sep or kind not in LAYER_KINDS:
                 raise LthError(
-                    f"--prune_rates: {item!r} is not kind=rate with kind one of "
-                    f"{', '.join(LAYER_KINDS)} (e.g. conv=0.15,fc=0.2,output=0.1)"
+                    f"{flag_of(PruningHparams, 'rates')}: {item!r} is not kind=rate with kind "
+                    f"one of {', '.join(LAYER_KINDS)} (e.g. conv=0.15,fc=0.2,output=0.1)"
                 )
             try:
                 values[kind] = float(rate)
             except ValueError:
-                raise LthError(f"--prune_rates: {item!r}: {rate!r} is not a number") from None
+                raise LthError(
+                    f"{flag_of(PruningHparams, 'rates')}: {item!r}: {rate!r} is not a number"
+                ) from None
         return cls(**values)
 
     def __str__(self) -> str:
@@ -76,7 +119,11 @@ class PruneRates:
 
 @dataclasses.dataclass(frozen=True)
 class DatasetHparams:
-    name: str
+    name: str = hparam(
+        flag="dataset",
+        help="mnist, fashion_mnist or cifar10 (default: mnist for lenet300_100, cifar10 for the "
+        "conv nets).",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +135,23 @@ class ModelHparams:
     existed all ran the LTH paper's, hence the default.
     """
 
-    name: str
-    recipe: str = "lth"
+    name: str = hparam(
+        flag="model",
+        help="Model: lenet300_100, conv2, conv4, conv6, resnet20, vgg16 or vgg19.",
+    )
+    recipe: str = hparam(
+        "lth",
+        help="Whose defaults: lth (Frankle & Carbin 2019: warmup, reset to iteration 0) or "
+        "stabilizing (Frankle et al. 2019/2020: no warmup, rewind to an early iteration). "
+        "Default: stabilizing for resnet20, vgg16, vgg19; lth, the only one, for lenet300_100 "
+        "and the conv nets. Flags set explicitly override the recipe's values.",
+    )
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise LthError(
-                f"--recipe: unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}"
+                f"{flag_of(self, 'recipe')}: unknown recipe {self.recipe!r}; choose one of "
+                f"{', '.join(RECIPES)}"
             )
 
 
@@ -115,42 +172,54 @@ class TrainingHparams:
     '80ep,120ep'
     """
 
-    optimizer: str = "adam"
-    learning_rate: float = 1.2e-3
-    momentum: float = 0.0
-    batch_size: int = 60
-    iterations: str = "50000it"
-    eval_every: str = "auto"
-    seed: int = 0
-    weight_decay: float = 0.0
-    warmup: str = "0it"
-    lr_drops: str = ""
-    lr_drop_factor: float = 0.1
-    augment: bool = False
+    optimizer: str = hparam("adam", help="adam or sgd.")
+    learning_rate: float = hparam(1.2e-3, help="Learning rate.")
+    momentum: float = hparam(0.0, help="Momentum (sgd only).")
+    batch_size: int = hparam(60, help="Global batch size (split across replicas).")
+    iterations: str = hparam("50000it", help="Training length per round: 50000, 50000it or 20ep.")
+    eval_every: str = hparam(
+        "auto",
+        help="Evaluate validation/test every this many iterations (e.g. 500it), or 'auto': "
+        "every 100 iterations (the LTH paper's) for lenet300_100 and the conv nets, every half "
+        "epoch rounded to 100 iterations for resnet20, vgg16, vgg19.",
+    )
+    seed: int = hparam(0, help="Random seed: initialisation and data order.")
+    weight_decay: float = hparam(0.0, help="L2 weight decay on conv and dense kernels.")
+    warmup: str = hparam("0it", help="Linear learning-rate warmup length, e.g. 2000it or 2ep.")
+    lr_drops: str = hparam(
+        "", help="Steps where the learning rate drops, e.g. 20000it,25000it or 80ep,120ep."
+    )
+    lr_drop_factor: float = hparam(0.1, help="Learning-rate factor at each drop (e.g. 0.1).")
+    augment: bool = hparam(
+        False, help="CIFAR augmentation: 4-pixel pad, random crop, random horizontal flip."
+    )
 
     def __post_init__(self) -> None:
+        def flag(name: str) -> str:
+            return flag_of(self, name)
+
         if self.optimizer not in OPTIMIZERS:
-            raise LthError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-        if self.learning_rate <= 0:
-            raise LthError(f"--learning_rate must be positive, got {self.learning_rate}")
-        if self.batch_size < 1:
-            raise LthError(f"--batch_size must be at least 1, got {self.batch_size}")
-        if Step.parse(self.iterations, "--iterations") == Step():
-            raise LthError("--iterations must be more than 0")
-        if self.eval_every != "auto" and Step.parse(self.eval_every, "--eval_every") == Step():
-            raise LthError("--eval_every must be more than 0 (or 'auto')")
-        if self.weight_decay < 0:
-            raise LthError(f"--weight_decay must be 0 or more, got {self.weight_decay}")
-        if not 0.0 < self.lr_drop_factor <= 1.0:
-            raise LthError(f"--lr_drop_factor must be in (0, 1], got {self.lr_drop_factor}")
-        # One spelling per step, so "500" and "500it" are the same experiment.
-        object.__setattr__(self, "iterations", str(Step.parse(self.iterations, "--iterations")))
-        if self.eval_every != "auto":
-            object.__setattr__(
-                self, "eval_every", str(Step.parse(self.eval_every, "--eval_every"))
+            raise LthError(
+                f"{flag('optimizer')}: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
             )
-        object.__setattr__(self, "warmup", str(Step.parse(self.warmup, "--warmup")))
-        drops = ",".join(str(step) for step in parse_steps(self.lr_drops, "--lr_drops"))
+        if self.learning_rate <= 0:
+            raise LthError(f"{flag('learning_rate')} must be positive, got {self.learning_rate}")
+        if self.batch_size < 1:
+            raise LthError(f"{flag('batch_size')} must be at least 1, got {self.batch_size}")
+        if Step.parse(self.iterations, flag("iterations")) == Step():
+            raise LthError(f"{flag('iterations')} must be more than 0")
+        if self.eval_every != "auto" and Step.parse(self.eval_every, flag("eval_every")) == Step():
+            raise LthError(f"{flag('eval_every')} must be more than 0 (or 'auto')")
+        if self.weight_decay < 0:
+            raise LthError(f"{flag('weight_decay')} must be 0 or more, got {self.weight_decay}")
+        if not 0.0 < self.lr_drop_factor <= 1.0:
+            raise LthError(f"{flag('lr_drop_factor')} must be in (0, 1], got {self.lr_drop_factor}")
+        # One spelling per step, so "500" and "500it" are the same experiment.
+        for name in ("iterations", "eval_every", "warmup"):
+            text = getattr(self, name)
+            if not (name == "eval_every" and text == "auto"):
+                object.__setattr__(self, name, str(Step.parse(text, flag(name))))
+        drops = ",".join(str(step) for step in parse_steps(self.lr_drops, flag("lr_drops")))
         object.__setattr__(self, "lr_drops", drops)
 
     def schedule_in_iterations(self, iterations_per_epoch: int) -> TrainingHparams:
@@ -171,52 +240,79 @@ class TrainingHparams:
 
 @dataclasses.dataclass(frozen=True)
 class PruningHparams:
-    """How IMP prunes: per-kind rates, rounds, rewind point, and Dense kernels' block shape.
+    """How IMP prunes: per-kind rates, rounds, rewind point, Dense kernels' block shape, and
+    whether each layer is pruned by itself or all of them under one threshold (``scope``).
 
     ``block_size`` is ROWSxCOLUMNS of a Dense kernel; ``"1x1"`` prunes weight by weight.
     """
 
-    rates: PruneRates = PruneRates(fc=0.2, output=0.1)
-    rounds: int = 20
-    rewind: str = "0it"
-    block_size: str = "1x1"
-    strategy: str = "layerwise"
-    one_shot: bool = False
+    rates: PruneRates = hparam(
+        PruneRates(fc=0.2, output=0.1),
+        flag="prune_rates",
+        parse=PruneRates.parse,
+        help="Fraction of surviving weights pruned per round, per layer kind, e.g. "
+        "conv=0.15,fc=0.2,output=0.1 (kinds left out keep the model's default).",
+    )
+    rounds: int = hparam(20, help="Pruning rounds after the dense round 0.")
+    rewind: str = hparam(
+        "0it",
+        help="Rewind point: 0 = initial weights (LTH), or e.g. 500it / 2ep into round 0 "
+        "(Stabilizing LTH).",
+    )
+    block_size: str = hparam(
+        "1x1",
+        help="Prune Dense kernels in blocks of ROWSxCOLUMNS (inputs x outputs), e.g. 4x1: the "
+        "blocks TFLite's sparse FullyConnected kernel runs fast in float. Convolutions stay "
+        "unstructured. Default 1x1 (weight by weight).",
+    )
+    scope: str = hparam(
+        "layerwise",
+        flag="pruning",
+        help="layerwise (each layer loses its kind's rate) or global (one magnitude threshold "
+        "over all layers whose kind has a non-zero rate; those kinds must share one rate).",
+    )
+    one_shot: bool = hparam(
+        False, help="Prune round 0's trained weights straight to each round's sparsity."
+    )
 
     def __post_init__(self) -> None:
+        def flag(name: str) -> str:
+            return flag_of(self, name)
+
         if self.rounds < 0:
-            raise LthError(f"--rounds must be 0 or more, got {self.rounds}")
+            raise LthError(f"{flag('rounds')} must be 0 or more, got {self.rounds}")
         # One spelling per step, so "500" and "500it" are the same experiment.
-        object.__setattr__(self, "rewind", str(Step.parse(self.rewind, "--rewind")))
+        object.__setattr__(self, "rewind", str(Step.parse(self.rewind, flag("rewind"))))
         rows, cols = parse_block_size(self.block_size)
         # One spelling per block shape, so "4X1" and "4x1" are the same experiment.
         object.__setattr__(self, "block_size", f"{rows}x{cols}")
-        if self.strategy not in PRUNING_STRATEGIES:
+        if self.scope not in PRUNING_SCOPES:
             raise LthError(
-                f"--pruning: unknown strategy {self.strategy!r}; choose one of "
-                f"{', '.join(PRUNING_STRATEGIES)}"
+                f"{flag('scope')}: unknown scope {self.scope!r}; choose one of "
+                f"{', '.join(PRUNING_SCOPES)}"
             )
-        if self.strategy == "global":
+        if self.scope == "global":
             _ = self.global_rate  # raises unless the kinds it prunes share one rate
             if self.block_size != "1x1":
                 raise LthError(
-                    f"--block_size={self.block_size} needs --pruning=layerwise: global pruning "
-                    "ranks single weights across layers"
+                    f"{flag('block_size')}={self.block_size} needs {flag('scope')}=layerwise: "
+                    "global pruning ranks single weights across layers"
                 )
 
     @property
     def global_rate(self) -> float:
         """The one rate of ``--pruning=global``: that of every layer kind it prunes (or 0).
 
-        >>> PruningHparams(PruneRates(conv=0.2), strategy="global").global_rate
+        >>> PruningHparams(PruneRates(conv=0.2), scope="global").global_rate
         0.2
         """
         rates = {getattr(self.rates, kind) for kind in LAYER_KINDS} - {0.0}
         if len(rates) > 1:
             raise LthError(
-                f"--pruning=global prunes one fraction of the pooled weights per round, but the "
-                f"layer kinds have different rates ({self.rates}); give the kinds it should "
-                "prune one rate and the others 0 (left dense), e.g. --prune_rates=fc=0.2,output=0"
+                f"{flag_of(self, 'scope')}=global prunes one fraction of the pooled weights per "
+                f"round, but the layer kinds have different rates ({self.rates}); give the kinds "
+                "it should prune one rate and the others 0 (left dense), e.g. "
+                f"{flag_of(self, 'rates')}=fc=0.2,output=0"
             )
         return rates.pop() if rates else 0.0
 
@@ -242,18 +338,21 @@ def parse_block_size(text: str) -> tuple[int, int]:
     rows, sep, cols = text.strip().lower().partition("x")
     if not (sep and rows.isdigit() and cols.isdigit() and int(rows) > 0 and int(cols) > 0):
         raise LthError(
-            f"--block_size: {text!r} is not ROWSxCOLUMNS of positive integers; use 1x1 "
-            "(unstructured) or e.g. 4x1 (blocks TFLite's sparse kernel runs fast in float)"
+            f"{flag_of(PruningHparams, 'block_size')}: {text!r} is not ROWSxCOLUMNS of positive "
+            "integers; use 1x1 (unstructured) or e.g. 4x1 (blocks TFLite's sparse kernel runs "
+            "fast in float)"
         )
     return int(rows), int(cols)
 
 
-def parse_steps(text: str, what: str = "--lr_drops") -> list[Step]:
-    """Comma-separated step strings (an empty string is no steps).
+def parse_steps(text: str, what: str | None = None) -> list[Step]:
+    """Comma-separated step strings (an empty string is no steps); ``what`` names them in
+    messages (default ``--lr_drops``).
 
     >>> [str(s) for s in parse_steps("20000, 25000it")]
     ['20000it', '25000it']
     """
+    what = what or flag_of(TrainingHparams, "lr_drops")
     return [Step.parse(item, what) for item in text.split(",") if item.strip()]
 
 
@@ -341,15 +440,22 @@ class ExperimentHparams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentHparams:
-        pruning = dict(data["pruning"])
+        """The inverse of :meth:`to_dict`; also reads dicts written before a field was renamed
+        (:data:`RENAMED_KEYS`) or existed (it takes its default)."""
+        groups = {group: dict(values) for group, values in data.items()}
+        for old, new in RENAMED_KEYS.items():
+            (group, old_name), new_name = old.split("."), new.split(".")[1]
+            if old_name in groups.get(group, {}):
+                groups[group][new_name] = groups[group].pop(old_name)
+        pruning = groups["pruning"]
         pruning["rates"] = PruneRates(**pruning["rates"])
         return cls(
-            dataset=DatasetHparams(**data["dataset"]),
-            model=ModelHparams(**data["model"]),
-            training=TrainingHparams(**data["training"]),
+            dataset=DatasetHparams(**groups["dataset"]),
+            model=ModelHparams(**groups["model"]),
+            training=TrainingHparams(**groups["training"]),
             pruning=PruningHparams(**pruning),
             # Written before branches existed: a plain IMP experiment.
-            branch=BranchHparams(**data.get("branch", {})),
+            branch=BranchHparams(**groups.get("branch", {})),
         )
 
     @property
@@ -360,39 +466,44 @@ class ExperimentHparams:
         """Hash of the values that differ from ``defaults``.
 
         Hashing only the differences keeps old experiment names valid when a new option with
-        a neutral default is added.
+        a neutral default is added; a renamed field is hashed under its old name
+        (:data:`RENAMED_KEYS`), so experiments that set it keep their names too.
         """
+        old_names = {new: old for old, new in RENAMED_KEYS.items()}
         mine, base = _flatten(self.to_dict()), _flatten(defaults.to_dict())
-        changed = {key: value for key, value in mine.items() if base.get(key) != value}
+        changed = {
+            old_names.get(key, key): value for key, value in mine.items() if base.get(key) != value
+        }
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
     def resolve(self, num_train_examples: int) -> Resolved:
         """Turns the step strings into iteration counts for a training set of this size."""
-        per_epoch = iterations_per_epoch(num_train_examples, self.training.batch_size)
-        iterations = Step.parse(self.training.iterations, "--iterations").to_iterations(per_epoch)
-        if self.training.eval_every == "auto":
+        training, pruning = self.training, self.pruning
+        per_epoch = iterations_per_epoch(num_train_examples, training.batch_size)
+        iterations = Step.parse(training.iterations).to_iterations(per_epoch)
+        if training.eval_every == "auto":
             # Per model: the registry says what auto means (lazily imported: the registry
             # imports this module; neither imports TensorFlow).
             from lth_tf.models.registry import get_model
 
             eval_every = get_model(self.model.name).auto_eval.every(per_epoch)
         else:
-            eval_every = Step.parse(self.training.eval_every, "--eval_every").to_iterations(
-                per_epoch
-            )
-        rewind = Step.parse(self.pruning.rewind, "--rewind").to_iterations(per_epoch)
+            eval_every = Step.parse(training.eval_every).to_iterations(per_epoch)
+        # The dataclasses checked every step string; these parse their normalised spelling.
+        rewind = Step.parse(pruning.rewind).to_iterations(per_epoch)
         if rewind > iterations:
             raise LthError(
-                f"--rewind={self.pruning.rewind} is iteration {rewind}, past the end of round 0 "
-                f"({iterations} iterations); choose a rewind point within training"
+                f"{flag_of(pruning, 'rewind')}={pruning.rewind} is iteration {rewind}, past the "
+                f"end of round 0 ({iterations} iterations); choose a rewind point within training"
             )
-        if rewind == iterations and self.pruning.rounds > 0:
+        if rewind == iterations and pruning.rounds > 0:
             raise LthError(
-                f"--rewind={self.pruning.rewind} is the end of round 0 (iteration {iterations}): "
-                "rounds rewound there would train nothing; choose a rewind point before the end"
+                f"{flag_of(pruning, 'rewind')}={pruning.rewind} is the end of round 0 (iteration "
+                f"{iterations}): rounds rewound there would train nothing; choose a rewind point "
+                "before the end"
             )
-        schedule = self.training.schedule_in_iterations(per_epoch)
+        schedule = training.schedule_in_iterations(per_epoch)
         return Resolved(
             iterations=iterations,
             eval_every=min(eval_every, iterations),

@@ -8,80 +8,18 @@ A control runs as a branch of an experiment:
 
 from __future__ import annotations
 
-import dataclasses
-
 from absl import app, flags
 
+from pipelines import hparam_flags
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
+from pipelines.hparam_flags import define_hparam_flags, hparam_flag_names
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-    "model", "lenet300_100", "Model: lenet300_100, conv2, conv4, conv6, resnet20, vgg16 or vgg19."
-)
-flags.DEFINE_string(
-    "dataset",
-    None,
-    "mnist, fashion_mnist or cifar10 (default: mnist for lenet300_100, cifar10 for the conv nets).",
-)
-flags.DEFINE_string(
-    "recipe",
-    None,
-    "Whose defaults: lth (Frankle & Carbin 2019: warmup, reset to iteration 0) or stabilizing "
-    "(Frankle et al. 2019/2020: no warmup, rewind to an early iteration). Default: stabilizing "
-    "for resnet20, vgg16, vgg19; lth, the only one, for lenet300_100 and the conv nets. Flags "
-    "set explicitly override the recipe's values.",
-)
+# --model, --dataset, --recipe and every training and pruning hyperparameter, from the fields of
+# lth_tf.config's dataclasses; adopted so that --help lists them with this module's own.
+define_hparam_flags(FLAGS)
+flags.adopt_module_key_flags(hparam_flags)
 flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
-flags.DEFINE_integer("rounds", None, "Pruning rounds after the dense round 0.")
-flags.DEFINE_string("iterations", None, "Training length per round: 50000, 50000it or 20ep.")
-flags.DEFINE_integer("batch_size", None, "Global batch size (split across replicas).")
-flags.DEFINE_float("learning_rate", None, "Learning rate.")
-flags.DEFINE_string("optimizer", None, "adam or sgd.")
-flags.DEFINE_float("momentum", None, "Momentum (sgd only).")
-flags.DEFINE_string(
-    "rewind",
-    None,
-    "Rewind point: 0 = initial weights (LTH), or e.g. 500it / 2ep into round 0 (Stabilizing LTH).",
-)
-flags.DEFINE_string(
-    "prune_rates",
-    None,
-    "Fraction of surviving weights pruned per round, per layer kind, e.g. "
-    "conv=0.15,fc=0.2,output=0.1 (kinds left out keep the model's default).",
-)
-flags.DEFINE_string(
-    "block_size",
-    None,
-    "Prune Dense kernels in blocks of ROWSxCOLUMNS (inputs x outputs), e.g. 4x1: the blocks "
-    "TFLite's sparse FullyConnected kernel runs fast in float. Convolutions stay unstructured. "
-    "Default 1x1 (weight by weight).",
-)
-flags.DEFINE_string(
-    "eval_every",
-    None,
-    "Evaluate validation/test every this many iterations (e.g. 500it), or 'auto': every 100 "
-    "iterations (the LTH paper's) for lenet300_100 and the conv nets, every half epoch rounded "
-    "to 100 iterations for resnet20, vgg16, vgg19.",
-)
-flags.DEFINE_integer("seed", None, "Random seed: initialisation and data order.")
-flags.DEFINE_string(
-    "pruning",
-    None,
-    "layerwise (each layer loses its kind's rate) or global (one magnitude threshold over all "
-    "layers whose kind has a non-zero rate; those kinds must share one rate).",
-)
-flags.DEFINE_boolean(
-    "one_shot", None, "Prune round 0's trained weights straight to each round's sparsity."
-)
-flags.DEFINE_float("weight_decay", None, "L2 weight decay on conv and dense kernels.")
-flags.DEFINE_string("warmup", None, "Linear learning-rate warmup length, e.g. 2000it or 2ep.")
-flags.DEFINE_string(
-    "lr_drops", None, "Steps where the learning rate drops, e.g. 20000it,25000it or 80ep,120ep."
-)
-flags.DEFINE_float("lr_drop_factor", None, "Learning-rate factor at each drop (e.g. 0.1).")
-flags.DEFINE_boolean(
-    "augment", None, "CIFAR augmentation: 4-pixel pad, random crop, random horizontal flip."
-)
 flags.DEFINE_string(
     "branch_of",
     None,
@@ -121,13 +59,9 @@ flags.DEFINE_boolean(
 )
 
 
-# What a branch may not change: it reruns its parent's hyperparameters.
-PARENT_FLAGS = (
-    *("model", "recipe", "dataset", "iterations", "batch_size", "learning_rate", "optimizer"),
-    "momentum",
-    *("rewind", "prune_rates", "block_size", "eval_every", "seed", "pruning", "one_shot"),
-    *("weight_decay", "warmup", "lr_drops", "lr_drop_factor", "augment", "output_dir"),
-)
+# What a branch may not change: it reruns its parent's hyperparameters (every one but the
+# number of rounds, which extends or shortens the parent's sequence) next to it.
+PARENT_FLAGS = (*(name for name in hparam_flag_names() if name != "rounds"), "output_dir")
 
 
 def branch_hparams_from_flags():
@@ -154,56 +88,15 @@ def branch_hparams_from_flags():
 
 
 def hparams_from_flags():
-    """The experiment's hyperparameters: the recipe's defaults, overridden by set flags."""
-    from lth_tf.config import DatasetHparams, PruneRates
-    from lth_tf.data.sources import DATASETS
+    """The experiment's hyperparameters: the recipe's defaults, overridden by set flags (for a
+    branch, its parent's)."""
     from lth_tf.errors import LthError
-    from lth_tf.models import get_model, paper_defaults
 
     if FLAGS.branch_of is not None:
         return branch_hparams_from_flags()
     if FLAGS.control is not None or FLAGS.control_seed is not None:
         raise LthError("--control and --control_seed need --branch_of=EXPERIMENT_DIR")
-    spec = get_model(FLAGS.model)
-    dataset = FLAGS.dataset or spec.dataset
-    if dataset not in DATASETS:
-        raise LthError(
-            f"--dataset: unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}"
-        )
-    hparams = paper_defaults(FLAGS.model, dataset, FLAGS.recipe)
-    training = {
-        key: getattr(FLAGS, key)
-        for key in (
-            "optimizer",
-            "learning_rate",
-            "momentum",
-            "batch_size",
-            "iterations",
-            "eval_every",
-            "seed",
-            "weight_decay",
-            "warmup",
-            "lr_drops",
-            "lr_drop_factor",
-            "augment",
-        )
-        if getattr(FLAGS, key) is not None
-    }
-    pruning = {
-        key: getattr(FLAGS, key)
-        for key in ("rounds", "rewind", "block_size", "one_shot")
-        if getattr(FLAGS, key) is not None
-    }
-    if FLAGS.pruning is not None:
-        pruning["strategy"] = FLAGS.pruning
-    if FLAGS.prune_rates is not None:
-        pruning["rates"] = PruneRates.parse(FLAGS.prune_rates, base=hparams.pruning.rates)
-    return dataclasses.replace(
-        hparams,
-        dataset=DatasetHparams(dataset),
-        training=dataclasses.replace(hparams.training, **training),
-        pruning=dataclasses.replace(hparams.pruning, **pruning),
-    )
+    return hparam_flags.hparams_from_flags(FLAGS)
 
 
 @user_errors_as_one_line

@@ -104,12 +104,12 @@ def test_random_masks_keep_exact_counts_among_survivors_and_are_seeded():
 
 def test_global_pruning_needs_one_rate_for_the_kinds_it_prunes():
     with pytest.raises(LthError, match="different rates"):
-        PruningHparams(PruneRates(fc=0.2, output=0.1), strategy="global")
+        PruningHparams(PruneRates(fc=0.2, output=0.1), scope="global")
     with pytest.raises(LthError, match="needs --pruning=layerwise"):
-        PruningHparams(PruneRates(fc=0.2), strategy="global", block_size="4x1")
-    with pytest.raises(LthError, match="unknown strategy 'sideways'"):
-        PruningHparams(strategy="sideways")
-    assert PruningHparams(PruneRates(fc=0.2, output=0.2), strategy="global").global_rate == 0.2
+        PruningHparams(PruneRates(fc=0.2), scope="global", block_size="4x1")
+    with pytest.raises(LthError, match="unknown scope 'sideways'"):
+        PruningHparams(scope="sideways")
+    assert PruningHparams(PruneRates(fc=0.2, output=0.2), scope="global").global_rate == 0.2
 
 
 # -- models and their defaults --------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_deep_nets_default_to_the_papers_recipe():
             )
             assert training.weight_decay == 1e-4 and training.augment
             assert len(training.lr_drops.split(",")) == 2
-            assert pruning.strategy == "global" and pruning.global_rate == 0.2
+            assert pruning.scope == "global" and pruning.global_rate == 0.2
             assert pruning.rates.conv == 0.2 and pruning.rates.fc == 0
         # LTH: warmup and reset to 0, the output layer dense; Stabilizing LTH (open_lth's
         # defaults): no warmup, an early rewind point, resnet20's output layer pruned too.
@@ -165,7 +165,7 @@ def test_deep_nets_default_to_the_papers_recipe():
         "",
         False,
     )
-    assert paper_defaults("conv6").pruning.strategy == "layerwise"
+    assert paper_defaults("conv6").pruning.scope == "layerwise"
 
 
 def test_a_rewind_point_past_the_end_of_a_round_is_refused():
@@ -181,7 +181,7 @@ def test_experiments_written_before_these_options_existed_still_resume(tmp_path)
     old = hparams.to_dict()
     for key in ("weight_decay", "warmup", "lr_drops", "lr_drop_factor", "augment"):
         del old["training"][key]
-    for key in ("strategy", "one_shot"):
+    for key in ("scope", "one_shot"):
         del old["pruning"][key]
     del old["branch"]
     io.write_json(tmp_path / "hparams.json", {"format_version": 1, "hparams": old})

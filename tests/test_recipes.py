@@ -59,7 +59,7 @@ def test_resnet20_defaults_to_stabilizing_and_lth_gives_warmup_and_reset(from_fl
         training = hparams.training
         assert (training.optimizer, training.learning_rate, training.momentum) == ("sgd", 0.1, 0.9)
         assert training.weight_decay == 1e-4
-        assert hparams.pruning.strategy == "global" and hparams.pruning.rates.conv == 0.2
+        assert hparams.pruning.scope == "global" and hparams.pruning.rates.conv == 0.2
 
 
 def test_the_vggs_rewind_to_iteration_1000_by_default(from_flags):

@@ -84,3 +84,33 @@ def test_experiment_hash_depends_only_on_differences_from_defaults():
     assert changed.short_hash(defaults) != defaults.short_hash(defaults)
     assert defaults.to_dict()["pruning"]["rates"] == {"conv": 0.15, "fc": 0.2, "output": 0.1}
     assert type(defaults).from_dict(changed.to_dict()) == changed
+
+
+def test_the_pruning_scope_reads_old_files_and_keeps_old_experiment_names(tmp_path):
+    # PruningHparams.scope was PruningHparams.strategy (a name it shared with --strategy, the
+    # distribution strategy): old hparams.json files load, and an experiment that set it keeps
+    # the name it was given, hashed over the old key.
+    import dataclasses
+    import hashlib
+    import json
+
+    from lth_tf import io
+    from lth_tf.config import ExperimentHparams
+    from lth_tf.experiment import FORMAT_VERSION, default_experiment_name, open_experiment
+
+    lenet = paper_defaults("lenet300_100", "mnist")
+    pooled = dataclasses.replace(
+        lenet, pruning=dataclasses.replace(lenet.pruning, rates=PruneRates(fc=0.2), scope="global")
+    )
+    old = pooled.to_dict()
+    old["pruning"]["strategy"] = old["pruning"].pop("scope")
+    assert ExperimentHparams.from_dict(old) == pooled
+    before = {"pruning.rates.output": 0.0, "pruning.strategy": "global"}
+    digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:8]
+    assert default_experiment_name(pooled, lenet) == f"lenet300_100-mnist-{digest}"
+    io.write_json(tmp_path / "hparams.json", {"format_version": FORMAT_VERSION, "hparams": old})
+    assert open_experiment(tmp_path, pooled, {}).root == tmp_path
+    # The deep nets prune globally by default: nothing to hash there, as before.
+    resnet = paper_defaults("resnet20")
+    assert resnet.pruning.scope == "global"
+    assert resnet.short_hash(resnet) == hashlib.sha256(b"{}").hexdigest()[:8]

@@ -118,7 +118,7 @@ def _sgd(batch_size, iterations, warmup, lr_drops) -> TrainingHparams:
 
 def _global(rates: PruneRates, rewind: str) -> PruningHparams:
     """Global pruning of 20% per round, 20 rounds (papers.md: "conv 20% global")."""
-    return PruningHparams(rates=rates, rounds=20, rewind=rewind, strategy="global")
+    return PruningHparams(rates=rates, rounds=20, rewind=rewind, scope="global")
 
 
 # The deep nets' two recipes. Where a number's source is marked "unconfirmed", it is the value

@@ -182,7 +182,7 @@ def imp_masks(
     kernels in ``pruning.block_shape`` blocks: TFLite has fast sparse kernels for FullyConnected
     blocks alone.
     """
-    if pruning.strategy == "global":
+    if pruning.scope == "global":
         pooled = [name for name, kind in kinds.items() if pruning.is_pruned(kind)]
         masks = {name: previous[name] for name in weights}
         if pooled:
