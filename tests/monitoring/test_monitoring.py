@@ -12,7 +12,6 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from conftest import run_pipeline, tiny_dataset
 from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir
@@ -29,6 +28,7 @@ from lth_tf.monitoring.tensorboard import (
     tensorboard_dir,
 )
 from lth_tf.strategies import device_description
+from tests.helpers import run_pipeline, tiny_dataset
 
 # Training chunks of 5 iterations, evaluations every 10: train scalars at 5, 10, ..., 30.
 OPTIONS = RunOptions(show_progress=False, steps_per_execution=5)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from absl import flags
 
-from conftest import ROOT
 from lth_tf import io
 from lth_tf.config import (
     DatasetHparams,
@@ -30,6 +29,7 @@ from pipelines.hparam_flags import (
     hparam_flags,
     hparams_from_flags,
 )
+from tests.helpers import ROOT
 
 # One value per training and pruning flag, other than the default of the model it is given
 # with, and the field value it must give.

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_dataset
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, TrainingHparams
 from lth_tf.errors import LthError
@@ -14,6 +13,7 @@ from lth_tf.imp import ImpObserver, RunOptions, run_imp
 from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.wrapping import wrap_model
 from lth_tf.training import Trainer
+from tests.helpers import tiny_dataset
 
 QUIET = RunOptions(show_progress=False)
 

@@ -9,7 +9,6 @@ import hashlib
 
 import pytest
 
-from conftest import run_pipeline
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, ModelHparams
 from lth_tf.errors import LthError
@@ -20,6 +19,7 @@ from lth_tf.experiment import (
     open_experiment,
 )
 from lth_tf.models import get_model, paper_defaults
+from tests.helpers import run_pipeline
 
 SMALL_NETS = ("lenet300_100", "conv2", "conv4", "conv6")
 DEEP_NETS = ("resnet20", "vgg16", "vgg19")
@@ -212,8 +212,8 @@ def test_a_branch_takes_its_parents_recipe(tmp_path, from_flags):
 def test_resnet20s_stabilizing_recipe_pools_the_output_layer_with_the_convs(tmp_path):
     # open_lth's cifar_resnet.py prunes every conv and linear weight globally; the LTH recipe
     # (and both VGG recipes) leave the output layer dense.
-    from conftest import tiny_dataset
     from lth_tf.imp import RunOptions, run_imp
+    from tests.helpers import tiny_dataset
 
     base = paper_defaults("resnet20", "cifar10")
     hparams = dataclasses.replace(

@@ -18,7 +18,6 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from conftest import ROOT, run_pipeline, tiny_dataset
 from lth_tf import io
 from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import gather_batch, stream_indices, training_batches
@@ -35,6 +34,7 @@ from lth_tf.loop import (
 from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.wrapping import restore, snapshot, wrap_model
 from lth_tf.training import Evaluation, Trainer, mixed_precision_policy
+from tests.helpers import ROOT, run_pipeline, tiny_dataset
 
 RATES = paper_defaults("lenet300_100", "mnist").pruning.rates
 

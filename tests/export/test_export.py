@@ -9,7 +9,6 @@ import pytest
 import tf_keras
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from conftest import run_pipeline, tiny_dataset
 from lth_tf import io
 from lth_tf.config import PruneRates, PruningHparams, parse_block_size
 from lth_tf.data.sources import load_dataset
@@ -20,6 +19,7 @@ from lth_tf.export.ticket import choose_best_round, open_ticket
 from lth_tf.imp import RunOptions, run_imp
 from lth_tf.models import paper_defaults
 from lth_tf.pruning.masks import block_magnitude_mask, layerwise_masks, magnitude_mask
+from tests.helpers import run_pipeline, tiny_dataset
 
 QUIET = RunOptions(show_progress=False)
 QUICK = ExportOptions(

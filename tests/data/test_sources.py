@@ -19,6 +19,7 @@ import lth_tf  # noqa: F401  (environment for TensorFlow, before anything import
 from lth_tf.data import cifar10_binary, idx, sources, tfds_source
 from lth_tf.data.sources import VALIDATION_EXAMPLES, ImageDataset, load_dataset
 from lth_tf.errors import LthError
+from tests.helpers import ROOT
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -317,6 +318,5 @@ def test_imports_without_tensorflow() -> None:
         "import sys, lth_tf.data.sources; "
         "sys.exit(int('tensorflow' in sys.modules or 'tensorflow_datasets' in sys.modules))"
     )
-    root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, check=False)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False)
     assert result.returncode == 0

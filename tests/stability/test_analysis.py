@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tf_keras
 
-from conftest import run_pipeline
 from lth_tf import io
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import load_dataset
@@ -32,6 +31,7 @@ from lth_tf.stability.plan import (
     mixtures,
     plan_stability,
 )
+from tests.helpers import run_pipeline
 
 OPTIONS = StabilityOptions(show_progress=False, steps_per_execution=10)
 REQUIRED_KEYS = {"l2_distance_data_order", "l2_distance_pruning", "instability", "path_errors"}

@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from conftest import run_pipeline, tiny_dataset
 from lth_tf import io
 from lth_tf.branches import branch_of
 from lth_tf.config import ExperimentHparams, PruneRates, PruningHparams, TrainingHparams
@@ -26,6 +25,7 @@ from lth_tf.monitoring.report import write_report
 from lth_tf.pruning.masks import global_masks, magnitude_mask, random_masks
 from lth_tf.pruning.wrapping import wrap_model
 from lth_tf.training import Trainer
+from tests.helpers import run_pipeline, tiny_dataset
 
 QUIET = RunOptions(show_progress=False)
 

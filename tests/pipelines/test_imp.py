@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_pipeline
 from lth_tf import io
+from tests.helpers import ROOT, run_pipeline
 
 SMALL_RUN = ["--model=lenet300_100", "--dataset=mnist", "--noprogress"]
 

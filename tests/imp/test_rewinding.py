@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_pipeline, tiny_dataset
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, PruneRates, TrainingHparams
 from lth_tf.errors import LthError
@@ -16,6 +15,7 @@ from lth_tf.imp import ImpObserver, RunOptions, run_imp
 from lth_tf.lr_schedule import WarmupStepDecay
 from lth_tf.models import paper_defaults
 from lth_tf.training import make_optimizer
+from tests.helpers import run_pipeline, tiny_dataset
 
 QUIET = RunOptions(show_progress=False, steps_per_execution=7)
 
