@@ -217,7 +217,7 @@ def test_a_branch_refuses_every_hyperparameter_flag_but_rounds(tmp_path, imp_fla
     parent = tmp_path / "parent"
     open_experiment(parent, paper_defaults("lenet300_100"), {})
     io.write_npz(parent / "round_00" / "weights.npz", {})
-    io.write_csv(parent / "results.csv", [{"round": 0}], RESULT_COLUMNS)
+    io.write_csv(parent / "results.csv", [dict.fromkeys(RESULT_COLUMNS, 0)], RESULT_COLUMNS)
     for pruning_round in (1, 2, 3):
         io.write_npz(parent / f"round_{pruning_round:02d}" / "masks.npz", {})
     branch = [f"--branch_of={parent}", "--control=random_reinit"]
