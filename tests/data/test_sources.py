@@ -7,7 +7,6 @@ impossible by pointing the network probe at a closed local port.
 from __future__ import annotations
 
 import gzip
-import socket
 import struct
 import time
 from pathlib import Path
@@ -16,22 +15,15 @@ import numpy as np
 import pytest
 
 import lth_tf  # noqa: F401  (environment for TensorFlow, before anything imports it)
-from lth_tf.data import cifar10_binary, idx, sources, tfds_source
+from lth_tf.data import cifar10_binary, idx, tfds_source
 from lth_tf.data.sources import VALIDATION_EXAMPLES, ImageDataset, load_dataset
 from lth_tf.errors import LthError
-from tests.helpers import ROOT
+from tests.helpers import ROOT, closed_port_url, write_idx
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
-    """Writes a uint8 array as an IDX file (the format read_idx parses), optionally gzipped."""
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(data) if gz else data)
 
 
 def make_idx_dir(directory: Path, n_train: int, n_test: int, gz: bool, seed: int = 0) -> dict:
@@ -47,28 +39,6 @@ def make_idx_dir(directory: Path, n_train: int, n_test: int, gz: bool, seed: int
     for base, array in arrays.items():
         write_idx(directory / (base + (".gz" if gz else "")), array, gz)
     return arrays
-
-
-def closed_port_url() -> str:
-    """An http URL on localhost where nothing listens, so the network probe fails at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No download can happen, whether or not this machine has a network."""
-    for name in sources.DATASETS:
-        monkeypatch.setitem(tfds_source.DOWNLOAD_URLS, name, closed_port_url())
-
-
-@pytest.fixture
-def no_system_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ignore raw files installed on this machine, so only data_dir and TFDS are used."""
-    for name in sources.DATASETS:
-        monkeypatch.setitem(sources.SYSTEM_DATA_DIRS, name, ())
 
 
 # ---------------------------------------------------------------- real Fashion-MNIST

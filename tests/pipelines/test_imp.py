@@ -1,4 +1,5 @@
-"""``python -m pipelines.imp`` end to end: bad input, kill-and-resume, a 2-replica run."""
+"""``python -m pipelines.imp`` end to end: bad input, kill-and-resume, a control run from the
+command line."""
 
 import signal
 import subprocess
@@ -9,7 +10,10 @@ import numpy as np
 import pytest
 
 from lth_tf import io
-from tests.helpers import ROOT, run_pipeline
+from lth_tf.imp import run_imp
+from lth_tf.models import paper_defaults
+from lth_tf.monitoring.report import write_report
+from tests.helpers import QUIET, ROOT, run_pipeline, with_changes
 
 SMALL_RUN = ["--model=lenet300_100", "--dataset=mnist", "--noprogress"]
 
@@ -101,24 +105,43 @@ def test_run_killed_mid_round_resumes_to_the_uninterrupted_results(idx_dir, tmp_
                 np.testing.assert_array_equal(a[name], b[name])
 
 
-def test_two_replica_mirrored_run_on_virtual_cpus(idx_dir, tmp_path):
-    result = run_pipeline(
-        "pipelines.imp",
-        *SMALL_RUN,
-        f"--data_dir={idx_dir}",
-        "--rounds=2",
-        "--iterations=40",
-        "--strategy=mirrored",
-        "--virtual_cpus=2",
-        f"--output_dir={tmp_path}",
-        "--experiment_name=mirrored",
+@pytest.mark.parametrize(
+    "flags, reason",
+    [
+        (["--pruning=global"], "different rates (conv=0.0,fc=0.2,output=0.1)"),
+        (["--control=random_reinit"], "--control and --control_seed need --branch_of"),
+        (["--branch_of=/nonexistent"], "--branch_of needs --control"),
+        (
+            ["--branch_of=/nonexistent", "--control=random_prune", "--learning_rate=0.1"],
+            "--learning_rate cannot be set with --branch_of",
+        ),
+        (["--branch_of=/nonexistent", "--control=random_prune"], "is not a directory"),
+    ],
+)
+def test_bad_flags_exit_with_one_line(flags, reason, tmp_path):
+    result = run_pipeline("pipelines.imp", *flags, f"--data_dir={tmp_path}", "--noprogress")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: ") and reason in result.stderr, result.stderr
+
+
+def test_a_control_runs_from_the_command_line_beside_its_parent(idx_dir, mnist_data, tmp_path):
+    hparams = with_changes(
+        paper_defaults("lenet300_100", "mnist"),
+        training={"iterations": "30it"},
+        pruning={"rounds": 1, "rewind": "10it"},
     )
-    assert result.returncode == 0, result.stderr
-    assert len(io.read_csv(tmp_path / "mirrored" / "results.csv")) == 3
-    rates = {"fc1/kernel": 0.2, "fc2/kernel": 0.2, "output/kernel": 0.1}
-    for pruning_round in range(3):
-        masks = io.read_npz(tmp_path / "mirrored" / f"round_{pruning_round:02d}" / "masks.npz")
-        weights = io.read_npz(tmp_path / "mirrored" / f"round_{pruning_round:02d}" / "weights.npz")
-        for name, rate in rates.items():
-            assert abs(masks[name].sum() - masks[name].size * (1 - rate) ** pruning_round) <= 1
-            assert np.all(weights[name][masks[name] == 0] == 0)
+    run_imp(hparams, tmp_path, "lenet", QUIET, data=mnist_data)
+    branch = run_pipeline(
+        "pipelines.imp",
+        f"--branch_of={tmp_path / 'lenet'}",
+        "--control=random_prune",
+        "--noprogress",
+        "--notensorboard",
+        f"--data_dir={idx_dir}",
+    )
+    assert branch.returncode == 0, branch.stderr
+    assert f"Results: {tmp_path / 'lenet-random_prune' / 'results.csv'}" in branch.stdout
+    _, csv = write_report([tmp_path / "lenet", tmp_path / "lenet-random_prune"], tmp_path / "r")
+    labels = [row["label"] for row in io.read_csv(csv)]
+    assert labels == ["control=none"] * 2 + ["control=random_prune"] * 2
