@@ -1,10 +1,14 @@
 """What several test modules share: small hyperparameters, tiny datasets in memory and as IDX
-files, networks to train, and a pipeline runner."""
+files, networks to train, and two ways to run a pipeline: a real ``python -m`` process
+(:func:`run_pipeline`) or its ``main`` in this process (:func:`run_main`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
+import importlib
+import io
 import os
 import socket
 import struct
@@ -13,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import lth_tf  # noqa: F401  (environment before TensorFlow)
 from lth_tf.config import ExperimentHparams, PruneRates
@@ -179,6 +184,48 @@ def run_pipeline(module: str, *args: str, timeout: float = 600) -> subprocess.Co
     )
 
 
+def _tensorflow_would_start() -> None:
+    raise AssertionError("the command line passed every check made before TensorFlow starts")
+
+
+def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` in this process: the pipeline's ``main``, one-line-error
+    wrapper included, on its flags parsed from ``args``; stdout, stderr and the exit status
+    as :func:`run_pipeline` gives them.
+
+    For the checks a pipeline makes before TensorFlow starts: reaching that point is a test
+    failure, and logging is left as the tests have it. Only pipelines whose flags can be
+    defined beside ``pipelines.imp``'s (imp, report) load here; export's and stability's share
+    names with it (``--rewind``, ``--output_dir``), so their checks are the library's
+    (``open_ticket``, ``plan_stability``), and their wrappers run in a process of their own.
+    """
+    pipeline = importlib.import_module(module)
+    program = module.rsplit(".", 1)[-1]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    pipeline.FLAGS.unparse_flags()
+    try:
+        pipeline.FLAGS([program, *args])
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
+            if hasattr(pipeline, "setup_logging"):
+                patch.setattr(pipeline, "setup_logging", lambda: None)
+            if hasattr(pipeline, "start_tensorflow_quietly"):
+                patch.setattr(pipeline, "start_tensorflow_quietly", _tensorflow_would_start)
+            try:
+                pipeline.main([program])
+                returncode = 0
+            except SystemExit as exit:
+                returncode = exit.code
+    finally:
+        pipeline.FLAGS.unparse_flags()
+    return subprocess.CompletedProcess(
+        [module, *args], returncode, stdout.getvalue(), stderr.getvalue()
+    )
+
+
 def imp_hparams(*args: str) -> ExperimentHparams:
     """``pipelines.imp``'s hyperparameters for a command line, parsed in this process into its
     own (global) flags, as it builds them (a branch's included)."""
@@ -190,3 +237,11 @@ def imp_hparams(*args: str) -> ExperimentHparams:
         return pipeline.hparams_from_flags()
     finally:
         pipeline.FLAGS.unparse_flags()
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, reason: str) -> None:
+    """The pipeline refused with ``error: ...reason...`` as its only stderr line and exit 2."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: ") and reason in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

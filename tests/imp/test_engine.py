@@ -206,3 +206,16 @@ def test_one_shot_prunes_round_0s_weights_straight_to_each_rounds_sparsity(tmp_p
         after_round_1["fc1/kernel"], io.read_npz(experiment.masks(1))["fc1/kernel"], 0.36
     )
     assert not np.array_equal(masks["fc1/kernel"], iterative)
+
+
+def test_missing_data_fails_fast_with_one_line(tmp_path, offline, no_system_dirs):
+    # As `python -m pipelines.imp --dataset=mnist --data_dir=EMPTY`: nothing to load, and no
+    # network to download from.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    options = dataclasses.replace(QUIET, data_dir=str(empty))
+    with pytest.raises(LthError) as caught:
+        run_imp(paper_defaults("lenet300_100", "mnist"), tmp_path, None, options)
+    message = str(caught.value)
+    assert "cannot load dataset 'mnist'" in message and str(empty) in message
+    assert "\n" not in message

@@ -14,7 +14,7 @@ from lth_tf.experiment import ROUNDS_KEY, ExperimentDir
 from lth_tf.imp import ImpObserver, run_imp
 from lth_tf.lr_schedule import WarmupStepDecay
 from lth_tf.training import make_optimizer
-from tests.helpers import QUIET, lenet_hparams, run_pipeline
+from tests.helpers import QUIET, lenet_hparams
 
 # The rounds' rewind point k; training in compiled chunks of 7 iterations.
 K = "12it"
@@ -152,26 +152,15 @@ def test_an_experiment_whose_rewound_rounds_trained_the_old_way_is_refused(tmp_p
         run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
 
 
-def test_the_refusal_is_one_line_on_the_command_line(tmp_path, idx_dir):
-    flags = [
-        "--model=lenet300_100",
-        "--dataset=mnist",
-        f"--data_dir={idx_dir}",
-        f"--output_dir={tmp_path}",
-        "--experiment_name=old",
-        "--rounds=1",
-        "--iterations=30",
-        "--eval_every=10",
-        "--rewind=12",
-        "--noprogress",
-        "--notensorboard",
-    ]
-    assert run_pipeline("pipelines.imp", *flags).returncode == 0
+def test_the_refusal_is_one_line_for_the_command_line(tmp_path, data):
+    # The wrapper prints it as pipelines.imp's only stderr line (tests/pipelines/test_imp.py).
+    hparams = lenet_hparams(rewind=K)
+    run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
     _as_old_lth_tf(ExperimentDir(tmp_path / "old"), killed_in_round=1)
-    result = run_pipeline("pipelines.imp", *flags)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "older lth_tf" in lines[0], result.stderr
+    with pytest.raises(LthError) as caught:
+        run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 1 and "older lth_tf" in lines[0], lines
 
 
 def test_an_old_experiment_without_rewound_rounds_resumes_and_is_marked(tmp_path, data):

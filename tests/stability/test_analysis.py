@@ -1,9 +1,10 @@
 """Stability analysis: exact path ends, zero distance for identical data orders, recomputed
-rewind points, batch-norm statistics, bad plans (tests/pipelines/test_stability.py runs the
-command line)."""
+rewind points, batch-norm statistics, and the plans refused (what pipelines.stability checks
+before TensorFlow starts; tests/pipelines/test_stability.py runs the command line)."""
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -194,6 +195,54 @@ def test_batch_norm_statistics_are_the_mean_of_the_batches_statistics(mnist_data
     np.testing.assert_allclose(bn.moving_variance.numpy(), variances, rtol=1e-4, atol=1e-6)
     assert bn.momentum == 0.9
     assert not np.allclose(means, 0)
+
+
+@pytest.fixture(scope="module")
+def unfinished(rewound, tmp_path_factory):
+    """The experiment as if it planned 3 rounds and stopped after round 1."""
+    root = tmp_path_factory.mktemp("unfinished") / "rewound"
+    shutil.copytree(rewound.root, root, ignore=shutil.ignore_patterns("stability"))
+    saved = io.read_json(root / "hparams.json")
+    saved["hparams"]["pruning"]["rounds"] = 3
+    io.write_json(root / "hparams.json", saved)
+    return root
+
+
+# What pipelines.stability's flags give plan_stability (its defaults are the flags').
+@pytest.mark.parametrize(
+    "plan, reason",
+    [
+        ({"seeds": 1}, "--seeds must be at least 2"),
+        ({"points": 1}, "--points must be at least 2"),
+        ({"rewind": "soon"}, "'soon' is not a step"),
+        ({"rewind_sweep": ["0", "soon"]}, "'soon' is not a step"),
+        ({"rewind": "10ep"}, "not before the end of training (40 iterations"),
+        ({"rewind": "40it"}, "not before the end of training"),
+        ({"rewind": "0", "rewind_sweep": ["0", "10it"]}, "not both"),
+        ({"pruning_round": 7}, "has no round 7 (it runs rounds 0-1)"),
+    ],
+)
+def test_bad_flags_are_refused_with_one_line(rewound, plan, reason):
+    with pytest.raises(LthError) as caught:
+        plan_stability(rewound.root, **({"pruning_round": 1} | plan))
+    message = str(caught.value)
+    assert reason in message and "\n" not in message, message
+
+
+def test_bad_experiments_are_refused_with_one_line(tmp_path, unfinished):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for directory, reason in [
+        (tmp_path / "missing", "does not exist"),
+        (empty, "is not an lth_tf experiment (no hparams.json)"),
+        (unfinished, "round 2 of"),
+    ]:
+        with pytest.raises(LthError) as caught:
+            plan_stability(directory, 2)
+        message = str(caught.value)
+        assert reason in message and "\n" not in message, message
+    with pytest.raises(LthError, match="has not finished; finished rounds: 0, 1"):
+        plan_stability(unfinished, 2)
 
 
 def test_bad_plans_are_refused_before_tensorflow_runs(rewound):
