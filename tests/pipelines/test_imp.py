@@ -2,10 +2,10 @@
 through a real process for the one-line-error wrapper), a run killed with SIGKILL and resumed,
 and a control run from the command line."""
 
+import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -77,6 +77,26 @@ def test_bad_branch_and_scope_flags_exit_with_one_line(flags, reason, tmp_path):
     assert_one_line_error(result, reason)
 
 
+# `python -m pipelines.imp`, but the process SIGKILLs itself as soon as the first checkpoint of
+# round 1 is on disk: killed mid-round at the same point however fast the machine is.
+KILLED_AFTER_A_CHECKPOINT = """
+import os, signal, sys
+from lth_tf import io
+
+write_npz = io.write_npz
+
+def write_then_die(path, *args, **kwargs):
+    write_npz(path, *args, **kwargs)
+    if str(path).endswith(os.path.join("round_01", "checkpoint.npz")):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+io.write_npz = write_then_die
+sys.argv[0] = "imp"
+from pipelines.imp import run
+run()
+"""
+
+
 def _comparable(experiment):
     rows = io.read_csv(experiment / "results.csv")
     return [{k: v for k, v in row.items() if k != "train_seconds"} for row in rows]
@@ -95,15 +115,17 @@ def test_run_killed_mid_round_resumes_to_the_uninterrupted_results(idx_dir, tmp_
     whole = run_pipeline("pipelines.imp", *flags, "--experiment_name=whole")
     assert whole.returncode == 0, whole.stderr
 
-    cmd = [sys.executable, "-m", "pipelines.imp", *flags, "--experiment_name=killed"]
-    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_A_CHECKPOINT, *flags, "--experiment_name=killed"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     checkpoint = tmp_path / "killed" / "round_01" / "checkpoint.npz"
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
     assert checkpoint.exists(), "the run never checkpointed round 1"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
     assert len(io.read_csv(tmp_path / "killed" / "results.csv")) == 1  # only round 0 finished
 
     resumed = run_pipeline("pipelines.imp", *flags, "--experiment_name=killed")
