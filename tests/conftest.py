@@ -1,52 +1,24 @@
-"""Shared fixtures: tiny datasets in memory and as IDX files, and a pipeline runner."""
+"""Shared fixtures: datasets, the network kept offline, experiments several folders read. The
+shared functions and constants are in :mod:`tests.helpers`."""
 
 from __future__ import annotations
 
-import gzip
-import os
-import struct
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-import lth_tf  # noqa: F401  (environment before TensorFlow)
+from tests.helpers import (
+    QUIET,
+    TICKET_RATES,
+    closed_port_url,
+    lenet_hparams,
+    make_images,
+    tiny_dataset,
+    write_idx,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_images(count: int, shape=(28, 28, 1), classes: int = 10, seed: int = 0):
-    """Random uint8 images whose label is written into their brightness, so nets can learn."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, classes, size=count)
-    images = rng.integers(0, 80, size=(count, *shape))
-    images[..., : shape[0] // 2, :, :] += (labels * 17)[:, None, None, None]
-    return images.clip(0, 255).astype(np.uint8), labels.astype(np.int64)
-
-
-def tiny_dataset(train: int = 600, val: int = 120, test: int = 200, shape=(28, 28, 1)):
-    from lth_tf.data.sources import ImageDataset
-
-    images, labels = make_images(train + val + test, shape)
-    return ImageDataset(
-        name="tiny",
-        train_images=images[:train],
-        train_labels=labels[:train],
-        val_images=images[train : train + val],
-        val_labels=labels[train : train + val],
-        test_images=images[train + val :],
-        test_labels=labels[train + val :],
-        num_classes=10,
-        source="tests",
-    )
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
+# -- datasets ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -62,14 +34,74 @@ def idx_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def run_pipeline(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Runs ``python -m module args`` from the repository root, capturing text output."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture(scope="session")
+def mnist_data(idx_dir):
+    """``idx_dir`` loaded as the pipelines load ``--dataset=mnist --data_dir=idx_dir``."""
+    from lth_tf.data.sources import load_dataset
+
+    return load_dataset("mnist", str(idx_dir))
+
+
+@pytest.fixture(scope="module")
+def data():
+    """:func:`tests.helpers.tiny_dataset`: 600 training images of 28x28x1, 120 validation, 200
+    test."""
+    return tiny_dataset()
+
+
+# -- no network, no system datasets ------------------------------------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No download can happen, whether or not this machine has a network."""
+    from lth_tf.data import sources, tfds_source
+
+    for name in sources.DATASETS:
+        monkeypatch.setitem(tfds_source.DOWNLOAD_URLS, name, closed_port_url())
+
+
+@pytest.fixture
+def no_system_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ignore raw files installed on this machine, so only data_dir and TFDS are used."""
+    from lth_tf.data import sources
+
+    for name in sources.DATASETS:
+        monkeypatch.setitem(sources.SYSTEM_DATA_DIRS, name, ())
+
+
+# -- experiments that pruning, export and the export pipeline read -----------------------------
+
+
+@pytest.fixture(scope="session")
+def lenet_runs(tmp_path_factory, mnist_data) -> Path:
+    """Two 2-round lenet experiments on the IDX test data, ``plain`` (unstructured) and
+    ``blocks`` (4x1 blocks), pruned at :data:`tests.helpers.TICKET_RATES`; their folder."""
+    from lth_tf.imp import run_imp
+
+    root = tmp_path_factory.mktemp("runs")
+    for name, block_size in [("plain", "1x1"), ("blocks", "4x1")]:
+        hparams = lenet_hparams(
+            iterations="40it",
+            eval_every="20it",
+            rounds=2,
+            pruning={"rates": TICKET_RATES, "block_size": block_size},
+        )
+        run_imp(hparams, root, name, QUIET, data=mnist_data)
+    return root
+
+
+@pytest.fixture(scope="session")
+def broken(lenet_runs, tmp_path_factory) -> Path:
+    """Copies of ``lenet_runs/plain``: ``unfinished`` (round 2 unfinished), ``other_version``
+    (another format version); and ``not_an_experiment``, an empty folder."""
+    from lth_tf import io
+
+    root = tmp_path_factory.mktemp("broken")
+    unfinished = shutil.copytree(lenet_runs / "plain", root / "unfinished")
+    (unfinished / "round_02" / "weights.npz").unlink()
+    other = shutil.copytree(lenet_runs / "plain", root / "other_version")
+    saved = io.read_json(other / "hparams.json")
+    io.write_json(other / "hparams.json", {**saved, "format_version": 99})
+    (root / "not_an_experiment").mkdir()
+    return root

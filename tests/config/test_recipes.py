@@ -1,6 +1,6 @@
 """``--recipe``: the LTH paper's and the Stabilizing-LTH papers' defaults; ``--eval_every=auto``
-per model. Flags are parsed in-process; only the refused commands run the pipeline, and one
-test trains a few iterations of resnet20."""
+per model. Flags are parsed in-process (the refused commands run pipelines.imp's main here
+too), and one test trains a few iterations of resnet20."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import hashlib
 
 import pytest
 
-from conftest import run_pipeline
 from lth_tf import io
-from lth_tf.config import ExperimentHparams, ModelHparams
+from lth_tf.config import ExperimentHparams, ModelHparams, PruneRates
 from lth_tf.errors import LthError
 from lth_tf.experiment import (
     FORMAT_VERSION,
@@ -19,38 +18,31 @@ from lth_tf.experiment import (
     default_experiment_name,
     open_experiment,
 )
+from lth_tf.imp import run_imp
 from lth_tf.models import get_model, paper_defaults
+from tests.helpers import (
+    QUIET,
+    assert_one_line_error,
+    imp_hparams,
+    run_main,
+    tiny_dataset,
+    with_changes,
+)
 
 SMALL_NETS = ("lenet300_100", "conv2", "conv4", "conv6")
 DEEP_NETS = ("resnet20", "vgg16", "vgg19")
 
 
-@pytest.fixture
-def from_flags():
-    """``pipelines.imp``'s hyperparameters for a command line, parsed in this process."""
-    from pipelines import imp as pipeline
-
-    def parse(*argv: str) -> ExperimentHparams:
-        pipeline.FLAGS.unparse_flags()
-        pipeline.FLAGS(["imp", *argv])
-        try:
-            return pipeline.hparams_from_flags()
-        finally:
-            pipeline.FLAGS.unparse_flags()
-
-    return parse
-
-
-def test_resnet20_defaults_to_stabilizing_and_lth_gives_warmup_and_reset(from_flags):
-    default = from_flags("--model=resnet20")
+def test_resnet20_defaults_to_stabilizing_and_lth_gives_warmup_and_reset():
+    default = imp_hparams("--model=resnet20")
     assert default.model == ModelHparams("resnet20", "stabilizing")
     assert (default.training.warmup, default.pruning.rewind) == ("0it", "500it")
     # open_lth's cifar_resnet.py: batch 128, 160 epochs, drops at epochs 80 and 120.
     assert (default.training.batch_size, default.training.iterations) == (128, "160ep")
     assert default.training.lr_drops == "80ep,120ep"
-    assert from_flags("--model=resnet20", "--recipe=stabilizing") == default
+    assert imp_hparams("--model=resnet20", "--recipe=stabilizing") == default
 
-    lth = from_flags("--model=resnet20", "--recipe=lth")
+    lth = imp_hparams("--model=resnet20", "--recipe=lth")
     assert lth.model == ModelHparams("resnet20", "lth")
     assert (lth.training.warmup, lth.pruning.rewind) == ("20000it", "0it")
     assert (lth.training.iterations, lth.training.lr_drops) == ("30000it", "20000it,25000it")
@@ -62,27 +54,27 @@ def test_resnet20_defaults_to_stabilizing_and_lth_gives_warmup_and_reset(from_fl
         assert hparams.pruning.scope == "global" and hparams.pruning.rates.conv == 0.2
 
 
-def test_the_vggs_rewind_to_iteration_1000_by_default(from_flags):
+def test_the_vggs_rewind_to_iteration_1000_by_default():
     for name in ("vgg16", "vgg19"):
-        stabilizing = from_flags(f"--model={name}")
+        stabilizing = imp_hparams(f"--model={name}")
         assert stabilizing.model.recipe == "stabilizing"
         assert (stabilizing.training.warmup, stabilizing.pruning.rewind) == ("0it", "1000it")
         assert stabilizing.training.batch_size == 128
-        lth = from_flags(f"--model={name}", "--recipe=lth")
+        lth = imp_hparams(f"--model={name}", "--recipe=lth")
         assert (lth.training.warmup, lth.pruning.rewind) == ("10000it", "0it")
         assert (lth.training.batch_size, lth.training.iterations) == (64, "112000it")
 
 
-def test_explicit_flags_override_the_recipe(from_flags):
-    reset = from_flags("--model=resnet20", "--recipe=stabilizing", "--rewind=0")
+def test_explicit_flags_override_the_recipe():
+    reset = imp_hparams("--model=resnet20", "--recipe=stabilizing", "--rewind=0")
     assert reset.model.recipe == "stabilizing" and reset.pruning.rewind == "0it"
     assert reset.training.warmup == "0it"  # the rest is still the recipe's
-    no_warmup = from_flags("--model=vgg19", "--recipe=lth", "--warmup=0", "--batch_size=32")
+    no_warmup = imp_hparams("--model=vgg19", "--recipe=lth", "--warmup=0", "--batch_size=32")
     assert (no_warmup.training.warmup, no_warmup.training.batch_size) == ("0it", 32)
     assert no_warmup.training.iterations == "112000it" and no_warmup.pruning.rewind == "0it"
 
 
-def test_small_nets_have_only_the_lth_recipe(from_flags):
+def test_small_nets_have_only_the_lth_recipe():
     for name in SMALL_NETS:
         spec = get_model(name)
         assert (spec.default_recipe, list(spec.recipes)) == ("lth", ["lth"])
@@ -90,9 +82,9 @@ def test_small_nets_have_only_the_lth_recipe(from_flags):
         assert paper_defaults(name).model == ModelHparams(name, "lth")
         with pytest.raises(LthError, match=f"{name} has only the lth recipe"):
             paper_defaults(name, recipe="stabilizing")
-    assert from_flags("--model=conv6", "--recipe=lth") == from_flags("--model=conv6")
+    assert imp_hparams("--model=conv6", "--recipe=lth") == imp_hparams("--model=conv6")
     with pytest.raises(LthError, match="unknown recipe 'fast'"):
-        from_flags("--model=resnet20", "--recipe=fast")
+        imp_hparams("--model=resnet20", "--recipe=fast")
     with pytest.raises(LthError, match="unknown recipe 'fast'"):
         ModelHparams("resnet20", "fast")
 
@@ -109,11 +101,8 @@ def test_small_nets_have_only_the_lth_recipe(from_flags):
     ids=["unknown", "small-net"],
 )
 def test_a_recipe_that_does_not_exist_is_one_line_and_exit_2(flags, reason, tmp_path):
-    result = run_pipeline("pipelines.imp", *flags, f"--output_dir={tmp_path}")
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert result.stderr.startswith("error: ") and reason in result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    result = run_main("pipelines.imp", *flags, f"--output_dir={tmp_path}")
+    assert_one_line_error(result, reason)
     assert not any(tmp_path.iterdir()), "nothing is written for a refused command"
 
 
@@ -194,7 +183,7 @@ def test_a_resume_whose_auto_spacing_changed_is_refused(tmp_path):
         open_experiment(tmp_path, hparams, {"resolved": {"eval_every": 100}})
 
 
-def test_a_branch_takes_its_parents_recipe(tmp_path, from_flags):
+def test_a_branch_takes_its_parents_recipe(tmp_path):
     from lth_tf.branches import branch_of
 
     parent = tmp_path / "resnet-lth"
@@ -206,26 +195,56 @@ def test_a_branch_takes_its_parents_recipe(tmp_path, from_flags):
     assert name == "resnet-lth-lr_rewind"
     assert branch.model == ModelHparams("resnet20", "lth") and branch.pruning.rewind == "0it"
     with pytest.raises(LthError, match="--recipe cannot be set with --branch_of"):
-        from_flags(f"--branch_of={parent}", "--control=lr_rewind", "--recipe=stabilizing")
+        imp_hparams(f"--branch_of={parent}", "--control=lr_rewind", "--recipe=stabilizing")
 
 
 def test_resnet20s_stabilizing_recipe_pools_the_output_layer_with_the_convs(tmp_path):
     # open_lth's cifar_resnet.py prunes every conv and linear weight globally; the LTH recipe
     # (and both VGG recipes) leave the output layer dense.
-    from conftest import tiny_dataset
-    from lth_tf.imp import RunOptions, run_imp
-
-    base = paper_defaults("resnet20", "cifar10")
-    hparams = dataclasses.replace(
-        base,
-        training=dataclasses.replace(base.training, iterations="4it", batch_size=20),
-        pruning=dataclasses.replace(base.pruning, rounds=1, rewind="2it"),
+    hparams = with_changes(
+        paper_defaults("resnet20", "cifar10"),
+        training={"iterations": "4it", "batch_size": 20},
+        pruning={"rounds": 1, "rewind": "2it"},
     )
     data = tiny_dataset(train=60, val=20, test=20, shape=(16, 16, 3))
-    experiment = run_imp(hparams, tmp_path, "r", RunOptions(show_progress=False), data=data)
+    experiment = run_imp(hparams, tmp_path, "r", QUIET, data=data)
     masks = io.read_npz(experiment.masks(1))
     total = sum(mask.size for mask in masks.values())
     assert total == 270_256 + 64 * 10  # every conv kernel and the output kernel are pooled
     assert sum(int(mask.sum()) for mask in masks.values()) == round(total * 0.8)
     row = experiment.read_results()[1]
     assert row.percent_remaining == pytest.approx(80.0, abs=1e-3)
+
+
+def test_deep_nets_default_to_the_papers_recipe():
+    for name in ("resnet20", "vgg16", "vgg19"):
+        for recipe in ("lth", "stabilizing"):
+            hparams = paper_defaults(name, recipe=recipe)
+            training, pruning = hparams.training, hparams.pruning
+            assert hparams.dataset.name == "cifar10"
+            assert (training.optimizer, training.learning_rate, training.momentum) == (
+                "sgd",
+                0.1,
+                0.9,
+            )
+            assert training.weight_decay == 1e-4 and training.augment
+            assert len(training.lr_drops.split(",")) == 2
+            assert pruning.scope == "global" and pruning.global_rate == 0.2
+            assert pruning.rates.conv == 0.2 and pruning.rates.fc == 0
+        # LTH: warmup and reset to 0, the output layer dense; Stabilizing LTH (open_lth's
+        # defaults): no warmup, an early rewind point, resnet20's output layer pruned too.
+        lth, stabilizing = paper_defaults(name, recipe="lth"), paper_defaults(name)
+        assert lth.training.warmup != "0it" and lth.pruning.rewind == "0it"
+        assert lth.pruning.rates == PruneRates(conv=0.2)
+        assert stabilizing.training.warmup == "0it"
+        assert 100 <= int(stabilizing.pruning.rewind.removesuffix("it")) <= 5000
+        output = 0.2 if name == "resnet20" else 0.0
+        assert stabilizing.pruning.rates == PruneRates(conv=0.2, output=output)
+    small = paper_defaults("lenet300_100").training
+    assert (small.weight_decay, small.warmup, small.lr_drops, small.augment) == (
+        0,
+        "0it",
+        "",
+        False,
+    )
+    assert paper_defaults("conv6").pruning.scope == "layerwise"

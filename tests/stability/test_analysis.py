@@ -1,5 +1,6 @@
 """Stability analysis: exact path ends, zero distance for identical data orders, recomputed
-rewind points, batch-norm statistics, the pipeline end to end and its refusals."""
+rewind points, batch-norm statistics, and the plans refused (what pipelines.stability checks
+before TensorFlow starts; tests/pipelines/test_stability.py runs the command line)."""
 
 import dataclasses
 import json
@@ -9,14 +10,11 @@ import numpy as np
 import pytest
 import tf_keras
 
-from conftest import run_pipeline
 from lth_tf import io
 from lth_tf.data.pipeline import training_batches
-from lth_tf.data.sources import load_dataset
 from lth_tf.errors import LthError
-from lth_tf.imp import RunOptions, run_imp
+from lth_tf.imp import run_imp
 from lth_tf.loop import TrainingProgress
-from lth_tf.models import paper_defaults
 from lth_tf.monitoring.tensorboard import logged_tags
 from lth_tf.stability.analysis import (
     BatchNormStatistics,
@@ -32,44 +30,28 @@ from lth_tf.stability.plan import (
     mixtures,
     plan_stability,
 )
+from tests.helpers import PNG_MAGIC, QUIET, STABILITY_RESULT_KEYS, lenet_hparams
 
 OPTIONS = StabilityOptions(show_progress=False, steps_per_execution=10)
-REQUIRED_KEYS = {"l2_distance_data_order", "l2_distance_pruning", "instability", "path_errors"}
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def lenet_hparams(rewind: str, rounds: int = 1):
-    base = paper_defaults("lenet300_100", "mnist")
-    return dataclasses.replace(
-        base,
-        training=dataclasses.replace(base.training, iterations="40it", eval_every="20it"),
-        pruning=dataclasses.replace(base.pruning, rounds=rounds, rewind=rewind),
-    )
 
 
 @pytest.fixture(scope="module")
-def data(idx_dir):
-    return load_dataset("mnist", str(idx_dir))
-
-
-@pytest.fixture(scope="module")
-def rewound(tmp_path_factory, data):
+def rewound(tmp_path_factory, mnist_data):
     """Rounds 0 and 1 of 40 iterations, rewinding to iteration 10."""
     root = tmp_path_factory.mktemp("stability")
-    return run_imp(
-        lenet_hparams("10it"), root, "rewound", RunOptions(show_progress=False), data=data
-    )
+    hparams = lenet_hparams(iterations="40it", eval_every="20it", rewind="10it")
+    return run_imp(hparams, root, "rewound", QUIET, data=mnist_data)
 
 
 @pytest.fixture(scope="module")
-def session(rewound, data):
+def session(rewound, mnist_data):
     plan = plan_stability(rewound.root, 1, seeds=2, points=5)
-    return StabilitySession(plan, data, OPTIONS)
+    return StabilitySession(plan, mnist_data, OPTIONS)
 
 
-def test_path_ends_are_each_copys_own_test_error_exactly(rewound, data, session):
+def test_path_ends_are_each_copys_own_test_error_exactly(rewound, mnist_data, session):
     plan = plan_stability(rewound.root, 1, seeds=2, points=5)
-    [result] = run_stability(plan, data, OPTIONS)
+    [result] = run_stability(plan, mnist_data, OPTIONS)
 
     assert result["path_errors"][0] == result["copy_test_errors"][0]
     assert result["path_errors"][-1] == result["copy_test_errors"][1]
@@ -84,7 +66,7 @@ def test_path_ends_are_each_copys_own_test_error_exactly(rewound, data, session)
 
     written = plan.files.result(1, 10, own_rewind=10)
     assert written.name == "round_01.json"
-    assert REQUIRED_KEYS | {"end_errors"} <= set(json.loads(written.read_text()))
+    assert STABILITY_RESULT_KEYS | {"end_errors"} <= set(json.loads(written.read_text()))
     assert plan.files.figure(1, 10, 10).read_bytes().startswith(PNG_MAGIC)
     assert ("round_01/instability", 10) in logged_tags(plan.files.tensorboard)
 
@@ -162,9 +144,9 @@ def test_recomputed_rewind_point_is_the_experiments_own_exactly(rewound, session
     assert not files.dense_checkpoint.exists()
 
 
-def test_dense_round_0_at_another_rewind_point(rewound, data):
+def test_dense_round_0_at_another_rewind_point(rewound, mnist_data):
     plan = plan_stability(rewound.root, 0, rewind="20it", seeds=2, points=3)
-    [result] = run_stability(plan, data, OPTIONS)
+    [result] = run_stability(plan, mnist_data, OPTIONS)
     assert plan.files.result(0, 20, own_rewind=10).name == "round_00-20it.json"
     assert json.loads(plan.files.result(0, 20, 10).read_text())["l2_distance_pruning"] is None
     assert result["percent_remaining"] == 100.0 and result["iterations_trained"] == 20
@@ -195,13 +177,13 @@ def test_measures():
     assert mixtures(2) == [0.0, 1.0] and mixtures(30)[-1] == 1.0
 
 
-def test_batch_norm_statistics_are_the_mean_of_the_batches_statistics(data):
+def test_batch_norm_statistics_are_the_mean_of_the_batches_statistics(mnist_data):
     inputs = tf_keras.Input((28, 28, 1))
     x = tf_keras.layers.Conv2D(4, 3, use_bias=False, name="conv1")(inputs)
     x = tf_keras.layers.BatchNormalization(momentum=0.9, name="bn")(x)
     x = tf_keras.layers.GlobalAveragePooling2D()(x)
     model = tf_keras.Model(inputs, tf_keras.layers.Dense(10, name="output")(x))
-    batches = training_batches(data.train_images, data.train_labels, 50, seed=3).take(4)
+    batches = training_batches(mnist_data.train_images, mnist_data.train_labels, 50, seed=3).take(4)
     BatchNormStatistics(model, batches).recompute()
 
     bn = model.get_layer("bn")
@@ -215,95 +197,39 @@ def test_batch_norm_statistics_are_the_mean_of_the_batches_statistics(data):
     assert not np.allclose(means, 0)
 
 
-# -- the pipeline --------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="module")
-def lth_experiment(tmp_path_factory, data):
-    """Rounds 0 and 1 of 40 iterations, rewinding to iteration 0 (the LTH)."""
-    root = tmp_path_factory.mktemp("stability_cli")
-    return run_imp(lenet_hparams("0it"), root, "lth", RunOptions(show_progress=False), data=data)
-
-
-def stability(experiment, idx_dir, *flags):
-    return run_pipeline(
-        "pipelines.stability",
-        f"--experiment_dir={experiment}",
-        f"--data_dir={idx_dir}",
-        "--noprogress",
-        "--nojit_compile",  # as run_imp above, so recomputed points match it bit for bit
-        *flags,
-    )
-
-
-def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
-    root = lth_experiment.root
-    flags = ["--round=1", "--seeds=2", "--points=4"]
-    result = stability(root, idx_dir, *flags, "--rewind_sweep=0,10it,20it")
-    assert result.returncode == 0, result.stderr
-    folder = root / "stability"
-    for stem in ("round_01", "round_01-10it", "round_01-20it"):
-        assert REQUIRED_KEYS <= set(json.loads((folder / f"{stem}.json").read_text()))
-        assert (folder / f"{stem}.png").read_bytes().startswith(PNG_MAGIC)
-    rows = io.read_csv(folder / "round_01-sweep.csv")
-    assert [int(row["rewind_iteration"]) for row in rows] == [0, 10, 20]
-    assert (folder / "round_01-sweep.png").read_bytes().startswith(PNG_MAGIC)
-
-    # Copy 0 takes the experiment's seed: from iteration 0 it retrains round 1 exactly.
-    copy = io.read_npz(folder / "round_01" / "rewind_0it" / "copy_seed0.npz")
-    for name, value in io.read_npz(lth_experiment.weights(1)).items():
-        np.testing.assert_array_equal(copy[name], value, err_msg=name)
-    own = json.loads((folder / "round_01.json").read_text())
-    assert own["path_errors"][0] == own["copy_test_errors"][0]
-    assert own["path_errors"][-1] == own["copy_test_errors"][1]
-    tags = logged_tags(root / "tensorboard" / "stability")
-    assert {("round_01/instability", k) for k in (0, 10, 20)} <= tags
-    assert ("round_01/rewind_20it/path_error", 3) in tags
-
-    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-    events = sorted((root / "tensorboard" / "stability").iterdir())
-    again = stability(root, idx_dir, *flags, "--rewind=0")
-    assert again.returncode == 0, again.stderr
-    assert "results already in" in again.stdout and "instability" in again.stdout
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
-    assert sorted((root / "tensorboard" / "stability").iterdir()) == events
-
-
-@pytest.fixture(scope="module")
-def unfinished(lth_experiment, tmp_path_factory):
+def unfinished(rewound, tmp_path_factory):
     """The experiment as if it planned 3 rounds and stopped after round 1."""
-    root = tmp_path_factory.mktemp("unfinished") / "lth"
-    shutil.copytree(lth_experiment.root, root, ignore=shutil.ignore_patterns("stability"))
+    root = tmp_path_factory.mktemp("unfinished") / "rewound"
+    shutil.copytree(rewound.root, root, ignore=shutil.ignore_patterns("stability"))
     saved = io.read_json(root / "hparams.json")
     saved["hparams"]["pruning"]["rounds"] = 3
     io.write_json(root / "hparams.json", saved)
     return root
 
 
+# What pipelines.stability's flags give plan_stability (its defaults are the flags').
 @pytest.mark.parametrize(
-    "flags, reason",
+    "plan, reason",
     [
-        (["--round=1", "--seeds=1"], "--seeds must be at least 2"),
-        (["--round=1", "--points=1"], "--points must be at least 2"),
-        (["--round=1", "--rewind=soon"], "'soon' is not a step"),
-        (["--round=1", "--rewind_sweep=0,soon"], "'soon' is not a step"),
-        (["--round=1", "--rewind=10ep"], "not before the end of training (40 iterations"),
-        (["--round=1", "--rewind=40it"], "not before the end of training"),
-        (["--round=1", "--rewind=0", "--rewind_sweep=0,10it"], "not both"),
-        (["--round=7"], "has no round 7 (it runs rounds 0-1)"),
-        ([], "--round is required"),
-        (["--round=last"], "'last' is not a round number"),
+        ({"seeds": 1}, "--seeds must be at least 2"),
+        ({"points": 1}, "--points must be at least 2"),
+        ({"rewind": "soon"}, "'soon' is not a step"),
+        ({"rewind_sweep": ["0", "soon"]}, "'soon' is not a step"),
+        ({"rewind": "10ep"}, "not before the end of training (40 iterations"),
+        ({"rewind": "40it"}, "not before the end of training"),
+        ({"rewind": "0", "rewind_sweep": ["0", "10it"]}, "not both"),
+        ({"pruning_round": 7}, "has no round 7 (it runs rounds 0-1)"),
     ],
 )
-def test_bad_flags_exit_nonzero_with_one_line(lth_experiment, idx_dir, flags, reason):
-    result = stability(lth_experiment.root, idx_dir, *flags)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert result.stderr.startswith("error: ") and reason in result.stderr, result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+def test_bad_flags_are_refused_with_one_line(rewound, plan, reason):
+    with pytest.raises(LthError) as caught:
+        plan_stability(rewound.root, **({"pruning_round": 1} | plan))
+    message = str(caught.value)
+    assert reason in message and "\n" not in message, message
 
 
-def test_bad_experiments_exit_nonzero_with_one_line(tmp_path, idx_dir, unfinished):
+def test_bad_experiments_are_refused_with_one_line(tmp_path, unfinished):
     empty = tmp_path / "empty"
     empty.mkdir()
     for directory, reason in [
@@ -311,11 +237,12 @@ def test_bad_experiments_exit_nonzero_with_one_line(tmp_path, idx_dir, unfinishe
         (empty, "is not an lth_tf experiment (no hparams.json)"),
         (unfinished, "round 2 of"),
     ]:
-        result = stability(directory, idx_dir, "--round=2")
-        assert result.returncode == 2 and reason in result.stderr, result.stderr
-        assert result.stderr.strip().count("\n") == 0, result.stderr
-    result = stability(unfinished, idx_dir, "--round=2")
-    assert "has not finished; finished rounds: 0, 1" in result.stderr
+        with pytest.raises(LthError) as caught:
+            plan_stability(directory, 2)
+        message = str(caught.value)
+        assert reason in message and "\n" not in message, message
+    with pytest.raises(LthError, match="has not finished; finished rounds: 0, 1"):
+        plan_stability(unfinished, 2)
 
 
 def test_bad_plans_are_refused_before_tensorflow_runs(rewound):

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from absl import flags
 
-from conftest import ROOT
 from lth_tf import io
 from lth_tf.config import (
     DatasetHparams,
@@ -30,6 +29,7 @@ from pipelines.hparam_flags import (
     hparam_flags,
     hparams_from_flags,
 )
+from tests.helpers import ROOT, imp_hparams
 
 # One value per training and pruning flag, other than the default of the model it is given
 # with, and the field value it must give.
@@ -183,34 +183,18 @@ def _library_lines():
 # -- pipelines.imp: --help and branches ------------------------------------------------------
 
 
-@pytest.fixture
-def imp_flags():
-    """``pipelines.imp``'s hyperparameters for a command line, parsed into its global flags."""
-    from pipelines import imp as pipeline
-
-    def parse_imp(*argv: str) -> ExperimentHparams:
-        pipeline.FLAGS.unparse_flags()
-        pipeline.FLAGS(["imp", *argv])
-        try:
-            return pipeline.hparams_from_flags()
-        finally:
-            pipeline.FLAGS.unparse_flags()
-
-    return parse_imp
-
-
-def test_the_imp_pipeline_lists_every_hyperparameter_flag_in_its_help(imp_flags):
+def test_the_imp_pipeline_lists_every_hyperparameter_flag_in_its_help():
     from pipelines import imp as pipeline
 
     key_flags = {flag.name for flag in pipeline.FLAGS.get_key_flags_for_module(pipeline)}
     assert set(hparam_flag_names()) <= key_flags
     assert {"branch_of", "strategy", "output_dir"} <= key_flags
-    assert imp_flags("--model=resnet20", "--pruning=layerwise") == parse(
+    assert imp_hparams("--model=resnet20", "--pruning=layerwise") == parse(
         "--model=resnet20", "--pruning=layerwise"
     )
 
 
-def test_a_branch_refuses_every_hyperparameter_flag_but_rounds(tmp_path, imp_flags):
+def test_a_branch_refuses_every_hyperparameter_flag_but_rounds(tmp_path):
     from pipelines.imp import PARENT_FLAGS
 
     assert set(PARENT_FLAGS) == (set(hparam_flag_names()) - {"rounds"}) | {"output_dir"}
@@ -227,6 +211,6 @@ def test_a_branch_refuses_every_hyperparameter_flag_but_rounds(tmp_path, imp_fla
         if name == "rounds":
             continue
         with pytest.raises(LthError, match=f"^--{name} cannot be set with --branch_of"):
-            imp_flags(*branch, f"--{name}={values[name]}")
-    hparams = imp_flags(*branch, "--rounds=3")
+            imp_hparams(*branch, f"--{name}={values[name]}")
+    hparams = imp_hparams(*branch, "--rounds=3")
     assert hparams.pruning.rounds == 3 and hparams.branch.control == "random_reinit"

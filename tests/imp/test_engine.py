@@ -1,4 +1,5 @@
-"""The IMP engine in-process on a tiny dataset: sparsities, nesting, rewinding, zeros."""
+"""The IMP engine in-process on a tiny dataset: sparsities, nesting, rewinding, zeros, one-shot
+pruning, resuming and refusing experiments."""
 
 import dataclasses
 
@@ -6,49 +7,32 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_dataset
 from lth_tf import io
-from lth_tf.config import ExperimentHparams, TrainingHparams
+from lth_tf.config import TrainingHparams
 from lth_tf.errors import LthError
-from lth_tf.imp import ImpObserver, RunOptions, run_imp
+from lth_tf.experiment import open_experiment
+from lth_tf.imp import run_imp
 from lth_tf.models import get_model, paper_defaults
+from lth_tf.pruning.masks import magnitude_mask
 from lth_tf.pruning.wrapping import wrap_model
 from lth_tf.training import Trainer
-
-QUIET = RunOptions(show_progress=False)
-
-
-def lenet_hparams(**changes) -> ExperimentHparams:
-    hparams = paper_defaults("lenet300_100", "mnist")
-    training = dataclasses.replace(hparams.training, iterations="30it", eval_every="10it")
-    pruning = dataclasses.replace(hparams.pruning, rounds=4)
-    hparams = dataclasses.replace(hparams, training=training, pruning=pruning)
-    for group, values in changes.items():
-        hparams = dataclasses.replace(
-            hparams, **{group: dataclasses.replace(getattr(hparams, group), **values)}
-        )
-    return hparams
-
-
-@pytest.fixture(scope="module")
-def data():
-    return tiny_dataset()
+from tests.helpers import (
+    QUIET,
+    half_pruned_lenet,
+    lenet_hparams,
+    start_recorder,
+    tiny_dataset,
+    with_changes,
+)
 
 
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory, data):
     """A 4-round lenet run rewinding to iteration 10, watched at every round start."""
-    starts = {}
-
-    class Watch(ImpObserver):
-        def start_round(self, pruning_round, pruned):
-            starts[pruning_round] = {
-                name: variable.numpy().copy() for name, variable in pruned.rewindable.items()
-            }
-
-    hparams = lenet_hparams(pruning={"rewind": "10it"})
+    starts, record = start_recorder()
+    hparams = lenet_hparams(rounds=4, rewind="10it")
     experiment = run_imp(
-        hparams, tmp_path_factory.mktemp("runs"), "lenet", QUIET, data=data, observer=Watch()
+        hparams, tmp_path_factory.mktemp("runs"), "lenet", QUIET, data=data, observer=record
     )
     return experiment, starts
 
@@ -96,7 +80,7 @@ def test_rounds_start_from_the_rewind_point_times_the_mask_exactly(lenet_run):
 
 def test_rewind_point_is_the_weights_after_that_many_iterations_of_round_0(lenet_run, data):
     experiment, _ = lenet_run
-    hparams = lenet_hparams()
+    hparams = lenet_hparams(rounds=4)
     tf.keras.utils.set_random_seed(hparams.training.seed)
     pruned = wrap_model(get_model("lenet300_100").build((28, 28, 1), 10), hparams.pruning.rates)
     pruned.set_round(0)
@@ -122,15 +106,8 @@ def test_saved_weights_are_zero_exactly_where_masks_are(lenet_run):
 )
 def test_pruned_weights_stay_exactly_zero_after_every_optimizer_step(data, optimizer, momentum):
     training = TrainingHparams(optimizer=optimizer, learning_rate=0.05, momentum=momentum)
-    tf.keras.utils.set_random_seed(3)
-    pruned = wrap_model(
-        get_model("lenet300_100").build((28, 28, 1), 10), lenet_hparams().pruning.rates
-    )
-    pruned.set_round(1)
-    rng = np.random.default_rng(0)
-    masks = {n: (rng.random(v.shape) < 0.5).astype(np.float32) for n, v in pruned.masks.items()}
-    pruned.set_masks(masks)
-    pruned.apply_masks()
+    pruned = half_pruned_lenet(seed=3, mask_seed=0)
+    masks = {name: mask.numpy() for name, mask in pruned.masks.items()}
     trainer = Trainer(pruned, data, training, tf.distribute.get_strategy(), steps_per_execution=1)
     iterator = trainer.batches_from(0)
     for _ in range(15):
@@ -148,7 +125,7 @@ def test_pruned_weights_stay_exactly_zero_after_every_optimizer_step(data, optim
 
 def test_rerun_with_other_hyperparameters_is_refused(lenet_run, data):
     experiment, _ = lenet_run
-    other = lenet_hparams(training={"learning_rate": 0.1}, pruning={"rewind": "10it"})
+    other = lenet_hparams(rounds=4, rewind="10it", training={"learning_rate": 0.1})
     with pytest.raises(LthError, match="other hyperparameters.*learning_rate"):
         run_imp(other, experiment.root.parent, "lenet", QUIET, data=data)
 
@@ -156,7 +133,7 @@ def test_rerun_with_other_hyperparameters_is_refused(lenet_run, data):
 def test_rerun_of_a_finished_experiment_does_nothing(lenet_run, data):
     experiment, _ = lenet_run
     before = experiment.results.read_text()
-    hparams = lenet_hparams(pruning={"rewind": "10it"})
+    hparams = lenet_hparams(rounds=4, rewind="10it")
     run_imp(hparams, experiment.root.parent, "lenet", QUIET, data=data)
     assert experiment.results.read_text() == before
 
@@ -190,13 +167,55 @@ def test_conv6_trains_on_colour_images(tmp_path):
 
 
 def test_experiments_written_before_an_option_existed_still_resume(tmp_path):
-    from lth_tf.experiment import open_experiment
-
-    hparams = lenet_hparams()
+    hparams = lenet_hparams(rounds=4)
     old = hparams.to_dict()
     del old["pruning"]["block_size"]  # as written before --block_size existed
     io.write_json(tmp_path / "hparams.json", {"format_version": 1, "hparams": old})
     assert open_experiment(tmp_path, hparams, {}).root == tmp_path
-    changed = lenet_hparams(pruning={"block_size": "4x1"})
+    changed = lenet_hparams(rounds=4, pruning={"block_size": "4x1"})
     with pytest.raises(LthError, match="block_size"):
         open_experiment(tmp_path, changed, {})
+
+
+def test_experiments_written_before_these_options_existed_still_resume(tmp_path):
+    hparams = paper_defaults("lenet300_100", "mnist")
+    old = hparams.to_dict()
+    for key in ("weight_decay", "warmup", "lr_drops", "lr_drop_factor", "augment"):
+        del old["training"][key]
+    for key in ("scope", "one_shot"):
+        del old["pruning"][key]
+    del old["branch"]
+    io.write_json(tmp_path / "hparams.json", {"format_version": 1, "hparams": old})
+    assert open_experiment(tmp_path, hparams, {}).root == tmp_path
+    with pytest.raises(LthError, match="warmup"):
+        open_experiment(tmp_path, with_changes(hparams, training={"warmup": "10it"}), {})
+
+
+def test_one_shot_prunes_round_0s_weights_straight_to_each_rounds_sparsity(tmp_path, data):
+    hparams = lenet_hparams(iterations="20it", rounds=2, pruning={"one_shot": True})
+    experiment = run_imp(hparams, tmp_path, "oneshot", QUIET, data=data)
+    dense = io.read_npz(experiment.weights(0))
+    after_round_1 = io.read_npz(experiment.weights(1))
+    rates = {"fc1/kernel": 0.2, "fc2/kernel": 0.2, "output/kernel": 0.1}
+    masks = io.read_npz(experiment.masks(2))
+    for name, rate in rates.items():
+        sparsity = 1 - (1 - rate) ** 2
+        expected = magnitude_mask(dense[name], np.ones_like(dense[name]), sparsity)
+        np.testing.assert_array_equal(masks[name], expected, err_msg=name)
+    iterative = magnitude_mask(
+        after_round_1["fc1/kernel"], io.read_npz(experiment.masks(1))["fc1/kernel"], 0.36
+    )
+    assert not np.array_equal(masks["fc1/kernel"], iterative)
+
+
+def test_missing_data_fails_fast_with_one_line(tmp_path, offline, no_system_dirs):
+    # As `python -m pipelines.imp --dataset=mnist --data_dir=EMPTY`: nothing to load, and no
+    # network to download from.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    options = dataclasses.replace(QUIET, data_dir=str(empty))
+    with pytest.raises(LthError) as caught:
+        run_imp(paper_defaults("lenet300_100", "mnist"), tmp_path, None, options)
+    message = str(caught.value)
+    assert "cannot load dataset 'mnist'" in message and str(empty) in message
+    assert "\n" not in message

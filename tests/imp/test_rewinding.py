@@ -7,33 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_pipeline, tiny_dataset
 from lth_tf import io
-from lth_tf.config import ExperimentHparams, PruneRates, TrainingHparams
+from lth_tf.config import PruneRates, TrainingHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ROUNDS_KEY, ExperimentDir
-from lth_tf.imp import ImpObserver, RunOptions, run_imp
+from lth_tf.imp import ImpObserver, run_imp
 from lth_tf.lr_schedule import WarmupStepDecay
-from lth_tf.models import paper_defaults
 from lth_tf.training import make_optimizer
+from tests.helpers import QUIET, lenet_hparams
 
-QUIET = RunOptions(show_progress=False, steps_per_execution=7)
-
-
-def lenet(rounds=1, rewind="12it", iterations="30it", **training) -> ExperimentHparams:
-    base = paper_defaults("lenet300_100", "mnist")
-    return dataclasses.replace(
-        base,
-        training=dataclasses.replace(
-            base.training, iterations=iterations, eval_every="10it", **training
-        ),
-        pruning=dataclasses.replace(base.pruning, rounds=rounds, rewind=rewind),
-    )
-
-
-@pytest.fixture(scope="module")
-def data():
-    return tiny_dataset()
+# The rounds' rewind point k; training in compiled chunks of 7 iterations.
+K = "12it"
+IN_CHUNKS_OF_7 = dataclasses.replace(QUIET, steps_per_execution=7)
 
 
 # Plain SGD (no slots), nothing pruned: round 1 is round 0's training from k on.
@@ -46,11 +31,14 @@ SCHEDULES = {
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_an_unpruned_rewound_round_is_round_0_from_k_on_bit_for_bit(tmp_path, data, schedule):
-    hparams = lenet(optimizer="sgd", learning_rate=0.05, momentum=0.0, **SCHEDULES[schedule])
+    hparams = lenet_hparams(
+        rewind=K,
+        training=dict(optimizer="sgd", learning_rate=0.05, momentum=0.0, **SCHEDULES[schedule]),
+    )
     hparams = dataclasses.replace(
         hparams, pruning=dataclasses.replace(hparams.pruning, rates=PruneRates())
     )
-    experiment = run_imp(hparams, tmp_path, "e", QUIET, data=data)
+    experiment = run_imp(hparams, tmp_path, "e", IN_CHUNKS_OF_7, data=data)
     dense, rewound = io.read_npz(experiment.weights(0)), io.read_npz(experiment.weights(1))
     assert dense.keys() == rewound.keys()
     for name in dense:
@@ -66,7 +54,9 @@ def test_an_unpruned_rewound_round_is_round_0_from_k_on_bit_for_bit(tmp_path, da
 
 
 def test_a_rewound_round_trains_t_minus_k_iterations_and_counts_globally(tmp_path, data):
-    experiment = run_imp(lenet(rounds=2), tmp_path, "e", QUIET, data=data)
+    experiment = run_imp(
+        lenet_hparams(rounds=2, rewind=K), tmp_path, "e", IN_CHUNKS_OF_7, data=data
+    )
     rows = experiment.read_results()
     assert [r.iterations for r in rows] == [30, 18, 18]
     assert [int(r["iteration"]) for r in io.read_csv(experiment.evaluations(0))] == [10, 20, 30]
@@ -114,13 +104,16 @@ class _KillInRound1(ImpObserver):
 
 
 def test_a_rewound_round_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path, data):
-    hparams = lenet(rounds=1, optimizer="sgd", learning_rate=0.05, momentum=0.9, warmup="15it")
-    whole = run_imp(hparams, tmp_path, "whole", QUIET, data=data)
+    hparams = lenet_hparams(
+        rewind=K,
+        training=dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, warmup="15it"),
+    )
+    whole = run_imp(hparams, tmp_path, "whole", IN_CHUNKS_OF_7, data=data)
     with pytest.raises(KeyboardInterrupt):
-        run_imp(hparams, tmp_path, "killed", QUIET, data=data, observer=_KillInRound1())
+        run_imp(hparams, tmp_path, "killed", IN_CHUNKS_OF_7, data=data, observer=_KillInRound1())
     killed = ExperimentDir(tmp_path / "killed")
     assert killed.checkpoint(1).exists() and not killed.weights(1).exists()
-    run_imp(hparams, tmp_path, "killed", QUIET, data=data)
+    run_imp(hparams, tmp_path, "killed", IN_CHUNKS_OF_7, data=data)
     expected, resumed = io.read_npz(whole.weights(1)), io.read_npz(killed.weights(1))
     for name in expected:
         np.testing.assert_array_equal(resumed[name], expected[name], err_msg=name)
@@ -142,11 +135,11 @@ def _as_old_lth_tf(experiment: ExperimentDir, killed_in_round: int | None = None
 
 
 def test_an_experiment_whose_rewound_rounds_trained_the_old_way_is_refused(tmp_path, data):
-    hparams = lenet(rounds=1)
-    experiment = run_imp(hparams, tmp_path, "old", QUIET, data=data)
+    hparams = lenet_hparams(rewind=K)
+    experiment = run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
     _as_old_lth_tf(experiment)
     # Finished: a rerun trains nothing and is let through, still marked as old.
-    run_imp(hparams, tmp_path, "old", QUIET, data=data)
+    run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
     assert ROUNDS_KEY not in io.read_json(experiment.hparams)
     # A branch of it would train its rounds unlike the parent's.
     from lth_tf.branches import branch_of
@@ -156,45 +149,34 @@ def test_an_experiment_whose_rewound_rounds_trained_the_old_way_is_refused(tmp_p
     # Killed in round 1: resuming it under k -> T would mix the two procedures.
     _as_old_lth_tf(experiment, killed_in_round=1)
     with pytest.raises(LthError, match="older lth_tf.*new --experiment_name"):
-        run_imp(hparams, tmp_path, "old", QUIET, data=data)
+        run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
 
 
-def test_the_refusal_is_one_line_on_the_command_line(tmp_path, idx_dir):
-    flags = [
-        "--model=lenet300_100",
-        "--dataset=mnist",
-        f"--data_dir={idx_dir}",
-        f"--output_dir={tmp_path}",
-        "--experiment_name=old",
-        "--rounds=1",
-        "--iterations=30",
-        "--eval_every=10",
-        "--rewind=12",
-        "--noprogress",
-        "--notensorboard",
-    ]
-    assert run_pipeline("pipelines.imp", *flags).returncode == 0
+def test_the_refusal_is_one_line_for_the_command_line(tmp_path, data):
+    # The wrapper prints it as pipelines.imp's only stderr line (tests/pipelines/test_imp.py).
+    hparams = lenet_hparams(rewind=K)
+    run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
     _as_old_lth_tf(ExperimentDir(tmp_path / "old"), killed_in_round=1)
-    result = run_pipeline("pipelines.imp", *flags)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "older lth_tf" in lines[0], result.stderr
+    with pytest.raises(LthError) as caught:
+        run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 1 and "older lth_tf" in lines[0], lines
 
 
 def test_an_old_experiment_without_rewound_rounds_resumes_and_is_marked(tmp_path, data):
     # Rewind 0 trains the same either way: nothing to refuse.
-    hparams = lenet(rounds=2, rewind="0it")
-    experiment = run_imp(hparams, tmp_path, "reset", QUIET, data=data)
+    hparams = lenet_hparams(rounds=2, rewind="0it")
+    experiment = run_imp(hparams, tmp_path, "reset", IN_CHUNKS_OF_7, data=data)
     # As if killed during round 2 (its row and weights are not there yet), without a
     # checkpoint: the resume retrains round 2.
     _as_old_lth_tf(experiment, killed_in_round=2)
     experiment.checkpoint(2).unlink()
-    run_imp(hparams, tmp_path, "reset", QUIET, data=data)
+    run_imp(hparams, tmp_path, "reset", IN_CHUNKS_OF_7, data=data)
     assert ROUNDS_KEY in json.loads(experiment.hparams.read_text())
     assert len(experiment.read_results()) == 3
 
 
 def test_a_rewind_point_at_the_end_of_training_is_refused_when_rounds_follow():
     with pytest.raises(LthError, match="would train nothing"):
-        lenet(rounds=1, rewind="30it").resolve(600)
-    assert lenet(rounds=0, rewind="30it").resolve(600).rewind_iteration == 30
+        lenet_hparams(rewind="30it").resolve(600)
+    assert lenet_hparams(rounds=0, rewind="30it").resolve(600).rewind_iteration == 30

@@ -1,11 +1,13 @@
-"""Step strings, prune rates and hyperparameter resolution."""
+"""Step strings, prune rates, block sizes, the hyperparameter dataclasses' checks, resolution
+and hashing."""
 
 import pytest
 
-from lth_tf.config import PruneRates, TrainingHparams
+from lth_tf.config import PruneRates, PruningHparams, TrainingHparams, parse_block_size
 from lth_tf.errors import LthError
 from lth_tf.models import paper_defaults
 from lth_tf.steps import Step, iterations_per_epoch, parse_step
+from tests.helpers import with_changes
 
 
 @pytest.mark.parametrize(
@@ -114,3 +116,30 @@ def test_the_pruning_scope_reads_old_files_and_keeps_old_experiment_names(tmp_pa
     resnet = paper_defaults("resnet20")
     assert resnet.pruning.scope == "global"
     assert resnet.short_hash(resnet) == hashlib.sha256(b"{}").hexdigest()[:8]
+
+
+def test_global_pruning_needs_one_rate_for_the_kinds_it_prunes():
+    with pytest.raises(LthError, match="different rates"):
+        PruningHparams(PruneRates(fc=0.2, output=0.1), scope="global")
+    with pytest.raises(LthError, match="needs --pruning=layerwise"):
+        PruningHparams(PruneRates(fc=0.2), scope="global", block_size="4x1")
+    with pytest.raises(LthError, match="unknown scope 'sideways'"):
+        PruningHparams(scope="sideways")
+    assert PruningHparams(PruneRates(fc=0.2, output=0.2), scope="global").global_rate == 0.2
+
+
+def test_a_rewind_point_past_the_end_of_a_round_is_refused():
+    hparams = with_changes(
+        paper_defaults("resnet20", "fashion_mnist"), training={"iterations": "150it"}
+    )
+    with pytest.raises(LthError, match="--rewind=500it is iteration 500, past the end"):
+        hparams.resolve(55_000)
+
+
+def test_block_size_is_parsed_checked_and_spelled_one_way():
+    assert parse_block_size("4x1") == (4, 1)
+    assert PruningHparams(block_size="4X1").block_size == "4x1"
+    assert PruningHparams().block_shape == (1, 1)
+    for bad in ("4by1", "0x1", "4x", "-4x1"):
+        with pytest.raises(LthError, match="--block_size"):
+            PruningHparams(block_size=bad)

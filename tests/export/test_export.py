@@ -1,0 +1,214 @@
+"""Deploying tickets: stripped weights, TFLite vs Keras, int8, block-sparse storage, choosing the
+round, bad input. The experiments are conftest's ``lenet_runs``."""
+
+import json
+
+import numpy as np
+import pytest
+import tf_keras
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+from lth_tf import io
+from lth_tf.errors import LthError
+from lth_tf.experiment import RESULT_COLUMNS, RoundResult
+from lth_tf.export.deploy import ExportOptions, check_dataset, export_ticket
+from lth_tf.export.ticket import choose_best_round, open_ticket
+from tests.helpers import run_pipeline, tiny_dataset
+
+QUICK = ExportOptions(
+    representative_examples=100, latency_invocations=50, latency_warmup=10, latency_examples=10
+)
+
+
+@pytest.fixture(scope="module")
+def exported(lenet_runs, idx_dir, tmp_path_factory):
+    """``python -m pipelines.export --round=best`` on the unstructured run: (directory, stdout)."""
+    out = tmp_path_factory.mktemp("saved_models")
+    result = run_pipeline(
+        "pipelines.export",
+        f"--experiment_dir={lenet_runs / 'plain'}",
+        "--round=best",
+        "--tolerance=100",
+        f"--output_dir={out}",
+        f"--data_dir={idx_dir}",
+    )
+    assert result.returncode == 0, result.stderr
+    return out / "plain" / "round_02", result.stdout
+
+
+def run_tflite(path, images, resolver=OpResolverType.AUTO):
+    """The file's raw outputs for ``images``, through LiteRT directly (not the project's helper)."""
+    interpreter = Interpreter(model_path=str(path), experimental_op_resolver_type=resolver)
+    source = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(source["index"], list(images.shape))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(source["index"], images.astype(source["dtype"]))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]), interpreter
+
+
+def test_export_writes_every_file_and_explains_the_choice(exported):
+    directory, stdout = exported
+    assert {p.name for p in directory.iterdir()} == {
+        "saved_model",
+        "ticket.tflite",
+        "ticket_int8.tflite",
+        "export.json",
+    }
+    assert "round 2: the sparsest finished round" in stdout
+    assert "within 100 points of round 0's" in stdout
+    assert not list(directory.parent.glob(".*")), "a staging directory was left behind"
+
+
+def test_exported_weights_carry_exactly_the_masks_zeros(exported, lenet_runs):
+    directory, _ = exported
+    model = tf_keras.models.load_model(directory / "saved_model", compile=False)
+    assert not [layer for layer in model.layers if "prune" in type(layer).__name__.lower()]
+    variables = {v.name.rsplit(":", 1)[0]: v.numpy() for v in model.variables}
+    masks = io.read_npz(lenet_runs / "plain" / "round_02" / "masks.npz")
+    trained = io.read_npz(lenet_runs / "plain" / "round_02" / "weights.npz")
+    assert set(variables) == set(trained)
+    for name, mask in masks.items():
+        np.testing.assert_array_equal(variables[name] == 0, mask == 0, err_msg=name)
+        assert 0.2 < mask.mean() < 0.5, name  # really pruned
+    for name, value in trained.items():
+        np.testing.assert_array_equal(variables[name], value, err_msg=name)
+
+
+def test_float_tflite_gives_the_keras_outputs_on_raw_pixels(exported, mnist_data):
+    directory, _ = exported
+    model = tf_keras.models.load_model(directory / "saved_model", compile=False)
+    pixels = mnist_data.test_images  # uint8 0..255, as the dataset stores them
+    expected = model.predict(pixels.astype(np.float32), batch_size=500, verbose=0)
+    logits, interpreter = run_tflite(directory / "ticket.tflite", pixels)
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5)
+
+
+def test_int8_tflite_takes_uint8_pixels_and_predicts_like_keras(exported, mnist_data):
+    directory, _ = exported
+    model = tf_keras.models.load_model(directory / "saved_model", compile=False)
+    expected = model.predict(mnist_data.test_images.astype(np.float32), batch_size=500, verbose=0)
+    outputs, interpreter = run_tflite(
+        directory / "ticket_int8.tflite",
+        mnist_data.test_images,
+        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    source = interpreter.get_input_details()[0]
+    target = interpreter.get_output_details()[0]
+    # Scale 1 and zero point 0: a uint8 input value is the pixel value itself.
+    assert source["dtype"] == np.uint8 and source["quantization"] == (1.0, 0)
+    assert outputs.dtype == np.int8
+    scale, zero_point = target["quantization"]
+    logits = (outputs.astype(np.float32) - zero_point) * scale
+    assert np.mean(logits.argmax(-1) == expected.argmax(-1)) >= 0.95
+    assert np.median(np.abs(logits - expected)) < 0.1 * np.abs(expected).max()
+
+
+def test_export_json_reports_files_accuracies_and_latencies(exported, lenet_runs, mnist_data):
+    directory, _ = exported
+    report = json.loads((directory / "export.json").read_text())
+    assert report["round"] == 2 and report["block_size"] == "1x1"
+    assert report["data"]["test_examples"] == len(mnist_data.test_labels) == 500
+    ticket, dense = report["ticket"], report["dense"]
+    assert dense["round"] == 0 and dense["percent_remaining"] == 100.0
+    rows = {int(r["round"]): r for r in io.read_csv(lenet_runs / "plain" / "results.csv")}
+    assert ticket["percent_remaining"] == float(rows[2]["percent_remaining"])
+    # lenet prunes every layer, so the wrapped layers' count agrees with it.
+    assert ticket["percent_remaining"] == pytest.approx(
+        100 * ticket["prunable_weights"]["remaining"] / ticket["prunable_weights"]["total"]
+    )
+    assert ticket["parameters"]["total"] == dense["parameters"]["total"] == 266_610
+    assert ticket["parameters"]["nonzero"] < 0.4 * ticket["parameters"]["total"]
+    assert ticket["keras_test_accuracy"] == pytest.approx(ticket["recorded_test_accuracy"])
+    for file in ("ticket.tflite", "ticket_int8.tflite"):
+        mine = ticket["files"][file]
+        assert mine["bytes"] == (directory / file).stat().st_size
+        assert 0 < mine["gzip_bytes"] < mine["bytes"]
+        assert mine["median_latency_us"] > 0 and dense["files"][file]["median_latency_us"] > 0
+        assert mine["sparse_tensors"]["sparse"] == 3  # fc1, fc2, output kernels
+        assert dense["files"][file]["sparse_tensors"]["sparse"] == 0
+    floats, ints = ticket["files"]["ticket.tflite"], ticket["files"]["ticket_int8.tflite"]
+    assert floats["litert_test_accuracy"] == pytest.approx(ticket["keras_test_accuracy"], abs=0.002)
+    assert ints["litert_test_accuracy"] == pytest.approx(ticket["keras_test_accuracy"], abs=0.05)
+    assert floats["input"]["dtype"] == "float32" and ints["input"]["dtype"] == "uint8"
+    assert floats["bytes"] < 0.45 * dense["files"]["ticket.tflite"]["bytes"]
+    assert report["comparison"]["int8_size_vs_float_ticket"] == pytest.approx(
+        ints["bytes"] / floats["bytes"], abs=1e-4
+    )
+    assert ticket["files"]["saved_model"]["bytes"] > 0
+
+
+def test_block_sparse_ticket_is_stored_in_the_blocks_the_fast_kernel_runs(
+    lenet_runs, mnist_data, tmp_path
+):
+    ticket = open_ticket(lenet_runs / "blocks", 2)
+    report = export_ticket(
+        ticket, open_ticket(lenet_runs / "blocks", 0), mnist_data, tmp_path, QUICK
+    )
+    stored = report["ticket"]["files"]["ticket.tflite"]["sparse_tensors"]
+    # Every Dense kernel in 1x4 blocks of TFLite's (outputs, inputs) layout: (4, 1) in Keras's.
+    assert stored == {"sparse": 3, "block_sparse": 3}
+    floats = report["ticket"]["files"]["ticket.tflite"]
+    assert floats["litert_test_accuracy"] == pytest.approx(
+        report["ticket"]["keras_test_accuracy"], abs=0.002
+    )
+    assert (tmp_path / "blocks" / "round_02" / "ticket.tflite").exists()
+
+
+def test_unstructured_ticket_has_no_blocks(exported):
+    directory, _ = exported
+    report = json.loads((directory / "export.json").read_text())
+    assert report["ticket"]["files"]["ticket.tflite"]["sparse_tensors"]["block_sparse"] == 0
+
+
+# --- choosing the round and refusing bad input -------------------------------------------
+
+
+def _rows(*accuracies):
+    zero = dict.fromkeys(RESULT_COLUMNS, 0)
+    return [
+        RoundResult.from_row(
+            zero | {"round": r, "percent_remaining": 100 * 0.8**r, "early_stop_test_accuracy": a}
+        )
+        for r, a in enumerate(accuracies)
+    ]
+
+
+def test_best_is_the_sparsest_round_within_the_tolerance_of_round_0():
+    rows = _rows(0.900, 0.910, 0.896, 0.890, 0.8951, 0.80)
+    chosen, reason = choose_best_round(rows, tolerance=0.5)
+    assert chosen == 4
+    assert "within 0.5 points of round 0's (90.00%)" in reason
+    assert "sparser rounds fall short: 5 (80.00%)" in reason
+    assert choose_best_round(rows, tolerance=0.0)[0] == 1
+    assert choose_best_round(rows[:1], tolerance=0.5)[0] == 0
+
+
+def test_export_refuses_a_dataset_other_than_the_experiments(lenet_runs):
+    ticket = open_ticket(lenet_runs / "plain", 1)
+    with pytest.raises(LthError, match="pass --data_dir"):
+        check_dataset(ticket, tiny_dataset())
+
+
+@pytest.mark.parametrize(
+    "where, selection, reason",
+    [
+        ("missing", {}, "missing does not exist"),
+        ("not_an_experiment", {}, "is not an lth_tf experiment (no hparams.json)"),
+        ("unfinished", {"pruning_round": "2"}, "round 2 of"),
+        ("unfinished", {"pruning_round": "7"}, "has no round 7 (it runs rounds 0-2)"),
+        ("other_version", {}, "written by another lth_tf version (format 99"),
+        ("unfinished", {"pruning_round": "last"}, "'last' is neither a round number"),
+        ("unfinished", {"tolerance": -1.0}, "--tolerance must be 0 or more"),
+    ],
+)
+def test_bad_input_is_refused_with_one_line(broken, where, selection, reason):
+    # What pipelines.export checks before TensorFlow starts (its --round and --tolerance);
+    # tests/pipelines/test_export.py runs one of these through the command line.
+    with pytest.raises(LthError) as caught:
+        open_ticket(broken / where, **selection)
+    message = str(caught.value)
+    assert reason in message and "\n" not in message, message
+    if where == "unfinished" and selection == {"pruning_round": "2"}:
+        assert "has not finished; finished rounds: 0-1" in message

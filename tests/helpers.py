@@ -1,0 +1,247 @@
+"""What several test modules share: small hyperparameters, tiny datasets in memory and as IDX
+files, networks to train, and two ways to run a pipeline: a real ``python -m`` process
+(:func:`run_pipeline`) or its ``main`` in this process (:func:`run_main`)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import importlib
+import io
+import os
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lth_tf  # noqa: F401  (environment before TensorFlow)
+from lth_tf.config import ExperimentHparams, PruneRates
+from lth_tf.imp import ImpObserver, RunOptions
+from lth_tf.models import paper_defaults
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Keys every stability result file (stability/round_NN.json) has.
+STABILITY_RESULT_KEYS = {
+    "l2_distance_data_order",
+    "l2_distance_pruning",
+    "instability",
+    "path_errors",
+}
+# In-process runs: no progress bar (otherwise RunOptions' defaults).
+QUIET = RunOptions(show_progress=False)
+# lenet300_100's layerwise rates (fc 0.2, output 0.1), the LTH paper's.
+LENET_RATES = paper_defaults("lenet300_100", "mnist").pruning.rates
+# The rates of conftest's lenet_runs: after 2 rounds fc kernels keep 25% and the output 49%, so
+# the export stores every kernel sparse (>= 30% zeros), and blocks of 4 input rows are whole.
+TICKET_RATES = PruneRates(fc=0.5, output=0.3)
+
+
+# -- hyperparameters ---------------------------------------------------------------------------
+
+
+def with_changes(hparams: ExperimentHparams, **groups) -> ExperimentHparams:
+    """``hparams`` with fields replaced by group: ``with_changes(h, training={"seed": 1})``."""
+    for group, values in groups.items():
+        hparams = dataclasses.replace(
+            hparams, **{group: dataclasses.replace(getattr(hparams, group), **values)}
+        )
+    return hparams
+
+
+def lenet_hparams(
+    *,
+    iterations: str = "30it",
+    eval_every: str = "10it",
+    rounds: int = 1,
+    rewind: str | None = None,
+    **groups,
+) -> ExperimentHparams:
+    """lenet300_100 on MNIST with the paper's defaults but a few iterations and rounds; the
+    rewind point stays the recipe's (0) unless given. ``groups``: further changes, as for
+    :func:`with_changes` (applied last)."""
+    pruning = {"rounds": rounds} | ({} if rewind is None else {"rewind": rewind})
+    hparams = with_changes(
+        paper_defaults("lenet300_100", "mnist"),
+        training={"iterations": iterations, "eval_every": eval_every},
+        pruning=pruning,
+    )
+    return with_changes(hparams, **groups)
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def make_images(count: int, shape=(28, 28, 1), classes: int = 10, seed: int = 0):
+    """Random uint8 images whose label is written into their brightness, so nets can learn."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=count)
+    images = rng.integers(0, 80, size=(count, *shape))
+    images[..., : shape[0] // 2, :, :] += (labels * 17)[:, None, None, None]
+    return images.clip(0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def tiny_dataset(train: int = 600, val: int = 120, test: int = 200, shape=(28, 28, 1)):
+    from lth_tf.data.sources import ImageDataset
+
+    images, labels = make_images(train + val + test, shape)
+    return ImageDataset(
+        name="tiny",
+        train_images=images[:train],
+        train_labels=labels[:train],
+        val_images=images[train : train + val],
+        val_labels=labels[train : train + val],
+        test_images=images[train + val :],
+        test_labels=labels[train + val :],
+        num_classes=10,
+        source="tests",
+    )
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> None:
+    """Writes a uint8 array as an IDX file (the format read_idx parses), gzipped unless not."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+
+
+# -- networks and runs -------------------------------------------------------------------------
+
+
+def half_pruned_lenet(seed: int = 3, mask_seed: int | None = None):
+    """lenet300_100 wrapped in round 1, half of every kernel pruned at random (masks drawn with
+    ``mask_seed``, default ``seed``) and applied."""
+    import tf_keras
+
+    from lth_tf.models import get_model
+    from lth_tf.pruning.wrapping import wrap_model
+
+    tf_keras.utils.set_random_seed(seed)
+    pruned = wrap_model(get_model("lenet300_100").build((28, 28, 1), 10), LENET_RATES)
+    pruned.set_round(1)
+    rng = np.random.default_rng(seed if mask_seed is None else mask_seed)
+    masks = {n: (rng.random(v.shape) < 0.5).astype(np.float32) for n, v in pruned.masks.items()}
+    pruned.set_masks(masks)
+    pruned.apply_masks()
+    return pruned
+
+
+class _StartRecorder(ImpObserver):
+    """Keeps every rewindable value each round starts from."""
+
+    def __init__(self):
+        self.starts = {}
+
+    def start_round(self, pruning_round, pruned):
+        self.starts[pruning_round] = {n: v.numpy().copy() for n, v in pruned.rewindable.items()}
+
+
+def start_recorder() -> tuple[dict[int, dict[str, np.ndarray]], ImpObserver]:
+    """(starts, observer): run_imp(..., observer=observer) fills starts[round][name]."""
+    record = _StartRecorder()
+    return record.starts, record
+
+
+def blocks_are_whole(mask: np.ndarray, block: tuple[int, int]) -> bool:
+    rows, cols = mask.shape
+    grid = mask.reshape(rows // block[0], block[0], cols // block[1], block[1])
+    return bool(np.all(grid.min(axis=(1, 3)) == grid.max(axis=(1, 3))))
+
+
+# -- the network -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A localhost port nothing listens on (for now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def closed_port_url() -> str:
+    """An http URL on localhost where nothing listens, so the network probe fails at once."""
+    return f"http://127.0.0.1:{free_port()}/"
+
+
+# -- the pipelines -----------------------------------------------------------------------------
+
+
+def run_pipeline(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Runs ``python -m module args`` from the repository root, capturing text output."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _tensorflow_would_start() -> None:
+    raise AssertionError("the command line passed every check made before TensorFlow starts")
+
+
+def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` in this process: the pipeline's ``main``, one-line-error
+    wrapper included, on its flags parsed from ``args``; stdout, stderr and the exit status
+    as :func:`run_pipeline` gives them.
+
+    For the checks a pipeline makes before TensorFlow starts: reaching that point is a test
+    failure, and logging is left as the tests have it. Only pipelines whose flags can be
+    defined beside ``pipelines.imp``'s (imp, report) load here; export's and stability's share
+    names with it (``--rewind``, ``--output_dir``), so their checks are the library's
+    (``open_ticket``, ``plan_stability``), and their wrappers run in a process of their own.
+    """
+    pipeline = importlib.import_module(module)
+    program = module.rsplit(".", 1)[-1]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    pipeline.FLAGS.unparse_flags()
+    try:
+        pipeline.FLAGS([program, *args])
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
+            if hasattr(pipeline, "setup_logging"):
+                patch.setattr(pipeline, "setup_logging", lambda: None)
+            if hasattr(pipeline, "start_tensorflow_quietly"):
+                patch.setattr(pipeline, "start_tensorflow_quietly", _tensorflow_would_start)
+            try:
+                pipeline.main([program])
+                returncode = 0
+            except SystemExit as exit:
+                returncode = exit.code
+    finally:
+        pipeline.FLAGS.unparse_flags()
+    return subprocess.CompletedProcess(
+        [module, *args], returncode, stdout.getvalue(), stderr.getvalue()
+    )
+
+
+def imp_hparams(*args: str) -> ExperimentHparams:
+    """``pipelines.imp``'s hyperparameters for a command line, parsed in this process into its
+    own (global) flags, as it builds them (a branch's included)."""
+    from pipelines import imp as pipeline
+
+    pipeline.FLAGS.unparse_flags()
+    pipeline.FLAGS(["imp", *args])
+    try:
+        return pipeline.hparams_from_flags()
+    finally:
+        pipeline.FLAGS.unparse_flags()
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, reason: str) -> None:
+    """The pipeline refused with ``error: ...reason...`` as its only stderr line and exit 2."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("error: ") and reason in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

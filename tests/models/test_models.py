@@ -1,0 +1,94 @@
+"""The papers' models: parameter counts and initializers for each dataset's input shape, the
+registry, weight decay, and the deep nets trained and pruned for a few iterations."""
+
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from lth_tf.config import PruneRates
+from lth_tf.errors import LthError
+from lth_tf.imp import run_imp
+from lth_tf.models import MODELS, get_model, layer_kind, paper_defaults
+from lth_tf.models.layers import add_weight_decay
+from lth_tf.pruning.wrapping import wrap_model
+from tests.helpers import QUIET, tiny_dataset, with_changes
+
+
+@pytest.mark.parametrize(
+    "name, shape, params",
+    [
+        ("lenet300_100", (28, 28, 1), 266_610),
+        ("conv2", (32, 32, 3), 4_301_642),
+        ("conv4", (32, 32, 3), 2_425_930),
+        ("conv6", (32, 32, 3), 2_262_602),
+        ("conv6", (28, 28, 1), 1_802_698),
+    ],
+)
+def test_models_build_for_the_datasets_input_shape(name, shape, params):
+    model = get_model(name).build(shape, 10)
+    assert model.count_params() == params
+    assert model.output_shape == (None, 10)
+    for layer in model.layers:
+        if layer_kind(layer) is not None:
+            assert layer.kernel_initializer.__class__.__name__ == "GlorotNormal"
+
+
+def test_model_registry_carries_paper_defaults():
+    conv6 = get_model("conv6")
+    assert (conv6.dataset, conv6.training.learning_rate, conv6.training.batch_size) == (
+        "cifar10",
+        3e-4,
+        60,
+    )
+    assert conv6.pruning.rates == PruneRates(conv=0.15, fc=0.2, output=0.1)
+    assert get_model("lenet300_100").training.iterations == "50000it"
+    assert set(MODELS) == {"lenet300_100", "conv2", "conv4", "conv6", "resnet20", "vgg16", "vgg19"}
+    with pytest.raises(LthError, match="unknown model 'nope'"):
+        get_model("nope")
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)], ids=["28x28x1", "32x32x3"])
+@pytest.mark.parametrize("name", ["resnet20", "vgg16", "vgg19"])
+def test_deep_models_build_for_every_dataset_shape(name, shape):
+    model = get_model(name).build(shape, 10)
+    assert model.output_shape == (None, 10)
+    kinds = [layer_kind(layer) for layer in model.layers]
+    assert kinds[-1] == "output" and "fc" not in kinds
+    assert kinds.count("conv") == {"resnet20": 21, "vgg16": 13, "vgg19": 16}[name]
+    if shape[-1] == 3:
+        conv_weights = sum(
+            layer.kernel.shape.num_elements()
+            for layer in model.layers
+            if layer_kind(layer) == "conv"
+        )
+        # The papers count 274K weights for the CIFAR ResNet and 20.0M for VGG-19.
+        expected = {"resnet20": 270_256, "vgg16": 14_710_464, "vgg19": 20_018_880}[name]
+        assert conv_weights == expected
+
+
+def test_weight_decay_is_half_the_squared_kernels_and_survives_wrapping():
+    tf_keras.utils.set_random_seed(0)
+    model = get_model("resnet20").build((8, 8, 3), 10)
+    add_weight_decay(model, 1e-3)
+    kernels = [layer.kernel for layer in model.layers if layer_kind(layer) is not None]
+    expected = 0.5e-3 * sum(float(tf.reduce_sum(k**2)) for k in kernels)
+    assert len(model.losses) == len(kernels) == 22
+    assert float(tf.add_n(model.losses)) == pytest.approx(expected, rel=1e-5)
+    pruned = wrap_model(model, PruneRates(conv=0.2))
+    assert float(tf.add_n(pruned.model.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, rounds", [((28, 28, 1), 0), ((32, 32, 3), 1)], ids=["28x28x1", "32x32x3"]
+)
+def test_vgg16_trains_and_prunes_on_both_input_shapes(tmp_path, shape, rounds):
+    hparams = with_changes(
+        paper_defaults("vgg16", "cifar10"),
+        training={"iterations": "2it", "batch_size": 8, "warmup": "1it"},
+        pruning={"rounds": rounds, "rewind": "1it"},
+    )
+    data = tiny_dataset(train=40, val=8, test=8, shape=shape)
+    experiment = run_imp(hparams, tmp_path, "vgg", QUIET, data=data)
+    rows = experiment.read_results()
+    assert [r.round for r in rows] == list(range(rounds + 1))
+    assert rows[-1].percent_remaining == pytest.approx(100 * 0.8**rounds, abs=1e-4)

@@ -1,0 +1,162 @@
+"""``python -m pipelines.imp``: its refusals (checked by its main in this process, and once
+through a real process for the one-line-error wrapper), a run killed with SIGKILL and resumed,
+and a control run from the command line."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lth_tf import io
+from lth_tf.imp import run_imp
+from lth_tf.models import paper_defaults
+from lth_tf.monitoring.report import write_report
+from tests.helpers import (
+    QUIET,
+    ROOT,
+    assert_one_line_error,
+    run_main,
+    run_pipeline,
+    with_changes,
+)
+
+SMALL_RUN = ["--model=lenet300_100", "--dataset=mnist", "--noprogress"]
+
+
+def test_a_refusal_is_one_line_on_stderr_and_exit_2(idx_dir, tmp_path):
+    """The one-line-error wrapper in a real process: an LthError raised after TensorFlow
+    started (in run_imp, once the data is loaded) is ``error: ...`` alone on stderr, exit
+    status 2, no traceback. Every other refusal is checked in-process (run_main)."""
+    result = run_pipeline(
+        "pipelines.imp",
+        *SMALL_RUN,
+        f"--data_dir={idx_dir}",
+        "--iterations=50",
+        "--rewind=10ep",
+        "--rounds=1",
+        f"--output_dir={tmp_path}",
+    )
+    assert_one_line_error(result, "past the end of round 0")
+
+
+@pytest.mark.parametrize(
+    "flags, reason",
+    [
+        (["--model=nope"], "unknown model 'nope'"),
+        (["--prune_rates=fc=1.5"], "fc=1.5 is not in [0, 1)"),
+        (["--rewind=soon"], "'soon' is not a step"),
+        (["--strategy=warp"], "unknown strategy 'warp'"),
+        (["--dataset=imagenet"], "unknown dataset 'imagenet'"),
+        (["--iterations=0"], "--iterations must be more than 0"),
+        (["--mixed_precision=half"], "--mixed_precision: unknown 'half'"),
+    ],
+)
+def test_bad_flags_exit_nonzero_with_one_line(flags, reason, tmp_path):
+    result = run_main("pipelines.imp", *flags, f"--output_dir={tmp_path}")
+    assert_one_line_error(result, reason)
+
+
+@pytest.mark.parametrize(
+    "flags, reason",
+    [
+        (["--pruning=global"], "different rates (conv=0.0,fc=0.2,output=0.1)"),
+        (["--control=random_reinit"], "--control and --control_seed need --branch_of"),
+        (["--branch_of=/nonexistent"], "--branch_of needs --control"),
+        (
+            ["--branch_of=/nonexistent", "--control=random_prune", "--learning_rate=0.1"],
+            "--learning_rate cannot be set with --branch_of",
+        ),
+        (["--branch_of=/nonexistent", "--control=random_prune"], "is not a directory"),
+    ],
+)
+def test_bad_branch_and_scope_flags_exit_with_one_line(flags, reason, tmp_path):
+    result = run_main("pipelines.imp", *flags, f"--data_dir={tmp_path}", "--noprogress")
+    assert_one_line_error(result, reason)
+
+
+# `python -m pipelines.imp`, but the process SIGKILLs itself as soon as the first checkpoint of
+# round 1 is on disk: killed mid-round at the same point however fast the machine is.
+KILLED_AFTER_A_CHECKPOINT = """
+import os, signal, sys
+from lth_tf import io
+
+write_npz = io.write_npz
+
+def write_then_die(path, *args, **kwargs):
+    write_npz(path, *args, **kwargs)
+    if str(path).endswith(os.path.join("round_01", "checkpoint.npz")):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+io.write_npz = write_then_die
+sys.argv[0] = "imp"
+from pipelines.imp import run
+run()
+"""
+
+
+def _comparable(experiment):
+    rows = io.read_csv(experiment / "results.csv")
+    return [{k: v for k, v in row.items() if k != "train_seconds"} for row in rows]
+
+
+def test_run_killed_mid_round_resumes_to_the_uninterrupted_results(idx_dir, tmp_path):
+    flags = [
+        *SMALL_RUN,
+        f"--data_dir={idx_dir}",
+        "--rounds=2",
+        "--iterations=300",
+        "--eval_every=20",
+        "--rewind=30it",
+        f"--output_dir={tmp_path}",
+    ]
+    whole = run_pipeline("pipelines.imp", *flags, "--experiment_name=whole")
+    assert whole.returncode == 0, whole.stderr
+
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_A_CHECKPOINT, *flags, "--experiment_name=killed"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    checkpoint = tmp_path / "killed" / "round_01" / "checkpoint.npz"
+    assert checkpoint.exists(), "the run never checkpointed round 1"
+    assert len(io.read_csv(tmp_path / "killed" / "results.csv")) == 1  # only round 0 finished
+
+    resumed = run_pipeline("pipelines.imp", *flags, "--experiment_name=killed")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumes at iteration" in resumed.stdout
+    assert _comparable(tmp_path / "killed") == _comparable(tmp_path / "whole")
+    for pruning_round in range(3):
+        for file in ("masks.npz", "weights.npz"):
+            a = io.read_npz(tmp_path / "whole" / f"round_{pruning_round:02d}" / file)
+            b = io.read_npz(tmp_path / "killed" / f"round_{pruning_round:02d}" / file)
+            for name in a:
+                np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_a_control_runs_from_the_command_line_beside_its_parent(idx_dir, mnist_data, tmp_path):
+    hparams = with_changes(
+        paper_defaults("lenet300_100", "mnist"),
+        training={"iterations": "30it"},
+        pruning={"rounds": 1, "rewind": "10it"},
+    )
+    run_imp(hparams, tmp_path, "lenet", QUIET, data=mnist_data)
+    branch = run_pipeline(
+        "pipelines.imp",
+        f"--branch_of={tmp_path / 'lenet'}",
+        "--control=random_prune",
+        "--noprogress",
+        "--notensorboard",
+        f"--data_dir={idx_dir}",
+    )
+    assert branch.returncode == 0, branch.stderr
+    assert f"Results: {tmp_path / 'lenet-random_prune' / 'results.csv'}" in branch.stdout
+    _, csv = write_report([tmp_path / "lenet", tmp_path / "lenet-random_prune"], tmp_path / "r")
+    labels = [row["label"] for row in io.read_csv(csv)]
+    assert labels == ["control=none"] * 2 + ["control=random_prune"] * 2

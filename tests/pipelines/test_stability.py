@@ -1,0 +1,84 @@
+"""``python -m pipelines.stability`` end to end: a rewind sweep, then a rerun that recomputes
+nothing; and the one-line-error wrapper in a real process. The plans it refuses are checked
+in-process in tests/stability/test_analysis.py."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lth_tf import io
+from lth_tf.imp import run_imp
+from lth_tf.monitoring.tensorboard import logged_tags
+from tests.helpers import (
+    PNG_MAGIC,
+    QUIET,
+    STABILITY_RESULT_KEYS,
+    assert_one_line_error,
+    lenet_hparams,
+    run_pipeline,
+)
+
+
+@pytest.fixture(scope="module")
+def lth_experiment(tmp_path_factory, mnist_data):
+    """Rounds 0 and 1 of 40 iterations, rewinding to iteration 0 (the LTH)."""
+    root = tmp_path_factory.mktemp("stability_cli")
+    hparams = lenet_hparams(iterations="40it", eval_every="20it", rewind="0it")
+    return run_imp(hparams, root, "lth", QUIET, data=mnist_data)
+
+
+def stability(experiment, idx_dir, *flags):
+    return run_pipeline(
+        "pipelines.stability",
+        f"--experiment_dir={experiment}",
+        f"--data_dir={idx_dir}",
+        "--noprogress",
+        "--nojit_compile",  # as run_imp above, so recomputed points match it bit for bit
+        *flags,
+    )
+
+
+def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
+    root = lth_experiment.root
+    flags = ["--round=1", "--seeds=2", "--points=4"]
+    result = stability(root, idx_dir, *flags, "--rewind_sweep=0,10it,20it")
+    assert result.returncode == 0, result.stderr
+    folder = root / "stability"
+    for stem in ("round_01", "round_01-10it", "round_01-20it"):
+        assert STABILITY_RESULT_KEYS <= set(json.loads((folder / f"{stem}.json").read_text()))
+        assert (folder / f"{stem}.png").read_bytes().startswith(PNG_MAGIC)
+    rows = io.read_csv(folder / "round_01-sweep.csv")
+    assert [int(row["rewind_iteration"]) for row in rows] == [0, 10, 20]
+    assert (folder / "round_01-sweep.png").read_bytes().startswith(PNG_MAGIC)
+
+    # Copy 0 takes the experiment's seed: from iteration 0 it retrains round 1 exactly.
+    copy = io.read_npz(folder / "round_01" / "rewind_0it" / "copy_seed0.npz")
+    for name, value in io.read_npz(lth_experiment.weights(1)).items():
+        np.testing.assert_array_equal(copy[name], value, err_msg=name)
+    own = json.loads((folder / "round_01.json").read_text())
+    assert own["path_errors"][0] == own["copy_test_errors"][0]
+    assert own["path_errors"][-1] == own["copy_test_errors"][1]
+    tags = logged_tags(root / "tensorboard" / "stability")
+    assert {("round_01/instability", k) for k in (0, 10, 20)} <= tags
+    assert ("round_01/rewind_20it/path_error", 3) in tags
+
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    events = sorted((root / "tensorboard" / "stability").iterdir())
+    again = stability(root, idx_dir, *flags, "--rewind=0")
+    assert again.returncode == 0, again.stderr
+    assert "results already in" in again.stdout and "instability" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
+    assert sorted((root / "tensorboard" / "stability").iterdir()) == events
+
+
+@pytest.mark.parametrize(
+    "flags, reason",
+    [([], "--round is required"), (["--round=last"], "'last' is not a round number")],
+)
+def test_a_refusal_is_one_line_on_stderr_and_exit_2(lth_experiment, idx_dir, flags, reason):
+    """The one-line-error wrapper in a real process: ``error: ...`` alone on stderr, exit
+    status 2, no traceback. These two are the pipeline's own checks of --round; they cannot
+    run in the tests' process, where pipelines.imp's flags are defined (both have --rewind)."""
+    result = stability(lth_experiment.root, idx_dir, *flags)
+    assert_one_line_error(result, reason)

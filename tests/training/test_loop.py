@@ -1,0 +1,131 @@
+"""The training loop and an IMP round's callbacks: evaluations, the early stop's test metrics
+measured on its own weights, checkpoints and resuming."""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from lth_tf.config import TrainingHparams
+from lth_tf.loop import (
+    Checkpoint,
+    ChunkMetrics,
+    EvaluateEvery,
+    SnapshotAt,
+    TrainingProgress,
+    train,
+)
+from lth_tf.pruning.wrapping import restore, snapshot
+from lth_tf.training import Evaluation, Trainer
+from tests.helpers import half_pruned_lenet, tiny_dataset
+
+
+class _Recorder:
+    def __init__(self):
+        self.evaluations = []
+
+    def on_train_chunk(self, iteration, loss, accuracy):
+        pass
+
+    def on_evaluation(self, evaluation):
+        self.evaluations.append(evaluation)
+
+
+def train_round(
+    trainer, stop, every, progress, save, hooks=None, observer=None, test_every_evaluation=False
+):
+    """The loop with an IMP round's callbacks: hooks at iterations, chunk metrics, evaluations
+    every ``every``, a checkpoint after each."""
+    callbacks = [SnapshotAt([i], lambda _, hook=hook: hook()) for i, hook in (hooks or {}).items()]
+    if observer is not None:
+        callbacks.append(ChunkMetrics(observer))
+    callbacks.append(EvaluateEvery(trainer, every, observer, test_every_evaluation))
+    callbacks.append(Checkpoint(save, every=every))
+    return train(trainer, progress, stop, callbacks)
+
+
+def _rows(evaluations):
+    return np.array([dataclasses.astuple(e) for e in evaluations])
+
+
+def test_early_stop_test_metrics_are_measured_on_its_weights_at_the_end_and_resume():
+    data = tiny_dataset()
+    trainer = Trainer(half_pruned_lenet(), data, TrainingHparams(), tf.distribute.get_strategy())
+    rewindable = trainer.pruned.rewindable
+    at_10, checkpoints = {}, {}
+
+    def spoil():  # after 20 iterations the net is much worse: the early stop stays at 10
+        rng = np.random.default_rng(0)
+        for weight in trainer.pruned.weights.values():
+            weight.assign(rng.normal(scale=3.0, size=weight.shape).astype(np.float32))
+
+    def save(progress):
+        checkpoints[progress.iteration] = {**trainer.state(), **progress.to_arrays()}
+
+    recorder = _Recorder()
+    hooks = {10: lambda: at_10.update(snapshot(rewindable)), 20: spoil}
+    progress = train_round(trainer, 30, 10, TrainingProgress(), save, hooks, observer=recorder)
+
+    final = snapshot(rewindable)
+    expected_final = trainer.evaluate_split("test")
+    restore(rewindable, at_10)
+    expected_early = trainer.evaluate_split("test")
+    restore(rewindable, final)
+    early, middle, last = progress.evaluations
+    assert progress.early_stop.iteration == 10
+    assert (early.test_loss, early.test_accuracy) == expected_early
+    assert np.isnan(middle.test_loss) and np.isnan(middle.test_accuracy)
+    assert (last.test_loss, last.test_accuracy) == expected_final
+    # Logged when it happens (no test yet), again with its test just before the last one.
+    assert [e.iteration for e in recorder.evaluations] == [10, 20, 10, 30]
+    assert np.isnan(recorder.evaluations[0].test_loss) and recorder.evaluations[2] == early
+    # The checkpoints in between hold the early stop's weights; the last one no longer needs them.
+    for iteration in (10, 20):
+        held = TrainingProgress.pop_from(dict(checkpoints[iteration])).early_stop_weights
+        assert held.keys() == at_10.keys()
+        assert all(np.array_equal(held[k], at_10[k]) for k in at_10)
+    assert not TrainingProgress.pop_from(dict(checkpoints[30])).early_stop_weights
+
+    # Resumed from the checkpoint at 20, the round ends with the same evaluations.
+    state = dict(checkpoints[20])
+    resumed = TrainingProgress.pop_from(state)
+    trainer.load_state(state)
+    train_round(trainer, 30, 10, resumed, lambda _: None)
+    np.testing.assert_array_equal(_rows(resumed.evaluations), _rows(progress.evaluations))
+    assert all(np.array_equal(v.numpy(), final[k]) for k, v in rewindable.items())
+
+
+def test_a_resume_that_measures_every_evaluation_drops_older_early_stop_weights():
+    # As if an earlier session (test split deferred) checkpointed a minimum at 10 with its
+    # weights, and this one resumes with test_every_evaluation: its own minimum at 20 is
+    # measured when it happens and must keep those metrics.
+    data = tiny_dataset()
+    trainer = Trainer(half_pruned_lenet(), data, TrainingHparams(), tf.distribute.get_strategy())
+    rng = np.random.default_rng(1)
+    stale = {
+        k: rng.normal(size=v.shape).astype(np.float32) for k, v in trainer.pruned.rewindable.items()
+    }
+    nan = float("nan")
+    progress = TrainingProgress(10, 0.0, [Evaluation(10, 1e9, 0.0, nan, nan)], stale)
+
+    def spoil():  # after the evaluation at 20: the minimum stays there
+        for weight in trainer.pruned.weights.values():
+            weight.assign(rng.normal(scale=3.0, size=weight.shape).astype(np.float32))
+
+    recorder = _Recorder()
+    train_round(
+        trainer,
+        30,
+        10,
+        progress,
+        lambda _: None,
+        {21: spoil},
+        observer=recorder,
+        test_every_evaluation=True,
+    )
+    at_20 = recorder.evaluations[0]
+    assert at_20.iteration == 20 and not np.isnan(at_20.test_loss)
+    assert progress.early_stop.iteration == 20
+    assert progress.evaluations[1] == at_20
+    assert [e.iteration for e in recorder.evaluations] == [20, 30]
+    assert not progress.early_stop_weights

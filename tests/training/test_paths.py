@@ -1,0 +1,107 @@
+"""The fast training paths give the same numbers as the plain ones.
+
+The trainer builds batches on the device, evaluates whole splits in one call, skips TF-MOT's
+per-call re-masking and may compute in 16 bits; each test pins one of those against the slow,
+obvious way. The multi-replica paths are in test_strategies.py.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from lth_tf import io
+from lth_tf.config import TrainingHparams
+from lth_tf.data.pipeline import gather_batch, stream_indices, training_batches
+from lth_tf.imp import RunOptions, run_imp
+from lth_tf.models import paper_defaults
+from lth_tf.training import Trainer, mixed_precision_policy
+from tests.helpers import LENET_RATES, half_pruned_lenet, tiny_dataset
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_on_device_batches_are_the_tf_data_stream(augment):
+    data = tiny_dataset(train=150, shape=(8, 8, 3))
+    batch, steps, seed = 64, 12, 5  # 64 does not divide 150: batches straddle epochs
+    stream = iter(
+        training_batches(data.train_images, data.train_labels, batch, seed, augment=augment)
+    )
+    images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
+    positions = tf.range(steps * batch, dtype=tf.int64)
+    indices = tf.reshape(stream_indices(positions, len(data.train_labels), seed), [steps, batch])
+    for step in range(steps):
+        expected_images, expected_labels = next(stream)
+        got_images, got_labels = gather_batch(images, labels, indices[step], step, seed, augment)
+        np.testing.assert_array_equal(got_images.numpy(), expected_images.numpy())
+        np.testing.assert_array_equal(got_labels.numpy(), expected_labels.numpy())
+
+
+def test_evaluation_on_the_device_matches_keras_predict():
+    data = tiny_dataset(val=1234, test=200)  # 1,234: a remainder after the 1,000-example batch
+    pruned = half_pruned_lenet()
+    trainer = Trainer(pruned, data, TrainingHparams(), tf.distribute.get_strategy(), True)
+    for split, images, labels in [
+        ("val", data.val_images, data.val_labels),
+        ("test", data.test_images, data.test_labels),
+    ]:
+        logits = pruned.model.predict(images.astype(np.float32), batch_size=500, verbose=0)
+        loss = tf_keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        got_loss, got_accuracy = trainer.evaluate_split(split)
+        assert got_accuracy == np.mean(logits.argmax(axis=-1) == labels)
+        assert got_loss == pytest.approx(float(np.mean(loss)), rel=1e-5)
+
+
+def test_skipping_tfmot_remasking_changes_no_weight():
+    data = tiny_dataset()
+    trained = {}
+    for remask in (False, True):
+        pruned = half_pruned_lenet()
+        strategy = tf.distribute.get_strategy()
+        trainer = Trainer(pruned, data, TrainingHparams(), strategy, remask_every_step=remask)
+        trainer.train_steps(trainer.batches_from(0), 30)
+        assert pruned.pruned_nonzero() == 0
+        trained[remask] = {name: w.numpy() for name, w in pruned.weights.items()}
+    for name, value in trained[False].items():
+        np.testing.assert_array_equal(value, trained[True][name], err_msg=name)
+
+
+def test_float16_trains_with_loss_scaling_and_a_fresh_scale_each_round():
+    data = tiny_dataset()
+    with mixed_precision_policy("float16"):
+        pruned = half_pruned_lenet()
+    assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored
+    assert pruned.unwrapped.get_layer("fc1").compute_dtype == "float16"
+    trainer = Trainer(pruned, data, TrainingHparams(), tf.distribute.get_strategy())
+    assert isinstance(trainer.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+    initial_scale = float(trainer.optimizer.loss_scale)
+    loss_sum, _ = trainer.train_steps(trainer.batches_from(0), 20)
+    assert np.isfinite(loss_sum)
+    assert pruned.pruned_nonzero() == 0
+    assert all(np.all(np.isfinite(w.numpy())) for w in pruned.weights.values())
+    trainer.reset_optimizer()
+    assert float(trainer.optimizer.loss_scale) == initial_scale  # not zeroed with the slots
+
+
+def test_bfloat16_run_finishes_with_exact_sparsities(tmp_path):
+    hparams = paper_defaults("lenet300_100", "mnist")
+    hparams = hparams.__class__(
+        **{
+            **hparams.__dict__,
+            "training": TrainingHparams(iterations="40it", eval_every="20it"),
+            "pruning": hparams.pruning.__class__(rates=LENET_RATES, rounds=1),
+        }
+    )
+    experiment = run_imp(
+        hparams,
+        tmp_path,
+        "bf16",
+        RunOptions(mixed_precision="bfloat16", show_progress=False),
+        data=tiny_dataset(),
+    )
+    masks = io.read_npz(experiment.masks(1))
+    weights = io.read_npz(experiment.weights(1))
+    for name, mask in masks.items():
+        assert np.all(weights[name][mask == 0] == 0)
+        assert np.all(np.isfinite(weights[name]))
+    assert abs(masks["fc1/kernel"].sum() - 0.8 * masks["fc1/kernel"].size) <= 1
+    assert tf_keras.mixed_precision.global_policy().name == "float32"
