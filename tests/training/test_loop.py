@@ -129,3 +129,27 @@ def test_a_resume_that_measures_every_evaluation_drops_older_early_stop_weights(
     assert progress.evaluations[1] == at_20
     assert [e.iteration for e in recorder.evaluations] == [20, 30]
     assert not progress.early_stop_weights
+
+
+def test_a_stability_checkpoint_of_the_old_format_resumes_exactly(tmp_path):
+    """Before the loop was shared, stability copies checkpointed ``__iteration__`` alone (and no
+    schedule start): such a checkpoint still resumes, to the uninterrupted weights."""
+    from lth_tf import io
+    from lth_tf.loop import resume
+
+    strategy = tf.distribute.get_strategy()
+    trainer = Trainer(half_pruned_lenet(), tiny_dataset(), TrainingHparams(), strategy)
+    train(trainer, TrainingProgress(), 10, seed=4)
+    old = {k: v for k, v in trainer.state().items() if not k.startswith("schedule/")}
+    old["__iteration__"] = np.array(10)
+    io.write_npz(tmp_path / "checkpoint.npz", old)
+    train(trainer, TrainingProgress(iteration=10), 20, seed=4)
+    uninterrupted = snapshot(trainer.pruned.rewindable)
+
+    progress = resume(tmp_path / "checkpoint.npz", trainer)
+    assert progress.iteration == 10 and progress.evaluations == []
+    assert int(trainer.schedule_start.numpy()) == 0
+    train(trainer, progress, 20, seed=4)
+    for name, value in uninterrupted.items():
+        np.testing.assert_array_equal(trainer.pruned.rewindable[name].numpy(), value, err_msg=name)
+    assert resume(tmp_path / "missing.npz", trainer) is None
