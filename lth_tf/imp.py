@@ -276,7 +276,7 @@ class _Rounds:
         with io.BackgroundWriter() as writer:
             callbacks = self.callbacks(pruning_round, start, writer)
             train(trainer, progress, resolved.iterations, callbacks)
-        return self.finish(pruning_round, masks, progress)
+        return self.finish(pruning_round, start, masks, progress)
 
     def callbacks(
         self, pruning_round: int, start: int, writer: io.BackgroundWriter
@@ -317,7 +317,11 @@ class _Rounds:
         return callbacks
 
     def finish(
-        self, pruning_round: int, masks: dict[str, np.ndarray], progress: TrainingProgress
+        self,
+        pruning_round: int,
+        start: int,
+        masks: dict[str, np.ndarray],
+        progress: TrainingProgress,
     ) -> RoundResult:
         """Writes the round's weights, evaluations and results row; drops its checkpoint."""
         experiment, pruned = self.experiment, self.run.pruned
@@ -341,7 +345,7 @@ class _Rounds:
             early_stop_test_accuracy=stop.test_accuracy,
             val_loss_min=stop.val_loss,
             # Iterations trained: T - k for a round rewound to k.
-            iterations=self.resolved.iterations - round_start(self.resolved, pruning_round),
+            iterations=self.resolved.iterations - start,
             train_seconds=round(progress.train_seconds, 3),
         )
         experiment.write_result(result)
