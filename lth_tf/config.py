@@ -14,8 +14,10 @@ until the dataset's size is known, in one spelling (``"500"`` is ``"500it"``);
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -522,3 +524,51 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+@dataclasses.dataclass(frozen=True)
+class HparamFlag:
+    """One hyperparameter flag: flag ``name`` sets field ``field`` of ``ExperimentHparams.group``."""
+
+    name: str
+    group: str
+    field: str
+    type: type
+    help: str
+    parse: Callable[[str, Any], Any] | None = None
+
+    @property
+    def flag_type(self) -> type:
+        """What absl parses the flag's string as (a field with its own parser takes a string)."""
+        return str if self.parse is not None else self.type
+
+
+@functools.cache
+def hparam_flags() -> tuple[HparamFlag, ...]:
+    """Every hyperparameter flag, in the dataclasses' field order."""
+    found = []
+    groups = typing.get_type_hints(ExperimentHparams, globals())
+    for group in dataclasses.fields(ExperimentHparams):
+        cls = groups[group.name]
+        types = typing.get_type_hints(cls, globals())
+        for field in dataclasses.fields(cls):
+            if "help" not in field.metadata:
+                continue  # not a flag (e.g. the branch's fields: pipelines.imp's own flags)
+            found.append(
+                HparamFlag(
+                    name=flag_of(cls, field.name).removeprefix("--"),
+                    group=group.name,
+                    field=field.name,
+                    type=types[field.name],
+                    help=field.metadata["help"],
+                    parse=field.metadata.get("parse"),
+                )
+            )
+    names = [spec.name for spec in found]
+    if len(set(names)) != len(names):
+        raise TypeError(f"two hyperparameter fields have one flag name: {sorted(names)}")
+    return tuple(found)
+
+
+def hparam_flag_names() -> tuple[str, ...]:
+    return tuple(spec.name for spec in hparam_flags())

@@ -18,16 +18,18 @@ set. ``--model`` is the exception: it picks the recipe, so it defaults to :data:
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import typing
-from collections.abc import Callable
-from typing import Any
-
 from absl import flags
 
-from lth_tf.config import DatasetHparams, ExperimentHparams, flag_of
-from lth_tf.errors import LthError
+from lth_tf.config import ExperimentHparams, HparamFlag, hparam_flag_names, hparam_flags
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "HparamFlag",
+    "define_hparam_flags",
+    "hparam_flag_names",
+    "hparam_flags",
+    "hparams_from_flags",
+]
 
 DEFAULT_MODEL = "lenet300_100"
 # Flags whose default is not None: --model chooses whose defaults the others take.
@@ -39,54 +41,6 @@ _DEFINE = {
     float: flags.DEFINE_float,
     bool: flags.DEFINE_boolean,
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class HparamFlag:
-    """One hyperparameter flag: ``--name`` sets field ``field`` of ``ExperimentHparams.group``."""
-
-    name: str
-    group: str
-    field: str
-    type: type
-    help: str
-    parse: Callable[[str, Any], Any] | None = None
-
-    @property
-    def flag_type(self) -> type:
-        """What absl parses the flag's string as (a field with its own parser takes a string)."""
-        return str if self.parse is not None else self.type
-
-
-@functools.cache
-def hparam_flags() -> tuple[HparamFlag, ...]:
-    """Every hyperparameter flag, in the dataclasses' field order."""
-    found = []
-    groups = typing.get_type_hints(ExperimentHparams)
-    for group in dataclasses.fields(ExperimentHparams):
-        cls = groups[group.name]
-        types = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
-            if "help" not in field.metadata:
-                continue  # not a flag (e.g. the branch's fields: pipelines.imp's own flags)
-            found.append(
-                HparamFlag(
-                    name=flag_of(cls, field.name).removeprefix("--"),
-                    group=group.name,
-                    field=field.name,
-                    type=types[field.name],
-                    help=field.metadata["help"],
-                    parse=field.metadata.get("parse"),
-                )
-            )
-    names = [spec.name for spec in found]
-    if len(set(names)) != len(names):
-        raise TypeError(f"two hyperparameter fields have one flag name: {sorted(names)}")
-    return tuple(found)
-
-
-def hparam_flag_names() -> tuple[str, ...]:
-    return tuple(spec.name for spec in hparam_flags())
 
 
 def define_hparam_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -108,35 +62,12 @@ def define_hparam_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def hparams_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> ExperimentHparams:
     """The recipe's hyperparameters for ``--model``/``--dataset``/``--recipe``, with every
     field whose flag is set replaced by the flag's value."""
-    from lth_tf.data.sources import DATASETS
-    from lth_tf.models import get_model, paper_defaults
+    from lth_tf.models import experiment_hparams
 
     given = {
-        (spec.group, spec.field): (spec, flag_values[spec.name].value)
+        spec.name: flag_values[spec.name].value
         for spec in hparam_flags()
         if flag_values[spec.name].value is not None
     }
-
-    def value(group: str, field: str) -> Any:
-        return given.get((group, field), (None, None))[1]
-
-    model = value("model", "name") or DEFAULT_MODEL
-    dataset = value("dataset", "name") or get_model(model).dataset  # refuses an unknown model
-    if dataset not in DATASETS:
-        raise LthError(
-            f"{flag_of(DatasetHparams, 'name')}: unknown dataset {dataset!r}; choose one of "
-            f"{', '.join(DATASETS)}"
-        )
-    base = paper_defaults(model, dataset, value("model", "recipe"))
-    changes: dict[str, dict[str, Any]] = {}
-    for (group, field), (flag, text) in given.items():
-        recipe_value = getattr(getattr(base, group), field)
-        parsed = flag.parse(text, recipe_value) if flag.parse is not None else text
-        changes.setdefault(group, {})[field] = parsed
-    return dataclasses.replace(
-        base,
-        **{
-            group: dataclasses.replace(getattr(base, group), **fields)
-            for group, fields in changes.items()
-        },
-    )
+    model = given.pop("model", None) or DEFAULT_MODEL
+    return experiment_hparams(model, given.pop("dataset", None), given.pop("recipe", None), given)

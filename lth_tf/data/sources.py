@@ -214,3 +214,9 @@ def _make_dataset(
         num_classes=_NUM_CLASSES,
         source=source,
     )
+
+
+def check_dataset_name(name: str) -> str:  # placeholder until the custom-data branch lands
+    if name not in DATASETS and not name.startswith(("npz:", "tfds:", "arrays:")):
+        raise LthError(f"--dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return name

@@ -6,18 +6,20 @@ Importing this module does not import TensorFlow, so flags can be checked instan
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from lth_tf.config import (
     RECIPES,
     AutoEval,
     DatasetHparams,
     ExperimentHparams,
+    HparamFlag,
     ModelHparams,
     PruneRates,
     PruningHparams,
     TrainingHparams,
+    hparam_flags,
 )
 from lth_tf.errors import LthError
 from lth_tf.models import conv, lenet, resnet, vgg
@@ -40,7 +42,9 @@ class ModelSpec:
 
     ``recipes`` maps recipe names (:data:`lth_tf.config.RECIPES`) to their defaults;
     ``training`` and ``pruning`` are those of ``default_recipe``. ``auto_eval`` is what
-    ``--eval_every=auto`` means for this model.
+    ``--eval_every=auto`` means for this model. ``dataset`` is its default dataset (a user's
+    model has none). ``fresh`` builds it with new random initial values (random_reinit's
+    start) where ``build`` does not (a saved model's ``build`` loads its saved weights).
 
     >>> get_model("conv6").training.learning_rate
     0.0003
@@ -50,10 +54,15 @@ class ModelSpec:
 
     name: str
     build: Callable[[tuple[int, ...], int], tf_keras.Model]
-    dataset: str
+    dataset: str | None
     recipes: dict[str, Recipe]
     default_recipe: str
     auto_eval: AutoEval
+    fresh: Callable[[tuple[int, ...], int], tf_keras.Model] | None = None
+
+    def build_fresh(self, input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+        """The model with new random initial values (under the global seed)."""
+        return (self.fresh or self.build)(input_shape, num_classes)
 
     def recipe(self, name: str | None = None) -> Recipe:
         """The recipe called ``name`` (default: the model's own); a missing one is a user error."""
@@ -218,18 +227,97 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+# A user's model (lth_tf.models.custom): no paper trained it, so its recipes are those of the
+# LTH paper's conv nets, the closest to an arbitrary image classifier. Frankle & Carbin (2019),
+# Figure 2 (papers.md section 1), Conv-2/Conv-4: Adam 3e-4 (Conv-4/6), batch 60, per round
+# conv 10%, fc 20%, output 10%. Length in epochs, so it scales with the user's data: Conv-4's
+# 25,000 iterations at batch 60 over 45,000 training images are 33 epochs.
+# "stabilizing" (the default: a user's model is often deep, with batch norm, where rewinding
+# to iteration 0 fails; Frankle et al. 2020) rewinds to 1 epoch, 3% of training: papers.md
+# gives rewind points of a few hundred to a thousand iterations, 0.1-7% into training.
+_CUSTOM_TRAINING = TrainingHparams(
+    optimizer="adam", learning_rate=3e-4, batch_size=60, iterations="33ep"
+)
+_CUSTOM_RATES = PruneRates(conv=0.1, fc=0.2, output=0.1)
+CUSTOM_RECIPES = {
+    "lth": Recipe(_CUSTOM_TRAINING, PruningHparams(rates=_CUSTOM_RATES, rewind="0it")),
+    "stabilizing": Recipe(_CUSTOM_TRAINING, PruningHparams(rates=_CUSTOM_RATES, rewind="1ep")),
+}
+# Every half epoch, to 10 iterations: a user's dataset may be small (a few hundred images), and
+# each evaluation also writes a checkpoint, so never more often than every 10 iterations.
+CUSTOM_AUTO_EVAL = AutoEval(epochs=0.5, rounding=10)
+
+
+def custom_spec(
+    name: str,
+    build: Callable[[tuple[int, ...], int], tf_keras.Model],
+    fresh: Callable[[tuple[int, ...], int], tf_keras.Model] | None = None,
+) -> ModelSpec:
+    """A user's model with the recipes every user's model gets (:data:`CUSTOM_RECIPES`)."""
+    return ModelSpec(name, build, None, CUSTOM_RECIPES, "stabilizing", CUSTOM_AUTO_EVAL, fresh)
+
+
 def _models_with(recipe: str) -> list[str]:
     return [name for name, spec in MODELS.items() if recipe in spec.recipes]
 
 
 def get_model(name: str) -> ModelSpec:
-    """The registered model called ``name``; an unknown name is a user error."""
-    try:
+    """The registered model called ``name``, or a user's model (:mod:`lth_tf.models.custom`)
+    built from where ``name`` says; an unknown name is a user error.
+
+    A user's model found this way builds from the file or function itself; an experiment's
+    own copy is :func:`lth_tf.provenance.experiment_model`.
+    """
+    if name in MODELS:
         return MODELS[name]
-    except KeyError:
-        raise LthError(
-            f"--model: unknown model {name!r}; choose one of {', '.join(MODELS)}"
-        ) from None
+    from lth_tf.models import custom
+
+    kind = custom.model_kind(name)
+    if kind == "keras_file":
+
+        def load(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+            model = custom.load_keras_file(name)
+            custom.check_fits(model, f"--model={name}", input_shape, num_classes)
+            return model
+
+        return custom_spec(name, load, fresh=_fresh_copy(load))
+    if kind == "builder":
+        custom.check_model_name(name)
+
+        def build(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+            function = custom.import_builder(name)
+            model = custom.call_builder(function, f"--model={name}", input_shape, num_classes)
+            custom.check_fits(model, f"--model={name}", input_shape, num_classes)
+            return model
+
+        return custom_spec(name, build)
+    if kind == "python":
+
+        def absent(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+            raise LthError(
+                f"{name} was a model object handed to lth_tf.find_tickets; it builds only from "
+                "its experiment's copy (<experiment>/model.keras)"
+            )
+
+        return custom_spec(name, absent)
+    raise LthError(
+        f"--model: unknown model {name!r}; choose one of {', '.join(MODELS)}, a saved model "
+        "(path/to/model.keras) or a builder (package.module:function)"
+    )
+
+
+def _fresh_copy(
+    load: Callable[[tuple[int, ...], int], tf_keras.Model],
+) -> Callable[[tuple[int, ...], int], tf_keras.Model]:
+    """Builds a loaded model's architecture again, every layer with new values from its own
+    initialisers (Keras' ``clone_model`` keeps the layers' names, so the variables' keys)."""
+
+    def fresh(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+        import tf_keras
+
+        return tf_keras.models.clone_model(load(input_shape, num_classes))
+
+    return fresh
 
 
 def layer_kind(layer: tf_keras.layers.Layer) -> str | None:
@@ -262,9 +350,80 @@ def paper_defaults(
     spec = get_model(model)
     name = spec.default_recipe if recipe is None else recipe
     chosen = spec.recipe(name)
+    dataset = dataset or spec.dataset
+    if dataset is None:
+        raise LthError(
+            f"--model={model} needs --dataset: npz:PATH (arrays x_train, y_train, x_test, "
+            "y_test) or tfds:NAME"
+        )
     return ExperimentHparams(
-        dataset=DatasetHparams(dataset or spec.dataset),
+        dataset=DatasetHparams(dataset),
         model=ModelHparams(model, name),
         training=chosen.training,
         pruning=chosen.pruning,
+    )
+
+
+def experiment_hparams(
+    model: str,
+    dataset: str | None = None,
+    recipe: str | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> ExperimentHparams:
+    """The recipe's hyperparameters for ``model`` on ``dataset``, with ``changes`` applied.
+
+    ``changes`` are keyed by flag name (``iterations``, ``prune_rates``, ``pruning``, ...: see
+    :func:`lth_tf.config.hparam_flags`); a string value is parsed as its flag would be, other
+    values are taken as they are. The pipelines' flags and :func:`lth_tf.find_tickets` both
+    come here, so the same settings give the same experiment.
+
+    >>> hparams = experiment_hparams("conv6", changes={"iterations": 500, "prune_rates": "fc=0.3"})
+    >>> hparams.training.iterations, hparams.pruning.rates.fc, hparams.pruning.rates.conv
+    ('500it', 0.3, 0.15)
+    """
+    from lth_tf.data.sources import check_dataset_name
+    from lth_tf.models.custom import check_model_name
+
+    model = check_model_name(model)
+    dataset = check_dataset_name(dataset) if dataset is not None else None
+    base = paper_defaults(model, dataset, recipe)
+    by_name = {flag.name: flag for flag in hparam_flags()}
+    grouped: dict[str, dict[str, Any]] = {}
+    for name, value in (changes or {}).items():
+        flag = by_name.get(name)
+        if flag is None or flag.group == "dataset" or flag.field in ("name", "recipe"):
+            settable = sorted(set(by_name) - {"model", "dataset", "recipe"})
+            raise LthError(
+                f"unknown hyperparameter {name!r} (model, dataset and recipe are set apart); "
+                f"choose from {', '.join(settable)}"
+            )
+        recipe_value = getattr(getattr(base, flag.group), flag.field)
+        grouped.setdefault(flag.group, {})[flag.field] = _hparam_value(flag, value, recipe_value)
+    return dataclasses.replace(
+        base,
+        **{
+            group: dataclasses.replace(getattr(base, group), **fields)
+            for group, fields in grouped.items()
+        },
+    )
+
+
+def _hparam_value(flag: HparamFlag, value: Any, recipe_value: Any) -> Any:
+    """``value`` for ``flag``'s field: a string parsed as the flag parses it; a number where a
+    step string is expected is iterations; a wrong type is a user error naming the flag."""
+    if flag.parse is not None and isinstance(value, str):
+        return flag.parse(value, recipe_value)
+    if flag.parse is None and flag.type is str and isinstance(value, int | str):
+        return str(value)
+    if flag.type is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if flag.type is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if flag.type is bool and isinstance(value, bool):
+        return value
+    if flag.parse is not None and isinstance(value, type(recipe_value)):
+        return value
+    raise LthError(
+        f"--{flag.name}: {value!r} is a {type(value).__name__}; it takes a "
+        f"{'string' if flag.parse else flag.type.__name__} (e.g. {recipe_value})"
     )

@@ -1,0 +1,237 @@
+"""Models of the user's own: a saved ``.keras`` file, a ``package.module:function`` builder, or
+(from the Python API) a ``tf_keras.Model`` object.
+
+What ``--model`` (and :attr:`lth_tf.config.ModelHparams.name`) may be:
+
+``conv6``                    a registered model (:data:`lth_tf.models.MODELS`);
+``path/to/model.keras``      an untrained model saved by ``tf_keras``: its weights are theta_0;
+``package.module:function``  ``function(input_shape, num_classes) -> tf_keras.Model``, imported
+                             from the working directory or ``PYTHONPATH``, called after the
+                             seed is set (so the seed decides theta_0);
+``python:NAME``              a model object handed to :func:`lth_tf.find_tickets`.
+
+An experiment keeps a copy of a ``.keras`` file (or of the object) as ``<experiment>/model.keras``
+and builds from it (:mod:`lth_tf.provenance`). Nothing here imports TensorFlow at module level,
+so flags are checked before it starts.
+
+>>> check_model_name("models/./tiny.keras"), model_kind("models/tiny.keras")
+('models/tiny.keras', 'keras_file')
+>>> model_kind("my_pkg.nets:build"), display_name("my_pkg.nets:build")
+('builder', 'build')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import re
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lth_tf.errors import LthError
+
+if TYPE_CHECKING:
+    import tf_keras
+
+KERAS_SUFFIX = ".keras"
+IN_MEMORY_PREFIX = "python:"
+_BUILDER = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+KERAS3_MESSAGE = (
+    "is a Keras 3 model; TF-MOT needs Keras 2: build it with tf_keras "
+    "(`import tf_keras as keras`) and save it from there"
+)
+
+
+def model_kind(name: str) -> str:
+    """``registry``, ``keras_file``, ``builder`` or ``python`` (see the module docstring)."""
+    if name.startswith(IN_MEMORY_PREFIX):
+        return "python"
+    if name.endswith(KERAS_SUFFIX):
+        return "keras_file"
+    if ":" in name:
+        return "builder"
+    return "registry"
+
+
+def is_custom(name: str) -> bool:
+    return model_kind(name) != "registry"
+
+
+def check_model_name(name: str) -> str:
+    """The model name in one spelling; a malformed file or builder spec is a user error.
+
+    A registry name is checked by :func:`lth_tf.models.get_model`.
+    """
+    kind = model_kind(name)
+    if kind == "keras_file":
+        return os.path.normpath(name)
+    if kind == "builder" and not _BUILDER.match(name):
+        raise LthError(
+            f"--model={name}: a builder is package.module:function (e.g. my_models.nets:build), "
+            "a saved model ends in .keras"
+        )
+    return name
+
+
+def display_name(name: str) -> str:
+    """A short name for directory names: the file's stem, the function's name.
+
+    >>> display_name("models/tiny.keras"), display_name("python:net"), display_name("conv6")
+    ('tiny', 'net', 'conv6')
+    """
+    kind = model_kind(name)
+    if kind == "keras_file":
+        return Path(name).stem
+    if kind == "builder":
+        return name.rsplit(":", 1)[1]
+    if kind == "python":
+        return name.removeprefix(IN_MEMORY_PREFIX)
+    return name
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_keras_file(path: str | Path, flag: str = "--model") -> Path:
+    """The file, checked without TensorFlow: it exists and is a Keras 2 ``.keras`` archive."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise LthError(f"{flag}={path}: {what}; pass a model saved with model.save('x.keras')")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            metadata = json.loads(archive.read("metadata.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        raise LthError(
+            f"{flag}={path} is not a saved Keras model (.keras archive); save one with "
+            "model.save('model.keras') from tf_keras"
+        ) from None
+    version = str(metadata.get("keras_version", ""))
+    if version.startswith("3"):
+        raise LthError(f"{flag}={path} {KERAS3_MESSAGE}")
+    return path
+
+
+def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
+    """The saved model, uncompiled; its weights are the experiment's theta_0."""
+    import tf_keras
+
+    path = check_keras_file(path, flag)
+    try:
+        model = tf_keras.models.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise LthError(
+            f"{flag}={path}: tf_keras cannot load it ({first}); a model with custom layers "
+            "loads through a builder instead: --model=package.module:function"
+        ) from None
+    return check_is_tf_keras(model, f"{flag}={path}")
+
+
+def check_is_tf_keras(model: Any, what: str) -> tf_keras.Model:
+    """``model`` if it is a tf_keras model; a Keras 3 model or anything else is a user error."""
+    import tf_keras
+
+    if isinstance(model, tf_keras.Model):
+        return model
+    module = type(model).__module__.split(".")[0]
+    if module == "keras":
+        raise LthError(f"{what} {KERAS3_MESSAGE}")
+    raise LthError(f"{what} is a {type(model).__name__}, not a tf_keras model")
+
+
+def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
+    """The function of ``package.module:function``, imported as Python would from the working
+    directory (also for the console scripts, whose path does not hold it) or ``PYTHONPATH``."""
+    module_name, function_name = check_model_name(spec).rsplit(":", 1)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - importing user code can raise anything
+        raise LthError(
+            f"--model={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
+            "run from the directory that holds it, or add that directory to PYTHONPATH"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        what = "has no function" if function is None else "has a non-callable"
+        raise LthError(f"--model={spec}: {module_name} {what} {function_name!r}")
+    return function
+
+
+def call_builder(
+    function: Callable, what: str, input_shape: tuple[int, ...], num_classes: int
+) -> tf_keras.Model:
+    """``function(input_shape, num_classes)``, its errors as one line.
+
+    Keras' automatic layer names (``dense_3``) count the layers made so far in the process; they
+    are reset first, so a builder names its layers the same in every run (weights are saved by
+    layer name).
+    """
+    import tf_keras
+
+    tf_keras.backend.reset_uids()
+    try:
+        model = function(tuple(input_shape), int(num_classes))
+    except LthError:
+        raise
+    except Exception as error:  # noqa: BLE001 - user code can raise anything
+        raise LthError(
+            f"{what}: the builder raised {type(error).__name__}: {error} (called with "
+            f"input_shape={tuple(input_shape)}, num_classes={num_classes})"
+        ) from None
+    return check_is_tf_keras(model, f"{what}: the builder returned a model that")
+
+
+def architecture_fingerprint(model: tf_keras.Model) -> str:
+    """sha256 of the model's configuration (layers, shapes, names; not its weights)."""
+    config = json.dumps(model.get_config(), sort_keys=True, default=str)
+    return hashlib.sha256(config.encode()).hexdigest()
+
+
+def object_fingerprint(model: tf_keras.Model) -> str:
+    """sha256 of the configuration and every weight: what theta_0 of a model object is."""
+    digest = hashlib.sha256(architecture_fingerprint(model).encode())
+    for weight in model.weights:
+        value = weight.numpy()
+        digest.update(f"{weight.name}{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def check_fits(
+    model: tf_keras.Model, what: str, input_shape: tuple[int, ...], num_classes: int
+) -> None:
+    """The model takes the data's examples and has an output per class of the data."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise LthError(
+            f"{what} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; IMP "
+            "here trains a classifier with one input and one output (the class scores)"
+        )
+    expected = tuple(model.inputs[0].shape[1:])
+    fits = len(expected) == len(input_shape) and all(
+        e is None or e == d for e, d in zip(expected, input_shape, strict=True)
+    )
+    if not fits:
+        raise LthError(
+            f"{what} takes inputs of shape {expected}, but the dataset's examples are "
+            f"{tuple(input_shape)}; build the model for the data (or reshape the data)"
+        )
+    width = model.outputs[0].shape[-1]
+    if width is not None and width < num_classes:
+        raise LthError(
+            f"{what} predicts {width} classes, but the dataset's labels go up to "
+            f"{num_classes - 1}; give the output layer one unit per class (labels are "
+            "0 .. classes-1)"
+        )
