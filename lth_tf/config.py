@@ -528,7 +528,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class HparamFlag:
-    """One hyperparameter flag: flag ``name`` sets field ``field`` of ``ExperimentHparams.group``."""
+    """A hyperparameter flag: flag ``name`` sets field ``field`` of ``ExperimentHparams.group``."""
 
     name: str
     group: str
