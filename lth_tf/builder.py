@@ -19,7 +19,7 @@ import tf_keras
 
 from lth_tf.config import ExperimentHparams
 from lth_tf.data.sources import ImageDataset
-from lth_tf.models import get_model
+from lth_tf.models import ModelSpec, get_model
 from lth_tf.models.layers import add_weight_decay
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, snapshot, variable_key, wrap_model
 from lth_tf.steps import iterations_per_epoch
@@ -54,16 +54,20 @@ def build_network(
     input_shape: tuple[int, ...],
     num_classes: int,
     for_training: bool = True,
+    model: ModelSpec | None = None,
 ) -> PrunedModel:
-    """The registry's model with the experiment's weight decay, inside TF-MOT pruning wrappers.
+    """The model with the experiment's weight decay, inside TF-MOT pruning wrappers.
 
-    Build it inside the strategy's scope. ``for_training=False`` leaves the weight decay out
-    (a regulariser means nothing to an exported ticket).
+    ``model`` is what builds it (default: the registry's, by name; an experiment's own is
+    :func:`lth_tf.provenance.experiment_model`). Build it inside the strategy's scope.
+    ``for_training=False`` leaves the weight decay out (a regulariser means nothing to an
+    exported ticket).
     """
-    model = get_model(hparams.model.name).build(input_shape, num_classes)
+    spec = model or get_model(hparams.model.name)
+    network = spec.build(input_shape, num_classes)
     if for_training:
-        add_weight_decay(model, hparams.training.weight_decay)
-    return wrap_model(model, hparams.pruning.rates)
+        add_weight_decay(network, hparams.training.weight_decay)
+    return wrap_model(network, hparams.pruning.rates)
 
 
 def build_run(
@@ -72,6 +76,7 @@ def build_run(
     strategy: tf.distribute.Strategy | None = None,
     execution: Execution = Execution(),
     remask_every_step: bool = False,
+    model: ModelSpec | None = None,
 ) -> Run:
     """Seeds, builds the network under the precision policy and strategy, and its trainer.
 
@@ -83,7 +88,7 @@ def build_run(
     tf_keras.utils.set_random_seed(hparams.training.seed)
     tf.config.experimental.enable_op_determinism()
     with mixed_precision_policy(execution.mixed_precision), strategy.scope():
-        pruned = build_network(hparams, data.input_shape, data.num_classes)
+        pruned = build_network(hparams, data.input_shape, data.num_classes, model=model)
     per_epoch = iterations_per_epoch(len(data.train_labels), hparams.training.batch_size)
     trainer = Trainer(
         pruned,
@@ -98,11 +103,14 @@ def build_run(
     return Run(pruned, trainer)
 
 
-def initial_values(hparams: ExperimentHparams, data: ImageDataset, seed: int) -> Snapshot:
+def initial_values(
+    hparams: ExperimentHparams, data: ImageDataset, seed: int, model: ModelSpec | None = None
+) -> Snapshot:
     """The model's untrained variables when built under ``seed`` (random_reinit's fresh start).
 
     Keys are those of :attr:`PrunedModel.rewindable`: wrapping keeps the layers' variables.
     """
     tf_keras.utils.set_random_seed(seed)
-    model = get_model(hparams.model.name).build(data.input_shape, data.num_classes)
-    return snapshot({variable_key(v): v for v in model.variables})
+    spec = model or get_model(hparams.model.name)
+    network = spec.build_fresh(data.input_shape, data.num_classes)
+    return snapshot({variable_key(v): v for v in network.variables})

@@ -464,18 +464,22 @@ class ExperimentHparams:
     def is_branch(self) -> bool:
         return bool(self.branch.parent)
 
-    def short_hash(self, defaults: ExperimentHparams) -> str:
-        """Hash of the values that differ from ``defaults``.
+    def short_hash(
+        self, defaults: ExperimentHparams, identity: dict[str, str] | None = None
+    ) -> str:
+        """Hash of the values that differ from ``defaults`` (and of ``identity``, if given).
 
         Hashing only the differences keeps old experiment names valid when a new option with
         a neutral default is added; a renamed field is hashed under its old name
-        (:data:`RENAMED_KEYS`), so experiments that set it keep their names too.
+        (:data:`RENAMED_KEYS`), so experiments that set it keep their names too. ``identity``
+        adds what the name shows only in part (a user's model file's full path).
         """
         old_names = {new: old for old, new in RENAMED_KEYS.items()}
         mine, base = _flatten(self.to_dict()), _flatten(defaults.to_dict())
         changed = {
             old_names.get(key, key): value for key, value in mine.items() if base.get(key) != value
         }
+        changed.update(identity or {})
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 

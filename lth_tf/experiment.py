@@ -150,8 +150,42 @@ class ExperimentDir:
 
 
 def default_experiment_name(hparams: ExperimentHparams, defaults: ExperimentHparams) -> str:
-    """``<model>-<dataset>-<hash of the hyperparameters that differ from the paper's>``."""
-    return f"{hparams.model.name}-{hparams.dataset.name}-{hparams.short_hash(defaults)}"
+    """``<model>-<dataset>-<hash of the hyperparameters that differ from the paper's>``.
+
+    A user's model or dataset shows by its short name (a file's stem) and its full name joins
+    the hash, so two files of one stem in different folders are two experiments.
+
+    >>> from lth_tf.models import paper_defaults
+    >>> hparams = paper_defaults("models/tiny.keras", "npz:data/shapes.npz")
+    >>> default_experiment_name(hparams, hparams)
+    'tiny-shapes-a3409b41'
+    """
+    from lth_tf.models.custom import display_name, is_custom
+
+    model, dataset = hparams.model.name, hparams.dataset.name
+    identity = {}
+    if is_custom(model):
+        identity["model.name"] = model
+    if ":" in dataset:
+        identity["dataset.name"] = dataset
+    suffix = hparams.short_hash(defaults, identity)
+    return f"{display_name(model)}-{dataset_display_name(dataset)}-{suffix}"
+
+
+def dataset_display_name(name: str) -> str:
+    """``npz:data/shapes.npz`` -> ``shapes``, ``tfds:cifar100:3.0.2`` -> ``cifar100``.
+
+    >>> dataset_display_name("arrays:0123abcd"), dataset_display_name("mnist")
+    ('arrays', 'mnist')
+    """
+    kind, sep, rest = name.partition(":")
+    if not sep:
+        return name
+    if kind == "npz":
+        return Path(rest).stem
+    if kind == "tfds":
+        return rest.split(":")[0].replace("/", "_")
+    return kind
 
 
 @dataclasses.dataclass(frozen=True)

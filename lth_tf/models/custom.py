@@ -194,15 +194,25 @@ def call_builder(
     return check_is_tf_keras(model, f"{what}: the builder returned a model that")
 
 
-def architecture_fingerprint(model: tf_keras.Model) -> str:
-    """sha256 of the model's configuration (layers, shapes, names; not its weights)."""
-    config = json.dumps(model.get_config(), sort_keys=True, default=str)
+def architecture_sha256(model: tf_keras.Model) -> str:
+    """sha256 of the model's configuration (layers, shapes, names; not its weights), whatever
+    precision policy it was built under."""
+    config = json.dumps(_without_dtypes(model.get_config()), sort_keys=True, default=str)
     return hashlib.sha256(config.encode()).hexdigest()
+
+
+def _without_dtypes(value: Any) -> Any:
+    # A mixed-precision build (--mixed_precision) names its policy in every layer's config.
+    if isinstance(value, dict):
+        return {k: _without_dtypes(v) for k, v in value.items() if k != "dtype"}
+    if isinstance(value, list):
+        return [_without_dtypes(v) for v in value]
+    return value
 
 
 def object_fingerprint(model: tf_keras.Model) -> str:
     """sha256 of the configuration and every weight: what theta_0 of a model object is."""
-    digest = hashlib.sha256(architecture_fingerprint(model).encode())
+    digest = hashlib.sha256(architecture_sha256(model).encode())
     for weight in model.weights:
         value = weight.numpy()
         digest.update(f"{weight.name}{value.dtype}{value.shape}".encode())
