@@ -1,0 +1,212 @@
+"""Where an experiment's model and data came from, kept so the directory stands on its own.
+
+``hparams.json`` records the model (``model``: a registry name; a ``.keras`` file's path and
+sha256; a builder's ``package.module:function`` and the sha256 of the architecture it builds;
+a model object's sha256) and the data (``data.provenance``: an npz file's path and sha256, a
+TFDS name, version and splits). A ``.keras`` file or a model object is copied into the
+directory as ``model.keras``, arrays handed to the Python API as ``data.npz``: every later run
+(a resume, a branch, the export, the stability analysis) builds from those copies. A model file,
+builder or npz file that changed since the experiment started is refused with one line.
+
+>>> spec = experiment_model(ExperimentDir(Path("runs/tiny-shapes")), hparams)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lth_tf import io
+from lth_tf.config import ExperimentHparams
+from lth_tf.errors import LthError
+from lth_tf.experiment import ExperimentDir, read_saved
+from lth_tf.models import custom
+from lth_tf.models.registry import ModelSpec, custom_spec, get_model
+
+if TYPE_CHECKING:
+    import tf_keras
+
+    from lth_tf.data.sources import ImageDataset
+
+MODEL_COPY = "model.keras"
+DATA_COPY = "data.npz"
+
+
+def model_record(
+    hparams: ExperimentHparams, data: ImageDataset, given: tf_keras.Model | None = None
+) -> dict[str, Any]:
+    """What ``hparams.json`` says of the model, measured now (``given``: the API's object).
+
+    >>> model_record(paper_defaults("conv6"), data)  # doctest: +SKIP
+    {'kind': 'registry', 'name': 'conv6'}
+    """
+    name = hparams.model.name
+    kind = custom.model_kind(name)
+    record: dict[str, Any] = {"kind": kind, "name": name}
+    if kind == "keras_file":
+        custom.check_keras_file(name)
+        record.update(path=os.path.abspath(name), sha256=custom.file_sha256(name))
+    elif kind == "builder":
+        spec = get_model(name)
+        built = spec.build(data.input_shape, data.num_classes)
+        record["architecture"] = custom.architecture_sha256(built)
+    elif kind == "python":
+        if given is None:
+            raise LthError(f"{name}: a model object needs the object itself (lth_tf.find_tickets)")
+        record["sha256"] = custom.object_fingerprint(given)
+    return record
+
+
+def check_same_model(experiment: ExperimentDir, record: dict[str, Any]) -> None:
+    """Refuses to go on when the model differs from the one the experiment started with."""
+    saved = read_saved(experiment).fields.get("model")
+    if not isinstance(saved, dict):
+        return  # written before models were recorded: registry models only
+    root, name = experiment.root, record["name"]
+    new_experiment = "or start a new --experiment_name"
+    for key in ("sha256", "architecture"):
+        before, now = saved.get(key), record.get(key)
+        if before is None or before == now:
+            continue
+        if record["kind"] == "keras_file":
+            raise LthError(
+                f"{name} changed since {root} was started (sha256 {before[:8]}… then, "
+                f"{now[:8]}… now): restore the file, {new_experiment}"
+            )
+        if record["kind"] == "builder":
+            raise LthError(
+                f"--model={name} now builds another architecture than the one {root} was "
+                f"started with: restore the builder, {new_experiment}"
+            )
+        raise LthError(
+            f"the model object differs from the one {root} was started with (architecture or "
+            "initial weights); pass another experiment_name for a new experiment"
+        )
+
+
+def bind_model(
+    experiment: ExperimentDir, hparams: ExperimentHparams, given: tf_keras.Model | None = None
+) -> ModelSpec:
+    """Makes the experiment's copy of its model if it has none yet; returns what builds it.
+
+    A ``.keras`` file is copied byte for byte; a model object (``given``) is saved; a branch
+    takes its parent's copy.
+    """
+    kind = custom.model_kind(hparams.model.name)
+    copy = experiment.root / MODEL_COPY
+    if kind in ("keras_file", "python") and not copy.exists():
+        parent_copy = experiment.root.parent / hparams.branch.parent / MODEL_COPY
+        if hparams.is_branch and parent_copy.exists():
+            io.write_bytes_atomic(copy, parent_copy.read_bytes())
+        elif kind == "keras_file":
+            io.write_bytes_atomic(copy, Path(hparams.model.name).read_bytes())
+        elif given is not None:
+            _save_model_atomic(given, copy)
+    return experiment_model(experiment, hparams)
+
+
+def _save_model_atomic(model: tf_keras.Model, path: Path) -> None:
+    """``model.save`` to a temporary name beside ``path``, then a rename: never half a file."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        temporary = Path(scratch) / MODEL_COPY
+        model.save(temporary, include_optimizer=False)
+        io.write_bytes_atomic(path, temporary.read_bytes())
+
+
+def experiment_model(experiment: ExperimentDir, hparams: ExperimentHparams) -> ModelSpec:
+    """What builds the experiment's model: the registry's, the experiment's ``model.keras``,
+    or the builder (checked against the architecture the experiment recorded)."""
+    name = hparams.model.name
+    kind = custom.model_kind(name)
+    if kind == "registry":
+        return get_model(name)
+    if kind == "builder":
+        return _checked_builder(experiment, get_model(name))
+    copy = experiment.root / MODEL_COPY
+    if not copy.exists():
+        raise LthError(
+            f"{experiment.root} has no {MODEL_COPY}, the copy of its model {name}; it was "
+            "not written by this lth_tf, or the file was removed"
+        )
+    what = f"{copy} (the copy of {name})"
+
+    def load(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+        model = custom.load_keras_file(copy, flag="model")
+        custom.check_fits(model, what, input_shape, num_classes)
+        return model
+
+    def fresh(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+        import tf_keras
+
+        return tf_keras.models.clone_model(load(input_shape, num_classes))
+
+    return custom_spec(name, load, fresh)
+
+
+def _checked_builder(experiment: ExperimentDir, spec: ModelSpec) -> ModelSpec:
+    saved = read_saved(experiment).fields.get("model")
+    expected = saved.get("architecture") if isinstance(saved, dict) else None
+
+    def build(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+        model = spec.build(input_shape, num_classes)
+        if expected is not None and custom.architecture_sha256(model) != expected:
+            raise LthError(
+                f"--model={spec.name} now builds another architecture than the one "
+                f"{experiment.root} was trained with: restore the builder to use the experiment"
+            )
+        return model
+
+    return dataclasses.replace(spec, build=build)
+
+
+def bind_data(experiment: ExperimentDir, data: ImageDataset) -> None:
+    """Saves arrays handed to the Python API as ``data.npz`` (once), and refuses a dataset that
+    changed since the experiment started."""
+    from lth_tf.data.arrays import save_arrays
+    from lth_tf.data.sources import check_same_data
+
+    saved = read_saved(experiment).data.get("provenance")
+    if isinstance(saved, dict):
+        check_same_data(saved, data, experiment.root)
+    copy = experiment.root / DATA_COPY
+    if data.name.startswith("arrays:") and not copy.exists():
+        save_arrays(copy, split_arrays(data))
+
+
+def split_arrays(data: ImageDataset) -> dict[str, Any]:
+    """The dataset's three splits under the npz keys, validation included, so that loading the
+    file again gives these very splits."""
+    return {
+        "x_train": data.train_images,
+        "y_train": data.train_labels,
+        "x_val": data.val_images,
+        "y_val": data.val_labels,
+        "x_test": data.test_images,
+        "y_test": data.test_labels,
+    }
+
+
+def experiment_data(
+    experiment: ExperimentDir, hparams: ExperimentHparams, data_dir: str | None = None
+) -> ImageDataset:
+    """The experiment's dataset, loaded again and checked against what it recorded.
+
+    An npz named by a relative path is found from the working directory, else at the
+    absolute path the experiment recorded.
+    """
+    from lth_tf.data.sources import check_same_data, load_dataset
+
+    saved = read_saved(experiment).data.get("provenance")
+    name = hparams.dataset.name
+    if name.startswith("npz:") and isinstance(saved, dict) and saved.get("path"):
+        if not Path(name.removeprefix("npz:")).exists():
+            name = f"npz:{saved['path']}"
+    if data_dir is None and isinstance(saved, dict) and saved.get("data_dir"):
+        data_dir = saved["data_dir"]
+    data = load_dataset(name, data_dir, experiment_root=experiment.root)
+    if isinstance(saved, dict):
+        check_same_data(saved, data, experiment.root)
+    return data
