@@ -107,8 +107,10 @@ class RandomReinit(Control):
     def prepare(self, experiment, hparams, data):
         if not experiment.rewind_point.exists():
             from lth_tf.builder import initial_values
+            from lth_tf.provenance import experiment_model
 
-            values = initial_values(hparams, data, reinit_seed(hparams))
+            model = experiment_model(experiment, hparams)
+            values = initial_values(hparams, data, reinit_seed(hparams), model)
             io.write_npz(experiment.rewind_point, values)
 
     def check_analysable(self, experiment, hparams, rewind_labels, own):

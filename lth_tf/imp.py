@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from lth_tf import branches, io
+from lth_tf import branches, io, provenance
 from lth_tf.builder import Execution, Run, build_run
 from lth_tf.config import ExperimentHparams, Resolved
 from lth_tf.controls import Control, get_control
@@ -37,6 +37,7 @@ from lth_tf.experiment import (
     RoundResult,
     default_experiment_name,
     open_experiment,
+    read_saved,
 )
 from lth_tf.loop import (
     Callback,
@@ -48,7 +49,7 @@ from lth_tf.loop import (
     resume,
     train,
 )
-from lth_tf.models import paper_defaults
+from lth_tf.models import custom, paper_defaults
 from lth_tf.pruning.masks import counted_masks, percent_remaining
 from lth_tf.pruning.wrapping import PrunedModel, snapshot
 from lth_tf.strategies import device_description
@@ -122,31 +123,51 @@ def run_imp(
     strategy: tf.distribute.Strategy | None = None,
     data: ImageDataset | None = None,
     observer: ImpObserver | None = None,
+    model: Any = None,
 ) -> ExperimentDir:
-    """Runs (or resumes) every round of an IMP experiment; returns its directory."""
+    """Runs (or resumes) every round of an IMP experiment; returns its directory.
+
+    ``model`` is the ``tf_keras.Model`` object of a ``python:`` model name (the Python API's);
+    every other model is built from ``hparams.model.name``.
+    """
     observer = observer or ImpObserver()
     if hparams.is_branch and experiment_name is None:
         raise ValueError("a branch needs its experiment name (lth_tf.branches.branch_of gives it)")
-    data = data or load_dataset(hparams.dataset.name, options.data_dir)
+    root = Path(output_dir) / (
+        experiment_name
+        or default_experiment_name(
+            hparams, paper_defaults(hparams.model.name, hparams.dataset.name)
+        )
+    )
+    data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
     resolved = hparams.resolve(len(data.train_labels))
     _warn_about_schedule(resolved)
-    name = experiment_name or default_experiment_name(
-        hparams, paper_defaults(hparams.model.name, hparams.dataset.name)
-    )
+    parent = ExperimentDir(root.parent / hparams.branch.parent) if hparams.is_branch else None
+    # A branch's model is its parent's copy; anything else is measured where it comes from.
+    if parent is not None and custom.is_custom(hparams.model.name):
+        model_record = read_saved(parent).fields.get("model")
+    else:
+        model_record = provenance.model_record(hparams, data, model)
     experiment = open_experiment(
-        Path(output_dir) / name,
+        root,
         hparams,
         {
             "resolved": dataclasses.asdict(resolved),
             "data": {
                 "source": data.source,
                 "input_shape": list(data.input_shape),
+                "num_classes": data.num_classes,
                 "train_examples": len(data.train_labels),
                 "val_examples": len(data.val_labels),
                 "test_examples": len(data.test_labels),
+                "provenance": data.provenance,
             },
+            "model": model_record,
         },
     )
+    provenance.check_same_model(experiment, model_record)
+    provenance.bind_data(experiment, data)
+    model_spec = provenance.bind_model(experiment, hparams, model)
     control = get_control(hparams.branch.control)
     if hparams.is_branch:
         branches.start_branch(experiment, hparams)
@@ -160,7 +181,7 @@ def run_imp(
         observer.close()
         return experiment
 
-    run = build_run(hparams, data, strategy, options.execution)
+    run = build_run(hparams, data, strategy, options.execution, model=model_spec)
     first_round = min(set(range(hparams.pruning.rounds + 1)) - done)
     experiment.record_session(
         _session(run.trainer, options, first_round, experiment.checkpoint(first_round).exists())

@@ -42,10 +42,10 @@ def main(argv: list[str]) -> None:
     print(f"Exporting {ticket.selection}")
     start_tensorflow_quietly()
 
-    from lth_tf.data.sources import load_dataset
     from lth_tf.export.deploy import export_dir, export_ticket, summary_lines
+    from lth_tf.provenance import experiment_data
 
-    data = load_dataset(ticket.hparams.dataset.name, FLAGS.data_dir)
+    data = experiment_data(ticket.experiment, ticket.hparams, FLAGS.data_dir)
     report = export_ticket(ticket, dense, data, FLAGS.output_dir)
     print("\n".join(summary_lines(report, export_dir(FLAGS.output_dir, ticket))))
 

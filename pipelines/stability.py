@@ -73,10 +73,10 @@ def main(argv: list[str]) -> None:
     )
     start_tensorflow_quietly()
 
-    from lth_tf.data.sources import load_dataset
+    from lth_tf.provenance import experiment_data
     from lth_tf.stability.analysis import StabilityOptions, run_stability
 
-    data = load_dataset(plan.hparams.dataset.name, FLAGS.data_dir)
+    data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
     results = run_stability(
         plan,
         data,

@@ -23,13 +23,15 @@ from tensorflow_model_optimization.sparsity import keras as sparsity
 from lth_tf.builder import build_network
 from lth_tf.errors import LthError
 from lth_tf.export.ticket import Ticket
+from lth_tf.provenance import experiment_model
 from lth_tf.pruning.wrapping import restore, variable_key
 
 
 def stripped_model(ticket: Ticket) -> tf_keras.Model:
     """The ticket's architecture without wrappers, holding its weights times its masks."""
+    model = experiment_model(ticket.experiment, ticket.hparams)
     pruned = build_network(
-        ticket.hparams, ticket.input_shape, ticket.num_classes, for_training=False
+        ticket.hparams, ticket.input_shape, ticket.num_classes, for_training=False, model=model
     )
     try:
         pruned.set_masks({name: mask.astype(np.float32) for name, mask in ticket.masks.items()})

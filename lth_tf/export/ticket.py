@@ -50,7 +50,9 @@ class Ticket:
 
     @property
     def num_classes(self) -> int:
-        # Every registered model names its last layer "output" (see lth_tf.models.registry).
+        if "num_classes" in self.data:
+            return int(self.data["num_classes"])
+        # Written before it was recorded: a registered model, whose last layer is "output".
         return int(self.weights["output/bias"].shape[0])
 
     @property
@@ -152,7 +154,8 @@ def open_ticket(
         weights = io.read_npz(experiment.weights(chosen))
     except (OSError, ValueError) as error:
         raise LthError(f"cannot read round {chosen} of {experiment.root}: {error}") from None
-    missing = sorted((set(masks) | {"output/bias"}) - set(weights))
+    expected = set(masks) if "num_classes" in data else set(masks) | {"output/bias"}
+    missing = sorted(expected - set(weights))
     if missing:
         raise LthError(
             f"{experiment.weights(chosen)} lacks {', '.join(missing)}; the round's files are "

@@ -41,6 +41,7 @@ from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.loop import Callback, Checkpoint, SnapshotAt, TrainingProgress, resume, train
+from lth_tf.provenance import experiment_model
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
 from lth_tf.stability import figures, summaries
 from lth_tf.stability.plan import (
@@ -183,7 +184,8 @@ class StabilitySession:
         execution = Execution(
             options.jit_compile, options.steps_per_execution, options.mixed_precision
         )
-        run = build_run(hparams, data, execution=execution)
+        model = experiment_model(plan.experiment, hparams)
+        run = build_run(hparams, data, execution=execution, model=model)
         self.pruned, self.trainer = run.pruned, run.trainer
         self.initial = snapshot(self.pruned.rewindable)
         masks = io.read_npz(plan.experiment.masks(plan.pruning_round))

@@ -1,0 +1,230 @@
+"""The Python API: find lottery tickets for your own model on your own data, read them, export one.
+
+:func:`find_tickets` runs IMP exactly as ``python -m pipelines.imp`` does (the same
+hyperparameters, recipes, experiment directory and resume: calling it again with the same
+arguments continues where it stopped) and returns an :class:`Experiment`, which reads any
+experiment directory and exports a round to TFLite, verified with the LiteRT interpreter.
+
+>>> import lth_tf
+>>> experiment = lth_tf.find_tickets(model, (x_train, y_train), (x_test, y_test),
+...                                  rounds=5, iterations="10ep")  # doctest: +SKIP
+>>> [round(r.test_accuracy, 3) for r in experiment.results]  # doctest: +SKIP
+>>> experiment.export("best")["ticket"]["files"]["ticket_int8.tflite"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lth_tf.errors import LthError
+from lth_tf.experiment import RoundResult
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+    import tf_keras
+
+    from lth_tf.data.sources import ImageDataset
+
+log = logging.getLogger("lth_tf")
+
+
+def find_tickets(
+    model: tf_keras.Model | Callable[[tuple[int, ...], int], tf_keras.Model] | str,
+    train_data: Any = None,
+    test_data: Any = None,
+    validation_data: Any = None,
+    *,
+    dataset: str | None = None,
+    recipe: str | None = None,
+    output_dir: str | Path = "runs",
+    experiment_name: str | None = None,
+    data_dir: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    jit_compile: bool = True,
+    progress: bool = False,
+    tensorboard: bool = True,
+    **hparams: Any,
+) -> Experiment:
+    """Runs (or resumes) IMP on ``model``; returns the experiment.
+
+    ``model``: a ``tf_keras`` model (its current weights are theta_0), a builder
+    ``f(input_shape, num_classes) -> model`` (called after the seed is set), or what
+    ``--model`` takes (a registry name, ``path/to/model.keras``, ``package.module:function``).
+
+    Data: ``train_data`` and ``test_data`` (and optionally ``validation_data``), each an
+    ``(x, y)`` pair of arrays or a ``tf.data.Dataset`` of ``(x, y)``; or ``dataset``, what
+    ``--dataset`` takes (``npz:PATH``, ``tfds:NAME``, ``mnist``...). Without validation data,
+    10% of the training examples (at most 5,000) are held out for early stopping. The model
+    receives ``x`` as float32, unscaled: let it scale its inputs itself (e.g. a ``Rescaling``
+    layer), so the exported ticket takes data as the device has it. Labels are class indices
+    (or one-hot rows).
+
+    ``hparams``: any hyperparameter flag of ``pipelines.imp`` by name (``rounds=5``,
+    ``iterations="10ep"``, ``prune_rates="conv=0.2,fc=0.2"``, ``rewind="500it"``, ``seed=1``);
+    the rest are the ``recipe``'s (default ``stabilizing`` for a model of your own).
+    """
+    from lth_tf.data.sources import load_dataset
+    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.models import experiment_hparams
+
+    if dataset is None:
+        if train_data is None or test_data is None:
+            raise LthError(
+                "find_tickets needs data: train_data and test_data ((x, y) arrays or "
+                "tf.data.Datasets), or dataset='npz:PATH' / 'tfds:NAME'"
+            )
+        data = in_memory_dataset(train_data, test_data, validation_data)
+        dataset = data.name
+    elif train_data is not None or test_data is not None or validation_data is not None:
+        raise LthError("pass either dataset= or train_data/test_data, not both")
+    else:
+        data = None
+    model_name, model_object = _model_name(model)
+    if model_object is not None and not hasattr(model_object, "get_config"):
+        # A builder the experiment could not import again: built here, under the seed.
+        data = data or load_dataset(dataset, data_dir)
+        model_object = _build_once(model_object, data, hparams.get("seed", 0))
+        model_name = f"python:{model_object.name}"
+    settings = experiment_hparams(model_name, dataset, recipe, hparams)
+    observer = None
+    if tensorboard:
+        from lth_tf.monitoring.tensorboard import TensorBoardMonitor
+
+        observer = TensorBoardMonitor()
+    directory = run_imp(
+        settings,
+        output_dir,
+        experiment_name,
+        RunOptions(data_dir=data_dir, jit_compile=jit_compile, show_progress=progress),
+        strategy=strategy,
+        data=data,
+        observer=observer,
+        model=model_object,
+    )
+    return Experiment(directory.root)
+
+
+def _model_name(model: Any) -> tuple[str, Any]:
+    """What ``--model`` would say for ``model``, and the object behind a ``python:`` name.
+
+    An importable module-level function is named ``module:function``, as the CLI takes it;
+    another callable (a lambda, a notebook's function) comes back as itself, to be built once.
+    """
+    from lth_tf.models.custom import IN_MEMORY_PREFIX, check_is_tf_keras
+
+    if isinstance(model, str | Path):
+        return str(model), None
+    if callable(model) and not hasattr(model, "get_config"):
+        module, qualname = getattr(model, "__module__", None), getattr(model, "__qualname__", "")
+        if module and module != "__main__" and "<" not in qualname and "." not in qualname:
+            return f"{module}:{qualname}", None
+        return "", model
+    model = check_is_tf_keras(model, "the model")
+    return f"{IN_MEMORY_PREFIX}{model.name}", model
+
+
+def _build_once(builder: Callable, data: ImageDataset, seed: int) -> tf_keras.Model:
+    """``builder(input_shape, num_classes)`` under ``seed``, as the pipeline builds a model."""
+    import tf_keras
+
+    from lth_tf.models.custom import call_builder, check_fits
+
+    tf_keras.utils.set_random_seed(seed)
+    model = call_builder(builder, "the builder", data.input_shape, data.num_classes)
+    check_fits(model, "the builder's model", data.input_shape, data.num_classes)
+    return model
+
+
+def in_memory_dataset(train_data: Any, test_data: Any, validation_data: Any) -> ImageDataset:
+    """Arrays or ``tf.data.Dataset`` splits as a dataset named by its content's fingerprint
+    (``arrays:<sha256 prefix>``), which its experiment keeps as ``data.npz``."""
+    from lth_tf.data.arrays import arrays_fingerprint, arrays_from_splits, dataset_from_arrays
+    from lth_tf.provenance import split_arrays
+
+    arrays = arrays_from_splits(train=train_data, test=test_data, validation=validation_data)
+    source = "arrays given to lth_tf.find_tickets"
+    data = dataset_from_arrays("arrays", arrays, source, {"kind": "arrays"})
+    fingerprint = arrays_fingerprint(split_arrays(data))
+    provenance = {**data.provenance, "kind": "arrays", "fingerprint": fingerprint}
+    return dataclasses.replace(data, name=f"arrays:{fingerprint[:16]}", provenance=provenance)
+
+
+class Experiment:
+    """An experiment directory, read: its hyperparameters, results, and each round's masks and
+    weights; :meth:`export` writes a round's TFLite tickets.
+
+    >>> experiment = Experiment("runs/quickstart")  # doctest: +SKIP
+    >>> experiment.results[-1].percent_remaining  # doctest: +SKIP
+    10.74
+    """
+
+    def __init__(self, path: str | Path):
+        from lth_tf.experiment import read_experiment
+
+        self.directory, self.hparams, self.data = read_experiment(path)
+        self.path = self.directory.root
+
+    def __repr__(self) -> str:
+        return f"Experiment({str(self.path)!r}, rounds done: {self.rounds})"
+
+    @property
+    def results(self) -> list[RoundResult]:
+        """One :class:`~lth_tf.experiment.RoundResult` per finished round, in round order."""
+        done = self.directory.completed_rounds()
+        return [row for row in self.directory.read_results() if row.round in done]
+
+    @property
+    def rounds(self) -> list[int]:
+        return sorted(self.directory.completed_rounds())
+
+    def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
+        """0/1 (uint8) mask of each prunable weight, by variable name (``dense/kernel``)."""
+        return self._read(self.directory.masks(pruning_round), pruning_round)
+
+    def weights(self, pruning_round: int) -> dict[str, np.ndarray]:
+        """Every trained variable of the round (pruned positions exactly 0), by name."""
+        return self._read(self.directory.weights(pruning_round), pruning_round)
+
+    def _read(self, path: Path, pruning_round: int) -> dict[str, np.ndarray]:
+        from lth_tf import io
+
+        if pruning_round not in self.directory.completed_rounds():
+            raise LthError(
+                f"round {pruning_round} of {self.path} has not finished; finished: {self.rounds}"
+            )
+        return io.read_npz(path)
+
+    def model(self, pruning_round: int | str = "best", tolerance: float = 0.5) -> tf_keras.Model:
+        """The round's ticket as a plain ``tf_keras`` model (no pruning wrappers, pruned
+        weights exactly zero); ``"best"``: the sparsest round within ``tolerance`` points of
+        round 0's accuracy."""
+        from lth_tf.export.stripped import stripped_model
+        from lth_tf.export.ticket import open_ticket
+
+        return stripped_model(open_ticket(self.path, pruning_round, tolerance))
+
+    def export(
+        self,
+        pruning_round: int | str = "best",
+        output_dir: str | Path = "saved_models",
+        tolerance: float = 0.5,
+        data_dir: str | None = None,
+    ) -> dict[str, Any]:
+        """Writes ``<output_dir>/<experiment>/round_NN/``: SavedModel, ``ticket.tflite``
+        (float32) and ``ticket_int8.tflite``, with their LiteRT accuracy on the experiment's
+        test data next to the dense round 0's; returns that report (``export.json``)."""
+        from lth_tf.export.deploy import export_ticket
+        from lth_tf.export.ticket import open_ticket
+        from lth_tf.provenance import experiment_data
+
+        ticket = open_ticket(self.path, pruning_round, tolerance)
+        dense = open_ticket(self.path, 0)
+        data = experiment_data(ticket.experiment, ticket.hparams, data_dir)
+        return export_ticket(ticket, dense, data, output_dir)
+
