@@ -14,8 +14,8 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the messages users need.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from lth_tf.errors import LthError  # noqa: E402
 from lth_tf.api import Experiment, find_tickets  # noqa: E402
+from lth_tf.errors import LthError  # noqa: E402
 from lth_tf.experiment import RoundResult  # noqa: E402
 
 __all__ = ["Experiment", "LthError", "RoundResult", "find_tickets"]

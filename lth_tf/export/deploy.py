@@ -3,8 +3,10 @@
 ``<output_dir>/<experiment>/round_NN/``:
 
 - ``saved_model/``: the stripped Keras model (no wrappers, pruned weights exactly 0);
-- ``ticket.tflite``: float32, weights stored sparse, input float32 raw pixels (0..255);
-- ``ticket_int8.tflite``: full-integer int8, stored sparse, input uint8 raw pixels;
+- ``ticket.tflite``: float32, weights stored sparse, input float32 raw pixels (0..255), or
+  whatever values the dataset holds, as float32;
+- ``ticket_int8.tflite``: full-integer int8, stored sparse, input uint8 raw pixels (a dataset
+  that is not uint8: float32 input, quantized inside);
 - ``export.json``: sizes, accuracies (Keras and LiteRT, whole test set) and LiteRT latencies
   of this ticket and of the same architecture's dense round 0, exported the same way.
 
@@ -95,11 +97,15 @@ def export_ticket(
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{destination.name}.") as tmp:
         staging = Path(tmp)
         ticket_dir, dense_dir = staging / "ticket", staging / "dense"
-        ticket_model, ticket_files = _write_model(ticket, ticket_dir, representative)
+        # uint8 pixels go in as they are; other data (a user's floats) stays a float input.
+        uint8_input = data.train_images.dtype == np.uint8
+        ticket_model, ticket_files = _write_model(
+            ticket, ticket_dir, representative, uint8_input
+        )
         if dense.round == ticket.round:  # exporting round 0: it is its own dense reference
             dense_dir, dense_model, dense_files = ticket_dir, ticket_model, ticket_files
         else:
-            dense_model, dense_files = _write_model(dense, dense_dir, representative)
+            dense_model, dense_files = _write_model(dense, dense_dir, representative, uint8_input)
 
         examples = data.test_images[: options.latency_examples]
         latencies: dict[str, dict[str, float]] = {"ticket": {}, "dense": {}}
@@ -183,13 +189,13 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
 
 
 def _write_model(
-    ticket: Ticket, directory: Path, representative: np.ndarray
+    ticket: Ticket, directory: Path, representative: np.ndarray, uint8_input: bool
 ) -> tuple[tf_keras.Model, dict[str, bytes]]:
     model = stripped_model(ticket)
     save_saved_model(model, directory / SAVED_MODEL)
     files = {
         FLOAT_FILE: float_tflite(directory / SAVED_MODEL),
-        INT8_FILE: int8_tflite(directory / SAVED_MODEL, representative),
+        INT8_FILE: int8_tflite(directory / SAVED_MODEL, representative, uint8_input),
     }
     for name, content in files.items():
         io.write_bytes_atomic(directory / name, content)

@@ -28,20 +28,24 @@ def float_tflite(saved_model: str | Path) -> bytes:
     return converter.convert()
 
 
-def int8_tflite(saved_model: str | Path, representative: np.ndarray) -> bytes:
+def int8_tflite(
+    saved_model: str | Path, representative: np.ndarray, uint8_input: bool = True
+) -> bytes:
     """A full-integer int8 .tflite taking uint8 pixels as they are and giving int8 logits.
 
     ``representative`` (raw pixels, [N, H, W, C]) calibrates every activation's range. Its
     pixel range is widened to the full 0..255 first: the input's quantization comes from it,
     and only (scale 1, zero point 0) makes a uint8 input value the pixel value itself.
+    Data that is not uint8 pixels (a user's float features) keeps a float32 input, quantized
+    inside the model with the range the representative examples span: ``uint8_input=False``.
     """
-    images = anchored_pixel_range(representative)
+    images = anchored_pixel_range(representative) if uint8_input else representative
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     converter.representative_dataset = lambda: ([image[np.newaxis]] for image in images)
     # Integer kernels only: conversion fails rather than leave an op in float.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
+    converter.inference_input_type = tf.uint8 if uint8_input else tf.float32
     converter.inference_output_type = tf.int8
     with warnings.catch_warnings():
         # The input's range comes from the representative set, as intended.
