@@ -78,7 +78,7 @@ class ImageDataset:
         )
 
 
-def load_dataset(name: str, data_dir: str | None = None) -> ImageDataset:
+def load_dataset(name: str, data_dir: str | None = None, experiment_root=None) -> ImageDataset:
     """Loads `name` (one of DATASETS) from raw files in `data_dir` or system locations, else TFDS.
 
     Raises LthError with a one-line explanation when no source works.

@@ -1,0 +1,66 @@
+"""A model and a dataset of the tests' own, as an engineer would bring them: a functional
+network with a residual add, batch norm and a depthwise conv, and an npz of 5 classes of 20x20x3
+images. ``tests.user_model:residual_net`` is also what ``--model=`` imports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = 5
+IMAGE_SHAPE = (20, 20, 3)
+
+
+def residual_net(input_shape: tuple[int, ...], num_classes: int):
+    """Rescaling -> conv -> BN -> [depthwise conv -> BN -> conv 1x1] + shortcut -> GAP -> head.
+
+    The head is named ``logits``, not ``output``: the output layer is found by position.
+    """
+    import tf_keras as keras
+
+    inputs = keras.Input(input_shape, name="image")
+    x = keras.layers.Rescaling(1 / 255, name="scale")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    shortcut = keras.layers.ReLU(name="stem_relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise")(
+        shortcut
+    )
+    x = keras.layers.BatchNormalization(name="depthwise_bn")(x)
+    x = keras.layers.ReLU(name="depthwise_relu")(x)
+    x = keras.layers.Conv2D(8, 1, name="pointwise")(x)
+    x = keras.layers.Add(name="residual")([x, shortcut])
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="residual_net")
+
+
+def raises(input_shape: tuple[int, ...], num_classes: int):
+    """A builder with a bug."""
+    raise ValueError("no such layer size")
+
+
+def shapes_arrays(train: int = 400, test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """Class c is a bright 6x6 square in one of 5 places (plus noise), uint8 pixels."""
+    rng = np.random.default_rng(seed)
+    corners = [(1, 1), (1, 13), (13, 1), (13, 13), (7, 7)]
+
+    def split(count: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, CLASSES, count)
+        images = rng.integers(0, 90, (count, *IMAGE_SHAPE)).astype(np.uint8)
+        for image, label in zip(images, labels, strict=True):
+            row, col = corners[label]
+            image[row : row + 6, col : col + 6, label % 3] = 250
+        return images, labels.astype(np.int64)
+
+    x_train, y_train = split(train)
+    x_test, y_test = split(test)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def write_shapes_npz(path: Path, **arrays_changed: np.ndarray) -> Path:
+    """:func:`shapes_arrays` written to ``path``, with any array replaced."""
+    np.savez(path, **{**shapes_arrays(), **arrays_changed})
+    return path
