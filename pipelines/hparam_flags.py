@@ -26,8 +26,7 @@ from typing import Any
 
 from absl import flags
 
-from lth_tf.config import DatasetHparams, ExperimentHparams, flag_of
-from lth_tf.errors import LthError
+from lth_tf.config import ExperimentHparams, flag_of
 
 DEFAULT_MODEL = "lenet300_100"
 # Flags whose default is not None: --model chooses whose defaults the others take.
@@ -108,7 +107,7 @@ def define_hparam_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def hparams_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> ExperimentHparams:
     """The recipe's hyperparameters for ``--model``/``--dataset``/``--recipe``, with every
     field whose flag is set replaced by the flag's value."""
-    from lth_tf.data.sources import DATASETS
+    from lth_tf.data.sources import check_dataset_name
     from lth_tf.models import get_model, paper_defaults
 
     given = {
@@ -122,16 +121,15 @@ def hparams_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Experimen
 
     model = value("model", "name") or DEFAULT_MODEL
     dataset = value("dataset", "name") or get_model(model).dataset  # refuses an unknown model
-    if dataset not in DATASETS:
-        raise LthError(
-            f"{flag_of(DatasetHparams, 'name')}: unknown dataset {dataset!r}; choose one of "
-            f"{', '.join(DATASETS)}"
-        )
+    # Normalised (npz:./a//b.npz is npz:a/b.npz), so one file gives one experiment name.
+    dataset = check_dataset_name(dataset)
     base = paper_defaults(model, dataset, value("model", "recipe"))
     changes: dict[str, dict[str, Any]] = {}
     for (group, field), (flag, text) in given.items():
         recipe_value = getattr(getattr(base, group), field)
         parsed = flag.parse(text, recipe_value) if flag.parse is not None else text
+        if (group, field) == ("dataset", "name"):
+            parsed = dataset
         changes.setdefault(group, {})[field] = parsed
     return dataclasses.replace(
         base,
