@@ -401,3 +401,17 @@ def test_builtin_datasets_record_their_source(mnist_data, idx_dir: Path) -> None
         "source": f"IDX files in {idx_dir}",
     }
     assert mnist_data.input_shape == (28, 28, 1) and len(mnist_data.val_labels) == 5000
+
+
+def test_augmentation_needs_images_with_height_width_and_channels() -> None:
+    import tensorflow as tf
+
+    from lth_tf.data.pipeline import check_augmentable, gather_batch, training_batches
+
+    check_augmentable((8, 8, 3))
+    rows, labels = np.zeros((10, 6), np.float32), np.arange(10)
+    with pytest.raises(LthError, match=r"--augment shifts and flips .* shape \(6,\); leave"):
+        training_batches(rows, labels, 4, seed=0, augment=True)
+    training_batches(rows, labels, 4, seed=0, augment=False)  # without augmentation: fine
+    with pytest.raises(LthError, match=r"shape \(5, 5\)"):
+        gather_batch(tf.zeros((4, 5, 5)), tf.range(4), tf.range(2), 0, 0, augment=True)
