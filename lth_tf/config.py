@@ -123,8 +123,11 @@ class PruneRates:
 class DatasetHparams:
     name: str = hparam(
         flag="dataset",
-        help="mnist, fashion_mnist or cifar10 (default: mnist for lenet300_100, cifar10 for the "
-        "conv nets).",
+        help="mnist, fashion_mnist, cifar10, npz:PATH (arrays x_train, y_train, x_test, y_test, "
+        "optional x_val, y_val) or tfds:NAME[:VERSION] (a TFDS dataset with supervised keys, "
+        "from --data_dir or downloaded). Without a validation split, 10% of train (at most "
+        "5,000) is held out. Values reach the model cast to float32, unscaled. Default: mnist "
+        "for lenet300_100, cifar10 for the conv nets.",
     )
 
 

@@ -12,9 +12,25 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from lth_tf.config import TrainingHparams, flag_of
+from lth_tf.errors import LthError
+
 EVAL_BATCH_SIZE = 1000
 # Standard CIFAR augmentation: pad by 4 pixels, crop back at a random offset, flip half.
 AUGMENT_PADDING = 4
+
+
+def check_augmentable(example_shape: tuple[int | None, ...]) -> None:
+    """Refuses augmentation for examples that are not images [H, W, C] (feature rows, [H, W]):
+    shifting and flipping needs a height, a width and channels.
+
+    >>> check_augmentable((32, 32, 3))
+    """
+    if len(example_shape) != 3:
+        raise LthError(
+            f"{flag_of(TrainingHparams, 'augment')} shifts and flips images [H, W, C], but this "
+            f"dataset's examples have shape {tuple(example_shape)}; leave augmentation off"
+        )
 
 
 def _with_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -44,6 +60,8 @@ def training_batches(
     >>> [b.shape.as_list() for b in next(iter(ds))]
     [[4, 2, 2, 1], [4]]
     """
+    if augment:
+        check_augmentable(images.shape[1:])
     num_examples = len(images)
     if batch_size > num_examples:
         raise ValueError(f"batch size {batch_size} exceeds the {num_examples} training examples")
@@ -91,6 +109,7 @@ def gather_batch(
     """The examples at ``indices`` as float32 pixels and int64 labels, augmented if asked."""
     batch_images = tf.cast(tf.gather(images, indices), tf.float32)
     if augment:
+        check_augmentable(tuple(images.shape[1:]))  # at trace time: the shape is static
         batch_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(iteration, tf.int64)])
         batch_images = augment_batch(batch_images, batch_seed)
     return batch_images, tf.gather(tf.cast(labels, tf.int64), indices)

@@ -1,9 +1,15 @@
-"""Finding and loading the image datasets: raw files first, then TensorFlow Datasets.
+"""Finding and loading the datasets: the built-in ones, and the user's own.
 
-Raw files (IDX for MNIST/Fashion-MNIST, the binary version for CIFAR-10) are looked for in
-``data_dir``, ``data_dir/<name>`` and known system locations, so the tool works offline;
-TFDS is the fallback. Either way the last 5,000 training examples are held out as the
-validation set the paper uses for early stopping.
+Built-in (mnist, fashion_mnist, cifar10): raw files (IDX for MNIST/Fashion-MNIST, the binary
+version for CIFAR-10) are looked for in ``data_dir``, ``data_dir/<name>`` and known system
+locations, so the tool works offline; TFDS is the fallback. Either way the last 5,000 training
+examples are held out as the validation set the paper uses for early stopping.
+
+The user's own: ``npz:PATH`` (arrays x_train, y_train, x_test, y_test, optional x_val, y_val),
+``tfds:NAME[:VERSION]`` (any TFDS dataset with supervised keys) and ``arrays:FINGERPRINT``
+(arrays a Python caller passed in memory, saved as ``<experiment>/data.npz``). All three go
+through :func:`lth_tf.data.arrays.dataset_from_arrays`, which checks them and holds out a
+validation set when none is given.
 
 >>> ds = load_dataset("fashion_mnist")  # Debian's dataset-fashion-mnist, no network needed
 >>> ds.train_images.shape, ds.val_images.shape, ds.test_images.shape, ds.input_shape
@@ -14,16 +20,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from lth_tf.config import DatasetHparams, flag_of
 from lth_tf.data import cifar10_binary, idx, tfds_source
 from lth_tf.errors import LthError
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 VALIDATION_EXAMPLES = 5000
+# Where an arrays:FINGERPRINT dataset lives, inside its experiment's folder.
+ARRAYS_FILE = "data.npz"
+
+# tfds:NAME[/CONFIG][:VERSION], VERSION in TFDS's own syntax (3.0.1, 3.*.*, 3.0.*).
+_TFDS_SPEC = re.compile(r"([a-z0-9_]+(?:/[A-Za-z0-9_.=,-]+)?)(?::([0-9*]+(?:\.[0-9*]+){0,2}))?")
+_HEX = re.compile(r"[0-9a-f]{8,64}")
 
 # Raw-file locations that system packages install to (Debian: dataset-fashion-mnist).
 SYSTEM_DATA_DIRS: dict[str, tuple[str, ...]] = {
@@ -43,14 +58,19 @@ _NUM_CLASSES = 10
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageDataset:
-    """One dataset split into train / validation / test, as raw uint8 pixels.
+    """One dataset split into train / validation / test, as raw values and int64 labels.
 
-    `val_*` are the last VALIDATION_EXAMPLES examples of the official train split and
-    `train_*` the rest; `test_*` is the official test split. Images are [N, H, W, C].
+    Built-in datasets: uint8 images [N, H, W, C]; `val_*` are the last VALIDATION_EXAMPLES
+    examples of the official train split and `train_*` the rest; `test_*` is the official test
+    split. The user's own datasets may have any per-example shape (rank >= 1) and any
+    numeric dtype (see :func:`lth_tf.data.arrays.dataset_from_arrays`). The model receives the
+    values cast to float32 and nothing else: no scaling, so scale the data beforehand if the
+    model needs it. `provenance` (JSON) says where the data came from, e.g.
+    ``{"kind": "npz", "path": ..., "sha256": ...}``.
 
     >>> ds = load_dataset("fashion_mnist")
-    >>> ds.input_shape, ds.num_classes, ds.train_labels.dtype
-    ((28, 28, 1), 10, dtype('int64'))
+    >>> ds.input_shape, ds.num_classes, ds.train_labels.dtype, ds.provenance["kind"]
+    ((28, 28, 1), 10, dtype('int64'), 'builtin')
     """
 
     name: str
@@ -62,12 +82,12 @@ class ImageDataset:
     test_labels: np.ndarray
     num_classes: int
     source: str
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(H, W, C) of one image, e.g. (28, 28, 1) or (32, 32, 3)."""
-        height, width, channels = self.train_images.shape[1:]
-        return int(height), int(width), int(channels)
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example, e.g. (28, 28, 1), (32, 32, 3) or (20,) for feature rows."""
+        return tuple(int(size) for size in self.train_images.shape[1:])
 
     def __repr__(self) -> str:
         # The default repr would print the pixel arrays.
@@ -78,16 +98,50 @@ class ImageDataset:
         )
 
 
-def load_dataset(name: str, data_dir: str | None = None, experiment_root=None) -> ImageDataset:
-    """Loads `name` (one of DATASETS) from raw files in `data_dir` or system locations, else TFDS.
+def check_dataset_name(text: str) -> str:
+    """Checks a ``--dataset`` value without loading anything (and without TensorFlow); returns
+    it normalised (an npz path through ``os.path.normpath``).
 
-    Raises LthError with a one-line explanation when no source works.
+    >>> check_dataset_name("npz:./data//my.npz"), check_dataset_name("tfds:cifar100:3.0.2")
+    ('npz:data/my.npz', 'tfds:cifar100:3.0.2')
+    """
+    kind, _, rest = text.partition(":")
+    if text in DATASETS:
+        return text
+    if kind == "npz" and rest:
+        return f"npz:{os.path.normpath(rest)}"
+    if kind == "tfds" and _TFDS_SPEC.fullmatch(rest):
+        return text
+    if kind == "arrays" and _HEX.fullmatch(rest):
+        return text
+    raise LthError(
+        f"{flag_of(DatasetHparams, 'name')}: unknown dataset {text!r}; choose mnist, "
+        "fashion_mnist, cifar10, npz:PATH or tfds:NAME"
+    )
+
+
+def load_dataset(
+    name: str, data_dir: str | None = None, experiment_root: str | os.PathLike | None = None
+) -> ImageDataset:
+    """Loads dataset `name`: a built-in one, ``npz:PATH``, ``tfds:NAME[:VERSION]`` or
+    ``arrays:FINGERPRINT``.
+
+    Built-in datasets come from raw files in `data_dir` or system locations, else TFDS;
+    ``tfds:`` datasets from a prepared copy in `data_dir` (TFDS's default when None), else a
+    download; ``arrays:`` ones from ``experiment_root/data.npz``. Raises LthError with a
+    one-line explanation when that does not work.
 
     >>> load_dataset("fashion_mnist").source
     'IDX files in /usr/share/datasets/fashion-mnist'
+    >>> load_dataset("npz:data/my.npz").provenance["kind"]  # doctest: +SKIP
+    'npz'
     """
-    if name not in DATASETS:
-        raise LthError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    check_dataset_name(name)
+    kind, _, rest = name.partition(":")
+    if kind == "npz":
+        return _load_npz(name, rest)
+    if kind == "arrays":
+        return _load_saved_arrays(name, rest, experiment_root)
     if data_dir is not None:
         data_dir = os.path.expanduser(data_dir)
         if not os.path.isdir(data_dir):
@@ -96,6 +150,8 @@ def load_dataset(name: str, data_dir: str | None = None, experiment_root=None) -
                 f"data_dir {data_dir} {what}; pass a directory holding the {name} files "
                 "(or a TFDS data dir), or leave it out to use the system and TFDS locations"
             )
+    if kind == "tfds":
+        return _load_tfds_spec(name, rest, data_dir)
 
     searched = _raw_dirs(name, data_dir)
     pickle_dirs: list[Path] = []
@@ -213,10 +269,86 @@ def _make_dataset(
         test_labels=test_y.astype(np.int64),
         num_classes=_NUM_CLASSES,
         source=source,
+        provenance={"kind": "builtin", "name": name, "source": source},
     )
 
 
-def check_dataset_name(name: str) -> str:  # placeholder until the custom-data branch lands
-    if name not in DATASETS and not name.startswith(("npz:", "tfds:", "arrays:")):
-        raise LthError(f"--dataset: unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return name
+def _load_npz(spec: str, path_text: str) -> ImageDataset:
+    """``npz:PATH``: the arrays in one npz file, relative paths from the working directory."""
+    from lth_tf.data import arrays
+
+    path = os.path.abspath(os.path.expanduser(path_text))
+    values, sha256 = arrays.read_npz(path, spec)
+    provenance = {"kind": "npz", "path": path, "sha256": sha256}
+    return arrays.dataset_from_arrays(spec, values, f"{spec} ({path})", provenance)
+
+
+def _load_saved_arrays(
+    spec: str, fingerprint: str, experiment_root: str | os.PathLike | None
+) -> ImageDataset:
+    """``arrays:FINGERPRINT``: the arrays a Python caller passed, saved in the experiment."""
+    from lth_tf.data import arrays
+
+    if experiment_root is None:
+        raise LthError(
+            f"{spec}: in-memory arrays are saved with their experiment; load them with "
+            "experiment_root=<the experiment's folder>"
+        )
+    path = Path(experiment_root) / ARRAYS_FILE
+    if not path.is_file():
+        raise LthError(
+            f"{spec}: {path} does not exist; the experiment's arrays were not saved there "
+            "(pass the arrays again, or the experiment folder they were saved in)"
+        )
+    values, _ = arrays.read_npz(path, spec)
+    found = arrays.arrays_fingerprint(values)
+    if not found.startswith(fingerprint):
+        raise LthError(
+            f"{spec}: {path} holds other arrays (fingerprint {found[:16]}…); restore the "
+            "experiment's data.npz, or start a new --experiment_name"
+        )
+    provenance = {"kind": "arrays", "path": str(path.resolve()), "fingerprint": found}
+    return arrays.dataset_from_arrays(spec, values, f"{spec} ({path})", provenance)
+
+
+def _load_tfds_spec(spec: str, rest: str, data_dir: str | None) -> ImageDataset:
+    """``tfds:NAME[:VERSION]``: any TFDS dataset with supervised keys."""
+    from lth_tf.data import arrays
+
+    name, _, version = rest.partition(":")
+    values, provenance = tfds_source.load_tfds_arrays(name, version or None, data_dir, spec)
+    source = f"TFDS {name} {provenance['version']} in {provenance['data_dir']}"
+    return arrays.dataset_from_arrays(spec, values, source, provenance)
+
+
+def check_same_data(
+    saved: dict[str, Any] | None, data: ImageDataset, experiment_root: str | os.PathLike
+) -> None:
+    """Refuses to continue an experiment on data other than what it started with.
+
+    `saved` is the provenance recorded when the experiment started; none recorded (experiments
+    from before provenance existed) and built-in datasets pass.
+
+    >>> check_same_data({}, load_dataset("fashion_mnist"), "runs/x")  # old experiment: passes
+    """
+    if not saved:
+        return
+    now = data.provenance
+    kind = saved.get("kind")
+    if kind == "npz" and saved.get("sha256") != now.get("sha256"):
+        then_hash, now_hash = str(saved.get("sha256")), str(now.get("sha256"))
+        raise LthError(
+            f"{data.name} changed since {experiment_root} was started (sha256 {then_hash[:8]}… "
+            f"then, {now_hash[:8]}… now): restore the file, or start a new --experiment_name"
+        )
+    if kind == "tfds" and saved.get("version") != now.get("version"):
+        raise LthError(
+            f"{data.name} is version {now.get('version')} now but was {saved.get('version')} "
+            f"when {experiment_root} was started: ask for tfds:{saved.get('name')}:"
+            f"{saved.get('version')}, or start a new --experiment_name"
+        )
+    if kind == "arrays" and saved.get("fingerprint") != now.get("fingerprint"):
+        raise LthError(
+            f"{data.name}: the arrays changed since {experiment_root} was started: restore its "
+            f"{ARRAYS_FILE}, or start a new --experiment_name"
+        )

@@ -176,3 +176,116 @@ def _one_line(error: BaseException) -> str:
     """`Type: message` squeezed onto one line (TFDS messages often span several)."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# Any dataset's download host is unknown before its builder runs; a host most TFDS downloads
+# (and TFDS's own prepared-data bucket) use stands in for "is there a network".
+GENERIC_PROBE_URL = "https://storage.googleapis.com/"
+
+
+def load_tfds_arrays(
+    name: str, version: str | None, data_dir: str | None, spec: str
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Reads TFDS dataset `name` (``name:version`` when given) as the arrays of
+    :func:`lth_tf.data.arrays.dataset_from_arrays`, and its provenance.
+
+    (image, label) come from the builder's ``info.supervised_keys``. train is "train"; test is
+    "test", else "validation"; x_val/y_val are "validation" when it exists and is not the test
+    split (otherwise validation is held out of train). A builder that lists no splits (not yet
+    prepared, or under ``tfds.testing.mock_data``) is taken to have train and test. `spec`
+    (the ``tfds:`` text) starts every error message.
+
+    >>> spec = "tfds:cifar100"
+    >>> arrays, provenance = load_tfds_arrays("cifar100", None, None, spec)  # doctest: +SKIP
+    >>> provenance["splits"]  # doctest: +SKIP
+    {'train': 'train', 'validation': None, 'test': 'test'}
+    """
+    try:
+        import tensorflow_datasets as tfds
+
+        with _quiet_absl():
+            builder = tfds.builder(f"{name}:{version}" if version else name, data_dir=data_dir)
+            prepared = builder.is_prepared()
+    except Exception as error:  # noqa: BLE001  (TFDS raises many types; all end the same way)
+        raise LthError(f"{spec}: TFDS cannot find it: {_one_line(error)}") from None
+    searched = data_dir if data_dir else f"{builder.data_dir_root} (TFDS's default)"
+    info = builder.info
+    keys = info.supervised_keys
+    if not keys or len(keys) != 2 or not all(isinstance(key, str) for key in keys):
+        raise LthError(
+            f"{spec}: the dataset has no (image, label) supervised keys "
+            f"({keys!r}); use a classification dataset, or convert it to npz:PATH"
+        )
+    image_key, label_key = keys
+    image_shape = info.features[image_key].shape
+    if None in image_shape:
+        raise LthError(
+            f"{spec}: its {image_key!r} examples have no fixed shape ({image_shape}); resize "
+            "them to one shape and save them as npz:PATH"
+        )
+
+    if not prepared:
+        reachable, target = probe_network(DOWNLOAD_URLS.get(name, GENERIC_PROBE_URL))
+        if not reachable:
+            raise LthError(
+                f"{spec}: no prepared copy in {searched} and no network to download it (could "
+                f"not reach {target}); run `tfds build {name}` with network access and pass its "
+                "data dir as --data_dir"
+            )
+    try:
+        if not prepared:
+            _check_download_dependencies(name)
+            builder.download_and_prepare()
+        splits = _choose_splits(list(builder.info.splits.keys()), spec)
+        arrays: dict[str, np.ndarray] = {}
+        for role, split in splits.items():
+            if split is None:
+                continue
+            dataset = builder.as_dataset(
+                split=split, as_supervised=True, batch_size=_BATCH, shuffle_files=False
+            )
+            x, y = [], []
+            for batch_x, batch_y in tfds.as_numpy(dataset):
+                x.append(batch_x)
+                y.append(batch_y)
+            suffix = {"train": "train", "validation": "val", "test": "test"}[role]
+            if not x:
+                raise LthError(f"{spec}: TFDS returned an empty {split!r} split; prepare it again")
+            arrays[f"x_{suffix}"], arrays[f"y_{suffix}"] = np.concatenate(x), np.concatenate(y)
+    except LthError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise LthError(f"{spec}: TFDS failed (data_dir={searched}): {_one_line(error)}") from None
+    num_classes = getattr(info.features[label_key], "num_classes", None)
+    if num_classes is not None:
+        arrays["num_classes"] = np.asarray(num_classes)
+    provenance = {
+        "kind": "tfds",
+        "name": name,
+        "version": str(builder.version),
+        "data_dir": str(builder.data_dir),
+        "splits": splits,
+    }
+    return arrays, provenance
+
+
+def _choose_splits(available: list[str], spec: str) -> dict[str, str | None]:
+    """{"train", "validation", "test"} -> the TFDS split playing that role (None: none)."""
+    if not available:
+        available = ["train", "test"]  # not listed: assume the usual two
+    if "train" not in available:
+        raise LthError(
+            f"{spec}: the dataset has no 'train' split (it has {', '.join(available)}); use a "
+            "dataset with one, or save the arrays as npz:PATH"
+        )
+    if "test" in available:
+        test = "test"
+    elif "validation" in available:
+        test = "validation"
+    else:
+        raise LthError(
+            f"{spec}: the dataset has neither a 'test' nor a 'validation' split (it has "
+            f"{', '.join(available)}); save the arrays as npz:PATH with a test split"
+        )
+    validation = "validation" if "validation" in available and test != "validation" else None
+    return {"train": "train", "validation": validation, "test": test}
