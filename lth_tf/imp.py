@@ -31,6 +31,7 @@ from lth_tf import branches, io, provenance
 from lth_tf.builder import Execution, Run, build_run
 from lth_tf.config import ExperimentHparams, Resolved
 from lth_tf.controls import Control, get_control
+from lth_tf.data.pipeline import check_augmentable
 from lth_tf.data.sources import ImageDataset, load_dataset
 from lth_tf.experiment import (
     ExperimentDir,
@@ -140,6 +141,8 @@ def run_imp(
         )
     )
     data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
+    if hparams.training.augment:
+        check_augmentable(data.input_shape)
     resolved = hparams.resolve(len(data.train_labels))
     _warn_about_schedule(resolved)
     parent = ExperimentDir(root.parent / hparams.branch.parent) if hparams.is_branch else None

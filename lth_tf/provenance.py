@@ -46,16 +46,18 @@ def model_record(
     name = hparams.model.name
     kind = custom.model_kind(name)
     record: dict[str, Any] = {"kind": kind, "name": name}
+    # Built once here (a user's model) so that a model that does not fit the data is refused
+    # before the experiment directory exists.
     if kind == "keras_file":
-        custom.check_keras_file(name)
+        get_model(name).build(data.input_shape, data.num_classes)
         record.update(path=os.path.abspath(name), sha256=custom.file_sha256(name))
     elif kind == "builder":
-        spec = get_model(name)
-        built = spec.build(data.input_shape, data.num_classes)
+        built = get_model(name).build(data.input_shape, data.num_classes)
         record["architecture"] = custom.architecture_sha256(built)
     elif kind == "python":
         if given is None:
             raise LthError(f"{name}: a model object needs the object itself (lth_tf.find_tickets)")
+        custom.check_fits(given, "the model", data.input_shape, data.num_classes)
         record["sha256"] = custom.object_fingerprint(given)
     return record
 

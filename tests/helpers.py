@@ -188,13 +188,14 @@ def _tensorflow_would_start() -> None:
     raise AssertionError("the command line passed every check made before TensorFlow starts")
 
 
-def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
+def run_main(module: str, *args: str, tensorflow: bool = False) -> subprocess.CompletedProcess:
     """``python -m module args`` in this process: the pipeline's ``main``, one-line-error
     wrapper included, on its flags parsed from ``args``; stdout, stderr and the exit status
     as :func:`run_pipeline` gives them.
 
     For the checks a pipeline makes before TensorFlow starts: reaching that point is a test
-    failure, and logging is left as the tests have it. Only pipelines whose flags can be
+    failure (unless ``tensorflow``: then the whole run happens here, in the test process's
+    TensorFlow), and logging is left as the tests have it. Only pipelines whose flags can be
     defined beside ``pipelines.imp``'s (imp, report) load here; export's and stability's share
     names with it (``--rewind``, ``--output_dir``), so their checks are the library's
     (``open_ticket``, ``plan_stability``), and their wrappers run in a process of their own.
@@ -213,7 +214,8 @@ def run_main(module: str, *args: str) -> subprocess.CompletedProcess:
             if hasattr(pipeline, "setup_logging"):
                 patch.setattr(pipeline, "setup_logging", lambda: None)
             if hasattr(pipeline, "start_tensorflow_quietly"):
-                patch.setattr(pipeline, "start_tensorflow_quietly", _tensorflow_would_start)
+                start = (lambda: None) if tensorflow else _tensorflow_would_start
+                patch.setattr(pipeline, "start_tensorflow_quietly", start)
             try:
                 pipeline.main([program])
                 returncode = 0

@@ -1,0 +1,317 @@
+"""A model and data of the user's own, end to end: ``--model=FILE.keras`` and
+``--model=package.module:function`` on ``--dataset=npz:PATH`` through the CLI, the same through
+the Python API (bit-identical), export to LiteRT-verified tickets, a kill and resume, changed
+files refused, and each bad input refused in one line.
+
+The model (:mod:`tests.user_model`) has a residual add, batch norm, a depthwise conv and a
+Dense head that is not named ``output``; the data is 5 classes of 20x20x3 uint8 images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import lth_tf
+from lth_tf import io
+from lth_tf.pruning.masks import surviving_count
+from tests.helpers import ROOT, assert_one_line_error, run_main, run_pipeline
+from tests.user_model import CLASSES, IMAGE_SHAPE, residual_net, shapes_arrays, write_shapes_npz
+
+RATES = {"conv": 0.3, "fc": 0.4, "output": 0.2}
+# Which kind each prunable kernel of residual_net is: the head is found as the output layer.
+KINDS = {
+    "stem/kernel": "conv",
+    "depthwise/depthwise_kernel": "conv",
+    "pointwise/kernel": "conv",
+    "hidden/kernel": "fc",
+    "logits/kernel": "output",
+}
+SETTINGS = {
+    "rounds": 2,
+    "iterations": "60it",
+    "eval_every": "20it",
+    "rewind": "10it",
+    "prune_rates": ",".join(f"{kind}={rate}" for kind, rate in RATES.items()),
+}
+FLAGS = [f"--{name}={value}" for name, value in SETTINGS.items()]
+
+
+def _save_model(path, seed=0):
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(seed)
+    residual_net(IMAGE_SHAPE, CLASSES).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The user's files: ``net.keras`` (untrained, seed 0) and ``shapes.npz``."""
+    root = tmp_path_factory.mktemp("user")
+    return SimpleNamespace(
+        root=root,
+        keras=_save_model(root / "net.keras"),
+        npz=write_shapes_npz(root / "shapes.npz"),
+        out=root / "runs",
+    )
+
+
+def imp(*args: str) -> subprocess.CompletedProcess:
+    """``python -m pipelines.imp args`` in this process."""
+    return run_main("pipelines.imp", *args, "--noprogress", tensorflow=True)
+
+
+@pytest.fixture(scope="module")
+def keras_cli(files):
+    """``--model=net.keras --dataset=npz:shapes.npz`` through the CLI."""
+    result = imp(
+        f"--model={files.keras}",
+        f"--dataset=npz:{files.npz}",
+        *FLAGS,
+        f"--output_dir={files.out}",
+        "--experiment_name=keras_cli",
+    )
+    assert result.returncode == 0, result.stderr
+    return files.out / "keras_cli"
+
+
+def _comparable(experiment):
+    rows = io.read_csv(experiment / "results.csv")
+    return [{k: v for k, v in row.items() if k != "train_seconds"} for row in rows]
+
+
+def assert_same_rounds(a, b, rounds=range(3)):
+    """Bit-identical results rows, masks and trained weights."""
+    assert _comparable(a) == _comparable(b)
+    for pruning_round in rounds:
+        for file in ("masks.npz", "weights.npz"):
+            mine = io.read_npz(a / f"round_{pruning_round:02d}" / file)
+            theirs = io.read_npz(b / f"round_{pruning_round:02d}" / file)
+            assert mine.keys() == theirs.keys()
+            for name in mine:
+                np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
+
+
+def test_a_keras_file_finishes_its_rounds_with_exact_nested_sparsities(files, keras_cli):
+    experiment = lth_tf.Experiment(keras_cli)
+    assert experiment.rounds == [0, 1, 2]
+    # The experiment keeps the model it started from, byte for byte.
+    assert (keras_cli / "model.keras").read_bytes() == files.keras.read_bytes()
+    saved = io.read_json(keras_cli / "hparams.json")
+    assert saved["model"]["kind"] == "keras_file"
+    assert saved["data"]["provenance"]["kind"] == "npz"
+    assert saved["data"]["num_classes"] == CLASSES
+    previous = None
+    for pruning_round in experiment.rounds:
+        masks = experiment.masks(pruning_round)
+        assert set(masks) == set(KINDS)
+        for name, kind in KINDS.items():
+            sparsity = 1 - (1 - RATES[kind]) ** pruning_round
+            assert int(masks[name].sum()) == surviving_count(masks[name].size, sparsity), name
+            if previous is not None:
+                assert np.all(masks[name] <= previous[name]), f"{name} is not nested"
+        weights = experiment.weights(pruning_round)
+        for name, mask in masks.items():
+            assert np.all(weights[name][mask == 0] == 0), name
+        previous = masks
+    # The model learns the shapes (chance is 20%).
+    assert experiment.results[0].test_accuracy > 0.5
+
+
+def test_the_api_on_the_same_model_object_gives_the_cli_results_bit_for_bit(files, keras_cli):
+    import tf_keras
+
+    model = tf_keras.models.load_model(files.keras, compile=False)
+    experiment = lth_tf.find_tickets(
+        model,
+        dataset=f"npz:{files.npz}",
+        output_dir=files.out,
+        experiment_name="keras_api",
+        tensorboard=False,
+        **SETTINGS,
+    )
+    assert experiment.path == files.out / "keras_api"
+    assert_same_rounds(experiment.path, keras_cli)
+    # Called again with the same arguments: every round is done, nothing retrains.
+    again = lth_tf.find_tickets(
+        model,
+        dataset=f"npz:{files.npz}",
+        output_dir=files.out,
+        experiment_name="keras_api",
+        tensorboard=False,
+        **SETTINGS,
+    )
+    assert [r.train_seconds for r in again.results] == [
+        r.train_seconds for r in experiment.results
+    ]
+
+
+def test_a_builder_through_the_cli_and_through_the_api_on_arrays_agree(files):
+    cli = imp(
+        "--model=tests.user_model:residual_net",
+        f"--dataset=npz:{files.npz}",
+        *FLAGS,
+        f"--output_dir={files.out}",
+        "--experiment_name=builder_cli",
+        "--notensorboard",
+    )
+    assert cli.returncode == 0, cli.stderr
+    saved = io.read_json(files.out / "builder_cli" / "hparams.json")
+    assert saved["model"]["kind"] == "builder" and len(saved["model"]["architecture"]) == 64
+    arrays = shapes_arrays()
+    experiment = lth_tf.find_tickets(
+        residual_net,
+        (arrays["x_train"], arrays["y_train"]),
+        (arrays["x_test"], arrays["y_test"]),
+        output_dir=files.out,
+        experiment_name="builder_api",
+        tensorboard=False,
+        **SETTINGS,
+    )
+    # In-memory arrays are kept with the experiment; the validation hold-out is the npz's.
+    assert (experiment.path / "data.npz").exists()
+    assert experiment.hparams.dataset.name.startswith("arrays:")
+    assert_same_rounds(experiment.path, files.out / "builder_cli")
+
+
+def test_export_of_a_user_model_writes_litert_verified_float_and_int8_tickets(files, keras_cli):
+    export_dir = files.root / "saved_models"
+    result = run_pipeline(
+        "pipelines.export", f"--experiment_dir={keras_cli}", "--round=2", f"--output_dir={export_dir}"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((export_dir / "keras_cli" / "round_02" / "export.json").read_text())
+    ticket = report["ticket"]
+    assert ticket["keras_test_accuracy"] == pytest.approx(ticket["recorded_test_accuracy"])
+    floats, ints = ticket["files"]["ticket.tflite"], ticket["files"]["ticket_int8.tflite"]
+    # 200 test images: 0.1 point is less than one image, so the float ticket agrees exactly.
+    assert abs(floats["litert_test_accuracy"] - ticket["keras_test_accuracy"]) < 0.001
+    assert abs(ints["litert_test_accuracy"] - ticket["keras_test_accuracy"]) <= 0.05
+    assert ints["input"]["dtype"] == "uint8"
+
+
+# `python -m pipelines.imp`, SIGKILLed as soon as round 1's first checkpoint is on disk.
+KILLED_AFTER_A_CHECKPOINT = """
+import os, signal, sys
+from lth_tf import io
+
+write_npz = io.write_npz
+
+def write_then_die(path, *args, **kwargs):
+    write_npz(path, *args, **kwargs)
+    if str(path).endswith(os.path.join("round_01", "checkpoint.npz")):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+io.write_npz = write_then_die
+sys.argv[0] = "imp"
+from pipelines.imp import run
+run()
+"""
+
+
+def test_a_killed_user_model_run_resumes_to_the_uninterrupted_results(files, keras_cli):
+    flags = [
+        f"--model={files.keras}",
+        f"--dataset=npz:{files.npz}",
+        *FLAGS,
+        f"--output_dir={files.out}",
+        "--experiment_name=killed",
+        "--noprogress",
+    ]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_A_CHECKPOINT, *flags],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (files.out / "killed" / "round_01" / "checkpoint.npz").exists()
+    resumed = imp(*flags[:-1])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumes at iteration" in resumed.stdout
+    assert_same_rounds(files.out / "killed", keras_cli)
+
+
+def test_a_changed_model_file_or_npz_under_an_existing_experiment_is_refused(files, tmp_path):
+    model, npz = _save_model(tmp_path / "mine.keras"), write_shapes_npz(tmp_path / "mine.npz")
+    flags = [
+        f"--model={model}",
+        f"--dataset=npz:{npz}",
+        "--rounds=0",
+        "--iterations=10it",
+        f"--output_dir={tmp_path / 'runs'}",
+        "--experiment_name=mine",
+        "--notensorboard",
+    ]
+    assert imp(*flags).returncode == 0
+    original_model, original_npz = model.read_bytes(), npz.read_bytes()
+
+    _save_model(model, seed=1)
+    assert_one_line_error(imp(*flags), f"{model} changed since")
+    model.write_bytes(original_model)
+
+    arrays = shapes_arrays()
+    arrays["y_test"][0] = (arrays["y_test"][0] + 1) % CLASSES
+    np.savez(npz, **arrays)
+    assert_one_line_error(imp(*flags), "changed since")
+    npz.write_bytes(original_npz)
+    assert imp(*flags).returncode == 0  # restored: the finished experiment is accepted
+
+
+def _keras3_file(path):
+    """A model saved by Keras 3 (the ``keras`` package), in a process of its own."""
+    script = (
+        "import keras; m = keras.Sequential([keras.Input((20, 20, 3)), keras.layers.Flatten(), "
+        f"keras.layers.Dense(5)]); m.save({str(path)!r})"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case, reason",
+    [
+        ("keras3", "is a Keras 3 model; TF-MOT needs Keras 2"),
+        ("lengths", "y_train"),
+        ("labels", "predicts 5 classes"),
+        ("no_function", "has no function 'nothing'"),
+        ("no_module", "cannot import no_such_module"),
+        ("raises", "the builder raised ValueError: no such layer size"),
+    ],
+)
+def test_bad_models_and_data_exit_with_one_line(case, reason, files, tmp_path):
+    model, npz = str(files.keras), f"npz:{files.npz}"
+    if case == "keras3":
+        model = str(_keras3_file(tmp_path / "k3.keras"))
+    elif case == "lengths":
+        arrays = shapes_arrays()
+        npz = f"npz:{write_shapes_npz(tmp_path / 'bad.npz', y_train=arrays['y_train'][:-3])}"
+    elif case == "labels":
+        labels = shapes_arrays()["y_train"].copy()
+        labels[:10] = 6  # 7 classes for a model with 5 outputs
+        npz = f"npz:{write_shapes_npz(tmp_path / 'bad.npz', y_train=labels)}"
+    elif case == "no_function":
+        model = "tests.user_model:nothing"
+    elif case == "no_module":
+        model = "no_such_module:build"
+    elif case == "raises":
+        model = "tests.user_model:raises"
+    result = imp(
+        f"--model={model}",
+        f"--dataset={npz}",
+        "--rounds=0",
+        "--iterations=10it",
+        f"--output_dir={tmp_path / 'runs'}",
+    )
+    assert_one_line_error(result, reason)
