@@ -95,8 +95,8 @@ def check_model(model: object) -> None:
             # wrappers; flat models keep one name and one mask per weight.
             raise LthError(
                 f"layer {layer.name!r} of {model.name!r} is itself a model, which TF-MOT does "
-                f"not wrap inside another: flatten it, calling {layer.name!r}'s layers on the "
-                "outer model's tensors instead of calling the model"
+                f"not wrap inside another: flatten it, calling the layers of {layer.name!r} on "
+                f"the outer model's tensors instead of {layer.name!r} itself"
             )
 
 
