@@ -43,7 +43,7 @@ _NORMALIZATION = (
 )
 # Activations whose outputs are neither logits nor softmax probabilities: the multi-class
 # cross-entropy of either reading would be wrong.
-_SQUASHING = {"sigmoid", "hard_sigmoid", "tanh", "softsign", "hard_silu", "hard_swish"}
+_SQUASHING = {"sigmoid", "hard_sigmoid", "tanh", "softsign"}
 
 
 @dataclasses.dataclass(frozen=True)
