@@ -8,14 +8,25 @@ TF-MOT only accepts Keras 2 models, so ``tf.keras`` must resolve to ``tf_keras``
 """
 
 import os
+import sys
 
+from lth_tf.errors import LthError
+
+_LEGACY_KERAS_ON = ("1", "true", "True")
+if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") not in _LEGACY_KERAS_ON:
+    # TensorFlow read the variable at its import: tf.keras is Keras 3 for this process, and
+    # models from it would mix with tf_keras ones that TF-MOT needs.
+    raise LthError(
+        "TensorFlow was imported before lth_tf without TF_USE_LEGACY_KERAS=1, so tf.keras is "
+        "Keras 3; TF-MOT needs Keras 2: import lth_tf first (or set TF_USE_LEGACY_KERAS=1 "
+        "before importing TensorFlow) and build models with tf_keras (`import tf_keras as keras`)"
+    )
 # Must happen before TensorFlow is first imported anywhere in the process.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the messages users need.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from lth_tf.api import Experiment, find_tickets  # noqa: E402
-from lth_tf.errors import LthError  # noqa: E402
 from lth_tf.experiment import RoundResult  # noqa: E402
 
 __all__ = ["Experiment", "LthError", "RoundResult", "find_tickets"]

@@ -71,52 +71,83 @@ def flag_of(hparams: Any, name: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class PruneRates:
-    """Fraction of the still-alive weights pruned per round, per layer kind.
+    """Fraction of the still-alive weights pruned per round, per layer kind, and per layer
+    where ``layers`` overrides its kind's rate (``(layer name, rate)`` pairs, sorted by name).
 
     >>> PruneRates.parse("fc=0.2,output=0.1")
-    PruneRates(conv=0.0, fc=0.2, output=0.1)
+    PruneRates(conv=0.0, fc=0.2, output=0.1, layers=())
     >>> str(PruneRates.parse("conv=0.15", base=PruneRates(fc=0.2)))
     'conv=0.15,fc=0.2,output=0.0'
+    >>> rates = PruneRates.parse("fc=0.2,head=0")
+    >>> str(rates), rates.for_layer("head", "fc"), rates.for_layer("fc1", "fc")
+    ('conv=0.0,fc=0.2,output=0.0,head=0.0', 0.0, 0.2)
     """
 
     conv: float = 0.0
     fc: float = 0.0
     output: float = 0.0
+    layers: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
-        for kind in LAYER_KINDS:
-            rate = getattr(self, kind)
+        # One spelling per set of overrides (sorted, floats), so equal rates hash equally.
+        layers = tuple(sorted((str(name), float(rate)) for name, rate in dict(self.layers).items()))
+        object.__setattr__(self, "layers", layers)
+        for name, rate in [(kind, getattr(self, kind)) for kind in LAYER_KINDS] + list(layers):
             if not 0.0 <= rate < 1.0:
                 raise LthError(
-                    f"{flag_of(PruningHparams, 'rates')}: {kind}={rate} is not in [0, 1); a rate "
+                    f"{flag_of(PruningHparams, 'rates')}: {name}={rate} is not in [0, 1); a rate "
                     "is the fraction of the surviving weights pruned per round, e.g. fc=0.2"
                 )
 
     @classmethod
     def parse(cls, text: str, base: PruneRates | None = None) -> PruneRates:
-        """Parses ``kind=rate`` pairs; kinds left out keep their value in ``base``."""
-        values = dataclasses.asdict(base or cls())
+        """Parses ``name=rate`` pairs: a kind (conv, fc, output) or a layer's name, whose rate
+        then overrides its kind's; names left out keep their value in ``base``."""
+        base = base or cls()
+        kinds = {kind: getattr(base, kind) for kind in LAYER_KINDS}
+        layers = dict(base.layers)
         for item in filter(None, (part.strip() for part in text.split(","))):
-            kind, sep, rate = item.partition("=")
-            kind = kind.strip()
-            if not sep or kind not in LAYER_KINDS:
+            name, sep, rate = item.partition("=")
+            name = name.strip()
+            if not sep or not name:
                 raise LthError(
-                    f"{flag_of(PruningHparams, 'rates')}: {item!r} is not kind=rate with kind "
-                    f"one of {', '.join(LAYER_KINDS)} (e.g. conv=0.15,fc=0.2,output=0.1)"
+                    f"{flag_of(PruningHparams, 'rates')}: {item!r} is not name=rate with name a "
+                    f"kind ({', '.join(LAYER_KINDS)}) or a layer's name (e.g. "
+                    "conv=0.15,fc=0.2,output=0.1 or fc=0.2,head=0)"
                 )
             try:
-                values[kind] = float(rate)
+                value = float(rate)
             except ValueError:
                 raise LthError(
                     f"{flag_of(PruningHparams, 'rates')}: {item!r}: {rate!r} is not a number"
                 ) from None
-        return cls(**values)
+            (kinds if name in LAYER_KINDS else layers)[name] = value
+        return cls(**kinds, layers=tuple(layers.items()))
 
     def __str__(self) -> str:
-        return ",".join(f"{kind}={getattr(self, kind)}" for kind in LAYER_KINDS)
+        pairs = [(kind, getattr(self, kind)) for kind in LAYER_KINDS] + list(self.layers)
+        return ",".join(f"{name}={rate}" for name, rate in pairs)
 
     def for_kind(self, kind: str) -> float:
         return getattr(self, kind)
+
+    def for_layer(self, layer_name: str | None, kind: str) -> float:
+        """The rate of layer ``layer_name`` of ``kind``: its override, else its kind's."""
+        return dict(self.layers).get(layer_name, self.for_kind(kind))
+
+    def to_dict(self) -> dict[str, Any]:
+        """For ``hparams.json``: no ``layers`` key without overrides, so the experiments written
+        before overrides existed keep their names (:meth:`ExperimentHparams.short_hash`)."""
+        out: dict[str, Any] = {kind: getattr(self, kind) for kind in LAYER_KINDS}
+        if self.layers:
+            out["layers"] = dict(self.layers)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PruneRates:
+        values = dict(data)
+        layers = tuple(values.pop("layers", {}).items())
+        return cls(**values, layers=layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,7 +287,8 @@ class PruningHparams:
         flag="prune_rates",
         parse=PruneRates.parse,
         help="Fraction of surviving weights pruned per round, per layer kind, e.g. "
-        "conv=0.15,fc=0.2,output=0.1 (kinds left out keep the model's default).",
+        "conv=0.15,fc=0.2,output=0.1 (kinds left out keep the model's default); a layer's "
+        "name instead of a kind overrides that layer's rate, e.g. fc=0.2,head=0.",
     )
     rounds: int = hparam(20, help="Pruning rounds after the dense round 0.")
     rewind: str = hparam(
@@ -298,6 +330,14 @@ class PruningHparams:
             )
         if self.scope == "global":
             _ = self.global_rate  # raises unless the kinds it prunes share one rate
+            pooled = [f"{name}={rate}" for name, rate in self.rates.layers if rate != 0]
+            if pooled:
+                # One threshold over the pooled weights leaves no room for a layer's own rate.
+                raise LthError(
+                    f"{flag('rates')}: {','.join(pooled)}: {flag('scope')}=global prunes every "
+                    "pooled layer under one threshold, so a layer's own rate can only be 0 "
+                    "(left dense); use --pruning=layerwise for per-layer rates"
+                )
             if self.block_size != "1x1":
                 raise LthError(
                     f"{flag('block_size')}={self.block_size} needs {flag('scope')}=layerwise: "
@@ -321,9 +361,10 @@ class PruningHparams:
             )
         return rates.pop() if rates else 0.0
 
-    def is_pruned(self, kind: str) -> bool:
-        """Whether IMP prunes layers of this kind at all (a rate of 0 leaves them dense)."""
-        return self.rates.for_kind(kind) > 0
+    def is_pruned(self, kind: str, layer: str | None = None) -> bool:
+        """Whether IMP prunes layers of this kind (or this layer, when named) at all: a rate
+        of 0 leaves them dense."""
+        return self.rates.for_layer(layer, kind) > 0
 
     @property
     def block_shape(self) -> tuple[int, int]:
@@ -440,7 +481,7 @@ class ExperimentHparams:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["pruning"]["rates"] = dataclasses.asdict(self.pruning.rates)
+        out["pruning"]["rates"] = self.pruning.rates.to_dict()
         return out
 
     @classmethod
@@ -453,7 +494,7 @@ class ExperimentHparams:
             if old_name in groups.get(group, {}):
                 groups[group][new_name] = groups[group].pop(old_name)
         pruning = groups["pruning"]
-        pruning["rates"] = PruneRates(**pruning["rates"])
+        pruning["rates"] = PruneRates.from_dict(pruning["rates"])
         return cls(
             dataset=DatasetHparams(**groups["dataset"]),
             model=ModelHparams(**groups["model"]),

@@ -70,7 +70,12 @@ class Control:
         previous = io.read_npz(experiment.masks(source))
         weights = {name: trained[name] for name in pruned.weights}
         return imp_masks(
-            weights, previous, pruned.kinds, pruned.target_sparsities(), hparams.pruning
+            weights,
+            previous,
+            pruned.kinds,
+            pruned.target_sparsities(),
+            hparams.pruning,
+            pruned.layers,
         )
 
     def start_values(self, experiment: ExperimentDir, pruning_round: int) -> Snapshot:

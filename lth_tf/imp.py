@@ -357,7 +357,7 @@ class _Rounds:
             ["iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy"],
         )
         final, stop = progress.evaluations[-1], progress.early_stop
-        counted = counted_masks(masks, pruned.kinds, self.hparams.pruning)
+        counted = counted_masks(masks, pruned.kinds, self.hparams.pruning, pruned.layers)
         alive = sum(int(m.sum()) for m in counted.values())
         result = RoundResult(
             round=pruning_round,

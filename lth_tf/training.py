@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 import tf_keras
+from tf_keras.src.layers.convolutional.base_conv import Conv
 
 from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import (
@@ -36,6 +37,7 @@ from lth_tf.data.pipeline import (
 )
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
+from lth_tf.pruning.prunable import outputs_probabilities
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, restore, snapshot, variable_key
 
 _SCHEDULE_START_KEY = "schedule/start"
@@ -78,6 +80,13 @@ def _on_device(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Te
     return tf.identity(tf.constant(images)), tf.identity(tf.constant(labels, tf.int64))
 
 
+_MAX_POOLING = (
+    tf_keras.layers.MaxPooling1D,
+    tf_keras.layers.MaxPooling2D,
+    tf_keras.layers.MaxPooling3D,
+)
+
+
 def xla_is_faster(model: tf_keras.Model, training: bool = True) -> bool:
     """Whether XLA speeds this model's training (or evaluation) step up on this machine.
 
@@ -87,7 +96,8 @@ def xla_is_faster(model: tf_keras.Model, training: bool = True) -> bool:
     """
     if tf.config.list_logical_devices("GPU"):
         return True
-    has_conv = any(isinstance(layer, tf_keras.layers.Conv2D) for layer in model.submodules)
+    # Every convolution (1D/2D/3D, transposed, depthwise, separable) derives from Conv.
+    has_conv = any(isinstance(layer, Conv) for layer in model.submodules)
     return training and not has_conv
 
 
@@ -97,7 +107,7 @@ def xla_can_train(model: tf_keras.Model) -> bool:
     XLA has no deterministic max-pooling gradient, and runs must stay deterministic to resume
     exactly, so models with max pooling train without XLA (their evaluation still uses it).
     """
-    return not any(isinstance(layer, tf_keras.layers.MaxPooling2D) for layer in model.submodules)
+    return not any(isinstance(layer, _MAX_POOLING) for layer in model.submodules)
 
 
 MIXED_PRECISION = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
@@ -252,6 +262,9 @@ class Trainer:
     ``jit_compile`` compiles the step with XLA: the whole step on one replica, the forward and
     backward pass under a multi-replica strategy (the gradient all-reduce and the update stay
     outside XLA). Under a ``mixed_float16`` Keras policy the loss is scaled dynamically.
+    ``from_logits`` is False when the model ends in a softmax
+    (:func:`lth_tf.pruning.prunable.outputs_probabilities`): the cross-entropy, in training and
+    evaluation, then reads its outputs as probabilities.
     """
 
     def __init__(
@@ -270,6 +283,8 @@ class Trainer:
         self.strategy = strategy
         self.steps_per_execution = steps_per_execution
         self._forward_model = pruned.model if remask_every_step else pruned.unwrapped
+        # A softmax head outputs probabilities: the cross-entropy then takes them as such.
+        self.from_logits = not outputs_probabilities(pruned.unwrapped)
         self._trainable = self._forward_model.trainable_variables
         masks_by_weight = {id(pruned.weights[name]): mask for name, mask in pruned.masks.items()}
         self._gradient_masks = [masks_by_weight.get(id(v)) for v in self._trainable]
@@ -369,7 +384,7 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = tf.cast(self._forward_model(images, training=True), tf.float32)
             per_example = tf_keras.losses.sparse_categorical_crossentropy(
-                labels, logits, from_logits=True
+                labels, logits, from_logits=self.from_logits
             )
             # Divide by the *global* batch: gradients are summed across replicas.
             loss = tf.nn.compute_average_loss(
@@ -452,7 +467,7 @@ class Trainer:
     def _replica_eval_step(self, images: tf.Tensor, labels: tf.Tensor):
         logits = tf.cast(self._forward_model(images, training=False), tf.float32)
         per_example = tf_keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True
+            labels, logits, from_logits=self.from_logits
         )
         correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32)
         count = tf.cast(tf.size(labels), tf.float32)

@@ -1,12 +1,5 @@
 """Model registry: ``get_model(name)`` gives a builder and the paper's defaults."""
 
-from lth_tf.models.registry import (
-    MODELS,
-    ModelSpec,
-    experiment_hparams,
-    get_model,
-    layer_kind,
-    paper_defaults,
-)
+from lth_tf.models.registry import MODELS, ModelSpec, experiment_hparams, get_model, paper_defaults
 
-__all__ = ["MODELS", "ModelSpec", "experiment_hparams", "get_model", "layer_kind", "paper_defaults"]
+__all__ = ["MODELS", "ModelSpec", "experiment_hparams", "get_model", "paper_defaults"]

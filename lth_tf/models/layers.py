@@ -40,9 +40,11 @@ def conv_bn(x, filters: int, kernel: int, stride: int, name: str):
 
 
 def add_weight_decay(model, weight_decay: float) -> None:
-    """Adds ``weight_decay / 2 * sum(kernel ** 2)`` of each conv and dense kernel to the losses.
+    """Adds ``weight_decay / 2 * sum(kernel ** 2)`` of each prunable kernel to the losses.
 
-    Its gradient is ``weight_decay * kernel``: PyTorch's SGD ``weight_decay``, which the papers
+    The prunable kernels are those :func:`lth_tf.pruning.prunable.find_prunable` finds: every
+    conv (a SeparableConv's pointwise kernel, the one TF-MOT prunes) and Dense kernel. Its
+    gradient is ``weight_decay * kernel``: PyTorch's SGD ``weight_decay``, which the papers
     used. Biases and batch norm are not decayed. A pruned weight is zero, so it adds nothing.
     The Trainer adds ``model.losses`` to the loss; this also works once the model is wrapped.
 
@@ -54,12 +56,14 @@ def add_weight_decay(model, weight_decay: float) -> None:
     0.1
     """
     import tensorflow as tf
-    import tf_keras as keras
+
+    from lth_tf.pruning.prunable import find_prunable
 
     if weight_decay <= 0:
         return
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D | keras.layers.Dense):
+    for name, attributes in find_prunable(model).weights.items():
+        layer = model.get_layer(name)
+        for kernel in [getattr(layer, attribute) for attribute in attributes]:
             layer.add_loss(
-                lambda kernel=layer.kernel: 0.5 * weight_decay * tf.reduce_sum(tf.square(kernel))
+                lambda kernel=kernel: 0.5 * weight_decay * tf.reduce_sum(tf.square(kernel))
             )

@@ -320,21 +320,6 @@ def _fresh_copy(
     return fresh
 
 
-def layer_kind(layer: tf_keras.layers.Layer) -> str | None:
-    """``conv``, ``fc`` or ``output`` for a prunable layer, ``None`` for the rest.
-
-    The output layer is recognised by its name, which every builder sets to ``output``.
-    Batch norm is never pruned (TF-MOT does not prune it); ResNet shortcut 1x1 convs are convs.
-    """
-    import tf_keras
-
-    if isinstance(layer, tf_keras.layers.Conv2D):
-        return "conv"
-    if isinstance(layer, tf_keras.layers.Dense):
-        return "output" if layer.name == "output" else "fc"
-    return None
-
-
 def paper_defaults(
     model: str, dataset: str | None = None, recipe: str | None = None
 ) -> ExperimentHparams:

@@ -1,1 +1,2 @@
-"""Pruning: the TF-MOT schedule, mask computation, wrapping and rewinding."""
+"""Pruning: which layers are prunable, the TF-MOT schedule, mask computation, wrapping and
+rewinding."""

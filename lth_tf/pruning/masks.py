@@ -168,22 +168,41 @@ def percent_remaining(masks: dict[str, np.ndarray]) -> float:
     return 100.0 * alive / total
 
 
+def _pruned_names(
+    kinds: dict[str, str], pruning: PruningHparams, layers: dict[str, str] | None
+) -> list[str]:
+    """The weights IMP prunes: their layer's rate (its own, else its kind's) is not 0."""
+    layers = layers or {}
+    return [name for name, kind in kinds.items() if pruning.is_pruned(kind, layers.get(name))]
+
+
 def imp_masks(
     weights: dict[str, np.ndarray],
     previous: dict[str, np.ndarray],
     kinds: dict[str, str],
     sparsities: dict[str, float],
     pruning: PruningHparams,
+    layers: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """The next masks of IMP, ``layerwise`` or ``global``, at the round's target sparsities.
 
-    Global pruning pools every layer whose kind has a non-zero rate under one threshold; the
-    others keep their masks (all ones: they are never pruned). Layerwise pruning cuts Dense
-    kernels in ``pruning.block_shape`` blocks: TFLite has fast sparse kernels for FullyConnected
-    blocks alone.
+    Global pruning pools every layer whose rate is not 0 (its kind's, or its own where
+    ``pruning.rates`` names it; ``layers`` maps weight names to layer names, as
+    :attr:`lth_tf.pruning.wrapping.PrunedModel.layers`) under one threshold; the others keep
+    their masks (all ones: they are never pruned). Layerwise pruning cuts Dense kernels in
+    ``pruning.block_shape`` blocks: TFLite has fast sparse kernels for FullyConnected blocks
+    alone.
+
+    >>> from lth_tf.config import PruneRates, PruningHparams
+    >>> w = {"a/kernel": np.array([1.0, 2.0]), "b/kernel": np.array([3.0, 0.5])}
+    >>> ones = {k: np.ones(2) for k in w}
+    >>> rates = PruneRates(fc=0.5, layers=(("b", 0.0),))
+    >>> imp_masks(w, ones, {"a/kernel": "fc", "b/kernel": "fc"}, {"a/kernel": 0.5,
+    ...           "b/kernel": 0.0}, PruningHparams(rates))["a/kernel"].tolist()
+    [0.0, 1.0]
     """
     if pruning.scope == "global":
-        pooled = [name for name, kind in kinds.items() if pruning.is_pruned(kind)]
+        pooled = _pruned_names(kinds, pruning, layers)
         masks = {name: previous[name] for name in weights}
         if pooled:
             # Every pooled layer's schedule carries the same, network-wide target.
@@ -198,12 +217,17 @@ def imp_masks(
 
 
 def counted_masks(
-    masks: dict[str, np.ndarray], kinds: dict[str, str], pruning: PruningHparams
+    masks: dict[str, np.ndarray],
+    kinds: dict[str, str],
+    pruning: PruningHparams,
+    layers: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """The masks ``percent_remaining`` counts: of the layers IMP prunes (all, if it prunes none).
 
     For lenet and the conv nets that is every conv and dense layer; resnet20 and the VGGs leave
-    their output layer dense, and it is not counted.
+    their output layer dense, and it is not counted; nor is a layer whose own rate is 0
+    (``layers`` as for :func:`imp_masks`).
     """
-    counted = {n: m for n, m in masks.items() if pruning.is_pruned(kinds[n])}
+    pruned = set(_pruned_names(kinds, pruning, layers))
+    counted = {n: m for n, m in masks.items() if n in pruned}
     return counted or masks

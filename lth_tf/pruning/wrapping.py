@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 
 import numpy as np
 import tensorflow as tf
@@ -18,10 +19,12 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 from tensorflow_model_optimization.sparsity import keras as sparsity
 
 from lth_tf.config import PruneRates
-from lth_tf.models import layer_kind
+from lth_tf.errors import LthError
+from lth_tf.pruning.prunable import find_prunable
 from lth_tf.pruning.schedule import IterativeSparsity
 
 Snapshot = dict[str, np.ndarray]
+logger = logging.getLogger("lth_tf")
 
 try:  # TensorFlow's internal autograph switch; without it, wrapping only takes longer.
     from tensorflow.python.autograph.core import ag_ctx
@@ -47,6 +50,8 @@ class PrunedModel:
     and normalisation statistics are rewound with the kernels. ``unwrapped`` is the model the
     wrappers were put around: the same layer objects, so the same variables, without the
     wrappers' per-call re-masking (see :class:`lth_tf.training.Trainer` for why that is safe).
+    ``layers`` names each prunable weight's layer (``sep/pointwise_kernel`` -> ``sep``), for
+    per-layer rates (:meth:`lth_tf.config.PruneRates.for_layer`).
     """
 
     model: tf_keras.Model
@@ -56,6 +61,7 @@ class PrunedModel:
     kinds: dict[str, str]
     rewindable: dict[str, tf.Variable]
     unwrapped: tf_keras.Model
+    layers: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def schedules(self) -> dict[str, IterativeSparsity]:
@@ -105,17 +111,36 @@ class PrunedModel:
 
 
 def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
-    """Wraps every conv and dense layer with ``prune_low_magnitude`` and its kind's rate.
+    """Wraps every prunable layer (:func:`lth_tf.pruning.prunable.find_prunable`) with
+    ``prune_low_magnitude`` and its rate (its own if ``rates`` names it, else its kind's).
 
-    The wrapped model shares its layers' variables with ``model``. Build and wrap inside the
+    The wrapped model shares its layers' variables with ``model``; a layer called at several
+    places gets one wrapper, so one mask for all of them. Build and wrap inside the
     distribution strategy's scope.
+
+    >>> conv2 = get_model("conv2").build((32, 32, 3), 10)  # doctest: +SKIP
+    >>> wrap_model(conv2, PruneRates(conv=0.1, fc=0.2)).kinds["conv1/kernel"]  # doctest: +SKIP
+    'conv'
     """
+    found = find_prunable(model)
+    unknown = sorted(set(dict(rates.layers)) - set(found.kinds))
+    if unknown:
+        raise LthError(
+            f"--prune_rates: {', '.join(unknown)}: no prunable layer of {model.name!r} has "
+            f"that name; its prunable layers are {', '.join(found.kinds) or 'none'}"
+        )
+    if found.dense:
+        logger.info(
+            "%d layer(s) stay dense, TF-MOT prunes no conv or dense kernel of them: %s",
+            len(found.dense),
+            ", ".join(f"{name} ({type(model.get_layer(name)).__name__})" for name in found.dense),
+        )
 
     def wrap(layer: tf_keras.layers.Layer) -> tf_keras.layers.Layer:
-        kind = layer_kind(layer)
+        kind = found.kinds.get(layer.name)
         if kind is None:
             return layer
-        schedule = IterativeSparsity(rate=rates.for_kind(kind))
+        schedule = IterativeSparsity(rate=rates.for_layer(layer.name, kind))
         return sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
 
     # Keras runs each wrapper's call once here to connect the layers, converting TF-MOT's call
@@ -124,17 +149,20 @@ def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
     with _autograph_off():
         wrapped = tf_keras.models.clone_model(model, clone_function=wrap)
     wrappers = [layer for layer in wrapped.layers if isinstance(layer, PruneLowMagnitude)]
-    weights, masks, kinds, bookkeeping = {}, {}, {}, set()
+    weights, masks, kinds, layers, bookkeeping = {}, {}, {}, {}, set()
     for wrapper in wrappers:
         bookkeeping.add(id(wrapper.pruning_step))
         for weight, mask, threshold in wrapper.pruning_vars:
             name = variable_key(weight)
-            weights[name], masks[name], kinds[name] = weight, mask, layer_kind(wrapper.layer)
+            weights[name], masks[name] = weight, mask
+            kinds[name], layers[name] = found.kinds[wrapper.layer.name], wrapper.layer.name
             bookkeeping.update((id(mask), id(threshold)))
     rewindable = {variable_key(v): v for v in wrapped.variables if id(v) not in bookkeeping}
     if len(rewindable) != len([v for v in wrapped.variables if id(v) not in bookkeeping]):
         raise ValueError("variable names are not unique; give every layer a distinct name")
-    return PrunedModel(wrapped, wrappers, weights, masks, kinds, rewindable, unwrapped=model)
+    return PrunedModel(
+        wrapped, wrappers, weights, masks, kinds, rewindable, unwrapped=model, layers=layers
+    )
 
 
 def snapshot(variables: dict[str, tf.Variable]) -> Snapshot:

@@ -35,7 +35,9 @@ def test_prune_rates_parse_and_keep_unnamed_kinds():
     assert rates == PruneRates(conv=0.15, fc=0.2, output=0.05)
 
 
-@pytest.mark.parametrize("text", ["fc=1.5", "fc=1", "fc=-0.1", "dense=0.2", "fc", "fc=lots"])
+# "dense=0.2" is no longer an error: a name that is not a kind is a layer's (checked against
+# the model when it is wrapped).
+@pytest.mark.parametrize("text", ["fc=1.5", "fc=1", "fc=-0.1", "=0.2", "fc", "fc=lots"])
 def test_bad_prune_rates_are_user_errors(text):
     with pytest.raises(LthError, match="--prune_rates"):
         PruneRates.parse(text)
@@ -143,3 +145,32 @@ def test_block_size_is_parsed_checked_and_spelled_one_way():
     for bad in ("4by1", "0x1", "4x", "-4x1"):
         with pytest.raises(LthError, match="--block_size"):
             PruningHparams(block_size=bad)
+
+
+def test_experiment_names_without_per_layer_rates_keep_their_hashes():
+    conv2 = paper_defaults("conv2")
+    # Computed on main before per-layer rates existed (commit d06311e): the experiment
+    # directories written then must keep their names.
+    rounds = with_changes(conv2, pruning={"rounds": 3})
+    assert rounds.short_hash(conv2) == "f6d7df9f"
+    rates = with_changes(conv2, pruning={"rates": PruneRates(conv=0.2, fc=0.2, output=0.1)})
+    assert rates.short_hash(conv2) == "6aa3b51a"
+    assert "layers" not in rates.to_dict()["pruning"]["rates"]
+
+
+def test_per_layer_rates_parse_print_and_save_back():
+    from lth_tf.config import ExperimentHparams
+
+    rates = PruneRates.parse("conv=0.1,fc=0.2,head=0,block1=0.5")
+    assert rates.layers == (("block1", 0.5), ("head", 0.0))
+    assert str(rates) == "conv=0.1,fc=0.2,output=0.0,block1=0.5,head=0.0"
+    assert PruneRates.parse(str(rates)) == rates
+    assert PruneRates.parse("head=0.3", base=rates).for_layer("head", "output") == 0.3
+    assert (rates.for_layer("head", "fc"), rates.for_layer("fc1", "fc")) == (0.0, 0.2)
+    with pytest.raises(LthError, match="--prune_rates: head=1.0 is not in"):
+        PruneRates.parse("head=1")
+    conv2 = paper_defaults("conv2")
+    hparams = with_changes(conv2, pruning={"rates": rates})
+    assert ExperimentHparams.from_dict(hparams.to_dict()) == hparams
+    assert hparams.short_hash(conv2) != with_changes(conv2, pruning={"rates": PruneRates(
+        conv=0.1, fc=0.2)}).short_hash(conv2)  # fmt: skip

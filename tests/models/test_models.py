@@ -8,8 +8,9 @@ import tf_keras
 from lth_tf.config import PruneRates
 from lth_tf.errors import LthError
 from lth_tf.imp import run_imp
-from lth_tf.models import MODELS, get_model, layer_kind, paper_defaults
+from lth_tf.models import MODELS, get_model, paper_defaults
 from lth_tf.models.layers import add_weight_decay
+from lth_tf.pruning.prunable import find_prunable
 from lth_tf.pruning.wrapping import wrap_model
 from tests.helpers import QUIET, tiny_dataset, with_changes
 
@@ -28,9 +29,9 @@ def test_models_build_for_the_datasets_input_shape(name, shape, params):
     model = get_model(name).build(shape, 10)
     assert model.count_params() == params
     assert model.output_shape == (None, 10)
-    for layer in model.layers:
-        if layer_kind(layer) is not None:
-            assert layer.kernel_initializer.__class__.__name__ == "GlorotNormal"
+    for layer_name in find_prunable(model).kinds:
+        initializer = model.get_layer(layer_name).kernel_initializer
+        assert initializer.__class__.__name__ == "GlorotNormal"
 
 
 def test_model_registry_carries_paper_defaults():
@@ -52,14 +53,15 @@ def test_model_registry_carries_paper_defaults():
 def test_deep_models_build_for_every_dataset_shape(name, shape):
     model = get_model(name).build(shape, 10)
     assert model.output_shape == (None, 10)
-    kinds = [layer_kind(layer) for layer in model.layers]
+    found = find_prunable(model).kinds
+    kinds = [found.get(layer.name) for layer in model.layers]
     assert kinds[-1] == "output" and "fc" not in kinds
     assert kinds.count("conv") == {"resnet20": 21, "vgg16": 13, "vgg19": 16}[name]
     if shape[-1] == 3:
         conv_weights = sum(
             layer.kernel.shape.num_elements()
             for layer in model.layers
-            if layer_kind(layer) == "conv"
+            if found.get(layer.name) == "conv"
         )
         # The papers count 274K weights for the CIFAR ResNet and 20.0M for VGG-19.
         expected = {"resnet20": 270_256, "vgg16": 14_710_464, "vgg19": 20_018_880}[name]
@@ -70,7 +72,7 @@ def test_weight_decay_is_half_the_squared_kernels_and_survives_wrapping():
     tf_keras.utils.set_random_seed(0)
     model = get_model("resnet20").build((8, 8, 3), 10)
     add_weight_decay(model, 1e-3)
-    kernels = [layer.kernel for layer in model.layers if layer_kind(layer) is not None]
+    kernels = [model.get_layer(name).kernel for name in find_prunable(model).kinds]
     expected = 0.5e-3 * sum(float(tf.reduce_sum(k**2)) for k in kernels)
     assert len(model.losses) == len(kernels) == 22
     assert float(tf.add_n(model.losses)) == pytest.approx(expected, rel=1e-5)
