@@ -114,7 +114,7 @@ def _save_model_atomic(model: tf_keras.Model, path: Path) -> None:
     """``model.save`` to a temporary name beside ``path``, then a rename: never half a file."""
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         temporary = Path(scratch) / MODEL_COPY
-        model.save(temporary, include_optimizer=False)
+        model.save(temporary)
         io.write_bytes_atomic(path, temporary.read_bytes())
 
 

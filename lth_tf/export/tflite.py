@@ -29,7 +29,10 @@ def float_tflite(saved_model: str | Path) -> bytes:
 
 
 def int8_tflite(
-    saved_model: str | Path, representative: np.ndarray, uint8_input: bool = True
+    saved_model: str | Path,
+    representative: np.ndarray,
+    uint8_input: bool = True,
+    sparse: bool = True,
 ) -> bytes:
     """A full-integer int8 .tflite taking uint8 pixels as they are and giving int8 logits.
 
@@ -41,7 +44,9 @@ def int8_tflite(
     """
     images = anchored_pixel_range(representative) if uint8_input else representative
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if sparse:  # weights stored sparse (``sparse=False``: the same quantization, stored dense)
+        converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     converter.representative_dataset = lambda: ([image[np.newaxis]] for image in images)
     # Integer kernels only: conversion fails rather than leave an op in float.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
