@@ -48,8 +48,10 @@ def model_record(
     record: dict[str, Any] = {"kind": kind, "name": name}
     # Built once here (a user's model) so that a model that does not fit the data is refused
     # before the experiment directory exists.
+    from lth_tf.pruning.wrapping import check_wrappable
+
     if kind == "keras_file":
-        get_model(name).build(data.input_shape, data.num_classes)
+        built = get_model(name).build(data.input_shape, data.num_classes)
         record.update(path=os.path.abspath(name), sha256=custom.file_sha256(name))
     elif kind == "builder":
         built = get_model(name).build(data.input_shape, data.num_classes)
@@ -57,8 +59,12 @@ def model_record(
     elif kind == "python":
         if given is None:
             raise LthError(f"{name}: a model object needs the object itself (lth_tf.find_tickets)")
+        built = custom.check_is_tf_keras(given, "the model")
         custom.check_fits(given, "the model", data.input_shape, data.num_classes)
         record["sha256"] = custom.object_fingerprint(given)
+    else:
+        return record
+    check_wrappable(built, hparams.pruning.rates)
     return record
 
 

@@ -367,9 +367,11 @@ def experiment_hparams(
     ('500it', 0.3, 0.15)
     """
     from lth_tf.data.sources import check_dataset_name
-    from lth_tf.models.custom import check_model_name
+    from lth_tf.models.custom import check_keras_file, check_model_name, model_kind
 
     model = check_model_name(model)
+    if model_kind(model) == "keras_file":
+        check_keras_file(model)  # before TensorFlow starts: the file is there, and Keras 2's
     dataset = check_dataset_name(dataset) if dataset is not None else None
     base = paper_defaults(model, dataset, recipe)
     by_name = {flag.name: flag for flag in hparam_flags()}

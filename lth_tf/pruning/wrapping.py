@@ -20,7 +20,7 @@ from tensorflow_model_optimization.sparsity import keras as sparsity
 
 from lth_tf.config import PruneRates
 from lth_tf.errors import LthError
-from lth_tf.pruning.prunable import find_prunable
+from lth_tf.pruning.prunable import Prunable, find_prunable
 from lth_tf.pruning.schedule import IterativeSparsity
 
 Snapshot = dict[str, np.ndarray]
@@ -110,6 +110,19 @@ class PrunedModel:
             variable.assign(value)
 
 
+def check_wrappable(model: tf_keras.Model, rates: PruneRates) -> Prunable:
+    """The model's prunable layers; a model TF-MOT cannot wrap, or a rate for a layer it does
+    not have, is a user error (checked before an experiment directory is made)."""
+    found = find_prunable(model)
+    unknown = sorted(set(dict(rates.layers)) - set(found.kinds))
+    if unknown:
+        raise LthError(
+            f"--prune_rates: {', '.join(unknown)}: no prunable layer of {model.name!r} has "
+            f"that name; its prunable layers are {', '.join(found.kinds) or 'none'}"
+        )
+    return found
+
+
 def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
     """Wraps every prunable layer (:func:`lth_tf.pruning.prunable.find_prunable`) with
     ``prune_low_magnitude`` and its rate (its own if ``rates`` names it, else its kind's).
@@ -122,13 +135,7 @@ def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
     >>> wrap_model(conv2, PruneRates(conv=0.1, fc=0.2)).kinds["conv1/kernel"]  # doctest: +SKIP
     'conv'
     """
-    found = find_prunable(model)
-    unknown = sorted(set(dict(rates.layers)) - set(found.kinds))
-    if unknown:
-        raise LthError(
-            f"--prune_rates: {', '.join(unknown)}: no prunable layer of {model.name!r} has "
-            f"that name; its prunable layers are {', '.join(found.kinds) or 'none'}"
-        )
+    found = check_wrappable(model, rates)
     if found.dense:
         logger.info(
             "%d layer(s) stay dense, TF-MOT prunes no conv or dense kernel of them: %s",

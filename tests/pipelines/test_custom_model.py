@@ -101,15 +101,10 @@ def assert_same_rounds(a, b, rounds=range(3)):
                 np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
 
 
-def test_a_keras_file_finishes_its_rounds_with_exact_nested_sparsities(files, keras_cli):
-    experiment = lth_tf.Experiment(keras_cli)
+def assert_exact_nested_sparsities(path):
+    """Rounds 0-2 done; each kernel keeps exactly its kind's share, inside the last mask."""
+    experiment = lth_tf.Experiment(path)
     assert experiment.rounds == [0, 1, 2]
-    # The experiment keeps the model it started from, byte for byte.
-    assert (keras_cli / "model.keras").read_bytes() == files.keras.read_bytes()
-    saved = io.read_json(keras_cli / "hparams.json")
-    assert saved["model"]["kind"] == "keras_file"
-    assert saved["data"]["provenance"]["kind"] == "npz"
-    assert saved["data"]["num_classes"] == CLASSES
     previous = None
     for pruning_round in experiment.rounds:
         masks = experiment.masks(pruning_round)
@@ -127,6 +122,16 @@ def test_a_keras_file_finishes_its_rounds_with_exact_nested_sparsities(files, ke
     assert experiment.results[0].test_accuracy > 0.5
 
 
+def test_a_keras_file_finishes_its_rounds_with_exact_nested_sparsities(files, keras_cli):
+    assert_exact_nested_sparsities(keras_cli)
+    # The experiment keeps the model it started from, byte for byte.
+    assert (keras_cli / "model.keras").read_bytes() == files.keras.read_bytes()
+    saved = io.read_json(keras_cli / "hparams.json")
+    assert saved["model"]["kind"] == "keras_file"
+    assert saved["data"]["provenance"]["kind"] == "npz"
+    assert saved["data"]["num_classes"] == CLASSES
+
+
 def test_the_api_on_the_same_model_object_gives_the_cli_results_bit_for_bit(files, keras_cli):
     import tf_keras
 
@@ -140,6 +145,7 @@ def test_the_api_on_the_same_model_object_gives_the_cli_results_bit_for_bit(file
         **SETTINGS,
     )
     assert experiment.path == files.out / "keras_api"
+    assert_exact_nested_sparsities(experiment.path)
     assert_same_rounds(experiment.path, keras_cli)
     # Called again with the same arguments: every round is done, nothing retrains.
     again = lth_tf.find_tickets(
@@ -180,7 +186,59 @@ def test_a_builder_through_the_cli_and_through_the_api_on_arrays_agree(files):
     # In-memory arrays are kept with the experiment; the validation hold-out is the npz's.
     assert (experiment.path / "data.npz").exists()
     assert experiment.hparams.dataset.name.startswith("arrays:")
+    assert_exact_nested_sparsities(files.out / "builder_cli")
     assert_same_rounds(experiment.path, files.out / "builder_cli")
+
+
+def test_stability_and_report_work_from_a_user_model_experiment_alone(files, keras_cli):
+    result = run_pipeline(
+        "pipelines.stability",
+        f"--experiment_dir={keras_cli}",
+        "--round=1",
+        "--seeds=2",
+        "--points=3",
+        "--noprogress",
+    )
+    assert result.returncode == 0, result.stderr
+    # Copy 0 takes the experiment's seed: rebuilt from the directory, it retrains round 1
+    # (from the rewind point, iteration 10) exactly.
+    copy = io.read_npz(keras_cli / "stability" / "round_01" / "rewind_10it" / "copy_seed0.npz")
+    for name, value in io.read_npz(keras_cli / "round_01" / "weights.npz").items():
+        np.testing.assert_array_equal(copy[name], value, err_msg=name)
+    report = run_pipeline(
+        "pipelines.report", f"--experiments={keras_cli}", f"--output={files.root / 'cmp'}"
+    )
+    assert report.returncode == 0, report.stderr
+    assert len(io.read_csv(files.root / "cmp.csv")) == 3
+
+
+def test_a_tfds_dataset_other_than_the_builtin_ones_trains_through_the_cli(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    from lth_tf.data import tfds_source
+
+    # mock_data never counts a dataset as prepared: the (offline) network probe must pass.
+    monkeypatch.setattr(tfds_source, "probe_network", lambda url, timeout=3.0: (True, "mock"))
+    with tfds.testing.mock_data(num_examples=120):
+        result = imp(
+            "--model=tests.user_model:residual_net",
+            "--dataset=tfds:cifar100",
+            f"--data_dir={tmp_path}",
+            "--rounds=1",
+            "--iterations=20it",
+            "--rewind=5it",
+            f"--output_dir={tmp_path / 'runs'}",
+            "--experiment_name=cifar100",
+            "--notensorboard",
+        )
+    assert result.returncode == 0, result.stderr
+    saved = io.read_json(tmp_path / "runs" / "cifar100" / "hparams.json")
+    provenance = saved["data"]["provenance"]
+    assert provenance["kind"] == "tfds" and provenance["name"] == "cifar100"
+    assert provenance["version"] and provenance["splits"]["test"] == "test"
+    assert saved["data"]["num_classes"] == 100 and saved["data"]["input_shape"] == [32, 32, 3]
+    masks = lth_tf.Experiment(tmp_path / "runs" / "cifar100").masks(1)
+    assert masks["logits/kernel"].shape == (16, 100)
 
 
 def test_export_of_a_user_model_writes_litert_verified_float_and_int8_tickets(files, keras_cli):
@@ -293,6 +351,9 @@ def _keras3_file(path):
         ("no_function", "has no function 'nothing'"),
         ("no_module", "cannot import no_such_module"),
         ("raises", "the builder raised ValueError: no such layer size"),
+        ("missing_file", "does not exist"),
+        ("unknown_layer", "no prunable layer of 'residual_net' has that name"),
+        ("no_dataset", "needs --dataset"),
     ],
 )
 def test_bad_models_and_data_exit_with_one_line(case, reason, files, tmp_path):
@@ -312,11 +373,14 @@ def test_bad_models_and_data_exit_with_one_line(case, reason, files, tmp_path):
         model = "no_such_module:build"
     elif case == "raises":
         model = "tests.user_model:raises"
-    result = imp(
-        f"--model={model}",
-        f"--dataset={npz}",
-        "--rounds=0",
-        "--iterations=10it",
-        f"--output_dir={tmp_path / 'runs'}",
-    )
+    elif case == "missing_file":
+        model = str(tmp_path / "nothing.keras")
+    flags = [f"--model={model}", "--rounds=0", "--iterations=10it"]
+    if case != "no_dataset":
+        flags.append(f"--dataset={npz}")
+    if case == "unknown_layer":
+        flags.append("--prune_rates=conv=0.2,head=0")
+    result = imp(*flags, f"--output_dir={tmp_path / 'runs'}")
     assert_one_line_error(result, reason)
+    # Refused before anything was written: the same command, fixed, starts cleanly.
+    assert not (tmp_path / "runs").exists()
