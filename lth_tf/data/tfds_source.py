@@ -207,6 +207,12 @@ def load_tfds_arrays(
             builder = tfds.builder(f"{name}:{version}" if version else name, data_dir=data_dir)
             prepared = builder.is_prepared()
     except Exception as error:  # noqa: BLE001  (TFDS raises many types; all end the same way)
+        if type(error).__name__ == "DatasetNotFoundError":
+            # Its message lists every dataset TFDS knows: thousands of characters.
+            raise LthError(
+                f"{spec}: TFDS has no dataset {name!r}; see tfds.list_builders() or "
+                "https://www.tensorflow.org/datasets/catalog for the names"
+            ) from None
         raise LthError(f"{spec}: TFDS cannot find it: {_one_line(error)}") from None
     searched = data_dir if data_dir else f"{builder.data_dir_root} (TFDS's default)"
     info = builder.info

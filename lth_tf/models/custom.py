@@ -224,6 +224,9 @@ def check_fits(
     model: tf_keras.Model, what: str, input_shape: tuple[int, ...], num_classes: int
 ) -> None:
     """The model takes the data's examples and has an output per class of the data."""
+    from lth_tf.pruning.prunable import check_model
+
+    check_model(model)  # a subclassed or Keras 3 model has no inputs to compare
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise LthError(
             f"{what} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; IMP "
