@@ -10,6 +10,7 @@ import gzip
 import importlib
 import io
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -247,3 +248,38 @@ def assert_one_line_error(result: subprocess.CompletedProcess, reason: str) -> N
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert result.stderr.startswith("error: ") and reason in result.stderr, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# `python -m pipelines.imp`, but the process SIGKILLs itself as soon as the first checkpoint of
+# round 1 is on disk: killed mid-round at the same point however fast the machine is.
+KILLED_AFTER_A_CHECKPOINT = """
+import os, signal, sys
+from lth_tf import io
+
+write_npz = io.write_npz
+
+def write_then_die(path, *args, **kwargs):
+    write_npz(path, *args, **kwargs)
+    if str(path).endswith(os.path.join("round_01", "checkpoint.npz")):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+io.write_npz = write_then_die
+sys.argv[0] = "imp"
+from pipelines.imp import run
+run()
+"""
+
+
+def run_killed_after_a_checkpoint(*flags: str) -> subprocess.CompletedProcess:
+    """``python -m pipelines.imp flags`` in its own process, SIGKILLed right after round 1's
+    first checkpoint is written (:data:`KILLED_AFTER_A_CHECKPOINT`); checks it was killed."""
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_A_CHECKPOINT, *flags],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    return killed

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -22,7 +21,12 @@ import pytest
 import lth_tf
 from lth_tf import io
 from lth_tf.pruning.masks import surviving_count
-from tests.helpers import ROOT, assert_one_line_error, run_main, run_pipeline
+from tests.helpers import (
+    assert_one_line_error,
+    run_killed_after_a_checkpoint,
+    run_main,
+    run_pipeline,
+)
 from tests.user_model import CLASSES, IMAGE_SHAPE, residual_net, shapes_arrays, write_shapes_npz
 
 RATES = {"conv": 0.3, "fc": 0.4, "output": 0.2}
@@ -136,26 +140,23 @@ def test_the_api_on_the_same_model_object_gives_the_cli_results_bit_for_bit(file
     import tf_keras
 
     model = tf_keras.models.load_model(files.keras, compile=False)
-    experiment = lth_tf.find_tickets(
-        model,
-        dataset=f"npz:{files.npz}",
-        output_dir=files.out,
-        experiment_name="keras_api",
-        tensorboard=False,
-        **SETTINGS,
-    )
+
+    def find_tickets():
+        return lth_tf.find_tickets(
+            model,
+            dataset=f"npz:{files.npz}",
+            output_dir=files.out,
+            experiment_name="keras_api",
+            tensorboard=False,
+            **SETTINGS,
+        )
+
+    experiment = find_tickets()
     assert experiment.path == files.out / "keras_api"
     assert_exact_nested_sparsities(experiment.path)
     assert_same_rounds(experiment.path, keras_cli)
     # Called again with the same arguments: every round is done, nothing retrains.
-    again = lth_tf.find_tickets(
-        model,
-        dataset=f"npz:{files.npz}",
-        output_dir=files.out,
-        experiment_name="keras_api",
-        tensorboard=False,
-        **SETTINGS,
-    )
+    again = find_tickets()
     assert [r.train_seconds for r in again.results] == [
         r.train_seconds for r in experiment.results
     ]
@@ -260,23 +261,6 @@ def test_export_of_a_user_model_writes_litert_verified_float_and_int8_tickets(fi
     assert ints["input"]["dtype"] == "uint8"
 
 
-# `python -m pipelines.imp`, SIGKILLed as soon as round 1's first checkpoint is on disk.
-KILLED_AFTER_A_CHECKPOINT = """
-import os, signal, sys
-from lth_tf import io
-
-write_npz = io.write_npz
-
-def write_then_die(path, *args, **kwargs):
-    write_npz(path, *args, **kwargs)
-    if str(path).endswith(os.path.join("round_01", "checkpoint.npz")):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-io.write_npz = write_then_die
-sys.argv[0] = "imp"
-from pipelines.imp import run
-run()
-"""
 
 
 def test_a_killed_user_model_run_resumes_to_the_uninterrupted_results(files, keras_cli):
@@ -288,15 +272,7 @@ def test_a_killed_user_model_run_resumes_to_the_uninterrupted_results(files, ker
         "--experiment_name=killed",
         "--noprogress",
     ]
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_AFTER_A_CHECKPOINT, *flags],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_killed_after_a_checkpoint(*flags)
     assert (files.out / "killed" / "round_01" / "checkpoint.npz").exists()
     resumed = imp(*flags[:-1])
     assert resumed.returncode == 0, resumed.stderr

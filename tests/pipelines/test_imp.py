@@ -2,10 +2,6 @@
 through a real process for the one-line-error wrapper), a run killed with SIGKILL and resumed,
 and a control run from the command line."""
 
-import os
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,8 +12,8 @@ from lth_tf.models import paper_defaults
 from lth_tf.monitoring.report import write_report
 from tests.helpers import (
     QUIET,
-    ROOT,
     assert_one_line_error,
+    run_killed_after_a_checkpoint,
     run_main,
     run_pipeline,
     with_changes,
@@ -77,24 +73,6 @@ def test_bad_branch_and_scope_flags_exit_with_one_line(flags, reason, tmp_path):
     assert_one_line_error(result, reason)
 
 
-# `python -m pipelines.imp`, but the process SIGKILLs itself as soon as the first checkpoint of
-# round 1 is on disk: killed mid-round at the same point however fast the machine is.
-KILLED_AFTER_A_CHECKPOINT = """
-import os, signal, sys
-from lth_tf import io
-
-write_npz = io.write_npz
-
-def write_then_die(path, *args, **kwargs):
-    write_npz(path, *args, **kwargs)
-    if str(path).endswith(os.path.join("round_01", "checkpoint.npz")):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-io.write_npz = write_then_die
-sys.argv[0] = "imp"
-from pipelines.imp import run
-run()
-"""
 
 
 def _comparable(experiment):
@@ -115,15 +93,7 @@ def test_run_killed_mid_round_resumes_to_the_uninterrupted_results(idx_dir, tmp_
     whole = run_pipeline("pipelines.imp", *flags, "--experiment_name=whole")
     assert whole.returncode == 0, whole.stderr
 
-    killed = subprocess.run(
-        [sys.executable, "-c", KILLED_AFTER_A_CHECKPOINT, *flags, "--experiment_name=killed"],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run_killed_after_a_checkpoint(*flags, "--experiment_name=killed")
     checkpoint = tmp_path / "killed" / "round_01" / "checkpoint.npz"
     assert checkpoint.exists(), "the run never checkpointed round 1"
     assert len(io.read_csv(tmp_path / "killed" / "results.csv")) == 1  # only round 0 finished
