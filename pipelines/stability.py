@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
+from lth_tf.stability.result import StabilityResult
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 
 FLAGS = flags.FLAGS
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> None:
     files = plan.files
     for result in results:
         print("\n".join(summary_lines(result)))
-        k = result["rewind_iteration"]
+        k = result.rewind_iteration
         print(f"  results: {files.result(plan.pruning_round, k, plan.own_rewind)}")
         print(f"  figure:  {files.figure(plan.pruning_round, k, plan.own_rewind)}")
     if plan.sweep:
@@ -99,21 +100,21 @@ def main(argv: list[str]) -> None:
     print(f"TensorBoard: {files.tensorboard}")
 
 
-def summary_lines(result: dict) -> list[str]:
+def summary_lines(result: StabilityResult) -> list[str]:
     """What a result says, in a few lines."""
-    pruning = result["l2_distance_pruning"]
-    errors = ", ".join(f"{e:.2f}%" for e in result["copy_test_errors"])
+    pruning = result.l2_distance_pruning
+    errors = ", ".join(f"{e:.2f}%" for e in result.copy_test_errors)
     return [
-        f"Round {result['round']} ({result['percent_remaining']:.2f}% of weights remain), rewind "
-        f"{result['rewind']}: {len(result['data_seeds'])} copies, iterations "
-        f"{result['train_from_iteration']}-{result['train_to_iteration']}",
+        f"Round {result.round} ({result.percent_remaining:.2f}% of weights remain), rewind "
+        f"{result.rewind}: {len(result.data_seeds)} copies, iterations "
+        f"{result.train_from_iteration}-{result.train_to_iteration}",
         f"  copies' test errors:         {errors}",
-        f"  stability to data order:     L2 distance {result['l2_distance_data_order']:.4f}",
+        f"  stability to data order:     L2 distance {result.l2_distance_data_order:.4f}",
         "  stability to pruning:        "
         + ("n/a (round 0 is not pruned)" if pruning is None else f"L2 distance {pruning:.4f}"),
-        f"  instability:                 {result['instability']:.2f} points (largest error "
-        f"{result['max_path_error']:.2f}% on the path, ends {result['end_errors'][0]:.2f}% and "
-        f"{result['end_errors'][1]:.2f}%): {'stable' if result['stable'] else 'unstable'}",
+        f"  instability:                 {result.instability:.2f} points (largest error "
+        f"{result.max_path_error:.2f}% on the path, ends {result.end_errors[0]:.2f}% and "
+        f"{result.end_errors[1]:.2f}%): {'stable' if result.stable else 'unstable'}",
     ]
 
 

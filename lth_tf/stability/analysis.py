@@ -54,6 +54,7 @@ from lth_tf.stability.plan import (
     l2_distance,
     mixtures,
 )
+from lth_tf.stability.result import CopyPair, StabilityResult
 
 log = logging.getLogger("lth_tf")
 ERROR_UNIT = "percent: 100 x (1 - test accuracy); instability in percentage points"
@@ -85,19 +86,19 @@ class StabilityOptions:
 
 def run_stability(
     plan: StabilityPlan, data: ImageDataset, options: StabilityOptions = StabilityOptions()
-) -> list[dict]:
+) -> list[StabilityResult]:
     """Analyses (or reuses) every rewind point of ``plan``; returns one result per point.
 
     Writes each point's JSON and figure, the TensorBoard run, and for a sweep its CSV and figure.
     """
     check_dataset(plan, data)
     files = plan.files
-    results: dict[int, dict] = {}
+    results: dict[int, StabilityResult] = {}
     fresh: set[int] = set()
     for rewind in plan.rewinds:
         path = files.result(plan.pruning_round, rewind.iteration, plan.own_rewind)
-        cached = io.read_json(path) if path.exists() else None
-        if cached is not None and cached.get("settings") == settings(plan, rewind):
+        cached = _saved_result(path)
+        if cached is not None and cached.settings == settings(plan, rewind):
             log.info("Rewind %s: results already in %s", rewind.label, path)
             results[rewind.iteration] = cached
     todo = [rewind for rewind in plan.rewinds if rewind.iteration not in results]
@@ -107,7 +108,8 @@ def run_stability(
         for rewind in todo:
             result = session.analyse(rewind, points.pop(rewind.iteration))
             io.write_json(
-                files.result(plan.pruning_round, rewind.iteration, plan.own_rewind), result
+                files.result(plan.pruning_round, rewind.iteration, plan.own_rewind),
+                result.to_json(),
             )
             results[rewind.iteration] = result
             fresh.add(rewind.iteration)
@@ -115,8 +117,8 @@ def run_stability(
     ordered = [results[rewind.iteration] for rewind in plan.rewinds]
     pngs = []
     for result in ordered:
-        path = files.figure(plan.pruning_round, result["rewind_iteration"], plan.own_rewind)
-        if result["rewind_iteration"] in fresh or not path.exists():
+        path = files.figure(plan.pruning_round, result.rewind_iteration, plan.own_rewind)
+        if result.rewind_iteration in fresh or not path.exists():
             io.write_bytes_atomic(path, figures.path_figure(result))
         pngs.append(path.read_bytes())
     summaries.log_results(files.tensorboard, ordered, pngs)
@@ -151,20 +153,32 @@ def check_dataset(plan: StabilityPlan, data: ImageDataset) -> None:
         )
 
 
-def sweep_rows(results: Sequence[dict]) -> list[dict]:
+def _saved_result(path: Path) -> StabilityResult | None:
+    """The result saved at ``path``; none there, or one that does not read as a result (an
+    older format, a damaged file), is None: it is computed again."""
+    if not path.exists():
+        return None
+    try:
+        return StabilityResult.from_json(io.read_json(path))
+    except (ValueError, TypeError, OSError):
+        log.info("%s does not read as a stability result; it is computed again", path)
+        return None
+
+
+def sweep_rows(results: Sequence[StabilityResult]) -> list[dict]:
     """One CSV row per rewind point, earliest first."""
     return [
         {
-            "rewind": result["rewind"],
-            "rewind_iteration": result["rewind_iteration"],
-            "instability": result["instability"],
-            "stable": result["stable"],
-            "max_path_error": result["max_path_error"],
-            "mean_end_error": _mean(result["end_errors"]),
-            "mean_copy_test_error": _mean(result["copy_test_errors"]),
-            "l2_distance_data_order": result["l2_distance_data_order"],
+            "rewind": result.rewind,
+            "rewind_iteration": result.rewind_iteration,
+            "instability": result.instability,
+            "stable": result.stable,
+            "max_path_error": result.max_path_error,
+            "mean_end_error": result.mean_end_error,
+            "mean_copy_test_error": _mean(result.copy_test_errors),
+            "l2_distance_data_order": result.l2_distance_data_order,
             "l2_distance_pruning": (
-                "" if result["l2_distance_pruning"] is None else result["l2_distance_pruning"]
+                "" if result.l2_distance_pruning is None else result.l2_distance_pruning
             ),
         }
         for result in results
@@ -392,8 +406,8 @@ class StabilitySession:
             self.test_error(interpolate(a, b, alpha), recompute_batch_norm=True) for alpha in alphas
         ]
 
-    def analyse(self, rewind: RewindPoint, point: Snapshot) -> dict:
-        """Copies, distances and the path between every pair of copies, as a JSON-ready dict."""
+    def analyse(self, rewind: RewindPoint, point: Snapshot) -> StabilityResult:
+        """Copies, distances and the path between every pair of copies."""
         plan = self.plan
         began = time.monotonic()
         total = plan.resolved.iterations
@@ -418,17 +432,17 @@ class StabilitySession:
             errors = self.path_errors(copies[i], copies[j], alphas)
             distance, raw = l2_distance(copies[i], copies[j], self.masks)
             pairs.append(
-                {
-                    "copies": [i, j],
-                    "data_seeds": [plan.data_seeds[i], plan.data_seeds[j]],
-                    "path_errors": errors,
-                    "instability": instability(errors),
-                    "l2_distance": distance,
-                    "l2_distance_raw": raw,
-                }
+                CopyPair(
+                    copies=[i, j],
+                    data_seeds=[plan.data_seeds[i], plan.data_seeds[j]],
+                    path_errors=errors,
+                    instability=instability(errors),
+                    l2_distance=distance,
+                    l2_distance_raw=raw,
+                )
             )
-        path = [_mean(errors) for errors in zip(*(p["path_errors"] for p in pairs), strict=True)]
-        barrier = _mean(pair["instability"] for pair in pairs)
+        path = [_mean(errors) for errors in zip(*(p.path_errors for p in pairs), strict=True)]
+        barrier = _mean(pair.instability for pair in pairs)
 
         pruning: dict = {
             "l2_distance_pruning": None,
@@ -449,7 +463,7 @@ class StabilitySession:
                     f"{plan.data_seeds[0]}: the dense network's own data order)"
                 ),
             }
-        result = {
+        result = StabilityResult(**{
             "experiment": str(plan.experiment.root),
             "model": plan.hparams.model.name,
             "dataset": plan.hparams.dataset.name,
@@ -473,8 +487,8 @@ class StabilitySession:
             "instability": barrier,
             "stable": barrier < STABLE_BELOW,
             "stable_below": STABLE_BELOW,
-            "l2_distance_data_order": float(np.mean([pair["l2_distance"] for pair in pairs])),
-            "l2_distance_data_order_raw": float(np.mean([p["l2_distance_raw"] for p in pairs])),
+            "l2_distance_data_order": float(np.mean([pair.l2_distance for pair in pairs])),
+            "l2_distance_data_order_raw": float(np.mean([p.l2_distance_raw for p in pairs])),
             **pruning,
             "distance_over": DISTANCE_OVER,
             "distance_normalisation": DISTANCE_NORMALISATION,
@@ -485,14 +499,14 @@ class StabilitySession:
             "pairs": pairs,
             "settings": settings(plan, rewind),
             "seconds": round(time.monotonic() - began, 1),
-        }
+        })
         log.info(
             "Rewind %s: instability %.2f points (%s), L2 distance data order %.4f, pruning %s",
             rewind.label,
             barrier,
-            "stable" if result["stable"] else "unstable",
-            result["l2_distance_data_order"],
-            "n/a" if plan.pruning_round == 0 else f"{result['l2_distance_pruning']:.4f}",
+            "stable" if result.stable else "unstable",
+            result.l2_distance_data_order,
+            "n/a" if plan.pruning_round == 0 else f"{result.l2_distance_pruning:.4f}",
         )
         return result
 

@@ -24,23 +24,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lth_tf.monitoring.tensorboard import TensorBoardRun
+from lth_tf.stability.result import StabilityResult
 
 
-def log_results(logdir: Path, results: Sequence[dict], pngs: Sequence[bytes]) -> None:
+def log_results(
+    logdir: Path, results: Sequence[StabilityResult], pngs: Sequence[bytes]
+) -> None:
     """Writes every scalar and figure of ``results`` that the run does not hold yet."""
     run = TensorBoardRun(logdir)
     try:
         for result, png in zip(results, pngs, strict=True):
-            prefix, k = f"round_{result['round']:02d}", result["rewind_iteration"]
+            prefix, k = f"round_{result.round:02d}", result.rewind_iteration
             values = {
-                "instability": result["instability"],
-                "l2_distance_data_order": result["l2_distance_data_order"],
-                "l2_distance_pruning": result["l2_distance_pruning"],
-                "mean_end_error": sum(result["end_errors"]) / 2,
+                "instability": result.instability,
+                "l2_distance_data_order": result.l2_distance_data_order,
+                "l2_distance_pruning": result.l2_distance_pruning,
+                "mean_end_error": result.mean_end_error,
             }
             run.scalars(k, {f"{prefix}/{name}": v for name, v in values.items() if v is not None})
             path_tag = f"{prefix}/rewind_{k}it/path_error"
-            for i, error in enumerate(result["path_errors"]):
+            for i, error in enumerate(result.path_errors):
                 run.scalars(i, {path_tag: error})
             run.png(f"{prefix}/rewind_{k}it/error_along_path", png, 0)
     finally:

@@ -30,6 +30,7 @@ from lth_tf.stability.plan import (
     mixtures,
     plan_stability,
 )
+from lth_tf.stability.result import StabilityResult
 from tests.helpers import PNG_MAGIC, QUIET, STABILITY_RESULT_KEYS, lenet_hparams
 
 OPTIONS = StabilityOptions(show_progress=False, steps_per_execution=10)
@@ -53,33 +54,41 @@ def test_path_ends_are_each_copys_own_test_error_exactly(rewound, mnist_data, se
     plan = plan_stability(rewound.root, 1, seeds=2, points=5)
     [result] = run_stability(plan, mnist_data, OPTIONS)
 
-    assert result["path_errors"][0] == result["copy_test_errors"][0]
-    assert result["path_errors"][-1] == result["copy_test_errors"][1]
-    assert result["end_errors"] == result["copy_test_errors"]
-    assert len(result["path_errors"]) == 5 and result["mixtures"] == [0, 0.25, 0.5, 0.75, 1]
-    assert result["instability"] == pytest.approx(
-        max(result["path_errors"]) - sum(result["copy_test_errors"]) / 2
+    assert result.path_errors[0] == result.copy_test_errors[0]
+    assert result.path_errors[-1] == result.copy_test_errors[1]
+    assert result.end_errors == result.copy_test_errors
+    assert len(result.path_errors) == 5 and result.mixtures == [0, 0.25, 0.5, 0.75, 1]
+    assert result.instability == pytest.approx(
+        max(result.path_errors) - sum(result.copy_test_errors) / 2
     )
-    assert result["stable"] == (result["instability"] < 2.0)
-    assert result["train_from_iteration"] == 10 and result["iterations_trained"] == 30
-    assert result["l2_distance_data_order"] > 0 and result["l2_distance_pruning"] > 0
+    assert result.stable == (result.instability < 2.0)
+    assert result.train_from_iteration == 10 and result.iterations_trained == 30
+    assert result.l2_distance_data_order > 0 and result.l2_distance_pruning > 0
 
     written = plan.files.result(1, 10, own_rewind=10)
     assert written.name == "round_01.json"
-    assert STABILITY_RESULT_KEYS | {"end_errors"} <= set(json.loads(written.read_text()))
+    saved = json.loads(written.read_text())
+    assert STABILITY_RESULT_KEYS | {"end_errors"} <= set(saved)
+    # The file reads back as the same result; one missing a field or with a wrong type does
+    # not read (a rerun computes it again).
+    assert StabilityResult.from_json(saved) == result
+    without_pairs = {key: value for key, value in saved.items() if key != "pairs"}
+    for damaged in ({**saved, "instability": "high"}, without_pairs):
+        with pytest.raises(ValueError):
+            StabilityResult.from_json(damaged)
     assert plan.files.figure(1, 10, 10).read_bytes().startswith(PNG_MAGIC)
     assert ("round_01/instability", 10) in logged_tags(plan.files.tensorboard)
 
     # Copy 0 takes the experiment's data order from its own rewind point: it is round 1's
     # training, k -> T, bit for bit (in chunks of 10 here, of 100 in the IMP run).
-    copy_0 = io.read_npz(plan.files.copy(1, 10, result["data_seeds"][0]))
+    copy_0 = io.read_npz(plan.files.copy(1, 10, result.data_seeds[0]))
     for name, value in io.read_npz(rewound.weights(1)).items():
         np.testing.assert_array_equal(copy_0[name], value, err_msg=name)
 
     # Each copy evaluated on its own, by another Trainer, gives the same error.
     masks = io.read_npz(rewound.masks(1))
     session.pruned.set_masks({k: m.astype(np.float32) for k, m in masks.items()})
-    for seed, error in zip(result["data_seeds"], result["copy_test_errors"], strict=True):
+    for seed, error in zip(result.data_seeds, result.copy_test_errors, strict=True):
         copy = io.read_npz(plan.files.copy(1, 10, seed))
         assert session.test_error(copy) == error
         for name, mask in masks.items():
@@ -149,8 +158,8 @@ def test_dense_round_0_at_another_rewind_point(rewound, mnist_data):
     [result] = run_stability(plan, mnist_data, OPTIONS)
     assert plan.files.result(0, 20, own_rewind=10).name == "round_00-20it.json"
     assert json.loads(plan.files.result(0, 20, 10).read_text())["l2_distance_pruning"] is None
-    assert result["percent_remaining"] == 100.0 and result["iterations_trained"] == 20
-    assert result["path_errors"][0] == result["copy_test_errors"][0]
+    assert result.percent_remaining == 100.0 and result.iterations_trained == 20
+    assert result.path_errors[0] == result.copy_test_errors[0]
 
 
 def test_interpolation_ends_are_the_copies_bit_for_bit():
