@@ -289,9 +289,7 @@ class Trainer:
         masks_by_weight = {id(pruned.weights[name]): mask for name, mask in pruned.masks.items()}
         self._gradient_masks = [masks_by_weight.get(id(v)) for v in self._trainable]
         if remask_every_step:
-            # The wrappers count their calls and refuse a training call before the first step.
-            for wrapper in pruned.wrappers:
-                wrapper.pruning_step.assign(max(int(wrapper.pruning_step.numpy()), 0))
+            pruned.allow_wrapped_training_calls()
         self._loss_scaling = computes_in_float16(pruned.unwrapped)
         with strategy.scope():
             # The iteration the optimizer's step 0 trains (k for a round rewound to k).

@@ -78,6 +78,12 @@ class PrunedModel:
             # The wrapper increments, then asserts the counter is >= 1 on every training call.
             wrapper.pruning_step.assign(0)
 
+    def allow_wrapped_training_calls(self) -> None:
+        """Lets the wrapped model itself train (TF-MOT's per-call re-masking, for comparison):
+        each wrapper counts its calls and refuses a training call before its first step."""
+        for wrapper in self.wrappers:
+            wrapper.pruning_step.assign(max(int(wrapper.pruning_step.numpy()), 0))
+
     def target_sparsities(self) -> dict[str, float]:
         """Each prunable weight's sparsity for the current round, as its schedule says."""
         return {name: schedule.sparsity for name, schedule in self.schedules.items()}
