@@ -168,8 +168,19 @@ def default_experiment_name(hparams: ExperimentHparams, defaults: ExperimentHpar
         identity["model.name"] = model
     if ":" in dataset:
         identity["dataset.name"] = dataset
-    suffix = hparams.short_hash(defaults, identity)
+    # The number of rounds is not part of an experiment's identity (open_experiment), so not of
+    # its name: --rounds=5 after --rounds=3 finds the same directory and extends it.
+    same_rounds = dataclasses.replace(
+        defaults, pruning=dataclasses.replace(defaults.pruning, rounds=hparams.pruning.rounds)
+    )
+    suffix = hparams.short_hash(same_rounds, identity)
     return f"{display_name(model)}-{dataset_display_name(dataset)}-{suffix}"
+
+
+def legacy_experiment_name(hparams: ExperimentHparams, defaults: ExperimentHparams) -> str:
+    """The default name before the number of rounds left it (a registry model's experiments
+    that set ``--rounds`` hashed it): found and resumed under that name when it exists."""
+    return f"{hparams.model.name}-{hparams.dataset.name}-{hparams.short_hash(defaults)}"
 
 
 def dataset_display_name(name: str) -> str:
@@ -231,15 +242,17 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
     """Creates the experiment directory, or checks that an existing one ran these hyperparameters.
 
     Resuming into a directory that holds a different experiment would mix two runs' rounds, so
-    any difference is refused, naming the first values that differ.
+    any difference is refused, naming the first values that differ. The number of rounds is not
+    part of an experiment's identity: more rounds extend it (``hparams.json`` then says the new
+    number), fewer leave it as it is.
     """
     experiment = ExperimentDir(root)
     if experiment.hparams.exists():
         saved = read_saved(experiment)
         # Through the dataclasses and back: an option added since the directory was written
         # takes its neutral default, so older experiments still resume.
-        saved_hparams = saved.hparams.to_dict()
-        mine = hparams.to_dict()
+        saved_hparams = _without_rounds(saved.hparams.to_dict())
+        mine = _without_rounds(hparams.to_dict())
         if saved_hparams != mine:
             diffs = _differences(saved_hparams, mine)
             raise LthError(
@@ -247,11 +260,18 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
                 "rerun with the same flags to resume, or pick another --experiment_name"
             )
         _check_eval_spacing(root, hparams, saved.resolved, extra.get("resolved"))
-        if saved.fields.get(ROUNDS_KEY) != ROUNDS_FROM_REWIND_POINT:
-            check_rounds_semantics(experiment, saved)
+        more_rounds = hparams.pruning.rounds > saved.hparams.pruning.rounds
+        fields = saved.fields
+        if fields.get(ROUNDS_KEY) != ROUNDS_FROM_REWIND_POINT:
+            check_rounds_semantics(experiment, saved, for_more_rounds=more_rounds)
             if not rounds_trained_the_old_way(experiment, saved):
-                fields = {**saved.fields, ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT}
+                fields = {**fields, ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT}
                 io.write_json(experiment.hparams, fields)
+        if more_rounds:
+            # Rounds 0..R are the same whatever the total: the extended experiment is the same one.
+            extended = dict(fields["hparams"])
+            extended["pruning"] = {**extended["pruning"], "rounds": hparams.pruning.rounds}
+            io.write_json(experiment.hparams, {**fields, "hparams": extended})
         return experiment
     if root.exists() and any(root.iterdir()):
         raise LthError(
@@ -325,6 +345,12 @@ def _check_eval_spacing(root: Path, hparams: ExperimentHparams, saved: Any, reso
         f"{now}{why}; its rounds would not share one early-stopping resolution: report or "
         "export it as it is, or run it again under another --experiment_name"
     )
+
+
+def _without_rounds(hparams: dict[str, Any]) -> dict[str, Any]:
+    """An experiment's identity: its hyperparameters but the number of rounds (see
+    :func:`open_experiment`)."""
+    return {**hparams, "pruning": {k: v for k, v in hparams["pruning"].items() if k != "rounds"}}
 
 
 def _differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:

@@ -37,6 +37,7 @@ from lth_tf.experiment import (
     ExperimentDir,
     RoundResult,
     default_experiment_name,
+    legacy_experiment_name,
     open_experiment,
     read_saved,
 )
@@ -134,12 +135,7 @@ def run_imp(
     observer = observer or ImpObserver()
     if hparams.is_branch and experiment_name is None:
         raise ValueError("a branch needs its experiment name (lth_tf.branches.branch_of gives it)")
-    root = Path(output_dir) / (
-        experiment_name
-        or default_experiment_name(
-            hparams, paper_defaults(hparams.model.name, hparams.dataset.name)
-        )
-    )
+    root = Path(output_dir) / (experiment_name or _default_name(Path(output_dir), hparams))
     data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
     if hparams.training.augment:
         check_augmentable(data.input_shape)
@@ -211,6 +207,16 @@ def run_imp(
         observer.end_round(result)
     observer.close()
     return experiment
+
+
+def _default_name(output_dir: Path, hparams: ExperimentHparams) -> str:
+    """The experiment's default directory name (an existing one under its older name wins)."""
+    defaults = paper_defaults(hparams.model.name, hparams.dataset.name)
+    name = default_experiment_name(hparams, defaults)
+    legacy = legacy_experiment_name(hparams, defaults)
+    if not (output_dir / name).exists() and (output_dir / legacy / "hparams.json").exists():
+        return legacy
+    return name
 
 
 def _session(

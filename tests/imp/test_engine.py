@@ -10,7 +10,7 @@ import tensorflow as tf
 from lth_tf import io
 from lth_tf.config import TrainingHparams
 from lth_tf.errors import LthError
-from lth_tf.experiment import open_experiment
+from lth_tf.experiment import ExperimentDir, open_experiment
 from lth_tf.imp import run_imp
 from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.masks import magnitude_mask
@@ -219,3 +219,24 @@ def test_missing_data_fails_fast_with_one_line(tmp_path, offline, no_system_dirs
     message = str(caught.value)
     assert "cannot load dataset 'mnist'" in message and str(empty) in message
     assert "\n" not in message
+
+
+def test_more_rounds_extend_a_finished_experiment_and_fewer_do_nothing(data, tmp_path):
+    one = lenet_hparams(rounds=1, rewind="10it")
+    run_imp(one, tmp_path, None, QUIET, data=data)
+    [root] = tmp_path.iterdir()
+    experiment = ExperimentDir(root)
+    before = {r.round: r for r in experiment.read_results()}
+
+    # The number of rounds is not in the name: --rounds=2 finds the same directory.
+    run_imp(lenet_hparams(rounds=2, rewind="10it"), tmp_path, None, QUIET, data=data)
+    assert list(tmp_path.iterdir()) == [root]
+    after = {r.round: r for r in experiment.read_results()}
+    assert sorted(after) == [0, 1, 2]
+    assert all(after[r] == before[r] for r in (0, 1))  # untouched, not retrained
+    assert io.read_json(experiment.hparams)["hparams"]["pruning"]["rounds"] == 2
+
+    # Fewer rounds: everything asked for is done; the experiment keeps its two rounds.
+    run_imp(one, tmp_path, None, QUIET, data=data)
+    assert {r.round: r for r in experiment.read_results()} == after
+    assert io.read_json(experiment.hparams)["hparams"]["pruning"]["rounds"] == 2
