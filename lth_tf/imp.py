@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,7 @@ def run_imp(
     if hparams.is_branch:
         branches.start_branch(experiment, hparams)
     control.prepare(experiment, hparams, data)
+    log.info("Experiment: %s", experiment.root)
     observer.start(experiment, hparams)
     done = experiment.completed_rounds()
     if all(r in done for r in range(hparams.pruning.rounds + 1)):
@@ -194,19 +196,25 @@ def run_imp(
     for pruning_round in range(hparams.pruning.rounds + 1):
         if pruning_round in done:
             continue
+        began = time.monotonic()
         result = rounds.train_round(pruning_round)
-        log.info(
-            "round %2d | %6.2f%% of weights remain | test accuracy %.2f%% | early stop at "
-            "iteration %d (test accuracy %.2f%%)",
-            pruning_round,
-            result.percent_remaining,
-            100 * result.test_accuracy,
-            result.early_stop_iteration,
-            100 * result.early_stop_test_accuracy,
-        )
+        log.info(round_line(result, time.monotonic() - began))
         observer.end_round(result)
     observer.close()
     return experiment
+
+
+def round_line(result: RoundResult, seconds: float) -> str:
+    """A finished round in one line of at most 100 columns.
+
+    >>> round_line(RoundResult(3, 51.2, 136600, 0.8612, 0.4, 900, 0.8655, 0.39, 1000, 1.5), 4.21)
+    'round  3 |  51.20% of weights remain | test 86.12% | early stop at 900: test 86.55% | 4.2 s'
+    """
+    return (
+        f"round {result.round:2d} | {result.percent_remaining:6.2f}% of weights remain | "
+        f"test {100 * result.test_accuracy:.2f}% | early stop at {result.early_stop_iteration}: "
+        f"test {100 * result.early_stop_test_accuracy:.2f}% | {seconds:.1f} s"
+    )
 
 
 def _default_name(output_dir: Path, hparams: ExperimentHparams) -> str:
