@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from lth_tf import branches, io, provenance
 from lth_tf.builder import Execution, Run, build_run
-from lth_tf.config import ExperimentHparams, Resolved
+from lth_tf.config import ExperimentHparams, Resolved, check_number
 from lth_tf.controls import Control, get_control
 from lth_tf.data.pipeline import check_augmentable
 from lth_tf.data.sources import ImageDataset, load_dataset
@@ -72,6 +72,9 @@ class RunOptions:
     mixed_precision: str | None = None
     # Measure the test split at every evaluation, not only where a result needs it.
     test_every_evaluation: bool = False
+
+    def __post_init__(self) -> None:
+        check_number("--steps_per_execution", self.steps_per_execution, low=1, integer=True)
 
     @property
     def execution(self) -> Execution:
