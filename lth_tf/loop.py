@@ -48,13 +48,18 @@ class Diverged(LthError):
     validation loss) was first non-finite: chunks are compiled calls, so the exact step inside
     one is unknown. Raised before any callback sees that chunk, so no checkpoint holds it.
 
-    >>> str(Diverged(300, "training loss", float("nan")))
+    >>> str(Diverged(300, "training loss", float("nan")))[:54]
     'training diverged at iteration 300 (training loss nan)'
     """
 
     def __init__(self, iteration: int, what: str, value: float):
         self.iteration, self.what, self.value = iteration, what, value
-        super().__init__(f"training diverged at iteration {iteration} ({what} {value})")
+        # IMP rounds say which round and the learning rate (lth_tf.imp); elsewhere (stability
+        # copies) this line is the message.
+        super().__init__(
+            f"training diverged at iteration {iteration} ({what} {value}): the experiment's "
+            "--learning_rate is too high for it; lower it or add --warmup, in a new experiment"
+        )
 
 
 @dataclasses.dataclass
