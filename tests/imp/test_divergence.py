@@ -102,3 +102,20 @@ def test_an_exploding_finite_loss_is_warned_about_once(caplog):
     with caplog.at_level(logging.WARNING, logger="lth_tf"):
         train(_FakeTrainer([1.0, 2.0, 9.0, 0.5]), TrainingProgress(), 40)
     assert not [r for r in caplog.records if "may be diverging" in r.getMessage()]
+
+
+def test_imp_refuses_to_rank_masks_from_a_rounds_non_finite_weights(tmp_path, data):
+    from lth_tf import io
+    from lth_tf.controls import get_control
+    from tests.helpers import half_pruned_lenet
+
+    hparams = lenet_hparams(rounds=1)
+    experiment = run_imp(hparams, tmp_path, "finished", QUIET, data=data)
+    weights = io.read_npz(experiment.weights(0))
+    weights["fc2/kernel"][0, 0] = np.nan  # as a round that diverged unnoticed would leave them
+    io.write_npz(experiment.weights(0), weights)
+    with pytest.raises(LthError) as caught:
+        get_control("none").masks(experiment, hparams, 1, half_pruned_lenet())
+    assert str(caught.value).startswith(
+        f"round 0's weights ({experiment.weights(0)}) hold NaN or inf (1 of "
+    ), caught.value
