@@ -254,3 +254,10 @@ def test_bad_plans_are_refused_before_tensorflow_runs(rewound):
     plan = plan_stability(rewound.root, 1, rewind_sweep=["20it", "0", "1ep", "20"])
     # 1ep is 17 iterations of 1,000 examples at batch 60; duplicates merge, earliest first.
     assert [p.iteration for p in plan.rewinds] == [0, 17, 20]
+
+
+def test_execution_options_are_checked_as_the_flags_are():
+    # pipelines.stability checks --steps_per_execution before TensorFlow starts with the same
+    # check; the Python caller of run_stability gets it here.
+    with pytest.raises(LthError, match=r"--steps_per_execution must be an integer >= 1, got 0"):
+        StabilityOptions(steps_per_execution=0)
