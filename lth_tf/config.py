@@ -17,6 +17,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
+import numbers
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +38,10 @@ RECIPES = ("lth", "stabilizing")
 # keep loading, and experiment names keep hashing the old key (so they keep their names).
 # ``pruning.strategy`` shared its name with the distribution strategy (--strategy).
 RENAMED_KEYS = {"pruning.strategy": "pruning.scope"}
+# Seeds go to tf_keras.utils.set_random_seed (NumPy's legacy seeding wants [0, 2**32), TF's
+# refuses negatives); 2**31 - 1 keeps derived seeds (random_reinit's seed + 1 + control_seed)
+# inside NumPy's range too.
+MAX_SEED = 2**31 - 1
 
 
 def hparam(
@@ -69,6 +75,55 @@ def flag_of(hparams: Any, name: str) -> str:
     return f"--{field.metadata.get('flag') or name}"
 
 
+def check_number(
+    flag: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    why: str = "",
+) -> None:
+    """Refuses ``value`` unless it is a finite number (an integer, if ``integer``) within the
+    bounds (``low_open``/``high_open``: the bound itself excluded), naming ``flag`` and the range.
+
+    NaN fails every comparison, so a plain ``value < low`` check lets it through: hence the
+    explicit finiteness test.
+
+    >>> check_number("--momentum", 0.9, low=0, high=1, high_open=True)
+    >>> check_number("--momentum", float("nan"), low=0, high=1, high_open=True)
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --momentum must be a finite number in [0, 1), got nan
+    """
+    kind = "an integer" if integer else "a finite number"
+    lo, hi = _bound_text(low), _bound_text(high)
+    if low is not None and high is not None:
+        allowed = f"{kind} in {'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}"
+    elif low is not None:
+        allowed = f"{kind} {'>' if low_open else '>='} {lo}"
+    elif high is not None:
+        allowed = f"{kind} {'<' if high_open else '<='} {hi}"
+    else:
+        allowed = kind
+    wanted = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, wanted) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise LthError(f"{flag} must be {allowed}, got {value!r}" + (f": {why}" if why else ""))
+
+
+def _bound_text(bound: float | None) -> str:
+    """2147483647 as itself (``:g`` would print 2.14748e+09), 0.5 as 0.5."""
+    if bound is None or float(bound).is_integer():
+        return str(None if bound is None else int(bound))
+    return f"{bound:g}"
+
+
 @dataclasses.dataclass(frozen=True)
 class PruneRates:
     """Fraction of the still-alive weights pruned per round, per layer kind, and per layer
@@ -93,7 +148,7 @@ class PruneRates:
         layers = tuple(sorted((str(name), float(rate)) for name, rate in dict(self.layers).items()))
         object.__setattr__(self, "layers", layers)
         for name, rate in [(kind, getattr(self, kind)) for kind in LAYER_KINDS] + list(layers):
-            if not 0.0 <= rate < 1.0:
+            if isinstance(rate, bool) or not (isinstance(rate, numbers.Real) and 0 <= rate < 1):
                 raise LthError(
                     f"{flag_of(PruningHparams, 'rates')}: {name}={rate} is not in [0, 1); a rate "
                     "is the fraction of the surviving weights pruned per round, e.g. fc=0.2"
@@ -238,18 +293,27 @@ class TrainingHparams:
             raise LthError(
                 f"{flag('optimizer')}: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
             )
-        if self.learning_rate <= 0:
-            raise LthError(f"{flag('learning_rate')} must be positive, got {self.learning_rate}")
-        if self.batch_size < 1:
-            raise LthError(f"{flag('batch_size')} must be at least 1, got {self.batch_size}")
+        # No upper bound on the learning rate: too large is the divergence check's to catch
+        # (lth_tf.loop), with the iteration where it happened.
+        check_number(flag("learning_rate"), self.learning_rate, low=0, low_open=True)
+        # Momentum 1 or more never forgets a gradient: the velocity grows without bound.
+        check_number(
+            flag("momentum"),
+            self.momentum,
+            low=0,
+            high=1,
+            high_open=True,
+            why="the fraction of the velocity kept per step, e.g. 0.9",
+        )
+        check_number(flag("batch_size"), self.batch_size, low=1, integer=True)
+        check_number(flag("seed"), self.seed, low=0, high=MAX_SEED, integer=True)
         if Step.parse(self.iterations, flag("iterations")) == Step():
             raise LthError(f"{flag('iterations')} must be more than 0")
         if self.eval_every != "auto" and Step.parse(self.eval_every, flag("eval_every")) == Step():
             raise LthError(f"{flag('eval_every')} must be more than 0 (or 'auto')")
-        if self.weight_decay < 0:
-            raise LthError(f"{flag('weight_decay')} must be 0 or more, got {self.weight_decay}")
-        if not 0.0 < self.lr_drop_factor <= 1.0:
-            raise LthError(f"{flag('lr_drop_factor')} must be in (0, 1], got {self.lr_drop_factor}")
+        check_number(flag("weight_decay"), self.weight_decay, low=0)
+        # A factor above 1 would raise the learning rate at every "drop".
+        check_number(flag("lr_drop_factor"), self.lr_drop_factor, low=0, high=1, low_open=True)
         # One spelling per step, so "500" and "500it" are the same experiment.
         for name in ("iterations", "eval_every", "warmup"):
             text = getattr(self, name)
@@ -316,8 +380,7 @@ class PruningHparams:
         def flag(name: str) -> str:
             return flag_of(self, name)
 
-        if self.rounds < 0:
-            raise LthError(f"{flag('rounds')} must be 0 or more, got {self.rounds}")
+        check_number(flag("rounds"), self.rounds, low=0, integer=True)
         # One spelling per step, so "500" and "500it" are the same experiment.
         object.__setattr__(self, "rewind", str(Step.parse(self.rewind, flag("rewind"))))
         rows, cols = parse_block_size(self.block_size)
@@ -420,6 +483,7 @@ class BranchHparams:
 
         if get_control(self.control).is_branch != bool(self.parent):
             raise LthError("a control needs a parent experiment (--branch_of) and vice versa")
+        check_number("--control_seed", self.control_seed, low=0, high=MAX_SEED, integer=True)
 
 
 @dataclasses.dataclass(frozen=True)

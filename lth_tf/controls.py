@@ -76,6 +76,7 @@ class Control:
             pruned.target_sparsities(),
             hparams.pruning,
             pruned.layers,
+            source=f"round {source}'s weights ({experiment.weights(source)})",
         )
 
     def start_values(self, experiment: ExperimentDir, pruning_round: int) -> Snapshot:

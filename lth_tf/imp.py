@@ -30,10 +30,11 @@ import tensorflow as tf
 
 from lth_tf import branches, io, provenance
 from lth_tf.builder import Execution, Run, build_run
-from lth_tf.config import ExperimentHparams, Resolved
+from lth_tf.config import ExperimentHparams, Resolved, check_number, flag_of
 from lth_tf.controls import Control, get_control
 from lth_tf.data.pipeline import check_augmentable
 from lth_tf.data.sources import ImageDataset, load_dataset
+from lth_tf.errors import LthError
 from lth_tf.experiment import (
     ExperimentDir,
     RoundResult,
@@ -46,6 +47,7 @@ from lth_tf.loop import (
     Callback,
     Checkpoint,
     ChunkMetrics,
+    Diverged,
     EvaluateEvery,
     SnapshotAt,
     TrainingProgress,
@@ -74,6 +76,9 @@ class RunOptions:
     mixed_precision: str | None = None
     # Measure the test split at every evaluation, not only where a result needs it.
     test_every_evaluation: bool = False
+
+    def __post_init__(self) -> None:
+        check_number("--steps_per_execution", self.steps_per_execution, low=1, integer=True)
 
     @property
     def execution(self) -> Execution:
@@ -311,10 +316,30 @@ class _Rounds:
 
         # Checkpoints and the rewind point are written while training goes on; the round's own
         # files below are written once they are all on disk.
-        with io.BackgroundWriter() as writer:
-            callbacks = self.callbacks(pruning_round, start, writer)
-            train(trainer, progress, resolved.iterations, callbacks)
+        try:
+            with io.BackgroundWriter() as writer:
+                callbacks = self.callbacks(pruning_round, start, writer)
+                train(trainer, progress, resolved.iterations, callbacks)
+        except Diverged as diverged:
+            # Nothing of the round is finished (no weights, no results row). Its checkpoint, if
+            # any, is the last evaluated one, whose validation loss was finite: a rerun resumes
+            # there and stops here again with this line, never ranks masks from NaN weights.
+            raise LthError(self.divergence_message(pruning_round, diverged)) from None
         return self.finish(pruning_round, start, masks, progress)
+
+    def divergence_message(self, pruning_round: int, diverged: Diverged) -> str:
+        """``round 1 diverged at iteration 300 (training loss nan): lower --learning_rate ...``"""
+        training = self.hparams.training
+        warmup = (
+            f"lengthen --warmup (now {self.resolved.warmup_iterations}it)"
+            if self.resolved.warmup_iterations
+            else "add --warmup"
+        )
+        return (
+            f"round {pruning_round} diverged at iteration {diverged.iteration} ({diverged.what} "
+            f"{diverged.value}): lower {flag_of(training, 'learning_rate')} (now "
+            f"{training.learning_rate:g}) or {warmup}, in a new experiment"
+        )
 
     def callbacks(
         self, pruning_round: int, start: int, writer: io.BackgroundWriter

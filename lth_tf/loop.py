@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lth_tf import io
+from lth_tf.errors import LthError
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
 from lth_tf.training import Evaluation, RoundObserver, Trainer
 
@@ -32,6 +34,32 @@ _PROGRESS_KEY = "__progress__"
 _EARLY_STOP_PREFIX = "__early_stop__/"
 # What stability checkpoints held before they shared this format: the iteration alone.
 _OLD_ITERATION_KEY = "__iteration__"
+# A chunk's mean training loss this many times the first chunk's, still finite, is warned about
+# once: the run is likely on its way to diverging, and the user may stop it early.
+EXPLODING_LOSS_FACTOR = 10.0
+
+log = logging.getLogger("lth_tf")
+
+
+class Diverged(LthError):
+    """Training produced a non-finite loss; raised by :func:`train` and :class:`EvaluateEvery`.
+
+    ``iteration`` is the end of the chunk whose training loss (or the evaluation whose
+    validation loss) was first non-finite: chunks are compiled calls, so the exact step inside
+    one is unknown. Raised before any callback sees that chunk, so no checkpoint holds it.
+
+    >>> str(Diverged(300, "training loss", float("nan")))[:54]
+    'training diverged at iteration 300 (training loss nan)'
+    """
+
+    def __init__(self, iteration: int, what: str, value: float):
+        self.iteration, self.what, self.value = iteration, what, value
+        # IMP rounds say which round and the learning rate (lth_tf.imp); elsewhere (stability
+        # copies) this line is the message.
+        super().__init__(
+            f"training diverged at iteration {iteration} ({what} {value}): the experiment's "
+            "--learning_rate is too high for it; lower it or add --warmup, in a new experiment"
+        )
 
 
 @dataclasses.dataclass
@@ -46,11 +74,15 @@ class EarlyStop:
     """
 
     val_loss: float = math.inf
-    iteration: int = 0
+    # None until an evaluation is seen: never an iteration that was not evaluated.
+    iteration: int | None = None
     test_accuracy: float = math.nan
 
     def update(self, evaluation: Evaluation) -> None:
-        if evaluation.val_loss < self.val_loss:
+        # NaN compares false with everything: ranked last, so the first evaluation is taken
+        # whatever its loss and a later finite one always replaces a NaN.
+        loss = math.inf if math.isnan(evaluation.val_loss) else evaluation.val_loss
+        if self.iteration is None or loss < self.val_loss or math.isnan(self.val_loss):
             self.val_loss = evaluation.val_loss
             self.iteration = evaluation.iteration
             self.test_accuracy = evaluation.test_accuracy
@@ -153,10 +185,15 @@ def train(
     """Trains from ``progress.iteration`` to ``stop`` on the data order of ``seed``.
 
     Batch i is the training stream's batch i whatever chunk it falls in, so where chunks end
-    changes nothing about the result. ``seed`` defaults to the hyperparameters' seed.
+    changes nothing about the result. ``seed`` defaults to the hyperparameters' seed. A chunk
+    whose training loss is NaN or infinite raises :class:`Diverged` before any callback sees
+    it (no checkpoint, no snapshot of it); one whose loss grew past
+    :data:`EXPLODING_LOSS_FACTOR` times the first chunk's is warned about once.
     """
     stream = trainer.batches_from(progress.iteration, seed)
     batch = trainer.training.batch_size
+    first: Chunk | None = None
+    warned = False
     while progress.iteration < stop:
         start = progress.iteration
         wanted = [callback.next_stop(start) for callback in callbacks]
@@ -167,6 +204,22 @@ def train(
         progress.iteration = end
         examples = (end - start) * batch
         chunk = Chunk(start, end, loss_sum / examples, correct / examples, end == stop)
+        if not math.isfinite(chunk.loss):
+            raise Diverged(end, "training loss", chunk.loss)
+        if first is None:
+            first = chunk
+        elif not warned and chunk.loss > EXPLODING_LOSS_FACTOR * first.loss > 0:
+            warned = True
+            log.warning(
+                "The training loss grew from %.4g (iterations %d-%d) to %.4g (iterations "
+                "%d-%d): training may be diverging; a lower learning rate or a warmup may help.",
+                first.loss,
+                first.start,
+                first.stop,
+                chunk.loss,
+                start,
+                end,
+            )
         for callback in callbacks:
             callback.on_chunk(chunk, progress)
     return progress
@@ -238,6 +291,9 @@ class EvaluateEvery(Callback):
         trainer, observer = self.trainer, self.observer
         trainer.pruned.apply_masks()
         evaluation = trainer.evaluate(progress.iteration, test=self.test_every_evaluation or last)
+        if not math.isfinite(evaluation.val_loss):
+            # Raised before it is recorded: no early stop, checkpoint or log holds it.
+            raise Diverged(progress.iteration, "validation loss", evaluation.val_loss)
         if evaluation.val_loss < progress.early_stop.val_loss:
             # A resume may switch test_every_evaluation on: then this minimum is measured already.
             measured = not math.isnan(evaluation.test_loss)

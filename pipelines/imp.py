@@ -70,10 +70,13 @@ def branch_hparams_from_flags():
     Points ``--output_dir`` and ``--experiment_name`` at the branch's directory beside the parent.
     """
     from lth_tf.branches import branch_of
+    from lth_tf.config import MAX_SEED, check_number
     from lth_tf.errors import LthError
 
     if FLAGS.control is None:
         raise LthError("--branch_of needs --control (random_reinit, random_prune or lr_rewind)")
+    if FLAGS.control_seed is not None:  # before the parent is read
+        check_number("--control_seed", FLAGS.control_seed, low=0, high=MAX_SEED, integer=True)
     fixed = [f"--{name}" for name in PARENT_FLAGS if FLAGS[name].present]
     if fixed:
         raise LthError(
@@ -101,6 +104,7 @@ def hparams_from_flags():
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
+    from lth_tf.config import check_number
     from lth_tf.strategies import (
         check_strategy_name,
         make_strategy,
@@ -112,6 +116,9 @@ def main(argv: list[str]) -> None:
     setup_logging()
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
     check_strategy_name(FLAGS.strategy)
+    check_number("--steps_per_execution", FLAGS.steps_per_execution, low=1, integer=True)
+    if FLAGS.virtual_cpus is not None:
+        check_number("--virtual_cpus", FLAGS.virtual_cpus, low=1, integer=True)
     precision = precision_for(FLAGS.strategy, FLAGS.mixed_precision)
     start_tensorflow_quietly()
     if FLAGS.virtual_cpus is not None:

@@ -48,6 +48,7 @@ flags.DEFINE_boolean("progress", True, "Show a progress bar while copies train."
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
+    from lth_tf.config import check_number
     from lth_tf.errors import LthError
     from lth_tf.stability.plan import plan_stability
 
@@ -57,8 +58,7 @@ def main(argv: list[str]) -> None:
         raise LthError("--round is required: the finished round to analyse (0 = dense network)")
     if not FLAGS.round.strip().isdigit():
         raise LthError(f"--round: {FLAGS.round!r} is not a round number (0, 1, 2, ...)")
-    if FLAGS.steps_per_execution < 1:
-        raise LthError(f"--steps_per_execution must be at least 1, got {FLAGS.steps_per_execution}")
+    check_number("--steps_per_execution", FLAGS.steps_per_execution, low=1, integer=True)
     if FLAGS.mixed_precision not in (None, "float16", "bfloat16"):
         raise LthError(f"--mixed_precision: {FLAGS.mixed_precision!r} is not float16 or bfloat16")
     setup_logging()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lth_tf import io
-from lth_tf.config import ExperimentHparams
+from lth_tf.config import ExperimentHparams, check_number
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, RoundResult, read_experiment
 
@@ -88,8 +88,8 @@ def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, s
     >>> choose_best_round(rows, tolerance=0.5)[0]
     1
     """
-    if tolerance < 0:
-        raise LthError(f"--tolerance must be 0 or more points, got {tolerance}")
+    # NaN would compare false with every accuracy and silently pick round 0; inf every round.
+    check_number("--tolerance", tolerance, low=0, why="accuracy points below round 0's allowed")
     by_round = {row.round: row for row in rows}
     if 0 not in by_round:
         raise LthError("round 0 has not finished, so no round can be compared with it")

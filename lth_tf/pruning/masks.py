@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lth_tf.errors import LthError
+
 if TYPE_CHECKING:
     from lth_tf.config import PruningHparams
 
@@ -176,6 +178,26 @@ def _pruned_names(
     return [name for name, kind in kinds.items() if pruning.is_pruned(kind, layers.get(name))]
 
 
+def check_finite_weights(weights: dict[str, np.ndarray], source: str) -> None:
+    """Refuses weights holding NaN or inf: a magnitude ranking of them means nothing (NaN sorts
+    anywhere, inf always survives), so masks from a diverged round would be arbitrary.
+
+    >>> check_finite_weights({"fc1/kernel": np.array([1.0, np.nan])}, "round 0's weights")
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: round 0's weights hold NaN or inf (1 of 2 values of fc1/kernel): \
+masks cannot be ranked from them; that round diverged, so start a new experiment with a lower \
+--learning_rate
+    """
+    for name, values in weights.items():
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise LthError(
+                f"{source} hold NaN or inf ({bad} of {values.size} values of {name}): masks "
+                "cannot be ranked from them; that round diverged, so start a new experiment "
+                "with a lower --learning_rate"
+            )
+
+
 def imp_masks(
     weights: dict[str, np.ndarray],
     previous: dict[str, np.ndarray],
@@ -183,6 +205,7 @@ def imp_masks(
     sparsities: dict[str, float],
     pruning: PruningHparams,
     layers: dict[str, str] | None = None,
+    source: str = "the trained weights",
 ) -> dict[str, np.ndarray]:
     """The next masks of IMP, ``layerwise`` or ``global``, at the round's target sparsities.
 
@@ -201,6 +224,7 @@ def imp_masks(
     ...           "b/kernel": 0.0}, PruningHparams(rates))["a/kernel"].tolist()
     [0.0, 1.0]
     """
+    check_finite_weights(weights, source)  # ``source`` names them in the message
     if pruning.scope == "global":
         pooled = _pruned_names(kinds, pruning, layers)
         masks = {name: previous[name] for name in weights}

@@ -37,6 +37,7 @@ import tf_keras
 
 from lth_tf import io
 from lth_tf.builder import Execution, build_run
+from lth_tf.config import check_number
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
@@ -82,6 +83,9 @@ class StabilityOptions:
     checkpoint_seconds: float = 60.0
     # As the experiment ran: "float16" or "bfloat16" compute, float32 weights (None: float32).
     mixed_precision: str | None = None
+
+    def __post_init__(self) -> None:
+        check_number("--steps_per_execution", self.steps_per_execution, low=1, integer=True)
 
 
 def run_stability(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from lth_tf.config import ExperimentHparams, Resolved
+from lth_tf.config import ExperimentHparams, Resolved, check_number
 from lth_tf.controls import get_control
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, RoundResult, read_experiment
@@ -160,12 +160,9 @@ def plan_stability(
     (and excludes ``rewind``). Copies train from the rewind point k to the end of the round,
     iteration T, so a rewind point must fall before T.
     """
-    if seeds < 2:
-        raise LthError(f"--seeds must be at least 2 (copies to compare), got {seeds}")
-    if points < 2:
-        raise LthError(f"--points must be at least 2 (the two ends of the path), got {points}")
-    if bn_batches < 1:
-        raise LthError(f"--bn_batches must be at least 1, got {bn_batches}")
+    check_number("--seeds", seeds, low=2, integer=True, why="copies to compare")
+    check_number("--points", points, low=2, integer=True, why="the two ends of the path at least")
+    check_number("--bn_batches", bn_batches, low=1, integer=True)
     if rewind is not None and rewind_sweep:
         raise LthError("give --rewind or --rewind_sweep, not both")
     experiment, hparams, data_info = read_experiment(

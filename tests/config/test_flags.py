@@ -149,7 +149,7 @@ def test_prune_rates_keep_the_models_other_kinds_and_steps_have_one_spelling():
         (["--pruning=sideways"], "--pruning: unknown scope 'sideways'"),
         (["--prune_rates=fc=1.5"], "--prune_rates: fc=1.5 is not in [0, 1)"),
         (["--model=resnet20", "--block_size=4x1"], "--block_size=4x1 needs --pruning=layerwise"),
-        (["--learning_rate=0"], "--learning_rate must be positive"),
+        (["--learning_rate=0"], "--learning_rate must be a finite number > 0"),
         (["--eval_every=0"], "--eval_every must be more than 0"),
         (["--lr_drops=20000,soon"], "--lr_drops: 'soon' is not a step"),
     ],

@@ -3,7 +3,13 @@ and hashing."""
 
 import pytest
 
-from lth_tf.config import PruneRates, PruningHparams, TrainingHparams, parse_block_size
+from lth_tf.config import (
+    BranchHparams,
+    PruneRates,
+    PruningHparams,
+    TrainingHparams,
+    parse_block_size,
+)
 from lth_tf.errors import LthError
 from lth_tf.models import paper_defaults
 from lth_tf.steps import Step, iterations_per_epoch, parse_step
@@ -77,6 +83,39 @@ def test_training_hparams_validate():
         TrainingHparams(iterations="0")
     with pytest.raises(LthError, match="--batch_size"):
         TrainingHparams(batch_size=0)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        # What the Python API (lth_tf.find_tickets) builds, checked as the flags are.
+        (lambda: TrainingHparams(learning_rate=NAN), "--learning_rate must be a finite number > 0"),
+        (lambda: TrainingHparams(weight_decay=NAN), "--weight_decay must be a finite number >= 0"),
+        (lambda: TrainingHparams(momentum=1.0), "--momentum must be a finite number in [0, 1)"),
+        (lambda: TrainingHparams(seed=-1), "--seed must be an integer in [0, 2147483647]"),
+        (lambda: TrainingHparams(seed=1.5), "--seed must be an integer in [0, 2147483647]"),
+        (lambda: TrainingHparams(batch_size=True), "--batch_size must be an integer >= 1"),
+        (lambda: TrainingHparams(learning_rate="0.1"), "--learning_rate must be a finite number"),
+        (lambda: PruningHparams(rounds=-2), "--rounds must be an integer >= 0"),
+        (lambda: PruneRates(fc=NAN), "fc=nan is not in [0, 1)"),
+        (
+            lambda: BranchHparams("random_prune", "parent", control_seed=2**31),
+            "--control_seed must be an integer in [0, 2147483647], got 2147483648",
+        ),
+    ],
+)
+def test_numbers_are_finite_and_in_range(make, message):
+    with pytest.raises(LthError) as caught:
+        make()
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_edges_of_each_range_are_accepted():
+    TrainingHparams(seed=2**31 - 1, momentum=0.0, weight_decay=0.0, lr_drop_factor=1.0)
+    BranchHparams("random_prune", "parent", control_seed=0)
 
 
 def test_experiment_hash_depends_only_on_differences_from_defaults():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from lth_tf.data.arrays import (
 )
 from lth_tf.data.sources import check_dataset_name, check_same_data, load_dataset
 from lth_tf.errors import LthError
-from tests.helpers import closed_port_url
+from tests.helpers import closed_port_url, write_idx
 
 
 def make_arrays(n_train: int = 50, n_test: int = 8, shape=(4, 4, 1), classes: int = 3) -> dict:
@@ -395,12 +396,66 @@ def test_check_same_data_refuses_a_changed_npz(tmp_path: Path) -> None:
 
 
 def test_builtin_datasets_record_their_source(mnist_data, idx_dir: Path) -> None:
+    from lth_tf.provenance import split_arrays
+
     assert mnist_data.provenance == {
         "kind": "builtin",
         "name": "mnist",
         "source": f"IDX files in {idx_dir}",
+        "examples": {"train": 1000, "val": 5000, "test": 500},
+        "fingerprint": arrays_lib.arrays_fingerprint(split_arrays(mnist_data)),
     }
     assert mnist_data.input_shape == (28, 28, 1) and len(mnist_data.val_labels) == 5000
+
+
+@pytest.fixture
+def relabelled_dir(tmp_path: Path, idx_dir: Path, mnist_data) -> Path:
+    """``idx_dir``'s files with every training label shifted by one: the same dataset's shape
+    and sizes, other contents."""
+    directory = tmp_path / "relabelled"
+    shutil.copytree(idx_dir, directory)
+    labels = np.concatenate([mnist_data.train_labels, mnist_data.val_labels])
+    write_idx(directory / "train-labels-idx1-ubyte.gz", (labels + 1) % 10)
+    return directory
+
+
+def test_a_builtin_dataset_whose_files_changed_is_refused(
+    lenet_runs: Path, relabelled_dir: Path, idx_dir: Path, tmp_path: Path, no_system_dirs: None
+) -> None:
+    from lth_tf.experiment import ExperimentDir, read_saved
+    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.provenance import experiment_data
+
+    copy = shutil.copytree(lenet_runs / "plain", tmp_path / "runs" / "plain")
+    experiment = ExperimentDir(copy)
+    saved = read_saved(experiment)
+    then = saved.data["provenance"]["fingerprint"][:8]
+    # As export and stability load it: the original files pass, the relabelled ones do not.
+    experiment_data(experiment, saved.hparams, str(idx_dir))
+    with pytest.raises(LthError) as caught:
+        experiment_data(experiment, saved.hparams, str(relabelled_dir))
+    message = str(caught.value)
+    assert message.startswith(
+        f"--data_dir now holds other mnist data than {copy} trained on (fingerprint {then}… then, "
+    ), message
+    assert message.endswith(
+        "point --data_dir at the original files, or start a new --experiment_name"
+    ), message
+    assert "\n" not in message
+    # A resume (run_imp binds the data before anything trains or is written).
+    before = sorted(p.name for p in copy.rglob("*"))
+    options = RunOptions(data_dir=str(relabelled_dir), show_progress=False)
+    with pytest.raises(LthError, match="now holds other mnist data than"):
+        run_imp(saved.hparams, copy.parent, "plain", options)
+    assert sorted(p.name for p in copy.rglob("*")) == before
+
+
+def test_experiments_recorded_before_fingerprints_pass(mnist_data) -> None:
+    old = {"kind": "builtin", "name": "mnist", "source": mnist_data.source}
+    check_same_data(old, mnist_data, "runs/old")
+    other = {**mnist_data.provenance, "fingerprint": "0" * 64}
+    with pytest.raises(LthError, match="fingerprint 00000000… then"):
+        check_same_data(other, mnist_data, "runs/new")
 
 
 def test_augmentation_needs_images_with_height_width_and_channels() -> None:

@@ -200,7 +200,9 @@ def test_export_refuses_a_dataset_other_than_the_experiments(lenet_runs):
         ("unfinished", {"pruning_round": "7"}, "has no round 7 (it runs rounds 0-2)"),
         ("other_version", {}, "written by another lth_tf version (format 99"),
         ("unfinished", {"pruning_round": "last"}, "'last' is neither a round number"),
-        ("unfinished", {"tolerance": -1.0}, "--tolerance must be 0 or more"),
+        ("unfinished", {"tolerance": -1.0}, "--tolerance must be a finite number >= 0"),
+        ("unfinished", {"tolerance": float("nan")}, "--tolerance must be a finite number >= 0"),
+        ("unfinished", {"tolerance": float("inf")}, "--tolerance must be a finite number >= 0"),
     ],
 )
 def test_bad_input_is_refused_with_one_line(broken, where, selection, reason):

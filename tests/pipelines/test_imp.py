@@ -48,11 +48,35 @@ def test_a_refusal_is_one_line_on_stderr_and_exit_2(idx_dir, tmp_path):
         (["--dataset=imagenet"], "unknown dataset 'imagenet'"),
         (["--iterations=0"], "--iterations must be more than 0"),
         (["--mixed_precision=half"], "--mixed_precision: unknown 'half'"),
+        # Numbers, checked in the dataclasses (NaN passes a plain comparison) or, for the
+        # execution flags, by the pipeline: all before TensorFlow starts.
+        (["--seed=-1"], "--seed must be an integer in [0, 2147483647], got -1"),
+        (["--seed=2147483648"], "--seed must be an integer in [0, 2147483647]"),
+        (["--learning_rate=nan"], "--learning_rate must be a finite number > 0, got nan"),
+        (["--learning_rate=inf"], "--learning_rate must be a finite number > 0, got inf"),
+        (["--learning_rate=0"], "--learning_rate must be a finite number > 0, got 0"),
+        (["--weight_decay=nan"], "--weight_decay must be a finite number >= 0, got nan"),
+        (["--weight_decay=-1"], "--weight_decay must be a finite number >= 0"),
+        (["--optimizer=sgd", "--momentum=-5"], "--momentum must be a finite number in [0, 1)"),
+        (["--optimizer=sgd", "--momentum=1"], "--momentum must be a finite number in [0, 1)"),
+        (["--momentum=nan"], "--momentum must be a finite number in [0, 1), got nan"),
+        (["--batch_size=0"], "--batch_size must be an integer >= 1, got 0"),
+        (["--lr_drop_factor=nan"], "--lr_drop_factor must be a finite number in (0, 1]"),
+        (["--lr_drop_factor=2"], "--lr_drop_factor must be a finite number in (0, 1]"),
+        (["--rounds=-1"], "--rounds must be an integer >= 0, got -1"),
+        (["--prune_rates=fc=nan"], "fc=nan is not in [0, 1)"),
+        (["--steps_per_execution=0"], "--steps_per_execution must be an integer >= 1, got 0"),
+        (["--virtual_cpus=0"], "--virtual_cpus must be an integer >= 1, got 0"),
+        (
+            ["--branch_of=/nonexistent", "--control=random_prune", "--control_seed=-1"],
+            "--control_seed must be an integer in [0, 2147483647], got -1",
+        ),
     ],
 )
 def test_bad_flags_exit_nonzero_with_one_line(flags, reason, tmp_path):
     result = run_main("pipelines.imp", *flags, f"--output_dir={tmp_path}")
     assert_one_line_error(result, reason)
+    assert list(tmp_path.iterdir()) == []  # refused before any experiment directory exists
 
 
 @pytest.mark.parametrize(

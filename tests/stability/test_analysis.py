@@ -221,8 +221,9 @@ def unfinished(rewound, tmp_path_factory):
 @pytest.mark.parametrize(
     "plan, reason",
     [
-        ({"seeds": 1}, "--seeds must be at least 2"),
-        ({"points": 1}, "--points must be at least 2"),
+        ({"seeds": 1}, "--seeds must be an integer >= 2, got 1"),
+        ({"points": 1}, "--points must be an integer >= 2, got 1"),
+        ({"bn_batches": 0}, "--bn_batches must be an integer >= 1, got 0"),
         ({"rewind": "soon"}, "'soon' is not a step"),
         ({"rewind_sweep": ["0", "soon"]}, "'soon' is not a step"),
         ({"rewind": "10ep"}, "not before the end of training (40 iterations"),
@@ -255,10 +256,17 @@ def test_bad_experiments_are_refused_with_one_line(tmp_path, unfinished):
 
 
 def test_bad_plans_are_refused_before_tensorflow_runs(rewound):
-    with pytest.raises(LthError, match="--seeds must be at least 2"):
+    with pytest.raises(LthError, match="--seeds must be an integer >= 2"):
         plan_stability(rewound.root, 1, seeds=0)
     with pytest.raises(LthError, match="has no round -1"):
         plan_stability(rewound.root, -1)
     plan = plan_stability(rewound.root, 1, rewind_sweep=["20it", "0", "1ep", "20"])
     # 1ep is 17 iterations of 1,000 examples at batch 60; duplicates merge, earliest first.
     assert [p.iteration for p in plan.rewinds] == [0, 17, 20]
+
+
+def test_execution_options_are_checked_as_the_flags_are():
+    # pipelines.stability checks --steps_per_execution before TensorFlow starts with the same
+    # check; the Python caller of run_stability gets it here.
+    with pytest.raises(LthError, match=r"--steps_per_execution must be an integer >= 1, got 0"):
+        StabilityOptions(steps_per_execution=0)
