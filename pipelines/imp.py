@@ -91,7 +91,6 @@ def hparams_from_flags():
     """The experiment's hyperparameters: the recipe's defaults, overridden by set flags (for a
     branch, its parent's)."""
     from lth_tf.errors import LthError
-
     from lth_tf.experiment import check_experiment_name
 
     if FLAGS.branch_of is not None:
