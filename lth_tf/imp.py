@@ -223,6 +223,7 @@ def _run_locked(
     rounds = _Rounds(experiment, hparams, resolved, run, control, options, observer)
     for pruning_round in lost_masks:  # in order: each needs the masks of the round before
         if pruning_round == 0 or pruning_round - 1 in done:
+            run.pruned.set_round(pruning_round)  # its target sparsities
             rounds.masks(pruning_round)
             log.info("Recomputed the lost %s.", experiment.masks(pruning_round))
         else:
