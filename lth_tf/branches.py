@@ -21,7 +21,12 @@ from lth_tf import io
 from lth_tf.config import BranchHparams, ExperimentHparams
 from lth_tf.controls import BRANCH_CONTROLS, get_control
 from lth_tf.errors import LthError
-from lth_tf.experiment import ExperimentDir, check_rounds_semantics, read_saved
+from lth_tf.experiment import (
+    ExperimentDir,
+    check_experiment_name,
+    check_rounds_semantics,
+    read_saved,
+)
 
 
 def read_parent(path: str | Path) -> tuple[ExperimentDir, ExperimentHparams]:
@@ -64,6 +69,8 @@ def branch_of(
     The branch runs the parent's hyperparameters, except ``rounds`` (default: the parent's);
     :func:`check_parent` then checks the parent has what those rounds need.
     """
+    if name is not None:
+        check_experiment_name(name)  # a branch, too, stays beside its parent
     if not get_control(control).is_branch:
         choices = ", ".join(BRANCH_CONTROLS)
         raise LthError(f"--control: {control!r} is IMP itself; choose one of {choices}")

@@ -14,8 +14,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lth_tf import io
 from lth_tf.config import ExperimentHparams
@@ -67,6 +71,10 @@ class RoundResult:
 
 
 RESULT_COLUMNS = [field.name for field in dataclasses.fields(RoundResult)]
+RESULTS_TODO = "delete it to retrain the rounds whose row it lost, or restore it from a copy"
+MASKS_TODO = "delete it and rerun the IMP command to recompute it, or restore it from a copy"
+WEIGHTS_TODO = "delete it and rerun the IMP command to retrain the round, or restore it from a copy"
+HPARAMS_TODO = "restore it from a copy, or start again under another --experiment_name"
 FORMAT_VERSION = 1
 # In hparams.json: how rounds after round 0 train. Directories without it were written when a
 # round rewound to k trained all T iterations again, from the schedule's start.
@@ -129,11 +137,16 @@ class ExperimentDir:
         """Every results row, in round order; a damaged file is an LthError saying which."""
         if not self.results.exists():
             return []
+        # Rounds are retrained from what is on disk, so a lost row costs only time.
+        rows = io.read_csv(self.results, RESULT_COLUMNS, RESULTS_TODO)
+        if not rows:
+            # write_result never writes a header alone: the rows were lost.
+            raise io.damaged(self.results, "no rows", RESULTS_TODO)
         try:
-            rows = [RoundResult.from_row(row) for row in io.read_csv(self.results)]
+            results = [RoundResult.from_row(row) for row in rows]
         except LthError as error:
-            raise LthError(f"{self.results} is not an lth_tf results file ({error})") from None
-        return sorted(rows, key=lambda result: result.round)
+            raise io.damaged(self.results, error, RESULTS_TODO) from None
+        return sorted(results, key=lambda result: result.round)
 
     def write_result(self, result: RoundResult) -> None:
         """Adds (or replaces) the row of ``result.round`` in results.csv, atomically."""
@@ -143,6 +156,70 @@ class ExperimentDir:
             [r.to_row() for r in sorted(rows, key=lambda r: r.round)],
             RESULT_COLUMNS,
         )
+
+    def read_masks(
+        self,
+        pruning_round: int,
+        shapes: Mapping[str, tuple[int, ...]] | None = None,
+        nested: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """Round ``pruning_round``'s masks, checked: 0/1 values, ``shapes`` (name -> shape)
+        when given, and (``nested``) zero wherever the previous round's masks are zero.
+
+        A mask that fails is an LthError naming the file: it would prune another network than
+        the one the round trained.
+
+        >>> ExperimentDir(Path("e")).read_masks(1, {"fc1/kernel": (784, 300)})  # doctest: +SKIP
+        """
+        path = self.masks(pruning_round)
+        masks = io.read_npz(path, MASKS_TODO)
+        for name, mask in masks.items():
+            if not np.isin(mask, (0, 1)).all():
+                raise io.damaged(path, f"{name} holds values other than 0 and 1", MASKS_TODO)
+        if shapes is not None:
+            if set(masks) != set(shapes):
+                odd = sorted(set(masks) ^ set(shapes))
+                raise io.damaged(path, f"not this model's layers: {', '.join(odd[:3])}", MASKS_TODO)
+            for name, shape in shapes.items():
+                if tuple(masks[name].shape) != tuple(shape):
+                    raise io.damaged(
+                        path,
+                        f"{name} has shape {masks[name].shape}, the model's is {tuple(shape)}",
+                        MASKS_TODO,
+                    )
+        previous_path = self.masks(pruning_round - 1)
+        if nested and pruning_round > 0 and previous_path.exists():
+            previous = io.read_npz(previous_path, MASKS_TODO)
+            for name, mask in masks.items():
+                before = previous.get(name)
+                if before is not None and before.shape == mask.shape and (mask > before).any():
+                    raise io.damaged(
+                        path,
+                        f"{name} keeps weights round {pruning_round - 1} pruned",
+                        MASKS_TODO,
+                    )
+        return masks
+
+    def read_weights(
+        self, pruning_round: int, shapes: Mapping[str, tuple[int, ...]] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Round ``pruning_round``'s trained weights, checked finite and (when given) of
+        ``shapes`` for the names ``shapes`` has; else an LthError naming the file."""
+        path = self.weights(pruning_round)
+        weights = io.read_npz(path, WEIGHTS_TODO)
+        for name, value in weights.items():
+            if value.dtype.kind in "fc" and not np.isfinite(value).all():
+                raise io.damaged(path, f"{name} is not finite everywhere", WEIGHTS_TODO)
+        for name, shape in (shapes or {}).items():
+            if name not in weights:
+                raise io.damaged(path, f"no {name}", WEIGHTS_TODO)
+            if tuple(weights[name].shape) != tuple(shape):
+                raise io.damaged(
+                    path,
+                    f"{name} has shape {weights[name].shape}, the model's is {tuple(shape)}",
+                    WEIGHTS_TODO,
+                )
+        return weights
 
     def completed_rounds(self) -> set[int]:
         """Rounds with a results row *and* saved weights (a row is written last)."""
@@ -223,8 +300,8 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
     path = experiment.hparams
     if not path.exists():
         raise LthError(f"{what}{experiment.root} is not an lth_tf experiment (no hparams.json)")
+    fields = io.read_json(path, HPARAMS_TODO)
     try:
-        fields = io.read_json(path)
         hparams = ExperimentHparams.from_dict(fields["hparams"])
         resolved, data = dict(fields.get("resolved", {})), dict(fields.get("data", {}))
     except (ValueError, KeyError, TypeError, AttributeError, LthError):
@@ -236,6 +313,41 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
             f"this is {FORMAT_VERSION}); use that version with it, or a new --experiment_name"
         )
     return SavedExperiment(hparams, version, resolved, data, fields)
+
+
+def check_experiment_name(name: str, flag: str = "--experiment_name") -> str:
+    """Returns ``name`` if it is one path component, so the experiment stays in --output_dir.
+
+    >>> check_experiment_name("lenet-lth")
+    'lenet-lth'
+    >>> check_experiment_name("../elsewhere")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lth_tf.errors.LthError: --experiment_name: '../elsewhere' is not a plain name ...
+    """
+    separators = [sep for sep in ("/", os.sep, os.altsep) if sep]
+    if not name or name in (".", "..") or any(sep in name for sep in separators) or "\0" in name:
+        raise LthError(
+            f"{flag}: {name!r} is not a plain name (one directory name, without / or .., "
+            "inside --output_dir); pass e.g. lenet-lth, and choose the folder with --output_dir"
+        )
+    return name
+
+
+def refuse_foreign_directory(root: Path) -> None:
+    """Refuses a directory ``root`` that has files but no hparams.json: it is someone else's.
+
+    What a kill of the first write leaves (the lock, a temporary hparams.json) does not count.
+
+    >>> refuse_foreign_directory(Path("/nonexistent"))
+    """
+    if not root.is_dir() or (root / "hparams.json").exists():
+        return
+    if any(not io.is_leftover(path) for path in root.iterdir()):
+        raise LthError(
+            f"{root} exists and is not an lth_tf experiment (no hparams.json); "
+            "choose another --output_dir or --experiment_name"
+        )
 
 
 def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any]) -> ExperimentDir:
@@ -273,11 +385,7 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
             extended["pruning"] = {**extended["pruning"], "rounds": hparams.pruning.rounds}
             io.write_json(experiment.hparams, {**fields, "hparams": extended})
         return experiment
-    if root.exists() and any(root.iterdir()):
-        raise LthError(
-            f"{root} exists and is not an lth_tf experiment (no hparams.json); "
-            "choose another --output_dir or --experiment_name"
-        )
+    refuse_foreign_directory(root)
     io.write_json(
         experiment.hparams,
         {

@@ -38,10 +38,12 @@ from lth_tf.errors import LthError
 from lth_tf.experiment import (
     ExperimentDir,
     RoundResult,
+    check_experiment_name,
     default_experiment_name,
     legacy_experiment_name,
     open_experiment,
     read_saved,
+    refuse_foreign_directory,
 )
 from lth_tf.loop import (
     Callback,
@@ -141,7 +143,29 @@ def run_imp(
     observer = observer or ImpObserver()
     if hparams.is_branch and experiment_name is None:
         raise ValueError("a branch needs its experiment name (lth_tf.branches.branch_of gives it)")
+    if experiment_name is not None:
+        check_experiment_name(experiment_name)
     root = Path(output_dir) / (experiment_name or _default_name(Path(output_dir), hparams))
+    # Before the lock, so that a directory of someone else's gets no .lock file of ours.
+    refuse_foreign_directory(root)
+    # One writer per experiment: a second run would mix its rounds with this one's.
+    with io.locked(root, "another lth_tf run"):
+        removed = io.remove_leftovers(root)
+        if removed:
+            log.info("Removed %d temporary files left by a killed run.", len(removed))
+        return _run_locked(hparams, root, options, strategy, data, observer, model)
+
+
+def _run_locked(
+    hparams: ExperimentHparams,
+    root: Path,
+    options: RunOptions,
+    strategy: tf.distribute.Strategy | None,
+    data: ImageDataset | None,
+    observer: ImpObserver,
+    model: Any,
+) -> ExperimentDir:
+    """:func:`run_imp` once it holds the experiment directory's lock."""
     data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
     if hparams.training.augment:
         check_augmentable(data.input_shape)
@@ -180,7 +204,9 @@ def run_imp(
     log.info("Experiment: %s", experiment.root)
     observer.start(experiment, hparams)
     done = experiment.completed_rounds()
-    if all(r in done for r in range(hparams.pruning.rounds + 1)):
+    # A finished round's masks are a function of the round before it: a lost file is redone.
+    lost_masks = sorted(r for r in done if not experiment.masks(r).exists())
+    if not lost_masks and all(r in done for r in range(hparams.pruning.rounds + 1)):
         log.info(
             "All %d rounds of %s are done already.", hparams.pruning.rounds + 1, experiment.root
         )
@@ -198,6 +224,13 @@ def run_imp(
             io.write_npz(experiment.rewind_point, snapshot(run.pruned.rewindable))
 
     rounds = _Rounds(experiment, hparams, resolved, run, control, options, observer)
+    for pruning_round in lost_masks:  # in order: each needs the masks of the round before
+        if pruning_round == 0 or pruning_round - 1 in done:
+            run.pruned.set_round(pruning_round)  # its target sparsities
+            rounds.masks(pruning_round)
+            log.info("Recomputed the lost %s.", experiment.masks(pruning_round))
+        else:
+            done.discard(pruning_round)  # retrained after the round it comes from
     for pruning_round in range(hparams.pruning.rounds + 1):
         if pruning_round in done:
             continue
@@ -294,7 +327,11 @@ class _Rounds:
                 masks = self.control.masks(self.experiment, self.hparams, pruning_round, pruned)
             # 0/1 as uint8, compressed: a mask file is a small fraction of the weights' size.
             io.write_npz(path, {k: v.astype(np.uint8) for k, v in masks.items()}, compressed=True)
-        return {name: mask.astype(np.float32) for name, mask in io.read_npz(path).items()}
+        shapes = {name: tuple(v.shape) for name, v in pruned.masks.items()}
+        checked = self.experiment.read_masks(
+            pruning_round, shapes, nested=not self.hparams.pruning.one_shot
+        )
+        return {name: mask.astype(np.float32) for name, mask in checked.items()}
 
     def train_round(self, pruning_round: int) -> RoundResult:
         experiment, resolved = self.experiment, self.resolved

@@ -1,32 +1,78 @@
-"""Atomic file writes: a temporary file in the same directory, fsync, then rename.
+"""Atomic file writes (a temporary file in the same directory, fsync, then rename), readers
+that name a damaged file, the experiment directory's lock, and the cleaning of leftovers.
 
 A kill at any moment leaves either the old file or the new one, never half of one, so a resume
-can trust whatever it finds.
+can trust whatever it finds; what a kill can leave besides (``.<name>.*.tmp`` files) is
+removed by :func:`remove_leftovers` once the directory is locked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
+import shutil
+import struct
 import tempfile
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lth_tf.errors import LthError
+
+RECOMPUTE = "delete it to recompute it, or restore it from a copy"
+# What reading a damaged file raises: a zip or deflate stream cut short or with flipped bits,
+# an .npy header that no longer parses, text that is not UTF-8 or not JSON/CSV.
+DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    UnicodeDecodeError,
+    ValueError,
+    KeyError,
+    struct.error,
+    NotImplementedError,
+    csv.Error,
+)
+LOCK_FILE = ".lock"
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def damaged(path: str | os.PathLike, what: object, todo: str = RECOMPUTE) -> LthError:
+    """The one-line error for a file that exists but cannot be read as what it should be.
+
+    >>> str(damaged("e/masks.npz", "Bad CRC-32", "delete it"))
+    'e/masks.npz is damaged (Bad CRC-32): delete it'
+    """
+    text = " ".join(str(what).split())[:120] or type(what).__name__
+    return LthError(f"{path} is damaged ({text}): {todo}")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        _write_and_rename(fd, tmp, path, data)
+    except OSError as error:
+        # write() and fsync() on a full disk say ENOSPC without a file name; the user needs it.
+        if error.filename is None:
+            error.filename = str(path)
+        raise
+
+
+def _write_and_rename(fd: int, tmp: str, path: Path, data: bytes) -> None:
     try:
         # mkstemp creates 0600 files; give the result the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_UMASK)
@@ -44,8 +90,13 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: str | os.PathLike, todo: str = RECOMPUTE) -> Any:
+    """The JSON file's value; one that does not parse is an LthError naming it (``todo`` says
+    what to do about it)."""
+    try:
+        return json.loads(Path(path).read_bytes().decode())
+    except DAMAGE as error:
+        raise damaged(path, f"not JSON: {error}", todo) from None
 
 
 def write_npz(
@@ -67,10 +118,19 @@ def write_npz(
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    # allow_pickle=False: a data file must never be able to run code.
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
+def read_npz(path: str | os.PathLike, todo: str = RECOMPUTE) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; a truncated or bit-flipped one is an LthError naming it.
+
+    >>> read_npz("runs/e/round_01/masks.npz")["fc1/kernel"].shape  # doctest: +SKIP
+    (784, 300)
+    """
+    try:
+        # allow_pickle=False: a data file must never be able to run code.
+        with np.load(path, allow_pickle=False) as data:
+            # Reading every member checks every CRC now, not when a value is first used.
+            return {name: data[name] for name in data.files}
+    except DAMAGE as error:
+        raise damaged(path, error, todo) from None
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
@@ -81,9 +141,25 @@ def write_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]], columns: 
     write_bytes_atomic(path, text.getvalue().encode())
 
 
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+def read_csv(
+    path: str | os.PathLike, columns: Sequence[str] = (), todo: str = RECOMPUTE
+) -> list[dict[str, str]]:
+    """The rows of a CSV file written by :func:`write_csv`; one that is not text, lacks one of
+    ``columns`` in its header, or has a row of another length is an LthError naming it."""
+    try:
+        text = Path(path).read_bytes().decode()
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+    except DAMAGE as error:
+        raise damaged(path, error, todo) from None
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise damaged(path, f"no column {missing[0]!r} in its header", todo)
+    for number, row in enumerate(rows, start=2):
+        # DictReader puts a short row's missing values as None, a long row's extras under None.
+        if None in row or None in row.values():
+            raise damaged(path, f"line {number} has another number of values", todo)
+    return rows
 
 
 class BackgroundWriter:
@@ -127,3 +203,61 @@ class BackgroundWriter:
             # Already leaving on an error (a kill, a failed step): that one is the news.
         finally:
             self._executor.shutdown()
+
+
+@contextlib.contextmanager
+def locked(directory: str | os.PathLike, what: str = "an lth_tf run") -> Iterator[Path]:
+    """Holds ``<directory>/.lock`` (an OS advisory lock, with this process's pid inside) for
+    the ``with`` block; while another process holds it, an LthError naming that process.
+
+    The kernel drops the lock when its holder exits, however it exits, so a lock left by a
+    killed run is simply taken: nothing stale to clean up by hand.
+
+    >>> with locked("runs/lenet"):  # doctest: +SKIP
+    ...     ...  # only this process writes into runs/lenet
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise LthError(
+                f"{directory} is in use by {what} (pid {holder}); wait for it to end or stop "
+                "it, then rerun"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield directory
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def is_leftover(path: Path) -> bool:
+    """A temporary file of :func:`write_bytes_atomic` (``.<name>.<random>.tmp``), or the lock.
+
+    >>> is_leftover(Path(".hparams.json.x1y2z3.tmp")), is_leftover(Path("hparams.json"))
+    (True, False)
+    """
+    name = path.name
+    return name == LOCK_FILE or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def remove_leftovers(directory: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files kills left in ``directory`` and its subdirectories (the lock
+    excepted); returns them. Call it only while holding :func:`locked`: a running writer's
+    temporary file looks the same."""
+    removed = []
+    for path in sorted(Path(directory).rglob(".*.tmp")):
+        if path.name != LOCK_FILE:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

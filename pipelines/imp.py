@@ -94,9 +94,12 @@ def hparams_from_flags():
     """The experiment's hyperparameters: the recipe's defaults, overridden by set flags (for a
     branch, its parent's)."""
     from lth_tf.errors import LthError
+    from lth_tf.experiment import check_experiment_name
 
     if FLAGS.branch_of is not None:
         return branch_hparams_from_flags()
+    if FLAGS.experiment_name is not None:
+        check_experiment_name(FLAGS.experiment_name)
     if FLAGS.control is not None or FLAGS.control_seed is not None:
         raise LthError("--control and --control_seed need --branch_of=EXPERIMENT_DIR")
     return hparam_flags.hparams_from_flags(FLAGS)

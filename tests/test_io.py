@@ -1,9 +1,16 @@
 """Atomic files: what is written reads back exactly, and nothing half-written is left."""
 
+import errno
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from lth_tf import io
+from lth_tf.errors import LthError
+from tests.helpers import ROOT
 
 
 @pytest.mark.parametrize("compressed", [False, True])
@@ -53,3 +60,122 @@ def test_an_error_in_the_block_is_not_hidden_by_a_failed_write(tmp_path):
         with io.BackgroundWriter() as writer:
             writer.write_npz(tmp_path / "file" / "checkpoint.npz", {"a": np.zeros(1)})
             raise KeyError("the real error")
+
+
+# -- damaged files -----------------------------------------------------------------------------
+
+
+def _npz(tmp_path):
+    path = tmp_path / "masks.npz"
+    io.write_npz(path, {"fc1/kernel": np.ones((30, 20), np.uint8)}, compressed=True)
+    return path
+
+
+def _truncated(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _bit_flipped(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x10  # inside the first member's deflate stream
+    path.write_bytes(bytes(data))
+
+
+def _binary(path):
+    path.write_bytes(bytes(range(256)) * 4)
+
+
+DAMAGES = {"truncated": _truncated, "bit_flipped": _bit_flipped, "binary": _binary}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_npz_is_one_line_naming_it(tmp_path, damage):
+    path = _npz(tmp_path)
+    DAMAGES[damage](path)
+    with pytest.raises(LthError) as caught:
+        io.read_npz(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} is damaged (") and "\n" not in message
+    assert message.endswith(io.RECOMPUTE)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [bytes(range(256)), b"round,test_accuracy\n1\n", b"a,b\n1,2,3\n", b"\xff\xfe\x00\x01"],
+    ids=["binary", "short_row", "long_row", "not_utf8"],
+)
+def test_a_damaged_csv_is_one_line_naming_it(tmp_path, content):
+    path = tmp_path / "results.csv"
+    path.write_bytes(content)
+    with pytest.raises(LthError, match="is damaged") as caught:
+        io.read_csv(path, ["round"])
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("content", [b"{", b"\xff\xfe", b""], ids=["cut", "not_utf8", "empty"])
+def test_a_damaged_json_is_one_line_naming_it(tmp_path, content):
+    path = tmp_path / "hparams.json"
+    path.write_bytes(content)
+    with pytest.raises(LthError, match="is damaged") as caught:
+        io.read_json(path, "restore it")
+    assert str(caught.value).startswith(str(path)) and str(caught.value).endswith("restore it")
+
+
+def test_a_write_that_fails_names_its_file(tmp_path, monkeypatch):
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full_disk)
+    with pytest.raises(OSError) as caught:
+        io.write_json(tmp_path / "hparams.json", {})
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(tmp_path / "hparams.json")
+    assert list(tmp_path.iterdir()) == []  # the temporary file went too
+
+
+# -- the lock and the leftovers ----------------------------------------------------------------
+
+HOLDER = """
+import sys
+from lth_tf import io
+with io.locked(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _hold_lock(directory):
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(directory)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_locked_directory_names_its_holder_and_is_free_once_it_dies(tmp_path):
+    holder = _hold_lock(tmp_path / "e")
+    try:
+        with pytest.raises(LthError, match=rf"in use by .* \(pid {holder.pid}\)"):
+            with io.locked(tmp_path / "e"):
+                pass
+    finally:
+        holder.kill()  # as kill -9 would: nothing of the holder's runs to clean up
+        holder.wait()
+    with io.locked(tmp_path / "e"):
+        assert (tmp_path / "e" / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_leftovers_are_recognised_and_removed(tmp_path):
+    (tmp_path / "round_01").mkdir()
+    leftovers = [tmp_path / ".hparams.json.ab12.tmp", tmp_path / "round_01" / ".w.npz.x.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    (tmp_path / "results.csv").write_text("kept")
+    with io.locked(tmp_path):
+        assert sorted(io.remove_leftovers(tmp_path)) == sorted(leftovers)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [".lock", "results.csv", "round_01"]

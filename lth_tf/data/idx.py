@@ -40,12 +40,70 @@ IDX_FILES: tuple[str, str, str, str] = (
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Returns the file's content, gunzipped if it is a gzip file."""
+# Deflate emits at most 258 bytes per 2 bits of input (about 1032:1), so a gzip file whose
+# header announces more than that many times its own size cannot hold it: it is truncated, or
+# is a bomb made to look small. No IDX dataset comes near the second bound (MNIST's largest
+# file is 47 MB); past it, a uint32 shape would have the reader allocate whatever it says.
+_DEFLATE_MAX_RATIO = 1032
+_MAX_IDX_BYTES = 4 << 30
+_CHUNK = 1 << 20
+
+
+class _Gunzip:
+    """Inflates a gzip file's bytes on demand, never more than asked for."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = raw
+
+    def read(self, size: int) -> bytearray:
+        """The next ``size`` bytes (fewer at the end of the data)."""
+        out = bytearray(size)
+        view, filled = memoryview(out), 0
+        while filled < size:
+            if self._inflater.eof:
+                rest = self._inflater.unused_data
+                if rest[:2] != _GZIP_MAGIC:  # a concatenated member continues the data
+                    break
+                self._inflater, self._pending = zlib.decompressobj(16 + zlib.MAX_WBITS), rest
+            chunk = self._inflater.decompress(self._pending, min(size - filled, _CHUNK))
+            self._pending = self._inflater.unconsumed_tail
+            if not chunk and not self._pending and not self._inflater.eof:
+                raise EOFError("compressed data ends early")
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        del view
+        del out[filled:]
+        return out
+
+
+def _gunzip_idx(path: Path, raw: bytes) -> bytes | bytearray:
+    """The IDX bytes of gzip content ``raw``: the header, then only as many values as it
+    announces (plus one byte, so that :func:`read_idx` sees trailing data); an announced size
+    no gzip file of this size can hold, or over 4 GiB, is refused before inflating it."""
+    gunzip = _Gunzip(raw)
+    head = gunzip.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+        return head  # read_idx says what is wrong
+    head += gunzip.read(4 * head[3])
+    if len(head) < 4 + 4 * head[3]:
+        return head
+    shape = struct.unpack(f">{head[3]}I", head[4:])
+    announced = math.prod(shape) * _IDX_TYPES[head[2]].itemsize
+    if announced > _MAX_IDX_BYTES or announced > _DEFLATE_MAX_RATIO * len(raw):
+        raise LthError(
+            f"{path}: the IDX header announces shape {shape} ({announced} bytes), more than "
+            f"this {len(raw)}-byte gzip file can hold or than 4 GiB; download the file again"
+        )
+    return head + gunzip.read(announced + 1)
+
+
+def _read_bytes(path: Path) -> bytes | bytearray:
+    """Returns the file's content, gunzipped (as far as its IDX header says) if it is gzip."""
     try:
         raw = path.read_bytes()
         if raw[:2] == _GZIP_MAGIC:
-            return gzip.decompress(raw)
+            return _gunzip_idx(path, raw)
         return raw
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise LthError(

@@ -18,7 +18,7 @@ import numpy as np
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, check_number
 from lth_tf.errors import LthError
-from lth_tf.experiment import ExperimentDir, RoundResult, read_experiment
+from lth_tf.experiment import MASKS_TODO, ExperimentDir, RoundResult, read_experiment
 
 BEST = "best"
 
@@ -149,11 +149,28 @@ def open_ticket(
                 f"{problem}; finished rounds: {_ranges(done)}; pick one of those or --round=best"
             )
     row = next(r for r in rows if r.round == chosen)
-    try:
-        masks = io.read_npz(experiment.masks(chosen))
-        weights = io.read_npz(experiment.weights(chosen))
-    except (OSError, ValueError) as error:
-        raise LthError(f"cannot read round {chosen} of {experiment.root}: {error}") from None
+    if not experiment.masks(chosen).exists():
+        raise LthError(
+            f"{experiment.masks(chosen)} is missing; rerun the IMP command to recompute it"
+        )
+    # Round 0's shapes are the model's: a round of other shapes is not of this experiment.
+    dense = experiment.read_weights(0)
+    shapes = {name: value.shape for name, value in dense.items()}
+    weights = dense if chosen == 0 else experiment.read_weights(chosen, shapes)
+    masks = experiment.read_masks(chosen, nested=not hparams.pruning.one_shot)
+    for name, mask in masks.items():
+        if name in weights and weights[name].shape != mask.shape:
+            raise io.damaged(
+                experiment.masks(chosen), f"{name} is not of its weights' shape", MASKS_TODO
+            )
+        # The round saved its weights masked: a survivor where the mask prunes means the mask
+        # is not the one the round trained with.
+        if name in weights and np.any(weights[name][mask == 0] != 0):
+            raise io.damaged(
+                experiment.masks(chosen),
+                f"{name} prunes weights round {chosen} trained",
+                MASKS_TODO,
+            )
     expected = set(masks) if "num_classes" in data else set(masks) | {"output/bias"}
     missing = sorted(expected - set(weights))
     if missing:

@@ -238,7 +238,13 @@ class TensorBoardMonitor(ImpObserver):
     def _log_finished_rounds(self, draw_figure: bool = True) -> None:
         """Summary, layers (and the figure, if asked) for every finished round not logged yet."""
         experiment = self._opened()
-        rows = experiment.read_results()
+        # A row whose round lost its files is retrained (and logged) before it counts.
+        done = experiment.completed_rounds()
+        rows = [
+            row
+            for row in experiment.read_results()
+            if row.round in done and experiment.masks(row.round).exists()
+        ]
         if not rows:
             return
         summary, layers = self._runs[SUMMARY_RUN], self._runs[LAYERS_RUN]

@@ -93,9 +93,19 @@ def run_stability(
 ) -> list[StabilityResult]:
     """Analyses (or reuses) every rewind point of ``plan``; returns one result per point.
 
-    Writes each point's JSON and figure, the TensorBoard run, and for a sweep its CSV and figure.
+    Writes each point's JSON and figure, the TensorBoard run, and for a sweep its CSV and figure,
+    holding the experiment's lock (:func:`lth_tf.io.locked`): an IMP run or another analysis
+    writing there meanwhile is refused.
     """
     check_dataset(plan, data)
+    with io.locked(plan.experiment.root, "another lth_tf run"):
+        io.remove_leftovers(plan.files.root)
+        return _run_stability_locked(plan, data, options)
+
+
+def _run_stability_locked(
+    plan: StabilityPlan, data: ImageDataset, options: StabilityOptions
+) -> list[dict]:
     files = plan.files
     results: dict[int, StabilityResult] = {}
     fresh: set[int] = set()
@@ -206,7 +216,10 @@ class StabilitySession:
         run = build_run(hparams, data, execution=execution, model=model)
         self.pruned, self.trainer = run.pruned, run.trainer
         self.initial = snapshot(self.pruned.rewindable)
-        masks = io.read_npz(plan.experiment.masks(plan.pruning_round))
+        shapes = {name: tuple(v.shape) for name, v in self.pruned.masks.items()}
+        masks = plan.experiment.read_masks(
+            plan.pruning_round, shapes, nested=not hparams.pruning.one_shot
+        )
         self.masks = {name: mask.astype(np.float32) for name, mask in masks.items()}
         self.batch_norm = None
         if batch_norm_layers(self.pruned.unwrapped):
@@ -455,7 +468,8 @@ class StabilitySession:
             "pruning_reference": "none: round 0 is the dense network itself, nothing is pruned",
         }
         if plan.pruning_round > 0:
-            dense = io.read_npz(plan.experiment.weights(0))
+            shapes = {name: tuple(v.shape) for name, v in self.pruned.rewindable.items()}
+            dense = plan.experiment.read_weights(0, shapes)
             per_copy = [l2_distance(copy, dense, self.masks) for copy in copies]
             pruning = {
                 "l2_distance_pruning": per_copy[0][0],

@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from lth_tf import io
 from lth_tf.config import ExperimentHparams, Resolved, check_number
 from lth_tf.controls import get_control
 from lth_tf.errors import LthError
-from lth_tf.experiment import ExperimentDir, RoundResult, read_experiment
+from lth_tf.experiment import MASKS_TODO, ExperimentDir, RoundResult, read_experiment
 from lth_tf.steps import Step
 
 STABILITY_DIR = "stability"
@@ -235,6 +236,19 @@ def _finished_round(
                 f"round {needed} of {experiment.root} has not finished{why}; finished rounds: "
                 f"{finished}; rerun pipelines.imp to finish it, or pick a finished round"
             )
+    # Read now, before TensorFlow starts: a damaged file is refused in a second, not after
+    # the dense network has been rebuilt.
+    dense = experiment.read_weights(0)
+    shapes = {name: value.shape for name, value in dense.items()}
+    masks = experiment.read_masks(pruning_round, nested=not hparams.pruning.one_shot)
+    odd = [name for name, mask in masks.items() if shapes.get(name) != mask.shape]
+    if odd:
+        raise io.damaged(
+            experiment.masks(pruning_round),
+            f"{odd[0]} is not of round 0's shape",
+            MASKS_TODO,
+        )
+    experiment.read_weights(pruning_round, shapes)
     return next(r for r in experiment.read_results() if r.round == pruning_round)
 
 

@@ -1,0 +1,253 @@
+"""What a user, a kill or the file system can do to an experiment: one line and exit 2, or a
+recovery. Damaged files x pipelines, full disks, names escaping --output_dir, the lock, and the
+files a kill leaves or a user deletes."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lth_tf import io
+from lth_tf.errors import LthError
+from lth_tf.experiment import ExperimentDir
+from lth_tf.export.ticket import open_ticket
+from lth_tf.imp import run_imp
+from lth_tf.monitoring.report import write_report
+from lth_tf.stability.plan import plan_stability
+from tests.helpers import (
+    QUIET,
+    TICKET_RATES,
+    assert_one_line_error,
+    lenet_hparams,
+    run_main,
+    run_pipeline,
+)
+from tests.test_io import DAMAGES, _hold_lock
+
+# conftest's lenet_runs/plain: how it was run.
+PLAIN = lenet_hparams(
+    iterations="40it",
+    eval_every="20it",
+    rounds=2,
+    pruning={"rates": TICKET_RATES, "block_size": "1x1"},
+)
+SMALL_RUN = [
+    "--model=lenet300_100",
+    "--dataset=mnist",
+    "--noprogress",
+    "--iterations=20",
+    "--eval_every=10it",
+    "--rounds=1",
+]
+
+
+def _set_mask_value(path: Path) -> None:
+    masks = io.read_npz(path)
+    name = sorted(masks)[0]
+    masks[name] = masks[name] * 2
+    io.write_npz(path, masks, compressed=True)
+
+
+def _wrong_shape(path: Path) -> None:
+    masks = io.read_npz(path)
+    name = sorted(masks)[0]
+    masks[name] = masks[name][:-1]
+    io.write_npz(path, masks, compressed=True)
+
+
+def _unnested(path: Path) -> None:
+    masks = io.read_npz(path)
+    masks = {name: np.ones_like(mask) for name, mask in masks.items()}
+    io.write_npz(path, masks, compressed=True)
+
+
+def _not_finite(path: Path) -> None:
+    weights = io.read_npz(path)
+    name = sorted(weights)[0]
+    weights[name] = np.full_like(weights[name], np.nan)
+    io.write_npz(path, weights)
+
+
+# (file, damage): each makes the file unusable in its own way.
+DAMAGED = {
+    "masks_truncated": ("round_01/masks.npz", DAMAGES["truncated"]),
+    "masks_bit_flipped": ("round_01/masks.npz", DAMAGES["bit_flipped"]),
+    "masks_value_2": ("round_01/masks.npz", _set_mask_value),
+    "masks_wrong_shape": ("round_01/masks.npz", _wrong_shape),
+    "masks_not_nested": ("round_02/masks.npz", _unnested),  # round 1 pruned what it keeps
+    "weights_truncated": ("round_01/weights.npz", DAMAGES["truncated"]),
+    "weights_nan": ("round_01/weights.npz", _not_finite),
+    "results_binary": ("results.csv", DAMAGES["binary"]),
+    "results_truncated": ("results.csv", lambda p: p.write_bytes(p.read_bytes()[:30])),
+    "hparams_bad": ("hparams.json", lambda p: p.write_bytes(b'{"hparams": ')),
+}
+
+
+@pytest.fixture(scope="module")
+def damaged(lenet_runs, tmp_path_factory) -> Path:
+    """One copy of lenet_runs/plain per entry of DAMAGED, damaged so, under its key."""
+    root = tmp_path_factory.mktemp("damaged")
+    for key, (name, damage) in DAMAGED.items():
+        copy = shutil.copytree(lenet_runs / "plain", root / key)
+        damage(copy / name)
+    return root
+
+
+def _refusal(call) -> str:
+    with pytest.raises(LthError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("key", DAMAGED)
+def test_every_reader_names_the_damaged_file(damaged, key, mnist_data, tmp_path):
+    name = DAMAGED[key][0]
+    experiment = damaged / key
+    path = str(experiment / name)
+    pruning_round = 2 if name.startswith("round_02") else 1
+    assert path in _refusal(lambda: open_ticket(experiment, pruning_round))
+    assert path in _refusal(lambda: plan_stability(experiment, pruning_round))
+    assert "has not finished" not in _refusal(lambda: open_ticket(experiment, pruning_round))
+    if name in ("results.csv", "hparams.json"):  # what a report and a resume read
+        assert path in _refusal(lambda: write_report([experiment], tmp_path / "r"))
+        run = lambda: run_imp(PLAIN, damaged, key, QUIET, data=mnist_data)  # noqa: E731
+        assert path in _refusal(run)
+
+
+@pytest.mark.parametrize(
+    "module, key, flags",
+    [
+        ("pipelines.export", "masks_bit_flipped", ["--round=1", "--output_dir={tmp}"]),
+        ("pipelines.stability", "results_binary", ["--round=1"]),
+    ],
+)
+def test_export_and_stability_print_the_damaged_file_on_one_line(
+    damaged, module, key, flags, tmp_path
+):
+    flags = [flag.format(tmp=tmp_path) for flag in flags]
+    result = run_pipeline(module, f"--experiment_dir={damaged / key}", *flags)
+    assert_one_line_error(result, str(damaged / key / DAMAGED[key][0]))
+
+
+def test_report_prints_the_damaged_file_on_one_line(damaged, tmp_path):
+    result = run_main(
+        "pipelines.report", f"--experiments={damaged / 'hparams_bad'}", f"--output={tmp_path}/r"
+    )
+    assert_one_line_error(result, str(damaged / "hparams_bad" / "hparams.json"))
+
+
+def test_imp_resume_on_a_damaged_results_file_is_one_line(idx_dir, tmp_path):
+    flags = [*SMALL_RUN, f"--data_dir={idx_dir}", f"--output_dir={tmp_path}", "--experiment_name=e"]
+    assert run_main("pipelines.imp", *flags, tensorflow=True).returncode == 0
+    (tmp_path / "e" / "results.csv").write_bytes(b"\x00\x9f\x92\x96 garbage")
+    result = run_main("pipelines.imp", *flags, tensorflow=True)
+    assert_one_line_error(result, f"{tmp_path / 'e' / 'results.csv'} is damaged")
+
+
+# -- the file system ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fail_at", [1, 4])
+def test_a_full_disk_is_one_line_and_the_rerun_resumes(idx_dir, tmp_path, monkeypatch, fail_at):
+    flags = [*SMALL_RUN, f"--data_dir={idx_dir}", f"--output_dir={tmp_path}", "--experiment_name=e"]
+    calls = []
+    real = io.write_bytes_atomic
+
+    def fills_up(path, data):
+        calls.append(path)
+        if len(calls) == fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(io, "write_bytes_atomic", fills_up)
+        result = run_main("pipelines.imp", *flags, tensorflow=True)
+    assert_one_line_error(result, f"{calls[-1]}: disk full (free space")
+    assert run_main("pipelines.imp", *flags, tensorflow=True).returncode == 0
+    assert [r.round for r in ExperimentDir(tmp_path / "e").read_results()] == [0, 1]
+
+
+def test_an_output_dir_that_is_a_file_or_under_proc_is_one_line(idx_dir, tmp_path):
+    (tmp_path / "file").write_text("")
+    for output_dir, reason in [
+        (tmp_path / "file", "not a directory"),
+        (Path("/proc/lth_tf_test"), "no such file or directory"),
+    ]:
+        result = run_main(
+            "pipelines.imp",
+            *SMALL_RUN,
+            f"--data_dir={idx_dir}",
+            f"--output_dir={output_dir}",
+            tensorflow=True,
+        )
+        assert_one_line_error(result, f"{output_dir}")
+        assert reason in result.stderr
+
+
+# -- experiment names --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/abs", "a/b", "..", "."])
+def test_an_experiment_name_that_leaves_output_dir_is_refused(name, tmp_path, lenet_runs):
+    inside = tmp_path / "out"
+    result = run_main(
+        "pipelines.imp", *SMALL_RUN, f"--output_dir={inside}", f"--experiment_name={name}"
+    )
+    assert_one_line_error(result, "is not a plain name")
+    branch = run_main(
+        "pipelines.imp",
+        f"--branch_of={lenet_runs / 'plain'}",
+        "--control=random_reinit",
+        f"--experiment_name={name}",
+    )
+    assert_one_line_error(branch, "is not a plain name")
+    with pytest.raises(LthError, match="is not a plain name"):
+        run_imp(PLAIN, inside, name, QUIET, data=object())  # refused before the data is used
+    assert not tmp_path.joinpath("x").exists() and not inside.exists()
+
+
+# -- the lock, leftovers and recovery ----------------------------------------------------------
+
+
+def test_a_second_run_is_refused_then_a_killed_runs_leftovers_are_no_obstacle(tmp_path, mnist_data):
+    root = tmp_path / "e"
+    root.mkdir()
+    leftover = root / ".hparams.json.k1ll3d.tmp"  # a kill during the very first write
+    leftover.write_bytes(b'{"half')
+    holder = _hold_lock(root)
+    hparams = lenet_hparams(iterations="20it", eval_every="10it", rounds=0)
+    try:
+        message = _refusal(lambda: run_imp(hparams, tmp_path, "e", QUIET, data=mnist_data))
+        assert f"pid {holder.pid}" in message and str(root) in message
+        assert not (root / "hparams.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    run_imp(hparams, tmp_path, "e", QUIET, data=mnist_data)
+    assert ExperimentDir(root).completed_rounds() == {0}
+    assert not leftover.exists()
+
+
+def test_a_lost_mask_is_recomputed_and_a_lost_round_retrained_with_tensorboard_on(
+    lenet_runs, tmp_path, mnist_data
+):
+    from lth_tf.monitoring.tensorboard import TensorBoardMonitor
+
+    experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
+    original = io.read_npz(experiment.masks(1))
+    weights_1 = experiment.weights(1).read_bytes()
+    experiment.masks(1).unlink()
+    shutil.rmtree(experiment.round_dir(2))  # its results row stays
+    run_imp(PLAIN, tmp_path, "plain", QUIET, data=mnist_data, observer=TensorBoardMonitor())
+    recomputed = io.read_npz(experiment.masks(1))
+    assert recomputed.keys() == original.keys()
+    for name, mask in original.items():
+        np.testing.assert_array_equal(recomputed[name], mask)
+    assert experiment.weights(1).read_bytes() == weights_1  # round 1 was not retrained
+    assert experiment.completed_rounds() == {0, 1, 2}
