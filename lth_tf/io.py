@@ -217,6 +217,8 @@ def locked(directory: str | os.PathLike, what: str = "an lth_tf run") -> Iterato
     ...     ...  # only this process writes into runs/lenet
     """
     directory = Path(directory)
+    # The outermost folder this makes (--output_dir may be new too), to take back on a refusal.
+    made = [parent for parent in [directory, *directory.parents] if not parent.exists()]
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
@@ -233,7 +235,16 @@ def locked(directory: str | os.PathLike, what: str = "an lth_tf run") -> Iterato
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield directory
+        try:
+            yield directory
+        finally:
+            # A run refused before it wrote anything leaves no directory it made behind.
+            if made and [p.name for p in directory.iterdir()] == [LOCK_FILE]:
+                path.unlink()
+                for folder in made:  # innermost first; stops at one that is no longer empty
+                    if any(folder.iterdir()):
+                        break
+                    folder.rmdir()
     finally:
         os.close(fd)  # releases the lock
 

@@ -274,7 +274,7 @@ def test_tfds_offline_without_a_prepared_copy_is_one_quick_line(
     with pytest.raises(LthError, match="no prepared copy in .* and no network") as caught:
         load_dataset("tfds:cifar100", data_dir=str(tmp_path))
     assert "\n" not in str(caught.value) and str(caught.value).startswith("tfds:cifar100: ")
-    with pytest.raises(LthError, match="tfds:no_such_dataset_here: TFDS cannot find it"):
+    with pytest.raises(LthError, match="tfds:no_such_dataset_here: TFDS has no dataset"):
         load_dataset("tfds:no_such_dataset_here", data_dir=str(tmp_path))
 
 

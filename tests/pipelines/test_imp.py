@@ -154,3 +154,29 @@ def test_a_control_runs_from_the_command_line_beside_its_parent(idx_dir, mnist_d
     _, csv = write_report([tmp_path / "lenet", tmp_path / "lenet-random_prune"], tmp_path / "r")
     labels = [row["label"] for row in io.read_csv(csv)]
     assert labels == ["control=none"] * 2 + ["control=random_prune"] * 2
+
+
+def test_a_run_logged_to_a_file_has_plain_progress_lines(idx_dir, tmp_path):
+    """Not a terminal (a pipe here, a file under `> log 2>&1`): no carriage returns or
+    backspaces, lines under 100 columns, the experiment and each round's wall time printed."""
+    result = run_pipeline(
+        "pipelines.imp",
+        "--model=lenet300_100",
+        "--dataset=mnist",
+        f"--data_dir={idx_dir}",
+        "--rounds=1",
+        "--iterations=300",
+        f"--output_dir={tmp_path}",
+        "--experiment_name=logged",
+        "--notensorboard",
+    )
+    assert result.returncode == 0, result.stderr
+    log = result.stdout + result.stderr
+    assert "\r" not in log and "\x08" not in log
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 100 for line in lines), max(lines, key=len)
+    assert f"Experiment: {tmp_path / 'logged'}" in lines
+    progress = [line for line in lines if " it/s | " in line]
+    assert any("Round 1: 300/300 (100%)" in line for line in progress)
+    round_lines = [line for line in lines if line.startswith("round ")]
+    assert len(round_lines) == 2 and all(line.endswith(" s") for line in round_lines)
