@@ -236,6 +236,7 @@ def run_member(
 
     _log_with_prefix(name)
     try:
+        _import_tensorflow_quietly()
         from lth_tf.imp import RunOptions, run_imp
 
         observer = None
@@ -270,6 +271,32 @@ def one_line(error: BaseException) -> str:
     lines = [line for line in str(error).splitlines() if line.strip()]
     first = lines[0].strip() if lines else ""
     return first if isinstance(error, LthError) else f"{type(error).__name__}: {first}".rstrip(": ")
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up lines (CUDA probing, oneDNN) go to the process's stderr, which
+    Ray forwards from every worker; they are dropped unless the import fails."""
+    import sys
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _log_with_prefix(name: str) -> None:
