@@ -90,9 +90,7 @@ def parse_seeds(text: str) -> list[int]:
     for item in (part.strip() for part in text.split(",")):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
         if not match:
-            raise LthError(
-                f"--seeds: {item!r} is not a seed or a range; use e.g. 0-4 or 0,1,2"
-            )
+            raise LthError(f"--seeds: {item!r} is not a seed or a range; use e.g. 0-4 or 0,1,2")
         first, last = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if last < first:
             raise LthError(f"--seeds: the range {item} is empty; write it low-high, e.g. 0-4")
@@ -159,7 +157,9 @@ def plan_sweep(
             rounds = ticket.hparams.pruning.rounds
             branch = BranchHparams(control, ticket.name, 0)
             name = branch_name(ticket.name, branch, rounds, rounds)
-            members.append(Member(name, dataclasses.replace(ticket.hparams, branch=branch), ticket.name))
+            members.append(
+                Member(name, dataclasses.replace(ticket.hparams, branch=branch), ticket.name)
+            )
     plan = SweepPlan(Path(root), tuple(members))
     _check_resumable(plan)
     return plan

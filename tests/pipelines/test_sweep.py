@@ -63,11 +63,21 @@ def results_without_time(experiment: Path) -> list[dict]:
 
 def test_a_plan_names_members_by_rewind_and_seed_and_branches_each_one(tmp_path):
     plan = plan_sweep(
-        tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0, 1],
-        rewinds=["0", "20it"], controls=["random_reinit", "random_prune"],
+        tmp_path,
+        "lenet300_100",
+        "mnist",
+        changes=CHANGES,
+        seeds=[0, 1],
+        rewinds=["0", "20it"],
+        controls=["random_reinit", "random_prune"],
     )
     names = [member.name for member in plan.members]
-    assert names[:4] == ["rewind0it-seed0", "rewind0it-seed1", "rewind20it-seed0", "rewind20it-seed1"]
+    assert names[:4] == [
+        "rewind0it-seed0",
+        "rewind0it-seed1",
+        "rewind20it-seed0",
+        "rewind20it-seed1",
+    ]
     assert len(names) == 12 and len(set(names)) == 12
     ticket = plan.members[2]
     assert (ticket.hparams.training.seed, ticket.hparams.pruning.rewind) == (0, "20it")
@@ -206,7 +216,10 @@ def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
     for name, member in after.items():
         hparams = ExperimentHparams.from_dict(io.read_json(root / name / "hparams.json")["hparams"])
         if member["parent"] is None:
-            assert (hparams.training.seed, hparams.pruning.rewind) == (member["seed"], member["rewind"])
+            assert (hparams.training.seed, hparams.pruning.rewind) == (
+                member["seed"],
+                member["rewind"],
+            )
             run_imp(hparams, direct, name, QUIET, data=mnist_data)
     for name, member in after.items():
         if member["parent"] is not None:
