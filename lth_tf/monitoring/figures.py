@@ -3,9 +3,7 @@
 As in Frankle & Carbin (2019), the x axis is logarithmic and the percentage decreases to the
 right, so each IMP round is one step to the right, evenly spaced for a constant prune rate.
 
->>> rows = [{"percent_remaining": 100, "early_stop_test_accuracy": 0.97,
-...          "early_stop_iteration": 900, "test_accuracy": 0.96}]
->>> png = sparsity_figure([Curve.from_results("lenet", rows)])
+>>> png = sparsity_figure([Curve("lenet", (100.0, 51.2), (0.97, 0.96), (900.0, 700.0))])
 >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
 True
 """
