@@ -2,6 +2,10 @@
 
 Writes ``cmp.png`` (test accuracy at early stop and early-stop iteration against percent of
 weights remaining, one line per experiment) and ``cmp.csv`` (one row per experiment and round).
+``--experiments`` also takes sweep directories and quoted globs (``'runs/lenet-*'``);
+experiments that differ only in seed are drawn as one group's mean with a min-max band, and
+the CSV then has their statistics per group and round. ``--output=cmp.pdf`` (or ``.svg``,
+``.png``) picks the figure's format.
 """
 
 from __future__ import annotations
@@ -12,9 +16,17 @@ from pipelines.common import user_errors_as_one_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
-    "experiments", [], "Experiment directories, comma-separated (e.g. runs/lth,runs/rewind500)."
+    "experiments",
+    [],
+    "Experiment directories, sweep directories or quoted globs, comma-separated (e.g. "
+    "runs/lth,runs/rewind500 or runs/sweeps/lth or 'runs/lenet-*').",
 )
-flags.DEFINE_string("output", None, "Path prefix of the report: writes PREFIX.png and PREFIX.csv.")
+flags.DEFINE_string(
+    "output",
+    None,
+    "Where the report goes: PREFIX writes PREFIX.png and PREFIX.csv; PREFIX.pdf, PREFIX.svg or "
+    "PREFIX.png picks the figure's format (PNGs at 300 dpi).",
+)
 
 
 @user_errors_as_one_line
@@ -24,8 +36,8 @@ def main(argv: list[str]) -> None:
 
     if not FLAGS.output:
         raise LthError("--output: give a path prefix for the report, e.g. --output=reports/lenet")
-    png, csv = write_report(FLAGS.experiments, FLAGS.output)
-    print(f"Figure: {png}")
+    figure, csv = write_report(FLAGS.experiments, FLAGS.output)
+    print(f"Figure: {figure}")
     print(f"Table: {csv}")
 
 

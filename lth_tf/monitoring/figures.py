@@ -3,9 +3,7 @@
 As in Frankle & Carbin (2019), the x axis is logarithmic and the percentage decreases to the
 right, so each IMP round is one step to the right, evenly spaced for a constant prune rate.
 
->>> rows = [{"percent_remaining": 100, "early_stop_test_accuracy": 0.97,
-...          "early_stop_iteration": 900, "test_accuracy": 0.96}]
->>> png = sparsity_figure([Curve.from_results("lenet", rows)])
+>>> png = sparsity_figure([Curve("lenet", (100.0, 51.2), (0.97, 0.96), (900.0, 700.0))])
 >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
 True
 """
@@ -25,13 +23,21 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 from lth_tf.experiment import RoundResult
 
 MAX_TICKS = 11
+# Figure formats by file extension; PNG is the default (and what TensorBoard shows).
+FORMATS = ("png", "pdf", "svg")
+# Lines of a report must not hide each other: each gets its own marker and dash besides colour.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+Band = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Curve:
-    """One experiment's results, one point per finished round.
+    """One experiment's results (or one group's means), one point per finished round.
 
     ``final_test_accuracy``, when given, is drawn dashed beside the accuracy at early stop.
+    ``accuracy_band`` and ``iteration_band`` (lows, highs) are drawn shaded around a group's
+    mean line, whose legend then says so, with the group's size ``n``.
     """
 
     label: str
@@ -39,6 +45,9 @@ class Curve:
     early_stop_test_accuracy: tuple[float, ...]
     early_stop_iteration: tuple[float, ...]
     final_test_accuracy: tuple[float, ...] | None = None
+    accuracy_band: Band | None = None
+    iteration_band: Band | None = None
+    n: int | None = None
 
     @classmethod
     def from_results(
@@ -57,45 +66,67 @@ class Curve:
             final_test_accuracy=column("test_accuracy") if with_final else None,
         )
 
+    @property
+    def legend(self) -> str:
+        if self.accuracy_band is None:
+            return self.label
+        return f"{self.label} (mean, band min\u2013max, n={self.n})"
 
-def sparsity_figure(curves: Sequence[Curve], title: str | None = None) -> bytes:
-    """Two panels, accuracy at early stop and early-stop iteration, one line per curve; PNG.
+
+def sparsity_figure(
+    curves: Sequence[Curve], title: str | None = None, format: str = "png", dpi: int = 100
+) -> bytes:
+    """Two panels, accuracy at early stop and early-stop iteration, one line per curve (a
+    group's mean with its min-max band); the file's bytes in ``format`` (png, pdf or svg).
 
     A lone curve is named by the title, so its legend tells early stop from end of training.
     """
+    if format not in FORMATS:
+        raise ValueError(f"format {format!r}: choose one of {', '.join(FORMATS)}")
     alone = len(curves) == 1
     finals = any(curve.final_test_accuracy is not None for curve in curves)
-    figure = Figure(figsize=(11, 4.3), dpi=100, layout="constrained")
+    figure = Figure(figsize=(11, 4.3), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     accuracy_axes, iteration_axes = figure.subplots(1, 2)
     for index, curve in enumerate(curves):
-        color = f"C{index % 10}"
+        style = {
+            "color": f"C{index % 10}",
+            "marker": MARKERS[index % len(MARKERS)],
+            "linestyle": LINESTYLES[index % len(LINESTYLES)],
+            "markersize": 5,
+            "linewidth": 1.6,
+        }
+        x = curve.percent_remaining
         accuracy_axes.plot(
-            curve.percent_remaining,
+            x,
             [100 * a for a in curve.early_stop_test_accuracy],
-            "o-",
-            color=color,
-            markersize=4,
-            label="at early stop" if alone else curve.label,
+            label="at early stop" if alone and curve.accuracy_band is None else curve.legend,
+            **style,
         )
+        if curve.accuracy_band is not None:
+            low, high = curve.accuracy_band
+            accuracy_axes.fill_between(
+                x,
+                [100 * a for a in low],
+                [100 * a for a in high],
+                color=style["color"],
+                alpha=0.18,
+                linewidth=0,
+            )
         if curve.final_test_accuracy is not None:
             accuracy_axes.plot(
-                curve.percent_remaining,
+                x,
                 [100 * a for a in curve.final_test_accuracy],
                 "s--",
-                color=color,
+                color=style["color"],
                 markersize=3,
                 alpha=0.7,
                 label="at end of training" if alone else f"{curve.label}, end of training",
             )
-        iteration_axes.plot(
-            curve.percent_remaining,
-            curve.early_stop_iteration,
-            "o-",
-            color=color,
-            markersize=4,
-            label=curve.label,
-        )
+        iteration_axes.plot(x, curve.early_stop_iteration, label=curve.legend, **style)
+        if curve.iteration_band is not None:
+            low, high = curve.iteration_band
+            iteration_axes.fill_between(x, low, high, color=style["color"], alpha=0.18, linewidth=0)
     ticks = percent_ticks([p for curve in curves for p in curve.percent_remaining])
     for axes, ylabel, heading in (
         (
@@ -103,7 +134,7 @@ def sparsity_figure(curves: Sequence[Curve], title: str | None = None) -> bytes:
             "test accuracy (%)",
             "Test accuracy" + ("" if finals else " at early stop"),
         ),
-        (iteration_axes, "early-stop iteration (min. validation loss)", "Early-stop iteration"),
+        (iteration_axes, "iteration (minimum validation loss)", "Early-stop iteration"),
     ):
         axes.set_xscale("log")
         axes.xaxis.set_major_locator(FixedLocator(ticks))
@@ -114,17 +145,18 @@ def sparsity_figure(curves: Sequence[Curve], title: str | None = None) -> bytes:
             axes.set_xlim(max(ticks) * 1.15, min(ticks) / 1.15)
         else:
             axes.invert_xaxis()
-        axes.set_xlabel("percent of weights remaining (log scale)")
-        axes.set_ylabel(ylabel)
-        axes.set_title(heading)
+        axes.set_xlabel("percent of weights remaining (log scale)", fontsize=11)
+        axes.set_ylabel(ylabel, fontsize=11)
+        axes.set_title(heading, fontsize=12)
+        axes.tick_params(labelsize=10)
         axes.grid(True, which="major", alpha=0.3)
         if axes is accuracy_axes or not alone:
             axes.legend(fontsize="small")
     iteration_axes.set_ylim(bottom=0)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, fontsize=13)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format=format, dpi=dpi)
     return buffer.getvalue()
 
 

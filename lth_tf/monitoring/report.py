@@ -2,14 +2,21 @@
 
 Each experiment is labelled by the hyperparameters that tell it apart from the others (e.g.
 ``rewind=500it`` beside ``rewind=0it``), so a ticket and its controls read as in the paper.
+Experiments that differ only in their seed are replicates: they form one group, drawn as its
+mean with a min-max band (the papers' convention), and the CSV has per group and round the
+mean, std, min, max and n.
 
 >>> write_report(["runs/lth", "runs/rewind500"], "reports/lenet")  # doctest: +SKIP
 (PosixPath('reports/lenet.png'), PosixPath('reports/lenet.csv'))
+>>> write_report(["runs/sweeps/lth"], "reports/lth.pdf")  # doctest: +SKIP
+(PosixPath('reports/lth.pdf'), PosixPath('reports/lth.csv'))
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +24,33 @@ from typing import Any
 from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir, RoundResult, read_saved
-from lth_tf.monitoring.figures import Curve, sparsity_figure
+from lth_tf.monitoring.figures import FORMATS, Curve, sparsity_figure
 
 REPORT_COLUMNS = ["experiment", "label", *RESULT_COLUMNS]
+# What a replicate group's CSV row aggregates, each as mean, std, min and max over its seeds.
+AGGREGATED = ("percent_remaining", "early_stop_test_accuracy", "early_stop_iteration")
+STATISTICS = ("mean", "std", "min", "max")
+GROUP_COLUMNS = [
+    "label",
+    "round",
+    "n",
+    *(f"{quantity}_{statistic}" for quantity in AGGREGATED for statistic in STATISTICS),
+    "experiments",
+]
 # A branch's parent directory name: the control tells a branch from its parent already.
 _NOT_IN_LABELS = {"parent"}
+# What replicates differ in (a branch's parent differs with the seed, being another member).
+_REPLICATE_KEYS = {"seed", "parent"}
+# Image formats matplotlib writes that a report does not offer (any other suffix stays part of
+# the prefix, as before formats were chosen by extension: --output=reports/run.v2).
+_REFUSED_SUFFIXES = {".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp", ".gif"}
+# Legends in words rather than flag values.
+_CONTROL_NAMES = {
+    "none": "ticket (IMP)",
+    "random_reinit": "random reinit",
+    "random_prune": "random pruning",
+    "lr_rewind": "learning-rate rewinding",
+}
 # Hyperparameter groups whose names read better under the pipeline flag's name.
 _RENAMES = {"rates": "prune_rates"}
 
@@ -118,10 +147,150 @@ def experiment_labels(experiments: Sequence[ExperimentResults]) -> list[str]:
     return labels
 
 
-def write_report(experiment_dirs: Sequence[str | Path], prefix: str | Path) -> tuple[Path, Path]:
-    """Writes ``<prefix>.png`` and ``<prefix>.csv`` for these experiments; returns both paths."""
+def expand_experiments(inputs: Sequence[str | Path]) -> list[Path]:
+    """Experiment directories from directories, sweep directories (their members with a
+    finished round) and globs (``runs/lenet-*``: the matching experiment directories).
+
+    >>> expand_experiments(["runs/sweeps/lth"])  # doctest: +SKIP
+    [PosixPath('runs/sweeps/lth/rewind0it-seed0'), ...]
+    """
+    from lth_tf.sweep import SWEEP_FILE, read_sweep
+
+    found: list[Path] = []
+    for item in inputs:
+        text = str(item)
+        if glob.has_magic(text):
+            matches = sorted(
+                Path(p) for p in glob.glob(text) if (Path(p) / "hparams.json").is_file()
+            )
+            if not matches:
+                raise LthError(f"--experiments: {text} matches no experiment directory")
+            found += matches
+        elif (Path(text) / SWEEP_FILE).is_file():
+            started = [m for m in read_sweep(text) if ExperimentDir(m).read_results()]
+            if not started:
+                raise LthError(f"--experiments: no member of the sweep {text} has finished a round")
+            found += started
+        else:
+            found.append(Path(text))
+    return found
+
+
+def figure_path(output: str | Path) -> tuple[Path, str, Path]:
+    """The figure's path and format, and the CSV's path, from ``--output``.
+
+    >>> figure_path("reports/lenet")
+    (PosixPath('reports/lenet.png'), 'png', PosixPath('reports/lenet.csv'))
+    >>> figure_path("reports/lenet.pdf")
+    (PosixPath('reports/lenet.pdf'), 'pdf', PosixPath('reports/lenet.csv'))
+    """
+    path = Path(output)
+    suffix = path.suffix.lower()
+    if suffix in _REFUSED_SUFFIXES:
+        formats = ", ".join(f".{f}" for f in FORMATS)
+        raise LthError(f"--output: {path.suffix} is not a report format; end it in {formats}")
+    format = suffix[1:] if suffix[1:] in FORMATS else "png"
+    prefix = path.with_suffix("") if suffix[1:] in (*FORMATS, "csv") else path
+    figure = prefix.with_name(f"{prefix.name}.{format}")
+    return figure, format, prefix.with_name(prefix.name + ".csv")
+
+
+def replicate_groups(
+    experiments: Sequence[ExperimentResults],
+) -> list[list[ExperimentResults]]:
+    """Experiments that differ only in their seed, grouped, in the order first seen.
+
+    >>> a = ExperimentResults("a", {"rewind": "0it", "seed": 0}, [])
+    >>> b = ExperimentResults("b", {"rewind": "0it", "seed": 1}, [])
+    >>> c = ExperimentResults("c", {"rewind": "100it", "seed": 0}, [])
+    >>> [[e.path for e in group] for group in replicate_groups([a, c, b])]
+    [['a', 'b'], ['c']]
+    """
+    groups: dict[str, list[ExperimentResults]] = {}
+    for experiment in experiments:
+        key = repr(
+            sorted((k, v) for k, v in experiment.hparams.items() if k not in _REPLICATE_KEYS)
+        )
+        groups.setdefault(key, []).append(experiment)
+    return list(groups.values())
+
+
+def legend_label(label: str) -> str:
+    """A label in words for a figure's legend: ``control=random_reinit, rewind=100it`` ->
+    ``random reinit, rewind to 100it``.
+
+    >>> legend_label("rewind=0it, control=none")
+    'rewind to 0it, ticket (IMP)'
+    """
+    words = []
+    for part in label.split(", "):
+        key, sep, value = part.partition("=")
+        if not sep:
+            words.append(part)
+        elif key == "control":
+            words.append(_CONTROL_NAMES.get(value, value))
+        elif key == "rewind":
+            words.append(f"rewind to {value}")
+        else:
+            words.append(part)
+    return ", ".join(words)
+
+
+def _group_rows(label: str, group: Sequence[ExperimentResults]) -> list[dict[str, Any]]:
+    """One CSV row per round: each aggregated quantity's statistics over the group's
+    experiments that finished that round (std is the sample's, 0 for one experiment)."""
+    rounds = sorted({row.round for experiment in group for row in experiment.rows})
+    rows = []
+    for pruning_round in rounds:
+        found = [
+            row for experiment in group for row in experiment.rows if row.round == pruning_round
+        ]
+        values: dict[str, Any] = {"label": label, "round": pruning_round, "n": len(found)}
+        for quantity in AGGREGATED:
+            numbers = [float(getattr(row, quantity)) for row in found]
+            mean = sum(numbers) / len(numbers)
+            spread = sum((x - mean) ** 2 for x in numbers) / max(len(numbers) - 1, 1)
+            values |= {
+                f"{quantity}_mean": mean,
+                f"{quantity}_std": math.sqrt(spread),
+                f"{quantity}_min": min(numbers),
+                f"{quantity}_max": max(numbers),
+            }
+        values["experiments"] = ";".join(e.path for e in group)
+        rows.append(values)
+    return rows
+
+
+def _group_curve(label: str, rows: Sequence[dict[str, Any]], n: int) -> Curve:
+    def column(name: str) -> tuple[float, ...]:
+        return tuple(float(row[name]) for row in rows)
+
+    return Curve(
+        label=legend_label(label),
+        percent_remaining=column("percent_remaining_mean"),
+        early_stop_test_accuracy=column("early_stop_test_accuracy_mean"),
+        early_stop_iteration=column("early_stop_iteration_mean"),
+        accuracy_band=(
+            column("early_stop_test_accuracy_min"),
+            column("early_stop_test_accuracy_max"),
+        ),
+        iteration_band=(column("early_stop_iteration_min"), column("early_stop_iteration_max")),
+        n=n,
+    )
+
+
+def write_report(experiment_dirs: Sequence[str | Path], output: str | Path) -> tuple[Path, Path]:
+    """Writes the figure (format from ``output``'s extension, PNG without one) and the CSV for
+    these experiments, sweeps or globs; returns both paths.
+
+    Without replicates (no two experiments differ only in seed) the CSV has one row per
+    experiment and round (:data:`REPORT_COLUMNS`); with them, one per group and round
+    (:data:`GROUP_COLUMNS`).
+    """
     if not experiment_dirs:
         raise LthError("--experiments: give one or more experiment directories, comma-separated")
+    figure, format, csv = figure_path(output)
+    experiment_dirs = expand_experiments(experiment_dirs)
     seen: set[Path] = set()
     for directory in experiment_dirs:
         resolved = Path(directory).resolve()
@@ -129,22 +298,41 @@ def write_report(experiment_dirs: Sequence[str | Path], prefix: str | Path) -> t
             raise LthError(f"--experiments: {directory} is given twice")
         seen.add(resolved)
     experiments = [load_results(directory) for directory in experiment_dirs]
-    labels = experiment_labels(experiments)
-    prefix = Path(prefix)
-    if prefix.suffix in (".png", ".csv"):
-        prefix = prefix.with_suffix("")
-    png, csv = prefix.with_name(prefix.name + ".png"), prefix.with_name(prefix.name + ".csv")
+    groups = replicate_groups(experiments)
+    # The papers' figures are printed: PNGs at print resolution.
+    dpi = 300 if format == "png" else 100
+    if all(len(group) == 1 for group in groups):
+        labels = experiment_labels(experiments)
+        curves = [
+            dataclasses.replace(Curve.from_results(label, e.rows), label=legend_label(label))
+            for e, label in zip(experiments, labels, strict=True)
+        ]
+        io.write_bytes_atomic(figure, sparsity_figure(curves, format=format, dpi=dpi))
+        rows = [
+            {"experiment": experiment.path, "label": label} | row.to_row()
+            for experiment, label in zip(experiments, labels, strict=True)
+            for row in experiment.rows
+        ]
+        io.write_csv(csv, rows, REPORT_COLUMNS)
+        return figure, csv
 
+    representatives = [
+        dataclasses.replace(
+            group[0],
+            hparams={k: v for k, v in group[0].hparams.items() if k not in _REPLICATE_KEYS},
+        )
+        for group in groups
+    ]
+    labels = (
+        experiment_labels(representatives)
+        if len(groups) > 1
+        else [str(representatives[0].hparams.get("model", representatives[0].name))]
+    )
+    table = [_group_rows(label, group) for label, group in zip(labels, groups, strict=True)]
     curves = [
-        Curve.from_results(label, experiment.rows)
-        for experiment, label in zip(experiments, labels, strict=True)
+        _group_curve(label, rows, len(group))
+        for label, rows, group in zip(labels, table, groups, strict=True)
     ]
-    io.write_bytes_atomic(png, sparsity_figure(curves))
-    rows = [
-        {"experiment": experiment.path, "label": label}
-        | row.to_row()
-        for experiment, label in zip(experiments, labels, strict=True)
-        for row in experiment.rows
-    ]
-    io.write_csv(csv, rows, REPORT_COLUMNS)
-    return png, csv
+    io.write_bytes_atomic(figure, sparsity_figure(curves, format=format, dpi=dpi))
+    io.write_csv(csv, [row for rows in table for row in rows], GROUP_COLUMNS)
+    return figure, csv

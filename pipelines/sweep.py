@@ -1,0 +1,106 @@
+"""Run a sweep on Ray: ``python -m pipelines.sweep --model=lenet300_100 --dataset=fashion_mnist
+--seeds=0-4 --rewind=0,100it --controls=random_reinit,random_prune --output_dir=runs/sweeps/lth``.
+
+One experiment per rewind point and seed, each control as a branch of each; every other
+hyperparameter flag of ``pipelines.imp`` applies to all members. A local Ray instance starts and
+stops with the sweep; ``--ray_address=auto`` (or ``RAY_ADDRESS``) uses a running cluster.
+Rerunning the same command resumes every member. Exits 1 when a member failed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from pipelines import hparam_flags
+from pipelines.common import setup_logging, user_errors_as_one_line
+from pipelines.hparam_flags import define_hparam_flags
+
+FLAGS = flags.FLAGS
+define_hparam_flags(FLAGS)
+flags.adopt_module_key_flags(hparam_flags)
+flags.DEFINE_string("seeds", "0", "Seeds of the members: 0-4, 0,1,2 or a mix (0-2,7).")
+flags.DEFINE_list(
+    "controls", [], "Controls run as branches of every member: random_reinit, random_prune, ..."
+)
+flags.DEFINE_string("output_dir", None, "The sweep's directory (members and sweep.json go here).")
+flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
+flags.DEFINE_integer(
+    "max_parallel", None, "Members at once (default: one per GPU, or 1 without GPUs)."
+)
+flags.DEFINE_string(
+    "ray_address",
+    None,
+    "A running Ray cluster (auto, or ray://HOST:10001); default: $RAY_ADDRESS, else a local "
+    "Ray started for this sweep.",
+)
+flags.DEFINE_boolean("jit_compile", True, "Compile the training step with XLA.")
+flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
+flags.DEFINE_boolean("tensorboard", True, "Write each member's TensorBoard logs.")
+
+# Flags of pipelines.imp that a sweep member cannot take: the sweep names them and runs them.
+_VARIED = {"seed": "--seeds", "model": None, "dataset": None, "recipe": None}
+
+
+def plan_from_flags():
+    """The sweep's members from the flags (every check before Ray or TensorFlow starts)."""
+    from lth_tf.errors import LthError
+    from lth_tf.sweep import parse_seeds, plan_sweep
+
+    if not FLAGS.output_dir:
+        raise LthError("--output_dir: give the sweep's directory, e.g. runs/sweeps/lenet")
+    if FLAGS.seed is not None:
+        raise LthError("--seed: a sweep varies the seed; give --seeds=0-4 (or 0,1,2)")
+    if FLAGS.max_parallel is not None and FLAGS.max_parallel < 1:
+        raise LthError(f"--max_parallel: {FLAGS.max_parallel} must be at least 1")
+    changes = {
+        spec.name: FLAGS[spec.name].value
+        for spec in hparam_flags.hparam_flags()
+        if spec.name not in _VARIED and spec.name != "rewind" and FLAGS[spec.name].value is not None
+    }
+    rewinds = [r.strip() for r in FLAGS.rewind.split(",")] if FLAGS.rewind is not None else []
+    if FLAGS.rewind is not None and not all(rewinds):
+        raise LthError(f"--rewind: {FLAGS.rewind!r} has an empty entry; use e.g. 0,100it")
+    return plan_sweep(
+        FLAGS.output_dir,
+        FLAGS.model,
+        FLAGS.dataset,
+        FLAGS.recipe,
+        changes,
+        seeds=parse_seeds(FLAGS.seeds),
+        rewinds=rewinds,
+        controls=[c.strip() for c in FLAGS.controls],
+    )
+
+
+@user_errors_as_one_line
+def main(argv: list[str]) -> None:
+    from lth_tf.sweep import MemberOptions, run_sweep
+
+    setup_logging()
+    plan = plan_from_flags()
+    result = run_sweep(
+        plan,
+        MemberOptions(
+            data_dir=FLAGS.data_dir,
+            jit_compile=FLAGS.jit_compile,
+            steps_per_execution=FLAGS.steps_per_execution,
+            tensorboard=FLAGS.tensorboard,
+        ),
+        max_parallel=FLAGS.max_parallel,
+        ray_address=FLAGS.ray_address,
+    )
+    print(result.summary())
+    if not result.ok:
+        print("rerun the same command to resume the members that did not finish", file=sys.stderr)
+        sys.exit(1)
+
+
+def run() -> None:
+    """The console script's entry point (``lth-sweep``)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,252 @@
+"""``python -m pipelines.sweep`` and :mod:`lth_tf.sweep`: the plan, the refusals, and real
+sweeps through a local Ray on this machine's CPUs (killed and resumed; a failing member).
+
+The pipeline runs in processes of its own only: its flags share names with pipelines.imp's,
+which other tests load into this process's flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lth_tf import io
+from lth_tf.branches import branch_of
+from lth_tf.config import ExperimentHparams
+from lth_tf.errors import LthError
+from lth_tf.experiment import ExperimentDir
+from lth_tf.sweep import SWEEP_FILE, parse_seeds, plan_sweep
+from tests.helpers import QUIET, ROOT, assert_one_line_error, run_pipeline
+
+# 2 seeds x rewind {0, 20it} x random_reinit: 8 members of 1 pruning round of 40 iterations.
+# Without XLA, as tests.helpers.QUIET runs the same members directly.
+SMALL_SWEEP = (
+    "--model=lenet300_100",
+    "--dataset=mnist",
+    "--seeds=0-1",
+    "--rewind=0,20it",
+    "--controls=random_reinit",
+    "--rounds=1",
+    "--iterations=40",
+    "--eval_every=20",
+    "--nojit_compile",
+    "--notensorboard",
+    "--max_parallel=2",
+)
+CHANGES = {"rounds": 1, "iterations": "40", "eval_every": "20"}
+
+
+def sweep_command(*flags: str) -> list[str]:
+    return [sys.executable, "-m", "pipelines.sweep", *flags]
+
+
+def members(root: Path) -> dict[str, dict]:
+    return {member["name"]: member for member in io.read_json(root / SWEEP_FILE)["members"]}
+
+
+def results_without_time(experiment: Path) -> list[dict]:
+    return [
+        {k: v for k, v in dataclasses.asdict(row).items() if k != "train_seconds"}
+        for row in ExperimentDir(experiment).read_results()
+    ]
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+
+def test_a_plan_names_members_by_rewind_and_seed_and_branches_each_one(tmp_path):
+    plan = plan_sweep(
+        tmp_path,
+        "lenet300_100",
+        "mnist",
+        changes=CHANGES,
+        seeds=[0, 1],
+        rewinds=["0", "20it"],
+        controls=["random_reinit", "random_prune"],
+    )
+    names = [member.name for member in plan.members]
+    assert names[:4] == [
+        "rewind0it-seed0",
+        "rewind0it-seed1",
+        "rewind20it-seed0",
+        "rewind20it-seed1",
+    ]
+    assert len(names) == 12 and len(set(names)) == 12
+    ticket = plan.members[2]
+    assert (ticket.hparams.training.seed, ticket.hparams.pruning.rewind) == (0, "20it")
+    assert ticket.hparams.training.iterations == "40it" and ticket.parent is None
+    branch = next(m for m in plan.members if m.name == "rewind20it-seed0-random_prune")
+    assert branch.parent == "rewind20it-seed0"
+    # A branch member is what pipelines.imp --branch_of would run.
+    assert dataclasses.replace(branch.hparams, branch=ticket.hparams.branch) == ticket.hparams
+    assert (branch.hparams.branch.control, branch.hparams.branch.parent) == (
+        "random_prune",
+        "rewind20it-seed0",
+    )
+
+
+def test_without_rewind_flags_the_recipe_rewind_point_is_the_only_one(tmp_path):
+    plan = plan_sweep(tmp_path, "lenet300_100", "mnist", seeds=[3])
+    assert [m.name for m in plan.members] == ["rewind0it-seed3"]
+
+
+@pytest.mark.parametrize(
+    "text, seeds",
+    [("0-4", [0, 1, 2, 3, 4]), ("7", [7]), ("0-1,5", [0, 1, 5]), (" 2 , 3 ", [2, 3])],
+)
+def test_seeds_parse_ranges_and_lists(text, seeds):
+    assert parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seeds": []}, "the sweep has no seeds"),
+        ({"controls": ["bogus"]}, "unknown control 'bogus'"),
+        ({"controls": ["none"]}, "is IMP itself"),
+        ({"rewinds": ["0", "0it"]}, "given twice"),
+        ({"rewinds": ["soon"]}, "soon"),
+        ({"changes": {"seed": 1}}, "give it as --seeds"),
+    ],
+)
+def test_a_bad_plan_is_refused(tmp_path, kwargs, message):
+    with pytest.raises(LthError, match=message):
+        plan_sweep(tmp_path, "lenet300_100", "mnist", **kwargs)
+
+
+def test_a_member_directory_of_other_hyperparameters_is_refused_before_anything_runs(tmp_path):
+    plan = plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+    member = plan.members[0]
+    other = dataclasses.replace(
+        member.hparams, training=dataclasses.replace(member.hparams.training, iterations="80it")
+    )
+    io.write_json(
+        tmp_path / member.name / "hparams.json", {"format_version": 1, "hparams": other.to_dict()}
+    )
+    with pytest.raises(LthError, match="other hyperparameters .*training.iterations"):
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+
+
+# -- the command line's refusals ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seeds=4-2"], "--seeds: the range 4-2 is empty"),
+        (["--seeds=zero"], "--seeds: 'zero' is not a seed"),
+        (["--seeds="], "the sweep has no seeds"),
+        (["--controls=random_reinit,shuffle"], "--controls: unknown control 'shuffle'"),
+        (["--seed=3"], "give --seeds"),
+        (["--rewind=0,"], "--rewind: '0,' has an empty entry"),
+        (["--max_parallel=0"], "--max_parallel: 0 must be at least 1"),
+    ],
+)
+def test_a_bad_sweep_is_one_line_and_exit_2_before_ray_starts(tmp_path, flags, message):
+    result = run_pipeline(
+        "pipelines.sweep", f"--output_dir={tmp_path / 'sweep'}", *flags, timeout=120
+    )
+    assert_one_line_error(result, message)
+    # Nothing ran: Ray would have printed its start and the sweep written its file.
+    assert "Ray" not in result.stdout + result.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_needs_its_directory():
+    assert_one_line_error(run_pipeline("pipelines.sweep", timeout=120), "--output_dir: give")
+
+
+# -- real sweeps through a local Ray -----------------------------------------------------------
+
+
+def _kill_after_first_results(command: list[str], root: Path) -> None:
+    """Starts the sweep in a process group of its own and SIGKILLs the whole group (the
+    driver and the Ray it started) once a member's results.csv is on disk."""
+    sweep = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not list(root.glob("*/results.csv")):
+        assert sweep.poll() is None, "the sweep ended before any member finished a round"
+        assert time.monotonic() < deadline, "no member finished a round in 10 minutes"
+        time.sleep(0.2)
+    os.killpg(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    # Ray's workers go with their raylet; wait until none of the group writes any more.
+    while True:
+        try:
+            os.killpg(sweep.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+
+
+def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
+    tmp_path, idx_dir, mnist_data
+):
+    from lth_tf.imp import run_imp
+
+    root = tmp_path / "sweep"
+    command = sweep_command(*SMALL_SWEEP, f"--data_dir={idx_dir}", f"--output_dir={root}")
+    _kill_after_first_results(command, root)
+    before = members(root)
+    assert len(before) == 8
+    assert not all(m["status"] == "done" for m in before.values()), "killed after the end"
+
+    resumed = run_pipeline("pipelines.sweep", *command[3:], timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "8 members: 8 done, 0 failed, 0 skipped" in resumed.stdout
+    after = members(root)
+    assert {m["status"] for m in after.values()} == {"done"}
+
+    # Each member, run directly in this process (parents first), gives the same rounds.
+    direct = tmp_path / "direct"
+    for name, member in after.items():
+        hparams = ExperimentHparams.from_dict(io.read_json(root / name / "hparams.json")["hparams"])
+        if member["parent"] is None:
+            assert (hparams.training.seed, hparams.pruning.rewind) == (
+                member["seed"],
+                member["rewind"],
+            )
+            run_imp(hparams, direct, name, QUIET, data=mnist_data)
+    for name, member in after.items():
+        if member["parent"] is not None:
+            hparams, output_dir, _ = branch_of(direct / member["parent"], member["control"])
+            run_imp(hparams, output_dir, name, QUIET, data=mnist_data)
+    for name in after:
+        swept = results_without_time(root / name)
+        assert [row["round"] for row in swept] == [0, 1], name
+        assert swept == results_without_time(direct / name), name
+
+
+def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
+    """rewind=50it is past the end of 40-iteration rounds: that member fails with its one
+    line, its branch never starts, and the sweep exits 1 with a summary."""
+    root = tmp_path / "sweep"
+    flags = [f if f != "--seeds=0-1" else "--seeds=0" for f in SMALL_SWEEP]
+    flags = [f if f != "--rewind=0,20it" else "--rewind=0,50it" for f in flags]
+    result = run_pipeline(
+        "pipelines.sweep", *flags, f"--data_dir={idx_dir}", f"--output_dir={root}", timeout=600
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "4 members: 2 done, 1 failed, 1 skipped" in result.stdout
+    status = members(root)
+    assert status["rewind0it-seed0"]["status"] == "done"
+    assert status["rewind0it-seed0-random_reinit"]["status"] == "done"
+    failed = status["rewind50it-seed0"]
+    assert failed["status"] == "failed" and "past the end of round 0" in failed["error"]
+    assert "\n" not in failed["error"]
+    assert status["rewind50it-seed0-random_reinit"]["status"] == "skipped"
+    assert f"rewind50it-seed0: failed: {failed['error']}" in result.stdout
