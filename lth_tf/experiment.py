@@ -363,8 +363,8 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
         saved = read_saved(experiment)
         # Through the dataclasses and back: an option added since the directory was written
         # takes its neutral default, so older experiments still resume.
-        saved_hparams = _without_rounds(saved.hparams.to_dict())
-        mine = _without_rounds(hparams.to_dict())
+        saved_hparams = experiment_identity(saved.hparams)
+        mine = experiment_identity(hparams)
         if saved_hparams != mine:
             diffs = _differences(saved_hparams, mine)
             raise LthError(
@@ -455,10 +455,11 @@ def _check_eval_spacing(root: Path, hparams: ExperimentHparams, saved: Any, reso
     )
 
 
-def _without_rounds(hparams: dict[str, Any]) -> dict[str, Any]:
-    """An experiment's identity: its hyperparameters but the number of rounds (see
-    :func:`open_experiment`)."""
-    return {**hparams, "pruning": {k: v for k, v in hparams["pruning"].items() if k != "rounds"}}
+def experiment_identity(hparams: ExperimentHparams) -> dict[str, Any]:
+    """What makes two runs the same experiment: every hyperparameter but the number of rounds
+    (more rounds extend an experiment, see :func:`open_experiment`)."""
+    values = hparams.to_dict()
+    return {**values, "pruning": {k: v for k, v in values["pruning"].items() if k != "rounds"}}
 
 
 def _differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:

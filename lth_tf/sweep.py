@@ -35,7 +35,7 @@ from lth_tf.branches import branch_name
 from lth_tf.config import BranchHparams, ExperimentHparams
 from lth_tf.controls import BRANCH_CONTROLS, CONTROLS
 from lth_tf.errors import LthError
-from lth_tf.experiment import ExperimentDir, read_saved
+from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
 
 log = logging.getLogger("lth_tf")
 
@@ -172,8 +172,8 @@ def _check_resumable(plan: SweepPlan) -> None:
         experiment = plan.experiment(member)
         if not experiment.root.exists():
             continue
-        saved = read_saved(experiment, f"sweep member {member.name}: ").hparams.to_dict()
-        mine = member.hparams.to_dict()
+        saved = experiment_identity(read_saved(experiment, f"sweep member {member.name}: ").hparams)
+        mine = experiment_identity(member.hparams)
         if saved != mine:
             differing = sorted(
                 f"{group}.{key}"
