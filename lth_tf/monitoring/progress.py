@@ -19,7 +19,7 @@ from lth_tf.loop import Callback, Chunk, TrainingProgress
 
 # A plain line whenever another tenth of the training is done.
 PLAIN_LINES = 10
-_SHORT = {"accuracy": "acc", "val_accuracy": "val_acc", "test_accuracy": "test_acc"}
+_SHORT = {"accuracy": "acc", "val_accuracy": "val", "test_accuracy": "test"}
 
 
 class ProgressBar(Callback):
@@ -66,14 +66,14 @@ class ProgressBar(Callback):
         print(self.line(chunk.stop, values), flush=True)
 
     def line(self, iteration: int, values: list[tuple[str, float]]) -> str:
-        """``12:03:07 Round 1: 5500/10000 (50%) | 812 it/s | loss 0.3102 | acc 0.9100 | ...``"""
+        """``12:03:07 Round 1: 5500/10000 (55%) 812 it/s | loss 0.3102 acc 0.9100 val 0.8512``"""
         seconds = max(time.monotonic() - self.began, 1e-9)
         rate = (iteration - self.start) / seconds
         percent = 100 * (iteration - self.start) / max(self.stop - self.start, 1)
         clock = datetime.datetime.now().strftime("%H:%M:%S")
         # Short names keep the line under 100 columns.
-        figures = " | ".join(f"{_SHORT.get(name, name)} {value:.4f}" for name, value in values)
+        figures = " ".join(f"{_SHORT.get(name, name)} {value:.4f}" for name, value in values)
         return (
-            f"{clock} {self.title}: {iteration}/{self.stop} ({percent:.0f}%) | "
-            f"{rate:.0f} it/s | {figures}"
+            f"{clock} {self.title}: {iteration}/{self.stop} ({percent:.0f}%) {rate:.0f} it/s | "
+            f"{figures}"
         )

@@ -176,7 +176,7 @@ def test_a_run_logged_to_a_file_has_plain_progress_lines(idx_dir, tmp_path):
     lines = result.stdout.splitlines()
     assert all(len(line) <= 100 for line in lines), max(lines, key=len)
     assert f"Experiment: {tmp_path / 'logged'}" in lines
-    progress = [line for line in lines if " it/s | " in line]
+    progress = [line for line in lines if " it/s | loss " in line]
     assert any("Round 1: 300/300 (100%)" in line for line in progress)
     round_lines = [line for line in lines if line.startswith("round ")]
     assert len(round_lines) == 2 and all(line.endswith(" s") for line in round_lines)
