@@ -26,8 +26,11 @@ def is_integer_model(content: bytes) -> bool:
 
 
 def op_resolver_for(content: bytes) -> OpResolverType:
-    """Default resolver for float files, builtin kernels without delegates for integer ones."""
-    if is_integer_model(content):
+    """LiteRT's default options, except for an integer file with sparse weights: the default
+    XNNPack delegate fails to prepare quantized sparse FullyConnected ops, so those run on the
+    builtin kernels without delegates."""
+    stored = sparse_tensors(content)
+    if is_integer_model(content) and (stored["sparse"] or stored["block_sparse"]):
         return OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     return OpResolverType.AUTO
 

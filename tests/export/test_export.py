@@ -137,6 +137,30 @@ def test_export_json_reports_files_accuracies_and_latencies(exported, lenet_runs
         ints["bytes"] / floats["bytes"], abs=1e-4
     )
     assert ticket["files"]["saved_model"]["bytes"] > 0
+    # At 25% of the weights the int8 ticket is stored sparse, smaller than the dense int8 file.
+    assert ints["weight_storage"] == "sparse"
+    assert ints["bytes"] < dense["files"]["ticket_int8.tflite"]["bytes"]
+
+
+def test_an_int8_ticket_is_never_larger_than_the_dense_int8_export(lenet_runs, idx_dir, tmp_path):
+    """At 50% of the weights an index per surviving weight costs more than the zeros it saves:
+    the int8 ticket is stored dense, the size of the dense export, and runs under LiteRT's
+    default options (the XNNPack delegate)."""
+    import lth_tf
+
+    report = lth_tf.Experiment(lenet_runs / "plain").export(1, tmp_path, data_dir=str(idx_dir))
+    ticket, dense = report["ticket"]["files"], report["dense"]["files"]
+    ints = ticket["ticket_int8.tflite"]
+    assert ticket["ticket.tflite"]["sparse_tensors"]["sparse"] == 3  # float: sparse pays off
+    assert ints["weight_storage"].startswith("dense: ")
+    assert ints["sparse_tensors"] == {"sparse": 0, "block_sparse": 0}
+    # The same file as the dense export's but for its weights' values: equal in size up to the
+    # flatbuffer's alignment (8 bytes more here).
+    assert ints["bytes"] <= dense["ticket_int8.tflite"]["bytes"] + 64
+    assert ints["op_resolver"] == "AUTO"
+    assert ints["litert_test_accuracy"] == pytest.approx(
+        report["ticket"]["keras_test_accuracy"], abs=0.01
+    )
 
 
 def test_block_sparse_ticket_is_stored_in_the_blocks_the_fast_kernel_runs(
