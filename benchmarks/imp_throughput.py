@@ -52,6 +52,12 @@ flags.DEFINE_string(
     "only", None, "Comma-separated subset of fit,fit_xla,imp_round,imp_round_remask,overhead."
 )
 flags.DEFINE_string(
+    "mixed_precision",
+    None,
+    "float16 or bfloat16: every measurement computes in 16 bits (fit under the Keras policy, "
+    "IMP as --mixed_precision does). Default: float32.",
+)
+flags.DEFINE_string(
     "output", None, "JSON file (default: benchmarks/results/<model>-<dataset>-<device>.json)."
 )
 
@@ -75,13 +81,19 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
     import tf_keras
 
     from lth_tf.data.pipeline import training_batches
-    from lth_tf.training import make_optimizer
+    from lth_tf.training import make_optimizer, mixed_precision_policy
 
     tf_keras.utils.set_random_seed(training.seed)
-    model = spec.build(data.input_shape, data.num_classes)
+    # Under mixed_float16, compile wraps the optimizer in dynamic loss scaling itself.
+    with mixed_precision_policy(FLAGS.mixed_precision):
+        model = spec.build(data.input_shape, data.num_classes)
     extra = {"jit_compile": True, "steps_per_execution": FLAGS.steps_per_execution} if xla else {}
+    from lth_tf.steps import iterations_per_epoch
+
+    # The optimizer knows no dataset size: a schedule in epochs (resnet20's) is resolved first.
+    per_epoch = iterations_per_epoch(len(data.train_labels), training.batch_size)
     model.compile(
-        optimizer=make_optimizer(training),
+        optimizer=make_optimizer(training.schedule_in_iterations(per_epoch)),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         **extra,
@@ -106,7 +118,11 @@ def benchmark_imp_round(spec, data, hparams, steps, repeats, remask: bool) -> di
     built = build_run(
         hparams,
         data,
-        execution=Execution(jit_compile=True, steps_per_execution=FLAGS.steps_per_execution),
+        execution=Execution(
+            jit_compile=True,
+            steps_per_execution=FLAGS.steps_per_execution,
+            mixed_precision=FLAGS.mixed_precision,
+        ),
         remask_every_step=remask,
     )
     pruned, trainer = built.pruned, built.trainer
@@ -146,7 +162,9 @@ def benchmark_overhead(hparams, data, repeats) -> dict:
                 hparams,
                 tmp,
                 "overhead",
-                RunOptions(jit_compile=True, show_progress=False),
+                RunOptions(
+                    jit_compile=True, show_progress=False, mixed_precision=FLAGS.mixed_precision
+                ),
                 data=data,
                 observer=TensorBoardMonitor(),
             )
@@ -202,6 +220,8 @@ def main(argv: list[str]) -> None:
         raise LthError(f"--only: unknown {unknown}; choose from {', '.join(MEASUREMENTS)}")
     if FLAGS.steps < 1 or FLAGS.repeats < 1:
         raise LthError("--steps and --repeats must be at least 1")
+    if FLAGS.mixed_precision not in (None, "float32", "float16", "bfloat16"):
+        raise LthError(f"--mixed_precision: {FLAGS.mixed_precision!r} is not float16 or bfloat16")
     spec = get_model(FLAGS.model)
     hparams = paper_defaults(FLAGS.model, FLAGS.dataset)
     training = hparams.training
@@ -254,6 +274,7 @@ def main(argv: list[str]) -> None:
         "steps": steps,
         "repeats": repeats,
         "device": device,
+        "precision": FLAGS.mixed_precision or "float32",
         "tensorflow": tf.__version__,
         "results": results,
     }
