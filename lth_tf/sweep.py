@@ -277,26 +277,11 @@ def _import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up lines (CUDA probing, oneDNN) go to the process's stderr, which
     Ray forwards from every worker; they are dropped unless the import fails."""
     import sys
-    import tempfile
 
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
+    from lth_tf.startup import start_tensorflow_quietly
 
-            tf.config.list_physical_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    if "tensorflow" not in sys.modules:
+        start_tensorflow_quietly()
 
 
 def _log_with_prefix(name: str) -> None:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import os
 import sys
-import tempfile
 import traceback
 import warnings
 from collections.abc import Callable
 
 import lth_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from lth_tf.errors import LthError
+from lth_tf.startup import start_tensorflow_quietly  # noqa: F401  (what every pipeline calls)
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
@@ -106,28 +105,3 @@ def setup_logging() -> None:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-
-
-def start_tensorflow_quietly() -> None:
-    """Imports TensorFlow and finds its devices with the C++ start-up chatter hidden.
-
-    On a machine without CUDA, TensorFlow prints several lines about missing drivers to the
-    process's stderr before Python's logging exists; they bury the one line a user needs. The
-    text is shown after all if the start fails.
-    """
-    sys.stderr.flush()
-    saved_fd = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-        except BaseException:
-            os.dup2(saved_fd, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved_fd, 2)
-            os.close(saved_fd)
