@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lth_tf.errors import LthError
+from lth_tf.errors import LthError, os_error_line
 from lth_tf.experiment import RoundResult
 
 if TYPE_CHECKING:
@@ -69,6 +69,32 @@ def find_tickets(
     ``iterations="10ep"``, ``prune_rates="conv=0.2,fc=0.2"``, ``rewind="500it"``, ``seed=1``);
     the rest are the ``recipe``'s (default ``stabilizing`` for a model of your own).
     """
+    try:
+        return _find_tickets(
+            model, train_data, test_data, validation_data, dataset, recipe, output_dir,
+            experiment_name, data_dir, strategy, jit_compile, progress, tensorboard, hparams,
+        )  # fmt: skip
+    except OSError as error:
+        # A directory or disk problem is the user's to fix, as the pipelines report it.
+        raise LthError(os_error_line(error)) from None
+
+
+def _find_tickets(
+    model: Any,
+    train_data: Any,
+    test_data: Any,
+    validation_data: Any,
+    dataset: str | None,
+    recipe: str | None,
+    output_dir: str | Path,
+    experiment_name: str | None,
+    data_dir: str | None,
+    strategy: Any,
+    jit_compile: bool,
+    progress: bool,
+    tensorboard: bool,
+    hparams: dict[str, Any],
+) -> Experiment:
     from lth_tf.data.sources import load_dataset
     from lth_tf.imp import RunOptions, run_imp
     from lth_tf.models import experiment_hparams
@@ -185,20 +211,32 @@ class Experiment:
 
     def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """0/1 (uint8) mask of each prunable weight, by variable name (``dense/kernel``)."""
-        return self._read(self.directory.masks(pruning_round), pruning_round)
+        self._check_round(pruning_round)
+        return self._read(self.directory.masks(pruning_round))
 
     def weights(self, pruning_round: int) -> dict[str, np.ndarray]:
         """Every trained variable of the round (pruned positions exactly 0), by name."""
-        return self._read(self.directory.weights(pruning_round), pruning_round)
+        self._check_round(pruning_round)
+        return self._read(self.directory.weights(pruning_round))
 
-    def _read(self, path: Path, pruning_round: int) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _read(path: Path) -> dict[str, np.ndarray]:
         from lth_tf import io
 
+        return io.read_npz(path)
+
+    def _check_round(self, pruning_round: Any) -> None:
+        if isinstance(pruning_round, bool) or not isinstance(pruning_round, int):
+            raise LthError(f"a round is a number (0, 1, ...), got {pruning_round!r}")
+        if not 0 <= pruning_round <= self.hparams.pruning.rounds:
+            raise LthError(
+                f"{self.path} has no round {pruning_round}: its rounds are 0-"
+                f"{self.hparams.pruning.rounds}"
+            )
         if pruning_round not in self.directory.completed_rounds():
             raise LthError(
                 f"round {pruning_round} of {self.path} has not finished; finished: {self.rounds}"
             )
-        return io.read_npz(path)
 
     def model(self, pruning_round: int | str = "best", tolerance: float = 0.5) -> tf_keras.Model:
         """The round's ticket as a plain ``tf_keras`` model (no pruning wrappers, pruned

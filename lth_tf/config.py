@@ -161,9 +161,22 @@ class PruneRates:
         base = base or cls()
         kinds = {kind: getattr(base, kind) for kind in LAYER_KINDS}
         layers = dict(base.layers)
-        for item in filter(None, (part.strip() for part in text.split(","))):
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        if not items:
+            raise LthError(
+                f"{flag_of(PruningHparams, 'rates')} is empty; give name=rate pairs (e.g. "
+                "conv=0.15,fc=0.2,output=0.1), or leave the flag out for the recipe's rates"
+            )
+        seen: set[str] = set()
+        for item in items:
             name, sep, rate = item.partition("=")
             name = name.strip()
+            if name in seen:
+                raise LthError(
+                    f"{flag_of(PruningHparams, 'rates')}: {name} is given twice; give each kind "
+                    "or layer one rate"
+                )
+            seen.add(name)
             if not sep or not name:
                 raise LthError(
                     f"{flag_of(PruningHparams, 'rates')}: {item!r} is not name=rate with name a "

@@ -1,4 +1,7 @@
-"""The one exception type that reaches users as a single line instead of a traceback."""
+"""The one exception type that reaches users as a single line instead of a traceback, and the
+line a failed file-system call becomes."""
+
+import errno
 
 
 class LthError(Exception):
@@ -12,3 +15,37 @@ class LthError(Exception):
     ...
     lth_tf.errors.LthError: --rewind: 'soon' is not a step; use e.g. 0, 500it or 2ep
     """
+
+
+# errno -> (its meaning in words, what to do); others get the system's words and the last hint.
+OS_ERRORS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("disk full", "free space or choose another --output_dir, then rerun to resume"),
+    errno.EDQUOT: (
+        "disk quota exceeded",
+        "free space or choose another --output_dir, then rerun to resume",
+    ),
+    errno.EROFS: ("read-only file system", "choose a writable --output_dir"),
+    errno.EACCES: ("permission denied", "check its permissions or choose another directory"),
+    errno.EPERM: ("permission denied", "check its permissions or choose another directory"),
+    errno.ENOTDIR: (
+        "not a directory",
+        "a file stands where a directory should be: move it or choose another path",
+    ),
+    errno.EISDIR: ("is a directory", "a directory stands where a file should be: move it away"),
+    errno.ENOENT: ("no such file or directory", "check the path"),
+    errno.EEXIST: ("already exists", "move it away or choose another path"),
+}
+_OTHER_OS_ERROR = "check the path and the disk, then rerun"
+
+
+def os_error_line(error: OSError) -> str:
+    """``<path>: <meaning> (<what to do>)`` for a failed file-system call.
+
+    >>> os_error_line(OSError(errno.ENOSPC, "No space left on device", "e/results.csv"))
+    'e/results.csv: disk full (free space or choose another --output_dir, then rerun to resume)'
+    """
+    meaning, todo = OS_ERRORS.get(error.errno or 0, (None, _OTHER_OS_ERROR))
+    meaning = meaning or (error.strerror or str(error)).lower()
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    where = f"{' -> '.join(paths)}: " if paths else ""
+    return f"{where}{meaning} ({todo})"

@@ -326,9 +326,11 @@ def check_experiment_name(name: str, flag: str = "--experiment_name") -> str:
     lth_tf.errors.LthError: --experiment_name: '../elsewhere' is not a plain name ...
     """
     separators = [sep for sep in ("/", os.sep, os.altsep) if sep]
-    if not name or name in (".", "..") or any(sep in name for sep in separators) or "\0" in name:
+    control = any(ord(char) < 32 or ord(char) == 127 for char in name)
+    if not name or name in (".", "..") or any(sep in name for sep in separators) or control:
         raise LthError(
-            f"{flag}: {name!r} is not a plain name (one directory name, without / or .., "
+            f"{flag}: {name!r} is not a plain name (one directory name, without /, .. or "
+            "control characters, "
             "inside --output_dir); pass e.g. lenet-lth, and choose the folder with --output_dir"
         )
     return name
@@ -367,6 +369,15 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
         mine = experiment_identity(hparams)
         if saved_hparams != mine:
             diffs = _differences(saved_hparams, mine)
+            if len(diffs) == 1 and all(
+                value.get("model", {}).get("name", "").startswith("python:")
+                for value in (saved_hparams, mine)
+            ):
+                raise LthError(
+                    f"{root} was started with another model object ({saved.hparams.model.name}, "
+                    f"now {hparams.model.name}: a model built again has new initial weights); "
+                    "pass the object it started with to resume, or another experiment_name"
+                )
             raise LthError(
                 f"{root} holds an experiment with other hyperparameters ({'; '.join(diffs[:3])}); "
                 "rerun with the same flags to resume, or pick another --experiment_name"

@@ -176,7 +176,7 @@ def _run_locked(
     if parent is not None and custom.is_custom(hparams.model.name):
         model_record = read_saved(parent).fields.get("model")
     else:
-        model_record = provenance.model_record(hparams, data, model)
+        model_record = provenance.model_record(hparams, data, model, ExperimentDir(root))
     experiment = open_experiment(
         root,
         hparams,

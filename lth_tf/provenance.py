@@ -36,9 +36,13 @@ DATA_COPY = "data.npz"
 
 
 def model_record(
-    hparams: ExperimentHparams, data: ImageDataset, given: tf_keras.Model | None = None
+    hparams: ExperimentHparams,
+    data: ImageDataset,
+    given: tf_keras.Model | None = None,
+    experiment: ExperimentDir | None = None,
 ) -> dict[str, Any]:
-    """What ``hparams.json`` says of the model, measured now (``given``: the API's object).
+    """What ``hparams.json`` says of the model, measured now (``given``: the API's object;
+    ``experiment``: where it may have been recorded before).
 
     >>> model_record(paper_defaults("conv6"), data)  # doctest: +SKIP
     {'kind': 'registry', 'name': 'conv6'}
@@ -51,8 +55,11 @@ def model_record(
     from lth_tf.pruning.wrapping import check_wrappable
 
     if kind == "keras_file":
-        built = get_model(name).build(data.input_shape, data.num_classes)
         record.update(path=os.path.abspath(name), sha256=custom.file_sha256(name))
+        if experiment is not None and experiment.hparams.exists():
+            # A changed file is named as such, before its shapes are checked against the data.
+            check_same_model(experiment, record)
+        built = get_model(name).build(data.input_shape, data.num_classes)
     elif kind == "builder":
         built = get_model(name).build(data.input_shape, data.num_classes)
         record["architecture"] = custom.architecture_sha256(built)
@@ -134,15 +141,26 @@ def experiment_model(experiment: ExperimentDir, hparams: ExperimentHparams) -> M
     if kind == "builder":
         return _checked_builder(experiment, get_model(name))
     copy = experiment.root / MODEL_COPY
+    saved = read_saved(experiment).fields.get("model")
+    original = saved.get("path") if isinstance(saved, dict) else None
+    restore = (
+        f"restore it from {original} (sha256 {str(saved.get('sha256'))[:8]}…)"
+        if original
+        else "restore it from a copy of the experiment"
+    )
     if not copy.exists():
         raise LthError(
-            f"{experiment.root} has no {MODEL_COPY}, the copy of its model {name}; it was "
-            "not written by this lth_tf, or the file was removed"
+            f"{experiment.root} has no {MODEL_COPY}, its copy of the model {name}: {restore}"
         )
     what = f"{copy} (the copy of {name})"
 
     def load(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
-        model = custom.load_keras_file(copy, flag="model")
+        try:
+            model = custom.load_keras_file(copy, flag="model")
+        except LthError:
+            raise LthError(
+                f"{copy}, the experiment's copy of its model {name}, is damaged: {restore}"
+            ) from None
         custom.check_fits(model, what, input_shape, num_classes)
         return model
 

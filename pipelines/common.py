@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import sys
@@ -11,45 +10,11 @@ import warnings
 from collections.abc import Callable
 
 import lth_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
-from lth_tf.errors import LthError
+from lth_tf.errors import LthError, os_error_line
 from lth_tf.startup import start_tensorflow_quietly  # noqa: F401  (what every pipeline calls)
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
-
-# errno -> (its meaning in words, what to do); others get the system's words and the last hint.
-OS_ERRORS: dict[int, tuple[str, str]] = {
-    errno.ENOSPC: ("disk full", "free space or choose another --output_dir, then rerun to resume"),
-    errno.EDQUOT: (
-        "disk quota exceeded",
-        "free space or choose another --output_dir, then rerun to resume",
-    ),
-    errno.EROFS: ("read-only file system", "choose a writable --output_dir"),
-    errno.EACCES: ("permission denied", "check its permissions or choose another directory"),
-    errno.EPERM: ("permission denied", "check its permissions or choose another directory"),
-    errno.ENOTDIR: (
-        "not a directory",
-        "a file stands where a directory should be: move it or choose another path",
-    ),
-    errno.EISDIR: ("is a directory", "a directory stands where a file should be: move it away"),
-    errno.ENOENT: ("no such file or directory", "check the path"),
-    errno.EEXIST: ("already exists", "move it away or choose another path"),
-}
-_OTHER_OS_ERROR = "check the path and the disk, then rerun"
-
-
-def os_error_line(error: OSError) -> str:
-    """``<path>: <meaning> (<what to do>)`` for a failed file-system call.
-
-    >>> os_error_line(OSError(errno.ENOSPC, "No space left on device", "e/results.csv"))
-    'e/results.csv: disk full (free space or choose another --output_dir, then rerun to resume)'
-    """
-    meaning, todo = OS_ERRORS.get(error.errno or 0, (None, _OTHER_OS_ERROR))
-    meaning = meaning or (error.strerror or str(error)).lower()
-    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
-    where = f"{' -> '.join(paths)}: " if paths else ""
-    return f"{where}{meaning} ({todo})"
-
 
 def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     """Turns an :class:`LthError` or an ``OSError`` into ``error: <message>`` on stderr and

@@ -333,6 +333,14 @@ def arrays_from_tf_dataset(
         raise LthError(
             f"the tf.data.Dataset yields {spec}, not (x, y) pairs; map it to (x, y) pairs"
         )
+    import tensorflow as tf
+
+    # It is copied into memory whole: an endless one (``repeat()``) would fill it.
+    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise LthError(
+            "the tf.data.Dataset is infinite (repeat() without a count); pass it without "
+            "repeat(): IMP draws its own epochs from the examples"
+        )
     if batched is None:
         batched = all(s.shape.rank and s.shape[0] is None for s in spec)
     if batched:

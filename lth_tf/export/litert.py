@@ -18,6 +18,8 @@ import time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from lth_tf.startup import quiet_stderr
+
 
 def is_integer_model(content: bytes) -> bool:
     """Whether the file takes an integer input (a full-integer quantized model)."""
@@ -36,12 +38,14 @@ def op_resolver_for(content: bytes) -> OpResolverType:
 
 
 def open_interpreter(content: bytes, num_threads: int | None = None) -> Interpreter:
-    """An interpreter for ``content`` with :func:`op_resolver_for`'s resolver, not allocated."""
-    return Interpreter(
-        model_content=content,
-        experimental_op_resolver_type=op_resolver_for(content),
-        num_threads=num_threads,
-    )
+    """An interpreter for ``content`` with :func:`op_resolver_for`'s resolver, not allocated
+    (LiteRT's "Created TensorFlow Lite XNNPACK delegate" line kept off the terminal)."""
+    with quiet_stderr():
+        return Interpreter(
+            model_content=content,
+            experimental_op_resolver_type=op_resolver_for(content),
+            num_threads=num_threads,
+        )
 
 
 def predict(
@@ -60,7 +64,8 @@ def predict(
         chunk = images[start : start + batch_size]
         if len(chunk) != allocated:
             interpreter.resize_tensor_input(source["index"], [len(chunk), *chunk.shape[1:]])
-            interpreter.allocate_tensors()
+            with quiet_stderr():
+                interpreter.allocate_tensors()
             allocated = len(chunk)
         interpreter.set_tensor(source["index"], to_input(chunk, source))
         interpreter.invoke()
@@ -90,7 +95,8 @@ def median_latencies(
     runners = {}
     for name, content in contents.items():
         interpreter = open_interpreter(content, num_threads)
-        interpreter.allocate_tensors()
+        with quiet_stderr():
+            interpreter.allocate_tensors()
         source = interpreter.get_input_details()[0]
         inputs = [to_input(examples[i : i + 1], source) for i in range(len(examples))]
         for i in range(warmup):

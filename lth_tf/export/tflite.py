@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from lth_tf.startup import quiet_stderr
+
 PIXEL_RANGE = (0, 255)
 
 
@@ -25,7 +27,8 @@ def float_tflite(saved_model: str | Path) -> bytes:
     """A float32 .tflite that takes raw pixel values (0..255) as float32."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    return converter.convert()
+    with quiet_stderr():
+        return converter.convert()
 
 
 def int8_tflite(
@@ -55,7 +58,8 @@ def int8_tflite(
     with warnings.catch_warnings():
         # The input's range comes from the representative set, as intended.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        return converter.convert()
+        with quiet_stderr():
+            return converter.convert()
 
 
 def representative_images(images: np.ndarray, count: int = 500, seed: int = 0) -> np.ndarray:

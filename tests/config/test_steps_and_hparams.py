@@ -43,7 +43,9 @@ def test_prune_rates_parse_and_keep_unnamed_kinds():
 
 # "dense=0.2" is no longer an error: a name that is not a kind is a layer's (checked against
 # the model when it is wrapped).
-@pytest.mark.parametrize("text", ["fc=1.5", "fc=1", "fc=-0.1", "=0.2", "fc", "fc=lots"])
+@pytest.mark.parametrize(
+    "text", ["fc=1.5", "fc=1", "fc=-0.1", "=0.2", "fc", "fc=lots", "", " , ", "fc=0.1,fc=0.2"]
+)
 def test_bad_prune_rates_are_user_errors(text):
     with pytest.raises(LthError, match="--prune_rates"):
         PruneRates.parse(text)

@@ -49,11 +49,11 @@ SETTINGS = {
 FLAGS = [f"--{name}={value}" for name, value in SETTINGS.items()]
 
 
-def _save_model(path, seed=0):
+def _save_model(path, seed=0, classes=CLASSES):
     import tf_keras
 
     tf_keras.utils.set_random_seed(seed)
-    residual_net(IMAGE_SHAPE, CLASSES).save(path)
+    residual_net(IMAGE_SHAPE, classes).save(path)
     return path
 
 
@@ -297,6 +297,8 @@ def test_a_changed_model_file_or_npz_under_an_existing_experiment_is_refused(fil
 
     _save_model(model, seed=1)
     assert_one_line_error(imp(*flags), f"{model} changed since")
+    _save_model(model, classes=3)  # named as a change, not as too few outputs for the labels
+    assert_one_line_error(imp(*flags), f"{model} changed since")
     model.write_bytes(original_model)
 
     arrays = shapes_arrays()
@@ -360,3 +362,37 @@ def test_bad_models_and_data_exit_with_one_line(case, reason, files, tmp_path):
     assert_one_line_error(result, reason)
     # Refused before anything was written: the same command, fixed, starts cleanly.
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_damaged_or_missing_model_copy_says_where_to_restore_it_from(files, keras_cli, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(keras_cli, copy)
+    (copy / "model.keras").write_bytes((copy / "model.keras").read_bytes()[:1000])
+    with pytest.raises(lth_tf.LthError, match=f"is damaged: restore it from {files.keras}"):
+        lth_tf.Experiment(copy).model(2)
+    (copy / "model.keras").unlink()
+    with pytest.raises(lth_tf.LthError, match=f"no model.keras.*restore it from {files.keras}"):
+        lth_tf.Experiment(copy).model(2)
+    wrongs = (("2", "a round is a number"), (-1, "has no round -1"), (9, "no round 9"))
+    for wrong, message in wrongs:
+        with pytest.raises(lth_tf.LthError, match=message):
+            lth_tf.Experiment(keras_cli).masks(wrong)
+
+
+def test_api_refusals_are_one_line_errors(files, tmp_path):
+    import tensorflow as tf
+
+    arrays = shapes_arrays()
+    endless = tf.data.Dataset.from_tensor_slices((arrays["x_train"], arrays["y_train"])).repeat()
+    with pytest.raises(lth_tf.LthError, match="infinite"):
+        lth_tf.find_tickets(residual_net, endless, (arrays["x_test"], arrays["y_test"]))
+    with pytest.raises(lth_tf.LthError, match="not a directory"):
+        lth_tf.find_tickets(
+            residual_net,
+            (arrays["x_train"], arrays["y_train"]),
+            (arrays["x_test"], arrays["y_test"]),
+            output_dir=files.npz,  # a file
+            **SETTINGS,
+        )

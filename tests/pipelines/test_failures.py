@@ -193,7 +193,7 @@ def test_an_output_dir_that_is_a_file_or_under_proc_is_one_line(idx_dir, tmp_pat
 # -- experiment names --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["../x", "/tmp/abs", "a/b", "..", "."])
+@pytest.mark.parametrize("name", ["../x", "/tmp/abs", "a/b", "..", ".", "a\nb"])
 def test_an_experiment_name_that_leaves_output_dir_is_refused(name, tmp_path, lenet_runs):
     inside = tmp_path / "out"
     result = run_main(
