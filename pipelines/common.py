@@ -16,6 +16,37 @@ from lth_tf.startup import start_tensorflow_quietly  # noqa: F401  (what every p
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
 
+# TensorFlow's own errors for files (SavedModel, event files, checkpoints): not OSError.
+_TENSORFLOW_FILE_ERRORS = {
+    "PermissionDeniedError": "permission denied",
+    "ResourceExhaustedError": "out of disk space or memory",
+    "NotFoundError": "not found",
+    "AlreadyExistsError": "already exists",
+    "DataLossError": "a damaged file",
+}
+_DISK_WORDS = ("No space left on device", "Read-only file system", "Disk quota exceeded")
+
+
+def tensorflow_file_error_line(error: BaseException) -> str | None:
+    """One line for a file-system failure TensorFlow reports in its own error types (saving a
+    SavedModel on a full disk, a read-only directory), or None for anything else.
+
+    >>> class DataLossError(Exception):
+    ...     __module__ = "tensorflow.python.framework.errors_impl"
+    >>> tensorflow_file_error_line(DataLossError("e/x.index: truncated"))
+    'TensorFlow: a damaged file: e/x.index: truncated (check the path and the disk, then rerun)'
+    """
+    if not type(error).__module__.startswith("tensorflow"):
+        return None
+    name, text = type(error).__name__, str(error).strip()
+    first = text.splitlines()[0] if text else name
+    meaning = _TENSORFLOW_FILE_ERRORS.get(name)
+    if meaning is None and not any(words in text for words in _DISK_WORDS):
+        return None
+    what = meaning or "a file-system failure"
+    return f"TensorFlow: {what}: {first} (check the path and the disk, then rerun)"
+
+
 def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     """Turns an :class:`LthError` or an ``OSError`` into ``error: <message>`` on stderr and
     exit status 2; anything else is a bug: its traceback, a line asking to report it, exit 1.
@@ -45,6 +76,10 @@ def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list
             print("interrupted; rerun the same command to resume", file=sys.stderr)
             sys.exit(130)
         except Exception as error:
+            line = tensorflow_file_error_line(error)
+            if line is not None:
+                print(f"error: {line}", file=sys.stderr)
+                sys.exit(EXIT_USER_ERROR)
             traceback.print_exc()
             print(
                 f"error: {type(error).__name__} is a bug in lth_tf; please report it with the "

@@ -251,3 +251,27 @@ def test_a_lost_mask_is_recomputed_and_a_lost_round_retrained_with_tensorboard_o
         np.testing.assert_array_equal(recomputed[name], mask)
     assert experiment.weights(1).read_bytes() == weights_1  # round 1 was not retrained
     assert experiment.completed_rounds() == {0, 1, 2}
+
+
+def test_tensorflows_own_file_errors_are_one_line_and_a_bug_is_not(capsys):
+    """A SavedModel or event file that cannot be written fails with TensorFlow's error types,
+    not OSError: still one line and exit 2. Any other error is a bug: traceback and exit 1."""
+    import tensorflow as tf
+
+    from pipelines.common import user_errors_as_one_line
+
+    def full_disk(argv):
+        raise tf.errors.ResourceExhaustedError(None, None, "saved_model: No space left on device")
+
+    with pytest.raises(SystemExit) as exited:
+        user_errors_as_one_line(full_disk)(["export"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("error: TensorFlow: out of disk space or memory: saved_model: No space")
+
+    def bug(argv):
+        raise tf.errors.InvalidArgumentError(None, None, "shapes [2] and [3] differ")
+
+    with pytest.raises(SystemExit) as exited:
+        user_errors_as_one_line(bug)(["export"])
+    assert exited.value.code == 1 and "is a bug in lth_tf" in capsys.readouterr().err
