@@ -149,7 +149,7 @@ def test_a_layers_own_rate_drives_its_schedule_and_masks():
 
 
 def test_a_layer_left_dense_under_global_pruning_is_neither_pooled_nor_counted():
-    rates = PruneRates.parse("conv=0.2,fc=0.2,output=0.2,fc=0.2,head=0")
+    rates = PruneRates.parse("conv=0.2,fc=0.2,output=0.2,head=0")
     pruning = PruningHparams(rates, scope="global")
     pruned = wrap_model(residual_net(), rates)
     pruned.set_round(2)
