@@ -153,7 +153,24 @@ def test_imp_resume_on_a_damaged_results_file_is_one_line(idx_dir, tmp_path):
 # -- the file system ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fail_at", [1, 4])
+# Every kind of file a run writes: the disk fills up at the first write of it (or at the n-th
+# write of any file).
+WRITE_SITES = [
+    1,
+    4,
+    "hparams.json",
+    "sessions.json",
+    "rewind_point.npz",
+    "masks.npz",
+    "checkpoint.npz",
+    "weights.npz",
+    "evaluations.csv",
+    "results.csv",
+    "accuracy_vs_sparsity.png",
+]
+
+
+@pytest.mark.parametrize("fail_at", WRITE_SITES)
 def test_a_full_disk_is_one_line_and_the_rerun_resumes(idx_dir, tmp_path, monkeypatch, fail_at):
     flags = [*SMALL_RUN, f"--data_dir={idx_dir}", f"--output_dir={tmp_path}", "--experiment_name=e"]
     calls = []
@@ -161,14 +178,23 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(idx_dir, tmp_path, monkey
 
     def fills_up(path, data):
         calls.append(path)
-        if len(calls) == fail_at:
+        full = (
+            len(calls) == fail_at
+            if isinstance(fail_at, int)
+            else Path(path).name == fail_at and [Path(c).name for c in calls].count(fail_at) == 1
+        )
+        if full:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real(path, data)
 
     with monkeypatch.context() as patch:
         patch.setattr(io, "write_bytes_atomic", fills_up)
         result = run_main("pipelines.imp", *flags, tensorflow=True)
-    assert_one_line_error(result, f"{calls[-1]}: disk full (free space")
+    if isinstance(fail_at, int):
+        failed = calls[fail_at - 1]
+    else:
+        failed = next(call for call in calls if Path(call).name == fail_at)
+    assert_one_line_error(result, f"{failed}: disk full (free space")
     assert run_main("pipelines.imp", *flags, tensorflow=True).returncode == 0
     assert [r.round for r in ExperimentDir(tmp_path / "e").read_results()] == [0, 1]
 
