@@ -24,6 +24,7 @@ import dataclasses
 import gzip
 import io as bytes_io
 import logging
+import os
 import shutil
 import tarfile
 import tempfile
@@ -99,7 +100,12 @@ def export_ticket(
     representative = representative_images(
         data.train_images, options.representative_examples, seed=ticket.hparams.training.seed
     )
-    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=f".{destination.name}.") as tmp:
+    removed = remove_stale_staging(destination)
+    if removed:
+        log.info("Removed %d staging folders left by killed exports.", len(removed))
+    # The exporting process's pid in the name tells a killed export's leftovers from a live one.
+    prefix = f".{destination.name}.{os.getpid()}."
+    with tempfile.TemporaryDirectory(dir=destination.parent, prefix=prefix) as tmp:
         staging = Path(tmp)
         ticket_dir, dense_dir = staging / "ticket", staging / "dense"
         # uint8 pixels go in as they are; other data (a user's floats) stays a float input.
@@ -334,6 +340,32 @@ def _directory_sizes(directory: Path) -> dict[str, int]:
 
 def _gzip(content: bytes) -> bytes:
     return gzip.compress(content, compresslevel=9, mtime=0)
+
+
+def remove_stale_staging(destination: Path) -> list[Path]:
+    """Deletes the staging folders (``.round_NN.<pid>.<random>``) that exports of
+    ``destination`` left when they were killed: those whose process no longer runs.
+
+    >>> remove_stale_staging(Path("saved_models/e/round_02"))  # doctest: +SKIP
+    [PosixPath('saved_models/e/.round_02.4242.k3j2')]
+    """
+    removed = []
+    for folder in sorted(destination.parent.glob(f".{destination.name}.*")):
+        pid = folder.name.removeprefix(f".{destination.name}.").split(".", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _process_runs(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it runs
+        return True
+    return True
 
 
 def _move_into_place(source: Path, destination: Path, trash: Path) -> None:

@@ -238,3 +238,21 @@ def test_bad_input_is_refused_with_one_line(broken, where, selection, reason):
     assert reason in message and "\n" not in message, message
     if where == "unfinished" and selection == {"pruning_round": "2"}:
         assert "has not finished; finished rounds: 0-1" in message
+
+
+def test_staging_folders_of_killed_exports_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+
+    from lth_tf.export.deploy import remove_stale_staging
+
+    dead = subprocess.Popen(["true"])  # a process that ran and is gone
+    dead.wait()
+    destination = tmp_path / "e" / "round_02"
+    stale = tmp_path / "e" / f".round_02.{dead.pid}.k3j2"
+    live = tmp_path / "e" / f".round_02.{os.getpid()}.x9y8"
+    other_round = tmp_path / "e" / f".round_03.{dead.pid}.a1b2"
+    for folder in (stale, live, other_round):
+        (folder / "ticket").mkdir(parents=True)
+    assert remove_stale_staging(destination) == [stale]
+    assert not stale.exists() and live.exists() and other_round.exists()
