@@ -7,19 +7,35 @@ run            step         what
                             of iterations); ``val/loss``, ``val/accuracy`` at every evaluation;
                             ``test/loss``, ``test/accuracy`` where measured (the early stop and
                             the last iteration, logged at the round's end)
-``summary``    round        ``percent_remaining``, ``test_accuracy``, ``early_stop_iteration``,
-                            ``early_stop_test_accuracy``, ``val_loss_min``; the image
-                            ``accuracy_vs_sparsity``; the HParams session (hyperparameters; the
-                            scalars above are its metrics)
+``summary``    round        ``round/percent_remaining``, ``round/test_accuracy`` (end of
+                            training), ``round/early_stop_iteration``,
+                            ``round/early_stop_test_accuracy``, ``round/val_loss_min``; the
+                            image ``accuracy_vs_sparsity``; the HParams session (hyperparameters;
+                            the scalars above are its metrics)
 ``layers``     round        ``sparsity/<weight>`` (fraction pruned) and the histogram
                             ``surviving_weights/<weight>`` of the round's trained survivors
 =============  ===========  ==============================================================
+
+One unit per quantity: every accuracy (``*/accuracy``, ``round/*test_accuracy``) is a fraction
+in 0..1; ``round/percent_remaining`` is in percent (100 at round 0), as its name says;
+``sparsity/<weight>`` is the fraction of the weight pruned (0..1); iterations are counts.
+The ``round/`` prefix keeps the per-round results apart from the per-iteration ``test/…``.
+
+The HParams trial (session group) is the experiment directory relative to the parent of its
+output directory (``runs/lenet`` -> ``runs/lenet``, a sweep member ->
+``<sweep>/rewind100it-seed0``): readable, and same-named experiments of two output
+directories stay apart. Hyperparameters are named as their flags (``rounds``,
+``learning_rate``, ``prune_rates.fc``, ``seed``, ``control``, ``control_seed``), so replicates
+(same hyperparameters but ``seed``) group in its table; integer ones are given as ints (the
+hparams protocol has no integer type: it keeps every number as a double, which TensorBoard
+shows as ``20``, not ``20.0``).
 
 Every (tag, step) is written once, across kills and resumes: a run first reads back what its
 event files hold and skips it, the round's events are flushed at every evaluation before the
 checkpoint is saved (a resume restarts from that checkpoint, so it loses nothing), and
 ``summary``/``layers`` are filled from the experiment's files, which also backfills rounds that
-finished before monitoring was on. The figure is also saved as ``accuracy_vs_sparsity.png``.
+finished before monitoring was on. The figure (drawn at ``FIGURE_DPI``, large enough to read
+in the Images dashboard) is also saved as ``accuracy_vs_sparsity.png``.
 
 >>> run_imp(hparams, "runs", observer=TensorBoardMonitor())  # doctest: +SKIP
 """
@@ -56,13 +72,18 @@ SUMMARY_RUN = "summary"
 LAYERS_RUN = "layers"
 FIGURE_FILE = "accuracy_vs_sparsity.png"
 FIGURE_TAG = "accuracy_vs_sparsity"
-SUMMARY_TAGS = (
-    "percent_remaining",
-    "test_accuracy",
-    "early_stop_iteration",
-    "early_stop_test_accuracy",
+# The results.csv columns logged per round, each under ``SUMMARY_PREFIX`` + its name.
+SUMMARY_FIELDS = (
+    "percent_remaining",  # percent (100 at round 0)
+    "test_accuracy",  # fraction, end of training
+    "early_stop_iteration",  # iterations
+    "early_stop_test_accuracy",  # fraction
     "val_loss_min",
 )
+SUMMARY_PREFIX = "round/"
+SUMMARY_TAGS = tuple(SUMMARY_PREFIX + field for field in SUMMARY_FIELDS)
+# 11 x 4.3 inches at 150 dpi: 1650 x 645 pixels, readable in the Images dashboard.
+FIGURE_DPI = 150
 HPARAMS_TAG = "_hparams_/session_start_info"  # what hp.hparams writes, at step 0
 # Often enough to watch a round live; evaluations flush explicitly anyway.
 FLUSH_SECONDS = 10
@@ -77,6 +98,16 @@ def tensorboard_dir(experiment: ExperimentDir) -> Path:
 
 def round_run(pruning_round: int) -> str:
     return f"round_{pruning_round:02d}"
+
+
+def trial_id(experiment: ExperimentDir) -> str:
+    """The HParams trial of an experiment: its directory relative to its output dir's parent.
+
+    >>> trial_id(ExperimentDir(Path("/data/runs/lenet")))
+    'runs/lenet'
+    """
+    root = experiment.root.resolve()
+    return "/".join(root.parts[-2:]) if len(root.parts) > 2 else root.name
 
 
 def logged_tags(logdir: Path) -> set[tuple[str, int]]:
@@ -201,10 +232,8 @@ class TensorBoardMonitor(ImpObserver):
         # A run shorter than the interval draws its figure once, when it ends.
         self._figure_drawn = time.monotonic()
         # The session is the summary run, so its scalars are the HParams dashboard's metrics.
-        # The session group is the full path: same-named experiments elsewhere stay apart.
-        self._runs[SUMMARY_RUN].hparams(
-            flat_hparams(hparams.to_dict()), str(experiment.root.resolve())
-        )
+        # The trial is the experiment relative to its output dir's parent (see trial_id).
+        self._runs[SUMMARY_RUN].hparams(flat_hparams(hparams.to_dict()), trial_id(experiment))
         self._log_finished_rounds()
 
     def watch_round(self, pruning_round: int) -> _RoundLog:
@@ -250,7 +279,10 @@ class TensorBoardMonitor(ImpObserver):
         summary, layers = self._runs[SUMMARY_RUN], self._runs[LAYERS_RUN]
         for row in rows:
             step = row.round
-            summary.scalars(step, {tag: float(getattr(row, tag)) for tag in SUMMARY_TAGS})
+            summary.scalars(
+                step,
+                {SUMMARY_PREFIX + field: float(getattr(row, field)) for field in SUMMARY_FIELDS},
+            )
             self._log_layers(layers, step)
         last = rows[-1].round
         figure_path = experiment.root / FIGURE_FILE
@@ -259,6 +291,7 @@ class TensorBoardMonitor(ImpObserver):
             png = sparsity_figure(
                 [Curve.from_results(experiment.root.name, rows, with_final=True)],
                 title=self._title,
+                dpi=FIGURE_DPI,
             )
             io.write_bytes_atomic(figure_path, png)
             summary.png(FIGURE_TAG, png, last)

@@ -18,13 +18,21 @@ from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir
 from lth_tf.imp import run_imp
 from lth_tf.monitoring import tensorboard
 from lth_tf.monitoring.figures import Curve, percent_ticks, sparsity_figure
-from lth_tf.monitoring.report import REPORT_COLUMNS, experiment_labels, load_results, write_report
+from lth_tf.monitoring.report import (
+    REPORT_COLUMNS,
+    experiment_labels,
+    flat_hparams,
+    load_results,
+    write_report,
+)
 from lth_tf.monitoring.tensorboard import (
     FIGURE_FILE,
     HPARAMS_TAG,
+    SUMMARY_FIELDS,
     SUMMARY_TAGS,
     TensorBoardMonitor,
     tensorboard_dir,
+    trial_id,
 )
 from lth_tf.strategies import device_description
 from tests.helpers import PNG_MAGIC, QUIET, lenet_hparams, run_main, run_pipeline
@@ -152,10 +160,23 @@ def test_every_round_logs_training_and_evaluations_against_the_iteration(monitor
 def test_summary_run_has_one_point_per_round_of_every_result(monitored):
     run = read_run(tensorboard_dir(monitored) / "summary")
     rows = monitored.read_results()
-    for tag in SUMMARY_TAGS:
+    assert SUMMARY_TAGS == (
+        "round/percent_remaining",
+        "round/test_accuracy",
+        "round/early_stop_iteration",
+        "round/early_stop_test_accuracy",
+        "round/val_loss_min",
+    )
+    for field, tag in zip(SUMMARY_FIELDS, SUMMARY_TAGS, strict=True):
         assert steps(run[tag]) == [0, 1, 2], tag
-        assert values(run[tag]) == pytest.approx([getattr(r, tag) for r in rows], rel=1e-6), tag
-    assert values(run["percent_remaining"])[0] == pytest.approx(100.0)
+        expected = [getattr(r, field) for r in rows]
+        assert values(run[tag]) == pytest.approx(expected, rel=1e-6), tag
+    # Apart from the per-iteration test/accuracy of the round runs.
+    assert not any(tag.startswith(("test/", "val/", "train/")) for tag in run)
+    # One unit per quantity: percent remaining in percent, accuracies as fractions.
+    assert values(run["round/percent_remaining"]) == pytest.approx([100.0, 80.0, 64.0], abs=1)
+    for tag in ("round/test_accuracy", "round/early_stop_test_accuracy"):
+        assert all(0 <= v <= 1 for v in values(run[tag])), tag
 
 
 def test_layers_run_has_each_weights_sparsity_and_surviving_weights_per_round(monitored):
@@ -181,11 +202,29 @@ def test_hparams_session_holds_the_experiments_hyperparameters(monitored):
     assert [event.step for event in accumulator.Tensors(HPARAMS_TAG)] == [0]
     content = accumulator.SummaryMetadata(HPARAMS_TAG).plugin_data.content
     info = hparams_metadata.parse_session_start_info_plugin_data(content)
-    assert info.group_name == str(monitored.root.resolve())
+    # Relative to the output directory's parent, not an absolute path.
+    assert info.group_name == f"{monitored.root.parent.name}/monitored"
+    assert info.group_name == trial_id(monitored)
     assert info.hparams["model"].string_value == "lenet300_100"
     assert info.hparams["rewind"].string_value == "10it"
     assert info.hparams["rounds"].number_value == 2
     assert info.hparams["prune_rates.fc"].number_value == pytest.approx(0.2)
+    assert info.hparams["learning_rate"].number_value == pytest.approx(0.0012)
+    # The replicate group: the seed and the control are hyperparameters.
+    assert info.hparams["seed"].number_value == 0
+    assert info.hparams["control"].string_value == "none"
+    assert info.hparams["control_seed"].number_value == 0
+    # Integer options are given as ints (the protocol stores every number as a double).
+    hparams = flat_hparams(lenet_hparams(rounds=2, rewind=REWIND).to_dict())
+    for name in ("rounds", "batch_size", "seed", "control_seed"):
+        assert type(hparams[name]) is int, name
+        assert info.hparams[name].number_value.is_integer(), name
+
+
+def test_trial_id_is_the_experiment_relative_to_its_output_dirs_parent(tmp_path):
+    assert trial_id(ExperimentDir(tmp_path / "runs" / "lenet")) == "runs/lenet"
+    member = ExperimentDir(tmp_path / "sweeps" / "demo" / "rewind100it-seed0")
+    assert trial_id(member) == "demo/rewind100it-seed0"
 
 
 def test_accuracy_figure_is_an_image_summary_and_a_png_file(monitored):
@@ -193,7 +232,8 @@ def test_accuracy_figure_is_an_image_summary_and_a_png_file(monitored):
     # Redrawn at most once an hour here (see `monitored`), and always at the end: drawn once.
     assert steps(run["accuracy_vs_sparsity"]) == [2]
     width, height, encoded = run["accuracy_vs_sparsity"][-1][1]
-    assert encoded.startswith(PNG_MAGIC) and int(width) > 500 and int(height) > 300
+    # Large enough to read in the Images dashboard (11 x 4.3 inches at 150 dpi).
+    assert encoded.startswith(PNG_MAGIC) and int(width) >= 1500 and int(height) >= 600
     with Image.open(monitored.root / FIGURE_FILE) as image:
         image.verify()
         assert image.format == "PNG" and image.size == (int(width), int(height))
@@ -233,7 +273,7 @@ def test_a_resumed_round_logs_each_step_once_with_the_uninterrupted_values(monit
             assert steps(series) == steps(uninterrupted[tag]), (run_name, tag)
             assert values(series) == values(uninterrupted[tag]), (run_name, tag)
     summary = read_run(tensorboard_dir(resumed) / "summary")
-    assert steps(summary["test_accuracy"]) == [0, 1]
+    assert steps(summary["round/test_accuracy"]) == [0, 1]
     assert steps(summary[HPARAMS_TAG]) == [0]
 
 
@@ -353,6 +393,6 @@ def test_imp_pipeline_writes_tensorboard_logs_by_default(idx_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     logs = tmp_path / "e" / "tensorboard"
     assert sorted(p.name for p in logs.iterdir()) == ["layers", "round_00", "round_01", "summary"]
-    assert steps(read_run(logs / "summary")["test_accuracy"]) == [0, 1]
+    assert steps(read_run(logs / "summary")["round/test_accuracy"]) == [0, 1]
     assert steps(read_run(logs / "round_01")["test/accuracy"]) == [20]
     assert (tmp_path / "e" / FIGURE_FILE).read_bytes().startswith(PNG_MAGIC)
