@@ -23,12 +23,12 @@ The ``round/`` prefix keeps the per-round results apart from the per-iteration `
 
 The HParams trial (session group) is the experiment directory relative to the parent of its
 output directory (``runs/lenet`` -> ``runs/lenet``, a sweep member ->
-``<sweep>/rewind100it-seed0``): readable, and same-named experiments of two output
-directories stay apart. Hyperparameters are named as their flags (``rounds``,
-``learning_rate``, ``prune_rates.fc``, ``seed``, ``control``, ``control_seed``), so replicates
-(same hyperparameters but ``seed``) group in its table; integer ones are given as ints (the
-hparams protocol has no integer type: it keeps every number as a double, which TensorBoard
-shows as ``20``, not ``20.0``).
+``<sweep>/rewind100it-seed0``), not an absolute path: same-named experiments stay apart when
+their output directories are named apart. Hyperparameters are named as their flags
+(``rounds``, ``learning_rate``, ``prune_rates.fc``, ``seed``, ``control``, ``control_seed``),
+so replicates (the same hyperparameters but ``seed``) can be filtered and sorted by them in
+its table; integer ones are given as Python ints (the hparams protocol has no integer type:
+every number is stored as a double, an integral one for these).
 
 Every (tag, step) is written once, across kills and resumes: a run first reads back what its
 event files hold and skips it, the round's events are flushed at every evaluation before the
