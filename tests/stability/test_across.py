@@ -6,6 +6,7 @@ import pytest
 from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.imp import run_imp
+from lth_tf.stability import figures
 from lth_tf.stability.across import output_paths, plan_across, run_across
 from lth_tf.stability.analysis import StabilityOptions
 from tests.helpers import PNG_MAGIC, QUIET, lenet_hparams
@@ -42,6 +43,7 @@ def test_each_experiment_at_its_own_rewind_point_then_one_figure_and_csv(
     assert [row["experiment"] for row in rows] == [str(experiments[1]), str(experiments[0])]
     assert [r.train_from_iteration for r in results] == [0, 10]
     assert figure.read_bytes().startswith(PNG_MAGIC)
+    assert figures.sweep_figure(results, masks=figures.OWN_MASKS, format="pdf")[:4] == b"%PDF"
     # Each experiment keeps its own results, as a single analysis writes them.
     for root in experiments:
         assert (root / "stability" / "round_01.json").exists()
