@@ -3,8 +3,13 @@
 Trains ``--seeds`` copies of round N's subnetwork from a rewind point with different data
 orders, and writes ``<experiment>/stability/round_NN[-Kit].json`` and ``.png`` (stability to
 data order, to pruning, and the instability along the path between copies); with
-``--rewind_sweep`` also ``round_NN-sweep.csv`` and ``.png``. Rerunning the same command resumes
-and recomputes nothing already written.
+``--rewind_sweep`` also ``round_NN-sweep.csv`` and ``.png`` (one mask at every rewind point:
+"fixed mask"). Rerunning the same command resumes and recomputes nothing already written.
+
+``--experiments=DIR1,DIR2,... --round=N --output=PREFIX`` sweeps the papers' way instead: IMP
+experiments that differ only in their rewind point, each analysed at its own rewind point with
+its own masks of round N (each writes its own results as above), then instability and distances
+against the rewind iteration in ``PREFIX.png`` and ``PREFIX.csv`` ("own masks").
 """
 
 from __future__ import annotations
@@ -16,6 +21,18 @@ from pipelines.common import setup_logging, start_tensorflow_quietly, user_error
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment_dir", None, "The experiment directory an IMP run wrote.")
+flags.DEFINE_list(
+    "experiments",
+    [],
+    "Several experiment directories (or quoted globs) differing only in their rewind point: "
+    "each analysed at its own rewind point with its own masks, plus a figure and CSV across "
+    "them (--output; not with --experiment_dir).",
+)
+flags.DEFINE_string(
+    "output",
+    None,
+    "With --experiments: PREFIX for PREFIX.png and PREFIX.csv (PREFIX.pdf or .svg: that format).",
+)
 flags.DEFINE_string("round", None, "The finished round whose mask is analysed (0: the dense net).")
 flags.DEFINE_string(
     "rewind",
@@ -52,8 +69,19 @@ def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.stability.plan import plan_stability
 
-    if not FLAGS.experiment_dir:
+    if FLAGS.experiments and FLAGS.experiment_dir:
+        raise LthError("give --experiment_dir or --experiments, not both")
+    if not FLAGS.experiment_dir and not FLAGS.experiments:
         raise LthError("--experiment_dir is required: the directory an IMP run wrote")
+    if FLAGS.experiments and (FLAGS.rewind is not None or FLAGS.rewind_sweep):
+        raise LthError(
+            "--experiments analyses each experiment at its own rewind point; drop --rewind and "
+            "--rewind_sweep"
+        )
+    if FLAGS.experiments and not FLAGS.output:
+        raise LthError("--output is required with --experiments: PREFIX for PREFIX.png/.csv")
+    if FLAGS.output and not FLAGS.experiments:
+        raise LthError("--output is for --experiments only")
     if FLAGS.round is None:
         raise LthError("--round is required: the finished round to analyse (0 = dense network)")
     if not FLAGS.round.strip().isdigit():
@@ -62,6 +90,9 @@ def main(argv: list[str]) -> None:
     if FLAGS.mixed_precision not in (None, "float16", "bfloat16"):
         raise LthError(f"--mixed_precision: {FLAGS.mixed_precision!r} is not float16 or bfloat16")
     setup_logging()
+    if FLAGS.experiments:
+        _main_across()
+        return
     # Every check on the experiment and the flags comes before TensorFlow starts.
     plan = plan_stability(
         FLAGS.experiment_dir,
@@ -78,16 +109,7 @@ def main(argv: list[str]) -> None:
     from lth_tf.stability.analysis import StabilityOptions, run_stability
 
     data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
-    results = run_stability(
-        plan,
-        data,
-        StabilityOptions(
-            jit_compile=FLAGS.jit_compile,
-            steps_per_execution=FLAGS.steps_per_execution,
-            show_progress=FLAGS.progress,
-            mixed_precision=FLAGS.mixed_precision,
-        ),
-    )
+    results = run_stability(plan, data, _options(StabilityOptions))
     files = plan.files
     for result in results:
         print("\n".join(summary_lines(result)))
@@ -98,6 +120,45 @@ def main(argv: list[str]) -> None:
         print(f"Sweep figure: {files.sweep_figure(plan.pruning_round)}")
         print(f"Sweep table: {files.sweep_csv(plan.pruning_round)}")
     print(f"TensorBoard: {files.tensorboard}")
+
+
+def _options(options_type):
+    return options_type(
+        jit_compile=FLAGS.jit_compile,
+        steps_per_execution=FLAGS.steps_per_execution,
+        show_progress=FLAGS.progress,
+        mixed_precision=FLAGS.mixed_precision,
+    )
+
+
+def _main_across() -> None:
+    """--experiments: each experiment at its own rewind point, then the figure and CSV."""
+    from lth_tf.stability.across import output_paths, plan_across
+
+    # Every check on the experiments and the flags comes before TensorFlow starts.
+    output_paths(FLAGS.output)
+    plan = plan_across(
+        FLAGS.experiments,
+        int(FLAGS.round),
+        seeds=FLAGS.seeds,
+        points=FLAGS.points,
+        bn_batches=FLAGS.bn_batches,
+    )
+    start_tensorflow_quietly()
+
+    from lth_tf.provenance import experiment_data
+    from lth_tf.stability.across import run_across
+    from lth_tf.stability.analysis import StabilityOptions
+
+    first = plan.plans[0]
+    data = experiment_data(first.experiment, first.hparams, FLAGS.data_dir)
+    results, figure, table = run_across(plan, data, _options(StabilityOptions), FLAGS.output)
+    for one, result in zip(plan.plans, results, strict=True):
+        print(f"{one.experiment.root}:")
+        print("\n".join(summary_lines(result)))
+        print(f"  results: {one.files.result(plan.pruning_round, one.own_rewind, one.own_rewind)}")
+    print(f"Sweep figure (own masks): {figure}")
+    print(f"Sweep table (own masks): {table}")
 
 
 def summary_lines(result: StabilityResult) -> list[str]:

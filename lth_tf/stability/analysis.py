@@ -60,6 +60,7 @@ from lth_tf.stability.result import CopyPair, StabilityResult
 log = logging.getLogger("lth_tf")
 ERROR_UNIT = "percent: 100 x (1 - test accuracy); instability in percentage points"
 SWEEP_COLUMNS = [
+    "masks",
     "rewind",
     "rewind_iteration",
     "instability",
@@ -179,10 +180,12 @@ def _saved_result(path: Path) -> StabilityResult | None:
         return None
 
 
-def sweep_rows(results: Sequence[StabilityResult]) -> list[dict]:
-    """One CSV row per rewind point, earliest first."""
+def sweep_rows(results: Sequence[StabilityResult], masks: str = "fixed") -> list[dict]:
+    """One CSV row per rewind point, earliest first; ``masks`` is ``fixed`` (one round's mask at
+    every point) or ``own`` (each point's own experiment and masks)."""
     return [
         {
+            "masks": masks,
             "rewind": result.rewind,
             "rewind_iteration": result.rewind_iteration,
             "instability": result.instability,

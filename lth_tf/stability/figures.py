@@ -23,10 +23,16 @@ from matplotlib.figure import Figure
 
 from lth_tf.stability.result import StabilityResult
 
+# How a sweep's subnetworks were found: one mask for every rewind point, or each rewind point's
+# own experiment (and so its own masks), as Frankle et al. (2020) sweep.
+FIXED_MASK = "fixed mask"
+OWN_MASKS = "own masks (one experiment per rewind point)"
+FORMATS = ("png", "pdf", "svg")
 
-def _png(figure: Figure) -> bytes:
+
+def _png(figure: Figure, format: str = "png") -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format=format)
     return buffer.getvalue()
 
 
@@ -80,11 +86,15 @@ def path_figure(result: StabilityResult) -> bytes:
     return _png(figure)
 
 
-def sweep_figure(results: Sequence[StabilityResult]) -> bytes:
+def sweep_figure(
+    results: Sequence[StabilityResult], masks: str = FIXED_MASK, format: str = "png"
+) -> bytes:
     """Instability and the two L2 distances against the rewind point, as in Frankle et al.
 
-    Rewind points are evenly spaced and labelled with their iteration (0 has no place on a log
-    axis, and sweeps are usually spaced roughly geometrically anyway).
+    ``masks`` says how the subnetworks were found (:data:`FIXED_MASK`: one experiment's round,
+    every rewind point; :data:`OWN_MASKS`: one experiment per rewind point); ``format`` is
+    png, pdf or svg. Rewind points are evenly spaced and labelled with their iteration (0 has
+    no place on a log axis, and sweeps are usually spaced roughly geometrically anyway).
     """
     first = results[0]
     positions = list(range(len(results)))
@@ -124,6 +134,7 @@ def sweep_figure(results: Sequence[StabilityResult]) -> bytes:
         axes.grid(True, alpha=0.3)
     figure.suptitle(
         f"{first.model} on {first.dataset}, round {first.round} "
-        f"({first.percent_remaining:.1f}% of weights remain), {len(first.data_seeds)} copies"
+        f"({first.percent_remaining:.1f}% of weights remain), {len(first.data_seeds)} copies; "
+        f"{masks}"
     )
-    return _png(figure)
+    return _png(figure, format)

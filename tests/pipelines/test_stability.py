@@ -50,6 +50,7 @@ def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
         assert (folder / f"{stem}.png").read_bytes().startswith(PNG_MAGIC)
     rows = io.read_csv(folder / "round_01-sweep.csv")
     assert [int(row["rewind_iteration"]) for row in rows] == [0, 10, 20]
+    assert {row["masks"] for row in rows} == {"fixed"}
     assert (folder / "round_01-sweep.png").read_bytes().startswith(PNG_MAGIC)
 
     # Copy 0 takes the experiment's seed: from iteration 0 it retrains round 1 exactly.
@@ -72,9 +73,40 @@ def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
     assert sorted((root / "tensorboard" / "stability").iterdir()) == events
 
 
+def test_pipeline_across_experiments_each_at_its_own_rewind_point(
+    lth_experiment, idx_dir, mnist_data, tmp_path
+):
+    hparams = lenet_hparams(iterations="40it", eval_every="20it", rewind="10it")
+    rewound = run_imp(hparams, tmp_path, "rewound", QUIET, data=mnist_data).root
+    output = tmp_path / "figures" / "own"
+    result = run_pipeline(
+        "pipelines.stability",
+        f"--experiments={rewound},{lth_experiment.root}",
+        f"--output={output}",
+        f"--data_dir={idx_dir}",
+        "--round=1",
+        "--seeds=2",
+        "--points=3",
+        "--noprogress",
+        "--nojit_compile",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = io.read_csv(output.with_suffix(".csv"))
+    assert [(row["masks"], int(row["rewind_iteration"])) for row in rows] == [
+        ("own", 0),
+        ("own", 10),
+    ]
+    assert output.with_suffix(".png").read_bytes().startswith(PNG_MAGIC)
+    assert "Sweep figure (own masks)" in result.stdout
+
+
 @pytest.mark.parametrize(
     "flags, reason",
-    [([], "--round is required"), (["--round=last"], "'last' is not a round number")],
+    [
+        ([], "--round is required"),
+        (["--round=last"], "'last' is not a round number"),
+        (["--round=1", "--experiments=a,b"], "not both"),
+    ],
 )
 def test_a_refusal_is_one_line_on_stderr_and_exit_2(lth_experiment, idx_dir, flags, reason):
     """The one-line-error wrapper in a real process: ``error: ...`` alone on stderr, exit
