@@ -246,8 +246,12 @@ def _checked_int8(
     the sparse one is kept only if their predicted classes disagree on at most
     :data:`SPARSE_INT8_DISAGREEMENT` of them.
     """
-    sparse = int8_tflite(saved_model, representative, uint8_input, sparse=True)
     dense = int8_tflite(saved_model, representative, uint8_input, sparse=False)
+    if pruning_round == 0:
+        # The dense network is the reference every ticket is compared with: stored dense, as a
+        # ticket stored dense is, so the two differ only in their weights' values.
+        return dense, "dense: round 0, the dense network"
+    sparse = int8_tflite(saved_model, representative, uint8_input, sparse=True)
     if len(sparse) >= len(dense):
         return dense, (
             f"dense: {len(dense):,} bytes stored dense, {len(sparse):,} stored sparse (an "
