@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lth_tf import io
 from lth_tf.errors import LthError, os_error_line
 from lth_tf.experiment import RoundResult
 
@@ -170,8 +171,12 @@ def _build_once(builder: Callable, data: ImageDataset, seed: int) -> tf_keras.Mo
 def in_memory_dataset(train_data: Any, test_data: Any, validation_data: Any) -> ImageDataset:
     """Arrays or ``tf.data.Dataset`` splits as a dataset named by its content's fingerprint
     (``arrays:<sha256 prefix>``), which its experiment keeps as ``data.npz``."""
-    from lth_tf.data.arrays import arrays_fingerprint, arrays_from_splits, dataset_from_arrays
-    from lth_tf.provenance import split_arrays
+    from lth_tf.data.arrays import (
+        arrays_fingerprint,
+        arrays_from_splits,
+        dataset_from_arrays,
+        split_arrays,
+    )
 
     arrays = arrays_from_splits(train=train_data, test=test_data, validation=validation_data)
     source = "arrays given to lth_tf.find_tickets"
@@ -212,18 +217,12 @@ class Experiment:
     def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """0/1 (uint8) mask of each prunable weight, by variable name (``dense/kernel``)."""
         self._check_round(pruning_round)
-        return self._read(self.directory.masks(pruning_round))
+        return io.read_npz(self.directory.masks(pruning_round))
 
     def weights(self, pruning_round: int) -> dict[str, np.ndarray]:
         """Every trained variable of the round (pruned positions exactly 0), by name."""
         self._check_round(pruning_round)
-        return self._read(self.directory.weights(pruning_round))
-
-    @staticmethod
-    def _read(path: Path) -> dict[str, np.ndarray]:
-        from lth_tf import io
-
-        return io.read_npz(path)
+        return io.read_npz(self.directory.weights(pruning_round))
 
     def _check_round(self, pruning_round: Any) -> None:
         if isinstance(pruning_round, bool) or not isinstance(pruning_round, int):

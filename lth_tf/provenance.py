@@ -24,7 +24,7 @@ from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, read_saved
 from lth_tf.models import custom
-from lth_tf.models.registry import ModelSpec, custom_spec, get_model
+from lth_tf.models.registry import ModelSpec, custom_spec, fresh_copy, get_model
 
 if TYPE_CHECKING:
     import tf_keras
@@ -164,12 +164,7 @@ def experiment_model(experiment: ExperimentDir, hparams: ExperimentHparams) -> M
         custom.check_fits(model, what, input_shape, num_classes)
         return model
 
-    def fresh(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
-        import tf_keras
-
-        return tf_keras.models.clone_model(load(input_shape, num_classes))
-
-    return custom_spec(name, load, fresh)
+    return custom_spec(name, load, fresh_copy(load))
 
 
 def _checked_builder(experiment: ExperimentDir, spec: ModelSpec) -> ModelSpec:
@@ -191,7 +186,7 @@ def _checked_builder(experiment: ExperimentDir, spec: ModelSpec) -> ModelSpec:
 def bind_data(experiment: ExperimentDir, data: ImageDataset) -> None:
     """Saves arrays handed to the Python API as ``data.npz`` (once), and refuses a dataset that
     changed since the experiment started."""
-    from lth_tf.data.arrays import save_arrays
+    from lth_tf.data.arrays import save_arrays, split_arrays
     from lth_tf.data.sources import check_same_data
 
     saved = read_saved(experiment).data.get("provenance")
@@ -200,19 +195,6 @@ def bind_data(experiment: ExperimentDir, data: ImageDataset) -> None:
     copy = experiment.root / DATA_COPY
     if data.name.startswith("arrays:") and not copy.exists():
         save_arrays(copy, split_arrays(data))
-
-
-def split_arrays(data: ImageDataset) -> dict[str, Any]:
-    """The dataset's three splits under the npz keys, validation included, so that loading the
-    file again gives these very splits."""
-    return {
-        "x_train": data.train_images,
-        "y_train": data.train_labels,
-        "x_val": data.val_images,
-        "y_val": data.val_labels,
-        "x_test": data.test_images,
-        "y_test": data.test_labels,
-    }
 
 
 def experiment_data(

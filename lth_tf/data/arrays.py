@@ -377,3 +377,17 @@ def arrays_from_splits(train: Any, test: Any, validation: Any = None) -> dict[st
             )
         arrays[f"x_{split}"], arrays[f"y_{split}"] = x, y
     return arrays
+
+
+def split_arrays(data: ImageDataset) -> dict[str, Any]:
+    """The dataset's three splits under the npz keys, validation included, so that loading the
+    file again gives these very splits."""
+    return {
+        "x_train": data.train_images,
+        "y_train": data.train_labels,
+        "x_val": data.val_images,
+        "y_val": data.val_labels,
+        "x_test": data.test_images,
+        "y_test": data.test_labels,
+    }
+

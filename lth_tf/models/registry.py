@@ -280,7 +280,7 @@ def get_model(name: str) -> ModelSpec:
             custom.check_fits(model, f"--model={name}", input_shape, num_classes)
             return model
 
-        return custom_spec(name, load, fresh=_fresh_copy(load))
+        return custom_spec(name, load, fresh=fresh_copy(load))
     if kind == "builder":
         custom.check_model_name(name)
 
@@ -306,7 +306,7 @@ def get_model(name: str) -> ModelSpec:
     )
 
 
-def _fresh_copy(
+def fresh_copy(
     load: Callable[[tuple[int, ...], int], tf_keras.Model],
 ) -> Callable[[tuple[int, ...], int], tf_keras.Model]:
     """Builds a loaded model's architecture again, every layer with new values from its own

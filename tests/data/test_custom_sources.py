@@ -396,7 +396,7 @@ def test_check_same_data_refuses_a_changed_npz(tmp_path: Path) -> None:
 
 
 def test_builtin_datasets_record_their_source(mnist_data, idx_dir: Path) -> None:
-    from lth_tf.provenance import split_arrays
+    from lth_tf.data.arrays import split_arrays
 
     assert mnist_data.provenance == {
         "kind": "builtin",
