@@ -4,7 +4,8 @@
 #   1. the tests whose paths only a GPU takes for real: tests/training (mirrored float16, XLA),
 #   2. the throughput benchmark for lenet300_100 and resnet20 (Fashion-MNIST, the dataset every
 #      machine here has), float32 and mixed float16: an IMP round against a plain tf_keras fit
-#      with and without XLA, images/s and ratios,
+#      with and without XLA, and the IMP round with one XLA program per step instead of per
+#      chunk (which of the two is faster on the GPU), images/s and ratios,
 #   3. one JSON (gpu_check.json) and a table of it.
 #
 #   bash benchmarks/gpu_check.sh             # on the GPU machine (device tool: one `run` call)
@@ -22,7 +23,7 @@ if [[ "${1:-}" == "--dry-run" ]]; then
   # Every step with sizes a CPU runs in about a minute: proves the script, measures nothing.
   steps=20 repeats=1 only="fit,imp_round" precisions="float32" tests="--collect-only -q"
 else
-  steps=2000 repeats=3 only="fit,fit_xla,imp_round" precisions="float32 float16" tests="-q -x"
+  steps=2000 repeats=3 only="fit,fit_xla,imp_round,imp_round_per_step" precisions="float32 float16" tests="-q -x"
 fi
 
 echo "== GPU tests"
@@ -47,12 +48,12 @@ out = Path(sys.argv[1])
 runs = [json.loads(p.read_text()) for p in sorted(out.glob("*-float*.json"))]
 summary = {"device": runs[0]["device"] if runs else None, "runs": runs}
 (out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
-print(f"\n{'model':<14} {'precision':<9} {'measurement':<10} {'images/s':>10} {'x fit':>6}")
+print(f"\n{'model':<14} {'precision':<9} {'measurement':<18} {'images/s':>10} {'x fit':>6}")
 for run in runs:
     fit = run["results"].get("fit", {}).get("images_per_second")
     for name, result in run["results"].items():
         rate = result["images_per_second"]
         ratio = f"{rate / fit:5.2f}x" if fit else ""
-        print(f"{run['model']:<14} {run['precision']:<9} {name:<10} {rate:>10,.0f} {ratio:>6}")
+        print(f"{run['model']:<14} {run['precision']:<9} {name:<18} {rate:>10,.0f} {ratio:>6}")
 print(f"\nWrote {out / 'gpu_check.json'} (device: {summary['device']})")
 PY

@@ -9,6 +9,7 @@ Measures, in one process, on the same in-memory ``tf.data`` stream
 ``imp_round``       one IMP training round of this project at about 90% sparsity (XLA, the
                     TF-MOT-wrapped model, masked gradients, the unwrapped forward pass)
 ``imp_round_remask``  the same with TF-MOT's own per-call re-masking: what the wrapper costs
+``imp_round_per_step``  ``imp_round`` with one XLA program per step instead of one per chunk
 ``overhead``        wall time of a whole short IMP run (evaluations, mask updates, rewinding,
                     checkpoints, TensorBoard logs) / the sum of its rounds' training time
 ==================  ==========================================================================
@@ -49,7 +50,10 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("overhead_repeats", 3, "Whole IMP runs timed for the overhead (median).")
 flags.DEFINE_string(
-    "only", None, "Comma-separated subset of fit,fit_xla,imp_round,imp_round_remask,overhead."
+    "only",
+    None,
+    "Comma-separated subset of fit,fit_xla,imp_round,imp_round_remask,imp_round_per_step,"
+    "overhead.",
 )
 flags.DEFINE_string(
     "mixed_precision",
@@ -61,7 +65,14 @@ flags.DEFINE_string(
     "output", None, "JSON file (default: benchmarks/results/<model>-<dataset>-<device>.json)."
 )
 
-MEASUREMENTS = ("fit", "fit_xla", "imp_round", "imp_round_remask", "overhead")
+MEASUREMENTS = (
+    "fit",
+    "fit_xla",
+    "imp_round",
+    "imp_round_remask",
+    "imp_round_per_step",
+    "overhead",
+)
 
 
 def median_images_per_second(
@@ -108,7 +119,9 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
     return median_images_per_second(run, steps, training.batch_size, repeats)
 
 
-def benchmark_imp_round(spec, data, hparams, steps, repeats, remask: bool) -> dict:
+def benchmark_imp_round(
+    spec, data, hparams, steps, repeats, remask: bool, whole_chunk: bool = True
+) -> dict:
     import math
 
     from lth_tf.builder import Execution, build_run
@@ -122,6 +135,7 @@ def benchmark_imp_round(spec, data, hparams, steps, repeats, remask: bool) -> di
             jit_compile=True,
             steps_per_execution=FLAGS.steps_per_execution,
             mixed_precision=FLAGS.mixed_precision,
+            xla_whole_chunk=whole_chunk,
         ),
         remask_every_step=remask,
     )
@@ -251,9 +265,15 @@ def main(argv: list[str]) -> None:
         results["fit_xla"] = benchmark_fit(spec, data, training, steps, repeats, xla=True)
     # IMP runs deterministic (exact resumes); that cannot be switched off again in-process.
     tf.config.experimental.enable_op_determinism()
-    for name, remask in (("imp_round", False), ("imp_round_remask", True)):
+    for name, remask, whole_chunk in (
+        ("imp_round", False, True),
+        ("imp_round_remask", True, True),
+        ("imp_round_per_step", False, False),
+    ):
         if name in only:
-            results[name] = benchmark_imp_round(spec, data, hparams, steps, repeats, remask)
+            results[name] = benchmark_imp_round(
+                spec, data, hparams, steps, repeats, remask, whole_chunk
+            )
     if "overhead" in only:
         short = dataclasses.replace(
             hparams,

@@ -39,6 +39,9 @@ class Execution:
     # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs): compute in 16 bits, keep
     # float32 weights.
     mixed_precision: str | None = None
+    # Under XLA on one device, a chunk's steps compile into one program (False: one per step,
+    # kept so benchmarks can compare the two on each machine).
+    xla_whole_chunk: bool = True
 
 
 @dataclasses.dataclass
@@ -99,6 +102,7 @@ def build_run(
         jit_compile=execution.jit_compile,
         steps_per_execution=execution.steps_per_execution,
         remask_every_step=remask_every_step,
+        xla_whole_chunk=execution.xla_whole_chunk,
     )
     return Run(pruned, trainer)
 
