@@ -252,16 +252,19 @@ class Experiment:
         output_dir: str | Path = "saved_models",
         tolerance: float = 0.5,
         data_dir: str | None = None,
+        int8_storage: str = "auto",
     ) -> dict[str, Any]:
         """Writes ``<output_dir>/<experiment>/round_NN/``: SavedModel, ``ticket.tflite``
         (float32) and ``ticket_int8.tflite``, with their LiteRT accuracy on the experiment's
-        test data next to the dense round 0's; returns that report (``export.json``)."""
-        from lth_tf.export.deploy import export_ticket
+        test data next to the dense round 0's; returns that report (``export.json``).
+        ``int8_storage``: see :class:`lth_tf.export.deploy.ExportOptions`."""
+        from lth_tf.export.deploy import ExportOptions, export_ticket
         from lth_tf.export.ticket import open_ticket
         from lth_tf.provenance import experiment_data
 
+        options = ExportOptions(int8_storage=int8_storage)
         ticket = open_ticket(self.path, pruning_round, tolerance)
         dense = open_ticket(self.path, 0)
         data = experiment_data(ticket.experiment, ticket.hparams, data_dir)
-        return export_ticket(ticket, dense, data, output_dir)
+        return export_ticket(ticket, dense, data, output_dir, options)
 

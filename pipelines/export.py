@@ -1,8 +1,8 @@
 """Export a ticket for the edge: ``python -m pipelines.export --experiment_dir=runs/<experiment>``.
 
 Writes ``<output_dir>/<experiment>/round_NN/``: the stripped SavedModel, ``ticket.tflite``
-(float32) and ``ticket_int8.tflite`` (full-integer), both stored sparse, and ``export.json``
-with sizes, LiteRT accuracy and latency next to the dense round 0's.
+(float32, stored sparse) and ``ticket_int8.tflite`` (full-integer, stored as ``--int8_storage``
+says), and ``export.json`` with sizes, LiteRT accuracy and latency next to the dense round 0's.
 """
 
 from __future__ import annotations
@@ -27,14 +27,24 @@ flags.DEFINE_string(
     "Where the experiment's dataset is (as for pipelines.imp): test set and calibration images.",
 )
 
+flags.DEFINE_string(
+    "int8_storage",
+    "auto",
+    "How ticket_int8.tflite stores its weights. auto: sparse where that is smaller and no "
+    "slower in LiteRT than dense storage (never larger, never slower than the dense int8 "
+    "export); smallest: sparse wherever that is smaller; dense: always dense.",
+)
+
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
+    from lth_tf.export.options import ExportOptions
     from lth_tf.export.ticket import open_ticket
 
     if not FLAGS.experiment_dir:
         raise LthError("--experiment_dir is required: the directory an IMP run wrote")
+    options = ExportOptions(int8_storage=FLAGS.int8_storage)  # refused before any work
     setup_logging()
     # Every check on the experiment comes before TensorFlow starts.
     ticket = open_ticket(FLAGS.experiment_dir, FLAGS.round, FLAGS.tolerance)
@@ -46,7 +56,7 @@ def main(argv: list[str]) -> None:
     from lth_tf.provenance import experiment_data
 
     data = experiment_data(ticket.experiment, ticket.hparams, FLAGS.data_dir)
-    report = export_ticket(ticket, dense, data, FLAGS.output_dir)
+    report = export_ticket(ticket, dense, data, FLAGS.output_dir, options)
     print("\n".join(summary_lines(report, export_dir(FLAGS.output_dir, ticket))))
 
 

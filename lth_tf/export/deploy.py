@@ -5,8 +5,9 @@
 - ``saved_model/``: the stripped Keras model (no wrappers, pruned weights exactly 0);
 - ``ticket.tflite``: float32, weights stored sparse, input float32 raw pixels (0..255), or
   whatever values the dataset holds, as float32;
-- ``ticket_int8.tflite``: full-integer int8, stored sparse, input uint8 raw pixels (a dataset
-  that is not uint8: float32 input, quantized inside);
+- ``ticket_int8.tflite``: full-integer int8, input uint8 raw pixels (a dataset that is not
+  uint8: float32 input, quantized inside), its weights stored sparse only where that is
+  smaller and no slower than dense storage (:class:`ExportOptions`);
 - ``export.json``: sizes, accuracies (Keras and LiteRT, whole test set) and LiteRT latencies
   of this ticket and of the same architecture's dense round 0, exported the same way.
 
@@ -20,7 +21,6 @@ True
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import io as bytes_io
 import logging
@@ -38,6 +38,7 @@ from lth_tf import io
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.export import litert
+from lth_tf.export.options import ExportOptions
 from lth_tf.export.stripped import save_saved_model, stripped_model
 from lth_tf.export.tflite import float_tflite, int8_tflite, representative_images
 from lth_tf.export.ticket import Ticket
@@ -50,19 +51,6 @@ INT8_FILE = "ticket_int8.tflite"
 REPORT_FILE = "export.json"
 # LiteRT accuracy this far below Keras's is worth a warning (float should match it exactly).
 ACCURACY_WARNING_POINTS = {FLOAT_FILE: 0.1, INT8_FILE: 1.0}
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportOptions:
-    """How much data calibration and timing use; none of it changes the exported files' role."""
-
-    representative_examples: int = 500
-    latency_invocations: int = 2000
-    latency_warmup: int = 200
-    latency_threads: int = 1
-    latency_examples: int = 100
-    # Test examples the int8 file's sparse encoding is checked on (against dense storage).
-    storage_check_examples: int = 1000
 
 
 def export_dir(output_dir: str | Path, ticket: Ticket) -> Path:
@@ -87,13 +75,14 @@ def export_ticket(
     dense: Ticket,
     data: ImageDataset,
     output_dir: str | Path,
-    options: ExportOptions = ExportOptions(),
+    options: ExportOptions | None = None,
 ) -> dict[str, Any]:
     """Writes the ticket's export directory (see the module docstring); returns export.json.
 
     ``dense`` is round 0 of the same experiment: the dense network, exported the same way
     (in a temporary directory) for comparison.
     """
+    options = options or ExportOptions()
     check_dataset(ticket, data)
     destination = export_dir(output_dir, ticket)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -112,14 +101,14 @@ def export_ticket(
         uint8_input = data.train_images.dtype == np.uint8
         check_images = data.test_images[: options.storage_check_examples]
         ticket_model, ticket_files, ticket_storage = _write_model(
-            ticket, ticket_dir, representative, uint8_input, check_images
+            ticket, ticket_dir, representative, uint8_input, check_images, options
         )
         if dense.round == ticket.round:  # exporting round 0: it is its own dense reference
             dense_dir, dense_model, dense_files = ticket_dir, ticket_model, ticket_files
             dense_storage = ticket_storage
         else:
             dense_model, dense_files, dense_storage = _write_model(
-                dense, dense_dir, representative, uint8_input, check_images
+                dense, dense_dir, representative, uint8_input, check_images, options
             )
 
         examples = data.test_images[: options.latency_examples]
@@ -164,7 +153,7 @@ def export_ticket(
         for which, storage in (("ticket", ticket_storage), ("dense", dense_storage)):
             for file, microseconds in latencies[which].items():
                 report[which]["files"][file]["median_latency_us"] = round(microseconds, 3)
-            report[which]["files"][INT8_FILE]["weight_storage"] = storage
+            report[which]["files"][INT8_FILE].update(storage)
         report["comparison"] = _comparison(report["ticket"]["files"], report["dense"]["files"])
         io.write_json(ticket_dir / REPORT_FILE, report)
         _move_into_place(ticket_dir, destination, staging / "previous")
@@ -190,6 +179,7 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
             f"KB, {100 * theirs['litert_test_accuracy']:.2f}%, "
             f"{theirs['median_latency_us']:.1f} us"
         )
+    lines.append(f"  {INT8_FILE} weights stored {ticket['files'][INT8_FILE]['weight_storage']}")
     saved = ticket["files"][SAVED_MODEL]
     lines.append(
         f"  {SAVED_MODEL + '/':<19} {saved['bytes'] / 1000:8.1f} KB "
@@ -210,12 +200,13 @@ def _write_model(
     representative: np.ndarray,
     uint8_input: bool,
     check_images: np.ndarray,
-) -> tuple[tf_keras.Model, dict[str, bytes], str]:
-    """The stripped model, its files, and how the int8 file stores its weights."""
+    options: ExportOptions,
+) -> tuple[tf_keras.Model, dict[str, bytes], dict[str, Any]]:
+    """The stripped model, its files, and how the int8 file stores its weights (and why)."""
     model = stripped_model(ticket)
     save_saved_model(model, directory / SAVED_MODEL)
     int8, int8_storage = _checked_int8(
-        directory / SAVED_MODEL, representative, uint8_input, check_images, ticket.round
+        directory / SAVED_MODEL, representative, uint8_input, check_images, ticket.round, options
     )
     files = {FLOAT_FILE: float_tflite(directory / SAVED_MODEL), INT8_FILE: int8}
     for name, content in files.items():
@@ -234,44 +225,77 @@ def _checked_int8(
     uint8_input: bool,
     images: np.ndarray,
     pruning_round: int,
-) -> tuple[bytes, str]:
-    """The int8 file stored sparse where that is smaller and LiteRT runs it right; else the
-    same quantization stored dense (export.json says which, and why).
+    options: ExportOptions,
+) -> tuple[bytes, dict[str, Any]]:
+    """The int8 file, stored sparse or dense as ``options.int8_storage`` asks, and the
+    export.json entries that say which and why (``weight_storage``, ``storage_candidates``).
 
     Sparse int8 storage keeps an index per surviving weight, so at moderate sparsity it is
-    larger than dense storage (lenet300_100 at 51% of its weights: 430 KB against 281 KB), and
-    dense storage also runs under LiteRT's default delegates. And on a small residual net with
-    batch norm, TFLite's sparse int8 encoding (one tensor came out block-sparse) gave 18.5% test
-    accuracy where dense storage gave 45%, the Keras model's: so both are run on ``images`` and
-    the sparse one is kept only if their predicted classes disagree on at most
-    :data:`SPARSE_INT8_DISAGREEMENT` of them.
+    larger than dense storage (lenet300_100 at 51% of its weights: 430 KB against 281 KB). It
+    also runs on LiteRT's builtin kernels only (the default XNNPack delegate cannot prepare it),
+    which on an x86 CPU took 10x as long as the dense file under XNNPack: ``auto`` therefore
+    times both. And on a small residual net with batch norm, TFLite's sparse int8 encoding (one
+    tensor came out block-sparse) gave 18.5% test accuracy where dense storage gave 45%, the
+    Keras model's: so both are run on ``images`` and the sparse one is kept only if their
+    predicted classes disagree on at most :data:`SPARSE_INT8_DISAGREEMENT` of them.
     """
     dense = int8_tflite(saved_model, representative, uint8_input, sparse=False)
     if pruning_round == 0:
         # The dense network is the reference every ticket is compared with: stored dense, as a
         # ticket stored dense is, so the two differ only in their weights' values.
-        return dense, "dense: round 0, the dense network"
+        return dense, {"weight_storage": "dense: round 0, the dense network"}
+    if options.int8_storage == "dense":
+        return dense, {"weight_storage": "dense: int8_storage=dense asks for it"}
     sparse = int8_tflite(saved_model, representative, uint8_input, sparse=True)
+    candidates: dict[str, dict[str, Any]] = {
+        "sparse": {"bytes": len(sparse), "op_resolver": litert.op_resolver_for(sparse).name},
+        "dense": {"bytes": len(dense), "op_resolver": litert.op_resolver_for(dense).name},
+    }
+
+    def chosen(content: bytes, why: str) -> tuple[bytes, dict[str, Any]]:
+        return content, {"weight_storage": why, "storage_candidates": candidates}
+
     if len(sparse) >= len(dense):
-        return dense, (
+        return chosen(
+            dense,
             f"dense: {len(dense):,} bytes stored dense, {len(sparse):,} stored sparse (an "
-            "index per surviving weight outweighs the zeros it saves at this sparsity)"
+            "index per surviving weight outweighs the zeros it saves at this sparsity)",
         )
     a = litert.predict(sparse, images).argmax(axis=-1)
     b = litert.predict(dense, images).argmax(axis=-1)
     disagreement = float(np.mean(a != b))
-    if disagreement <= SPARSE_INT8_DISAGREEMENT:
-        return sparse, "sparse"
-    log.warning(
-        "round %d: LiteRT's sparse int8 encoding disagrees with the dense one on %.1f%% of %d "
-        "test examples; the int8 file is stored dense.",
-        pruning_round,
-        100 * disagreement,
-        len(images),
+    if disagreement > SPARSE_INT8_DISAGREEMENT:
+        log.warning(
+            "round %d: LiteRT's sparse int8 encoding disagrees with the dense one on %.1f%% of "
+            "%d test examples; the int8 file is stored dense.",
+            pruning_round,
+            100 * disagreement,
+            len(images),
+        )
+        return chosen(
+            dense,
+            f"dense: the sparse encoding's predictions differed from the dense encoding's on "
+            f"{100 * disagreement:.1f}% of {len(images)} test examples",
+        )
+    if options.int8_storage == "smallest":
+        return chosen(sparse, "sparse: smaller (int8_storage=smallest keeps it however fast)")
+    # Side by side, each under the interpreter options it needs: a device gets the same.
+    latencies = litert.median_latencies(
+        {"sparse": sparse, "dense": dense},
+        images[: options.latency_examples],
+        invocations=options.latency_invocations,
+        warmup=options.latency_warmup,
+        num_threads=options.latency_threads,
     )
-    return dense, (
-        f"dense: the sparse encoding's predictions differed from the dense encoding's on "
-        f"{100 * disagreement:.1f}% of {len(images)} test examples"
+    for name, microseconds in latencies.items():
+        candidates[name]["median_latency_us"] = round(microseconds, 3)
+    if latencies["sparse"] <= latencies["dense"]:
+        return chosen(sparse, "sparse: smaller and no slower than dense storage")
+    return chosen(
+        dense,
+        f"dense: stored sparse it would be {len(sparse):,} bytes instead of {len(dense):,} but "
+        f"take {latencies['sparse']:.1f} us per example instead of {latencies['dense']:.1f} "
+        "(int8_storage=smallest keeps the smaller file)",
     )
 
 

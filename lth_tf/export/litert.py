@@ -1,9 +1,9 @@
 """Running .tflite files in the LiteRT interpreter (``ai_edge_litert``): predictions, accuracy,
 per-example latency, and what the file stores sparse.
 
-Float files run with LiteRT's default op resolver (XNNPACK applied, as on a device by default).
-Integer files run with the builtin kernels alone: XNNPACK fails to prepare quantized sparse
-FullyConnected ops, and a dense int8 file is timed the same way so the comparison is fair.
+Every file runs with LiteRT's default op resolver (XNNPACK applied, as on a device by default),
+except an integer file with sparse weights: XNNPACK fails to prepare quantized sparse
+FullyConnected ops, so it runs on the builtin kernels alone (:func:`op_resolver_for`).
 
 >>> logits = predict(content, test_images)  # doctest: +SKIP
 >>> median_latencies({"ticket": content, "dense": dense}, test_images[:100])  # doctest: +SKIP

@@ -255,12 +255,11 @@ def test_export_of_a_user_model_writes_litert_verified_float_and_int8_tickets(fi
     ticket = report["ticket"]
     assert ticket["keras_test_accuracy"] == pytest.approx(ticket["recorded_test_accuracy"])
     floats, ints = ticket["files"]["ticket.tflite"], ticket["files"]["ticket_int8.tflite"]
-    # 200 test images: 0.1 point is less than one image, so the float ticket agrees exactly.
-    assert abs(floats["litert_test_accuracy"] - ticket["keras_test_accuracy"]) < 0.001
+    # LiteRT's float kernels (XNNPack) round differently from TensorFlow's, so a near-tie may
+    # flip on some CPU: at most one of the 200 test images.
+    assert abs(floats["litert_test_accuracy"] - ticket["keras_test_accuracy"]) <= 0.005 + 1e-9
     assert abs(ints["litert_test_accuracy"] - ticket["keras_test_accuracy"]) <= 0.05
     assert ints["input"]["dtype"] == "uint8"
-
-
 
 
 def test_a_killed_user_model_run_resumes_to_the_uninterrupted_results(files, keras_cli):

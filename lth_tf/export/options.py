@@ -1,0 +1,44 @@
+"""Export settings: calibration and timing sizes, and how the int8 file stores its weights.
+
+No TensorFlow: a pipeline checks them before TensorFlow starts.
+
+>>> ExportOptions(int8_storage="smallest").int8_storage
+'smallest'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lth_tf.errors import LthError
+
+# How the int8 file stores its weights (``ExportOptions.int8_storage``).
+INT8_STORAGE = {
+    "auto": "sparse where that is smaller and no slower in LiteRT than dense storage",
+    "smallest": "sparse wherever that is smaller, however fast it runs",
+    "dense": "always dense: runs under LiteRT's default options",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportOptions:
+    """How much data calibration and timing use, and how the int8 file stores its weights.
+
+    ``int8_storage`` is one of :data:`INT8_STORAGE`. The default, ``auto``, makes the int8
+    ticket never larger and never slower than the dense int8 export: sparse storage is kept
+    only when it is both smaller and, timed side by side, no slower.
+    """
+
+    representative_examples: int = 500
+    latency_invocations: int = 2000
+    latency_warmup: int = 200
+    latency_threads: int = 1
+    latency_examples: int = 100
+    # Test examples the int8 file's sparse encoding is checked on (against dense storage).
+    storage_check_examples: int = 1000
+    int8_storage: str = "auto"
+
+    def __post_init__(self):
+        if self.int8_storage not in INT8_STORAGE:
+            choices = "; ".join(f"{name}: {what}" for name, what in INT8_STORAGE.items())
+            raise LthError(f"int8_storage={self.int8_storage!r} is not one of {choices}")
