@@ -65,13 +65,40 @@ def test_skipping_tfmot_remasking_changes_no_weight():
         np.testing.assert_array_equal(value, trained[True][name], err_msg=name)
 
 
-def test_float16_trains_with_loss_scaling_and_a_fresh_scale_each_round():
+def test_one_xla_program_per_chunk_trains_the_per_step_programs_weights():
+    """Under XLA a chunk's steps are one program; the weights are those of one program per
+    step, bit for bit, however the iterations are cut into chunks (a resume cuts them anew)."""
+    tf.config.experimental.enable_op_determinism()  # as every run does (build_run)
+    data = tiny_dataset()
+    trained = {}
+    for whole_chunk, chunks in [(False, [50]), (True, [50]), (True, [30, 7, 13])]:
+        pruned = half_pruned_lenet()
+        strategy = tf.distribute.get_strategy()
+        trainer = Trainer(
+            pruned, data, TrainingHparams(), strategy, True, xla_whole_chunk=whole_chunk
+        )
+        assert trainer.xla_training  # lenet has no convolution: XLA trains it on a CPU too
+        stream = trainer.batches_from(0)
+        for steps in chunks:
+            loss_sum, _ = trainer.train_steps(stream, steps)
+            assert np.isfinite(loss_sum)
+        assert pruned.pruned_nonzero() == 0
+        trained[whole_chunk, len(chunks)] = {n: w.numpy() for n, w in pruned.weights.items()}
+    reference = trained[False, 1]
+    for key in [(True, 1), (True, 3)]:
+        for name, value in reference.items():
+            np.testing.assert_array_equal(trained[key][name], value, err_msg=f"{key} {name}")
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_float16_trains_with_loss_scaling_and_a_fresh_scale_each_round(jit_compile):
     data = tiny_dataset()
     with mixed_precision_policy("float16"):
         pruned = half_pruned_lenet()
     assert tf_keras.mixed_precision.global_policy().name == "float32"  # restored
     assert pruned.unwrapped.get_layer("fc1").compute_dtype == "float16"
-    trainer = Trainer(pruned, data, TrainingHparams(), tf.distribute.get_strategy())
+    trainer = Trainer(pruned, data, TrainingHparams(), tf.distribute.get_strategy(), jit_compile)
+    assert trainer.xla_training == jit_compile
     assert isinstance(trainer.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
     initial_scale = float(trainer.optimizer.loss_scale)
     loss_sum, _ = trainer.train_steps(trainer.batches_from(0), 20)
