@@ -16,7 +16,7 @@ from lth_tf.errors import LthError
 INT8_STORAGE = {
     "auto": "sparse where that is smaller and no slower in LiteRT than dense storage",
     "smallest": "sparse wherever that is smaller, however fast it runs",
-    "dense": "always dense: runs under LiteRT's default options",
+    "dense": "always dense, which runs under LiteRT's default options",
 }
 
 
@@ -40,5 +40,5 @@ class ExportOptions:
 
     def __post_init__(self):
         if self.int8_storage not in INT8_STORAGE:
-            choices = "; ".join(f"{name}: {what}" for name, what in INT8_STORAGE.items())
-            raise LthError(f"int8_storage={self.int8_storage!r} is not one of {choices}")
+            choices = "; ".join(f"{name} ({what})" for name, what in INT8_STORAGE.items())
+            raise LthError(f"int8_storage={self.int8_storage!r}: choose one of {choices}")

@@ -191,7 +191,7 @@ def test_smallest_int8_storage_keeps_the_sparse_file_and_says_what_runs_it(
 
 
 def test_an_unknown_int8_storage_is_refused_with_the_choices():
-    with pytest.raises(LthError, match="int8_storage='tiny' is not one of auto: sparse where"):
+    with pytest.raises(LthError, match=r"int8_storage='tiny': choose one of auto \(sparse where"):
         ExportOptions(int8_storage="tiny")
 
 
