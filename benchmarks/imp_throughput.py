@@ -28,8 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from pipelines import common
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 
 FLAGS = flags.FLAGS
@@ -307,4 +308,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)

@@ -9,6 +9,8 @@ import traceback
 import warnings
 from collections.abc import Callable
 
+from absl import app, flags
+
 import lth_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from lth_tf.errors import LthError, os_error_line
 from lth_tf.startup import start_tensorflow_quietly  # noqa: F401  (what every pipeline calls)
@@ -89,6 +91,25 @@ def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list
             sys.exit(EXIT_BUG)
 
     return wrapped
+
+
+def parse_flags_in_one_line(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a flag it cannot parse (``--rounds=abc``, an unknown name)
+    refused as every other bad input is: one ``error:`` line on stderr, exit status 2.
+
+    >>> parse_flags_in_one_line(["imp", "--rounds=abc"])  # doctest: +SKIP
+    error: flag --rounds=abc: invalid literal for int() with base 10: 'abc' (--helpshort ...)
+    """
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error} (--helpshort lists the flags)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """``app.run(main)`` with :func:`parse_flags_in_one_line`: every pipeline starts here."""
+    app.run(main, flags_parser=parse_flags_in_one_line)
 
 
 def setup_logging() -> None:

@@ -7,8 +7,9 @@ says), and ``export.json`` with sizes, LiteRT accuracy and latency next to the d
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
+from pipelines import common
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 
 FLAGS = flags.FLAGS
@@ -62,7 +63,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """The console script's entry point (``lth-export``)."""
-    app.run(main)
+    common.run(main)
 
 
 if __name__ == "__main__":

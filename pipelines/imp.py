@@ -8,9 +8,9 @@ A control runs as a branch of an experiment:
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
-from pipelines import hparam_flags
+from pipelines import common, hparam_flags
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 from pipelines.hparam_flags import define_hparam_flags, hparam_flag_names
 
@@ -160,7 +160,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """The console script's entry point (``lth-imp``)."""
-    app.run(main)
+    common.run(main)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ the CSV then has their statistics per group and round. ``--output=cmp.pdf`` (or 
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
+from pipelines import common
 from pipelines.common import user_errors_as_one_line
 
 FLAGS = flags.FLAGS
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """The console script's entry point (``lth-report``)."""
-    app.run(main)
+    common.run(main)
 
 
 if __name__ == "__main__":

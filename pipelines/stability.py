@@ -14,9 +14,10 @@ against the rewind iteration in ``PREFIX.png`` and ``PREFIX.csv`` ("own masks").
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from lth_tf.stability.result import StabilityResult
+from pipelines import common
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 
 FLAGS = flags.FLAGS
@@ -181,7 +182,7 @@ def summary_lines(result: StabilityResult) -> list[str]:
 
 def run() -> None:
     """The console script's entry point (``lth-stability``)."""
-    app.run(main)
+    common.run(main)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from pipelines import hparam_flags
+from pipelines import common, hparam_flags
 from pipelines.common import setup_logging, user_errors_as_one_line
 from pipelines.hparam_flags import define_hparam_flags
 
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """The console script's entry point (``lth-sweep``)."""
-    app.run(main)
+    common.run(main)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,32 @@ def test_a_refusal_is_one_line_on_stderr_and_exit_2(idx_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "flag, reason",
+    [
+        ("--rounds=abc", "flag --rounds=abc: invalid literal for int() with base 10: 'abc'"),
+        ("--steps_per_execution=1.5", "flag --steps_per_execution=1.5: invalid literal"),
+        ("--roundz=1", "Unknown command line flag 'roundz'"),
+    ],
+)
+def test_a_flag_absl_cannot_parse_is_one_line_and_exit_2(flag, reason, capsys):
+    """absl itself refuses these, in two lines and exit 1; every pipeline parses through
+    ``parse_flags_in_one_line`` (``common.run``), which makes it the usual one line, exit 2."""
+    import pipelines.imp
+    from pipelines.common import parse_flags_in_one_line
+
+    pipelines.imp.FLAGS.unparse_flags()
+    try:
+        with pytest.raises(SystemExit) as exit:
+            parse_flags_in_one_line(["imp", flag])
+    finally:
+        pipelines.imp.FLAGS.unparse_flags()
+    assert exit.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("error: ") and stderr.count("\n") == 1
+    assert reason in stderr
+
+
+@pytest.mark.parametrize(
     "flags, reason",
     [
         (["--model=nope"], "unknown model 'nope'"),
