@@ -34,6 +34,15 @@ from pipelines import common
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 
 FLAGS = flags.FLAGS
+MEASUREMENTS = (
+    "fit",
+    "fit_xla",
+    "imp_round",
+    "imp_round_remask",
+    "imp_round_per_step",
+    "overhead",
+)
+
 flags.DEFINE_string("model", "lenet300_100", "Model to benchmark.")
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset (loaded as pipelines.imp loads it).")
 flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
@@ -53,8 +62,7 @@ flags.DEFINE_integer("overhead_repeats", 3, "Whole IMP runs timed for the overhe
 flags.DEFINE_string(
     "only",
     None,
-    "Comma-separated subset of fit,fit_xla,imp_round,imp_round_remask,imp_round_per_step,"
-    "overhead.",
+    f"Comma-separated subset of {','.join(MEASUREMENTS)}.",
 )
 flags.DEFINE_string(
     "mixed_precision",
@@ -66,14 +74,6 @@ flags.DEFINE_string(
     "output", None, "JSON file (default: benchmarks/results/<model>-<dataset>-<device>.json)."
 )
 
-MEASUREMENTS = (
-    "fit",
-    "fit_xla",
-    "imp_round",
-    "imp_round_remask",
-    "imp_round_per_step",
-    "overhead",
-)
 
 
 def median_images_per_second(
@@ -93,6 +93,7 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
     import tf_keras
 
     from lth_tf.data.pipeline import training_batches
+    from lth_tf.steps import iterations_per_epoch
     from lth_tf.training import make_optimizer, mixed_precision_policy
 
     tf_keras.utils.set_random_seed(training.seed)
@@ -100,8 +101,6 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
     with mixed_precision_policy(FLAGS.mixed_precision):
         model = spec.build(data.input_shape, data.num_classes)
     extra = {"jit_compile": True, "steps_per_execution": FLAGS.steps_per_execution} if xla else {}
-    from lth_tf.steps import iterations_per_epoch
-
     # The optimizer knows no dataset size: a schedule in epochs (resnet20's) is resolved first.
     per_epoch = iterations_per_epoch(len(data.train_labels), training.batch_size)
     model.compile(
@@ -228,6 +227,7 @@ def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.models import get_model, paper_defaults
     from lth_tf.steps import Step
+    from lth_tf.strategies import precision_for
 
     only = FLAGS.only.split(",") if FLAGS.only else list(MEASUREMENTS)
     unknown = sorted(set(only) - set(MEASUREMENTS))
@@ -235,8 +235,7 @@ def main(argv: list[str]) -> None:
         raise LthError(f"--only: unknown {unknown}; choose from {', '.join(MEASUREMENTS)}")
     if FLAGS.steps < 1 or FLAGS.repeats < 1:
         raise LthError("--steps and --repeats must be at least 1")
-    if FLAGS.mixed_precision not in (None, "float32", "float16", "bfloat16"):
-        raise LthError(f"--mixed_precision: {FLAGS.mixed_precision!r} is not float16 or bfloat16")
+    precision_for("default", FLAGS.mixed_precision)  # refuses a name it does not know
     spec = get_model(FLAGS.model)
     hparams = paper_defaults(FLAGS.model, FLAGS.dataset)
     training = hparams.training

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lth_tf import io
-from lth_tf.errors import LthError, os_error_line
+from lth_tf.errors import LthError, os_errors_as_lth_errors
 from lth_tf.experiment import RoundResult
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lth_tf")
 
 
+@os_errors_as_lth_errors  # a directory or disk problem is the user's to fix
 def find_tickets(
     model: tf_keras.Model | Callable[[tuple[int, ...], int], tf_keras.Model] | str,
     train_data: Any = None,
@@ -70,32 +71,6 @@ def find_tickets(
     ``iterations="10ep"``, ``prune_rates="conv=0.2,fc=0.2"``, ``rewind="500it"``, ``seed=1``);
     the rest are the ``recipe``'s (default ``stabilizing`` for a model of your own).
     """
-    try:
-        return _find_tickets(
-            model, train_data, test_data, validation_data, dataset, recipe, output_dir,
-            experiment_name, data_dir, strategy, jit_compile, progress, tensorboard, hparams,
-        )  # fmt: skip
-    except OSError as error:
-        # A directory or disk problem is the user's to fix, as the pipelines report it.
-        raise LthError(os_error_line(error)) from None
-
-
-def _find_tickets(
-    model: Any,
-    train_data: Any,
-    test_data: Any,
-    validation_data: Any,
-    dataset: str | None,
-    recipe: str | None,
-    output_dir: str | Path,
-    experiment_name: str | None,
-    data_dir: str | None,
-    strategy: Any,
-    jit_compile: bool,
-    progress: bool,
-    tensorboard: bool,
-    hparams: dict[str, Any],
-) -> Experiment:
     from lth_tf.data.sources import load_dataset
     from lth_tf.imp import RunOptions, run_imp
     from lth_tf.models import experiment_hparams

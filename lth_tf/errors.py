@@ -2,6 +2,11 @@
 line a failed file-system call becomes."""
 
 import errno
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+_Function = TypeVar("_Function", bound=Callable)
 
 
 class LthError(Exception):
@@ -18,15 +23,14 @@ class LthError(Exception):
 
 
 # errno -> (its meaning in words, what to do); others get the system's words and the last hint.
+_FREE_SPACE = "free space or choose another --output_dir, then rerun to resume"
+_PERMISSION = ("permission denied", "check its permissions or choose another directory")
 OS_ERRORS: dict[int, tuple[str, str]] = {
-    errno.ENOSPC: ("disk full", "free space or choose another --output_dir, then rerun to resume"),
-    errno.EDQUOT: (
-        "disk quota exceeded",
-        "free space or choose another --output_dir, then rerun to resume",
-    ),
+    errno.ENOSPC: ("disk full", _FREE_SPACE),
+    errno.EDQUOT: ("disk quota exceeded", _FREE_SPACE),
     errno.EROFS: ("read-only file system", "choose a writable --output_dir"),
-    errno.EACCES: ("permission denied", "check its permissions or choose another directory"),
-    errno.EPERM: ("permission denied", "check its permissions or choose another directory"),
+    errno.EACCES: _PERMISSION,
+    errno.EPERM: _PERMISSION,
     errno.ENOTDIR: (
         "not a directory",
         "a file stands where a directory should be: move it or choose another path",
@@ -49,3 +53,23 @@ def os_error_line(error: OSError) -> str:
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
     where = f"{' -> '.join(paths)}: " if paths else ""
     return f"{where}{meaning} ({todo})"
+
+
+def os_errors_as_lth_errors(function: _Function) -> _Function:
+    """Makes a failed file-system call inside ``function`` an :class:`LthError` with
+    :func:`os_error_line`'s message: for the Python API, where no pipeline wrapper reports it.
+
+    >>> read = os_errors_as_lth_errors(lambda: open("/nonexistent/x"))
+    >>> read()  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: /nonexistent/x: no such file or directory (check the path)
+    """
+
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except OSError as error:
+            raise LthError(os_error_line(error)) from None
+
+    return wrapped  # type: ignore[return-value]

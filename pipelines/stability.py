@@ -58,7 +58,8 @@ flags.DEFINE_boolean(
 flags.DEFINE_string(
     "mixed_precision",
     None,
-    "float16 or bfloat16: 16-bit compute, float32 weights, as the experiment ran (default off).",
+    "float16 or bfloat16: 16-bit compute, float32 weights, as the experiment ran (default: "
+    "float32).",
 )
 flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
 flags.DEFINE_boolean("progress", True, "Show a progress bar while copies train.")
@@ -69,6 +70,7 @@ def main(argv: list[str]) -> None:
     from lth_tf.config import check_number
     from lth_tf.errors import LthError
     from lth_tf.stability.plan import plan_stability
+    from lth_tf.strategies import precision_for
 
     if FLAGS.experiments and FLAGS.experiment_dir:
         raise LthError("give --experiment_dir or --experiments, not both")
@@ -88,11 +90,10 @@ def main(argv: list[str]) -> None:
     if not FLAGS.round.strip().isdigit():
         raise LthError(f"--round: {FLAGS.round!r} is not a round number (0, 1, 2, ...)")
     check_number("--steps_per_execution", FLAGS.steps_per_execution, low=1, integer=True)
-    if FLAGS.mixed_precision not in (None, "float16", "bfloat16"):
-        raise LthError(f"--mixed_precision: {FLAGS.mixed_precision!r} is not float16 or bfloat16")
+    precision = precision_for("default", FLAGS.mixed_precision)
     setup_logging()
     if FLAGS.experiments:
-        _main_across()
+        _main_across(precision)
         return
     # Every check on the experiment and the flags comes before TensorFlow starts.
     plan = plan_stability(
@@ -107,10 +108,10 @@ def main(argv: list[str]) -> None:
     start_tensorflow_quietly()
 
     from lth_tf.provenance import experiment_data
-    from lth_tf.stability.analysis import StabilityOptions, run_stability
+    from lth_tf.stability.analysis import run_stability
 
     data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
-    results = run_stability(plan, data, _options(StabilityOptions))
+    results = run_stability(plan, data, _options(precision))
     files = plan.files
     for result in results:
         print("\n".join(summary_lines(result)))
@@ -123,16 +124,19 @@ def main(argv: list[str]) -> None:
     print(f"TensorBoard: {files.tensorboard}")
 
 
-def _options(options_type):
-    return options_type(
+def _options(precision: str | None):
+    """The flags' StabilityOptions (imported here: TensorFlow has started by now)."""
+    from lth_tf.stability.analysis import StabilityOptions
+
+    return StabilityOptions(
         jit_compile=FLAGS.jit_compile,
         steps_per_execution=FLAGS.steps_per_execution,
         show_progress=FLAGS.progress,
-        mixed_precision=FLAGS.mixed_precision,
+        mixed_precision=precision,
     )
 
 
-def _main_across() -> None:
+def _main_across(precision: str | None) -> None:
     """--experiments: each experiment at its own rewind point, then the figure and CSV."""
     from lth_tf.stability.across import output_paths, plan_across
 
@@ -149,11 +153,10 @@ def _main_across() -> None:
 
     from lth_tf.provenance import experiment_data
     from lth_tf.stability.across import run_across
-    from lth_tf.stability.analysis import StabilityOptions
 
     first = plan.plans[0]
     data = experiment_data(first.experiment, first.hparams, FLAGS.data_dir)
-    results, figure, table = run_across(plan, data, _options(StabilityOptions), FLAGS.output)
+    results, figure, table = run_across(plan, data, _options(precision), FLAGS.output)
     for one, result in zip(plan.plans, results, strict=True):
         print(f"{one.experiment.root}:")
         print("\n".join(summary_lines(result)))
