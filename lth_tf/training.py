@@ -348,7 +348,7 @@ class Trainer:
         if one_program:
             # The whole chunk's steps as one XLA program (gather, forward, backward, update,
             # step after step): 1.4-1.8x the images/s of one program per step for
-            # lenet300_100 on 2 CPU cores, with the same weights bit for bit.
+            # lenet300_100 on 2 CPU cores, with the same weights bit for bit here.
             self._step = self._replica_train_step
             self._step_on_indices = self._gather_and_train
             self._gradients = self._replica_gradients

@@ -66,8 +66,10 @@ def test_skipping_tfmot_remasking_changes_no_weight():
 
 
 def test_one_xla_program_per_chunk_trains_the_per_step_programs_weights():
-    """Under XLA a chunk's steps are one program; the weights are those of one program per
-    step, bit for bit, however the iterations are cut into chunks (a resume cuts them anew)."""
+    """Under XLA a chunk's steps are one program. However the iterations are cut into chunks
+    (a resume cuts them anew) the weights are the same bit for bit: it is one program. Against
+    one program per step they were bit for bit the same here too, but XLA may order a fused
+    sum differently on another CPU, so that comparison takes a tolerance."""
     tf.config.experimental.enable_op_determinism()  # as every run does (build_run)
     data = tiny_dataset()
     trained = {}
@@ -84,10 +86,12 @@ def test_one_xla_program_per_chunk_trains_the_per_step_programs_weights():
             assert np.isfinite(loss_sum)
         assert pruned.pruned_nonzero() == 0
         trained[whole_chunk, len(chunks)] = {n: w.numpy() for n, w in pruned.weights.items()}
-    reference = trained[False, 1]
-    for key in [(True, 1), (True, 3)]:
-        for name, value in reference.items():
-            np.testing.assert_array_equal(trained[key][name], value, err_msg=f"{key} {name}")
+    for name, value in trained[True, 1].items():
+        np.testing.assert_array_equal(trained[True, 3][name], value, err_msg=name)
+    per_step, whole = trained[False, 1], trained[True, 1]
+    difference = sum(float(np.sum((per_step[n] - whole[n]) ** 2)) for n in per_step)
+    norm = sum(float(np.sum(per_step[n] ** 2)) for n in per_step)
+    assert np.sqrt(difference / norm) <= 1e-4
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
