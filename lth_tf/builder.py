@@ -70,7 +70,7 @@ def build_network(
     network = spec.build(input_shape, num_classes)
     if for_training:
         add_weight_decay(network, hparams.training.weight_decay)
-    return wrap_model(network, hparams.pruning.rates)
+    return wrap_model(network, hparams.pruning.rates, hparams.pruning.granularity)
 
 
 def build_run(

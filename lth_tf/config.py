@@ -29,6 +29,8 @@ from lth_tf.steps import Step, iterations_per_epoch
 LAYER_KINDS = ("conv", "fc", "output")
 OPTIMIZERS = ("adam", "sgd")
 PRUNING_SCOPES = ("layerwise", "global")
+# What one pruned unit is: a single weight, or a whole output channel (lth_tf.pruning.channels).
+GRANULARITIES = ("weight", "channel")
 # Training recipes, named after their papers (lth_tf.models.registry holds their numbers):
 # "lth" = Frankle & Carbin 2019 (warmup for the deep nets, reset to iteration 0);
 # "stabilizing" = Frankle et al. 2019/2020, Stabilizing LTH / Linear Mode Connectivity (no
@@ -388,6 +390,12 @@ class PruningHparams:
     one_shot: bool = hparam(
         False, help="Prune round 0's trained weights straight to each round's sparsity."
     )
+    granularity: str = hparam(
+        "weight",
+        help="weight (unstructured: single weights) or channel (whole output channels of "
+        "convolutions and units of hidden Dense layers, grouped where the graph ties them; "
+        "the ticket shrinks into a smaller dense network that runs faster anywhere).",
+    )
 
     def __post_init__(self) -> None:
         def flag(name: str) -> str:
@@ -403,6 +411,16 @@ class PruningHparams:
             raise LthError(
                 f"{flag('scope')}: unknown scope {self.scope!r}; choose one of "
                 f"{', '.join(PRUNING_SCOPES)}"
+            )
+        if self.granularity not in GRANULARITIES:
+            raise LthError(
+                f"{flag('granularity')}: unknown granularity {self.granularity!r}; choose one "
+                f"of {', '.join(GRANULARITIES)}"
+            )
+        if self.granularity == "channel" and self.block_size != "1x1":
+            raise LthError(
+                f"{flag('block_size')}={self.block_size} prunes blocks of single weights; "
+                f"{flag('granularity')}=channel prunes whole channels: drop one of the two"
             )
         if self.scope == "global":
             _ = self.global_rate  # raises unless the kinds it prunes share one rate

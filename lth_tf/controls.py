@@ -10,7 +10,8 @@ experiment (:mod:`lth_tf.branches`), beside it:
 ``random_reinit``  the parent's masks, every variable rewound to *fresh* random initial values
                    (the model's initialisers under seed ``seed + 1 + control_seed``), untrained;
 ``random_prune``   random masks with exactly the parent's per-layer counts (nested, seeded by
-                   ``(seed, control_seed, round)``), rewound to the parent's rewind point;
+                   ``(seed, control_seed, round)``; channel tickets: its channel counts per
+                   group), rewound to the parent's rewind point;
 ``lr_rewind``      masks pruned by magnitude from its own trained weights, as IMP does, but the
                    weights are *not* rewound: training continues from round r-1's trained
                    weights (masked), with the learning-rate schedule rewound to iteration k and
@@ -77,6 +78,7 @@ class Control:
             hparams.pruning,
             pruned.layers,
             source=f"round {source}'s weights ({experiment.weights(source)})",
+            channels=pruned.channels,
         )
 
     def start_values(self, experiment: ExperimentDir, pruning_round: int) -> Snapshot:
@@ -131,9 +133,12 @@ class RandomPrune(Control):
     def masks(self, experiment, hparams, pruning_round, pruned):
         parent_masks = io.read_npz(_parent(experiment, hparams).masks(pruning_round))
         previous = io.read_npz(experiment.masks(pruning_round - 1))
-        counts = {name: int(mask.sum()) for name, mask in parent_masks.items()}
         seed = (hparams.training.seed, hparams.branch.control_seed, pruning_round)
-        return random_masks(previous, counts, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        if pruned.channels is not None:  # the parent's channel counts per group
+            return pruned.channels.random_masks(previous, parent_masks, rng)
+        counts = {name: int(mask.sum()) for name, mask in parent_masks.items()}
+        return random_masks(previous, counts, rng)
 
     def prepare(self, experiment, hparams, data):
         if not experiment.rewind_point.exists():

@@ -50,13 +50,22 @@ class RoundResult:
     val_loss_min: float
     iterations: int
     train_seconds: float
+    # Channel tickets (--granularity=channel) only, empty otherwise: surviving channels of the
+    # channel-pruned conv and Dense layers, and the shrunk network's size and cost per example.
+    channels_conv: int | None = None
+    channels_fc: int | None = None
+    shrunk_parameters: int | None = None
+    shrunk_multiply_adds: int | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> RoundResult:
         """Parses a CSV row; a missing or malformed column is an LthError naming it."""
         values = {}
         for field in dataclasses.fields(cls):
-            convert = int if field.type in ("int", int) else float
+            convert = int if field.type in ("int", int, "int | None") else float
+            if field.name in OPTIONAL_RESULT_COLUMNS and row.get(field.name) in (None, ""):
+                values[field.name] = None  # written before the column existed, or not channels
+                continue
             try:
                 values[field.name] = convert(float(row[field.name]))
             except (KeyError, TypeError, ValueError):
@@ -71,6 +80,7 @@ class RoundResult:
 
 
 RESULT_COLUMNS = [field.name for field in dataclasses.fields(RoundResult)]
+OPTIONAL_RESULT_COLUMNS = RESULT_COLUMNS[RESULT_COLUMNS.index("channels_conv") :]
 RESULTS_TODO = "delete it to retrain the rounds whose row it lost, or restore it from a copy"
 MASKS_TODO = "delete it and rerun the IMP command to recompute it, or restore it from a copy"
 WEIGHTS_TODO = "delete it and rerun the IMP command to retrain the round, or restore it from a copy"
@@ -138,7 +148,8 @@ class ExperimentDir:
         if not self.results.exists():
             return []
         # Rounds are retrained from what is on disk, so a lost row costs only time.
-        rows = io.read_csv(self.results, RESULT_COLUMNS, RESULTS_TODO)
+        required = [c for c in RESULT_COLUMNS if c not in OPTIONAL_RESULT_COLUMNS]
+        rows = io.read_csv(self.results, required, RESULTS_TODO)
         if not rows:
             # write_result never writes a header alone: the rows were lost.
             raise io.damaged(self.results, "no rows", RESULTS_TODO)

@@ -58,6 +58,7 @@ from lth_tf.loop import (
 )
 from lth_tf.models import custom, paper_defaults
 from lth_tf.pruning.masks import counted_masks, percent_remaining
+from lth_tf.pruning.shrink import multiply_adds, shrunk_architecture
 from lth_tf.pruning.wrapping import PrunedModel, snapshot
 from lth_tf.strategies import device_description
 from lth_tf.training import RoundObserver, Trainer
@@ -242,6 +243,22 @@ def _run_locked(
     return experiment
 
 
+def channel_costs(pruned: PrunedModel, masks: dict[str, np.ndarray]) -> dict[str, int]:
+    """A channel ticket's results columns: surviving channels per kind, and the parameters and
+    multiply-adds per example of the smaller network it shrinks into (none for weight tickets).
+    """
+    if pruned.channels is None:
+        return {}
+    surviving = pruned.channels.surviving(masks, pruned.kinds)
+    small = shrunk_architecture(pruned.unwrapped, masks, pruned.channels)
+    return {
+        "channels_conv": surviving.get("conv", 0),
+        "channels_fc": surviving.get("fc", 0),
+        "shrunk_parameters": small.count_params(),
+        "shrunk_multiply_adds": multiply_adds(small),
+    }
+
+
 def round_line(result: RoundResult, seconds: float) -> str:
     """A finished round in one line of at most 100 columns.
 
@@ -339,11 +356,13 @@ class _Rounds:
         pruned.set_round(pruning_round)
         masks = self.masks(pruning_round)
         start = round_start(resolved, pruning_round)
+        # Before a resume too: the checkpoint holds the kernel masks, not the channel masks
+        # derived from them.
+        pruned.set_masks(masks)
         progress = resume(experiment.checkpoint(pruning_round), trainer)
         if progress is not None:
             log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
         else:
-            pruned.set_masks(masks)
             if pruning_round > 0:
                 pruned.rewind_to(self.control.start_values(experiment, pruning_round))
             pruned.apply_masks()
@@ -447,6 +466,7 @@ class _Rounds:
             # Iterations trained: T - k for a round rewound to k.
             iterations=self.resolved.iterations - start,
             train_seconds=round(progress.train_seconds, 3),
+            **channel_costs(pruned, masks),
         )
         experiment.write_result(result)
         experiment.checkpoint(pruning_round).unlink(missing_ok=True)

@@ -288,7 +288,7 @@ class Trainer:
         # A softmax head outputs probabilities: the cross-entropy then takes them as such.
         self.from_logits = not outputs_probabilities(pruned.unwrapped)
         self._trainable = self._forward_model.trainable_variables
-        masks_by_weight = {id(pruned.weights[name]): mask for name, mask in pruned.masks.items()}
+        masks_by_weight = {id(weight): mask for weight, mask in pruned.masked}
         self._gradient_masks = [masks_by_weight.get(id(v)) for v in self._trainable]
         if remask_every_step:
             pruned.allow_wrapped_training_calls()

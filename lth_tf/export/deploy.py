@@ -11,6 +11,11 @@
 - ``export.json``: sizes, accuracies (Keras and LiteRT, whole test set) and LiteRT latencies
   of this ticket and of the same architecture's dense round 0, exported the same way.
 
+A channel ticket (``--granularity=channel``) is also shrunk into a smaller dense network
+(:mod:`lth_tf.pruning.shrink`), checked to compute the masked ticket's logits on the whole test
+set, and written as ``saved_model_shrunk/``, ``ticket_shrunk.tflite`` (float32) and
+``ticket_shrunk_int8.tflite`` (int8), stored dense: those are the files that run faster.
+
 The round is written to a temporary directory beside it and moved into place when complete.
 
 >>> report = export_ticket(ticket, dense, data, "saved_models")  # doctest: +SKIP
@@ -33,15 +38,17 @@ from typing import Any
 
 import numpy as np
 import tf_keras
+from tf_keras.src.layers.convolutional.base_conv import Conv
 
 from lth_tf import io
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.export import litert
 from lth_tf.export.options import ExportOptions
-from lth_tf.export.stripped import save_saved_model, stripped_model
+from lth_tf.export.stripped import save_saved_model, shrunk_ticket_model, stripped_model
 from lth_tf.export.tflite import float_tflite, int8_tflite, representative_images
 from lth_tf.export.ticket import Ticket
+from lth_tf.pruning.shrink import DEPTHWISE, multiply_adds
 
 log = logging.getLogger("lth_tf")
 
@@ -49,8 +56,15 @@ SAVED_MODEL = "saved_model"
 FLOAT_FILE = "ticket.tflite"
 INT8_FILE = "ticket_int8.tflite"
 REPORT_FILE = "export.json"
+SHRUNK_SAVED_MODEL = "saved_model_shrunk"
+SHRUNK_FLOAT_FILE = "ticket_shrunk.tflite"
+SHRUNK_INT8_FILE = "ticket_shrunk_int8.tflite"
 # LiteRT accuracy this far below Keras's is worth a warning (float should match it exactly).
 ACCURACY_WARNING_POINTS = {FLOAT_FILE: 0.1, INT8_FILE: 1.0}
+SHRUNK_FILES = {FLOAT_FILE: SHRUNK_FLOAT_FILE, INT8_FILE: SHRUNK_INT8_FILE}
+# The shrunk network computes the masked ticket's logits up to float rounding (sums of fewer
+# terms, in another order): this far apart, relative to the logits' scale, is a bug.
+SHRUNK_LOGITS_TOLERANCE = 1e-4
 
 
 def export_dir(output_dir: str | Path, ticket: Ticket) -> Path:
@@ -111,13 +125,21 @@ def export_ticket(
                 dense, dense_dir, representative, uint8_input, check_images, options
             )
 
+        shrunk = None
+        if ticket.hparams.pruning.granularity == "channel":
+            shrunk = _write_shrunk(
+                ticket, ticket_model, ticket_dir, representative, uint8_input, data
+            )
+
         examples = data.test_images[: options.latency_examples]
-        latencies: dict[str, dict[str, float]] = {"ticket": {}, "dense": {}}
+        latencies: dict[str, dict[str, float]] = {"ticket": {}, "dense": {}, "shrunk": {}}
         for file in (FLOAT_FILE, INT8_FILE):
             # Side by side in one process: a ticket's speed is only meaningful next to the dense.
             contents = {"ticket": ticket_files[file]}
             if dense_files is not ticket_files:
                 contents["dense"] = dense_files[file]
+            if shrunk is not None:
+                contents["shrunk"] = shrunk[1][SHRUNK_FILES[file]]
             measured = litert.median_latencies(
                 contents,
                 examples,
@@ -127,6 +149,8 @@ def export_ticket(
             )
             latencies["ticket"][file] = measured["ticket"]
             latencies["dense"][file] = measured.get("dense", measured["ticket"])
+            if shrunk is not None:
+                latencies["shrunk"][SHRUNK_FILES[file]] = measured["shrunk"]
 
         report = {
             "experiment": str(ticket.experiment.root.resolve()),
@@ -135,6 +159,7 @@ def export_ticket(
             "model": ticket.hparams.model.name,
             "dataset": ticket.hparams.dataset.name,
             "block_size": ticket.hparams.pruning.block_size,
+            "granularity": ticket.hparams.pruning.granularity,
             "data": {
                 "source": data.source,
                 "test_examples": len(data.test_labels),
@@ -155,6 +180,12 @@ def export_ticket(
                 report[which]["files"][file]["median_latency_us"] = round(microseconds, 3)
             report[which]["files"][INT8_FILE].update(storage)
         report["comparison"] = _comparison(report["ticket"]["files"], report["dense"]["files"])
+        if shrunk is not None:
+            figures = shrunk[2]
+            for file, microseconds in latencies["shrunk"].items():
+                figures["files"][file]["median_latency_us"] = round(microseconds, 3)
+            report["shrunk"] = figures
+            report["comparison"] |= _shrunk_comparison(figures, report["dense"])
         io.write_json(ticket_dir / REPORT_FILE, report)
         _move_into_place(ticket_dir, destination, staging / "previous")
     return report
@@ -180,18 +211,114 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
             f"{theirs['median_latency_us']:.1f} us"
         )
     lines.append(f"  {INT8_FILE} weights stored {ticket['files'][INT8_FILE]['weight_storage']}")
+    shrunk = report.get("shrunk")
+    if shrunk is not None:
+        lines.append(
+            f"  Shrunk into a smaller dense network: {shrunk['parameters']:,} parameters "
+            f"(dense {dense['parameters']['total']:,}), {shrunk['multiply_adds']:,} "
+            f"multiply-adds per example (dense {dense['multiply_adds']:,}); logits equal the "
+            f"masked ticket's within {shrunk['logits_max_difference']:.2g}"
+        )
+        for file, theirs_file in ((SHRUNK_FLOAT_FILE, FLOAT_FILE), (SHRUNK_INT8_FILE, INT8_FILE)):
+            mine, theirs = shrunk["files"][file], dense["files"][theirs_file]
+            lines.append(
+                f"  {file:<26} {mine['bytes'] / 1000:8.1f} KB | LiteRT accuracy "
+                f"{100 * mine['litert_test_accuracy']:.2f}% | {mine['median_latency_us']:.1f} "
+                f"us/example, {theirs['median_latency_us'] / mine['median_latency_us']:.2f}x "
+                f"as fast as the dense {theirs_file}"
+            )
     saved = ticket["files"][SAVED_MODEL]
     lines.append(
         f"  {SAVED_MODEL + '/':<19} {saved['bytes'] / 1000:8.1f} KB "
         f"({saved['gzip_bytes'] / 1000:.1f} KB gzipped)"
     )
-    for file, allowed in ACCURACY_WARNING_POINTS.items():
-        drop = 100 * (ticket["keras_test_accuracy"] - ticket["files"][file]["litert_test_accuracy"])
+    checked = [
+        (file, allowed, ticket["files"][file]) for file, allowed in ACCURACY_WARNING_POINTS.items()
+    ]
+    if shrunk is not None:
+        checked += [
+            (SHRUNK_FILES[file], allowed, shrunk["files"][SHRUNK_FILES[file]])
+            for file, allowed in ACCURACY_WARNING_POINTS.items()
+        ]
+    for file, allowed, figures in checked:
+        drop = 100 * (ticket["keras_test_accuracy"] - figures["litert_test_accuracy"])
         if drop > allowed:
             lines.append(
                 f"  warning: {file} is {drop:.2f} points less accurate in LiteRT than in Keras"
             )
     return lines
+
+
+def _write_shrunk(
+    ticket: Ticket,
+    stripped: tf_keras.Model,
+    directory: Path,
+    representative: np.ndarray,
+    uint8_input: bool,
+    data: ImageDataset,
+) -> tuple[tf_keras.Model, dict[str, bytes], dict[str, Any]]:
+    """The channel ticket shrunk, checked against the masked one on the whole test set, as a
+    SavedModel and two .tflite files stored dense; and its export.json figures."""
+    small = shrunk_ticket_model(ticket, stripped)
+    images = data.test_images.astype(np.float32)
+    masked = stripped.predict(images, batch_size=1000, verbose=0)
+    logits = small.predict(images, batch_size=1000, verbose=0)
+    difference = float(np.max(np.abs(masked - logits)))
+    scale = max(1.0, float(np.max(np.abs(masked))))
+    if difference > SHRUNK_LOGITS_TOLERANCE * scale:
+        raise LthError(
+            f"the shrunk network of round {ticket.round} computes other logits than the masked "
+            f"ticket (up to {difference:.3g} apart, {scale:.3g} at most): this is a bug in "
+            "lth_tf's channel shrinking; the unshrunk files are still right, export with a "
+            "weight ticket or report the model"
+        )
+    save_saved_model(small, directory / SHRUNK_SAVED_MODEL)
+    files = {
+        SHRUNK_FLOAT_FILE: float_tflite(directory / SHRUNK_SAVED_MODEL),
+        SHRUNK_INT8_FILE: int8_tflite(
+            directory / SHRUNK_SAVED_MODEL, representative, uint8_input, sparse=False
+        ),
+    }
+    for name, content in files.items():
+        io.write_bytes_atomic(directory / name, content)
+    figures: dict[str, Any] = {
+        "parameters": int(small.count_params()),
+        "multiply_adds": multiply_adds(small),
+        # Output channels of every convolution and Dense layer, as shrunk.
+        "channels": {
+            layer.name: int(layer.kernel.shape[-1] if hasattr(layer, "kernel") else layer.filters)
+            for layer in small.layers
+            if isinstance(layer, tf_keras.layers.Dense | Conv) and not isinstance(layer, DEPTHWISE)
+        },
+        "logits_max_difference": difference,
+        "keras_test_accuracy": float(np.mean(logits.argmax(axis=-1) == data.test_labels)),
+        "files": {SHRUNK_SAVED_MODEL: _directory_sizes(directory / SHRUNK_SAVED_MODEL)},
+    }
+    for name, content in files.items():
+        figures["files"][name] = _file_figures(content, data)
+    return small, files, figures
+
+
+def _shrunk_comparison(shrunk: dict[str, Any], dense: dict[str, Any]) -> dict[str, float]:
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 4)
+
+    files, dense_files = shrunk["files"], dense["files"]
+    return {
+        "shrunk_parameters_vs_dense": ratio(shrunk["parameters"], dense["parameters"]["total"]),
+        "shrunk_multiply_adds_vs_dense": ratio(shrunk["multiply_adds"], dense["multiply_adds"]),
+        "shrunk_float_size_vs_dense_float": ratio(
+            files[SHRUNK_FLOAT_FILE]["bytes"], dense_files[FLOAT_FILE]["bytes"]
+        ),
+        "shrunk_float_speedup_vs_dense_float": ratio(
+            dense_files[FLOAT_FILE]["median_latency_us"],
+            files[SHRUNK_FLOAT_FILE]["median_latency_us"],
+        ),
+        "shrunk_int8_speedup_vs_dense_int8": ratio(
+            dense_files[INT8_FILE]["median_latency_us"],
+            files[SHRUNK_INT8_FILE]["median_latency_us"],
+        ),
+    }
 
 
 def _write_model(
@@ -320,21 +447,27 @@ def _figures(
             "nonzero": int(sum(np.count_nonzero(w) for w in weights)),
             "total": int(sum(w.size for w in weights)),
         },
+        "multiply_adds": multiply_adds(model),
         "keras_test_accuracy": float(np.mean(logits.argmax(axis=-1) == data.test_labels)),
         # results.csv's accuracy at the end of the round: the same weights, so the same figure.
         "recorded_test_accuracy": ticket.results.test_accuracy,
         "files": {SAVED_MODEL: _directory_sizes(directory / SAVED_MODEL)},
     }
     for name, content in files.items():
-        report["files"][name] = {
-            "bytes": len(content),
-            "gzip_bytes": len(_gzip(content)),
-            "input": litert.input_spec(content),
-            "sparse_tensors": litert.sparse_tensors(content),
-            "op_resolver": litert.op_resolver_for(content).name,
-            "litert_test_accuracy": litert.accuracy(content, data.test_images, data.test_labels),
-        }
+        report["files"][name] = _file_figures(content, data)
     return report
+
+
+def _file_figures(content: bytes, data: ImageDataset) -> dict[str, Any]:
+    """Size, input, storage and LiteRT test accuracy of one .tflite file."""
+    return {
+        "bytes": len(content),
+        "gzip_bytes": len(_gzip(content)),
+        "input": litert.input_spec(content),
+        "sparse_tensors": litert.sparse_tensors(content),
+        "op_resolver": litert.op_resolver_for(content).name,
+        "litert_test_accuracy": litert.accuracy(content, data.test_images, data.test_labels),
+    }
 
 
 def _comparison(ticket: dict[str, Any], dense: dict[str, Any]) -> dict[str, float]:

@@ -24,6 +24,9 @@ from lth_tf.builder import build_network
 from lth_tf.errors import LthError
 from lth_tf.export.ticket import Ticket
 from lth_tf.provenance import experiment_model
+from lth_tf.pruning.channels import channel_plan
+from lth_tf.pruning.prunable import find_prunable
+from lth_tf.pruning.shrink import shrunk_model
 from lth_tf.pruning.wrapping import restore, variable_key
 
 
@@ -45,6 +48,20 @@ def stripped_model(ticket: Ticket) -> tf_keras.Model:
     stripped = sparsity.strip_pruning(pruned.model)
     check_stripped(stripped, ticket.masks)
     return stripped
+
+
+def shrunk_ticket_model(ticket: Ticket, stripped: tf_keras.Model | None = None) -> tf_keras.Model:
+    """A channel ticket (``--granularity=channel``) as a smaller dense network without its
+    pruned channels (:func:`lth_tf.pruning.shrink.shrunk_model`); ``stripped`` is the ticket's
+    :func:`stripped_model`, when already built."""
+    if ticket.hparams.pruning.granularity != "channel":
+        raise LthError(
+            f"{ticket.experiment.root} prunes single weights (--granularity="
+            f"{ticket.hparams.pruning.granularity}): only channel tickets shrink into a "
+            "smaller network; run IMP with --granularity=channel for one"
+        )
+    model = stripped if stripped is not None else stripped_model(ticket)
+    return shrunk_model(model, ticket.masks, channel_plan(model, find_prunable(model)))
 
 
 def check_stripped(model: tf_keras.Model, masks: dict[str, np.ndarray]) -> None:

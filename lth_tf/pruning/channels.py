@@ -86,9 +86,9 @@ class Layout:
         [1, 2, 4]
         """
         offsets = np.cumsum([0] + [size for _, size in self.segments])[:-1]
-        per_position = np.concatenate(
-            [offset + keep[group] for (group, _), offset in zip(self.segments, offsets, strict=True)]
-        ).astype(np.int64)
+        pieces = zip(self.segments, offsets, strict=True)
+        per_position = np.concatenate([offset + keep[g] for (g, _), offset in pieces])
+        per_position = per_position.astype(np.int64)
         return (np.arange(self.positions)[:, None] * self.channels + per_position).reshape(-1)
 
     def alive(self, alive: list[np.ndarray]) -> np.ndarray:
@@ -196,7 +196,8 @@ class ChannelPlan:
         scores, targets = {}, {}
         for index in self.prunable:
             group = self.groups[index]
-            total = sum(np.abs(weights[k]).reshape(-1, group.size).sum(axis=0) for k in group.kernels)
+            slices = [np.abs(weights[k]).reshape(-1, group.size) for k in group.kernels]
+            total = sum(values.sum(axis=0) for values in slices)
             rows = sum(weights[k].size // group.size for k in group.kernels)
             scores[index] = total / rows
             targets[index] = min(sparsities[k] for k in group.kernels)
@@ -344,7 +345,7 @@ def channel_plan(model: tf_keras.Model, prunable: Prunable) -> ChannelPlan:
         calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
     channel_variables: dict[str, tuple[Layout, int]] = {}
     followers: list[tuple[tf_keras.layers.Layer, Layout]] = []
-    producers: list[tuple[tf_keras.layers.Layer, int]] = []
+    producers: list[tf_keras.layers.Layer] = []
 
     def fixed_output(shape: tf.TensorShape, reason: str, producer: str | None = None) -> Layout:
         channels = int(shape[-1]) if shape.rank and shape[-1] is not None else 0
@@ -382,7 +383,7 @@ def channel_plan(model: tf_keras.Model, prunable: Prunable) -> ChannelPlan:
                 out = fixed_output(outs[0].shape, problem, name)
             else:
                 group = groups.new(size, name)
-                producers.append((layer, group))
+                producers.append(layer)
                 out = Layout(((group, size),))
         elif len(ins) == 1 and ins[0].positions == 1 and _follows_channels(layer, shapes[0].rank):
             inputs[name] = out = ins[0]
@@ -437,7 +438,7 @@ def channel_plan(model: tf_keras.Model, prunable: Prunable) -> ChannelPlan:
     def touches(layout: Layout) -> bool:
         return any(group in prunable_groups for group, _ in layout.segments)
 
-    for layer, group in producers:
+    for layer in producers:
         layout = outputs[layer.name]
         if touches(layout) and getattr(layer, "bias", None) is not None:
             channel_variables[_key(layer.bias)] = (layout, 0)

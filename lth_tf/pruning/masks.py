@@ -15,6 +15,7 @@ from lth_tf.errors import LthError
 
 if TYPE_CHECKING:
     from lth_tf.config import PruningHparams
+    from lth_tf.pruning.channels import ChannelPlan
 
 
 def surviving_count(size: int, sparsity: float) -> int:
@@ -206,8 +207,12 @@ def imp_masks(
     pruning: PruningHparams,
     layers: dict[str, str] | None = None,
     source: str = "the trained weights",
+    channels: ChannelPlan | None = None,
 ) -> dict[str, np.ndarray]:
     """The next masks of IMP, ``layerwise`` or ``global``, at the round's target sparsities.
+
+    With a ``channels`` plan (``--granularity=channel``) the units ranked are whole channels
+    (:meth:`lth_tf.pruning.channels.ChannelPlan.magnitude_masks`).
 
     Global pruning pools every layer whose rate is not 0 (its kind's, or its own where
     ``pruning.rates`` names it; ``layers`` maps weight names to layer names, as
@@ -225,6 +230,8 @@ def imp_masks(
     [0.0, 1.0]
     """
     check_finite_weights(weights, source)  # ``source`` names them in the message
+    if channels is not None:
+        return channels.magnitude_masks(weights, previous, sparsities, pruning.scope)
     if pruning.scope == "global":
         pooled = _pruned_names(kinds, pruning, layers)
         masks = {name: previous[name] for name in weights}

@@ -24,7 +24,7 @@ from lth_tf.pruning.channels import ChannelPlan, channel_plan
 from lth_tf.pruning.prunable import find_prunable
 
 L = tf_keras.layers
-_DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
+DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 _SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
 
 
@@ -43,19 +43,8 @@ def shrunk_model(
     """
     plan = plan or channel_plan(model, find_prunable(model))
     keep = [np.flatnonzero(alive > 0) for alive in plan.alive(masks)]
-    sizes = {
-        producer: len(keep[index])
-        for index in plan.prunable
-        for producer in plan.groups[index].producers
-    }
-
-    def smaller(layer: tf_keras.layers.Layer) -> tf_keras.layers.Layer:
-        config = layer.get_config()
-        if layer.name in sizes:
-            config["units" if isinstance(layer, L.Dense) else "filters"] = sizes[layer.name]
-        return type(layer).from_config(config)
-
-    small = tf_keras.models.clone_model(model, clone_function=smaller)
+    sizes = _sizes(plan, keep)
+    small = shrunk_architecture(model, masks, plan)
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -65,6 +54,31 @@ def shrunk_model(
         values = [np.array(w.numpy()) for w in layer.weights]
         small.get_layer(layer.name).set_weights(_slices(layer, values, kept_in, kept_out))
     return small
+
+
+def shrunk_architecture(
+    model: tf_keras.Model, masks: dict[str, np.ndarray], plan: ChannelPlan
+) -> tf_keras.Model:
+    """The smaller network's architecture (fresh weights): each pruned layer's ``filters`` or
+    ``units`` set to its surviving channels, everything else as in ``model``'s configs."""
+    sizes = _sizes(plan, [np.flatnonzero(alive > 0) for alive in plan.alive(masks)])
+
+    def smaller(layer: tf_keras.layers.Layer) -> tf_keras.layers.Layer:
+        config = layer.get_config()
+        if layer.name in sizes:
+            config["units" if isinstance(layer, L.Dense) else "filters"] = sizes[layer.name]
+        return type(layer).from_config(config)
+
+    return tf_keras.models.clone_model(model, clone_function=smaller)
+
+
+def _sizes(plan: ChannelPlan, keep: list[np.ndarray]) -> dict[str, int]:
+    """Surviving channels of each channel-pruned layer."""
+    return {
+        producer: len(keep[index])
+        for index in plan.prunable
+        for producer in plan.groups[index].producers
+    }
 
 
 def _slices(
@@ -78,7 +92,7 @@ def _slices(
     def take(value: np.ndarray, kept: np.ndarray | None, axis: int) -> np.ndarray:
         return value if kept is None else np.take(value, kept, axis=axis)
 
-    if isinstance(layer, _DEPTHWISE):  # follows its input's channels: kernel (..., C, 1), bias
+    if isinstance(layer, DEPTHWISE):  # follows its input's channels: kernel (..., C, 1), bias
         return [take(values[0], kept_in, -2), *(take(v, kept_in, 0) for v in values[1:])]
     if isinstance(layer, _SEPARABLE):  # depthwise (..., C, m), pointwise (1, .., C*m, F), bias
         multiplier = values[0].shape[-1]
@@ -86,7 +100,8 @@ def _slices(
         if kept_in is not None:
             rows = (kept_in[:, None] * multiplier + np.arange(multiplier)).reshape(-1)
         pointwise = take(take(values[1], rows, -2), kept_out, -1)
-        return [take(values[0], kept_in, -2), pointwise, *(take(v, kept_out, 0) for v in values[2:])]
+        biases = [take(v, kept_out, 0) for v in values[2:]]
+        return [take(values[0], kept_in, -2), pointwise, *biases]
     if isinstance(layer, Conv | L.Dense):  # kernel (..., in, out), bias (out,)
         kernel = take(take(values[0], kept_in, -2), kept_out, -1)
         return [kernel, *(take(v, kept_out, 0) for v in values[1:])]
@@ -118,7 +133,7 @@ def multiply_adds(model: tf_keras.Model) -> int:
             depthwise = positions * in_channels * layer.depth_multiplier
             total += depthwise * math.prod(layer.kernel_size)
             total += positions * in_channels * layer.depth_multiplier * layer.filters
-        elif isinstance(layer, _DEPTHWISE):
+        elif isinstance(layer, DEPTHWISE):
             total += outputs * math.prod(layer.kernel_size)
         elif isinstance(layer, Conv):
             in_channels = int(layer.input_shape[-1])

@@ -20,6 +20,7 @@ from tensorflow_model_optimization.sparsity import keras as sparsity
 
 from lth_tf.config import PruneRates
 from lth_tf.errors import LthError
+from lth_tf.pruning.channels import ChannelPlan, channel_plan
 from lth_tf.pruning.prunable import Prunable, find_prunable
 from lth_tf.pruning.schedule import IterativeSparsity
 
@@ -52,6 +53,12 @@ class PrunedModel:
     wrappers' per-call re-masking (see :class:`lth_tf.training.Trainer` for why that is safe).
     ``layers`` names each prunable weight's layer (``sep/pointwise_kernel`` -> ``sep``), for
     per-layer rates (:meth:`lth_tf.config.PruneRates.for_layer`).
+
+    With ``--granularity=channel``, ``channels`` is the model's
+    :class:`~lth_tf.pruning.channels.ChannelPlan` and ``channel_masks`` masks the biases,
+    batch-norm parameters and depthwise slices of pruned channels (key: the variable's), kept
+    in step with the kernel masks by :meth:`set_masks`; they mask values and gradients as the
+    kernel masks do.
     """
 
     model: tf_keras.Model
@@ -62,6 +69,14 @@ class PrunedModel:
     rewindable: dict[str, tf.Variable]
     unwrapped: tf_keras.Model
     layers: dict[str, str] = dataclasses.field(default_factory=dict)
+    channels: ChannelPlan | None = None
+    channel_masks: dict[str, tf.Variable] = dataclasses.field(default_factory=dict)
+
+    @property
+    def masked(self) -> list[tuple[tf.Variable, tf.Variable]]:
+        """Every (variable, mask) pair: the prunable kernels, then the channel-masked others."""
+        pairs = [(self.weights[name], mask) for name, mask in self.masks.items()]
+        return pairs + [(self.rewindable[name], m) for name, m in self.channel_masks.items()]
 
     @property
     def schedules(self) -> dict[str, IterativeSparsity]:
@@ -93,22 +108,25 @@ class PrunedModel:
 
     def set_masks(self, masks: Snapshot) -> None:
         restore(self.masks, masks)
+        if self.channels is not None:
+            shapes = {name: tuple(mask.shape) for name, mask in self.channel_masks.items()}
+            restore(self.channel_masks, self.channels.channel_masks(masks, shapes))
 
     def apply_masks(self) -> None:
         """Zeroes pruned weights (an optimizer step or an assignment may have revived them)."""
-        for name, weight in self.weights.items():
-            weight.assign(weight * self.masks[name])
+        for weight, mask in self.masked:
+            weight.assign(weight * mask)
 
     def pruned_nonzero(self) -> int:
         """How many pruned positions hold a non-zero weight (0 whenever masking is right)."""
         return sum(
-            int(np.count_nonzero(weight.numpy()[self.masks[name].numpy() == 0]))
-            for name, weight in self.weights.items()
+            int(np.count_nonzero(weight.numpy()[mask.numpy() == 0]))
+            for weight, mask in self.masked
         )
 
     def rewind_to(self, point: Snapshot) -> None:
         """Sets every rewindable variable to ``point``, pruned positions to exactly zero."""
-        masks = self.get_masks()
+        masks = self.get_masks() | snapshot(self.channel_masks)
         for name, variable in self.rewindable.items():
             value = point[name]
             if name in masks:
@@ -129,9 +147,12 @@ def check_wrappable(model: tf_keras.Model, rates: PruneRates) -> Prunable:
     return found
 
 
-def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
+def wrap_model(
+    model: tf_keras.Model, rates: PruneRates, granularity: str = "weight"
+) -> PrunedModel:
     """Wraps every prunable layer (:func:`lth_tf.pruning.prunable.find_prunable`) with
     ``prune_low_magnitude`` and its rate (its own if ``rates`` names it, else its kind's).
+    ``granularity="channel"`` adds the model's channel plan and channel masks.
 
     The wrapped model shares its layers' variables with ``model``; a layer called at several
     places gets one wrapper, so one mask for all of them. Build and wrap inside the
@@ -173,9 +194,36 @@ def wrap_model(model: tf_keras.Model, rates: PruneRates) -> PrunedModel:
     rewindable = {variable_key(v): v for v in wrapped.variables if id(v) not in bookkeeping}
     if len(rewindable) != len([v for v in wrapped.variables if id(v) not in bookkeeping]):
         raise ValueError("variable names are not unique; give every layer a distinct name")
+    plan, channel_masks = None, {}
+    if granularity == "channel":
+        plan = channel_plan(model, found)
+        _log_whole_layers(plan, model)
+        channel_masks = {
+            name: tf.Variable(np.ones(rewindable[name].shape, np.float32), trainable=False)
+            for name in plan.channel_variables
+        }
     return PrunedModel(
-        wrapped, wrappers, weights, masks, kinds, rewindable, unwrapped=model, layers=layers
-    )
+        wrapped, wrappers, weights, masks, kinds, rewindable, unwrapped=model, layers=layers,
+        channels=plan, channel_masks=channel_masks,
+    )  # fmt: skip
+
+
+def _log_whole_layers(plan: ChannelPlan, model: tf_keras.Model) -> None:
+    """One line listing the layers whose channels all stay, and why."""
+    whole = plan.whole_layers
+    if whole:
+        logger.info(
+            "%d layer(s) keep all their channels (--granularity=channel prunes only channels "
+            "that stay exactly zero wherever they go): %s",
+            len(whole),
+            "; ".join(f"{name} ({why})" for name, why in whole.items()),
+        )
+    if not plan.prunable:
+        logger.warning(
+            "--granularity=channel: no channel of %r can be pruned; every round keeps the "
+            "dense network",
+            model.name,
+        )
 
 
 def snapshot(variables: dict[str, tf.Variable]) -> Snapshot:
