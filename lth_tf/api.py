@@ -212,14 +212,19 @@ class Experiment:
                 f"round {pruning_round} of {self.path} has not finished; finished: {self.rounds}"
             )
 
-    def model(self, pruning_round: int | str = "best", tolerance: float = 0.5) -> tf_keras.Model:
+    def model(
+        self, pruning_round: int | str = "best", tolerance: float = 0.5, shrunk: bool = False
+    ) -> tf_keras.Model:
         """The round's ticket as a plain ``tf_keras`` model (no pruning wrappers, pruned
         weights exactly zero); ``"best"``: the sparsest round within ``tolerance`` points of
-        round 0's accuracy."""
-        from lth_tf.export.stripped import stripped_model
+        round 0's accuracy. ``shrunk=True`` (channel tickets): the smaller dense network
+        without the pruned channels, the same logits, to fine-tune or deploy with your own
+        tooling."""
+        from lth_tf.export.stripped import shrunk_ticket_model, stripped_model
         from lth_tf.export.ticket import open_ticket
 
-        return stripped_model(open_ticket(self.path, pruning_round, tolerance))
+        ticket = open_ticket(self.path, pruning_round, tolerance)
+        return shrunk_ticket_model(ticket) if shrunk else stripped_model(ticket)
 
     def export(
         self,

@@ -37,6 +37,42 @@ def residual_net(input_shape: tuple[int, ...], num_classes: int):
     return keras.Model(inputs, outputs, name="residual_net")
 
 
+def mobilenet_v2_style(input_shape: tuple[int, ...], num_classes: int):
+    """A small MobileNetV2-style network: a stride-2 stem, inverted residual blocks (1x1
+    expansion, 3x3 depthwise, linear 1x1 projection, residual add where shapes allow), a 1x1
+    head, global pooling and a Dense classifier; batch norm and ReLU6 throughout."""
+    import tf_keras as keras
+
+    layers = keras.layers
+
+    def conv_bn(x, filters: int, kernel: int, name: str, strides: int = 1, relu: bool = True):
+        x = layers.Conv2D(filters, kernel, strides, "same", use_bias=False, name=name)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
+
+    def block(x, expansion: int, filters: int, strides: int, name: str):
+        channels = x.shape[-1]
+        y = conv_bn(x, channels * expansion, 1, f"{name}_expand")
+        y = layers.DepthwiseConv2D(3, strides, "same", use_bias=False, name=f"{name}_dw")(y)
+        y = layers.BatchNormalization(name=f"{name}_dw_bn")(y)
+        y = layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
+        y = conv_bn(y, filters, 1, f"{name}_project", relu=False)
+        if strides == 1 and channels == filters:
+            y = layers.Add(name=f"{name}_add")([x, y])
+        return y
+
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1 / 255, name="scale")(inputs)
+    x = conv_bn(x, 16, 3, "stem", strides=2)
+    x = block(x, 2, 16, 1, "block1")
+    x = block(x, 4, 24, 2, "block2")
+    x = block(x, 4, 24, 1, "block3")
+    x = conv_bn(x, 64, 1, "head")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="mobilenet_v2_style")
+
+
 def raises(input_shape: tuple[int, ...], num_classes: int):
     """A builder with a bug."""
     raise ValueError("no such layer size")

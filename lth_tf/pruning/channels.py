@@ -191,7 +191,8 @@ class ChannelPlan:
         """IMP's next masks, channel by channel: each group keeps the channels of largest
         score (the mean magnitude of their kernel slices, over every producer of the group),
         ``layerwise`` at the group's sparsity (the lowest of its layers') or ``global`` over
-        all pruned groups' channels. Exact counts, ties to the earlier channel, nested."""
+        all pruned groups' channels. Exact counts, ties to the earlier channel, nested; under
+        ``global`` a group never loses its last channel."""
         alive = self.alive(previous)
         scores, targets = {}, {}
         for index in self.prunable:
@@ -212,6 +213,11 @@ class ChannelPlan:
                 )
                 for i in pooled:
                     new_alive[i] = kept[str(i)]
+                    if not new_alive[i].any():
+                        # A group without channels would cut the network in two: it keeps
+                        # its best channel (one over the network-wide count).
+                        best = np.where(alive[i] > 0, scores[i], -1.0).argmax()
+                        new_alive[i][best] = 1
         else:
             for i in self.prunable:
                 new_alive[i] = magnitude_mask(scores[i], alive[i], targets[i])
