@@ -5,7 +5,9 @@ weights remaining, one line per experiment) and ``cmp.csv`` (one row per experim
 ``--experiments`` also takes sweep directories and quoted globs (``'runs/lenet-*'``);
 experiments that differ only in seed are drawn as one group's mean with a min-max band, and
 the CSV then has their statistics per group and round. ``--output=cmp.pdf`` (or ``.svg``,
-``.png``) picks the figure's format.
+``.png``) picks the figure's format; ``--x_axis=shrunk_parameters`` (or
+``shrunk_multiply_adds``) draws channel tickets against the size (or cost) of the smaller
+network each round shrinks into.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ flags.DEFINE_string(
     "PREFIX.png picks the figure's format (PNGs at 300 dpi).",
 )
 
+flags.DEFINE_string(
+    "x_axis",
+    "percent_remaining",
+    "What accuracy is drawn against: percent_remaining, or for channel tickets "
+    "(--granularity=channel) shrunk_parameters or shrunk_multiply_adds (the smaller dense "
+    "network each round shrinks into).",
+)
+
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
@@ -37,7 +47,7 @@ def main(argv: list[str]) -> None:
 
     if not FLAGS.output:
         raise LthError("--output: give a path prefix for the report, e.g. --output=reports/lenet")
-    figure, csv = write_report(FLAGS.experiments, FLAGS.output)
+    figure, csv = write_report(FLAGS.experiments, FLAGS.output, FLAGS.x_axis)
     print(f"Figure: {figure}")
     print(f"Table: {csv}")
 

@@ -2,6 +2,8 @@
 
 As in Frankle & Carbin (2019), the x axis is logarithmic and the percentage decreases to the
 right, so each IMP round is one step to the right, evenly spaced for a constant prune rate.
+Channel tickets can be drawn against their shrunk network's parameters or multiply-adds instead
+(``x_axis``, :data:`X_AXES`).
 
 >>> png = sparsity_figure([Curve("lenet", (100.0, 51.2), (0.97, 0.96), (900.0, 700.0))])
 >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
@@ -28,12 +30,20 @@ FORMATS = ("png", "pdf", "svg")
 # Lines of a report must not hide each other: each gets its own marker and dash besides colour.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", "-.", ":")
+# What the x axis can show: a results.csv column, and its label. The shrunk network's size and
+# cost are columns of channel tickets (--granularity=channel) only.
+X_AXES = {
+    "percent_remaining": "percent of weights remaining",
+    "shrunk_parameters": "parameters of the shrunk network",
+    "shrunk_multiply_adds": "multiply-adds per example of the shrunk network",
+}
 Band = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 @dataclasses.dataclass(frozen=True)
 class Curve:
-    """One experiment's results (or one group's means), one point per finished round.
+    """One experiment's results (or one group's means), one point per finished round, at ``x``:
+    percent of weights remaining, or the column the figure's ``x_axis`` names.
 
     ``final_test_accuracy``, when given, is drawn dashed beside the accuracy at early stop.
     ``accuracy_band`` and ``iteration_band`` (lows, highs) are drawn shaded around a group's
@@ -41,7 +51,7 @@ class Curve:
     """
 
     label: str
-    percent_remaining: tuple[float, ...]
+    x: tuple[float, ...]
     early_stop_test_accuracy: tuple[float, ...]
     early_stop_iteration: tuple[float, ...]
     final_test_accuracy: tuple[float, ...] | None = None
@@ -51,7 +61,11 @@ class Curve:
 
     @classmethod
     def from_results(
-        cls, label: str, rows: Sequence[RoundResult], with_final: bool = False
+        cls,
+        label: str,
+        rows: Sequence[RoundResult],
+        with_final: bool = False,
+        x_axis: str = "percent_remaining",
     ) -> Curve:
         """From an experiment's results, in round order."""
 
@@ -60,7 +74,7 @@ class Curve:
 
         return cls(
             label=label,
-            percent_remaining=column("percent_remaining"),
+            x=column(x_axis),
             early_stop_test_accuracy=column("early_stop_test_accuracy"),
             early_stop_iteration=column("early_stop_iteration"),
             final_test_accuracy=column("test_accuracy") if with_final else None,
@@ -74,10 +88,15 @@ class Curve:
 
 
 def sparsity_figure(
-    curves: Sequence[Curve], title: str | None = None, format: str = "png", dpi: int = 100
+    curves: Sequence[Curve],
+    title: str | None = None,
+    format: str = "png",
+    dpi: int = 100,
+    x_axis: str = "percent_remaining",
 ) -> bytes:
     """Two panels, accuracy at early stop and early-stop iteration, one line per curve (a
     group's mean with its min-max band); the file's bytes in ``format`` (png, pdf or svg).
+    ``x_axis`` names what the curves' ``x`` are (:data:`X_AXES`).
 
     A lone curve is named by the title, so its legend tells early stop from end of training.
     """
@@ -96,7 +115,7 @@ def sparsity_figure(
             "markersize": 5,
             "linewidth": 1.6,
         }
-        x = curve.percent_remaining
+        x = curve.x
         accuracy_axes.plot(
             x,
             [100 * a for a in curve.early_stop_test_accuracy],
@@ -127,7 +146,7 @@ def sparsity_figure(
         if curve.iteration_band is not None:
             low, high = curve.iteration_band
             iteration_axes.fill_between(x, low, high, color=style["color"], alpha=0.18, linewidth=0)
-    ticks = percent_ticks([p for curve in curves for p in curve.percent_remaining])
+    ticks = percent_ticks([p for curve in curves for p in curve.x])
     for axes, ylabel, heading in (
         (
             accuracy_axes,
@@ -138,14 +157,14 @@ def sparsity_figure(
     ):
         axes.set_xscale("log")
         axes.xaxis.set_major_locator(FixedLocator(ticks))
-        axes.xaxis.set_major_formatter(FixedFormatter([f"{t:.3g}" for t in ticks]))
+        axes.xaxis.set_major_formatter(FixedFormatter([compact(t) for t in ticks]))
         axes.xaxis.set_minor_locator(NullLocator())
         if ticks and max(ticks) > min(ticks):
-            # Percent remaining decreases to the right, with a little room at both ends.
+            # Smaller networks to the right, with a little room at both ends.
             axes.set_xlim(max(ticks) * 1.15, min(ticks) / 1.15)
         else:
             axes.invert_xaxis()
-        axes.set_xlabel("percent of weights remaining (log scale)", fontsize=11)
+        axes.set_xlabel(f"{X_AXES[x_axis]} (log scale)", fontsize=11)
         axes.set_ylabel(ylabel, fontsize=11)
         axes.set_title(heading, fontsize=12)
         axes.tick_params(labelsize=10)
@@ -158,6 +177,18 @@ def sparsity_figure(
     buffer = io.BytesIO()
     figure.savefig(buffer, format=format, dpi=dpi)
     return buffer.getvalue()
+
+
+def compact(value: float) -> str:
+    """A tick label: three significant digits, thousands and millions as k and M.
+
+    >>> compact(51.2), compact(1_233_713), compact(30_629)
+    ('51.2', '1.23M', '30.6k')
+    """
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
 def percent_ticks(values: Sequence[float], max_ticks: int = MAX_TICKS) -> list[float]:

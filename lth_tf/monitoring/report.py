@@ -24,19 +24,21 @@ from typing import Any
 from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir, RoundResult, read_saved
-from lth_tf.monitoring.figures import FORMATS, Curve, sparsity_figure
+from lth_tf.monitoring.figures import FORMATS, X_AXES, Curve, sparsity_figure
 
 REPORT_COLUMNS = ["experiment", "label", *RESULT_COLUMNS]
 # What a replicate group's CSV row aggregates, each as mean, std, min and max over its seeds.
 AGGREGATED = ("percent_remaining", "early_stop_test_accuracy", "early_stop_iteration")
 STATISTICS = ("mean", "std", "min", "max")
-GROUP_COLUMNS = [
-    "label",
-    "round",
-    "n",
-    *(f"{quantity}_{statistic}" for quantity in AGGREGATED for statistic in STATISTICS),
-    "experiments",
-]
+
+
+def group_columns(aggregated: Sequence[str] = AGGREGATED) -> list[str]:
+    """A replicate group's CSV columns when it aggregates these quantities."""
+    statistics = [f"{quantity}_{statistic}" for quantity in aggregated for statistic in STATISTICS]
+    return ["label", "round", "n", *statistics, "experiments"]
+
+
+GROUP_COLUMNS = group_columns()
 # A branch's parent directory name: the control tells a branch from its parent already.
 _NOT_IN_LABELS = {"parent"}
 # What replicates differ in (a branch's parent differs with the seed, being another member).
@@ -236,7 +238,9 @@ def legend_label(label: str) -> str:
     return ", ".join(words)
 
 
-def _group_rows(label: str, group: Sequence[ExperimentResults]) -> list[dict[str, Any]]:
+def _group_rows(
+    label: str, group: Sequence[ExperimentResults], aggregated: Sequence[str] = AGGREGATED
+) -> list[dict[str, Any]]:
     """One CSV row per round: each aggregated quantity's statistics over the group's
     experiments that finished that round (std is the sample's, 0 for one experiment)."""
     rounds = sorted({row.round for experiment in group for row in experiment.rows})
@@ -246,7 +250,7 @@ def _group_rows(label: str, group: Sequence[ExperimentResults]) -> list[dict[str
             row for experiment in group for row in experiment.rows if row.round == pruning_round
         ]
         values: dict[str, Any] = {"label": label, "round": pruning_round, "n": len(found)}
-        for quantity in AGGREGATED:
+        for quantity in aggregated:
             numbers = [float(getattr(row, quantity)) for row in found]
             mean = sum(numbers) / len(numbers)
             spread = sum((x - mean) ** 2 for x in numbers) / max(len(numbers) - 1, 1)
@@ -261,13 +265,13 @@ def _group_rows(label: str, group: Sequence[ExperimentResults]) -> list[dict[str
     return rows
 
 
-def _group_curve(label: str, rows: Sequence[dict[str, Any]], n: int) -> Curve:
+def _group_curve(label: str, rows: Sequence[dict[str, Any]], n: int, x_axis: str) -> Curve:
     def column(name: str) -> tuple[float, ...]:
         return tuple(float(row[name]) for row in rows)
 
     return Curve(
         label=legend_label(label),
-        percent_remaining=column("percent_remaining_mean"),
+        x=column(f"{x_axis}_mean"),
         early_stop_test_accuracy=column("early_stop_test_accuracy_mean"),
         early_stop_iteration=column("early_stop_iteration_mean"),
         accuracy_band=(
@@ -279,9 +283,13 @@ def _group_curve(label: str, rows: Sequence[dict[str, Any]], n: int) -> Curve:
     )
 
 
-def write_report(experiment_dirs: Sequence[str | Path], output: str | Path) -> tuple[Path, Path]:
+def write_report(
+    experiment_dirs: Sequence[str | Path], output: str | Path, x_axis: str = "percent_remaining"
+) -> tuple[Path, Path]:
     """Writes the figure (format from ``output``'s extension, PNG without one) and the CSV for
-    these experiments, sweeps or globs; returns both paths.
+    these experiments, sweeps or globs; returns both paths. ``x_axis``: what accuracy is
+    drawn against (:data:`lth_tf.monitoring.figures.X_AXES`; the shrunk network's parameters or
+    multiply-adds need channel tickets).
 
     Without replicates (no two experiments differ only in seed) the CSV has one row per
     experiment and round (:data:`REPORT_COLUMNS`); with them, one per group and round
@@ -289,6 +297,8 @@ def write_report(experiment_dirs: Sequence[str | Path], output: str | Path) -> t
     """
     if not experiment_dirs:
         raise LthError("--experiments: give one or more experiment directories, comma-separated")
+    if x_axis not in X_AXES:
+        raise LthError(f"--x_axis: unknown axis {x_axis!r}; choose one of {', '.join(X_AXES)}")
     figure, format, csv = figure_path(output)
     experiment_dirs = expand_experiments(experiment_dirs)
     seen: set[Path] = set()
@@ -298,16 +308,26 @@ def write_report(experiment_dirs: Sequence[str | Path], output: str | Path) -> t
             raise LthError(f"--experiments: {directory} is given twice")
         seen.add(resolved)
     experiments = [load_results(directory) for directory in experiment_dirs]
+    for experiment in experiments:
+        if any(getattr(row, x_axis) is None for row in experiment.rows):
+            raise LthError(
+                f"--x_axis={x_axis}: {experiment.path} has no shrunk network (its rounds prune "
+                "single weights); draw channel tickets (--granularity=channel) against it, or "
+                "use --x_axis=percent_remaining"
+            )
     groups = replicate_groups(experiments)
     # The papers' figures are printed: PNGs at print resolution.
     dpi = 300 if format == "png" else 100
     if all(len(group) == 1 for group in groups):
         labels = experiment_labels(experiments)
         curves = [
-            dataclasses.replace(Curve.from_results(label, e.rows), label=legend_label(label))
+            dataclasses.replace(
+                Curve.from_results(label, e.rows, x_axis=x_axis), label=legend_label(label)
+            )
             for e, label in zip(experiments, labels, strict=True)
         ]
-        io.write_bytes_atomic(figure, sparsity_figure(curves, format=format, dpi=dpi))
+        drawn = sparsity_figure(curves, format=format, dpi=dpi, x_axis=x_axis)
+        io.write_bytes_atomic(figure, drawn)
         rows = [
             {"experiment": experiment.path, "label": label} | row.to_row()
             for experiment, label in zip(experiments, labels, strict=True)
@@ -328,11 +348,15 @@ def write_report(experiment_dirs: Sequence[str | Path], output: str | Path) -> t
         if len(groups) > 1
         else [str(representatives[0].hparams.get("model", representatives[0].name))]
     )
-    table = [_group_rows(label, group) for label, group in zip(labels, groups, strict=True)]
+    aggregated = list(dict.fromkeys([*AGGREGATED, x_axis]))
+    table = [
+        _group_rows(label, group, aggregated) for label, group in zip(labels, groups, strict=True)
+    ]
     curves = [
-        _group_curve(label, rows, len(group))
+        _group_curve(label, rows, len(group), x_axis)
         for label, rows, group in zip(labels, table, groups, strict=True)
     ]
-    io.write_bytes_atomic(figure, sparsity_figure(curves, format=format, dpi=dpi))
-    io.write_csv(csv, [row for rows in table for row in rows], GROUP_COLUMNS)
+    io.write_bytes_atomic(figure, sparsity_figure(curves, format=format, dpi=dpi, x_axis=x_axis))
+    rows = [row for rows in table for row in rows]
+    io.write_csv(csv, rows, group_columns(aggregated))
     return figure, csv

@@ -53,6 +53,7 @@ EXAMPLES = {
     # Global pruning needs one rate for the pruned kinds: the deep nets' default.
     "pruning": ("resnet20", "layerwise", "layerwise"),
     "one_shot": ("lenet300_100", "true", True),
+    "granularity": ("conv2", "channel", "channel"),
 }
 
 

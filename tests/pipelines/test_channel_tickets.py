@@ -117,20 +117,25 @@ def test_the_shrunk_model_and_its_export_compute_the_tickets_logits(channel_run,
     assert report["comparison"]["shrunk_parameters_vs_dense"] < 1
 
 
-def test_a_weight_ticket_does_not_shrink(tmp_path):
+@pytest.fixture(scope="module")
+def weight_run(files):
+    """The user model with the default --granularity=weight: round 0 of 5 iterations."""
     data = shapes_arrays(train=100, test=40)
-    experiment = lth_tf.find_tickets(
+    return lth_tf.find_tickets(
         residual_net,
         (data["x_train"], data["y_train"]),
         (data["x_test"], data["y_test"]),
-        output_dir=tmp_path,
+        output_dir=files.root / "weights",
         rounds=0,
         iterations="5it",
         tensorboard=False,
     )
-    assert experiment.results[0].shrunk_parameters is None
+
+
+def test_a_weight_ticket_does_not_shrink(weight_run):
+    assert weight_run.results[0].shrunk_parameters is None
     with pytest.raises(lth_tf.LthError, match="only channel tickets shrink"):
-        experiment.model(0, shrunk=True)
+        weight_run.model(0, shrunk=True)
 
 
 def test_a_killed_channel_run_resumes_to_the_uninterrupted_results(files, channel_run):
@@ -220,3 +225,27 @@ def test_channel_granularity_is_part_of_the_experiments_identity():
 
     # The default (weight) keeps every earlier experiment's name; channel is another experiment.
     assert name("--granularity=weight") == name() != name("--granularity=channel")
+
+
+def test_the_report_draws_channel_tickets_against_their_shrunk_size(channel_run, tmp_path):
+    result = run_main(
+        "pipelines.report",
+        f"--experiments={channel_run}",
+        f"--output={tmp_path / 'cost'}",
+        "--x_axis=shrunk_multiply_adds",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cost.png").read_bytes().startswith(b"\x89PNG")
+    rows = io.read_csv(tmp_path / "cost.csv")
+    costs = [int(row["shrunk_multiply_adds"]) for row in rows]
+    assert costs == sorted(costs, reverse=True) and costs[-1] < costs[0]
+
+
+def test_the_report_refuses_a_shrunk_axis_for_weight_tickets(weight_run, tmp_path):
+    result = run_main(
+        "pipelines.report",
+        f"--experiments={weight_run.path}",
+        f"--output={tmp_path / 'r'}",
+        "--x_axis=shrunk_parameters",
+    )
+    assert_one_line_error(result, "has no shrunk network")
