@@ -73,6 +73,22 @@ def mobilenet_v2_style(input_shape: tuple[int, ...], num_classes: int):
     return keras.Model(inputs, outputs, name="mobilenet_v2_style")
 
 
+def reshaped_net(input_shape: tuple[int, ...], num_classes: int):
+    """Two convs side by side: one whose channels reach a Reshape (they stay whole under
+    --granularity=channel) and one that goes through pooling to the head (pruned)."""
+    import tf_keras as keras
+
+    layers = keras.layers
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1 / 255, name="scale")(inputs)
+    pooled = layers.Conv2D(6, 3, padding="same", activation="relu", name="pooled")(x)
+    pooled = layers.GlobalAveragePooling2D(name="pool")(pooled)
+    reshaped = layers.Conv2D(2, 5, strides=5, name="into_reshape")(x)
+    reshaped = layers.Reshape((-1,), name="reshape")(reshaped)
+    x = layers.Concatenate(name="features")([pooled, reshaped])
+    return keras.Model(inputs, layers.Dense(num_classes, name="logits")(x), name="reshaped_net")
+
+
 def raises(input_shape: tuple[int, ...], num_classes: int):
     """A builder with a bug."""
     raise ValueError("no such layer size")

@@ -7,6 +7,7 @@ Small on purpose: 5 classes of 20x20x3 images, 2 rounds of 60 iterations.
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 
 import numpy as np
@@ -199,6 +200,24 @@ def test_a_mobilenet_v2_style_model_runs_two_channel_rounds_and_shrinks_exactly(
     masked, small = experiment.model(2), experiment.model(2, shrunk=True)
     np.testing.assert_allclose(small(images).numpy(), masked(images).numpy(), rtol=1e-4, atol=1e-4)
     assert small.count_params() < 0.7 * experiment.model(0).count_params()
+
+
+def test_a_conv_whose_channels_reach_a_reshape_trains_whole_with_one_log_line(files, caplog):
+    with caplog.at_level(logging.INFO, logger="lth_tf"):
+        result = imp(
+            "--model=tests.user_model:reshaped_net",
+            *files.flags[1:],
+            "--rounds=1",
+            f"--output_dir={files.out}",
+            "--experiment_name=reshaped",
+        )
+    assert result.returncode == 0, result.stderr
+    lines = [r.getMessage() for r in caplog.records if "keep all their channels" in r.getMessage()]
+    # One line per build of the model (the run builds it once).
+    assert len(lines) == 1 and "into_reshape (reaches reshape (Reshape))" in lines[0], lines
+    masks = lth_tf.Experiment(files.out / "reshaped").masks(1)
+    assert masks["into_reshape/kernel"].all()
+    assert channels(masks["pooled/kernel"]).sum() == surviving_count(6, RATES["conv"])
 
 
 @pytest.mark.parametrize(

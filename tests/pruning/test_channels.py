@@ -35,9 +35,16 @@ def flatten_dense(input_shape=(8, 8, 2), classes=3):
     return keras.Model(inputs, layers.Dense(classes, name="out")(x))
 
 
+class Doubling(layers.Layer):
+    """A custom layer: the plan cannot know that it keeps a zero channel zero."""
+
+    def call(self, inputs):
+        return 2.0 * inputs
+
+
 def concatenated(input_shape=(8, 8, 2), classes=3):
     """Two convs concatenated (each keeps its offset), a separable conv after them, and a
-    sigmoid branch and a Reshape that leave their convs whole."""
+    sigmoid branch, a Reshape and a custom layer that leave their convs whole."""
     inputs = keras.Input(input_shape)
     a = layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inputs)
     b = layers.Conv2D(5, 1, name="b")(inputs)
@@ -47,7 +54,10 @@ def concatenated(input_shape=(8, 8, 2), classes=3):
     x = layers.Multiply(name="gated")([x, gate])
     r = layers.Conv2D(3, 1, name="reshaped")(inputs)
     r = layers.Reshape((8 * 8 * 3,), name="reshape")(r)
-    x = layers.Concatenate(name="features")([layers.GlobalAveragePooling2D(name="gap")(x), r])
+    custom = layers.Conv2D(2, 1, name="into_custom")(inputs)
+    custom = layers.GlobalMaxPooling2D(name="gmp")(Doubling(name="custom")(custom))
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Concatenate(name="features")([x, r, custom])
     return keras.Model(inputs, layers.Dense(classes, name="out")(x))
 
 
@@ -210,8 +220,9 @@ def test_a_conv_whose_channels_reach_a_reshape_or_sigmoid_stays_whole_in_one_log
     assert len(lines) == 1
     assert "reshaped (reaches reshape (Reshape))" in lines[0]
     assert "gate (its activation sigmoid(0) != 0)" in lines[0]
+    assert "into_custom (reaches custom (Doubling))" in lines[0]
     # sep's channels are multiplied by the gate's: they stay whole with it.
-    assert set(pruned.channels.whole_layers) == {"reshaped", "gate", "sep"}
+    assert set(pruned.channels.whole_layers) == {"reshaped", "gate", "sep", "into_custom"}
     plan = pruned.channels
     assert sorted(p for i in plan.prunable for p in plan.groups[i].producers) == ["a", "b"]
 
