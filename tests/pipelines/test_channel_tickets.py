@@ -16,7 +16,12 @@ import pytest
 import lth_tf
 from lth_tf import io
 from lth_tf.pruning.masks import surviving_count
-from tests.helpers import assert_one_line_error, run_killed_after_a_checkpoint, run_main
+from tests.helpers import (
+    assert_one_line_error,
+    run_killed_after_a_checkpoint,
+    run_main,
+    run_pipeline,
+)
 from tests.pipelines.test_custom_model import assert_same_rounds
 from tests.user_model import residual_net, shapes_arrays, write_shapes_npz
 
@@ -218,6 +223,48 @@ def test_a_conv_whose_channels_reach_a_reshape_trains_whole_with_one_log_line(fi
     masks = lth_tf.Experiment(files.out / "reshaped").masks(1)
     assert masks["into_reshape/kernel"].all()
     assert channels(masks["pooled/kernel"]).sum() == surviving_count(6, RATES["conv"])
+
+
+def test_channel_rounds_on_two_mirrored_replicas(files, tmp_path):
+    result = run_pipeline(
+        "pipelines.imp",
+        *files.flags,
+        "--rounds=1",
+        "--strategy=mirrored",
+        "--virtual_cpus=2",
+        "--noprogress",
+        f"--output_dir={tmp_path}",
+        "--experiment_name=mirrored",
+    )
+    assert result.returncode == 0, result.stderr
+    experiment = lth_tf.Experiment(tmp_path / "mirrored")
+    masks, weights = experiment.masks(1), experiment.weights(1)
+    dead = channels(masks["stem/kernel"]) == 0
+    assert dead.sum() == 8 - surviving_count(8, RATES["conv"])
+    assert np.array_equal(channels(masks["pointwise/kernel"]), ~dead)
+    for name in ("stem_bn/gamma", "stem_bn/beta", "pointwise/bias"):
+        assert np.all(weights[name][dead] == 0), name
+
+
+def test_lenet_channel_rounds_under_xla_keep_pruned_units_at_zero(mnist_data, tmp_path):
+    from lth_tf.imp import RunOptions, run_imp
+    from tests.helpers import lenet_hparams
+
+    hparams = lenet_hparams(rounds=2, pruning={"granularity": "channel"})
+    options = RunOptions(show_progress=False, jit_compile=True, steps_per_execution=10)
+    root = run_imp(hparams, tmp_path, "lenet", options, data=mnist_data).root
+    experiment = lth_tf.Experiment(root)
+    assert io.read_json(experiment.path / "sessions.json")[0]["xla_training"]
+    for pruning_round in (1, 2):
+        masks, weights = experiment.masks(pruning_round), experiment.weights(pruning_round)
+        for layer, units in (("fc1", 300), ("fc2", 100)):
+            alive = channels(masks[f"{layer}/kernel"])
+            assert alive.sum() == surviving_count(units, 1 - 0.8**pruning_round)
+            assert np.all(weights[f"{layer}/bias"][alive == 0] == 0)
+            assert np.any(weights[f"{layer}/bias"][alive == 1] != 0)
+    assert experiment.results[2].channels_fc == surviving_count(300, 0.36) + surviving_count(
+        100, 0.36
+    )
 
 
 @pytest.mark.parametrize(
