@@ -219,10 +219,18 @@ def locked(directory: str | os.PathLike, what: str = "an lth_tf run") -> Iterato
     directory = Path(directory)
     # The outermost folder this makes (--output_dir may be new too), to take back on a refusal.
     made = [parent for parent in [directory, *directory.parents] if not parent.exists()]
+    refuse_links(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
     try:
+        # Never through a link: a planted .lock would have its target truncated.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666 & ~_UMASK)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        raise LthError(_LINK_MESSAGE.format(path=path)) from None
+    try:
+        refuse_links(directory)  # a link planted inside, now that nothing else writes here
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -247,6 +255,30 @@ def locked(directory: str | os.PathLike, what: str = "an lth_tf run") -> Iterato
                     folder.rmdir()
     finally:
         os.close(fd)  # releases the lock
+
+
+_LINK_MESSAGE = (
+    "{path} is a symbolic link: lth_tf writes an experiment only into real files and folders, "
+    "never through a link to somewhere else; remove the link (or pass the folder it points to "
+    "as --output_dir)"
+)
+
+
+def refuse_links(directory: Path) -> None:
+    """Refuses an experiment directory that is a symbolic link or holds one (a file or folder
+    at any depth): a run writes into every folder of it, and through a link it would write
+    outside. ``--output_dir`` itself may be a link; it is the user's choice of place.
+
+    >>> refuse_links(Path("runs/lenet"))  # doctest: +SKIP
+    """
+    if directory.is_symlink():
+        raise LthError(_LINK_MESSAGE.format(path=directory))
+    if not directory.is_dir():
+        return
+    for folder, folders, files in os.walk(directory):  # os.walk does not follow links
+        for name in sorted(folders + files):
+            if os.path.islink(os.path.join(folder, name)):
+                raise LthError(_LINK_MESSAGE.format(path=Path(folder) / name))
 
 
 def is_leftover(path: Path) -> bool:

@@ -110,16 +110,78 @@ def check_keras_file(path: str | Path, flag: str = "--model") -> Path:
         raise LthError(f"{flag}={path}: {what}; pass a model saved with model.save('x.keras')")
     try:
         with zipfile.ZipFile(path) as archive:
+            check_archive_sizes(archive, path, flag)
             metadata = json.loads(archive.read("metadata.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, RecursionError):
         raise LthError(
             f"{flag}={path} is not a saved Keras model (.keras archive); save one with "
             "model.save('model.keras') from tf_keras"
         ) from None
-    version = str(metadata.get("keras_version", ""))
+    version = str(metadata.get("keras_version", "")) if isinstance(metadata, dict) else ""
     if version.startswith("3"):
         raise LthError(f"{flag}={path} {KERAS3_MESSAGE}")
+    check_config_names_keras_only(config, path, flag)
     return path
+
+
+# A .keras file is data: what loading it may import is Keras's own modules, nothing else (Keras
+# imports every module its config names, whatever safe_mode says).
+KERAS_MODULES = ("keras", "tf_keras")
+# Bounds on what is read from the archive: a config is text of some kilobytes per layer.
+MAX_CONFIG_BYTES = 64 << 20
+MAX_METADATA_BYTES = 1 << 20
+
+
+def check_archive_sizes(archive: zipfile.ZipFile, path: Path, flag: str) -> None:
+    """Refuses an archive whose config or metadata is larger than any model's, or whose entries
+    would inflate far beyond the file (a zip bomb), before anything is decompressed."""
+    sizes = {info.filename: info.file_size for info in archive.infolist()}
+    for name, bound in (("config.json", MAX_CONFIG_BYTES), ("metadata.json", MAX_METADATA_BYTES)):
+        if sizes.get(name, 0) > bound:
+            raise LthError(
+                f"{flag}={path}: its {name} declares {sizes[name]:,} bytes, more than any saved "
+                f"model's ({bound:,} at most); this is not a model file lth_tf loads"
+            )
+    total, on_disk = sum(sizes.values()), path.stat().st_size
+    # Keras stores its entries uncompressed; even compressed weights do not shrink 100-fold.
+    if total > 100 * on_disk + MAX_CONFIG_BYTES:
+        raise LthError(
+            f"{flag}={path}: its entries inflate to {total:,} bytes from a {on_disk:,}-byte "
+            "file; this is not a model file lth_tf loads"
+        )
+
+
+def check_config_names_keras_only(config: Any, path: Path, flag: str) -> None:
+    """Refuses, before anything is imported, a model config whose entries name a module outside
+    Keras (importing it would run its code) or an object registered by other code.
+
+    >>> check_config_names_keras_only({"module": "this"}, Path("m"), "-")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: -=m names the module 'this' (class ?); a .keras file ...
+    """
+    stack = [config]
+    while stack:
+        entry = stack.pop()
+        if isinstance(entry, list):
+            stack.extend(entry)
+            continue
+        if not isinstance(entry, dict):
+            continue
+        stack.extend(entry.values())
+        module, registered = entry.get("module"), entry.get("registered_name")
+        what = entry.get("class_name", "?")
+        if module is not None and str(module).split(".")[0] not in KERAS_MODULES:
+            problem = f"names the module {str(module)[:80]!r} (class {str(what)[:80]})"
+        elif registered is not None and registered != what:
+            problem = f"names the registered object {str(registered)[:80]!r}"
+        else:
+            continue
+        raise LthError(
+            f"{flag}={path} {problem}; a .keras file may only use Keras's own layers (loading "
+            "it would import that module and run its code): build a model with custom parts "
+            "through a builder, --model=package.module:function"
+        )
 
 
 def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
@@ -131,6 +193,8 @@ def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
         model = tf_keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # tf_keras quotes the whole model config in some messages: a short excerpt is enough.
+        first = first if len(first) <= 300 else f"{first[:300]}..."
         raise LthError(
             f"{flag}={path}: tf_keras cannot load it ({first}); a model with custom layers "
             "loads through a builder instead: --model=package.module:function"

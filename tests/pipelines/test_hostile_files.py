@@ -1,0 +1,147 @@
+"""Planted files (issue 27, first items): nothing is written through a symbolic link, and a
+``.keras`` file is data: nothing it names outside Keras is imported, on a first run, a resume or
+an export. Each refusal is one line and exit 2, and the planted target is left as it was."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from lth_tf import io
+from tests.helpers import assert_one_line_error, run_main, run_pipeline
+from tests.user_model import IMAGE_SHAPE, residual_net, write_shapes_npz
+
+
+def imp(*args: str, tensorflow: bool = True):
+    quiet = ["--noprogress", "--notensorboard"]
+    return run_main("pipelines.imp", *args, *quiet, tensorflow=tensorflow)
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory, idx_dir):
+    """A finished round 0 of 5 iterations (lenet300_100 on the tests' MNIST files)."""
+    out = tmp_path_factory.mktemp("hostile") / "runs"
+    flags = [
+        "--model=lenet300_100",
+        "--dataset=mnist",
+        f"--data_dir={idx_dir}",
+        "--iterations=5",
+        f"--output_dir={out}",
+    ]
+    result = imp(*flags, "--rounds=0", "--experiment_name=e")
+    assert result.returncode == 0, result.stderr
+    return out, flags
+
+
+def test_a_planted_lock_link_leaves_its_target_unchanged(experiment, tmp_path):
+    out, flags = experiment
+    target = tmp_path / "precious.txt"
+    target.write_text("precious\n")
+    lock = out / "e" / io.LOCK_FILE
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(target)
+    try:
+        assert_one_line_error(imp(*flags, "--rounds=1", "--experiment_name=e"), "symbolic link")
+        assert target.read_text() == "precious\n"
+        lock.unlink()
+        lock.symlink_to(tmp_path / "dangling")  # a dangling link would create its target
+        assert_one_line_error(imp(*flags, "--rounds=1", "--experiment_name=e"), "symbolic link")
+        assert not (tmp_path / "dangling").exists()
+    finally:
+        lock.unlink()
+
+
+def test_a_round_folder_or_experiment_folder_link_is_refused(experiment, tmp_path):
+    out, flags = experiment
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept").write_text("kept")
+    round_folder = out / "e" / "round_00"
+    moved = tmp_path / "round_00"
+    round_folder.rename(moved)
+    round_folder.symlink_to(outside)
+    try:
+        result = imp(*flags, "--rounds=1", "--experiment_name=e")
+        assert_one_line_error(result, f"{round_folder} is a symbolic link")
+    finally:
+        round_folder.unlink()
+        moved.rename(round_folder)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (out / "linked").symlink_to(empty)
+    assert_one_line_error(imp(*flags, "--rounds=0", "--experiment_name=linked"), "symbolic link")
+    assert sorted(p.name for p in outside.iterdir()) == ["kept"]
+    assert not any(empty.iterdir())
+
+
+def keras_file_naming(module: str, path, source):
+    """A copy of the ``.keras`` file ``source`` whose first conv names ``module``."""
+    with zipfile.ZipFile(source) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(entries["config.json"])
+    layer = next(entry for entry in config["config"]["layers"] if entry["class_name"] == "Conv2D")
+    layer["module"] = module
+    entries["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return path
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory):
+    import tf_keras
+
+    root = tmp_path_factory.mktemp("planted")
+    tf_keras.utils.set_random_seed(0)
+    model = root / "net.keras"
+    residual_net(IMAGE_SHAPE, 5).save(model)
+    return root, model, write_shapes_npz(root / "shapes.npz")
+
+
+def test_a_keras_file_naming_another_module_imports_nothing(user_files, monkeypatch):
+    root, model, npz = user_files
+    this = keras_file_naming("this", root / "this.keras", model)
+    result = imp(f"--model={this}", f"--dataset=npz:{npz}", tensorflow=False)
+    assert_one_line_error(result, "names the module 'this' (class Conv2D)")
+    assert "Beautiful is better" not in result.stdout + result.stderr  # `import this` printed it
+
+    marker = root / "ran"
+    (root / "planted_module.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    monkeypatch.chdir(root)
+    monkeypatch.syspath_prepend(str(root))
+    planted = keras_file_naming("planted_module", root / "planted.keras", model)
+    result = imp(f"--model={planted}", f"--dataset=npz:{npz}", tensorflow=False)
+    assert_one_line_error(result, "names the module 'planted_module'")
+    assert not marker.exists()
+
+
+def test_resume_and_export_of_an_experiment_whose_model_copy_was_replaced(user_files, tmp_path):
+    root, model, npz = user_files
+    flags = [f"--model={model}", f"--dataset=npz:{npz}", "--iterations=10", "--rewind=0"]
+    flags += [f"--output_dir={tmp_path}", "--experiment_name=e"]
+    assert imp(*flags, "--rounds=0").returncode == 0
+    keras_file_naming("this", tmp_path / "e" / "model.keras", model)
+    resumed = imp(*flags, "--rounds=1")
+    assert_one_line_error(resumed, "model.keras")
+    exported = run_pipeline(
+        "pipelines.export", f"--experiment_dir={tmp_path / 'e'}", "--round=0",
+        f"--output_dir={tmp_path / 'saved'}",
+    )  # fmt: skip
+    assert_one_line_error(exported, "model.keras")
+    assert "Beautiful is better" not in resumed.stdout + exported.stdout + exported.stderr
+
+
+def test_an_oversized_config_inside_a_small_keras_file_is_refused_unread(user_files):
+    root, model, npz = user_files
+    bomb = root / "bomb.keras"
+    with zipfile.ZipFile(model) as source, zipfile.ZipFile(bomb, "w") as archive:
+        for name in source.namelist():
+            if name != "config.json":
+                archive.writestr(name, source.read(name))
+        # 100 MB of spaces deflate to about 100 KB.
+        archive.writestr("config.json", b" " * (100 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    result = imp(f"--model={bomb}", f"--dataset=npz:{npz}", tensorflow=False)
+    assert_one_line_error(result, "config.json declares")
