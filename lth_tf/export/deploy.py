@@ -211,6 +211,11 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
             f"{theirs['median_latency_us']:.1f} us"
         )
     lines.append(f"  {INT8_FILE} weights stored {ticket['files'][INT8_FILE]['weight_storage']}")
+    saved = ticket["files"][SAVED_MODEL]
+    lines.append(
+        f"  {SAVED_MODEL + '/':<19} {saved['bytes'] / 1000:8.1f} KB "
+        f"({saved['gzip_bytes'] / 1000:.1f} KB gzipped)"
+    )
     shrunk = report.get("shrunk")
     if shrunk is not None:
         lines.append(
@@ -227,11 +232,6 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
                 f"us/example, {theirs['median_latency_us'] / mine['median_latency_us']:.2f}x "
                 f"as fast as the dense {theirs_file}"
             )
-    saved = ticket["files"][SAVED_MODEL]
-    lines.append(
-        f"  {SAVED_MODEL + '/':<19} {saved['bytes'] / 1000:8.1f} KB "
-        f"({saved['gzip_bytes'] / 1000:.1f} KB gzipped)"
-    )
     checked = [
         (file, allowed, ticket["files"][file]) for file, allowed in ACCURACY_WARNING_POINTS.items()
     ]
