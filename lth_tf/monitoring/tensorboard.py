@@ -9,7 +9,10 @@ run            step         what
                             the last iteration, logged at the round's end)
 ``summary``    round        ``round/percent_remaining``, ``round/test_accuracy`` (end of
                             training), ``round/early_stop_iteration``,
-                            ``round/early_stop_test_accuracy``, ``round/val_loss_min``; the
+                            ``round/early_stop_test_accuracy``, ``round/val_loss_min``
+                            (channel tickets also ``round/channels_conv``,
+                            ``round/channels_fc``, ``round/shrunk_parameters``,
+                            ``round/shrunk_multiply_adds``: counts); the
                             image ``accuracy_vs_sparsity``; the HParams session (hyperparameters;
                             the scalars above are its metrics)
 ``layers``     round        ``sparsity/<weight>`` (fraction pruned) and the histogram
@@ -80,6 +83,8 @@ SUMMARY_FIELDS = (
     "early_stop_test_accuracy",  # fraction
     "val_loss_min",
 )
+# Channel tickets' columns (counts), logged where a round has them.
+CHANNEL_FIELDS = ("channels_conv", "channels_fc", "shrunk_parameters", "shrunk_multiply_adds")
 SUMMARY_PREFIX = "round/"
 SUMMARY_TAGS = tuple(SUMMARY_PREFIX + field for field in SUMMARY_FIELDS)
 # 11 x 4.3 inches at 150 dpi: 1650 x 645 pixels, readable in the Images dashboard.
@@ -281,7 +286,12 @@ class TensorBoardMonitor(ImpObserver):
             step = row.round
             summary.scalars(
                 step,
-                {SUMMARY_PREFIX + field: float(getattr(row, field)) for field in SUMMARY_FIELDS},
+                {SUMMARY_PREFIX + field: float(getattr(row, field)) for field in SUMMARY_FIELDS}
+                | {
+                    SUMMARY_PREFIX + field: float(getattr(row, field))
+                    for field in CHANNEL_FIELDS
+                    if getattr(row, field) is not None
+                },
             )
             self._log_layers(layers, step)
         last = rows[-1].round

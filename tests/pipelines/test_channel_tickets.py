@@ -15,6 +15,7 @@ import pytest
 
 import lth_tf
 from lth_tf import io
+from lth_tf.monitoring.tensorboard import logged_tags
 from lth_tf.pruning.masks import surviving_count
 from tests.helpers import (
     assert_one_line_error,
@@ -213,6 +214,7 @@ def test_a_conv_whose_channels_reach_a_reshape_trains_whole_with_one_log_line(fi
             "--model=tests.user_model:reshaped_net",
             *files.flags[1:],
             "--rounds=1",
+            "--tensorboard",
             f"--output_dir={files.out}",
             "--experiment_name=reshaped",
         )
@@ -222,6 +224,8 @@ def test_a_conv_whose_channels_reach_a_reshape_trains_whole_with_one_log_line(fi
     assert len(lines) == 1 and "into_reshape (reaches reshape (Reshape))" in lines[0], lines
     masks = lth_tf.Experiment(files.out / "reshaped").masks(1)
     assert masks["into_reshape/kernel"].all()
+    tags = logged_tags(files.out / "reshaped" / "tensorboard" / "summary")
+    assert {("round/shrunk_parameters", 1), ("round/channels_conv", 0)} <= tags
     assert channels(masks["pooled/kernel"]).sum() == surviving_count(6, RATES["conv"])
 
 
