@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +30,12 @@ from lth_tf.errors import LthError
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONAL_KEYS = ("x_val", "y_val", "num_classes")
+# Class indices beyond this are a data error, not a classifier (and would not survive int64).
+MAX_LABEL = 1_000_000
+# An npz member may inflate to this many times the file's size (plus a floor): real data
+# compresses 2-20x; more is a decompression bomb. Arrays saved uncompressed (np.savez) never are.
+MAX_INFLATION = 200
+INFLATION_FLOOR = 64 << 20
 # Held out of train when no x_val/y_val are given: 10%, at most the paper's 5,000.
 MAX_VALIDATION_EXAMPLES = 5000
 VALIDATION_FRACTION = 0.1
@@ -153,7 +161,7 @@ def _checked_examples(value: Any, key: str, source: str) -> np.ndarray:
             f"{source}: {key} is {array.dtype}; give numbers (unsigned or signed integers, "
             "float16/32/64)"
         )
-    if array.ndim < 2:
+    if array.ndim < 2 or 0 in array.shape[1:]:
         raise LthError(
             f"{source}: {key} has shape {array.shape}; give [examples, ...] with at least one "
             "value per example"
@@ -191,6 +199,12 @@ def _checked_labels(value: Any, key: str, source: str) -> tuple[np.ndarray, int 
             raise LthError(f"{source}: {key} holds non-integer values; give class indices")
     if len(array) and array.min() < 0:
         raise LthError(f"{source}: {key} holds negative label {array.min()}; classes start at 0")
+    # Before the cast, which would turn 1e20 or 2**63 + 5 into negative numbers.
+    if len(array) and array.max() >= MAX_LABEL:
+        raise LthError(
+            f"{source}: {key} holds label {array.max():.0f}; class indices go up to "
+            f"{MAX_LABEL - 1:,} at most: fix the labels"
+        )
     return array.astype(np.int64), width
 
 
@@ -228,12 +242,27 @@ def _num_classes(
                 f"{source}: y_{split} holds label {split_labels.max()}, but num_classes is "
                 f"{given} (labels 0..{given - 1}); fix the labels or num_classes"
             )
+    present = np.unique(labels["train"])
+    if len(present) < 2:
+        raise LthError(
+            f"{source}: y_train holds only the class {present[0]}; a classifier needs "
+            "examples of at least 2 classes"
+        )
     if given is not None:
         return given
     if one_hot:
         # The width says how many classes there are even if the last never occurs.
         return one_hot.pop()
-    return max(2, max(int(split_labels.max()) for split_labels in labels.values()) + 1)
+    inferred = max(int(split_labels.max()) for split_labels in labels.values()) + 1
+    distinct = len(np.unique(np.concatenate(list(labels.values()))))
+    if inferred > 2 * distinct + 8:
+        # A stray large label would build a model with that many outputs.
+        raise LthError(
+            f"{source}: the labels take {distinct} distinct values but the largest is "
+            f"{inferred - 1}, so {inferred:,} classes would be inferred; fix the stray labels, "
+            "or give num_classes in the npz if that many classes are meant"
+        )
+    return inferred
 
 
 def arrays_fingerprint(arrays: Mapping[str, Any]) -> str:
@@ -276,6 +305,9 @@ def read_npz(path: str | os.PathLike, source: str) -> tuple[dict[str, np.ndarray
     """
     if os.path.isdir(path):
         raise LthError(f"{source}: {path} is a directory; give the path of an .npz file")
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        # A FIFO or a device (/dev/zero) would be read forever.
+        raise LthError(f"{source}: {path} is not a regular file; give the path of an .npz file")
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
@@ -294,6 +326,7 @@ def read_npz(path: str | os.PathLike, source: str) -> tuple[dict[str, np.ndarray
             f"{source}: {path} is not an npz file (it starts with {magic.hex() or 'nothing'}, "
             "not a zip archive); save the arrays with np.savez"
         )
+    _check_inflation(path, source)
     try:
         # allow_pickle=False: a data file must never be able to run code.
         with np.load(path, allow_pickle=False) as archive:
@@ -313,6 +346,23 @@ def read_npz(path: str | os.PathLike, source: str) -> tuple[dict[str, np.ndarray
             "it again with np.savez"
         ) from None
     return arrays, digest.hexdigest()
+
+
+def _check_inflation(path: str | os.PathLike, source: str) -> None:
+    """Refuses an npz whose members would inflate far beyond the file (a decompression bomb),
+    from the sizes its zip directory declares, before anything is decompressed."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return  # np.load says what is wrong with it
+    size = os.path.getsize(path)
+    if declared > MAX_INFLATION * size + INFLATION_FLOOR:
+        raise LthError(
+            f"{source}: {path} would inflate to {declared:,} bytes from {size:,} (more than "
+            f"{MAX_INFLATION} times); if the arrays are real, save them uncompressed with "
+            "np.savez"
+        )
 
 
 def arrays_from_tf_dataset(

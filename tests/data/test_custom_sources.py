@@ -91,8 +91,9 @@ def test_given_validation_split_any_shape_and_dtype() -> None:
         small["x_train"] = small["x_train"].astype(dtype)
         small["x_test"] = small["x_test"].astype(dtype)
         assert build(small).train_images.dtype == dtype
-    only_zeros = make_arrays(classes=1)
-    assert build(only_zeros).num_classes == 2  # at least 2
+    # One class cannot make a classifier (it would train to "100% accuracy").
+    with pytest.raises(LthError, match="only the class 0; a classifier needs"):
+        build(make_arrays(classes=1))
 
 
 def test_one_hot_labels_and_num_classes_entry() -> None:
@@ -126,7 +127,13 @@ def test_one_hot_labels_and_num_classes_entry() -> None:
         (lambda a: a.update(x_test=a["x_test"].astype(object)), "x_test is object"),
         (lambda a: a.update(x_test=np.arange(8)), r"x_test has shape \(8,\)"),
         (lambda a: a.update(x_test=np.full((8, 4, 4, 1), np.nan)), "x_test holds NaN"),
-        (lambda a: a.update(x_train=a["x_train"][:1], y_train=a["y_train"][:1]), "leave none"),
+        # One example is one class: refused before the validation split would leave none.
+        (lambda a: a.update(x_train=a["x_train"][:1], y_train=a["y_train"][:1]), "only the class"),
+        (lambda a: a.update(y_train=np.full(50, 7)), "y_train holds only the class 7"),
+        (lambda a: a.update(y_test=np.full(8, 1e20)), "y_test holds label 100000000000000000000"),
+        (lambda a: a.update(y_test=np.full(8, 2**63 + 5, np.uint64)), "class indices go up to"),
+        (lambda a: a["y_train"].__setitem__(0, 100000), "100,001 classes would be inferred"),
+        (lambda a: a.update(x_test=np.zeros((8, 0))), r"x_test has shape \(8, 0\)"),
     ],
 )
 def test_bad_arrays_are_refused_in_one_line(change, message: str) -> None:
@@ -470,3 +477,26 @@ def test_augmentation_needs_images_with_height_width_and_channels() -> None:
     training_batches(rows, labels, 4, seed=0, augment=False)  # without augmentation: fine
     with pytest.raises(LthError, match=r"shape \(5, 5\)"):
         gather_batch(tf.zeros((4, 5, 5)), tf.range(4), tf.range(2), 0, 0, augment=True)
+
+
+def test_an_npz_bomb_is_refused_before_it_inflates(tmp_path: Path) -> None:
+    arrays = make_arrays()
+    # 150 MB of zeros deflate to about 150 KB: far more than real data ever inflates.
+    arrays["x_train"] = np.zeros((50, 3_000_000), np.uint8)
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, **arrays)
+    with pytest.raises(LthError, match=r"would inflate to 15\d,\d{3},\d{3} bytes .* np\.savez"):
+        arrays_lib.read_npz(bomb, "npz:bomb.npz")
+    np.savez(tmp_path / "plain.npz", **arrays)  # the same arrays stored plainly are fine
+    assert arrays_lib.read_npz(tmp_path / "plain.npz", "npz:plain.npz")[0]["x_train"].shape[1]
+
+
+def test_an_npz_path_that_is_no_regular_file_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "data.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(LthError, match="is not a regular file"):
+        arrays_lib.read_npz(fifo, "npz:data.npz")
+    zero = tmp_path / "zero.npz"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(LthError, match="is not a regular file"):
+        arrays_lib.read_npz(zero, "npz:zero.npz")
