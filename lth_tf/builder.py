@@ -19,8 +19,10 @@ import tf_keras
 
 from lth_tf.config import ExperimentHparams
 from lth_tf.data.sources import ImageDataset
+from lth_tf.errors import LthError
 from lth_tf.models import ModelSpec, get_model
 from lth_tf.models.layers import add_weight_decay
+from lth_tf.models.registry import MODELS, check_input_shape
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, snapshot, variable_key, wrap_model
 from lth_tf.steps import iterations_per_epoch
 from lth_tf.training import Trainer, mixed_precision_policy
@@ -52,6 +54,29 @@ class Run:
     trainer: Trainer
 
 
+def build_registered(
+    spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int
+) -> tf_keras.Model:
+    """``spec.build``; for the registry's own nets, examples they cannot take are a user error
+    in one line (a user's model is checked against the data where it is loaded or built).
+
+    >>> build_registered(get_model("conv2"), (784,), 10)  # doctest: +SKIP
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --model=conv2 takes images (height, width, channels), ...
+    """
+    if spec.name not in MODELS:
+        return spec.build(input_shape, num_classes)
+    check_input_shape(spec.name, input_shape)
+    try:
+        return spec.build(input_shape, num_classes)
+    except ValueError as error:  # Keras: a layer whose input is too small (pooled to nothing)
+        text = " ".join(str(error).split())
+        raise LthError(
+            f"--model={spec.name} cannot run on examples of shape {tuple(input_shape)} "
+            f"({text[:200]}); give larger images (32x32 and 28x28 fit every registered net)"
+        ) from None
+
+
 def build_network(
     hparams: ExperimentHparams,
     input_shape: tuple[int, ...],
@@ -67,7 +92,7 @@ def build_network(
     exported ticket).
     """
     spec = model or get_model(hparams.model.name)
-    network = spec.build(input_shape, num_classes)
+    network = build_registered(spec, input_shape, num_classes)
     if for_training:
         add_weight_decay(network, hparams.training.weight_decay)
     return wrap_model(network, hparams.pruning.rates, hparams.pruning.granularity)

@@ -57,6 +57,7 @@ from lth_tf.loop import (
     train,
 )
 from lth_tf.models import custom, paper_defaults
+from lth_tf.models.registry import check_input_shape
 from lth_tf.pruning.masks import counted_masks, percent_remaining
 from lth_tf.pruning.shrink import multiply_adds, shrunk_architecture
 from lth_tf.pruning.wrapping import PrunedModel, snapshot
@@ -168,6 +169,7 @@ def _run_locked(
 ) -> ExperimentDir:
     """:func:`run_imp` once it holds the experiment directory's lock."""
     data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
+    check_input_shape(hparams.model.name, data.input_shape)  # before anything is written
     if hparams.training.augment:
         check_augmentable(data.input_shape)
     resolved = hparams.resolve(len(data.train_labels))

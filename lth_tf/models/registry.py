@@ -261,6 +261,24 @@ def _models_with(recipe: str) -> list[str]:
     return [name for name, spec in MODELS.items() if recipe in spec.recipes]
 
 
+def check_input_shape(name: str, input_shape: tuple[int, ...]) -> None:
+    """Refuses examples a registered net cannot take, before anything is built or written:
+    every net but lenet300_100 (which flattens) convolves images (height, width, channels).
+
+    >>> check_input_shape("conv2", (784,))
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --model=conv2 takes images (height, width, channels), but the \
+data's examples have shape (784,); give images with a channel axis (e.g. [N, 28, 28, 1]), or use \
+lenet300_100 or a model of your own for feature rows
+    """
+    if name in MODELS and name != "lenet300_100" and len(input_shape) != 3:
+        raise LthError(
+            f"--model={name} takes images (height, width, channels), but the data's "
+            f"examples have shape {tuple(input_shape)}; give images with a channel axis (e.g. "
+            "[N, 28, 28, 1]), or use lenet300_100 or a model of your own for feature rows"
+        )
+
+
 def get_model(name: str) -> ModelSpec:
     """The registered model called ``name``, or a user's model (:mod:`lth_tf.models.custom`)
     built from where ``name`` says; an unknown name is a user error.

@@ -138,6 +138,11 @@ def check_wrappable(model: tf_keras.Model, rates: PruneRates) -> Prunable:
     """The model's prunable layers; a model TF-MOT cannot wrap, or a rate for a layer it does
     not have, is a user error (checked before an experiment directory is made)."""
     found = find_prunable(model)
+    if not found.kinds:
+        raise LthError(
+            f"model {model.name!r} has no layer TF-MOT prunes (a convolution or Dense layer); "
+            "IMP needs at least one: add one, or use another model"
+        )
     unknown = sorted(set(dict(rates.layers)) - set(found.kinds))
     if unknown:
         raise LthError(

@@ -145,3 +145,47 @@ def test_an_oversized_config_inside_a_small_keras_file_is_refused_unread(user_fi
         archive.writestr("config.json", b" " * (100 << 20), compress_type=zipfile.ZIP_DEFLATED)
     result = imp(f"--model={bomb}", f"--dataset=npz:{npz}", tensorflow=False)
     assert_one_line_error(result, "config.json declares")
+
+
+@pytest.mark.parametrize("shape", [(784,), (28, 28)])
+def test_a_registered_conv_net_on_examples_without_a_channel_axis_is_one_line(shape, tmp_path):
+    import numpy as np
+
+    from tests.user_model import shapes_arrays
+
+    arrays = shapes_arrays(train=40, test=10)
+    for split in ("x_train", "x_test"):
+        arrays[split] = np.zeros((len(arrays[split]), *shape), np.uint8)
+    np.savez(tmp_path / "rows.npz", **arrays)
+    out = tmp_path / "runs"
+    result = imp("--model=conv2", f"--dataset=npz:{tmp_path / 'rows.npz'}", f"--output_dir={out}")
+    assert_one_line_error(
+        result,
+        f"takes images (height, width, channels), but the data's examples have shape {shape}",
+    )
+    assert not out.exists()  # refused before anything was written
+
+
+def test_a_model_with_nothing_to_prune_is_one_line(tmp_path):
+    import tf_keras
+
+    import lth_tf
+    from tests.user_model import shapes_arrays
+
+    class Scale(tf_keras.layers.Dense):  # a Dense subclass: TF-MOT prunes none of it
+        pass
+
+    inputs = tf_keras.Input((20, 20, 3))
+    x = tf_keras.layers.GlobalAveragePooling2D()(inputs)
+    model = tf_keras.Model(inputs, Scale(5, name="head")(x))
+    arrays = shapes_arrays(train=40, test=10)
+    with pytest.raises(lth_tf.LthError, match="has no layer TF-MOT prunes"):
+        lth_tf.find_tickets(
+            model,
+            (arrays["x_train"], arrays["y_train"]),
+            (arrays["x_test"], arrays["y_test"]),
+            output_dir=tmp_path,
+            rounds=0,
+            iterations="2it",
+            tensorboard=False,
+        )
