@@ -44,6 +44,7 @@ RENAMED_KEYS = {"pruning.strategy": "pruning.scope"}
 # refuses negatives); 2**31 - 1 keeps derived seeds (random_reinit's seed + 1 + control_seed)
 # inside NumPy's range too.
 MAX_SEED = 2**31 - 1
+MAX_ROUNDS = 1000
 
 
 def hparam(
@@ -401,7 +402,8 @@ class PruningHparams:
         def flag(name: str) -> str:
             return flag_of(self, name)
 
-        check_number(flag("rounds"), self.rounds, low=0, integer=True)
+        # Past a few hundred rounds every layer is down to its last weight (0.8**300 < 1e-29).
+        check_number(flag("rounds"), self.rounds, low=0, high=MAX_ROUNDS, integer=True)
         # One spelling per step, so "500" and "500it" are the same experiment.
         object.__setattr__(self, "rewind", str(Step.parse(self.rewind, flag("rewind"))))
         rows, cols = parse_block_size(self.block_size)
@@ -625,6 +627,12 @@ class ExperimentHparams:
     def resolve(self, num_train_examples: int) -> Resolved:
         """Turns the step strings into iteration counts for a training set of this size."""
         training, pruning = self.training, self.pruning
+        if training.batch_size > num_train_examples:
+            # A batch gathers that many examples at once: beyond the set it only costs memory.
+            raise LthError(
+                f"{flag_of(training, 'batch_size')}={training.batch_size} is larger than the "
+                f"{num_train_examples:,} training examples; give at most that many"
+            )
         per_epoch = iterations_per_epoch(num_train_examples, training.batch_size)
         iterations = Step.parse(training.iterations).to_iterations(per_epoch)
         if training.eval_every == "auto":

@@ -101,7 +101,7 @@ NAN = float("nan")
         (lambda: TrainingHparams(seed=1.5), "--seed must be an integer in [0, 2147483647]"),
         (lambda: TrainingHparams(batch_size=True), "--batch_size must be an integer >= 1"),
         (lambda: TrainingHparams(learning_rate="0.1"), "--learning_rate must be a finite number"),
-        (lambda: PruningHparams(rounds=-2), "--rounds must be an integer >= 0"),
+        (lambda: PruningHparams(rounds=-2), "--rounds must be an integer in [0, 1000]"),
         (lambda: PruneRates(fc=NAN), "fc=nan is not in [0, 1)"),
         (
             lambda: BranchHparams("random_prune", "parent", control_seed=2**31),
@@ -215,3 +215,12 @@ def test_per_layer_rates_parse_print_and_save_back():
     assert ExperimentHparams.from_dict(hparams.to_dict()) == hparams
     assert hparams.short_hash(conv2) != with_changes(conv2, pruning={"rates": PruneRates(
         conv=0.1, fc=0.2)}).short_hash(conv2)  # fmt: skip
+
+
+def test_a_batch_larger_than_the_training_set_is_refused():
+    from lth_tf.models import paper_defaults
+
+    hparams = paper_defaults("lenet300_100", "mnist")
+    with pytest.raises(LthError, match="--batch_size=60 is larger than the 59 training examples"):
+        hparams.resolve(59)
+    assert hparams.resolve(60).iterations > 0

@@ -178,7 +178,7 @@ def test_a_model_with_nothing_to_prune_is_one_line(tmp_path):
     inputs = tf_keras.Input((20, 20, 3))
     x = tf_keras.layers.GlobalAveragePooling2D()(inputs)
     model = tf_keras.Model(inputs, Scale(5, name="head")(x))
-    arrays = shapes_arrays(train=40, test=10)
+    arrays = shapes_arrays(train=100, test=10)
     with pytest.raises(lth_tf.LthError, match="has no layer TF-MOT prunes"):
         lth_tf.find_tickets(
             model,
