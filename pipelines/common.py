@@ -109,6 +109,12 @@ def parse_flags_in_one_line(argv: list[str]) -> list[str]:
 
 def run(main: Callable[[list[str]], None]) -> None:
     """``app.run(main)`` with :func:`parse_flags_in_one_line`: every pipeline starts here."""
+    # absl's --help lists the flags of the program's main module; a console script
+    # (lth-imp) is a small wrapper that defines none, so the pipeline's flags count as its.
+    module = sys.modules[main.__module__]
+    program = sys.argv[0] if sys.argv else ""
+    for flag in flags.FLAGS.get_key_flags_for_module(module):
+        flags.FLAGS.register_key_flag_for_module(program, flag)
     app.run(main, flags_parser=parse_flags_in_one_line)
 
 
