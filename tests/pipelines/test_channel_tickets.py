@@ -319,3 +319,14 @@ def test_the_report_refuses_a_shrunk_axis_for_weight_tickets(weight_run, tmp_pat
         "--x_axis=shrunk_parameters",
     )
     assert_one_line_error(result, "has no shrunk network")
+
+
+def test_the_console_scripts_help_lists_the_pipelines_flags():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "lth-imp"
+    shown = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "--granularity: weight (unstructured" in shown.stdout + shown.stderr
