@@ -328,5 +328,5 @@ def test_the_console_scripts_help_lists_the_pipelines_flags():
 
     script = Path(sys.executable).parent / "lth-imp"
     shown = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
-    assert shown.returncode == 0, shown.stderr
+    # (absl ends --help with exit status 1)
     assert "--granularity: weight (unstructured" in shown.stdout + shown.stderr
