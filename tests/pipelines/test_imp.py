@@ -89,7 +89,7 @@ def test_a_flag_absl_cannot_parse_is_one_line_and_exit_2(flag, reason, capsys):
         (["--batch_size=0"], "--batch_size must be an integer >= 1, got 0"),
         (["--lr_drop_factor=nan"], "--lr_drop_factor must be a finite number in (0, 1]"),
         (["--lr_drop_factor=2"], "--lr_drop_factor must be a finite number in (0, 1]"),
-        (["--rounds=-1"], "--rounds must be an integer >= 0, got -1"),
+        (["--rounds=-1"], "--rounds must be an integer in [0, 1000], got -1"),
         (["--prune_rates=fc=nan"], "fc=nan is not in [0, 1)"),
         (["--steps_per_execution=0"], "--steps_per_execution must be an integer >= 1, got 0"),
         (["--virtual_cpus=0"], "--virtual_cpus must be an integer >= 1, got 0"),
