@@ -52,6 +52,7 @@ def model_record(
     record: dict[str, Any] = {"kind": kind, "name": name}
     # Built once here (a user's model) so that a model that does not fit the data is refused
     # before the experiment directory exists.
+    from lth_tf.pruning.shrink import check_rebuildable
     from lth_tf.pruning.wrapping import check_wrappable
 
     if kind == "keras_file":
@@ -72,6 +73,8 @@ def model_record(
     else:
         return record
     check_wrappable(built, hparams.pruning.rates)
+    if hparams.pruning.granularity == "channel":
+        check_rebuildable(built)
     return record
 
 

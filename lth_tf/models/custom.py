@@ -261,8 +261,24 @@ def call_builder(
 def architecture_sha256(model: tf_keras.Model) -> str:
     """sha256 of the model's configuration (layers, shapes, names; not its weights), whatever
     precision policy it was built under."""
+    check_describable(model)
     config = json.dumps(_without_dtypes(model.get_config()), sort_keys=True, default=str)
     return hashlib.sha256(config.encode()).hexdigest()
+
+
+def check_describable(model: tf_keras.Model) -> None:
+    """Every layer returns its configuration: lth_tf records, compares and rebuilds models
+    from it (a custom layer whose ``__init__`` takes arguments must override ``get_config``)."""
+    for layer in model.layers:
+        try:
+            layer.get_config()
+        except NotImplementedError:
+            raise LthError(
+                f"layer {layer.name!r} ({type(layer).__name__}) has no configuration: its "
+                "__init__ takes arguments, so its class must define get_config() returning "
+                "them (and, for arrays, from_config()); lth_tf records and rebuilds models from "
+                "their configurations"
+            ) from None
 
 
 def _without_dtypes(value: Any) -> Any:

@@ -316,7 +316,10 @@ def _producer_problem(layer: tf_keras.layers.Layer, pruned: tuple[str, ...]) -> 
     if isinstance(layer, Conv) and (not _channels_last(layer) or layer.groups != 1):
         return "a grouped or channels_first convolution"
     if not _keeps_zero(layer):
-        return f"its activation {_activation(layer)}(0) != 0"
+        name = _activation(layer)
+        if name in tf_keras.activations.__dict__:
+            return f"its activation {name}(0) != 0"
+        return f"its activation {name} is not one known to map 0 to 0"
     return None
 
 

@@ -23,6 +23,7 @@ from lth_tf.errors import LthError
 from lth_tf.pruning.channels import ChannelPlan, channel_plan
 from lth_tf.pruning.prunable import Prunable, find_prunable
 from lth_tf.pruning.schedule import IterativeSparsity
+from lth_tf.pruning.shrink import check_rebuildable
 
 Snapshot = dict[str, np.ndarray]
 logger = logging.getLogger("lth_tf")
@@ -201,8 +202,10 @@ def wrap_model(
         raise ValueError("variable names are not unique; give every layer a distinct name")
     plan, channel_masks = None, {}
     if granularity == "channel":
+        check_rebuildable(model)
         plan = channel_plan(model, found)
         _log_whole_layers(plan, model)
+        _warn_group_rates(plan, found, rates)
         channel_masks = {
             name: tf.Variable(np.ones(rewindable[name].shape, np.float32), trainable=False)
             for name in plan.channel_variables
@@ -211,6 +214,23 @@ def wrap_model(
         wrapped, wrappers, weights, masks, kinds, rewindable, unwrapped=model, layers=layers,
         channels=plan, channel_masks=channel_masks,
     )  # fmt: skip
+
+
+def _warn_group_rates(plan: ChannelPlan, found: Prunable, rates: PruneRates) -> None:
+    """A warning for each group whose layers were given different rates: its channels go
+    together, so the group prunes at the lowest of them."""
+    for index in plan.prunable:
+        producers = plan.groups[index].producers
+        layer_rates = {name: rates.for_layer(name, found.kinds[name]) for name in producers}
+        if len(set(layer_rates.values())) > 1:
+            lowest = min(layer_rates.values())
+            logger.warning(
+                "--granularity=channel: %s share their channels (one pruning group), so all "
+                "of them prune at the lowest of their rates, %g, not at %s",
+                ", ".join(producers),
+                lowest,
+                ", ".join(f"{n}={r:g}" for n, r in layer_rates.items() if r != lowest),
+            )
 
 
 def _log_whole_layers(plan: ChannelPlan, model: tf_keras.Model) -> None:

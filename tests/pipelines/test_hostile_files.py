@@ -189,3 +189,69 @@ def test_a_model_with_nothing_to_prune_is_one_line(tmp_path):
             iterations="2it",
             tensorboard=False,
         )
+
+
+CUSTOM_LAYERS = '''
+import numpy as np
+import tf_keras as keras
+
+
+class Weighted(keras.layers.Layer):  # takes an array and has no get_config of its own
+    def __init__(self, factors, **kwargs):
+        super().__init__(**kwargs)
+        self.factors = np.asarray(factors, np.float32)
+
+    def call(self, x):
+        return x * self.factors
+
+
+class Scaled(keras.layers.Layer):  # a get_config that from_config cannot read back
+    def __init__(self, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.scale}
+
+    def call(self, x):
+        return self.scale * x
+
+
+def net(input_shape, num_classes, layer):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Dense(8, activation="relu", name="h")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, name="out")(layer(x)))
+
+
+def weighted(input_shape, num_classes):
+    return net(input_shape, num_classes, Weighted(np.ones(8), name="weighted"))
+
+
+def scaled(input_shape, num_classes):
+    return net(input_shape, num_classes, Scaled(2.0, name="scaled"))
+'''
+
+
+@pytest.mark.parametrize(
+    ("builder", "granularity", "reason"),
+    [
+        ("weighted", "weight", "layer 'weighted' (Weighted) has no configuration: its __init__"),
+        ("weighted", "channel", "layer 'weighted' (Weighted) has no configuration"),
+        ("scaled", "channel", "layer 'scaled' (Scaled) does not rebuild from its configuration"),
+    ],
+)
+def test_a_custom_layer_lth_tf_cannot_rebuild_is_one_line(
+    builder, granularity, reason, tmp_path, monkeypatch
+):
+    (tmp_path / "custom_layers.py").write_text(CUSTOM_LAYERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    write_shapes_npz(tmp_path / "shapes.npz")
+    out = tmp_path / "runs"
+    result = imp(
+        f"--model=custom_layers:{builder}",
+        f"--dataset=npz:{tmp_path / 'shapes.npz'}",
+        f"--granularity={granularity}",
+        f"--output_dir={out}",
+    )
+    assert_one_line_error(result, reason)
+    assert not out.exists()  # refused before anything was written

@@ -232,3 +232,60 @@ def test_channel_granularity_with_blocks_is_refused():
         PruningHparams(PruneRates(fc=0.2), block_size="4x1", granularity="channel")
     with pytest.raises(LthError, match="unknown granularity 'filter'"):
         PruningHparams(PruneRates(fc=0.2), granularity="filter")
+
+
+def lambda_activation(input_shape=(6,), classes=3):
+    """A hidden layer with a Python function as its activation, a Lambda layer, and a pruned one."""
+    x = inputs = keras.Input(input_shape)
+    x = layers.Dense(5, activation=lambda t: keras.activations.relu(t), name="custom_act")(x)
+    x = layers.Lambda(lambda t: 2.0 * t, name="twice")(x)
+    x = layers.Dense(4, activation="relu", name="fc")(x)
+    return keras.Model(inputs, layers.Dense(classes, name="out")(x))
+
+
+def test_a_function_activation_stays_whole_and_the_rest_shrinks():
+    model, masks, plan = masked_channel_model(lambda_activation, sparsity=0.5)
+    assert plan.whole_layers["custom_act"] == (
+        "its activation <lambda> is not one known to map 0 to 0"
+    )
+    assert [plan.groups[i].producers for i in plan.prunable] == [("fc",)]
+    small = shrunk_model(model, masks, plan)
+    images = np.random.default_rng(1).normal(size=(8, 6))
+    np.testing.assert_allclose(small(images).numpy(), model(images).numpy(), rtol=1e-5, atol=1e-5)
+    assert small.get_layer("fc").units == 2
+
+
+class Scaled(layers.Layer):
+    """A custom layer whose config does not rebuild it: ``from_config`` cannot take ``scale``."""
+
+    def __init__(self, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = float(scale)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.scale}
+
+    def call(self, inputs):
+        return self.scale * inputs
+
+
+def test_a_layer_that_does_not_rebuild_from_its_config_is_refused_before_training():
+    x = inputs = keras.Input((6,))
+    x = Scaled(2.0, name="scaled")(layers.Dense(5, activation="relu", name="fc")(x))
+    model = keras.Model(inputs, layers.Dense(3, name="out")(x))
+    with pytest.raises(LthError, match=r"layer 'scaled' \(Scaled\) does not rebuild from its conf"):
+        wrap_model(model, PruneRates(fc=0.2), granularity="channel")
+    wrap_model(model, PruneRates(fc=0.2))  # weight tickets never rebuild it
+
+
+def test_different_rates_in_one_group_warn_that_the_lowest_applies(caplog):
+    model = residual_net((12, 12, 3), 5)
+    rates = PruneRates(conv=0.2, fc=0.2, layers=(("stem", 0.5),))
+    with caplog.at_level(logging.WARNING, logger="lth_tf"):
+        pruned = wrap_model(model, rates, granularity="channel")
+    lines = [r.getMessage() for r in caplog.records if "share their channels" in r.getMessage()]
+    assert lines == [
+        "--granularity=channel: stem, pointwise share their channels (one pruning group), so all "
+        "of them prune at the lowest of their rates, 0.2, not at stem=0.5"
+    ]
+    assert pruned.channels is not None
