@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from lth_tf.errors import LthError
 from lth_tf.startup import quiet_stderr
 
 PIXEL_RANGE = (0, 255)
@@ -27,8 +28,7 @@ def float_tflite(saved_model: str | Path) -> bytes:
     """A float32 .tflite that takes raw pixel values (0..255) as float32."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    with quiet_stderr():
-        return converter.convert()
+    return _converted(converter, "the float32 .tflite")
 
 
 def int8_tflite(
@@ -58,8 +58,29 @@ def int8_tflite(
     with warnings.catch_warnings():
         # The input's range comes from the representative set, as intended.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return _converted(converter, "the full-integer int8 .tflite")
+
+
+def _converted(converter: tf.lite.TFLiteConverter, what: str) -> bytes:
+    """``converter.convert()``; a model LiteRT cannot convert is one line naming why."""
+    try:
         with quiet_stderr():
             return converter.convert()
+    except Exception as error:  # noqa: BLE001 - the converter raises several kinds
+        if "Converter" not in type(error).__name__:
+            raise
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        missing = [line for line in lines if line.startswith("TF Select ops:")]
+        errors = [line.rsplit("error:", 1)[-1].strip() for line in lines if "error:" in line]
+        if missing:
+            reason = "no LiteRT kernel for " + missing[0].split(":", 1)[1].strip()
+        else:
+            reason = next((e for e in errors if e), lines[0] if lines else type(error).__name__)
+        reason = reason[:240]
+        raise LthError(
+            f"LiteRT's converter cannot write {what} of this model ({reason}): replace "
+            "the layer that computes it to export the model"
+        ) from None
 
 
 def representative_images(images: np.ndarray, count: int = 500, seed: int = 0) -> np.ndarray:

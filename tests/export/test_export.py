@@ -308,3 +308,25 @@ def test_staging_folders_of_killed_exports_are_removed_and_live_ones_kept(tmp_pa
         (folder / "ticket").mkdir(parents=True)
     assert remove_stale_staging(destination) == [stale]
     assert not stale.exists() and live.exists() and other_round.exists()
+
+
+def _times_determinant(images):
+    """A layer LiteRT has no kernel for: it multiplies by the determinant of each image."""
+    import tensorflow as tf
+
+    return images * tf.linalg.det(images[..., 0])[:, None, None, None]
+
+
+def test_a_model_litert_cannot_convert_is_one_line_naming_the_op(tmp_path):
+    from lth_tf.export.stripped import save_saved_model
+    from lth_tf.export.tflite import float_tflite, int8_tflite
+
+    inputs = tf_keras.Input((4, 4, 1))
+    x = tf_keras.layers.Lambda(_times_determinant)(inputs)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(3)(tf_keras.layers.Flatten()(x)))
+    save_saved_model(model, tmp_path / "saved_model")
+    reason = r"cannot write the .* of this model \(no LiteRT kernel for MatrixDeterminant\)"
+    with pytest.raises(LthError, match=reason):
+        float_tflite(tmp_path / "saved_model")
+    with pytest.raises(LthError, match=reason):
+        int8_tflite(tmp_path / "saved_model", np.zeros((2, 4, 4, 1), np.float32))
