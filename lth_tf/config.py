@@ -45,6 +45,8 @@ RENAMED_KEYS = {"pruning.strategy": "pruning.scope"}
 # inside NumPy's range too.
 MAX_SEED = 2**31 - 1
 MAX_ROUNDS = 1000
+# A round of more iterations is a typo (10^9 steps is weeks on one GPU for any paper model).
+MAX_ITERATIONS = 10**9
 
 
 def hparam(
@@ -635,6 +637,12 @@ class ExperimentHparams:
             )
         per_epoch = iterations_per_epoch(num_train_examples, training.batch_size)
         iterations = Step.parse(training.iterations).to_iterations(per_epoch)
+        if iterations > MAX_ITERATIONS:
+            raise LthError(
+                f"{flag_of(training, 'iterations')}={training.iterations} is {iterations:,} "
+                f"iterations a round ({per_epoch:,} per epoch), more than the {MAX_ITERATIONS:,} "
+                "lth_tf takes; give fewer"
+            )
         if training.eval_every == "auto":
             # Per model: the registry says what auto means (lazily imported: the registry
             # imports this module; neither imports TensorFlow).

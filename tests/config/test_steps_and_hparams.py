@@ -224,3 +224,14 @@ def test_a_batch_larger_than_the_training_set_is_refused():
     with pytest.raises(LthError, match="--batch_size=60 is larger than the 59 training examples"):
         hparams.resolve(59)
     assert hparams.resolve(60).iterations > 0
+
+
+def test_a_round_of_more_than_a_billion_iterations_is_refused():
+    from lth_tf.models import paper_defaults
+
+    lenet = paper_defaults("lenet300_100", "mnist")
+    hparams = with_changes(lenet, training={"iterations": "99999999999ep"})
+    with pytest.raises(LthError, match=r"--iterations=99999999999ep is [\d,]+ iterations a round"):
+        hparams.resolve(55000)
+    exact = with_changes(hparams, training={"iterations": "1000000000it", "eval_every": "1000it"})
+    assert exact.resolve(55000).iterations == 10**9
