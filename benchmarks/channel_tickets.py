@@ -53,43 +53,38 @@ def _run(*args: str) -> None:
 
 def _row(kind: str, report: dict[str, Any]) -> dict[str, Any]:
     """The figures of one export: the shrunk network's where the ticket has one."""
+    from lth_tf.export import deploy
+
     ticket, dense, comparison = report["ticket"], report["dense"], report["comparison"]
+    dense_files = dense["files"]
     shrunk = report.get("shrunk")
     if shrunk is not None:
-        float_file, int8_file = (
-            shrunk["files"]["ticket_shrunk.tflite"],
-            shrunk["files"]["ticket_shrunk_int8.tflite"],
-        )
+        files, prefix = shrunk["files"], "shrunk_"
+        float_file, int8_file = files[deploy.SHRUNK_FLOAT_FILE], files[deploy.SHRUNK_INT8_FILE]
         parameters, multiply_adds = shrunk["parameters"], shrunk["multiply_adds"]
-        float_speedup = comparison["shrunk_float_speedup_vs_dense_float"]
-        int8_speedup = comparison["shrunk_int8_speedup_vs_dense_int8"]
     else:
-        float_file, int8_file = (
-            ticket["files"]["ticket.tflite"],
-            ticket["files"]["ticket_int8.tflite"],
-        )
+        files, prefix = ticket["files"], ""
+        float_file, int8_file = files[deploy.FLOAT_FILE], files[deploy.INT8_FILE]
         parameters, multiply_adds = ticket["parameters"]["nonzero"], dense["multiply_adds"]
-        float_speedup = comparison["float_speedup_vs_dense_float"]
-        int8_speedup = comparison["int8_speedup_vs_dense_int8"]
     return {
         "experiment": kind,
         "round": report["round"],
         "percent_remaining": ticket["percent_remaining"],
         "litert_accuracy": float_file["litert_test_accuracy"],
         "litert_int8_accuracy": int8_file["litert_test_accuracy"],
-        "dense_litert_accuracy": dense["files"]["ticket.tflite"]["litert_test_accuracy"],
+        "dense_litert_accuracy": dense_files[deploy.FLOAT_FILE]["litert_test_accuracy"],
         "parameters": parameters,
         "dense_parameters": dense["parameters"]["total"],
         "multiply_adds": multiply_adds,
         "dense_multiply_adds": dense["multiply_adds"],
         "float_kb": float_file["bytes"] / 1000,
         "float_latency_us": float_file["median_latency_us"],
-        "dense_float_latency_us": dense["files"]["ticket.tflite"]["median_latency_us"],
-        "float_speedup": float_speedup,
+        "dense_float_latency_us": dense_files[deploy.FLOAT_FILE]["median_latency_us"],
+        "float_speedup": comparison[f"{prefix}float_speedup_vs_dense_float"],
         "int8_kb": int8_file["bytes"] / 1000,
         "int8_latency_us": int8_file["median_latency_us"],
-        "dense_int8_latency_us": dense["files"]["ticket_int8.tflite"]["median_latency_us"],
-        "int8_speedup": int8_speedup,
+        "dense_int8_latency_us": dense_files[deploy.INT8_FILE]["median_latency_us"],
+        "int8_speedup": comparison[f"{prefix}int8_speedup_vs_dense_int8"],
     }
 
 
@@ -126,10 +121,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"--only: unknown {', '.join(unknown)}; choose from {KINDS}")
     runs, exports = Path(FLAGS.output_dir), Path(FLAGS.output_dir) / "exports"
     name = FLAGS.model.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
-    experiments = {
-        kind: runs / f"{name}_{'weight' if kind == 'weight' else 'channel'}" for kind in KINDS
-    }
-    experiments["random_reinit"] = runs / f"{name}_channel-random_reinit"
+    experiments = {kind: f"{name}_{kind}" for kind in KINDS}
     common = [
         f"--model={FLAGS.model}",
         f"--dataset={FLAGS.dataset}",
@@ -142,28 +134,26 @@ def main(argv: list[str]) -> None:
     for kind in ("weight", "channel"):
         if kind in FLAGS.only or (kind == "channel" and "random_reinit" in FLAGS.only):
             granularity = f"--granularity={kind}"
-            _run(
-                "pipelines.imp", *common, granularity, f"--experiment_name={experiments[kind].name}"
-            )
+            _run("pipelines.imp", *common, granularity, f"--experiment_name={experiments[kind]}")
     if "random_reinit" in FLAGS.only:
         _run(
             "pipelines.imp",
-            f"--branch_of={experiments['channel']}",
+            f"--branch_of={runs / experiments['channel']}",
             "--control=random_reinit",
+            f"--experiment_name={experiments['random_reinit']}",
         )
+    from lth_tf.export.deploy import REPORT_FILE
+
     rows = []
     for kind in (kind for kind in KINDS if kind in FLAGS.only):
-        experiment = experiments[kind]
         _run(
             "pipelines.export",
-            f"--experiment_dir={experiment}",
+            f"--experiment_dir={runs / experiments[kind]}",
             f"--round={FLAGS.rounds}",
             f"--output_dir={exports}",
         )
-        report = json.loads(
-            (exports / experiment.name / f"round_{FLAGS.rounds:02d}" / "export.json").read_text()
-        )
-        rows.append(_row(kind, report))
+        report = exports / experiments[kind] / f"round_{FLAGS.rounds:02d}" / REPORT_FILE
+        rows.append(_row(kind, json.loads(report.read_text())))
     lines = _table(rows)
     print("\n".join(lines))
     (runs / "channel_tickets.json").write_text(json.dumps(rows, indent=2) + "\n")
