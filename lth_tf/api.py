@@ -233,18 +233,32 @@ class Experiment:
         tolerance: float = 0.5,
         data_dir: str | None = None,
         int8_storage: str = "auto",
+        arm: bool = False,
+        arm_examples: int = 200,
+        verbose: bool = True,
     ) -> dict[str, Any]:
         """Writes ``<output_dir>/<experiment>/round_NN/``: SavedModel, ``ticket.tflite``
-        (float32) and ``ticket_int8.tflite``, with their LiteRT accuracy on the experiment's
-        test data next to the dense round 0's; returns that report (``export.json``).
-        ``int8_storage``: see :class:`lth_tf.export.deploy.ExportOptions`."""
-        from lth_tf.export.deploy import ExportOptions, export_ticket
+        (float32), ``ticket_fp16.tflite`` and ``ticket_int8.tflite``, with their LiteRT
+        accuracy on the experiment's test data next to the dense round 0's, and the verdict
+        (which file to ship); returns that report (``export.json``). ``arm=True`` also runs
+        every file on an emulated ARM (the first ``arm_examples`` test examples).
+        ``int8_storage``: see :class:`lth_tf.export.deploy.ExportOptions`. ``verbose``
+        prints the summary and verdict the pipeline prints.
+
+        >>> report = Experiment("runs/quickstart").export(arm=True)  # doctest: +SKIP
+        >>> report["verdict"]["targets"]["arm64, emulated"]["fastest_shippable"]  # doctest: +SKIP
+        'ticket.tflite'
+        """
+        from lth_tf.export.deploy import ExportOptions, export_dir, export_ticket, summary_lines
         from lth_tf.export.ticket import open_ticket
         from lth_tf.provenance import experiment_data
 
-        options = ExportOptions(int8_storage=int8_storage)
+        options = ExportOptions(int8_storage=int8_storage, arm=arm, arm_examples=arm_examples)
         ticket = open_ticket(self.path, pruning_round, tolerance)
         dense = open_ticket(self.path, 0)
         data = experiment_data(ticket.experiment, ticket.hparams, data_dir)
-        return export_ticket(ticket, dense, data, output_dir, options)
+        report = export_ticket(ticket, dense, data, output_dir, options)
+        if verbose:
+            print("\n".join(summary_lines(report, export_dir(output_dir, ticket))))
+        return report
 

@@ -24,6 +24,7 @@ from lth_tf.models import ModelSpec, get_model
 from lth_tf.models.layers import add_weight_decay
 from lth_tf.models.registry import MODELS, check_input_shape
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, snapshot, variable_key, wrap_model
+from lth_tf.pruning.xnnpack import symmetric_padding
 from lth_tf.steps import iterations_per_epoch
 from lth_tf.training import Trainer, mixed_precision_policy
 
@@ -93,6 +94,10 @@ def build_network(
     """
     spec = model or get_model(hparams.model.name)
     network = build_registered(spec, input_shape, num_classes)
+    if hparams.pruning.prune_for == "xnnpack":
+        # The same rebuild the experiment announced and recorded when it started
+        # (lth_tf.provenance.xnnpack_record): XNNPack's sparse kernels need symmetric padding.
+        network, _ = symmetric_padding(network)
     if for_training:
         add_weight_decay(network, hparams.training.weight_decay)
     return wrap_model(network, hparams.pruning.rates, hparams.pruning.granularity)

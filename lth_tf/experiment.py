@@ -56,6 +56,9 @@ class RoundResult:
     channels_fc: int | None = None
     shrunk_parameters: int | None = None
     shrunk_multiply_adds: int | None = None
+    # --prune_for=xnnpack only: fraction of the weights of the sparse subgraph's 1x1
+    # convolutions that are zero (XNNPack's sparse kernels run past 2/3).
+    xnnpack_1x1_zeros: float | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> RoundResult:

@@ -30,7 +30,13 @@ import tensorflow as tf
 
 from lth_tf import branches, io, provenance
 from lth_tf.builder import Execution, Run, build_run
-from lth_tf.config import ExperimentHparams, Resolved, check_number, flag_of
+from lth_tf.config import (
+    XNNPACK_SPARSE_FRACTION,
+    ExperimentHparams,
+    Resolved,
+    check_number,
+    flag_of,
+)
 from lth_tf.controls import Control, get_control
 from lth_tf.data.pipeline import check_augmentable
 from lth_tf.data.sources import ImageDataset, load_dataset
@@ -61,6 +67,7 @@ from lth_tf.models.registry import check_input_shape
 from lth_tf.pruning.masks import counted_masks, percent_remaining
 from lth_tf.pruning.shrink import multiply_adds, shrunk_architecture
 from lth_tf.pruning.wrapping import PrunedModel, snapshot
+from lth_tf.pruning.xnnpack import check_sparse_subgraph, one_by_one_zero_fraction
 from lth_tf.strategies import device_description
 from lth_tf.training import RoundObserver, Trainer
 
@@ -240,6 +247,11 @@ def _run_locked(
         began = time.monotonic()
         result = rounds.train_round(pruning_round)
         log.info(round_line(result, time.monotonic() - began))
+        if result.xnnpack_1x1_zeros is not None:
+            rows = {row.round: row for row in experiment.read_results()}
+            line = xnnpack_line(result, rows.get(pruning_round - 1))
+            if line:
+                log.info(line)
         observer.end_round(result)
     observer.close()
     return experiment
@@ -259,6 +271,34 @@ def channel_costs(pruned: PrunedModel, masks: dict[str, np.ndarray]) -> dict[str
         "shrunk_parameters": small.count_params(),
         "shrunk_multiply_adds": multiply_adds(small),
     }
+
+
+def xnnpack_zeros(pruned: PrunedModel, hparams: ExperimentHparams) -> dict[str, float]:
+    """``--prune_for=xnnpack``'s results column: the fraction of the sparse subgraph's 1x1
+    convolution weights that are zero, masks applied (none for other experiments)."""
+    if hparams.pruning.prune_for != "xnnpack":
+        return {}
+    subgraph = check_sparse_subgraph(pruned.unwrapped)
+    return {"xnnpack_1x1_zeros": round(one_by_one_zero_fraction(pruned.unwrapped, subgraph), 6)}
+
+
+def xnnpack_line(result: RoundResult, previous: RoundResult | None) -> str | None:
+    """The log line that marks the first round whose 1x1 convolutions XNNPack runs sparse.
+
+    >>> row = RoundResult(5, 33.0, 1, 0.9, 0.3, 9, 0.9, 0.3, 9, 1.0, xnnpack_1x1_zeros=0.672)
+    >>> xnnpack_line(row, dataclasses.replace(row, round=4, xnnpack_1x1_zeros=0.59))
+    'round  5 | 67.2% of the 1x1 weights are zero: past 2/3, XNNPack runs this ticket sparse on ARM'
+    """
+    zeros = result.xnnpack_1x1_zeros
+    before = previous.xnnpack_1x1_zeros if previous is not None else None
+    if zeros is None or zeros <= XNNPACK_SPARSE_FRACTION:
+        return None
+    if before is not None and before > XNNPACK_SPARSE_FRACTION:
+        return None
+    return (
+        f"round {result.round:2d} | {100 * zeros:.1f}% of the 1x1 weights are zero: past 2/3, "
+        "XNNPack runs this ticket sparse on ARM"
+    )
 
 
 def round_line(result: RoundResult, seconds: float) -> str:
@@ -469,6 +509,7 @@ class _Rounds:
             iterations=self.resolved.iterations - start,
             train_seconds=round(progress.train_seconds, 3),
             **channel_costs(pruned, masks),
+            **xnnpack_zeros(pruned, self.hparams),
         )
         experiment.write_result(result)
         experiment.checkpoint(pruning_round).unlink(missing_ok=True)

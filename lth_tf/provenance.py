@@ -14,6 +14,7 @@ builder or npz file that changed since the experiment started is refused with on
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     import tf_keras
 
     from lth_tf.data.sources import ImageDataset
+
+log = logging.getLogger("lth_tf")
 
 MODEL_COPY = "model.keras"
 DATA_COPY = "data.npz"
@@ -70,12 +73,45 @@ def model_record(
         built = custom.check_is_tf_keras(given, "the model")
         custom.check_fits(given, "the model", data.input_shape, data.num_classes)
         record["sha256"] = custom.object_fingerprint(given)
+    elif hparams.pruning.prune_for == "xnnpack":
+        # The registry's nets are built too: none of them is MobileNet-shaped, and the user
+        # hears so before anything is written.
+        built = get_model(name).build(data.input_shape, data.num_classes)
     else:
         return record
     check_wrappable(built, hparams.pruning.rates)
     if hparams.pruning.granularity == "channel":
         check_rebuildable(built)
+    if hparams.pruning.prune_for == "xnnpack":
+        record["xnnpack"] = xnnpack_record(built)
     return record
+
+
+def xnnpack_record(model: tf_keras.Model) -> dict[str, Any]:
+    """``--prune_for=xnnpack``: the model checked against XNNPack's sparse-subgraph rules once
+    its stride-2 padding is made symmetric (announced in one line); what ``hparams.json``
+    records of both. Every later build makes the same change (:func:`lth_tf.builder.
+    build_network`): it is a function of the architecture alone."""
+    from lth_tf.pruning.xnnpack import check_sparse_subgraph, symmetric_padding
+
+    rebuilt, changes = symmetric_padding(model)
+    subgraph = check_sparse_subgraph(rebuilt)
+    if changes:
+        log.info(
+            "--prune_for=xnnpack: %d stride-2 layer(s) pad symmetrically from now on, as "
+            "XNNPack's sparse kernels need (the untrained model's architecture, no trained "
+            "weight changes): %s",
+            len(changes),
+            "; ".join(changes),
+        )
+    return {
+        "symmetric_padding": changes,
+        "sparse_subgraph": {
+            "stem": subgraph.stem,
+            "mean": subgraph.mean,
+            "one_by_one": list(subgraph.one_by_one),
+        },
+    }
 
 
 def check_same_model(experiment: ExperimentDir, record: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """Export a ticket for the edge: ``python -m pipelines.export --experiment_dir=runs/<experiment>``.
 
 Writes ``<output_dir>/<experiment>/round_NN/``: the stripped SavedModel, ``ticket.tflite``
-(float32, stored sparse) and ``ticket_int8.tflite`` (full-integer, stored as ``--int8_storage``
-says), and ``export.json`` with sizes, LiteRT accuracy and latency next to the dense round 0's.
+(float32, stored sparse), ``ticket_fp16.tflite`` (float16 weights) and ``ticket_int8.tflite``
+(full-integer, stored as ``--int8_storage`` says), and ``export.json`` with sizes, LiteRT
+accuracy and latency next to the dense round 0's. It ends with the verdict: which file to ship
+on this machine (and on ARM, emulated, with ``--arm``), or what would make a ticket faster.
 A channel ticket (``--granularity=channel``) also gets ``saved_model_shrunk/``,
 ``ticket_shrunk.tflite`` and ``ticket_shrunk_int8.tflite``: the smaller dense network without its
 pruned channels, the files that run faster anywhere.
@@ -39,6 +41,19 @@ flags.DEFINE_string(
     "export); smallest: sparse wherever that is smaller; dense: always dense.",
 )
 
+flags.DEFINE_bool(
+    "arm",
+    False,
+    "Also run every exported file on an emulated ARM LiteRT (set up once from the package "
+    "registries under ~/.cache/lth_tf; needs qemu-user-static or root to install it): which "
+    "kernels ran (XNNPack's sparse ones?), accuracy there, emulated speed against dense.",
+)
+flags.DEFINE_integer(
+    "arm_examples",
+    200,
+    "With --arm: how many test examples (the first ones) run on the emulated ARM.",
+)
+
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
@@ -48,7 +63,10 @@ def main(argv: list[str]) -> None:
 
     if not FLAGS.experiment_dir:
         raise LthError("--experiment_dir is required: the directory an IMP run wrote")
-    options = ExportOptions(int8_storage=FLAGS.int8_storage)  # refused before any work
+    # Refused before any work.
+    options = ExportOptions(
+        int8_storage=FLAGS.int8_storage, arm=FLAGS.arm, arm_examples=FLAGS.arm_examples
+    )
     setup_logging()
     # Every check on the experiment comes before TensorFlow starts.
     ticket = open_ticket(FLAGS.experiment_dir, FLAGS.round, FLAGS.tolerance)

@@ -43,13 +43,15 @@ flags.DEFINE_string(
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
-    from lth_tf.monitoring.report import write_report
+    from lth_tf.monitoring.report import write_report, xnnpack_marks
 
     if not FLAGS.output:
         raise LthError("--output: give a path prefix for the report, e.g. --output=reports/lenet")
     figure, csv = write_report(FLAGS.experiments, FLAGS.output, FLAGS.x_axis)
     print(f"Figure: {figure}")
     print(f"Table: {csv}")
+    for line in xnnpack_marks(FLAGS.experiments):
+        print(line)
 
 
 def run() -> None:

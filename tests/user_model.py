@@ -116,3 +116,84 @@ def write_shapes_npz(path: Path, **arrays_changed: np.ndarray) -> Path:
     """:func:`shapes_arrays` written to ``path``, with any array replaced."""
     np.savez(path, **{**shapes_arrays(), **arrays_changed})
     return path
+
+
+def xnnpack_mobilenet(input_shape: tuple[int, ...], num_classes: int):
+    """A small MobileNetV2-shaped network padded as keras.applications pads: a stride-2
+    ``padding='same'`` stem and ``correct_pad``-style ZeroPadding2D before the stride-2
+    depthwise conv, both asymmetric on even sizes (XNNPack's sparse path needs them symmetric:
+    :func:`lth_tf.pruning.xnnpack.symmetric_padding`). 1x1 kernels are 86% of the conv weights."""
+    return _xnnpack_net(input_shape, num_classes)
+
+
+def xnnpack_breaks_standard_conv(input_shape: tuple[int, ...], num_classes: int):
+    """:func:`xnnpack_mobilenet` with a standard 3x3 Conv2D ``conv3`` before the head."""
+    return _xnnpack_net(input_shape, num_classes, breaks="standard_conv")
+
+
+def xnnpack_breaks_dense_before_mean(input_shape: tuple[int, ...], num_classes: int):
+    """:func:`xnnpack_mobilenet` with a Dense layer ``fc`` on the feature map, before the pool."""
+    return _xnnpack_net(input_shape, num_classes, breaks="dense_before_mean")
+
+
+def xnnpack_mixed_padding(input_shape: tuple[int, ...], num_classes: int):
+    """:func:`xnnpack_mobilenet` with an explicit ZeroPadding2D(1) + 'valid' stem but a stride-2
+    ``DepthwiseConv2D(padding='same')`` (asymmetric on even sizes)."""
+    return _xnnpack_net(input_shape, num_classes, breaks="mixed_padding")
+
+
+def _xnnpack_net(input_shape: tuple[int, ...], num_classes: int, breaks: str | None = None):
+    import tf_keras as keras
+
+    layers = keras.layers
+
+    def conv_bn(x, filters: int, name: str, relu: bool = True):
+        x = layers.Conv2D(filters, 1, use_bias=False, name=name)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(6.0, name=f"{name}_relu")(x) if relu else x
+
+    def correct_pad(size: int) -> tuple[int, int]:
+        # keras.applications.imagenet_utils.correct_pad for a 3x3 kernel
+        return (0, 1) if size % 2 == 0 else (1, 1)
+
+    def block(x, filters: int, strides: int, name: str):
+        channels = x.shape[-1]
+        y = conv_bn(x, channels * 4, f"{name}_expand")
+        if strides == 2 and breaks == "mixed_padding":
+            y = layers.DepthwiseConv2D(3, 2, "same", use_bias=False, name=f"{name}_dw")(y)
+        elif strides == 2:
+            pads = (correct_pad(y.shape[1]), correct_pad(y.shape[2]))
+            y = layers.ZeroPadding2D(pads, name=f"{name}_pad")(y)
+            y = layers.DepthwiseConv2D(3, 2, "valid", use_bias=False, name=f"{name}_dw")(y)
+        else:
+            y = layers.DepthwiseConv2D(3, 1, "same", use_bias=False, name=f"{name}_dw")(y)
+        y = layers.BatchNormalization(name=f"{name}_dw_bn")(y)
+        y = layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
+        y = conv_bn(y, filters, f"{name}_project", relu=False)
+        if strides == 1 and channels == filters:
+            y = layers.Add(name=f"{name}_add")([x, y])
+        return y
+
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1 / 255, name="scale")(inputs)
+    if breaks == "mixed_padding":
+        x = layers.ZeroPadding2D(1, name="stem_pad")(x)
+        x = layers.Conv2D(16, 3, 2, "valid", use_bias=False, name="stem")(x)
+    else:
+        x = layers.Conv2D(16, 3, 2, "same", use_bias=False, name="stem")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_relu")(x)
+    x = block(x, 16, 1, "block1")
+    x = block(x, 24, 2, "block2")
+    x = block(x, 24, 1, "block3")
+    if breaks == "standard_conv":
+        x = layers.Conv2D(24, 3, padding="same", use_bias=False, name="conv3")(x)
+        x = layers.BatchNormalization(name="conv3_bn")(x)
+        x = layers.ReLU(6.0, name="conv3_relu")(x)
+    x = conv_bn(x, 256, "head")
+    if breaks == "dense_before_mean":
+        x = layers.Dense(32, activation="relu", name="fc")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=f"xnnpack_{breaks or 'mobilenet'}")

@@ -43,25 +43,27 @@ from tf_keras.src.layers.convolutional.base_conv import Conv
 from lth_tf import io
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
-from lth_tf.export import litert
+from lth_tf.export import litert, verdict
 from lth_tf.export.options import ExportOptions
 from lth_tf.export.stripped import save_saved_model, shrunk_ticket_model, stripped_model
-from lth_tf.export.tflite import float_tflite, int8_tflite, representative_images
+from lth_tf.export.tflite import float_tflite, fp16_tflite, int8_tflite, representative_images
 from lth_tf.export.ticket import Ticket
+from lth_tf.export.verdict import (
+    FLOAT_FILE,
+    FP16_FILE,
+    INT8_FILE,
+    SHRUNK_FLOAT_FILE,
+    SHRUNK_INT8_FILE,
+)
 from lth_tf.pruning.shrink import DEPTHWISE, multiply_adds
 
 log = logging.getLogger("lth_tf")
 
 SAVED_MODEL = "saved_model"
-FLOAT_FILE = "ticket.tflite"
-INT8_FILE = "ticket_int8.tflite"
 REPORT_FILE = "export.json"
 SHRUNK_SAVED_MODEL = "saved_model_shrunk"
-SHRUNK_FLOAT_FILE = "ticket_shrunk.tflite"
-SHRUNK_INT8_FILE = "ticket_shrunk_int8.tflite"
-# LiteRT accuracy this far below Keras's is worth a warning (float should match it exactly).
-ACCURACY_WARNING_POINTS = {FLOAT_FILE: 0.1, INT8_FILE: 1.0}
-SHRUNK_FILES = {FLOAT_FILE: SHRUNK_FLOAT_FILE, INT8_FILE: SHRUNK_INT8_FILE}
+# Interleaved slices every file's latency is timed in (their medians' spread is the timing's own).
+LATENCY_ROUNDS = 10
 # The shrunk network computes the masked ticket's logits up to float rounding (sums of fewer
 # terms, in another order): this far apart, relative to the logits' scale, is a bug.
 SHRUNK_LOGITS_TOLERANCE = 1e-4
@@ -94,11 +96,16 @@ def export_ticket(
     """Writes the ticket's export directory (see the module docstring); returns export.json.
 
     ``dense`` is round 0 of the same experiment: the dense network, exported the same way
-    (in a temporary directory) for comparison.
+    (in a temporary directory) for comparison. With ``options.arm`` every file also runs on an
+    emulated ARM (:mod:`lth_tf.export.arm_check`).
     """
     options = options or ExportOptions()
     check_dataset(ticket, data)
     destination = export_dir(output_dir, ticket)
+    if options.arm:
+        from lth_tf.export.arm import arm_runtime
+
+        runtime = arm_runtime()  # set up (or refused) before anything is converted
     destination.parent.mkdir(parents=True, exist_ok=True)
     representative = representative_images(
         data.train_images, options.representative_examples, seed=ticket.hparams.training.seed
@@ -131,27 +138,28 @@ def export_ticket(
                 ticket, ticket_model, ticket_dir, representative, uint8_input, data
             )
 
-        examples = data.test_images[: options.latency_examples]
-        latencies: dict[str, dict[str, float]] = {"ticket": {}, "dense": {}, "shrunk": {}}
-        for file in (FLOAT_FILE, INT8_FILE):
-            # Side by side in one process: a ticket's speed is only meaningful next to the dense.
-            contents = {"ticket": ticket_files[file]}
-            if dense_files is not ticket_files:
-                contents["dense"] = dense_files[file]
-            if shrunk is not None:
-                contents["shrunk"] = shrunk[1][SHRUNK_FILES[file]]
-            measured = litert.median_latencies(
-                contents,
-                examples,
-                invocations=options.latency_invocations,
-                warmup=options.latency_warmup,
-                num_threads=options.latency_threads,
-            )
-            latencies["ticket"][file] = measured["ticket"]
-            latencies["dense"][file] = measured.get("dense", measured["ticket"])
-            if shrunk is not None:
-                latencies["shrunk"][SHRUNK_FILES[file]] = measured["shrunk"]
+        # Every file side by side in one process, so that any two of them compare.
+        contents = {f"ticket/{file}": content for file, content in ticket_files.items()}
+        if dense_files is not ticket_files:
+            contents |= {f"dense/{file}": content for file, content in dense_files.items()}
+        if shrunk is not None:
+            contents |= {f"shrunk/{file}": content for file, content in shrunk[1].items()}
+        timings = litert.time_side_by_side(
+            contents,
+            data.test_images[: options.latency_examples],
+            invocations=options.latency_invocations,
+            warmup=options.latency_warmup,
+            num_threads=options.latency_threads,
+            rounds=LATENCY_ROUNDS,
+        )
 
+        images = data.test_images.astype(np.float32)
+        logits = {"ticket": ticket_model.predict(images, batch_size=1000, verbose=0)}
+        logits["dense"] = (
+            logits["ticket"]
+            if dense_model is ticket_model
+            else dense_model.predict(images, batch_size=1000, verbose=0)
+        )
         report = {
             "experiment": str(ticket.experiment.root.resolve()),
             "round": ticket.round,
@@ -160,6 +168,7 @@ def export_ticket(
             "dataset": ticket.hparams.dataset.name,
             "block_size": ticket.hparams.pruning.block_size,
             "granularity": ticket.hparams.pruning.granularity,
+            "prune_for": ticket.hparams.pruning.prune_for,
             "data": {
                 "source": data.source,
                 "test_examples": len(data.test_labels),
@@ -169,30 +178,158 @@ def export_ticket(
             "latency": {
                 "statistic": "median microseconds per invoke(), batch 1",
                 "invocations": options.latency_invocations,
+                "rounds": LATENCY_ROUNDS,
                 "warmup": options.latency_warmup,
                 "threads": options.latency_threads,
+                "machine": verdict.host_name(),
             },
-            "ticket": _figures(ticket, ticket_model, ticket_dir, ticket_files, data),
-            "dense": _figures(dense, dense_model, dense_dir, dense_files, data),
+            "ticket": _figures(
+                ticket, logits["ticket"], ticket_model, ticket_dir, ticket_files, data
+            ),
+            "dense": _figures(dense, logits["dense"], dense_model, dense_dir, dense_files, data),
         }
         for which, storage in (("ticket", ticket_storage), ("dense", dense_storage)):
-            for file, microseconds in latencies[which].items():
-                report[which]["files"][file]["median_latency_us"] = round(microseconds, 3)
-            report[which]["files"][INT8_FILE].update(storage)
+            for file, entries in storage.items():
+                report[which]["files"][file].update(entries)
+        if shrunk is not None:
+            logits["shrunk"] = shrunk[3]
+            report["shrunk"] = shrunk[2]
+        for name, timing in timings.items():
+            which, file = name.split("/", 1)
+            report[which]["files"][file] |= {
+                "median_latency_us": round(timing.median_us, 3),
+                "round_latencies_us": [round(t, 3) for t in timing.round_medians_us],
+            }
+        if dense_files is ticket_files:
+            report["dense"]["files"] = report["ticket"]["files"]
         report["comparison"] = _comparison(report["ticket"]["files"], report["dense"]["files"])
         if shrunk is not None:
-            figures = shrunk[2]
-            for file, microseconds in latencies["shrunk"].items():
-                figures["files"][file]["median_latency_us"] = round(microseconds, 3)
-            report["shrunk"] = figures
-            report["comparison"] |= _shrunk_comparison(figures, report["dense"])
+            report["comparison"] |= _shrunk_comparison(report["shrunk"], report["dense"])
+        if options.arm:
+            from lth_tf.export.arm_check import check_on_arm
+
+            report["arm"] = check_on_arm(runtime, contents, report, logits, data, options)
+        report["verdict"] = _verdict(report, ticket_model)
         io.write_json(ticket_dir / REPORT_FILE, report)
         _move_into_place(ticket_dir, destination, staging / "previous")
     return report
 
 
+def _verdict(report: dict[str, Any], model: tf_keras.Model) -> dict[str, Any]:
+    """export.json's ``verdict``: per target, each file against its dense counterpart, the
+    smallest and fastest shippable files; and what would make a ticket faster."""
+    targets: dict[str, Any] = {}
+    host = []
+    for which, file, figures in _exported_files(report):
+        dense = report["dense"]["files"][verdict.DENSE_COUNTERPART[file]]
+        keras = report[which]["keras_test_accuracy"]
+        drop = 100 * (keras - figures["litert_test_accuracy"])
+        allowed = verdict.ALLOWED_ACCURACY_DROP[file]
+        why = (
+            f"LiteRT test accuracy {drop:.2f} points below Keras's (at most {allowed} allowed)"
+            if drop > allowed
+            else None
+        )
+        timing = {
+            "median_us": figures["median_latency_us"],
+            "round_medians_us": figures["round_latencies_us"],
+        }
+        dense_timing = {
+            "median_us": dense["median_latency_us"],
+            "round_medians_us": dense["round_latencies_us"],
+        }
+        host.append(
+            verdict.file_verdict(file, figures, dense, timing, dense_timing, why is None, why)
+        )
+    targets[verdict.host_name()] = verdict.target_verdict(host)
+    arm = report.get("arm")
+    if arm is not None:
+        on_arm = []
+        for which, file, figures in _exported_files(report):
+            mine = arm["files"][f"{which}/{file}"]
+            theirs = arm["files"][f"dense/{verdict.DENSE_COUNTERPART[file]}"]
+            dense = report["dense"]["files"][verdict.DENSE_COUNTERPART[file]]
+            on_arm.append(
+                verdict.file_verdict(
+                    file,
+                    figures,
+                    dense,
+                    mine,
+                    theirs,
+                    mine["shippable"],
+                    mine["not_shippable_because"],
+                )
+            )
+        targets[verdict.ARM] = verdict.target_verdict(on_arm)
+    context = _speed_context(report, model)
+    return {
+        "targets": targets,
+        "advice": verdict.advice(context, arm is not None),
+        "context": context,
+        "rule": (
+            f"faster/slower: every timing round agrees and the median differs by at least "
+            f"{100 * verdict.SAME_SPEED_BAND:.0f}%; otherwise same speed"
+        ),
+    }
+
+
+def _exported_files(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(``ticket`` or ``shrunk``, file name, its figures) for every .tflite file shipped."""
+    found = [
+        ("ticket", file, figures)
+        for file, figures in report["ticket"]["files"].items()
+        if file.endswith(".tflite")
+    ]
+    if "shrunk" in report:
+        found += [
+            ("shrunk", file, figures)
+            for file, figures in report["shrunk"]["files"].items()
+            if file.endswith(".tflite")
+        ]
+    return found
+
+
+def _speed_context(report: dict[str, Any], model: tf_keras.Model) -> dict[str, Any]:
+    """What :func:`lth_tf.export.verdict.advice` needs to know of the ticket."""
+    from lth_tf.pruning.xnnpack import (
+        check_sparse_subgraph,
+        one_by_one_zero_fraction,
+        symmetric_padding,
+    )
+
+    kernels = {  # the first weight of a conv or Dense layer is its kernel (depthwise too)
+        layer.name: int(np.prod(layer.weights[0].shape))
+        for layer in model.layers
+        if isinstance(layer, tf_keras.layers.Dense | Conv) and layer.weights
+    }
+    dense_weights = sum(
+        size
+        for layer in model.layers
+        if isinstance(layer, tf_keras.layers.Dense)
+        for size in [kernels[layer.name]]
+    )
+    context: dict[str, Any] = {
+        "granularity": report["granularity"],
+        "prune_for": report["prune_for"],
+        "block_size": report["block_size"],
+        "has_conv": any(isinstance(layer, Conv) for layer in model.layers),
+        "dense_weight_fraction": round(dense_weights / max(1, sum(kernels.values())), 4),
+        "percent_remaining": report["ticket"]["percent_remaining"],
+        "xnnpack_shaped": False,
+    }
+    try:
+        shaped, _ = symmetric_padding(model)
+        subgraph = check_sparse_subgraph(shaped)
+    except LthError:
+        return context
+    context["xnnpack_shaped"] = True
+    context["one_by_one_zeros"] = round(one_by_one_zero_fraction(model, subgraph), 4)
+    return context
+
+
 def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
-    """A few lines for a terminal: each file's size, accuracy and latency, next to the dense."""
+    """Lines for a terminal: what was written, each file's size and LiteRT accuracy, what ran
+    on ARM (``--arm``), then the verdict (:func:`lth_tf.export.verdict.verdict_lines`)."""
     ticket, dense = report["ticket"], report["dense"]
     lines = [
         f"Exported round {report['round']} ({ticket['percent_remaining']:.2f}% of weights "
@@ -201,19 +338,17 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
         f"  Keras test accuracy {100 * ticket['keras_test_accuracy']:.2f}% "
         f"(dense {100 * dense['keras_test_accuracy']:.2f}%)",
     ]
-    for file in (FLOAT_FILE, INT8_FILE):
-        mine, theirs = ticket["files"][file], dense["files"][file]
+    for _, file, figures in _exported_files(report):
+        storage = figures.get("weight_storage", "")
+        storage = f" | stored {storage.split(':', 1)[0]}" if storage else ""
         lines.append(
-            f"  {file:<19} {mine['bytes'] / 1000:8.1f} KB ({mine['gzip_bytes'] / 1000:.1f} KB "
-            f"gzipped) | LiteRT accuracy {100 * mine['litert_test_accuracy']:.2f}% | "
-            f"{mine['median_latency_us']:.1f} us/example | dense: {theirs['bytes'] / 1000:.1f} "
-            f"KB, {100 * theirs['litert_test_accuracy']:.2f}%, "
-            f"{theirs['median_latency_us']:.1f} us"
+            f"  {file:<26} {figures['bytes'] / 1000:9.1f} KB ({figures['gzip_bytes'] / 1000:.1f} "
+            f"KB gzipped) | LiteRT test accuracy {100 * figures['litert_test_accuracy']:.2f}%"
+            f"{storage}"
         )
-    lines.append(f"  {INT8_FILE} weights stored {ticket['files'][INT8_FILE]['weight_storage']}")
     saved = ticket["files"][SAVED_MODEL]
     lines.append(
-        f"  {SAVED_MODEL + '/':<19} {saved['bytes'] / 1000:8.1f} KB "
+        f"  {SAVED_MODEL + '/':<26} {saved['bytes'] / 1000:9.1f} KB "
         f"({saved['gzip_bytes'] / 1000:.1f} KB gzipped)"
     )
     shrunk = report.get("shrunk")
@@ -224,28 +359,12 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
             f"multiply-adds per example (dense {dense['multiply_adds']:,}); logits equal the "
             f"masked ticket's within {shrunk['logits_max_difference']:.2g}"
         )
-        for file, theirs_file in ((SHRUNK_FLOAT_FILE, FLOAT_FILE), (SHRUNK_INT8_FILE, INT8_FILE)):
-            mine, theirs = shrunk["files"][file], dense["files"][theirs_file]
-            lines.append(
-                f"  {file:<26} {mine['bytes'] / 1000:8.1f} KB | LiteRT accuracy "
-                f"{100 * mine['litert_test_accuracy']:.2f}% | {mine['median_latency_us']:.1f} "
-                f"us/example, {theirs['median_latency_us'] / mine['median_latency_us']:.2f}x "
-                f"as fast as the dense {theirs_file}"
-            )
-    checked = [
-        (file, allowed, ticket["files"][file]) for file, allowed in ACCURACY_WARNING_POINTS.items()
-    ]
-    if shrunk is not None:
-        checked += [
-            (SHRUNK_FILES[file], allowed, shrunk["files"][SHRUNK_FILES[file]])
-            for file, allowed in ACCURACY_WARNING_POINTS.items()
-        ]
-    for file, allowed, figures in checked:
-        drop = 100 * (ticket["keras_test_accuracy"] - figures["litert_test_accuracy"])
-        if drop > allowed:
-            lines.append(
-                f"  warning: {file} is {drop:.2f} points less accurate in LiteRT than in Keras"
-            )
+    arm = report.get("arm")
+    if arm is not None:
+        from lth_tf.export.arm_check import arm_lines
+
+        lines.extend(arm_lines(arm))
+    lines.extend(verdict.verdict_lines(report["verdict"]))
     return lines
 
 
@@ -256,9 +375,9 @@ def _write_shrunk(
     representative: np.ndarray,
     uint8_input: bool,
     data: ImageDataset,
-) -> tuple[tf_keras.Model, dict[str, bytes], dict[str, Any]]:
+) -> tuple[tf_keras.Model, dict[str, bytes], dict[str, Any], np.ndarray]:
     """The channel ticket shrunk, checked against the masked one on the whole test set, as a
-    SavedModel and two .tflite files stored dense; and its export.json figures."""
+    SavedModel and two .tflite files stored dense; its export.json figures and its logits."""
     small = shrunk_ticket_model(ticket, stripped)
     images = data.test_images.astype(np.float32)
     masked = stripped.predict(images, batch_size=1000, verbose=0)
@@ -296,7 +415,7 @@ def _write_shrunk(
     }
     for name, content in files.items():
         figures["files"][name] = _file_figures(content, data)
-    return small, files, figures
+    return small, files, figures, logits
 
 
 def _shrunk_comparison(shrunk: dict[str, Any], dense: dict[str, Any]) -> dict[str, float]:
@@ -329,16 +448,18 @@ def _write_model(
     check_images: np.ndarray,
     options: ExportOptions,
 ) -> tuple[tf_keras.Model, dict[str, bytes], dict[str, Any]]:
-    """The stripped model, its files, and how the int8 file stores its weights (and why)."""
+    """The stripped model, its files, and how the int8 and float16 files store their weights
+    (and why)."""
     model = stripped_model(ticket)
     save_saved_model(model, directory / SAVED_MODEL)
     int8, int8_storage = _checked_int8(
         directory / SAVED_MODEL, representative, uint8_input, check_images, ticket.round, options
     )
-    files = {FLOAT_FILE: float_tflite(directory / SAVED_MODEL), INT8_FILE: int8}
+    fp16, fp16_storage = fp16_tflite(directory / SAVED_MODEL)
+    files = {FLOAT_FILE: float_tflite(directory / SAVED_MODEL), FP16_FILE: fp16, INT8_FILE: int8}
     for name, content in files.items():
         io.write_bytes_atomic(directory / name, content)
-    return model, files, int8_storage
+    return model, files, {INT8_FILE: int8_storage, FP16_FILE: {"weight_storage": fp16_storage}}
 
 
 # The int8 file's sparse weight encoding may disagree with the same quantization stored dense on
@@ -407,13 +528,15 @@ def _checked_int8(
     if options.int8_storage == "smallest":
         return chosen(sparse, "sparse: smaller (int8_storage=smallest keeps it however fast)")
     # Side by side, each under the interpreter options it needs: a device gets the same.
-    latencies = litert.median_latencies(
+    timings = litert.time_side_by_side(
         {"sparse": sparse, "dense": dense},
         images[: options.latency_examples],
         invocations=options.latency_invocations,
         warmup=options.latency_warmup,
         num_threads=options.latency_threads,
+        rounds=LATENCY_ROUNDS,
     )
+    latencies = {name: timing.median_us for name, timing in timings.items()}
     for name, microseconds in latencies.items():
         candidates[name]["median_latency_us"] = round(microseconds, 3)
     if latencies["sparse"] <= latencies["dense"]:
@@ -428,13 +551,14 @@ def _checked_int8(
 
 def _figures(
     ticket: Ticket,
+    logits: np.ndarray,
     model: tf_keras.Model,
     directory: Path,
     files: dict[str, bytes],
     data: ImageDataset,
 ) -> dict[str, Any]:
-    """Export.json's numbers for one exported model (the ticket or the dense round 0)."""
-    logits = model.predict(data.test_images.astype(np.float32), batch_size=1000, verbose=0)
+    """Export.json's numbers for one exported model (the ticket or the dense round 0);
+    ``logits``: the Keras model's on the whole test set."""
     weights = [variable.numpy() for variable in model.variables]
     report: dict[str, Any] = {
         "round": ticket.round,

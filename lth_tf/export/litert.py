@@ -6,12 +6,13 @@ except an integer file with sparse weights: XNNPACK fails to prepare quantized s
 FullyConnected ops, so it runs on the builtin kernels alone (:func:`op_resolver_for`).
 
 >>> logits = predict(content, test_images)  # doctest: +SKIP
->>> median_latencies({"ticket": content, "dense": dense}, test_images[:100])  # doctest: +SKIP
-{'ticket': 8.8, 'dense': 24.8}
+>>> time_side_by_side({"ticket": content, "dense": dense}, test_images[:100])  # doctest: +SKIP
+{'ticket': Timing(median_us=8.8, ...), 'dense': Timing(median_us=24.8, ...)}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -78,15 +79,24 @@ def accuracy(content: bytes, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predict(content, images).argmax(axis=-1) == labels))
 
 
-def median_latencies(
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """One file's latency, timed side by side with others: the median microseconds per
+    ``invoke()`` over all rounds, and each round's median (their spread is the timing's own)."""
+
+    median_us: float
+    round_medians_us: tuple[float, ...]
+
+
+def time_side_by_side(
     contents: dict[str, bytes],
     examples: np.ndarray,
     invocations: int = 2000,
     warmup: int = 200,
     num_threads: int = 1,
     rounds: int = 10,
-) -> dict[str, float]:
-    """Median microseconds per ``invoke()`` at batch 1 for each file, measured side by side.
+) -> dict[str, Timing]:
+    """Microseconds per ``invoke()`` at batch 1 for each file, measured side by side.
 
     The files take turns in ``rounds`` slices, so that a slower or busier stretch of the
     machine falls on all of them alike; inputs cycle through ``examples`` and only the
@@ -103,16 +113,24 @@ def median_latencies(
             interpreter.set_tensor(source["index"], inputs[i % len(inputs)])
             interpreter.invoke()
         runners[name] = (interpreter, source["index"], inputs)
-    times: dict[str, list[float]] = {name: [] for name in contents}
+    times: dict[str, list[list[float]]] = {name: [] for name in contents}
     per_slice = math.ceil(invocations / rounds)
     for _ in range(rounds):
         for name, (interpreter, index, inputs) in runners.items():
+            slice_times = []
             for i in range(per_slice):
                 interpreter.set_tensor(index, inputs[i % len(inputs)])
                 began = time.perf_counter()
                 interpreter.invoke()
-                times[name].append(time.perf_counter() - began)
-    return {name: 1e6 * float(np.median(values)) for name, values in times.items()}
+                slice_times.append(time.perf_counter() - began)
+            times[name].append(slice_times)
+    return {
+        name: Timing(
+            median_us=1e6 * float(np.median(np.concatenate(slices))),
+            round_medians_us=tuple(1e6 * float(np.median(s)) for s in slices),
+        )
+        for name, slices in times.items()
+    }
 
 
 def sparse_tensors(content: bytes) -> dict[str, int]:

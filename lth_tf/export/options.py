@@ -37,8 +37,21 @@ class ExportOptions:
     # Test examples the int8 file's sparse encoding is checked on (against dense storage).
     storage_check_examples: int = 1000
     int8_storage: str = "auto"
+    # Run every file on an emulated ARM LiteRT too (lth_tf.export.arm_check): which kernels
+    # ran, accuracy and outputs there, emulated speed against the dense export.
+    arm: bool = False
+    # Test examples run on the emulated ARM: emulation is 10-100x slower than the host, so a
+    # stated subset (the first ones) rather than the whole test set.
+    arm_examples: int = 200
+    # Emulated timing: interleaved rounds, each file invoked this often per round.
+    arm_timing_rounds: int = 5
+    arm_timing_invocations: int = 3
 
     def __post_init__(self):
+        for name in ("arm_examples", "arm_timing_rounds", "arm_timing_invocations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LthError(f"{name}={value!r}: give a whole number of at least 1")
         if self.int8_storage not in INT8_STORAGE:
             choices = "; ".join(f"{name} ({what})" for name, what in INT8_STORAGE.items())
             raise LthError(f"int8_storage={self.int8_storage!r}: choose one of {choices}")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from lth_tf.config import (
     RECIPES,
+    XNNPACK_CONV_RATE,
     AutoEval,
     DatasetHparams,
     ExperimentHparams,
@@ -404,13 +405,21 @@ def experiment_hparams(
             )
         recipe_value = getattr(getattr(base, flag.group), flag.field)
         grouped.setdefault(flag.group, {})[flag.field] = _hparam_value(flag, value, recipe_value)
-    return dataclasses.replace(
+    hparams = dataclasses.replace(
         base,
         **{
             group: dataclasses.replace(getattr(base, group), **fields)
             for group, fields in grouped.items()
         },
     )
+    pruning = hparams.pruning
+    if pruning.prune_for == "xnnpack" and "rates" not in grouped.get("pruning", {}):
+        # The recipe's conv rate, raised so the 1x1 convolutions pass XNNPack's 2/3 zeros in
+        # the rounds a run has (the user's --prune_rates, when given, stay as they are).
+        conv = max(pruning.rates.conv, XNNPACK_CONV_RATE)
+        rates = dataclasses.replace(pruning.rates, conv=conv)
+        hparams = dataclasses.replace(hparams, pruning=dataclasses.replace(pruning, rates=rates))
+    return hparams
 
 
 def _hparam_value(flag: HparamFlag, value: Any, recipe_value: Any) -> Any:

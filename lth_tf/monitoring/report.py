@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lth_tf import io
+from lth_tf.config import XNNPACK_SPARSE_FRACTION
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir, RoundResult, read_saved
 from lth_tf.monitoring.figures import FORMATS, X_AXES, Curve, sparsity_figure
@@ -360,3 +361,32 @@ def write_report(
     rows = [row for rows in table for row in rows]
     io.write_csv(csv, rows, group_columns(aggregated))
     return figure, csv
+
+
+def xnnpack_marks(experiment_dirs: Sequence[str | Path]) -> list[str]:
+    """For each ``--prune_for=xnnpack`` experiment, the first round past XNNPack's 2/3 zeros in
+    its 1x1 convolutions (from that round on its tickets run sparse on ARM), or how far it got.
+
+    >>> xnnpack_marks(["runs/mobilenet-xnnpack"])  # doctest: +SKIP
+    ['runs/mobilenet-xnnpack: XNNPack runs its tickets sparse on ARM from round 5 (67.2% ...']
+    """
+    marks = []
+    for directory in expand_experiments(experiment_dirs):
+        rows = [row for row in load_results(directory).rows if row.xnnpack_1x1_zeros is not None]
+        if not rows:
+            continue
+        past = [row for row in rows if row.xnnpack_1x1_zeros > XNNPACK_SPARSE_FRACTION]
+        if past:
+            first = min(past, key=lambda row: row.round)
+            marks.append(
+                f"{directory}: XNNPack runs its tickets sparse on ARM from round {first.round} "
+                f"({100 * first.xnnpack_1x1_zeros:.1f}% of the 1x1 weights zero, past 2/3)"
+            )
+        else:
+            last = max(rows, key=lambda row: row.round)
+            zeros = 100 * last.xnnpack_1x1_zeros
+            marks.append(
+                f"{directory}: no round past XNNPack's 2/3 zeros yet ({zeros:.1f}% of the 1x1 "
+                f"weights zero at round {last.round}): run more rounds"
+            )
+    return marks

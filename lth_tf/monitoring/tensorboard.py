@@ -12,7 +12,9 @@ run            step         what
                             ``round/early_stop_test_accuracy``, ``round/val_loss_min``
                             (channel tickets also ``round/channels_conv``,
                             ``round/channels_fc``, ``round/shrunk_parameters``,
-                            ``round/shrunk_multiply_adds``: counts); the
+                            ``round/shrunk_multiply_adds``: counts;
+                            ``--prune_for=xnnpack`` also ``round/xnnpack_1x1_zeros``, a
+                            fraction); the
                             image ``accuracy_vs_sparsity``; the HParams session (hyperparameters;
                             the scalars above are its metrics)
 ``layers``     round        ``sparsity/<weight>`` (fraction pruned) and the histogram
@@ -85,6 +87,8 @@ SUMMARY_FIELDS = (
 )
 # Channel tickets' columns (counts), logged where a round has them.
 CHANNEL_FIELDS = ("channels_conv", "channels_fc", "shrunk_parameters", "shrunk_multiply_adds")
+# --prune_for=xnnpack's column (a fraction), logged where a round has it.
+XNNPACK_FIELDS = ("xnnpack_1x1_zeros",)
 SUMMARY_PREFIX = "round/"
 SUMMARY_TAGS = tuple(SUMMARY_PREFIX + field for field in SUMMARY_FIELDS)
 # 11 x 4.3 inches at 150 dpi: 1650 x 645 pixels, readable in the Images dashboard.
@@ -289,7 +293,7 @@ class TensorBoardMonitor(ImpObserver):
                 {SUMMARY_PREFIX + field: float(getattr(row, field)) for field in SUMMARY_FIELDS}
                 | {
                     SUMMARY_PREFIX + field: float(getattr(row, field))
-                    for field in CHANNEL_FIELDS
+                    for field in CHANNEL_FIELDS + XNNPACK_FIELDS
                     if getattr(row, field) is not None
                 },
             )

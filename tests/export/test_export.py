@@ -53,6 +53,7 @@ def test_export_writes_every_file_and_explains_the_choice(exported):
     assert {p.name for p in directory.iterdir()} == {
         "saved_model",
         "ticket.tflite",
+        "ticket_fp16.tflite",
         "ticket_int8.tflite",
         "export.json",
     }

@@ -1,0 +1,133 @@
+"""The export's ARM check (``pipelines.export --arm``): every exported file run on an emulated
+ARM LiteRT (:mod:`lth_tf.export.arm`), as a phone or a Raspberry Pi would run it.
+
+Per file, ``export.json``'s ``arm`` records whether XNNPack's sparse inference ran (from the
+micro-kernels that ran), the accuracy on a stated subset of the test set next to the Keras
+model's on the same subset, how far the outputs are from the same file's on this machine, and
+the emulated speed (interleaved rounds). A file is *not shippable* on ARM when its accuracy
+there differs from the Keras model's by more than the file's allowance
+(:data:`lth_tf.export.verdict.ALLOWED_ACCURACY_DROP`) or a float file's outputs differ from its
+outputs on this machine beyond float rounding: XNNPack's sparse path was seen computing wrong
+answers on ARM only, for one padding layout.
+
+>>> arm = check_on_arm(arm_runtime(), contents, report, logits, data, options)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lth_tf.data.sources import ImageDataset
+from lth_tf.export import litert
+from lth_tf.export.arm import ArmRuntime, kernels_that_ran, run_on_arm, sparse_inference_ran
+from lth_tf.export.options import ExportOptions
+from lth_tf.export.verdict import ALLOWED_ACCURACY_DROP
+
+# A float file's outputs on ARM may differ from its outputs on this machine by float rounding
+# (sums in another order, in sparse kernels too): up to this fraction of the outputs' scale.
+FLOAT_OUTPUT_TOLERANCE = 1e-3
+
+
+def check_on_arm(
+    runtime: ArmRuntime,
+    contents: dict[str, bytes],
+    report: dict[str, Any],
+    logits: dict[str, np.ndarray],
+    data: ImageDataset,
+    options: ExportOptions,
+) -> dict[str, Any]:
+    """Runs ``contents`` (``ticket/<file>``, ``dense/<file>``, ``shrunk/<file>``) on the
+    emulated ARM; ``logits``: each model's Keras logits on the whole test set."""
+    count = min(options.arm_examples, len(data.test_labels))
+    images, labels = data.test_images[:count], data.test_labels[:count]
+    first = data.test_images[:1]
+    inputs, host_outputs, kernels = {}, {}, {}
+    for name, content in contents.items():
+        interpreter = litert.open_interpreter(content, num_threads=1)
+        details = interpreter.get_input_details()[0]
+        inputs[name] = litert.to_input(images, details)
+        host_outputs[name] = litert.predict(content, images)
+        # Under the resolver this machine runs it with (an int8 file stored sparse: builtin).
+        resolver = litert.op_resolver_for(content).name
+        example = litert.to_input(first, details)
+        kernels[name] = kernels_that_ran(runtime, content, example, resolver)
+    ran = run_on_arm(
+        runtime,
+        contents,
+        inputs,
+        timing_rounds=options.arm_timing_rounds,
+        timing_invocations=options.arm_timing_invocations,
+    )
+    files = {}
+    for name, content in contents.items():
+        which, file = name.split("/", 1)
+        outputs = ran[name]["outputs"]
+        keras_accuracy = float(np.mean(logits[which][:count].argmax(axis=-1) == labels))
+        accuracy = float(np.mean(outputs.argmax(axis=-1) == labels))
+        difference = float(np.max(np.abs(outputs - host_outputs[name])))
+        scale = max(1.0, float(np.max(np.abs(host_outputs[name]))))
+        why = _not_shippable(file, accuracy, keras_accuracy, difference, scale, content)
+        files[name] = {
+            "sparse_inference": sparse_inference_ran(kernels[name]),
+            "kernels": kernels[name],
+            "accuracy": accuracy,
+            "keras_accuracy": keras_accuracy,
+            "max_output_difference_vs_host": difference,
+            "median_us": round(ran[name]["median_us"], 1),
+            "round_medians_us": [round(t, 1) for t in ran[name]["round_medians_us"]],
+            "shippable": why is None,
+            "not_shippable_because": why,
+        }
+    return {
+        "machine": f"arm64, emulated: qemu-aarch64 ({runtime.cpu}), ai-edge-litert, one thread",
+        "timing": (
+            f"emulated: {options.arm_timing_rounds} interleaved rounds of "
+            f"{options.arm_timing_invocations} invokes per file, batch 1; emulated times are "
+            "not device times, only ratios that repeat across rounds mean something"
+        ),
+        "examples": count,
+        "examples_note": f"the first {count} test examples",
+        "files": files,
+    }
+
+
+def _not_shippable(
+    file: str,
+    accuracy: float,
+    keras_accuracy: float,
+    difference: float,
+    scale: float,
+    content: bytes,
+) -> str | None:
+    drop = 100 * abs(keras_accuracy - accuracy)
+    allowed = ALLOWED_ACCURACY_DROP[file]
+    if drop > allowed:
+        return (
+            f"on ARM its accuracy is {drop:.2f} points from the Keras model's on the same "
+            f"examples (at most {allowed} allowed)"
+        )
+    if not litert.is_integer_model(content) and difference > FLOAT_OUTPUT_TOLERANCE * scale:
+        return (
+            f"on ARM its outputs differ from its outputs on this machine by up to "
+            f"{difference:.3g} (outputs up to {scale:.3g}): wrong answers on ARM"
+        )
+    return None
+
+
+def arm_lines(arm: dict[str, Any]) -> list[str]:
+    """What ran on ARM, for a terminal (the speed is in the verdict)."""
+    lines = [f"  On ARM ({arm['machine']}; {arm['examples_note']}):"]
+    for name, figures in arm["files"].items():
+        if name.startswith("dense/"):
+            continue
+        sparse = "sparse kernels ran" if figures["sparse_inference"] else "dense kernels"
+        why = figures["not_shippable_because"]
+        ship = "" if figures["shippable"] else f"; NOT SHIPPABLE: {why}"
+        lines.append(
+            f"    {name.split('/', 1)[1]:<26} {sparse}; accuracy {100 * figures['accuracy']:.2f}% "
+            f"(Keras {100 * figures['keras_accuracy']:.2f}%), outputs within "
+            f"{figures['max_output_difference_vs_host']:.2g} of this machine's{ship}"
+        )
+    return lines

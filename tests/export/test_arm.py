@@ -1,0 +1,144 @@
+"""The emulated ARM LiteRT: XNNPack's sparse inference runs on a sparse MobileNet-shaped file
+(and not on its dense twin), ARM outputs equal Keras's, and what is missing is one line.
+
+The runtime is set up once in the default cache (``$LTH_TF_ARM_CACHE``), ~15-30 s the first
+time: it needs root, apt and PyPI, as the CI machine has.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+import lth_tf  # noqa: F401  (environment for TensorFlow, before anything imports it)
+from lth_tf.errors import LthError
+from lth_tf.export import arm
+from lth_tf.export.tflite import float_tflite
+
+BUILTIN = "BUILTIN_WITHOUT_DEFAULT_DELEGATES"
+# XNNPack runs a 1x1 convolution sparse only when more than 2/3 of its weights are zero.
+ZERO_FRACTION = 0.9
+
+
+def mobilenet_shaped(zero_fraction: float) -> tf_keras.Model:
+    """A tiny net of the shape XNNPack's sparse path needs: a 3x3 stride-2 stem padded 1 on
+    every side (``same`` on an even input pads 0 before, 1 after, and the path never starts), a
+    depthwise 3x3, 1x1 convolutions (``zero_fraction`` of their weights exactly 0), global
+    average pooling, a Dense head."""
+    tf_keras.utils.set_random_seed(0)
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((16, 16, 3))
+    x = layers.ZeroPadding2D(1)(inputs)
+    x = layers.Conv2D(8, 3, strides=2, padding="valid", activation="relu")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(32, 1, activation="relu")(x)
+    x = layers.Conv2D(32, 1, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = tf_keras.Model(inputs, layers.Dense(10)(x))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if type(layer) is layers.Conv2D and layer.kernel_size == (1, 1):
+            kernel, bias = layer.get_weights()
+            kernel[rng.random(kernel.shape) < zero_fraction] = 0
+            layer.set_weights([kernel, bias])
+    return model
+
+
+@pytest.fixture(scope="module")
+def runtime() -> arm.ArmRuntime:
+    return arm.arm_runtime()
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory) -> dict[str, tuple[tf_keras.Model, bytes]]:
+    """``sparse`` and ``dense`` nets with their float .tflite files (weights stored sparse)."""
+    built = {}
+    for name, zero_fraction in [("sparse", ZERO_FRACTION), ("dense", 0.0)]:
+        model = mobilenet_shaped(zero_fraction)
+        saved = tmp_path_factory.mktemp(name) / "saved_model"
+        model.save(str(saved), save_format="tf")
+        built[name] = (model, float_tflite(saved))
+    return built
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(1).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
+
+
+def test_sparse_inference_runs_on_the_sparse_file_only(runtime, twins, images):
+    ran = {name: arm.kernels_that_ran(runtime, twins[name][1], images[:1]) for name in twins}
+    assert arm.sparse_inference_ran(ran["sparse"]), ran["sparse"]
+    assert any("dwconv2d_chw" in kernel for kernel in ran["sparse"]), ran["sparse"]
+    assert not arm.sparse_inference_ran(ran["dense"]), ran["dense"]
+    assert ran["dense"], "no micro-kernel found at all: the symbol mapping is broken"
+
+
+def test_outputs_on_arm_are_the_keras_outputs(runtime, twins, images):
+    model, content = twins["sparse"]
+    files = {"xnnpack": content, "builtin": content, "dense": twins["dense"][1]}
+    inputs = dict.fromkeys(files, images)
+    # One emulator run: the sparse file under XNNPACK and under the builtin kernels alone.
+    timing = {"timing_rounds": 2, "timing_invocations": 2, "timing_warmup": 1}
+    result = arm.run_on_arm(runtime, files, inputs, resolvers={"builtin": BUILTIN}, **timing)
+    expected = {"xnnpack": model(images).numpy(), "dense": twins["dense"][0](images).numpy()}
+    expected["builtin"] = expected["xnnpack"]
+    for name, outputs in expected.items():
+        got = result[name]["outputs"]
+        assert got.dtype == np.float32 and got.shape == (3, 10), name
+        np.testing.assert_allclose(got, outputs, rtol=1e-4, atol=1e-5, err_msg=name)
+        medians = result[name]["round_medians_us"]
+        assert len(medians) == 2 and min(medians) > 0 and result[name]["median_us"] > 0, name
+
+
+def test_wrong_input_dtype_says_how_to_prepare_it(runtime, twins, images):
+    with pytest.raises(LthError, match="to_input"):
+        arm.run_on_arm(runtime, {"m": twins["sparse"][1]}, {"m": images.astype(np.uint8)})
+
+
+def test_a_failing_guest_is_one_line_naming_the_file(runtime, twins, images):
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def batch_of_one(x):
+        return tf.reshape(x, [2, 2])  # any other batch cannot be reshaped so
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [batch_of_one.get_concrete_function()], batch_of_one
+    )
+    files = {"fine": twins["sparse"][1], "batch_of_one": converter.convert()}
+    inputs = {"fine": images, "batch_of_one": np.ones((3, 4), np.float32)}
+    with pytest.raises(LthError, match="while running 'batch_of_one'") as raised:
+        arm.run_on_arm(runtime, files, inputs, timing_rounds=0)
+    assert "\n" not in str(raised.value)
+
+    broken = dataclasses.replace(runtime, cpu="no-such-cpu")  # qemu refuses to start
+    with pytest.raises(LthError, match="no-such-cpu") as raised:
+        arm.run_on_arm(broken, {"fine": files["fine"]}, {"fine": images}, timing_rounds=0)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_file_where_the_cache_should_be_is_one_line(tmp_path):
+    (tmp_path / "cache").write_text("not a directory")
+    for cache in (tmp_path / "cache", tmp_path / "cache" / "arm"):
+        with pytest.raises(LthError, match="not a directory") as raised:
+            arm.arm_runtime(cache)
+        message = str(raised.value)
+        assert "\n" not in message and arm.ARM_CACHE_ENV in message and "move it" in message
+
+
+def test_missing_qemu_without_root_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither qemu nor apt-get on it
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(LthError, match="apt-get install qemu-user-static") as raised:
+        arm.arm_runtime(tmp_path / "cache")
+    assert "\n" not in str(raised.value)
+
+
+def test_the_cache_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(arm.ARM_CACHE_ENV, str(tmp_path / "arm"))
+    assert arm.default_cache_dir() == tmp_path / "arm"
+    monkeypatch.delenv(arm.ARM_CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert arm.default_cache_dir() == tmp_path / "xdg" / "lth_tf" / "arm64-litert"
