@@ -208,7 +208,15 @@ def export_ticket(
         if options.arm:
             from lth_tf.export.arm_check import check_on_arm
 
-            report["arm"] = check_on_arm(runtime, contents, report, logits, data, options)
+            count = min(options.arm_examples, len(data.test_labels))
+            report["arm"] = check_on_arm(
+                runtime,
+                contents,
+                {which: values[:count] for which, values in logits.items()},
+                data.test_images[:count],
+                data.test_labels[:count],
+                options,
+            )
         report["verdict"] = _verdict(report, ticket_model)
         io.write_json(ticket_dir / REPORT_FILE, report)
         _move_into_place(ticket_dir, destination, staging / "previous")

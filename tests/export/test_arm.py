@@ -142,3 +142,59 @@ def test_the_cache_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(arm.ARM_CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert arm.default_cache_dir() == tmp_path / "xdg" / "lth_tf" / "arm64-litert"
+
+
+# --- the export's ARM check -------------------------------------------------------------------
+
+
+def sparse_file(build, tmp_path, zero_fraction: float = 0.85) -> tuple[tf_keras.Model, bytes]:
+    """``build((20, 20, 3), 5)`` with ``zero_fraction`` of its 1x1 weights zero and batch norm
+    statistics that are not the identity, and its float .tflite (weights stored sparse)."""
+    tf_keras.utils.set_random_seed(0)
+    model = build((20, 20, 3), 5)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if type(layer) is tf_keras.layers.Conv2D and layer.kernel_size == (1, 1):
+            weights[0] = weights[0] * (rng.random(weights[0].shape) >= zero_fraction)
+        elif isinstance(layer, tf_keras.layers.BatchNormalization):
+            weights[2] = rng.uniform(-0.5, 0.5, weights[2].shape)  # moving mean
+            weights[3] = rng.uniform(0.5, 1.5, weights[3].shape)  # moving variance
+        layer.set_weights(weights)
+    model.save(str(tmp_path / "saved_model"), save_format="tf")
+    return model, float_tflite(tmp_path / "saved_model")
+
+
+def test_the_arm_check_marks_the_graph_xnnpack_gets_wrong_on_arm_not_shippable(
+    runtime, tmp_path
+):
+    """An explicitly padded stem with ``same`` stride-2 depthwise convolutions, stored sparse:
+    XNNPack runs part of it sparse on ARM and computes other outputs than on x86 (and Keras).
+    The rebuilt form ``--prune_for=xnnpack`` trains (symmetric padding everywhere) is exact."""
+    from lth_tf.export.arm_check import check_on_arm
+    from lth_tf.export.options import ExportOptions
+    from lth_tf.pruning.xnnpack import symmetric_padding
+    from tests.user_model import xnnpack_mixed_padding
+
+    images = np.random.default_rng(2).uniform(0, 255, (6, 20, 20, 3)).astype(np.float32)
+    labels = np.arange(6) % 5
+    wrong, wrong_file = sparse_file(xnnpack_mixed_padding, tmp_path / "wrong")
+    fixed, changes = symmetric_padding(wrong)
+    assert changes  # the stride-2 depthwise: 'same' on 10x10
+    fixed.save(str(tmp_path / "fixed"), save_format="tf")
+    fixed_file = float_tflite(tmp_path / "fixed")
+    options = ExportOptions(arm_timing_rounds=1, arm_timing_invocations=1)
+    checked = check_on_arm(
+        runtime,
+        {"wrong/ticket.tflite": wrong_file, "fixed/ticket.tflite": fixed_file},
+        {"wrong": wrong.predict(images, verbose=0), "fixed": fixed.predict(images, verbose=0)},
+        images,
+        labels,
+        options,
+    )["files"]
+    bad, good = checked["wrong/ticket.tflite"], checked["fixed/ticket.tflite"]
+    assert bad["sparse_inference"] and good["sparse_inference"]
+    assert not bad["shippable"]
+    assert "outputs differ from its outputs on this machine" in bad["not_shippable_because"]
+    assert good["shippable"] and good["not_shippable_because"] is None
+    assert good["accuracy"] == good["keras_accuracy"]

@@ -331,3 +331,59 @@ def test_a_model_litert_cannot_convert_is_one_line_naming_the_op(tmp_path):
         float_tflite(tmp_path / "saved_model")
     with pytest.raises(LthError, match=reason):
         int8_tflite(tmp_path / "saved_model", np.zeros((2, 4, 4, 1), np.float32))
+
+
+# --- the verdict: which file to ship -------------------------------------------------------
+
+
+def test_export_ends_with_the_verdict_whose_ratios_are_export_jsons(exported):
+    from lth_tf.export.verdict import speed_word
+
+    directory, stdout = exported
+    report = json.loads((directory / "export.json").read_text())
+    ((machine, entry),) = report["verdict"]["targets"].items()
+    assert machine == report["latency"]["machine"]
+    assert "Which file to ship" in stdout and f"on {machine}:" in stdout
+    files = {f["file"]: f for f in entry["files"]}
+    assert set(files) == {"ticket.tflite", "ticket_fp16.tflite", "ticket_int8.tflite"}
+    for name, verdict in files.items():
+        mine, dense = report["ticket"]["files"][name], report["dense"]["files"][name]
+        speedup = dense["median_latency_us"] / mine["median_latency_us"]
+        assert verdict["speedup_vs_dense"] == pytest.approx(speedup, rel=1e-3)
+        assert verdict["size_vs_dense"] == pytest.approx(mine["bytes"] / dense["bytes"], rel=1e-3)
+        assert len(verdict["round_speedups"]) == len(mine["round_latencies_us"])
+        assert verdict["speed"] == speed_word(verdict["round_speedups"])
+        assert f"{name:<26} {mine['bytes'] / 1000:8.1f} KB" in stdout
+        assert f"{verdict['speedup_vs_dense']:.2f}x as fast" in stdout
+    shippable = [f for f in files.values() if f["shippable"]]
+    assert entry["smallest_shippable"] == min(shippable, key=lambda f: f["bytes"])["file"]
+    if not entry["any_faster_than_dense"]:
+        assert report["verdict"]["advice"] and "no file is faster than the dense" in stdout
+
+
+def test_the_fp16_ticket_is_half_the_float_bytes_and_as_accurate(exported):
+    directory, _ = exported
+    report = json.loads((directory / "export.json").read_text())
+    files = report["ticket"]["files"]
+    half, full = files["ticket_fp16.tflite"], files["ticket.tflite"]
+    assert half["bytes"] == (directory / "ticket_fp16.tflite").stat().st_size
+    assert half["bytes"] < 0.7 * full["bytes"]
+    assert half["weight_storage"].split(":")[0] in ("sparse", "dense")
+    assert abs(half["litert_test_accuracy"] - full["litert_test_accuracy"]) <= 0.001
+    assert half["input"]["dtype"] == "float32"
+
+
+@pytest.mark.parametrize(
+    "rounds, word",
+    [
+        ([1.0] * 10, "same speed"),  # identical files
+        ([1.02, 1.03, 1.01], "same speed"),  # always ahead, by less than the band
+        ([0.9, 1.4, 1.3], "same speed"),  # one round disagrees
+        ([1.2, 1.3, 1.1], "faster"),
+        ([0.5, 0.6, 0.55], "slower"),
+    ],
+)
+def test_a_difference_inside_the_timings_spread_is_same_speed(rounds, word):
+    from lth_tf.export.verdict import speed_word
+
+    assert speed_word(rounds) == word
