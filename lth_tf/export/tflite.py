@@ -31,26 +31,20 @@ def float_tflite(saved_model: str | Path) -> bytes:
     return _converted(converter, "the float32 .tflite")
 
 
-def fp16_tflite(saved_model: str | Path) -> tuple[bytes, str]:
+def fp16_tflite(saved_model: str | Path, sparse: bool = True) -> bytes:
     """A .tflite with float16 weights (computed in float32, input float32 raw pixels), its
-    weights stored sparse where that makes the file smaller; and which storage it took, why.
+    weights stored sparse (``sparse=False``: the same weights stored dense).
 
     float16 halves every weight's bytes; sparse storage adds an index per surviving weight,
-    so at low sparsity the dense encoding is the smaller one.
+    so at low sparsity the dense encoding is the smaller one (the export keeps the smaller
+    one that computes what the dense one does: :mod:`lth_tf.export.deploy`).
     """
-
-    def converted(sparse: bool) -> bytes:
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if sparse:
-            converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-        converter.target_spec.supported_types = [tf.float16]
-        return _converted(converter, "the float16 .tflite")
-
-    dense, sparse = converted(sparse=False), converted(sparse=True)
-    if len(sparse) < len(dense):
-        return sparse, f"sparse: {len(sparse):,} bytes, {len(dense):,} stored dense"
-    return dense, f"dense: {len(dense):,} bytes, {len(sparse):,} stored sparse"
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if sparse:
+        converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    converter.target_spec.supported_types = [tf.float16]
+    return _converted(converter, "the float16 .tflite")
 
 
 def int8_tflite(
