@@ -255,7 +255,10 @@ def _verdict(report: dict[str, Any], model: tf_keras.Model) -> dict[str, Any]:
         on_arm = []
         for which, file, figures in _exported_files(report):
             mine = arm["files"][f"{which}/{file}"]
-            theirs = arm["files"][f"dense/{verdict.DENSE_COUNTERPART[file]}"]
+            counterpart = verdict.DENSE_COUNTERPART[file]
+            # Round 0 is its own dense network: its files ran once, as the ticket's.
+            files = arm["files"]
+            theirs = files.get(f"dense/{counterpart}") or files[f"ticket/{counterpart}"]
             dense = report["dense"]["files"][verdict.DENSE_COUNTERPART[file]]
             on_arm.append(
                 verdict.file_verdict(

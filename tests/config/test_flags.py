@@ -13,6 +13,7 @@ from absl import flags
 
 from lth_tf import io
 from lth_tf.config import (
+    XNNPACK_CONV_RATE,
     DatasetHparams,
     ExperimentHparams,
     ModelHparams,
@@ -54,7 +55,17 @@ EXAMPLES = {
     "pruning": ("resnet20", "layerwise", "layerwise"),
     "one_shot": ("lenet300_100", "true", True),
     "granularity": ("conv2", "channel", "channel"),
+    "prune_for": ("lenet300_100", "xnnpack", "xnnpack"),
 }
+
+# --prune_for=xnnpack without --prune_rates raises the conv rate to XNNPACK_CONV_RATE.
+ALSO_CHANGES = {"prune_for": {"pruning.rates"}}
+
+
+def test_prune_for_xnnpack_raises_the_conv_rate_unless_prune_rates_are_given():
+    assert parse("--model=conv2", "--prune_for=xnnpack").pruning.rates.conv == XNNPACK_CONV_RATE
+    given = parse("--model=conv2", "--prune_for=xnnpack", "--prune_rates=conv=0.05")
+    assert given.pruning.rates.conv == 0.05
 
 
 def parse(*argv: str) -> ExperimentHparams:
@@ -114,7 +125,9 @@ def test_each_flag_changes_exactly_its_field(name):
     spec = next(spec for spec in hparam_flags() if spec.name == name)
     base = parse(f"--model={model}")
     hparams = parse(f"--model={model}", f"--{name}={text}")
-    assert changed_fields(hparams, base) == {f"{spec.group}.{spec.field}"}
+    assert changed_fields(hparams, base) == {f"{spec.group}.{spec.field}"} | ALSO_CHANGES.get(
+        name, set()
+    )
     assert getattr(getattr(hparams, spec.group), spec.field) == expected
 
 
@@ -167,9 +180,12 @@ def test_every_flag_the_library_names_exists():
     for pipeline in (ROOT / "pipelines").glob("*.py"):
         defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', pipeline.read_text()))
     others = {"logdir", "rewinding_steps"}  # TensorBoard's and open_lth's
+    # The emulated ARM's set-up runs pip, apt, dpkg and nm with their own options.
+    tools = {Path(ROOT, "lth_tf", "export", "arm.py")}
     named = {
         (path.relative_to(ROOT).as_posix(), name)
         for path in Path(ROOT, "lth_tf").rglob("*.py")
+        if path not in tools
         for name in re.findall(r"(?<![\w-])--([a-z][a-z0-9_]*)", path.read_text())
     }
     assert {(path, name) for path, name in named if name not in defined | others} == set()
