@@ -412,8 +412,9 @@ class PruningHparams:
     )
     prune_for: str = hparam(
         "any",
-        help="any, or xnnpack: a float MobileNet-shaped ticket that LiteRT's XNNPack runs with "
-        "sparse kernels on ARM (2-4x faster once its 1x1 convolutions are over 2/3 zeros). "
+        help="any (the default: no constraint on the model), or xnnpack: a float "
+        "MobileNet-shaped ticket that LiteRT's XNNPack runs with sparse kernels on ARM (2-4x "
+        "faster once its 1x1 convolutions are over 2/3 zeros). "
         "The model is checked against XNNPack's sparse-subgraph rules before anything is "
         "written, and its stride-2 padding made symmetric (1 on every side) before training. "
         f"Without --prune_rates, convolutions lose {XNNPACK_CONV_RATE:g} a round.",

@@ -83,11 +83,11 @@ def model_record(
     if hparams.pruning.granularity == "channel":
         check_rebuildable(built)
     if hparams.pruning.prune_for == "xnnpack":
-        record["xnnpack"] = xnnpack_record(built)
+        record["xnnpack"] = xnnpack_record(built, hparams)
     return record
 
 
-def xnnpack_record(model: tf_keras.Model) -> dict[str, Any]:
+def xnnpack_record(model: tf_keras.Model, hparams: ExperimentHparams) -> dict[str, Any]:
     """``--prune_for=xnnpack``: the model checked against XNNPack's sparse-subgraph rules once
     its stride-2 padding is made symmetric (announced in one line); what ``hparams.json``
     records of both. Every later build makes the same change (:func:`lth_tf.builder.
@@ -96,6 +96,18 @@ def xnnpack_record(model: tf_keras.Model) -> dict[str, Any]:
 
     rebuilt, changes = symmetric_padding(model)
     subgraph = check_sparse_subgraph(rebuilt)
+    if not subgraph.one_by_one:
+        raise LthError(
+            f"--prune_for=xnnpack: {model.name!r} has no 1x1 convolution between the stem "
+            f"{subgraph.stem!r} and the pooling {subgraph.mean!r}; XNNPack's sparse kernels run "
+            "1x1 convolutions only: add some (a MobileNet's pointwise convolutions)"
+        )
+    rates = hparams.pruning.rates
+    if all(rates.for_layer(name, "conv") == 0 for name in subgraph.one_by_one):
+        raise LthError(
+            f"--prune_for=xnnpack: --prune_rates={rates} leaves every 1x1 convolution dense, so "
+            "XNNPack's sparse kernels never run: give convolutions a rate, e.g. conv=0.2"
+        )
     if changes:
         log.info(
             "--prune_for=xnnpack: %d stride-2 layer(s) pad symmetrically from now on, as "

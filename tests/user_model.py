@@ -197,3 +197,17 @@ def _xnnpack_net(input_shape: tuple[int, ...], num_classes: int, breaks: str | N
     x = layers.Dropout(0.2, name="dropout")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name=f"xnnpack_{breaks or 'mobilenet'}")
+
+
+def xnnpack_no_pointwise(input_shape: tuple[int, ...], num_classes: int):
+    """A stem and a depthwise convolution, pooled: XNNPack's rules hold, but there is no 1x1
+    convolution for its sparse kernels to run."""
+    import tf_keras as keras
+
+    layers = keras.layers
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.ZeroPadding2D(1, name="stem_pad")(inputs)
+    x = layers.Conv2D(8, 3, 2, "valid", activation="relu", name="stem")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu", name="depthwise")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, layers.Dense(num_classes, name="logits")(x), name="no_pointwise")

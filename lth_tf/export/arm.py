@@ -144,9 +144,16 @@ def arm_runtime(cache_dir: Path | str | None = None) -> ArmRuntime:
         qemu = _host_tool("qemu-aarch64-static", "qemu-user-static")
         _host_tool("nm", "binutils")  # kernels_that_ran reads the kernels' symbols with it
         runtime = ArmRuntime(root=cache.resolve() / "root", qemu=qemu)
-        if not _is_finished(runtime.root):
+        if not _is_finished(runtime.root) or _damage(runtime.root):
             with _locked(cache / ".lock"):
-                if not _is_finished(runtime.root):  # another process may have built it
+                damage = _damage(runtime.root) if _is_finished(runtime.root) else None
+                if damage:
+                    log.warning(
+                        "The emulated ARM LiteRT under %s is damaged (%s): setting it up again.",
+                        cache,
+                        damage,
+                    )
+                if not _is_finished(runtime.root) or damage:  # another process may have built it
                     _build(cache, runtime)
     except OSError as error:
         raise LthError(
@@ -312,7 +319,8 @@ def _build(cache: Path, runtime: ArmRuntime) -> None:
             what="the set-up's smoke test",
             todo=f"delete {cache} and rerun",
         )
-        (staging / STAMP).write_text(json.dumps(_pins()))
+        # Every file's size, so that a file damaged later is noticed before a run blames the model.
+        (staging / STAMP).write_text(json.dumps(_pins() | {"files": _file_sizes(staging)}))
         if runtime.root.exists():  # an old root from other pins
             shutil.rmtree(runtime.root.rename(tempfile.mkdtemp(prefix=".root-old-", dir=cache)))
         staging.rename(runtime.root)
@@ -326,9 +334,38 @@ def _pins() -> dict:
 
 def _is_finished(root: Path) -> bool:
     try:
-        return json.loads((root / STAMP).read_text()) == _pins()
+        stamp = json.loads((root / STAMP).read_text())
     except (OSError, ValueError):
         return False
+    return isinstance(stamp, dict) and {k: v for k, v in stamp.items() if k != "files"} == _pins()
+
+
+def _file_sizes(root: Path) -> dict[str, int]:
+    """Every regular file under ``root`` (the stamp aside) and its size."""
+    sizes = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if path.is_file() and not path.is_symlink() and name != STAMP:
+                sizes[path.relative_to(root).as_posix()] = path.stat().st_size
+    return sizes
+
+
+def _damage(root: Path) -> str | None:
+    """What differs from the finished root's record of its files (None: nothing, or no record)."""
+    try:
+        recorded = json.loads((root / STAMP).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(recorded, dict):
+        return None  # set up before the record existed
+    now = _file_sizes(root)
+    for name, size in recorded.items():
+        if name not in now:
+            return f"{name} is missing"
+        if now[name] != size:
+            return f"{name} is {now[name]:,} bytes, {size:,} when set up"
+    return None
 
 
 @contextlib.contextmanager
@@ -581,6 +618,12 @@ def _run(
     except subprocess.TimeoutExpired:
         raise LthError(f"`{shown}` did not finish in {SETUP_TIMEOUT_S} s: {todo}") from None
     if done.returncode != 0:
+        if "No space left on device" in f"{done.stdout}{done.stderr}":
+            raise LthError(
+                f"`{shown}` failed: disk full (no space left on device); the emulated ARM "
+                f"LiteRT needs about 200 MB: free space, or set {ARM_CACHE_ENV} to a folder on "
+                "another disk, then rerun"
+            )
         raise LthError(f"`{shown}` failed ({_last_line(done)}): {todo}")
     return done
 

@@ -34,7 +34,7 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tf_keras
@@ -56,6 +56,9 @@ from lth_tf.export.verdict import (
     SHRUNK_INT8_FILE,
 )
 from lth_tf.pruning.shrink import DEPTHWISE, multiply_adds
+
+if TYPE_CHECKING:
+    from lth_tf.export.arm import ArmRuntime
 
 log = logging.getLogger("lth_tf")
 
@@ -102,11 +105,31 @@ def export_ticket(
     options = options or ExportOptions()
     check_dataset(ticket, data)
     destination = export_dir(output_dir, ticket)
+    runtime = None
     if options.arm:
         from lth_tf.export.arm import arm_runtime
 
         runtime = arm_runtime()  # set up (or refused) before anything is converted
+    created = not destination.parent.exists()
     destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export(ticket, dense, data, destination, options, runtime)
+    except BaseException:
+        # A failed first export of an experiment leaves no empty folder behind.
+        if created and not any(destination.parent.iterdir()):
+            destination.parent.rmdir()
+        raise
+
+
+def _export(
+    ticket: Ticket,
+    dense: Ticket,
+    data: ImageDataset,
+    destination: Path,
+    options: ExportOptions,
+    runtime: ArmRuntime | None,
+) -> dict[str, Any]:
+    """:func:`export_ticket` once the checks passed and the experiment's folder exists."""
     representative = representative_images(
         data.train_images, options.representative_examples, seed=ticket.hparams.training.seed
     )
@@ -205,7 +228,7 @@ def export_ticket(
         report["comparison"] = _comparison(report["ticket"]["files"], report["dense"]["files"])
         if shrunk is not None:
             report["comparison"] |= _shrunk_comparison(report["shrunk"], report["dense"])
-        if options.arm:
+        if runtime is not None:
             from lth_tf.export.arm_check import check_on_arm
 
             count = min(options.arm_examples, len(data.test_labels))

@@ -9,6 +9,7 @@ No TensorFlow: a pipeline checks them before TensorFlow starts.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 from lth_tf.errors import LthError
 
@@ -48,10 +49,13 @@ class ExportOptions:
     arm_timing_invocations: int = 3
 
     def __post_init__(self):
+        if not isinstance(self.arm, bool):
+            raise LthError(f"arm={self.arm!r}: give True or False")
         for name in ("arm_examples", "arm_timing_rounds", "arm_timing_invocations"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise LthError(f"{name}={value!r}: give a whole number of at least 1")
+            object.__setattr__(self, name, int(value))
         if self.int8_storage not in INT8_STORAGE:
             choices = "; ".join(f"{name} ({what})" for name, what in INT8_STORAGE.items())
             raise LthError(f"int8_storage={self.int8_storage!r}: choose one of {choices}")

@@ -114,7 +114,9 @@ def advice(context: dict[str, Any], arm_ran: bool) -> list[str]:
     ``percent_remaining``.
     """
     hints = []
-    if context["has_conv"] and context["granularity"] == "weight":
+    # --granularity=channel is another experiment than --prune_for=xnnpack (they exclude each
+    # other): not offered to one that chose XNNPack.
+    if context["has_conv"] and context["granularity"] == "weight" and context["prune_for"] == "any":
         hints.append(
             "--granularity=channel: whole channels are pruned and the ticket shrinks into a "
             "smaller dense network, faster on any CPU"

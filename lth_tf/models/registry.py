@@ -405,21 +405,20 @@ def experiment_hparams(
             )
         recipe_value = getattr(getattr(base, flag.group), flag.field)
         grouped.setdefault(flag.group, {})[flag.field] = _hparam_value(flag, value, recipe_value)
-    hparams = dataclasses.replace(
+    pruning = grouped.get("pruning", {})
+    if pruning.get("prune_for", base.pruning.prune_for) == "xnnpack" and "rates" not in pruning:
+        # The recipe's conv rate, raised so the 1x1 convolutions pass XNNPack's 2/3 zeros in
+        # the rounds a run has (the user's --prune_rates, when given, stay as they are).
+        rates = base.pruning.rates
+        conv = max(rates.conv, XNNPACK_CONV_RATE)
+        grouped.setdefault("pruning", {})["rates"] = dataclasses.replace(rates, conv=conv)
+    return dataclasses.replace(
         base,
         **{
             group: dataclasses.replace(getattr(base, group), **fields)
             for group, fields in grouped.items()
         },
     )
-    pruning = hparams.pruning
-    if pruning.prune_for == "xnnpack" and "rates" not in grouped.get("pruning", {}):
-        # The recipe's conv rate, raised so the 1x1 convolutions pass XNNPack's 2/3 zeros in
-        # the rounds a run has (the user's --prune_rates, when given, stay as they are).
-        conv = max(pruning.rates.conv, XNNPACK_CONV_RATE)
-        rates = dataclasses.replace(pruning.rates, conv=conv)
-        hparams = dataclasses.replace(hparams, pruning=dataclasses.replace(pruning, rates=rates))
-    return hparams
 
 
 def _hparam_value(flag: HparamFlag, value: Any, recipe_value: Any) -> Any:

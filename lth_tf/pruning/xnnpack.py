@@ -791,11 +791,13 @@ def _check_convolution(check: _Check, node, layer: Conv) -> None:
     elif isinstance(layer, L.DepthwiseConv2D | L.SeparableConv2D):
         if layer.depth_multiplier != 1:
             raise check.inside(layer, "where depthwise convolutions have depth_multiplier=1")
-        if kernel not in ((3, 3), (5, 5)) or tuple(layer.dilation_rate) != (1, 1):
+        if kernel not in ((3, 3), (5, 5)):
             raise check.inside(
-                layer,
-                "which takes only 3x3 and 5x5 depthwise convolutions without dilation: use "
-                "kernel_size=3 or 5",
+                layer, "which takes only 3x3 and 5x5 depthwise convolutions: use kernel_size=3 or 5"
+            )
+        if tuple(layer.dilation_rate) != (1, 1):
+            raise check.inside(
+                layer, "which takes depthwise convolutions without dilation: use dilation_rate=1"
             )
         if tuple(layer.strides) not in ((1, 1), (2, 2)):
             raise check.inside(layer, "where depthwise convolutions have stride 1 or 2")

@@ -6,6 +6,7 @@ time: it needs root, apt and PyPI, as the CI machine has.
 """
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -198,3 +199,18 @@ def test_the_arm_check_marks_the_graph_xnnpack_gets_wrong_on_arm_not_shippable(
     assert "outputs differ from its outputs on this machine" in bad["not_shippable_because"]
     assert good["shippable"] and good["not_shippable_because"] is None
     assert good["accuracy"] == good["keras_accuracy"]
+
+
+def test_a_damaged_runtime_is_noticed_before_a_run_blames_the_model(tmp_path):
+    """The set-up records every file's size: a truncated or deleted file is named (and
+    arm_runtime sets the root up again instead of letting the guest crash on it)."""
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "python3.11").write_bytes(b"x" * 100)
+    (root / "lib.so").write_bytes(b"y" * 10)
+    (root / arm.STAMP).write_text(json.dumps(arm._pins() | {"files": arm._file_sizes(root)}))
+    assert arm._damage(root) is None
+    (root / "usr" / "bin" / "python3.11").write_bytes(b"x" * 7)
+    assert arm._damage(root) == "usr/bin/python3.11 is 7 bytes, 100 when set up"
+    (root / "lib.so").unlink()
+    assert arm._damage(root) == "lib.so is missing"

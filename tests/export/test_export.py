@@ -387,3 +387,11 @@ def test_a_difference_inside_the_timings_spread_is_same_speed(rounds, word):
     from lth_tf.export.verdict import speed_word
 
     assert speed_word(rounds) == word
+
+
+def test_arm_options_are_checked_by_type():
+    with pytest.raises(LthError, match=r"arm='no': give True or False"):
+        ExportOptions(arm="no")
+    with pytest.raises(LthError, match=r"arm_examples=2.5: give a whole number of at least 1"):
+        ExportOptions(arm=True, arm_examples=2.5)
+    assert ExportOptions(arm=True, arm_examples=np.int64(5)).arm_examples == 5

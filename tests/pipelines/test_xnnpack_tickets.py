@@ -92,6 +92,16 @@ def test_a_model_that_breaks_the_rules_is_one_line_naming_the_layer_before_any_d
     assert not out.exists()
 
 
+def test_a_ticket_whose_1x1_convolutions_would_never_be_sparse_is_refused(files):
+    out = files.root / "refused-dense"
+    common = [f"--dataset=npz:{files.npz}", *FLAGS, f"--output_dir={out}"]
+    result = imp("--model=tests.user_model:xnnpack_no_pointwise", *common)
+    assert_one_line_error(result, "has no 1x1 convolution between the stem 'stem' and")
+    result = imp("--model=tests.user_model:xnnpack_mobilenet", *common, "--prune_rates=conv=0")
+    assert_one_line_error(result, "leaves every 1x1 convolution dense")
+    assert not out.exists()
+
+
 def test_a_registered_net_is_refused_too_and_channel_granularity_with_it():
     result = imp("--model=conv2", "--dataset=fashion_mnist", "--prune_for=xnnpack")
     assert_one_line_error(result, "--prune_for=xnnpack: ")
