@@ -273,6 +273,7 @@ def _verdict(report: dict[str, Any], model: tf_keras.Model) -> dict[str, Any]:
             verdict.file_verdict(file, figures, dense, timing, dense_timing, why is None, why)
         )
     targets[verdict.host_name()] = verdict.target_verdict(host)
+    shippable_here = {f["file"]: f["not_shippable_because"] for f in host}
     arm = report.get("arm")
     if arm is not None:
         on_arm = []
@@ -283,16 +284,10 @@ def _verdict(report: dict[str, Any], model: tf_keras.Model) -> dict[str, Any]:
             files = arm["files"]
             theirs = files.get(f"dense/{counterpart}") or files[f"ticket/{counterpart}"]
             dense = report["dense"]["files"][verdict.DENSE_COUNTERPART[file]]
+            # Not shippable anywhere when its accuracy already falls short on this machine.
+            why = shippable_here[file] or mine["not_shippable_because"]
             on_arm.append(
-                verdict.file_verdict(
-                    file,
-                    figures,
-                    dense,
-                    mine,
-                    theirs,
-                    mine["shippable"],
-                    mine["not_shippable_because"],
-                )
+                verdict.file_verdict(file, figures, dense, mine, theirs, why is None, why)
             )
         targets[verdict.ARM] = verdict.target_verdict(on_arm)
     context = _speed_context(report, model)
