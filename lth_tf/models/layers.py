@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import types
+
+from lth_tf.errors import LthError
+
 
 def pixel_input(input_shape: tuple[int, ...]):
     """An input taking raw pixel values (0..255) and scaling them to [0, 1] inside the model.
@@ -67,3 +71,31 @@ def add_weight_decay(model, weight_decay: float) -> None:
             layer.add_loss(
                 lambda kernel=kernel: 0.5 * weight_decay * tf.reduce_sum(tf.square(kernel))
             )
+
+
+def rebuilt_layer(layer, changes: dict, flag: str, consequence: str, alternative: str = ""):
+    """A new, unbuilt ``layer`` from its config with ``changes``; a layer whose config does not
+    rebuild it is one line: ``{flag}: layer ... does not rebuild ..., so {consequence}``.
+
+    >>> rebuilt_layer(dense, {"units": 4}, "--granularity=channel", "...").units  # doctest: +SKIP
+    4
+    """
+    config = {**layer.get_config(), **changes}
+    try:
+        return type(layer).from_config(config)
+    except Exception as error:  # noqa: BLE001 - a user's layer class can raise anything
+        first = error
+    # A Python function given as an argument (a lambda activation) is saved as bytecode that
+    # from_config does not read back: the new layer gets the function itself.
+    for key in config:
+        if isinstance(getattr(layer, key, None), types.FunctionType):
+            config[key] = getattr(layer, key)
+    try:
+        return type(layer).from_config(config)
+    except Exception:  # noqa: BLE001
+        reason = f"{type(first).__name__}: {first}".splitlines()[0][:200]
+        raise LthError(
+            f"{flag}: layer {layer.name!r} ({type(layer).__name__}) does not rebuild from its "
+            f"configuration ({reason}), so {consequence}; give its class a "
+            f"get_config()/from_config() that round-trip{alternative}"
+        ) from None

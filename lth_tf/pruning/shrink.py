@@ -15,13 +15,12 @@ True
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 import tf_keras
 from tf_keras.src.layers.convolutional.base_conv import Conv
 
-from lth_tf.errors import LthError
+from lth_tf.models.layers import rebuilt_layer
 from lth_tf.pruning.channels import ChannelPlan, channel_plan
 from lth_tf.pruning.prunable import find_prunable
 
@@ -78,28 +77,16 @@ def check_rebuildable(model: tf_keras.Model) -> None:
 
 def _rebuilt(layer: tf_keras.layers.Layer, size: int | None) -> tf_keras.layers.Layer:
     """A new, unbuilt ``layer`` from its config, with ``size`` filters or units if given."""
-    config = layer.get_config()
+    changes = {}
     if size is not None:
-        config["units" if isinstance(layer, L.Dense) else "filters"] = size
-    try:
-        return type(layer).from_config(config)
-    except Exception as error:  # noqa: BLE001 - a user's layer class can raise anything
-        first = error
-    # A Python function given as an argument (a lambda activation) is saved as bytecode that
-    # from_config does not read back: the new layer gets the function itself.
-    for key in config:
-        if isinstance(getattr(layer, key, None), types.FunctionType):
-            config[key] = getattr(layer, key)
-    try:
-        return type(layer).from_config(config)
-    except Exception:  # noqa: BLE001
-        reason = f"{type(first).__name__}: {first}".splitlines()[0][:200]
-        raise LthError(
-            f"--granularity=channel: layer {layer.name!r} ({type(layer).__name__}) does not "
-            f"rebuild from its configuration ({reason}), so the ticket cannot be shrunk into a "
-            "smaller network; give its class a get_config()/from_config() that round-trip, or "
-            "use --granularity=weight"
-        ) from None
+        changes["units" if isinstance(layer, L.Dense) else "filters"] = size
+    return rebuilt_layer(
+        layer,
+        changes,
+        "--granularity=channel",
+        "the ticket cannot be shrunk into a smaller network",
+        ", or use --granularity=weight",
+    )
 
 
 def _sizes(plan: ChannelPlan, keep: list[np.ndarray]) -> dict[str, int]:

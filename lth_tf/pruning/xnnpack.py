@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 from collections.abc import Iterable
 
 import numpy as np
@@ -46,9 +45,11 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 from tf_keras.src.layers.convolutional.base_conv import Conv
 
 from lth_tf.errors import LthError
+from lth_tf.models.layers import rebuilt_layer
 
 L = tf_keras.layers
-PREFIX = "--prune_for=xnnpack: "
+FLAG = "--prune_for=xnnpack"
+PREFIX = f"{FLAG}: "
 # Activations that LiteRT writes as ops the sparse subgraph takes (RELU, RELU6, LOGISTIC, ELU,
 # LEAKY_RELU, HARD_SWISH; swish is LOGISTIC then MUL of two feature maps). Not hard_sigmoid:
 # it becomes MUL, ADD, MINIMUM and RELU, and MINIMUM is not one of them.
@@ -379,25 +380,7 @@ def _free_name(model: tf_keras.Model, name: str) -> str:
 
 def _rebuilt(layer: tf_keras.layers.Layer, changes: dict) -> tf_keras.layers.Layer:
     """A new, unbuilt ``layer`` from its config with ``changes``."""
-    config = {**layer.get_config(), **changes}
-    try:
-        return type(layer).from_config(config)
-    except Exception as error:  # noqa: BLE001 - a user's layer class can raise anything
-        first = error
-    # A Python function given as an argument (a lambda activation) is saved as bytecode that
-    # from_config does not read back: the new layer gets the function itself.
-    for key in config:
-        if isinstance(getattr(layer, key, None), types.FunctionType):
-            config[key] = getattr(layer, key)
-    try:
-        return type(layer).from_config(config)
-    except Exception:  # noqa: BLE001
-        reason = f"{type(first).__name__}: {first}".splitlines()[0][:200]
-        raise LthError(
-            f"{PREFIX}layer {layer.name!r} ({type(layer).__name__}) does not rebuild from its "
-            f"configuration ({reason}), so its padding cannot be made symmetric; give its class "
-            "a get_config()/from_config() that round-trip"
-        ) from None
+    return rebuilt_layer(layer, changes, FLAG, "its padding cannot be made symmetric")
 
 
 # -- check_sparse_subgraph ---------------------------------------------------------------------
