@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lth_tf import io
 from lth_tf.errors import LthError, os_errors_as_lth_errors
 from lth_tf.experiment import RoundResult
 
@@ -33,6 +34,50 @@ if TYPE_CHECKING:
     from lth_tf.data.sources import ImageDataset
 
 log = logging.getLogger("lth_tf")
+
+# What the API's arguments may be: (types, the words that say so). bool counts as a number only
+# where bool is named.
+_PATH = ((str, os.PathLike), "a path (str or pathlib.Path)")
+_OPTIONAL_PATH = ((str, os.PathLike, type(None)), "a path (str or pathlib.Path) or None")
+_OPTIONAL_TEXT = ((str, type(None)), "a str or None")
+_FLAG = ((bool,), "True or False")
+_ROUND = ((numbers.Integral, str), "a round number (0, 1, ...) or 'best'")
+_NUMBER = ((numbers.Real,), "a number")
+_COUNT = ((numbers.Integral,), "a whole number")
+_TEXT = ((str,), "a str")
+
+
+def check_arguments(where: str, **arguments: tuple[Any, tuple[tuple[type, ...], str]]) -> None:
+    """Refuses an argument of the wrong type with an :class:`LthError` naming it, before it
+    fails deep inside with an error that does not.
+
+    >>> check_arguments("Experiment", path=(123, _PATH))
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: Experiment: path must be a path (str or pathlib.Path), got 123 (int)
+    """
+    for name, (value, (kinds, expected)) in arguments.items():
+        if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
+            continue
+        shown = "None" if value is None else f"{_short_repr(value)} ({type(value).__name__})"
+        raise LthError(f"{where}: {name} must be {expected}, got {shown}")
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _check_strategy(strategy: Any) -> None:
+    """A ``tf.distribute.Strategy`` (told by what it does, so TensorFlow need not start) or None."""
+    if strategy is None or (hasattr(strategy, "scope") and hasattr(strategy, "extended")):
+        return
+    hint = ""
+    if isinstance(strategy, str):
+        hint = f"; lth_tf.strategies.make_strategy({strategy!r}) makes one by name"
+    raise LthError(
+        f"find_tickets: strategy must be a tf.distribute.Strategy or None, got "
+        f"{_short_repr(strategy)} ({type(strategy).__name__}){hint}"
+    )
 
 
 @os_errors_as_lth_errors  # a directory or disk problem is the user's to fix
@@ -71,6 +116,23 @@ def find_tickets(
     ``iterations="10ep"``, ``prune_rates="conv=0.2,fc=0.2"``, ``rewind="500it"``, ``seed=1``);
     the rest are the ``recipe``'s (default ``stabilizing`` for a model of your own).
     """
+    check_arguments(
+        "find_tickets",
+        dataset=(dataset, _OPTIONAL_TEXT),
+        recipe=(recipe, _OPTIONAL_TEXT),
+        output_dir=(output_dir, _PATH),
+        experiment_name=(experiment_name, _OPTIONAL_TEXT),
+        data_dir=(data_dir, _OPTIONAL_PATH),
+        jit_compile=(jit_compile, _FLAG),
+        progress=(progress, _FLAG),
+        tensorboard=(tensorboard, _FLAG),
+    )
+    if not isinstance(model, str | Path) and not callable(model):
+        raise LthError(
+            "find_tickets: model must be a tf_keras model, a builder function or what --model "
+            f"takes (a str), got {_short_repr(model)} ({type(model).__name__})"
+        )
+    _check_strategy(strategy)
     from lth_tf.data.sources import load_dataset
     from lth_tf.imp import RunOptions, run_imp
     from lth_tf.models import experiment_hparams
@@ -171,6 +233,7 @@ class Experiment:
     """
 
     def __init__(self, path: str | Path):
+        check_arguments("Experiment", path=(path, _PATH))
         from lth_tf.experiment import read_experiment
 
         self.directory, self.hparams, self.data = read_experiment(path)
@@ -192,12 +255,12 @@ class Experiment:
     def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """0/1 (uint8) mask of each prunable weight, by variable name (``dense/kernel``)."""
         self._check_round(pruning_round)
-        return io.read_npz(self.directory.masks(pruning_round))
+        return self.directory.read_arrays(self.directory.masks(pruning_round))
 
     def weights(self, pruning_round: int) -> dict[str, np.ndarray]:
         """Every trained variable of the round (pruned positions exactly 0), by name."""
         self._check_round(pruning_round)
-        return io.read_npz(self.directory.weights(pruning_round))
+        return self.directory.read_arrays(self.directory.weights(pruning_round))
 
     def _check_round(self, pruning_round: Any) -> None:
         if isinstance(pruning_round, bool) or not isinstance(pruning_round, int):
@@ -220,6 +283,12 @@ class Experiment:
         round 0's accuracy. ``shrunk=True`` (channel tickets): the smaller dense network
         without the pruned channels, the same logits, to fine-tune or deploy with your own
         tooling."""
+        check_arguments(
+            "Experiment.model",
+            pruning_round=(pruning_round, _ROUND),
+            tolerance=(tolerance, _NUMBER),
+            shrunk=(shrunk, _FLAG),
+        )
         from lth_tf.export.stripped import shrunk_ticket_model, stripped_model
         from lth_tf.export.ticket import open_ticket
 
@@ -249,6 +318,17 @@ class Experiment:
         >>> report["verdict"]["targets"]["arm64, emulated"]["fastest_shippable"]  # doctest: +SKIP
         'ticket.tflite'
         """
+        check_arguments(
+            "Experiment.export",
+            pruning_round=(pruning_round, _ROUND),
+            output_dir=(output_dir, _PATH),
+            tolerance=(tolerance, _NUMBER),
+            data_dir=(data_dir, _OPTIONAL_PATH),
+            int8_storage=(int8_storage, _TEXT),
+            arm=(arm, _FLAG),
+            arm_examples=(arm_examples, _COUNT),
+            verbose=(verbose, _FLAG),
+        )
         from lth_tf.export.deploy import ExportOptions, export_dir, export_ticket, summary_lines
         from lth_tf.export.ticket import open_ticket
         from lth_tf.provenance import experiment_data
@@ -261,4 +341,3 @@ class Experiment:
         if verbose:
             print("\n".join(summary_lines(report, export_dir(output_dir, ticket))))
         return report
-

@@ -136,7 +136,13 @@ def start_branch(experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
     parent = parent_dir(experiment, hparams)
     check_parent(parent, hparams)
     if 0 not in experiment.completed_rounds():
-        for path in (parent.masks(0), parent.evaluations(0), parent.weights(0)):
-            target = experiment.root / path.relative_to(parent.root)
-            io.write_bytes_atomic(target, path.read_bytes())
+        # The arrays checked to be the parent's and stamped as the branch's own (a byte copy
+        # would carry the parent's stamp); masks compressed as the rounds write them.
+        for path in (experiment.masks(0), experiment.evaluations(0), experiment.weights(0)):
+            source = parent.root / path.relative_to(experiment.root)
+            if path.suffix == ".npz":
+                arrays = {**parent.read_arrays(source), **experiment.stamp(path)}
+                io.write_npz(path, arrays, compressed=path.name == "masks.npz")
+            else:
+                io.write_bytes_atomic(path, source.read_bytes())
         experiment.write_result(next(r for r in parent.read_results() if r.round == 0))

@@ -67,8 +67,8 @@ class Control:
         """Round ``pruning_round`` (> 0)'s masks: round r-1's trained weights (``one_shot``:
         round 0's, from all ones) pruned by magnitude to the round's sparsities."""
         source = 0 if hparams.pruning.one_shot else pruning_round - 1
-        trained = io.read_npz(experiment.weights(source))
-        previous = io.read_npz(experiment.masks(source))
+        trained = experiment.read_arrays(experiment.weights(source))
+        previous = experiment.read_arrays(experiment.masks(source))
         weights = {name: trained[name] for name in pruned.weights}
         return imp_masks(
             weights,
@@ -83,7 +83,7 @@ class Control:
 
     def start_values(self, experiment: ExperimentDir, pruning_round: int) -> Snapshot:
         """What round ``pruning_round`` (> 0) starts from, before masking: the rewind point."""
-        return io.read_npz(experiment.rewind_point)
+        return experiment.read_rewind_point()
 
     def prepare(
         self, experiment: ExperimentDir, hparams: ExperimentHparams, data: ImageDataset
@@ -110,7 +110,8 @@ class RandomReinit(Control):
     uses_parent_masks = True
 
     def masks(self, experiment, hparams, pruning_round, pruned):
-        return io.read_npz(_parent(experiment, hparams).masks(pruning_round))
+        parent = _parent(experiment, hparams)
+        return parent.read_arrays(parent.masks(pruning_round))
 
     def prepare(self, experiment, hparams, data):
         if not experiment.rewind_point.exists():
@@ -119,7 +120,9 @@ class RandomReinit(Control):
 
             model = experiment_model(experiment, hparams)
             values = initial_values(hparams, data, reinit_seed(hparams), model)
-            io.write_npz(experiment.rewind_point, values)
+            io.write_npz(
+                experiment.rewind_point, {**values, **experiment.stamp(experiment.rewind_point)}
+            )
 
     def check_analysable(self, experiment, hparams, rewind_labels, own):
         _only_own_rewind_point(self, experiment, hparams, rewind_labels, own)
@@ -131,8 +134,9 @@ class RandomPrune(Control):
     needs_parent_rewind_point = True
 
     def masks(self, experiment, hparams, pruning_round, pruned):
-        parent_masks = io.read_npz(_parent(experiment, hparams).masks(pruning_round))
-        previous = io.read_npz(experiment.masks(pruning_round - 1))
+        parent = _parent(experiment, hparams)
+        parent_masks = parent.read_arrays(parent.masks(pruning_round))
+        previous = experiment.read_arrays(experiment.masks(pruning_round - 1))
         seed = (hparams.training.seed, hparams.branch.control_seed, pruning_round)
         rng = np.random.default_rng(seed)
         if pruned.channels is not None:  # the parent's channel counts per group
@@ -142,8 +146,11 @@ class RandomPrune(Control):
 
     def prepare(self, experiment, hparams, data):
         if not experiment.rewind_point.exists():
-            parent = _parent(experiment, hparams)
-            io.write_bytes_atomic(experiment.rewind_point, parent.rewind_point.read_bytes())
+            # The parent's values, checked to be the parent's, stamped as the branch's own.
+            values = _parent(experiment, hparams).read_rewind_point()
+            io.write_npz(
+                experiment.rewind_point, {**values, **experiment.stamp(experiment.rewind_point)}
+            )
 
     def check_analysable(self, experiment, hparams, rewind_labels, own):
         _only_own_rewind_point(self, experiment, hparams, rewind_labels, own)
@@ -153,7 +160,7 @@ class LrRewind(Control):
     name = "lr_rewind"
 
     def start_values(self, experiment, pruning_round):
-        return io.read_npz(experiment.weights(pruning_round - 1))
+        return experiment.read_arrays(experiment.weights(pruning_round - 1))
 
     def check_analysable(self, experiment, hparams, rewind_labels, own):
         raise LthError(

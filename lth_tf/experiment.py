@@ -9,12 +9,19 @@
   round_NN/weights.npz  the round's trained (masked) weights
   round_NN/evaluations.csv   validation/test metrics at every evaluation
   round_NN/checkpoint.npz    while the round runs: where a resume picks up
+
+Every ``.npz`` above carries a stamp (:meth:`ExperimentDir.stamp`): the experiment's id from
+``hparams.json`` and the file's place in the directory. Each read checks it, so a file copied in
+from another experiment, or from another round, is refused instead of used.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,12 +95,27 @@ RESULTS_TODO = "delete it to retrain the rounds whose row it lost, or restore it
 MASKS_TODO = "delete it and rerun the IMP command to recompute it, or restore it from a copy"
 WEIGHTS_TODO = "delete it and rerun the IMP command to retrain the round, or restore it from a copy"
 HPARAMS_TODO = "restore it from a copy, or start again under another --experiment_name"
+REWIND_POINT_TODO = (
+    "restore this experiment's own rewind_point.npz from a copy (with --rewind=0it, delete it "
+    "and rerun the IMP command to recompute it), or start again under another --experiment_name"
+)
+CHECKPOINT_TODO = "delete it and rerun the IMP command to train the round again from its start"
+# What to do about an experiment's .npz that is damaged or not its own, by file name.
+TODO_BY_FILE = {
+    "masks.npz": MASKS_TODO,
+    "weights.npz": WEIGHTS_TODO,
+    "rewind_point.npz": REWIND_POINT_TODO,
+    "checkpoint.npz": CHECKPOINT_TODO,
+}
 FORMAT_VERSION = 1
 # In hparams.json: how rounds after round 0 train. Directories without it were written when a
 # round rewound to k trained all T iterations again, from the schedule's start.
 # Written as true by every lth_tf whose rounds train k -> T.
 ROUNDS_KEY = "rounds_train_from_rewind_point"
 ROUNDS_FROM_REWIND_POINT = True
+# In hparams.json: the experiment's id, made once when it starts (new_experiment_id). Every .npz
+# of the experiment is stamped with it; directories from before stamps gain one on their next run.
+EXPERIMENT_ID_KEY = "experiment_id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +158,67 @@ class ExperimentDir:
 
     def checkpoint(self, pruning_round: int) -> Path:
         return self.round_dir(pruning_round) / "checkpoint.npz"
+
+    @property
+    def identity(self) -> str | None:
+        """The experiment's id from ``hparams.json`` (``None`` for a directory from before ids,
+        or without hparams.json)."""
+        if not self.hparams.exists():
+            return None
+        identity = io.read_json(self.hparams, HPARAMS_TODO).get(EXPERIMENT_ID_KEY)
+        return identity if isinstance(identity, str) else None
+
+    def stamp(self, path: Path) -> dict[str, np.ndarray]:
+        """The entries that tie ``path``, an ``.npz`` of this experiment, to it: to write with
+        its arrays (:data:`lth_tf.io.STAMP_KEYS`; readers never see them as arrays).
+
+        >>> ExperimentDir(Path("runs/e")).stamp(Path("runs/e/round_02/masks.npz"))  # doctest: +SKIP
+        {'__experiment__': array('3f2a9c1b-5e8d0a7b4c21', ...), '__file__': array('round_02/...')}
+        """
+        identity = self.identity
+        if identity is None:
+            return {}  # not opened by a run of this version: nothing to tie it to
+        return {"__experiment__": np.array(identity), "__file__": np.array(self._place(path))}
+
+    def read_arrays(self, path: Path) -> dict[str, np.ndarray]:
+        """The arrays of ``path``, an ``.npz`` of this experiment, once its stamp says it is
+        this experiment's file of that place; else an LthError naming it and what to do
+        (:data:`TODO_BY_FILE`).
+
+        >>> experiment = ExperimentDir(Path("runs/e"))
+        >>> experiment.read_arrays(experiment.masks(2))["fc1/kernel"].shape  # doctest: +SKIP
+        (784, 300)
+        """
+        todo = TODO_BY_FILE.get(Path(path).name, io.RECOMPUTE)
+        arrays, stamp = io.read_stamped_npz(path, todo)
+        self._check_stamp(path, stamp, todo)
+        return arrays
+
+    def check_stamp(self, path: Path) -> None:
+        """:meth:`read_arrays`'s check alone, reading only the stamp (for a checkpoint that a
+        resume then reads whole)."""
+        todo = TODO_BY_FILE.get(Path(path).name, io.RECOMPUTE)
+        self._check_stamp(path, io.read_stamp(path, todo), todo)
+
+    def read_rewind_point(self) -> dict[str, np.ndarray]:
+        """The weights every round rewinds to, checked to be this experiment's."""
+        return self.read_arrays(self.rewind_point)
+
+    def _place(self, path: Path) -> str:
+        return Path(path).relative_to(self.root).as_posix()
+
+    def _check_stamp(self, path: Path, stamp: Mapping[str, str], todo: str) -> None:
+        if not stamp:
+            return  # written before files were stamped: an old directory still reads
+        theirs, mine = stamp.get("__experiment__"), self.identity
+        if theirs != mine:
+            this = f"this one is {mine}" if mine else "this one has no id"
+            raise LthError(f"{path} belongs to another experiment ({theirs}; {this}): {todo}")
+        place = self._place(path)
+        if stamp.get("__file__") != place:
+            raise LthError(
+                f"{path} is this experiment's {stamp.get('__file__')}, not its {place}: {todo}"
+            )
 
     def record_session(self, session: dict[str, Any]) -> None:
         """Appends how this run executes (none of it is a hyperparameter) to sessions.json.
@@ -186,7 +269,7 @@ class ExperimentDir:
         >>> ExperimentDir(Path("e")).read_masks(1, {"fc1/kernel": (784, 300)})  # doctest: +SKIP
         """
         path = self.masks(pruning_round)
-        masks = io.read_npz(path, MASKS_TODO)
+        masks = self.read_arrays(path)
         for name, mask in masks.items():
             if not np.isin(mask, (0, 1)).all():
                 raise io.damaged(path, f"{name} holds values other than 0 and 1", MASKS_TODO)
@@ -203,7 +286,7 @@ class ExperimentDir:
                     )
         previous_path = self.masks(pruning_round - 1)
         if nested and pruning_round > 0 and previous_path.exists():
-            previous = io.read_npz(previous_path, MASKS_TODO)
+            previous = self.read_arrays(previous_path)
             for name, mask in masks.items():
                 before = previous.get(name)
                 if before is not None and before.shape == mask.shape and (mask > before).any():
@@ -220,7 +303,7 @@ class ExperimentDir:
         """Round ``pruning_round``'s trained weights, checked finite and (when given) of
         ``shapes`` for the names ``shapes`` has; else an LthError naming the file."""
         path = self.weights(pruning_round)
-        weights = io.read_npz(path, WEIGHTS_TODO)
+        weights = self.read_arrays(path)
         for name, value in weights.items():
             if value.dtype.kind in "fc" and not np.isfinite(value).all():
                 raise io.damaged(path, f"{name} is not finite everywhere", WEIGHTS_TODO)
@@ -403,12 +486,16 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
             check_rounds_semantics(experiment, saved, for_more_rounds=more_rounds)
             if not rounds_trained_the_old_way(experiment, saved):
                 fields = {**fields, ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT}
-                io.write_json(experiment.hparams, fields)
+        if not isinstance(fields.get(EXPERIMENT_ID_KEY), str):
+            # Started before ids: it gets one now; its files gain stamps as they are rewritten.
+            fields = {**fields, EXPERIMENT_ID_KEY: new_experiment_id(hparams)}
         if more_rounds:
             # Rounds 0..R are the same whatever the total: the extended experiment is the same one.
             extended = dict(fields["hparams"])
             extended["pruning"] = {**extended["pruning"], "rounds": hparams.pruning.rounds}
-            io.write_json(experiment.hparams, {**fields, "hparams": extended})
+            fields = {**fields, "hparams": extended}
+        if fields != saved.fields:
+            io.write_json(experiment.hparams, fields)
         return experiment
     refuse_foreign_directory(root)
     io.write_json(
@@ -417,10 +504,24 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
             "format_version": FORMAT_VERSION,
             "hparams": hparams.to_dict(),
             ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT,
+            EXPERIMENT_ID_KEY: new_experiment_id(hparams),
             **extra,
         },
     )
     return experiment
+
+
+def new_experiment_id(hparams: ExperimentHparams) -> str:
+    """A new experiment's id: a hash of its identity (:func:`experiment_identity`) and a random
+    part, so two runs of the same hyperparameters (another seed, or the same one in another
+    directory) differ, while a ``cp -r`` copy keeps its original's.
+
+    >>> from lth_tf.models import paper_defaults
+    >>> new_experiment_id(paper_defaults("lenet300_100"))  # doctest: +SKIP
+    '5e1f0c2a-9b3d47e8a1c6'
+    """
+    blob = json.dumps(experiment_identity(hparams), sort_keys=True).encode()
+    return f"{hashlib.sha256(blob).hexdigest()[:8]}-{uuid.uuid4().hex[:12]}"
 
 
 def rounds_trained_the_old_way(experiment: ExperimentDir, saved: SavedExperiment) -> list[int]:

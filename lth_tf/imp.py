@@ -211,6 +211,10 @@ def _run_locked(
     if hparams.is_branch:
         branches.start_branch(experiment, hparams)
     control.prepare(experiment, hparams, data)
+    if experiment.rewind_point.exists():
+        # Now, not when the first new round rewinds to it: a rewind point from another
+        # experiment is refused before this run trains or writes anything.
+        experiment.check_stamp(experiment.rewind_point)
     log.info("Experiment: %s", experiment.root)
     observer.start(experiment, hparams)
     done = experiment.completed_rounds()
@@ -229,9 +233,12 @@ def _run_locked(
         _session(run.trainer, options, first_round, experiment.checkpoint(first_round).exists())
     )
     # A branch's rewind point (if it has one) comes from its parent or its control.
+    rewind_point = experiment.rewind_point
     if not hparams.is_branch and resolved.rewind_iteration == 0:
-        if not experiment.rewind_point.exists():
-            io.write_npz(experiment.rewind_point, snapshot(run.pruned.rewindable))
+        if not rewind_point.exists():
+            io.write_npz(
+                rewind_point, {**snapshot(run.pruned.rewindable), **experiment.stamp(rewind_point)}
+            )
 
     rounds = _Rounds(experiment, hparams, resolved, run, control, options, observer)
     for pruning_round in lost_masks:  # in order: each needs the masks of the round before
@@ -385,7 +392,8 @@ class _Rounds:
             else:
                 masks = self.control.masks(self.experiment, self.hparams, pruning_round, pruned)
             # 0/1 as uint8, compressed: a mask file is a small fraction of the weights' size.
-            io.write_npz(path, {k: v.astype(np.uint8) for k, v in masks.items()}, compressed=True)
+            uint8 = {k: v.astype(np.uint8) for k, v in masks.items()}
+            io.write_npz(path, {**uint8, **self.experiment.stamp(path)}, compressed=True)
         shapes = {name: tuple(v.shape) for name, v in pruned.masks.items()}
         checked = self.experiment.read_masks(
             pruning_round, shapes, nested=not self.hparams.pruning.one_shot
@@ -401,7 +409,10 @@ class _Rounds:
         # Before a resume too: the checkpoint holds the kernel masks, not the channel masks
         # derived from them.
         pruned.set_masks(masks)
-        progress = resume(experiment.checkpoint(pruning_round), trainer)
+        checkpoint = experiment.checkpoint(pruning_round)
+        if checkpoint.exists():
+            experiment.check_stamp(checkpoint)
+        progress = resume(checkpoint, trainer)
         if progress is not None:
             log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
         else:
@@ -446,11 +457,13 @@ class _Rounds:
         experiment, resolved, trainer = self.experiment, self.resolved, self.run.trainer
         callbacks: list[Callback] = []
         if pruning_round == 0 and resolved.rewind_iteration > 0:
+            rewind_point = experiment.rewind_point
+            rewind_stamp = experiment.stamp(rewind_point)
             callbacks.append(
                 SnapshotAt(
                     [resolved.rewind_iteration],
                     lambda _: writer.write_npz(
-                        experiment.rewind_point, snapshot(self.run.pruned.rewindable)
+                        rewind_point, {**snapshot(self.run.pruned.rewindable), **rewind_stamp}
                     ),
                 )
             )
@@ -463,10 +476,12 @@ class _Rounds:
             )
         )
         checkpoint_path = experiment.checkpoint(pruning_round)
+        checkpoint_stamp = experiment.stamp(checkpoint_path)
         callbacks.append(
             Checkpoint(
                 lambda current: writer.write_npz(
-                    checkpoint_path, {**trainer.state(), **current.to_arrays()}
+                    checkpoint_path,
+                    {**trainer.state(), **current.to_arrays(), **checkpoint_stamp},
                 ),
                 every=resolved.eval_every,
             )
@@ -487,7 +502,9 @@ class _Rounds:
         """Writes the round's weights, evaluations and results row; drops its checkpoint."""
         experiment, pruned = self.experiment, self.run.pruned
         pruned.apply_masks()
-        io.write_npz(experiment.weights(pruning_round), snapshot(pruned.rewindable))
+        weights_path = experiment.weights(pruning_round)
+        weights = snapshot(pruned.rewindable)
+        io.write_npz(weights_path, {**weights, **experiment.stamp(weights_path)})
         io.write_csv(
             experiment.evaluations(pruning_round),
             [dataclasses.asdict(e) for e in progress.evaluations],

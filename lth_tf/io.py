@@ -44,6 +44,10 @@ DAMAGE = (
     csv.Error,
 )
 LOCK_FILE = ".lock"
+# Entries of an .npz that say what the file is rather than hold its data: the experiment it
+# belongs to and its place in it (lth_tf.experiment.ExperimentDir.stamp). Exact names, not a
+# prefix: checkpoints keep their progress under other "__...__" names.
+STAMP_KEYS = ("__experiment__", "__file__")
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -119,18 +123,58 @@ def write_npz(
 
 
 def read_npz(path: str | os.PathLike, todo: str = RECOMPUTE) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file; a truncated or bit-flipped one is an LthError naming it.
+    """Every array of an ``.npz`` file but its stamp (:data:`STAMP_KEYS`); a truncated or
+    bit-flipped one is an LthError naming it.
 
     >>> read_npz("runs/e/round_01/masks.npz")["fc1/kernel"].shape  # doctest: +SKIP
     (784, 300)
+    """
+    return read_stamped_npz(path, todo)[0]
+
+
+def read_stamped_npz(
+    path: str | os.PathLike, todo: str = RECOMPUTE
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays of an ``.npz`` file and, apart, its stamp (empty for a file without one).
+
+    >>> arrays, stamp = read_stamped_npz("runs/e/round_01/masks.npz")  # doctest: +SKIP
+    >>> stamp["__file__"]  # doctest: +SKIP
+    'round_01/masks.npz'
     """
     try:
         # allow_pickle=False: a data file must never be able to run code.
         with np.load(path, allow_pickle=False) as data:
             # Reading every member checks every CRC now, not when a value is first used.
-            return {name: data[name] for name in data.files}
+            arrays = {name: data[name] for name in data.files}
     except DAMAGE as error:
         raise damaged(path, error, todo) from None
+    stamp = {
+        key: _stamp_text(path, key, arrays.pop(key), todo) for key in STAMP_KEYS if key in arrays
+    }
+    return arrays, stamp
+
+
+def read_stamp(path: str | os.PathLike, todo: str = RECOMPUTE) -> dict[str, str]:
+    """Only the stamp of an ``.npz`` file (the other members are not read: cheap for a
+    checkpoint of a large model); empty for a file without one.
+
+    >>> read_stamp("runs/e/round_01/checkpoint.npz")  # doctest: +SKIP
+    {'__experiment__': '3f2a9c1b-5e8d0a7b4c21', '__file__': 'round_01/checkpoint.npz'}
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            entries = {key: data[key] for key in STAMP_KEYS if key in data.files}
+    except DAMAGE as error:
+        raise damaged(path, error, todo) from None
+    return {key: _stamp_text(path, key, value, todo) for key, value in entries.items()}
+
+
+def _stamp_text(path: str | os.PathLike, key: str, value: np.ndarray, todo: str) -> str:
+    # A stamp is one short line of text; anything else is not a file lth_tf wrote.
+    text = str(value) if value.ndim == 0 and value.dtype.kind == "U" else ""
+    if not text or len(text) > 200 or not text.isprintable():
+        raise damaged(path, f"its {key} entry is not a stamp lth_tf writes", todo)
+    return text
 
 
 def write_csv(path: str | os.PathLike, rows: Iterable[dict[str, Any]], columns: list[str]) -> None:

@@ -1,6 +1,9 @@
 """C++ chatter kept off the terminal: TensorFlow's start-up lines (for the pipelines and Ray's
-workers), the TFLite converter's and LiteRT's.
+workers), the TFLite converter's and LiteRT's; and a temporary folder of each run's own, so
+that a killed run leaves no files in the system's temporary directory for good.
 
+>>> use_run_temp_dir()  # doctest: +SKIP
+PosixPath('/tmp/lth_tf-4242-k3j5x9ab')
 >>> start_tensorflow_quietly()  # doctest: +SKIP
 >>> with quiet_stderr():  # doctest: +SKIP
 ...     content = converter.convert()
@@ -8,13 +11,143 @@ workers), the TFLite converter's and LiteRT's.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import fcntl
 import os
+import re
+import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
-__all__ = ["quiet_stderr", "start_tensorflow_quietly"]
+__all__ = [
+    "quiet_stderr",
+    "remove_dead_run_temp_dirs",
+    "start_tensorflow_quietly",
+    "use_run_temp_dir",
+]
+
+# <system temp>/lth_tf-<pid>-<random>/: a run's temporary folder. Its owner holds an advisory
+# lock on OWNER_LOCK inside for its whole life; the kernel drops it however the owner ends, so
+# a folder whose lock can be taken belongs to a run that is gone.
+RUN_TEMP_NAME = re.compile(r"lth_tf-(\d+)-[A-Za-z0-9_]+")
+OWNER_LOCK = ".owner"
+# Passed to child processes (a local Ray's workers): they use their parent's folder.
+RUN_TEMP_ENV = "LTH_TF_RUN_TEMP_DIR"
+_run_temp_dir: Path | None = None
+
+
+def use_run_temp_dir() -> Path | None:
+    """Points this process's temporary files (:mod:`tempfile`, which TensorFlow's autograph
+    writes its ``__autograph_generated_file*.py`` with) at a folder of its own, removed when
+    the process exits; first removes the folders of runs that died without removing theirs
+    (killed). Call it before TensorFlow starts. A process whose parent passed its folder in
+    ``$LTH_TF_RUN_TEMP_DIR`` uses that one. None (the system's folder stays in use) where no
+    folder can be made: tidiness is not worth failing a run over.
+
+    ``TMPDIR`` itself stays as it is: Ray finds its clusters under it (``--ray_address=auto``).
+
+    >>> use_run_temp_dir()  # doctest: +SKIP
+    PosixPath('/tmp/lth_tf-4242-k3j5x9ab')
+    """
+    global _run_temp_dir
+    if _run_temp_dir is not None:
+        return _run_temp_dir
+    inherited = os.environ.get(RUN_TEMP_ENV)
+    if inherited and _is_run_temp_dir(Path(inherited)):
+        _run_temp_dir = Path(inherited)
+        tempfile.tempdir = inherited
+        return _run_temp_dir
+    system = tempfile.gettempdir()
+    remove_dead_run_temp_dirs(system)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f"lth_tf-{os.getpid()}-", dir=system))
+    except OSError:
+        return None
+    try:
+        lock = os.open(
+            folder / OWNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
+        )
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    atexit.register(_remove_run_temp_dir, folder, lock, os.getpid())
+    _run_temp_dir = folder
+    tempfile.tempdir = str(folder)
+    os.environ[RUN_TEMP_ENV] = str(folder)
+    return folder
+
+
+def remove_dead_run_temp_dirs(system: str | os.PathLike) -> list[Path]:
+    """Deletes the run folders in ``system`` (a temporary directory) whose run is gone;
+    returns them. Only this user's, and never one still in use.
+
+    >>> remove_dead_run_temp_dirs("/tmp")  # doctest: +SKIP
+    [PosixPath('/tmp/lth_tf-4242-k3j5x9ab')]
+    """
+    removed = []
+    try:
+        entries = [Path(entry.path) for entry in os.scandir(system)]
+    except OSError:
+        return removed
+    for folder in entries:
+        if _is_run_temp_dir(folder) and not _in_use(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _is_run_temp_dir(folder: Path) -> bool:
+    """A real folder (not a link) of this user, named as :func:`use_run_temp_dir` names them."""
+    if not RUN_TEMP_NAME.fullmatch(folder.name):
+        return False
+    try:
+        info = folder.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+
+
+def _in_use(folder: Path) -> bool:
+    """Its owner lives: it holds the folder's lock (or, before it took it, its pid runs)."""
+    try:
+        lock = os.open(folder / OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        # Made a moment ago and not locked yet, or its owner died in between: its pid says.
+        return _is_alive(int(RUN_TEMP_NAME.fullmatch(folder.name)[1]))
+    except OSError:
+        return True
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(lock)
+    return False
+
+
+def _is_alive(pid: int) -> bool:
+    """A process of that pid runs (``os.kill(pid, 0)`` delivers nothing, only checks)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
+def _remove_run_temp_dir(folder: Path, lock: int, owner: int) -> None:
+    if os.getpid() != owner:  # a forked child exiting: the folder is still its parent's
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(lock)
 
 
 @contextlib.contextmanager

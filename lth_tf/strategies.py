@@ -16,6 +16,9 @@ from collections.abc import Callable
 from lth_tf.errors import LthError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# Logical CPUs beyond a few per core only add replicas that wait for each other (and a huge
+# number would have TensorFlow build a device list of it): 64, or 4 per core on a larger host.
+MAX_VIRTUAL_CPUS = max(64, 4 * (os.cpu_count() or 1))
 
 
 def split_cpu(logical_devices: int) -> None:
@@ -23,10 +26,20 @@ def split_cpu(logical_devices: int) -> None:
 
     Must run before TensorFlow initialises its devices (before any op runs).
     """
+    from lth_tf.config import check_number
+
+    if isinstance(logical_devices, int) and logical_devices < 1:
+        raise LthError(f"--virtual_cpus must be at least 1, got {logical_devices}")
+    check_number(
+        "--virtual_cpus",
+        logical_devices,
+        low=1,
+        high=MAX_VIRTUAL_CPUS,
+        integer=True,
+        why=f"logical devices on {os.cpu_count()} cores",
+    )
     import tensorflow as tf
 
-    if logical_devices < 1:
-        raise LthError(f"--virtual_cpus must be at least 1, got {logical_devices}")
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
         tf.config.set_logical_device_configuration(

@@ -4,7 +4,9 @@ A sweep directory holds one experiment directory per member, named from what the
 (``rewind100it-seed0``), its controls beside it as branches (``rewind100it-seed0-random_reinit``)
 and ``sweep.json``, the members and their status. A branch member runs once its parent member
 has finished. Rerunning the same sweep resumes every member (finished ones are skipped);
-adding seeds adds members.
+adding seeds adds members. ``sweep.json`` only ever gains members: one a rerun leaves out (fewer
+seeds) stays listed with ``"in_this_run": false``, so a report over the directory still sees
+it. While a sweep runs it holds the directory's lock: a second sweep there is refused.
 
 Planning reads no TensorFlow and no Ray, so a bad input is refused at once; :func:`run_sweep`
 then runs the members as Ray tasks, each through :func:`lth_tf.imp.run_imp`.
@@ -25,6 +27,7 @@ import datetime
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,10 +35,11 @@ from typing import Any
 
 from lth_tf import io
 from lth_tf.branches import branch_name
-from lth_tf.config import BranchHparams, ExperimentHparams
+from lth_tf.config import MAX_SEED, BranchHparams, ExperimentHparams, check_number
 from lth_tf.controls import BRANCH_CONTROLS, CONTROLS
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
+from lth_tf.startup import quiet_stderr, use_run_temp_dir
 
 log = logging.getLogger("lth_tf")
 
@@ -46,6 +50,21 @@ PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 # Ray's own variables the members inherit; TF_USE_LEGACY_KERAS must be set before a worker
 # imports TensorFlow (importing lth_tf first sets it too; this covers any other import order).
 MEMBER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+# Planning builds every member's hyperparameters and checks its directory: a typo such as
+# --seeds=0-100000 must be refused at once rather than planned for minutes.
+MAX_MEMBERS = 1000
+# More members at once than any cluster here runs; a local Ray starts one worker per slot.
+MAX_PARALLEL = 1024
+# Ray retries an address where nothing listens for minutes; a plain connect says so in seconds.
+RAY_PROBE_SECONDS = 3.0
+_RAY_ADDRESS = re.compile(
+    r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r":(?P<port>\d{1,5})"
+)
+SWEEP_TODO = (
+    "delete it and rerun the sweep, which writes it again (members of earlier runs that this "
+    "one leaves out are then no longer listed)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +105,7 @@ def parse_seeds(text: str) -> list[int]:
     """
     if not text.strip():
         raise LthError("--seeds: the sweep has no seeds; give e.g. --seeds=0-4")
-    seeds: list[int] = []
+    ranges: list[range] = []
     for item in (part.strip() for part in text.split(",")):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
         if not match:
@@ -94,10 +113,22 @@ def parse_seeds(text: str) -> list[int]:
         first, last = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if last < first:
             raise LthError(f"--seeds: the range {item} is empty; write it low-high, e.g. 0-4")
-        seeds += range(first, last + 1)
-    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
-    if repeated:
-        raise LthError(f"--seeds: seed {repeated[0]} is given twice")
+        if last > MAX_SEED:
+            raise LthError(f"--seeds: seed {last} is above the largest seed, {MAX_SEED}")
+        ranges.append(range(first, last + 1))
+    # Counted before the ranges are expanded: 0-100000000 is refused without a list of it.
+    count = sum(len(seeds) for seeds in ranges)
+    if count > MAX_MEMBERS:
+        raise LthError(
+            f"--seeds: {text.strip()} is {count} seeds; a sweep has at most {MAX_MEMBERS} "
+            "members: give fewer seeds (e.g. 0-9), and sweep the rest in further runs"
+        )
+    seeds = [seed for seeds in ranges for seed in seeds]
+    seen: set[int] = set()
+    for seed in seeds:
+        if seed in seen:
+            raise LthError(f"--seeds: seed {seed} is given twice")
+        seen.add(seed)
     return seeds
 
 
@@ -137,6 +168,14 @@ def plan_sweep(
             )
     if len(set(controls)) < len(controls):
         raise LthError("--controls: a control is given twice")
+    # Before any member is built: each costs a hyperparameter check and a look at its folder.
+    count = len(seeds) * max(len(rewinds), 1) * (1 + len(controls))
+    if count > MAX_MEMBERS:
+        raise LthError(
+            f"the sweep would have {count} members ({len(seeds)} seeds x "
+            f"{max(len(rewinds), 1)} rewind points x {1 + len(controls)} with the controls); "
+            f"at most {MAX_MEMBERS}: give fewer --seeds or --rewind points"
+        )
     from lth_tf.models import experiment_hparams
 
     tickets: list[Member] = []
@@ -235,6 +274,9 @@ def run_member(
     import lth_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow, in a fresh worker)
 
     _log_with_prefix(name)
+    # TensorFlow's autograph files go where a kill cannot leave them for good (the sweep's own
+    # temporary folder on a local Ray; on a cluster, the worker's own).
+    use_run_temp_dir()
     try:
         _import_tensorflow_quietly()
         from lth_tf.imp import RunOptions, run_imp
@@ -296,6 +338,91 @@ def _log_with_prefix(name: str) -> None:
     logger.addHandler(handler)
 
 
+def check_max_parallel(max_parallel: int | None) -> None:
+    """``--max_parallel``: unset (the default) or a whole number in [1, :data:`MAX_PARALLEL`].
+
+    >>> check_max_parallel(0)
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --max_parallel: 0 must be at least 1
+    """
+    if max_parallel is None:
+        return
+    if isinstance(max_parallel, int) and max_parallel < 1:
+        raise LthError(f"--max_parallel: {max_parallel} must be at least 1")
+    check_number(
+        "--max_parallel",
+        max_parallel,
+        low=1,
+        high=MAX_PARALLEL,
+        integer=True,
+        why="members at once",
+    )
+
+
+def check_ray_address(
+    address: str | None, flag: str = "--ray_address", timeout: float = RAY_PROBE_SECONDS
+) -> str | None:
+    """The Ray cluster to connect to, checked: None for a local Ray started for the sweep
+    (no address, or ``local``), else ``auto``'s cluster, ``HOST:PORT`` (the head's GCS port,
+    6379 by default) or ``ray://HOST:PORT`` (Ray Client, 10001), once something answers
+    there within ``timeout`` seconds. ``flag`` names where the address came from.
+
+    >>> check_ray_address("local") is None
+    True
+    >>> check_ray_address("head node")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --ray_address='head node' is not a Ray address; give auto, HOST:PORT...
+    """
+    if address is None or not address.strip() or address.strip() == "local":
+        return None
+    address = address.strip()
+    if address == "auto":
+        found = _auto_address(flag)
+        if found is None:
+            return address
+        host, port = found
+    else:
+        match = _RAY_ADDRESS.fullmatch(address)
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise LthError(
+                f"{flag}={address!r} is not a Ray address; give auto, HOST:PORT (the head node's "
+                "GCS port, e.g. 10.0.0.5:6379) or ray://HOST:10001, or leave it out for a local Ray"
+            )
+        host, port = match["host"].strip("[]"), int(match["port"])
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        why = (
+            f"no answer within {timeout:g} s"
+            if isinstance(error, TimeoutError)
+            else (error.strerror or str(error) or type(error).__name__).lower()
+        )
+        raise LthError(
+            f"{flag}={address}: nothing answers at {host}:{port} ({why}); start the cluster "
+            "(ray start --head) or correct the address, or leave it out to run on a local Ray"
+        ) from None
+    return address
+
+
+def _auto_address(flag: str) -> tuple[str, int] | None:
+    """``auto``: the cluster Ray itself would find (the last ``ray start`` on this machine);
+    None where this Ray does not say (``ray.init`` then reports an absent cluster itself)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:  # a private function: another Ray version may not have it
+        return None
+    try:
+        host, _, port = canonicalize_bootstrap_address_or_die("auto").rpartition(":")
+        return host.strip("[]"), int(port)
+    except (ConnectionError, ValueError) as error:
+        # Ray's own words name its flag (--address); only another problem needs them.
+        why = "" if "Could not find any running Ray" in str(error) else f" ({one_line(error)})"
+        raise LthError(
+            f"{flag}=auto: no running Ray cluster found on this machine{why}; start one "
+            "(ray start --head), give its address, or leave it out for a local Ray"
+        ) from None
+
+
 def run_sweep(
     plan: SweepPlan,
     options: MemberOptions = MemberOptions(),
@@ -309,26 +436,39 @@ def run_sweep(
     the end; with one (``auto``, ``ray://host:10001``) the members run on that cluster, which
     must see ``plan.root`` and ``options.data_dir`` at the same paths. At most ``max_parallel``
     members run at once (default: one per GPU, else one); with GPUs each member gets one.
+    The sweep directory is locked meanwhile: a second sweep into it is refused.
     """
-    if max_parallel is not None and max_parallel < 1:
-        raise LthError(f"--max_parallel: {max_parallel} must be at least 1")
+    check_max_parallel(max_parallel)
+    # Checked before the directory is touched: a wrong address leaves nothing behind.
+    flag = "--ray_address" if ray_address else "RAY_ADDRESS"
+    address = check_ray_address(ray_address or os.environ.get("RAY_ADDRESS"), flag)
     started = time.monotonic()
-    root = plan.root.resolve()
-    status = {m.name: DONE if plan.is_finished(m) else PENDING for m in plan.members}
-    errors: dict[str, str] = {}
-    _write_sweep_file(plan, status, errors)
-    todo = [m for m in plan.members if status[m.name] == PENDING]
-    if not todo:
-        say(f"Every member of {plan.root} is finished already.")
-        return SweepResult(status, errors, time.monotonic() - started)
+    with io.locked(plan.root, "another sweep"):
+        earlier = _earlier_members(plan)
+        status = {m.name: DONE if plan.is_finished(m) else PENDING for m in plan.members}
+        errors: dict[str, str] = {}
+        todo = [m for m in plan.members if status[m.name] == PENDING]
+        if not todo:
+            _write_sweep_file(plan, status, errors, earlier)
+            say(f"Every member of {plan.root} is finished already.")
+            return SweepResult(status, errors, time.monotonic() - started)
+        ray = _start_ray(address, flag, max_parallel)
+        try:
+            _write_sweep_file(plan, status, errors, earlier)
+            _run_members(
+                ray, plan, todo, status, errors, earlier, options, max_parallel, address, say
+            )
+        finally:
+            ray.shutdown()
+    return SweepResult(status, errors, time.monotonic() - started)
 
+
+def _start_ray(address: str | None, flag: str, max_parallel: int | None) -> Any:
+    """``ray``, connected to ``address`` or to a local instance started here."""
     import ray
 
-    address = ray_address or os.environ.get("RAY_ADDRESS")
     runtime_env = {"env_vars": MEMBER_ENV}
-    if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
-    else:
+    if not address:
         ray.init(
             address="local",
             # The sweep's own slots; the rest of the machine stays free.
@@ -336,72 +476,147 @@ def run_sweep(
             include_dashboard=False,
             runtime_env=runtime_env,
         )
+        return ray
+    failure = None
+    # Ray's C++ client logs every retry while it tries to join; the failure is one line here.
+    with quiet_stderr():
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+            failure = error
+    if failure is not None:
+        # Something answered at the address, but not a Ray cluster this Ray can join.
+        raise LthError(
+            f"{flag}={address}: cannot join the Ray cluster there ({one_line(failure)}); check "
+            "the address and that the cluster runs the same Ray and Python versions"
+        ) from None
+    return ray
+
+
+def _run_members(
+    ray: Any,
+    plan: SweepPlan,
+    todo: list[Member],
+    status: dict[str, str],
+    errors: dict[str, str],
+    earlier: list[dict[str, Any]],
+    options: MemberOptions,
+    max_parallel: int | None,
+    address: str | None,
+    say: Callable[[str], None],
+) -> None:
+    """Runs ``todo`` on the connected Ray, parents before their branches, at most
+    ``max_parallel`` at once, updating ``status``, ``errors`` and ``sweep.json``."""
+    root = plan.root.resolve()
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    slots = max_parallel or max(gpus, 1)
+    say(
+        f"Sweep {plan.root}: {len(todo)} of {len(plan.members)} members to run, {slots} at "
+        f"a time on {'Ray at ' + address if address else 'a local Ray'}"
+        f"{f' ({gpus} GPUs, one per member)' if gpus else ''}."
+    )
+    # No retries: a crashed member resumes when the sweep is rerun, which says so.
+    task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(run_member)
+    options = dataclasses.replace(
+        options,
+        data_dir=str(Path(options.data_dir).resolve()) if options.data_dir else None,
+    )
+    running: dict[Any, Member] = {}
+    while todo or running:
+        for member in list(todo):
+            parent = status.get(member.parent) if member.parent else DONE
+            if parent in (FAILED, SKIPPED):
+                todo.remove(member)
+                status[member.name] = SKIPPED
+                errors[member.name] = f"its parent {member.parent} did not finish"
+            elif parent == DONE and len(running) < slots:
+                todo.remove(member)
+                hparams = member.hparams.to_dict()
+                running[task.remote(hparams, str(root), member.name, options)] = member
+                status[member.name] = "running"
+                say(f"{member.name}: started")
+        _write_sweep_file(plan, status, errors, earlier)
+        if not running:
+            continue
+        finished, _ = ray.wait(list(running), num_returns=1)
+        for ref in finished:
+            member = running.pop(ref)
+            try:
+                outcome, error = ray.get(ref)
+            except Exception as crash:  # noqa: BLE001  (a worker that died, not an error it raised)
+                outcome, error = FAILED, one_line(crash)
+            status[member.name] = outcome
+            if error:
+                errors[member.name] = error
+            say(f"{member.name}: {outcome}{': ' + error if error else ''}")
+    _write_sweep_file(plan, status, errors, earlier)
+
+
+def _earlier_members(plan: SweepPlan) -> list[dict[str, Any]]:
+    """The entries of ``sweep.json`` as an earlier run left it (oldest first; none without
+    the file), each member this run leaves out refreshed from its directory."""
+    path = plan.root / SWEEP_FILE
+    if not path.exists():
+        return []
+    saved = io.read_json(path, SWEEP_TODO)
+    entries = saved.get("members") if isinstance(saved, dict) else None
+    if not isinstance(entries, list) or not all(
+        isinstance(entry, dict) and _is_member_name(entry.get("name")) for entry in entries
+    ):
+        raise io.damaged(path, "not a list of named members", SWEEP_TODO)
+    planned = {member.name for member in plan.members}
+    for entry in entries:
+        if entry["name"] not in planned:
+            entry["status"] = _status_on_disk(plan.root / entry["name"], entry.get("status"))
+    return entries
+
+
+def _is_member_name(name: Any) -> bool:
+    """A folder directly in the sweep directory (an edited file must not name ``../x``)."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+
+
+def _status_on_disk(directory: Path, recorded: Any) -> str:
+    """A member no longer run: done if every round is on disk, otherwise what was recorded
+    (``running`` becomes ``pending``: the lock says no sweep runs it now)."""
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        slots = max_parallel or max(gpus, 1)
-        say(
-            f"Sweep {plan.root}: {len(todo)} of {len(plan.members)} members to run, {slots} at "
-            f"a time on {'Ray at ' + address if address else 'a local Ray'}"
-            f"{f' ({gpus} GPUs, one per member)' if gpus else ''}."
-        )
-        # No retries: a crashed member resumes when the sweep is rerun, which says so.
-        task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(run_member)
-        options = dataclasses.replace(
-            options,
-            data_dir=str(Path(options.data_dir).resolve()) if options.data_dir else None,
-        )
-        running: dict[Any, Member] = {}
-        while todo or running:
-            for member in list(todo):
-                parent = status.get(member.parent) if member.parent else DONE
-                if parent in (FAILED, SKIPPED):
-                    todo.remove(member)
-                    status[member.name] = SKIPPED
-                    errors[member.name] = f"its parent {member.parent} did not finish"
-                elif parent == DONE and len(running) < slots:
-                    todo.remove(member)
-                    hparams = member.hparams.to_dict()
-                    running[task.remote(hparams, str(root), member.name, options)] = member
-                    status[member.name] = "running"
-                    say(f"{member.name}: started")
-            _write_sweep_file(plan, status, errors)
-            if not running:
-                continue
-            finished, _ = ray.wait(list(running), num_returns=1)
-            for ref in finished:
-                member = running.pop(ref)
-                try:
-                    outcome, error = ray.get(ref)
-                except Exception as crash:  # noqa: BLE001  (a worker that died, not an error it raised)
-                    outcome, error = FAILED, one_line(crash)
-                status[member.name] = outcome
-                if error:
-                    errors[member.name] = error
-                say(f"{member.name}: {outcome}{': ' + error if error else ''}")
-        _write_sweep_file(plan, status, errors)
-    finally:
-        ray.shutdown()
-    return SweepResult(status, errors, time.monotonic() - started)
+        experiment = ExperimentDir(directory)
+        rounds = read_saved(experiment).hparams.pruning.rounds
+        if experiment.completed_rounds() >= set(range(rounds + 1)):
+            return DONE
+    except (LthError, OSError):
+        pass  # no experiment there (yet), or a damaged one: the record stands
+    return PENDING if recorded in (None, "running") else str(recorded)
 
 
-def _write_sweep_file(plan: SweepPlan, status: dict[str, str], errors: dict[str, str]) -> None:
-    """``sweep.json``: every member with what it varies and where it stands."""
+def _write_sweep_file(
+    plan: SweepPlan,
+    status: dict[str, str],
+    errors: dict[str, str],
+    earlier: Sequence[dict[str, Any]] = (),
+) -> None:
+    """``sweep.json``: every member with what it varies and where it stands; the members of
+    earlier runs that this one leaves out stay listed, ``in_this_run: false``."""
+    current = {
+        member.name: {
+            "name": member.name,
+            "seed": member.hparams.training.seed,
+            "rewind": member.hparams.pruning.rewind,
+            "control": member.control,
+            "parent": member.parent,
+            "status": status[member.name],
+            "error": errors.get(member.name),
+            "in_this_run": True,
+        }
+        for member in plan.members
+    }
+    # Earlier members keep their place; this run's new ones follow in the plan's order.
+    listed = [current.pop(e["name"], None) or {**e, "in_this_run": False} for e in earlier]
     io.write_json(
         plan.root / SWEEP_FILE,
         {
             "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "members": [
-                {
-                    "name": member.name,
-                    "seed": member.hparams.training.seed,
-                    "rewind": member.hparams.pruning.rewind,
-                    "control": member.control,
-                    "parent": member.parent,
-                    "status": status[member.name],
-                    "error": errors.get(member.name),
-                }
-                for member in plan.members
-            ],
+            "members": listed + list(current.values()),
         },
     )
 

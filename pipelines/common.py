@@ -13,7 +13,10 @@ from absl import app, flags
 
 import lth_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from lth_tf.errors import LthError, os_error_line
-from lth_tf.startup import start_tensorflow_quietly  # noqa: F401  (what every pipeline calls)
+from lth_tf.startup import (
+    start_tensorflow_quietly,  # noqa: F401  (what every pipeline calls)
+    use_run_temp_dir,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
@@ -109,6 +112,9 @@ def parse_flags_in_one_line(argv: list[str]) -> list[str]:
 
 def run(main: Callable[[list[str]], None]) -> None:
     """``app.run(main)`` with :func:`parse_flags_in_one_line`: every pipeline starts here."""
+    # Before TensorFlow starts: its autograph files go to a folder of this run's, removed at
+    # exit (and, after a kill, by the next run), never left in the system's temp dir for good.
+    use_run_temp_dir()
     # absl's --help lists the flags of the program's main module; a console script
     # (lth-imp) is a small wrapper that defines none, so the pipeline's flags count as its.
     module = sys.modules[main.__module__]

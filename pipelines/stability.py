@@ -43,8 +43,10 @@ flags.DEFINE_string(
 flags.DEFINE_list(
     "rewind_sweep", [], "Several rewind points, e.g. 0,100it,500it,2ep: the sweep figure and CSV."
 )
-flags.DEFINE_integer("seeds", 2, "Copies trained with different data orders (at least 2).")
-flags.DEFINE_integer("points", 30, "Evenly spaced mixtures on the path, both ends included.")
+flags.DEFINE_integer("seeds", 2, "Copies trained with different data orders (2-100).")
+flags.DEFINE_integer(
+    "points", 30, "Evenly spaced mixtures on the path, both ends included (2-1000)."
+)
 flags.DEFINE_integer(
     "bn_batches", 100, "Training batches that recompute batch-norm statistics at each mixture."
 )

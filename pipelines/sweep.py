@@ -4,7 +4,9 @@
 One experiment per rewind point and seed, each control as a branch of each; every other
 hyperparameter flag of ``pipelines.imp`` applies to all members. A local Ray instance starts and
 stops with the sweep; ``--ray_address=auto`` (or ``RAY_ADDRESS``) uses a running cluster.
-Rerunning the same command resumes every member. Exits 1 when a member failed.
+Rerunning the same command resumes every member; a rerun with fewer seeds keeps the others
+listed in sweep.json. A second sweep into a directory while one runs there is refused. Exits 1
+when a member failed.
 """
 
 from __future__ import annotations
@@ -20,20 +22,23 @@ from pipelines.hparam_flags import define_hparam_flags
 FLAGS = flags.FLAGS
 define_hparam_flags(FLAGS)
 flags.adopt_module_key_flags(hparam_flags)
-flags.DEFINE_string("seeds", "0", "Seeds of the members: 0-4, 0,1,2 or a mix (0-2,7).")
+flags.DEFINE_string(
+    "seeds", "0", "Seeds of the members: 0-4, 0,1,2 or a mix (0-2,7); at most 1000 members."
+)
 flags.DEFINE_list(
     "controls", [], "Controls run as branches of every member: random_reinit, random_prune, ..."
 )
 flags.DEFINE_string("output_dir", None, "The sweep's directory (members and sweep.json go here).")
 flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
 flags.DEFINE_integer(
-    "max_parallel", None, "Members at once (default: one per GPU, or 1 without GPUs)."
+    "max_parallel", None, "Members at once, 1-1024 (default: one per GPU, or 1 without GPUs)."
 )
 flags.DEFINE_string(
     "ray_address",
     None,
-    "A running Ray cluster (auto, or ray://HOST:10001); default: $RAY_ADDRESS, else a local "
-    "Ray started for this sweep.",
+    "A running Ray cluster: auto, HOST:6379 (its head node) or ray://HOST:10001 (Ray Client); "
+    "default: $RAY_ADDRESS, else a local Ray started for this sweep. Refused at once when "
+    "nothing answers there.",
 )
 flags.DEFINE_boolean("jit_compile", True, "Compile the training step with XLA.")
 flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
@@ -46,14 +51,13 @@ _VARIED = {"seed": "--seeds", "model": None, "dataset": None, "recipe": None}
 def plan_from_flags():
     """The sweep's members from the flags (every check before Ray or TensorFlow starts)."""
     from lth_tf.errors import LthError
-    from lth_tf.sweep import parse_seeds, plan_sweep
+    from lth_tf.sweep import check_max_parallel, parse_seeds, plan_sweep
 
     if not FLAGS.output_dir:
         raise LthError("--output_dir: give the sweep's directory, e.g. runs/sweeps/lenet")
     if FLAGS.seed is not None:
         raise LthError("--seed: a sweep varies the seed; give --seeds=0-4 (or 0,1,2)")
-    if FLAGS.max_parallel is not None and FLAGS.max_parallel < 1:
-        raise LthError(f"--max_parallel: {FLAGS.max_parallel} must be at least 1")
+    check_max_parallel(FLAGS.max_parallel)
     changes = {
         spec.name: FLAGS[spec.name].value
         for spec in hparam_flags.hparam_flags()

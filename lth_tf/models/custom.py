@@ -222,6 +222,12 @@ def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
         sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as exited:
+        # Not Exception: it would end the run with its status, having done nothing.
+        raise LthError(
+            f"--model={spec}: importing {module_name} exited (sys.exit({exited.code!r})); guard "
+            "its command-line code with `if __name__ == '__main__':`"
+        ) from None
     except Exception as error:  # noqa: BLE001 - importing user code can raise anything
         raise LthError(
             f"--model={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
@@ -250,6 +256,14 @@ def call_builder(
         model = function(tuple(input_shape), int(num_classes))
     except LthError:
         raise
+    except SystemExit as exited:
+        # Not Exception: it would end the run with its status (0 for sys.exit()) having done
+        # nothing, as if it had succeeded.
+        raise LthError(
+            f"{what}: the builder exited (sys.exit({exited.code!r})) instead of returning a model; "
+            f"make it return a tf_keras model for input_shape={tuple(input_shape)}, "
+            f"num_classes={num_classes}"
+        ) from None
     except Exception as error:  # noqa: BLE001 - user code can raise anything
         raise LthError(
             f"{what}: the builder raised {type(error).__name__}: {error} (called with "

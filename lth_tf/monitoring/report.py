@@ -284,6 +284,29 @@ def _group_curve(label: str, rows: Sequence[dict[str, Any]], n: int, x_axis: str
     )
 
 
+def _refuse_copies(experiment_dirs: Sequence[str | Path]) -> None:
+    """Refuses two directories that are one run: a directory and its copy (``cp -r``) share
+    the experiment id in ``hparams.json``, and would count one run twice (e.g. as replicates).
+    Directories from before ids are not compared.
+
+    >>> _refuse_copies(["runs/lenet", "backup/lenet"])  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    lth_tf.errors.LthError: --experiments: runs/lenet and backup/lenet are the same run ...
+    """
+    first: dict[str, str | Path] = {}
+    for directory in experiment_dirs:
+        identity = ExperimentDir(Path(directory)).identity
+        if identity is None:
+            continue
+        if identity in first:
+            raise LthError(
+                f"--experiments: {first[identity]} and {directory} are the same run (experiment "
+                f"id {identity}: one is a copy of the other); give only one of them"
+            )
+        first[identity] = directory
+
+
 def write_report(
     experiment_dirs: Sequence[str | Path], output: str | Path, x_axis: str = "percent_remaining"
 ) -> tuple[Path, Path]:
@@ -309,6 +332,7 @@ def write_report(
             raise LthError(f"--experiments: {directory} is given twice")
         seen.add(resolved)
     experiments = [load_results(directory) for directory in experiment_dirs]
+    _refuse_copies(experiment_dirs)
     for experiment in experiments:
         if any(getattr(row, x_axis) is None for row in experiment.rows):
             raise LthError(

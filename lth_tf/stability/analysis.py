@@ -238,7 +238,7 @@ class StabilitySession:
         points: dict[int, Snapshot] = {}
         for k in iterations:
             if k == self.plan.own_rewind:
-                points[k] = io.read_npz(experiment.rewind_point)
+                points[k] = experiment.read_rewind_point()
             elif files.rewind_point(k).exists():
                 points[k] = io.read_npz(files.rewind_point(k))
         missing = [k for k in iterations if k not in points]
@@ -254,8 +254,8 @@ class StabilitySession:
         ``rewind_point.npz`` (an iteration-0 rewind point checks the initial weights).
         """
         files, own = self.plan.files, self.plan.own_rewind
-        path = self.plan.experiment.rewind_point
-        saved = io.read_npz(path) if path.exists() else None
+        experiment = self.plan.experiment
+        saved = experiment.read_rewind_point() if experiment.rewind_point.exists() else None
         if own == 0 and saved is not None:
             # Deterministic initialisation: a difference means the model's code changed.
             self._check_same(self.initial, saved, "initial weights", fatal=True)

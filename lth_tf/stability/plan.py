@@ -33,6 +33,11 @@ from lth_tf.steps import Step
 STABILITY_DIR = "stability"
 # Frankle et al. (2020): a network is stable when the error barrier is below 2 points.
 STABLE_BELOW = 2.0
+# Upper bounds, so a typo is refused at once instead of running for days: each copy is a
+# network trained to the end of the round, each mixture a pass over the test set (the papers
+# use 2-4 copies and 30 points).
+MAX_SEEDS = 100
+MAX_POINTS = 1000
 DISTANCE_OVER = (
     "surviving prunable weights: the kernels of conv and dense layers where the round's mask is "
     "1 (biases and normalisation parameters excluded)"
@@ -163,6 +168,9 @@ def plan_stability(
     """
     check_number("--seeds", seeds, low=2, integer=True, why="copies to compare")
     check_number("--points", points, low=2, integer=True, why="the two ends of the path at least")
+    # Apart from the lower bounds, whose messages say why a single copy or point cannot be.
+    check_number("--seeds", seeds, high=MAX_SEEDS, integer=True, why="each copy trains a network")
+    check_number("--points", points, high=MAX_POINTS, integer=True, why="each point is a test pass")
     check_number("--bn_batches", bn_batches, low=1, integer=True)
     if rewind is not None and rewind_sweep:
         raise LthError("give --rewind or --rewind_sweep, not both")
@@ -203,6 +211,9 @@ def plan_stability(
     )
     if resolved.rewind_iteration in unique and not experiment.rewind_point.exists():
         raise LthError(f"{experiment.root} has no rewind_point.npz; was round 0 interrupted?")
+    if experiment.rewind_point.exists():
+        # Before TensorFlow starts: another experiment's rewind point is refused in a second.
+        experiment.check_stamp(experiment.rewind_point)
     return StabilityPlan(
         experiment=experiment,
         hparams=hparams,
