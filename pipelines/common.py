@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import stat
 import sys
 import traceback
 import warnings
@@ -96,6 +98,38 @@ def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list
     return wrapped
 
 
+# A flag file is a few lines of flags: anything larger is not one (``/dev/zero`` would be read
+# until memory runs out).
+MAX_FLAGFILE_BYTES = 1 << 20
+
+
+def check_flagfiles(argv: list[str]) -> None:
+    """Refuses a ``--flagfile`` that is not a regular file of at most 1 MiB (a FIFO would
+    hang absl's reader, a device fill memory) before absl reads it.
+
+    >>> check_flagfiles(["imp", "--flagfile=/dev/zero"])  # doctest: +SKIP
+    flags.Error: --flagfile=/dev/zero is not a regular file; ...
+    """
+    for index, argument in enumerate(argv[1:], start=1):
+        if argument.startswith(("--flagfile=", "-flagfile=")):
+            path = argument.split("=", 1)[1]
+        elif argument in ("--flagfile", "-flagfile") and index + 1 < len(argv):
+            path = argv[index + 1]
+        else:
+            continue
+        try:
+            status = os.stat(path)
+        except OSError as error:
+            raise flags.Error(f"--flagfile={path}: {error.strerror.lower()}") from None
+        if not stat.S_ISREG(status.st_mode):
+            raise flags.Error(f"--flagfile={path} is not a regular file; give a file of flags")
+        if status.st_size > MAX_FLAGFILE_BYTES:
+            raise flags.Error(
+                f"--flagfile={path} is {status.st_size:,} bytes, more than a file of flags "
+                f"({MAX_FLAGFILE_BYTES:,} at most)"
+            )
+
+
 def parse_flags_in_one_line(argv: list[str]) -> list[str]:
     """absl's flag parsing, with a flag it cannot parse (``--rounds=abc``, an unknown name)
     refused as every other bad input is: one ``error:`` line on stderr, exit status 2.
@@ -104,6 +138,7 @@ def parse_flags_in_one_line(argv: list[str]) -> list[str]:
     error: flag --rounds=abc: invalid literal for int() with base 10: 'abc' (--helpshort ...)
     """
     try:
+        check_flagfiles(argv)
         return flags.FLAGS(argv)
     except flags.Error as error:
         print(f"error: {error} (--helpshort lists the flags)", file=sys.stderr)

@@ -449,3 +449,20 @@ def test_autograph_files_of_a_killed_run_go_with_the_next_run(tmp_path, idx_dir)
     resumed = in_own_temp(temp, "pipelines.imp", *flags)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert autograph_files(temp) == [] and list(temp.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "fifo", "missing"])
+def test_a_flagfile_that_is_no_file_of_flags_is_one_line(path, tmp_path):
+    import os
+
+    from tests.helpers import run_pipeline
+
+    if path == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
+    elif path == "missing":
+        path = str(tmp_path / "missing")
+    result = run_pipeline("pipelines.imp", f"--flagfile={path}", timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: --flagfile={path}")
+    assert result.stderr.strip().count("\n") == 0
