@@ -179,7 +179,8 @@ def test_every_flag_the_library_names_exists():
     defined = set(hparam_flag_names())
     for pipeline in (ROOT / "pipelines").glob("*.py"):
         defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', pipeline.read_text()))
-    others = {"logdir", "rewinding_steps"}  # TensorBoard's and open_lth's
+    # TensorBoard's, open_lth's and Ray's (`ray start --head`, its --address).
+    others = {"logdir", "rewinding_steps", "head", "address"}
     # The emulated ARM's set-up runs pip, apt, dpkg and nm with their own options.
     tools = {Path(ROOT, "lth_tf", "export", "arm.py")}
     named = {
