@@ -517,28 +517,41 @@ def _checked_fp16(
     if pruning_round == 0:
         return dense, {"weight_storage": "dense: round 0, the dense network"}
     sparse = fp16_tflite(saved_model, sparse=True)
-    if len(sparse) >= len(dense):
-        return dense, {
-            "weight_storage": f"dense: {len(dense):,} bytes stored dense, {len(sparse):,} "
-            "stored sparse (an index per surviving weight outweighs the zeros it saves)"
-        }
-    disagreement = _disagreement(sparse, dense, images)
-    if disagreement > SPARSE_DISAGREEMENT:
-        log.warning(
-            "round %d: LiteRT's sparse float16 encoding disagrees with the dense one on %.1f%% "
-            "of %d test examples; the float16 file is stored dense.",
-            pruning_round,
-            100 * disagreement,
-            len(images),
-        )
-        return dense, {
-            "weight_storage": f"dense: the sparse encoding's predictions differed from the "
-            f"dense encoding's on {100 * disagreement:.1f}% of {len(images)} test examples"
-        }
+    refusal = _sparse_refusal(sparse, dense, images, pruning_round, "float16")
+    if refusal is not None:
+        return dense, {"weight_storage": refusal}
     return sparse, {
         "weight_storage": f"sparse: {len(sparse):,} bytes, {len(dense):,} stored dense, the "
         f"same predictions on {len(images)} test examples"
     }
+
+
+def _sparse_refusal(
+    sparse: bytes, dense: bytes, images: np.ndarray, pruning_round: int, kind: str
+) -> str | None:
+    """Why a file's sparse encoding is not kept (``dense: ...``): larger than the dense one,
+    or predicting other classes on ``images``; None when it may be kept."""
+    if len(sparse) >= len(dense):
+        return (
+            f"dense: {len(dense):,} bytes stored dense, {len(sparse):,} stored sparse (an "
+            "index per surviving weight outweighs the zeros it saves at this sparsity)"
+        )
+    disagreement = _disagreement(sparse, dense, images)
+    if disagreement <= SPARSE_DISAGREEMENT:
+        return None
+    log.warning(
+        "round %d: LiteRT's sparse %s encoding disagrees with the dense one on %.1f%% of %d "
+        "test examples; the %s file is stored dense.",
+        pruning_round,
+        kind,
+        100 * disagreement,
+        len(images),
+        kind,
+    )
+    return (
+        f"dense: the sparse encoding's predictions differed from the dense encoding's on "
+        f"{100 * disagreement:.1f}% of {len(images)} test examples"
+    )
 
 
 def _checked_int8(
@@ -577,26 +590,9 @@ def _checked_int8(
     def chosen(content: bytes, why: str) -> tuple[bytes, dict[str, Any]]:
         return content, {"weight_storage": why, "storage_candidates": candidates}
 
-    if len(sparse) >= len(dense):
-        return chosen(
-            dense,
-            f"dense: {len(dense):,} bytes stored dense, {len(sparse):,} stored sparse (an "
-            "index per surviving weight outweighs the zeros it saves at this sparsity)",
-        )
-    disagreement = _disagreement(sparse, dense, images)
-    if disagreement > SPARSE_DISAGREEMENT:
-        log.warning(
-            "round %d: LiteRT's sparse int8 encoding disagrees with the dense one on %.1f%% of "
-            "%d test examples; the int8 file is stored dense.",
-            pruning_round,
-            100 * disagreement,
-            len(images),
-        )
-        return chosen(
-            dense,
-            f"dense: the sparse encoding's predictions differed from the dense encoding's on "
-            f"{100 * disagreement:.1f}% of {len(images)} test examples",
-        )
+    refusal = _sparse_refusal(sparse, dense, images, pruning_round, "int8")
+    if refusal is not None:
+        return chosen(dense, refusal)
     if options.int8_storage == "smallest":
         return chosen(sparse, "sparse: smaller (int8_storage=smallest keeps it however fast)")
     # Side by side, each under the interpreter options it needs: a device gets the same.
