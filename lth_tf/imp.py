@@ -248,9 +248,12 @@ def _run_locked(
             log.info("Recomputed the lost %s.", experiment.masks(pruning_round))
         else:
             done.discard(pruning_round)  # retrained after the round it comes from
-    for pruning_round in range(hparams.pruning.rounds + 1):
-        if pruning_round in done:
-            continue
+    to_train = [r for r in range(hparams.pruning.rounds + 1) if r not in done]
+    # The first round of this session says how long the rest will take (a long run only).
+    rounds.later_iterations = sum(
+        resolved.iterations - round_start(resolved, r) for r in to_train[1:]
+    )
+    for pruning_round in to_train:
         began = time.monotonic()
         result = rounds.train_round(pruning_round)
         log.info(round_line(result, time.monotonic() - began))
@@ -381,6 +384,8 @@ class _Rounds:
     control: Control
     options: RunOptions
     observer: ImpObserver
+    # Iterations of the rounds after the first one this run trains, for its time estimate.
+    later_iterations: int | None = None
 
     def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """Round 0: all ones. Round r: as the control decides (IMP: magnitude pruning)."""
@@ -486,6 +491,11 @@ class _Rounds:
                 every=resolved.eval_every,
             )
         )
+        if self.later_iterations is not None:
+            from lth_tf.monitoring.progress import RunEstimate
+
+            callbacks.append(RunEstimate(resolved.iterations, self.later_iterations))
+            self.later_iterations = None  # once per run
         if self.options.show_progress:
             from lth_tf.monitoring.progress import ProgressBar
 

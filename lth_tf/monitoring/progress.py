@@ -10,8 +10,10 @@ carriage returns or backspaces.
 from __future__ import annotations
 
 import datetime
+import logging
 import sys
 import time
+from collections.abc import Callable
 
 import tf_keras
 
@@ -76,4 +78,54 @@ class ProgressBar(Callback):
         return (
             f"{clock} {self.title}: {iteration}/{self.stop} ({percent:.0f}%) {rate:.0f} it/s | "
             f"{figures}"
+        )
+
+
+# An estimate is worth a line only for a run a person might not wait for.
+LONG_RUN_SECONDS = 300.0
+# Measured past the first chunk (which includes tracing and compiling) over at least this long.
+ESTIMATE_AFTER_SECONDS = 10.0
+
+
+class RunEstimate(Callback):
+    """Says once, early in a long run, about how long the rest of it will take: the iterations
+    left in this round (to ``stop``) and ``later_iterations`` (the rounds after it) at the speed
+    measured so far, evaluations included, compilation not (the first chunk is left out).
+
+    >>> RunEstimate(1000, 9000).text(12_000, 100.0)
+    'Estimated time left: about 2 min (12,000 iterations at 100 it/s, evaluations included).'
+    """
+
+    def __init__(
+        self, stop: int, later_iterations: int, log: Callable[[str], None] | None = None
+    ):
+        self.stop, self.later_iterations = stop, later_iterations
+        self.log = log or logging.getLogger("lth_tf").info
+        self.first: tuple[int, float] | None = None
+        self.done = False
+
+    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
+        if self.done:
+            return
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (chunk.stop, now)
+            return
+        iterations, seconds = chunk.stop - self.first[0], now - self.first[1]
+        if seconds < ESTIMATE_AFTER_SECONDS and not chunk.last:
+            return
+        self.done = True
+        rate = iterations / max(seconds, 1e-9)
+        left = self.later_iterations + (self.stop - chunk.stop)
+        if left / rate >= LONG_RUN_SECONDS:
+            self.log(self.text(left, rate))
+
+    @staticmethod
+    def text(iterations: int, rate: float) -> str:
+        seconds = iterations / rate
+        hours, minutes = divmod(round(seconds / 60), 60)
+        span = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
+        return (
+            f"Estimated time left: about {span} ({iterations:,} iterations at {rate:.0f} it/s, "
+            "evaluations included)."
         )
