@@ -23,7 +23,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from lth_tf.orphans import RUN_TEMP_ENV, end_processes_of
+
 __all__ = [
+    "owns_run_temp_dir",
     "quiet_stderr",
     "remove_dead_run_temp_dirs",
     "start_tensorflow_quietly",
@@ -35,8 +38,8 @@ __all__ = [
 # a folder whose lock can be taken belongs to a run that is gone.
 RUN_TEMP_NAME = re.compile(r"lth_tf-(\d+)-[A-Za-z0-9_]+")
 OWNER_LOCK = ".owner"
-# Passed to child processes (a local Ray's workers): they use their parent's folder.
-RUN_TEMP_ENV = "LTH_TF_RUN_TEMP_DIR"
+# RUN_TEMP_ENV is passed to child processes (a local Ray's workers): they use their parent's
+# folder, and name the run they belong to (lth_tf.orphans).
 _run_temp_dir: Path | None = None
 
 
@@ -82,6 +85,14 @@ def use_run_temp_dir() -> Path | None:
     return folder
 
 
+def owns_run_temp_dir() -> bool:
+    """Whether this process made its run folder (rather than inheriting its parent's)."""
+    if _run_temp_dir is None:
+        return False
+    match = RUN_TEMP_NAME.fullmatch(_run_temp_dir.name)
+    return match is not None and int(match[1]) == os.getpid()
+
+
 def remove_dead_run_temp_dirs(system: str | os.PathLike) -> list[Path]:
     """Deletes the run folders in ``system`` (a temporary directory) whose run is gone;
     returns them. Only this user's, and never one still in use.
@@ -96,6 +107,7 @@ def remove_dead_run_temp_dirs(system: str | os.PathLike) -> list[Path]:
         return removed
     for folder in entries:
         if _is_run_temp_dir(folder) and not _in_use(folder):
+            end_processes_of(folder)  # what its run left running (a local Ray's agents)
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed

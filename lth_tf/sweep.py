@@ -39,7 +39,8 @@ from lth_tf.config import MAX_SEED, BranchHparams, ExperimentHparams, check_numb
 from lth_tf.controls import BRANCH_CONTROLS, CONTROLS
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
-from lth_tf.startup import quiet_stderr, use_run_temp_dir
+from lth_tf.orphans import start_watchdog
+from lth_tf.startup import owns_run_temp_dir, quiet_stderr, use_run_temp_dir
 
 log = logging.getLogger("lth_tf")
 
@@ -469,12 +470,18 @@ def _start_ray(address: str | None, flag: str, max_parallel: int | None) -> Any:
 
     runtime_env = {"env_vars": MEMBER_ENV}
     if not address:
+        # Ray's session files (logs, sockets, spilled objects) go in this run's temporary
+        # folder, removed when it ends, or by the next run after a kill.
+        run_temp = use_run_temp_dir()
+        if run_temp is not None and owns_run_temp_dir():
+            start_watchdog(run_temp)  # Ray's agents outlive a driver killed with kill -9
         ray.init(
             address="local",
             # The sweep's own slots; the rest of the machine stays free.
             num_cpus=max_parallel or os.cpu_count() or 1,
             include_dashboard=False,
             runtime_env=runtime_env,
+            **({"_temp_dir": str(run_temp / "ray")} if run_temp is not None else {}),
         )
         return ray
     failure = None

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -167,12 +168,14 @@ def test_a_sweep_needs_its_directory():
 
 
 def _kill_after_first_results(command: list[str], root: Path) -> None:
-    """Starts the sweep in a process group of its own and SIGKILLs the whole group (the
-    driver and the Ray it started) once a member's results.csv is on disk."""
+    """Starts the sweep in a process group of its own and SIGKILLs the driver once a
+    member's results.csv is on disk; the Ray it started (raylet, workers, agents) must end
+    too, and its temporary folder go."""
+    environment = {k: v for k, v in os.environ.items() if k != "LTH_TF_RUN_TEMP_DIR"}
     sweep = subprocess.Popen(
         command,
         cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        env=dict(environment, PYTHONPATH=str(ROOT)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -182,15 +185,23 @@ def _kill_after_first_results(command: list[str], root: Path) -> None:
         assert sweep.poll() is None, "the sweep ended before any member finished a round"
         assert time.monotonic() < deadline, "no member finished a round in 10 minutes"
         time.sleep(0.2)
-    os.killpg(sweep.pid, signal.SIGKILL)
+    os.kill(sweep.pid, signal.SIGKILL)
     sweep.wait()
-    # Ray's workers go with their raylet; wait until none of the group writes any more.
+    deadline = time.monotonic() + 60
     while True:
         try:
             os.killpg(sweep.pid, 0)
         except ProcessLookupError:
             break
+        if time.monotonic() > deadline:
+            left = subprocess.run(
+                ["ps", "-o", "pid,cmd", "-g", str(sweep.pid)], text=True, capture_output=True
+            ).stdout
+            os.killpg(sweep.pid, signal.SIGKILL)
+            pytest.fail(f"processes of the killed sweep still run a minute later:\n{left}")
         time.sleep(0.2)
+    temporary = Path(tempfile.gettempdir())
+    assert not list(temporary.glob(f"lth_tf-{sweep.pid}-*")), "its temporary folder stayed"
 
 
 def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
