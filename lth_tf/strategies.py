@@ -21,15 +21,11 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MAX_VIRTUAL_CPUS = max(64, 4 * (os.cpu_count() or 1))
 
 
-def split_cpu(logical_devices: int) -> None:
-    """Splits the host CPU into ``logical_devices`` devices, so multi-replica code runs on CPU.
-
-    Must run before TensorFlow initialises its devices (before any op runs).
-    """
+def check_virtual_cpus(logical_devices: int) -> None:
+    """``--virtual_cpus`` is a count of 1 to :data:`MAX_VIRTUAL_CPUS`, checked before
+    TensorFlow starts."""
     from lth_tf.config import check_number
 
-    if isinstance(logical_devices, int) and logical_devices < 1:
-        raise LthError(f"--virtual_cpus must be at least 1, got {logical_devices}")
     check_number(
         "--virtual_cpus",
         logical_devices,
@@ -38,6 +34,14 @@ def split_cpu(logical_devices: int) -> None:
         integer=True,
         why=f"logical devices on {os.cpu_count()} cores",
     )
+
+
+def split_cpu(logical_devices: int) -> None:
+    """Splits the host CPU into ``logical_devices`` devices, so multi-replica code runs on CPU.
+
+    Must run before TensorFlow initialises its devices (before any op runs).
+    """
+    check_virtual_cpus(logical_devices)
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]

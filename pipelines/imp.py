@@ -110,6 +110,7 @@ def main(argv: list[str]) -> None:
     from lth_tf.config import check_number
     from lth_tf.strategies import (
         check_strategy_name,
+        check_virtual_cpus,
         make_strategy,
         precision_for,
         split_cpu,
@@ -121,7 +122,7 @@ def main(argv: list[str]) -> None:
     check_strategy_name(FLAGS.strategy)
     check_number("--steps_per_execution", FLAGS.steps_per_execution, low=1, integer=True)
     if FLAGS.virtual_cpus is not None:
-        check_number("--virtual_cpus", FLAGS.virtual_cpus, low=1, integer=True)
+        check_virtual_cpus(FLAGS.virtual_cpus)
     precision = precision_for(FLAGS.strategy, FLAGS.mixed_precision)
     start_tensorflow_quietly()
     if FLAGS.virtual_cpus is not None:
