@@ -47,6 +47,9 @@ XNNPACK_SPARSE_FRACTION = 2 / 3
 # "stabilizing" = Frankle et al. 2019/2020, Stabilizing LTH / Linear Mode Connectivity (no
 # warmup, rewind to an early iteration). Only the deep nets have both.
 RECIPES = ("lth", "stabilizing")
+# --rewind=stable (pipelines.imp): the rewind point is measured before IMP starts
+# (lth_tf.stability.rewind_finder); the experiment records the iteration found.
+STABLE_REWIND = "stable"
 # Fields renamed after experiments were written, old dotted key -> new. ``hparams.json`` files
 # keep loading, and experiment names keep hashing the old key (so they keep their names).
 # ``pruning.strategy`` shared its name with the distribution strategy (--strategy).
@@ -387,7 +390,9 @@ class PruningHparams:
     rewind: str = hparam(
         "0it",
         help="Rewind point: 0 = initial weights (LTH), or e.g. 500it / 2ep into round 0 "
-        "(Stabilizing LTH).",
+        "(Stabilizing LTH). pipelines.imp also takes 'stable': the earliest point from which the "
+        "dense network is stable to SGD noise, measured first (pipelines.stability "
+        "--find_rewind, Frankle et al. 2020) and recorded in hparams.json.",
     )
     block_size: str = hparam(
         "1x1",

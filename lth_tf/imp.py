@@ -143,11 +143,13 @@ def run_imp(
     data: ImageDataset | None = None,
     observer: ImpObserver | None = None,
     model: Any = None,
+    record: dict[str, Any] | None = None,
 ) -> ExperimentDir:
     """Runs (or resumes) every round of an IMP experiment; returns its directory.
 
     ``model`` is the ``tf_keras.Model`` object of a ``python:`` model name (the Python API's);
-    every other model is built from ``hparams.model.name``.
+    every other model is built from ``hparams.model.name``. ``record``: more fields for a new
+    experiment's ``hparams.json`` (where its settings came from, e.g. ``rewind_found``).
     """
     observer = observer or ImpObserver()
     if hparams.is_branch and experiment_name is None:
@@ -162,7 +164,7 @@ def run_imp(
         removed = io.remove_leftovers(root)
         if removed:
             log.info("Removed %d temporary files left by a killed run.", len(removed))
-        return _run_locked(hparams, root, options, strategy, data, observer, model)
+        return _run_locked(hparams, root, options, strategy, data, observer, model, record)
 
 
 def _run_locked(
@@ -173,6 +175,7 @@ def _run_locked(
     data: ImageDataset | None,
     observer: ImpObserver,
     model: Any,
+    record: dict[str, Any] | None = None,
 ) -> ExperimentDir:
     """:func:`run_imp` once it holds the experiment directory's lock."""
     data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
@@ -202,8 +205,13 @@ def _run_locked(
                 "provenance": data.provenance,
             },
             "model": model_record,
+            **(record or {}),
         },
     )
+    if record and any(read_saved(experiment).fields.get(k) != v for k, v in record.items()):
+        # An experiment that exists already (e.g. the dense run, extended when the rewind point
+        # found is 0) records where its settings came from too.
+        io.write_json(experiment.hparams, {**read_saved(experiment).fields, **record})
     provenance.check_same_model(experiment, model_record)
     provenance.bind_data(experiment, data)
     model_spec = provenance.bind_model(experiment, hparams, model)

@@ -118,6 +118,16 @@ def main(argv: list[str]) -> None:
     )
 
     setup_logging()
+    # --rewind=stable: the rewind point is measured first (lth_tf.stability.rewind_finder); the
+    # flags are checked as for rewind 0, which the dense network uses.
+    from lth_tf.config import STABLE_REWIND
+    from lth_tf.errors import LthError
+
+    stable_rewind = FLAGS.rewind is not None and FLAGS.rewind.strip() == STABLE_REWIND
+    if stable_rewind:
+        if FLAGS.branch_of is not None:
+            raise LthError("--rewind=stable is for a new experiment, not with --branch_of")
+        FLAGS.rewind = "0"
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
     check_strategy_name(FLAGS.strategy)
     check_number("--steps_per_execution", FLAGS.steps_per_execution, low=1, integer=True)
@@ -138,7 +148,12 @@ def main(argv: list[str]) -> None:
 
         observer = TensorBoardMonitor()
 
-    experiment = run_imp(
+    run = run_imp
+    if stable_rewind:
+        from lth_tf.stability.rewind_finder import run_imp_with_stable_rewind
+
+        run = run_imp_with_stable_rewind
+    experiment = run(
         hparams,
         # Under multi_worker every worker runs every round; only the chief writes the
         # experiment, the others keep their own copy (they resume from it).

@@ -43,6 +43,16 @@ flags.DEFINE_string(
 flags.DEFINE_list(
     "rewind_sweep", [], "Several rewind points, e.g. 0,100it,500it,2ep: the sweep figure and CSV."
 )
+flags.DEFINE_boolean(
+    "find_rewind",
+    False,
+    "Find the rewind point: analyse the dense round 0 at k = 0, 0.1%, 0.25%, 0.5%, 1%, 2%, 4% "
+    "and 7% of training and report the earliest k whose instability is below --threshold "
+    "(Frankle et al. 2020); writes stability/rewind_found.json and the sweep's figure and CSV.",
+)
+flags.DEFINE_float(
+    "threshold", 2.0, "With --find_rewind: the instability (percentage points) called stable."
+)
 flags.DEFINE_integer("seeds", 2, "Copies trained with different data orders (2-100).")
 flags.DEFINE_integer(
     "points", 30, "Evenly spaced mixtures on the path, both ends included (2-1000)."
@@ -87,6 +97,17 @@ def main(argv: list[str]) -> None:
         raise LthError("--output is required with --experiments: PREFIX for PREFIX.png/.csv")
     if FLAGS.output and not FLAGS.experiments:
         raise LthError("--output is for --experiments only")
+    if FLAGS.find_rewind:
+        if FLAGS.experiments or FLAGS.rewind is not None or FLAGS.rewind_sweep:
+            raise LthError(
+                "--find_rewind chooses the rewind points itself, on one experiment: drop "
+                "--experiments, --rewind and --rewind_sweep"
+            )
+        if FLAGS.round not in (None, "0"):
+            raise LthError("--find_rewind analyses the dense network: drop --round (or give 0)")
+        FLAGS.round = "0"
+    elif FLAGS["threshold"].present:
+        raise LthError("--threshold is for --find_rewind only")
     if FLAGS.round is None:
         raise LthError("--round is required: the finished round to analyse (0 = dense network)")
     if not FLAGS.round.strip().isdigit():
@@ -96,6 +117,9 @@ def main(argv: list[str]) -> None:
     setup_logging()
     if FLAGS.experiments:
         _main_across(precision)
+        return
+    if FLAGS.find_rewind:
+        _main_find_rewind(precision)
         return
     # Every check on the experiment and the flags comes before TensorFlow starts.
     plan = plan_stability(
@@ -124,6 +148,34 @@ def main(argv: list[str]) -> None:
         print(f"Sweep figure: {files.sweep_figure(plan.pruning_round)}")
         print(f"Sweep table: {files.sweep_csv(plan.pruning_round)}")
     print(f"TensorBoard: {files.tensorboard}")
+
+
+def _main_find_rewind(precision: str | None) -> None:
+    """--find_rewind: the dense round 0 at a grid of rewind points, and the earliest stable."""
+    from lth_tf.stability.rewind_finder import plan_rewind_search
+
+    # Every check on the experiment and the flags comes before TensorFlow starts.
+    search = plan_rewind_search(
+        FLAGS.experiment_dir,
+        seeds=FLAGS.seeds,
+        points=FLAGS.points,
+        bn_batches=FLAGS.bn_batches,
+        threshold=FLAGS.threshold,
+    )
+    print(search.cost_line(), flush=True)
+    start_tensorflow_quietly()
+
+    from lth_tf.provenance import experiment_data
+    from lth_tf.stability.analysis import run_stability
+    from lth_tf.stability.rewind_finder import choice_lines, record_choice
+
+    plan = search.plan
+    data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
+    found = record_choice(search, run_stability(plan, data, _options(precision)))
+    print("\n".join(choice_lines(found)))
+    print(f"Instability figure: {plan.files.sweep_figure(0)}")
+    print(f"Instability table: {plan.files.sweep_csv(0)}")
+    print(f"Choice: {search.found_file}")
 
 
 def _options(precision: str | None):
