@@ -122,7 +122,7 @@ def _sgd(batch_size, iterations, warmup, lr_drops) -> TrainingHparams:
         warmup=warmup,
         lr_drops=lr_drops,
         lr_drop_factor=0.1,
-        augment=True,
+        augment="cifar",
     )
 
 
@@ -426,6 +426,8 @@ def _hparam_value(flag: HparamFlag, value: Any, recipe_value: Any) -> Any:
     step string is expected is iterations; a wrong type is a user error naming the flag."""
     if flag.parse is not None and isinstance(value, str):
         return flag.parse(value, recipe_value)
+    if flag.boolean and isinstance(value, bool):
+        return flag.parse(value, recipe_value)  # e.g. augment=True, as the flag was once
     if flag.parse is None and flag.type is str and isinstance(value, int | str):
         return str(value)
     if flag.type is float and isinstance(value, int | float) and not isinstance(value, bool):
