@@ -168,7 +168,9 @@ def _check_range(value: float, key: str, where: str) -> None:
     if not ok:
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
-        interval = f"{'(' if low is None or low_open else '['}{lo}, {hi}{')' if high is None or high_open else ']'}"
+        opening = "(" if low is None or low_open else "["
+        closing = ")" if high is None or high_open else "]"
+        interval = f"{opening}{lo}, {hi}{closing}"
         raise LthError(f"{where}: {key}={value:g} is outside {interval}")
 
 
