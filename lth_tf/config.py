@@ -88,8 +88,9 @@ def hparam(
     ``parse(text, default)`` turns the flag's string into the value where absl's own str, int,
     float or bool parsing is not it (``default`` is the field's value in the model's recipe,
     e.g. the rates that ``--prune_rates=conv=0.15`` leaves unchanged). ``boolean``: a string
-    flag that also takes the boolean spellings ``--name`` and ``--noname`` (``parse`` then gets
-    ``"true"``/``"false"``; ``--augment`` was a boolean before it took a function). The library
+    flag that also takes a boolean's spellings, the bare flag and its ``no`` form (``parse``
+    then gets ``"true"``/``"false"``; ``--augment`` was a boolean before it took a function,
+    and ``--noaugment`` still works). The library
     only carries this metadata; ``pipelines/hparam_flags.py`` defines and reads the flags.
     """
     metadata: dict[str, Any] = {"help": help, "flag": flag}
