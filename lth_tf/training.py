@@ -202,8 +202,8 @@ def compiled_optimizer(
     >>> recipe = '{"loss": {}, "optimizer": {"class_name": "SGD", "config": {"learning_rate": '
     >>> recipe += '{"class_name": "PiecewiseConstantDecay", "config": {"boundaries": [10], '
     >>> recipe += '"values": [0.1, 0.01]}}}}}'
-    >>> optimizer = compiled_optimizer(recipe, tf.Variable(10, dtype=tf.int64))
-    >>> round(float(optimizer.learning_rate), 6)  # iteration 10: past the boundary
+    >>> optimizer = compiled_optimizer(recipe, tf.Variable(11, dtype=tf.int64))
+    >>> round(float(optimizer.learning_rate), 6)  # iteration 11: past the boundary
     0.01
     """
     import json
