@@ -158,7 +158,7 @@ def find_tickets(
         data = data or load_dataset(dataset, data_dir)
         model_object = _build_once(model_object, data, hparams.get("seed", 0))
         model_name = f"python:{model_object.name}"
-    recipe, compiled = _compiled_recipe(model_name, model_object, recipe)
+    recipe, compiled = _compiled_recipe(model_name, model_object, recipe, hparams)
     hparams = _named_augmentation(hparams)
     settings = experiment_hparams(model_name, dataset, recipe, hparams, compiled)
     observer = None
@@ -179,14 +179,20 @@ def find_tickets(
     return Experiment(directory.root)
 
 
-def _compiled_recipe(name: str, model: Any, recipe: str | None) -> tuple[str | None, str | None]:
+def _compiled_recipe(
+    name: str, model: Any, recipe: str | None, hparams: dict[str, Any]
+) -> tuple[str | None, str | None]:
     """The recipe to run and, for a model object, its compiled recipe: a compiled model (an
     object, or a ``.keras`` file saved compiled) trains as compiled unless ``recipe`` says
-    otherwise (:mod:`lth_tf.recipe`)."""
+    otherwise, or an optimizer setting is given (``learning_rate=...``: then the recipe's
+    defaults, as before compiled recipes existed). See :mod:`lth_tf.recipe`."""
     from lth_tf.models.custom import model_kind
+    from lth_tf.models.registry import COMPILED_FIELDS
     from lth_tf.recipe import compiled_from_file, compiled_from_object
 
     if recipe not in (None, "compiled"):
+        return recipe, None
+    if recipe is None and any(field in hparams for field in COMPILED_FIELDS):
         return recipe, None
     if model is not None:
         compiled = compiled_from_object(model)
