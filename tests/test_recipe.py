@@ -303,6 +303,11 @@ def test_a_compiled_model_object_trains_as_compiled_through_the_api(files, tmp_p
     assert schedule["class_name"] == "PiecewiseConstantDecay"
     assert compiled["loss"]["class_name"] == "SparseCategoricalCrossentropy"
     assert experiment.results[0].test_accuracy > 0.5
+    # An optimizer setting given to find_tickets means the recipe's defaults, as it did before.
+    from lth_tf.api import _compiled_recipe
+
+    assert _compiled_recipe("python:x", model, None, {"learning_rate": 0.1}) == (None, None)
+    assert _compiled_recipe("python:x", model, "stabilizing", {}) == ("stabilizing", None)
 
 
 # -- refusals: one line, exit 2, no directory ------------------------------------------------
