@@ -354,8 +354,9 @@ def _schedule_config(value: Any) -> float | dict[str, Any]:
     name, config = _serialised(value, "learning-rate schedule")
     if name not in SCHEDULE_ARGS:
         raise LthError(
-            f"--recipe=compiled: the learning-rate schedule {name} has no tf_keras equivalent; "
-            f"tf_keras has {', '.join(SCHEDULE_ARGS)}"
+            f"--recipe=compiled: the learning-rate schedule {name} is not one of tf_keras's "
+            f"({', '.join(SCHEDULE_ARGS)}); the experiment records its schedule as a Keras "
+            "configuration, so compile with one of those (or use --lr_schedule)"
         )
     unknown = sorted(set(config) - {"name", *SCHEDULE_ARGS[name]})
     if unknown:
