@@ -112,19 +112,26 @@ def _checked(spec: str, function: Augmentation) -> Augmentation:
                 f"--augment={spec} returned {type(result).__name__}; it must return "
                 "(images, labels)"
             )
-        out_images, out_labels = (tf.convert_to_tensor(t) for t in result)
-        for name, before, after in (
-            ("images", images, out_images),
-            ("labels", labels, out_labels),
-        ):
-            same_shape = before.shape.as_list() == after.shape.as_list()
-            if before.dtype != after.dtype or not same_shape:
+        checked = []
+        pairs = zip(("images", "labels"), (images, labels), result, strict=True)
+        for name, before, after in pairs:
+            try:
+                after = tf.convert_to_tensor(after)
+            except (TypeError, ValueError):
+                raise LthError(
+                    f"--augment={spec} returned {name} that are not a tensor "
+                    f"({type(after).__name__})"
+                ) from None
+            # Inside the compiled step some ops lose static sizes (None): compatible is enough
+            # there, and the batch's own shape is put back for the model.
+            if before.dtype != after.dtype or not before.shape.is_compatible_with(after.shape):
                 raise LthError(
                     f"--augment={spec} changed the batch's {name} from "
                     f"{before.dtype.name}{before.shape.as_list()} to "
                     f"{after.dtype.name}{after.shape.as_list()}; return them as they came"
                 )
-        return out_images, out_labels
+            checked.append(tf.ensure_shape(after, before.shape))
+        return checked[0], checked[1]
 
     return augment
 
