@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 import zipfile
 from pathlib import Path
@@ -291,7 +292,42 @@ def compiled_json(optimizer: Any, loss: Any) -> str:
 
 
 def canonical(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, allow_nan=False)
+    """One JSON spelling (numpy scalars, as a model object's configs hold them, as numbers)."""
+    try:
+        return json.dumps(_plain(data), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise LthError(f"--recipe=compiled: its compile config is not JSON ({error})") from None
+
+
+def _short_float(value: float) -> float:
+    """A float that is exactly a float32 (an optimizer variable's value, as a model object's
+    config gives it) in float32's shortest spelling, the number the user wrote: 0.1, not
+    0.10000000149011612. Keras stores it as that same float32.
+
+    >>> _short_float(0.10000000149011612), _short_float(0.9)
+    (0.1, 0.9)
+    """
+    import numpy as np
+
+    if not math.isfinite(value) or float(np.float32(value)) != value:
+        return value
+    return float(str(np.float32(value)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | str) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return _short_float(float(value))
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # a 0-d array
+        return _plain(value.item())
+    return value
 
 
 def _serialised(entry: Any, what: str) -> tuple[str, dict[str, Any]]:
@@ -349,7 +385,7 @@ def _optimizer_config(entry: Any) -> dict[str, Any]:
 
 
 def _schedule_config(value: Any) -> float | dict[str, Any]:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     name, config = _serialised(value, "learning-rate schedule")
     if name not in SCHEDULE_ARGS:
@@ -473,13 +509,7 @@ def _object_entry(obj: Any) -> Any:
     if type(obj).__name__ == "LossScaleOptimizer":
         inner = getattr(obj, "inner_optimizer", None)
         return _object_entry(inner)
-    rate = config.get("learning_rate")
-    learning_rate = getattr(obj, "_learning_rate", None)
-    if hasattr(learning_rate, "get_config"):
-        # tf_keras's config holds the schedule serialised already; Keras 3's too.
-        rate = {"class_name": type(learning_rate).__name__, "config": learning_rate.get_config()}
-    if rate is not None:
-        config["learning_rate"] = rate
+    # An optimizer's config holds its schedule serialised already (tf_keras's and Keras 3's).
     if isinstance(config.get("fn"), str):
         config.pop("fn")  # tf_keras losses name their function: the class says it
     return {"class_name": type(obj).__name__, "config": config}

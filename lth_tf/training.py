@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -43,6 +44,7 @@ from lth_tf.pruning.wrapping import PrunedModel, Snapshot, restore, snapshot, va
 from lth_tf.recipe import LossSpec, is_user_augmentation, loss_of
 
 _SCHEDULE_START_KEY = "schedule/start"
+log = logging.getLogger("lth_tf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,6 +373,12 @@ class Trainer:
         # A softmax head outputs probabilities: the cross-entropy then takes them as such.
         self.from_logits = not outputs_probabilities(pruned.unwrapped)
         self.loss = loss_spec(training)
+        if self.loss.from_logits is False and self.from_logits:
+            log.warning(
+                "The compiled loss takes the model's outputs as probabilities "
+                "(from_logits=False), but the model ends without a softmax; it trains so, as "
+                "Keras would: compile with from_logits=True if they are logits."
+            )
         # None, CIFAR's or the user's fn(images, labels, seed), applied to every batch.
         self.augment = augmentation(training.augment)
         self._trainable = self._forward_model.trainable_variables
