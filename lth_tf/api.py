@@ -158,7 +158,9 @@ def find_tickets(
         data = data or load_dataset(dataset, data_dir)
         model_object = _build_once(model_object, data, hparams.get("seed", 0))
         model_name = f"python:{model_object.name}"
-    recipe, compiled = _compiled_recipe(model_name, model_object, recipe, hparams)
+    # The compile of the object the user gave (a Keras 3 model is converted, uncompiled).
+    given = model if hasattr(model, "get_config") else model_object
+    recipe, compiled = _compiled_recipe(model_name, given, recipe, hparams)
     hparams = _named_augmentation(hparams)
     settings = experiment_hparams(model_name, dataset, recipe, hparams, compiled)
     observer = None
