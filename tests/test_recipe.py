@@ -28,6 +28,7 @@ from lth_tf.recipe import (
     SCHEDULE_ARGS,
     LossSpec,
     compiled_from_file,
+    compiled_from_object,
     compiled_json,
     parse_optimizer_args,
 )
@@ -271,6 +272,18 @@ def test_a_keras3_compile_config_is_its_tf_keras_equivalent(files, tmp_path):
         archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
     assert compiled_from_file(keras3_file) == from_tf_keras
     assert compiled_from_file(files.plain) is None
+    # A Keras 3 model object compiled the same way (the API's), read from its objects.
+    keras3 = pytest.importorskip("keras")
+    assert keras3.__version__.startswith("3")
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(3)])
+    schedule = keras3.optimizers.schedules.CosineDecay(
+        0.0, 60, warmup_target=0.01, warmup_steps=10
+    )
+    model.compile(
+        keras3.optimizers.AdamW(schedule, weight_decay=0.05),
+        keras3.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),
+    )
+    assert compiled_from_object(model) == from_tf_keras
     accumulating = json.loads(json.dumps(KERAS3_COMPILED["optimizer"]))
     accumulating["config"]["gradient_accumulation_steps"] = 4
     with pytest.raises(LthError, match="gradient_accumulation_steps=4, which has no tf_keras"):
