@@ -470,3 +470,31 @@ def test_an_hparams_json_with_a_boolean_augment_resumes(tmp_path):
     assert ExperimentHparams.from_dict(old) == hparams
     io.write_json(tmp_path / "hparams.json", {"format_version": 1, "hparams": old})
     assert open_experiment(tmp_path, hparams, {}).root == tmp_path
+
+
+def test_an_augmentation_is_checked_where_it_is_traced_and_named_for_the_api():
+    import tensorflow as tf
+
+    from lth_tf.api import _named_augmentation
+    from lth_tf.data.pipeline import augmentation
+    from tests import augmentations
+
+    augment = augmentation("tests.augmentations:jitter")
+    images, labels = tf.zeros((4, 6, 6, 1)), tf.range(4, dtype=tf.int64)
+    seed = tf.constant([0, 7], tf.int64)
+    first, again = augment(images, labels, seed)[0], augment(images, labels, seed)[0]
+    np.testing.assert_array_equal(first, again)  # a function of the seed alone
+    other = augment(images, labels, tf.constant([0, 8], tf.int64))[0]
+    assert not np.array_equal(first, other)  # another iteration, another batch
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 1]), tf.TensorSpec([None], tf.int64)])
+    def traced(images, labels):
+        # Inside the compiled step the batch size may be unknown: compatible shapes pass.
+        return augment(images, labels, seed)
+
+    assert traced(images, labels)[0].shape == (4, 6, 6, 1)
+    assert _named_augmentation({"augment": augmentations.jitter}) == {
+        "augment": "tests.augmentations:jitter"
+    }
+    with pytest.raises(LthError, match="module-level function"):
+        _named_augmentation({"augment": lambda images, labels, seed: (images, labels)})
