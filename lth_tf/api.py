@@ -113,8 +113,11 @@ def find_tickets(
     (or one-hot rows).
 
     ``hparams``: any hyperparameter flag of ``pipelines.imp`` by name (``rounds=5``,
-    ``iterations="10ep"``, ``prune_rates="conv=0.2,fc=0.2"``, ``rewind="500it"``, ``seed=1``);
-    the rest are the ``recipe``'s (default ``stabilizing`` for a model of your own).
+    ``iterations="10ep"``, ``prune_rates="conv=0.2,fc=0.2"``, ``rewind="500it"``, ``seed=1``,
+    ``augment=my_module.augment``); the rest are the ``recipe``'s. The default recipe of a
+    model of your own is ``compiled`` when it is compiled (an object, or a ``.keras`` file
+    saved after ``compile``: its optimizer, learning-rate schedule and loss), else
+    ``stabilizing``.
     """
     check_arguments(
         "find_tickets",
@@ -155,7 +158,11 @@ def find_tickets(
         data = data or load_dataset(dataset, data_dir)
         model_object = _build_once(model_object, data, hparams.get("seed", 0))
         model_name = f"python:{model_object.name}"
-    settings = experiment_hparams(model_name, dataset, recipe, hparams)
+    # The compile of the object the user gave (a Keras 3 model is converted, uncompiled).
+    given = model if hasattr(model, "get_config") else model_object
+    recipe, compiled = _compiled_recipe(model_name, given, recipe, hparams)
+    hparams = _named_augmentation(hparams)
+    settings = experiment_hparams(model_name, dataset, recipe, hparams, compiled)
     observer = None
     if tensorboard:
         from lth_tf.monitoring.tensorboard import TensorBoardMonitor
@@ -172,6 +179,47 @@ def find_tickets(
         model=model_object,
     )
     return Experiment(directory.root)
+
+
+def _compiled_recipe(
+    name: str, model: Any, recipe: str | None, hparams: dict[str, Any]
+) -> tuple[str | None, str | None]:
+    """The recipe to run and, for a model object, its compiled recipe: a compiled model (an
+    object, or a ``.keras`` file saved compiled) trains as compiled unless ``recipe`` says
+    otherwise, or an optimizer setting is given (``learning_rate=...``: then the recipe's
+    defaults, as before compiled recipes existed). See :mod:`lth_tf.recipe`."""
+    from lth_tf.models.custom import model_kind
+    from lth_tf.models.registry import COMPILED_FIELDS
+    from lth_tf.recipe import compiled_from_file, compiled_from_object
+
+    if recipe not in (None, "compiled"):
+        return recipe, None
+    if recipe is None and any(field in hparams for field in COMPILED_FIELDS):
+        return recipe, None
+    if model is not None:
+        compiled = compiled_from_object(model)
+    elif model_kind(name) == "keras_file" and Path(name).is_file():
+        compiled = compiled_from_file(name)
+    else:
+        return recipe, None
+    if compiled is not None and recipe is None:
+        log.info("The model is compiled: training with its optimizer, schedule and loss.")
+        recipe = "compiled"
+    return recipe, compiled
+
+
+def _named_augmentation(hparams: dict[str, Any]) -> dict[str, Any]:
+    """``augment=function`` as ``package.module:function``, what a resume imports again."""
+    function = hparams.get("augment")
+    if not callable(function):
+        return hparams
+    module, qualname = getattr(function, "__module__", None), getattr(function, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname or "." in qualname:
+        raise LthError(
+            f"find_tickets: augment={qualname or function!r} must be a module-level function of "
+            "an importable module (a resume imports it again), or its package.module:function"
+        )
+    return {**hparams, "augment": f"{module}:{qualname}"}
 
 
 def _model_name(model: Any) -> tuple[str, Any]:

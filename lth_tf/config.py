@@ -24,10 +24,18 @@ from collections.abc import Callable
 from typing import Any
 
 from lth_tf.errors import LthError
+from lth_tf.recipe import (
+    OPTIMIZER_CLASSES,
+    check_lr_schedule,
+    parse_augment,
+    parse_optimizer_args,
+)
 from lth_tf.steps import Step, iterations_per_epoch
 
 LAYER_KINDS = ("conv", "fc", "output")
-OPTIMIZERS = ("adam", "sgd")
+# --optimizer: every tf_keras optimizer, by its lower-case name (lth_tf.recipe has their
+# arguments); "compiled" is the one a --recipe=compiled model was compiled with.
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 PRUNING_SCOPES = ("layerwise", "global")
 # What one pruned unit is: a single weight, or a whole output channel (lth_tf.pruning.channels).
 GRANULARITIES = ("weight", "channel")
@@ -46,7 +54,9 @@ XNNPACK_SPARSE_FRACTION = 2 / 3
 # "lth" = Frankle & Carbin 2019 (warmup for the deep nets, reset to iteration 0);
 # "stabilizing" = Frankle et al. 2019/2020, Stabilizing LTH / Linear Mode Connectivity (no
 # warmup, rewind to an early iteration). Only the deep nets have both.
-RECIPES = ("lth", "stabilizing")
+# "compiled" = the optimizer, learning-rate schedule and loss a user's model was compiled with
+# (TrainingHparams.compiled), pruned as "stabilizing" prunes it.
+RECIPES = ("lth", "stabilizing", "compiled")
 # --rewind=stable (pipelines.imp): the rewind point is measured before IMP starts
 # (lth_tf.stability.rewind_finder); the experiment records the iteration found.
 STABLE_REWIND = "stable"
@@ -54,6 +64,10 @@ STABLE_REWIND = "stable"
 # keep loading, and experiment names keep hashing the old key (so they keep their names).
 # ``pruning.strategy`` shared its name with the distribution strategy (--strategy).
 RENAMED_KEYS = {"pruning.strategy": "pruning.scope"}
+# Fields whose values were spelt otherwise when experiments were written, dotted key -> {value
+# now: value then}: experiment names keep hashing the old spelling (so they keep their names).
+# --augment was a boolean before it took a function.
+RESPELT_VALUES = {"training.augment": {"none": False, "cifar": True}}
 # Seeds go to tf_keras.utils.set_random_seed (NumPy's legacy seeding wants [0, 2**32), TF's
 # refuses negatives); 2**31 - 1 keeps derived seeds (random_reinit's seed + 1 + control_seed)
 # inside NumPy's range too.
@@ -69,18 +83,24 @@ def hparam(
     help: str,
     flag: str | None = None,
     parse: Callable[[str, Any], Any] | None = None,
+    boolean: bool = False,
 ) -> Any:
     """A dataclass field that is a command-line flag.
 
     ``help`` is the flag's help text; ``flag`` its name where that is not the field's;
     ``parse(text, default)`` turns the flag's string into the value where absl's own str, int,
     float or bool parsing is not it (``default`` is the field's value in the model's recipe,
-    e.g. the rates that ``--prune_rates=conv=0.15`` leaves unchanged). The library only carries
-    this metadata; ``pipelines/hparam_flags.py`` defines and reads the flags.
+    e.g. the rates that ``--prune_rates=conv=0.15`` leaves unchanged). ``boolean``: a string
+    flag that also takes a boolean's spellings, the bare flag and its ``no`` form (``parse``
+    then gets ``"true"``/``"false"``; ``--augment`` was a boolean before it took a function,
+    and ``--noaugment`` still works). The library
+    only carries this metadata; ``pipelines/hparam_flags.py`` defines and reads the flags.
     """
     metadata: dict[str, Any] = {"help": help, "flag": flag}
     if parse is not None:
         metadata["parse"] = parse
+    if boolean:
+        metadata["boolean"] = True
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -267,7 +287,10 @@ class ModelHparams:
         help="Whose defaults: lth (Frankle & Carbin 2019: warmup, reset to iteration 0) or "
         "stabilizing (Frankle et al. 2019/2020: no warmup, rewind to an early iteration). "
         "Default: stabilizing for resnet20, vgg16, vgg19; lth, the only one, for lenet300_100 "
-        "and the conv nets. Flags set explicitly override the recipe's values.",
+        "and the conv nets. Flags set explicitly override the recipe's values. For a model of "
+        "your own, also compiled: train with the optimizer, learning-rate schedule and loss "
+        "it was compiled with (a .keras file saved after model.compile), pruned as "
+        "stabilizing prunes it.",
     )
 
     def __post_init__(self) -> None:
@@ -287,15 +310,31 @@ class TrainingHparams:
     ``lr_drop_factor`` at every step of ``lr_drops`` (comma-separated, e.g. ``"20000it,25000it"``
     or ``"80ep,120ep"``). ``weight_decay`` is an L2 penalty ``weight_decay / 2 * |w|^2`` on
     every conv and dense kernel, added to the loss (so, like PyTorch's SGD ``weight_decay``, it
-    goes through momentum). ``augment`` turns on CIFAR augmentation: 4-pixel zero padding, a
-    random crop back to size, a random horizontal flip. The defaults of these five change
-    nothing, so experiments written before they existed keep their meaning.
+    goes through momentum). ``augment`` is ``"none"``, ``"cifar"`` (4-pixel zero padding, a
+    random crop back to size, a random horizontal flip) or a user's ``package.module:function``
+    (``fn(images, labels, seed) -> (images, labels)``); ``hparams.json`` files of before, where
+    it was a boolean, read as cifar/none. The defaults of these five change nothing, so
+    experiments written before they existed keep their meaning.
+
+    Later fields, whose defaults change nothing either: ``optimizer`` any tf_keras optimizer,
+    ``optimizer_args`` its arguments (canonical ``name=value`` pairs, :mod:`lth_tf.recipe`),
+    ``lr_schedule`` ``step`` (warmup then ``lr_drops``) or ``cosine`` (warmup then cosine decay
+    to 0 at the end of the round), ``label_smoothing``. ``compiled`` (no flag: ``--recipe=
+    compiled`` sets it, with ``optimizer="compiled"``) is the optimizer, schedule and loss the
+    user's model was compiled with, as canonical JSON of tf_keras configs; ``hparams.json``
+    shows it as a nested object. With it, the optimizer and schedule fields are unused.
 
     >>> TrainingHparams(lr_drops="80ep, 120ep").lr_drops
     '80ep,120ep'
+    >>> TrainingHparams(optimizer="AdamW", optimizer_args="weight_decay=.05").optimizer_args
+    'weight_decay=0.05'
     """
 
-    optimizer: str = hparam("adam", help="adam or sgd.")
+    optimizer: str = hparam(
+        "adam",
+        help=f"Any tf_keras optimizer: {', '.join(OPTIMIZER_CLASSES)}. Its arguments: "
+        "--optimizer_args.",
+    )
     learning_rate: float = hparam(1.2e-3, help="Learning rate.")
     momentum: float = hparam(0.0, help="Momentum (sgd only).")
     batch_size: int = hparam(60, help="Global batch size (split across replicas).")
@@ -313,18 +352,40 @@ class TrainingHparams:
         "", help="Steps where the learning rate drops, e.g. 20000it,25000it or 80ep,120ep."
     )
     lr_drop_factor: float = hparam(0.1, help="Learning-rate factor at each drop (e.g. 0.1).")
-    augment: bool = hparam(
-        False, help="CIFAR augmentation: 4-pixel pad, random crop, random horizontal flip."
+    augment: str = hparam(
+        "none",
+        parse=parse_augment,
+        boolean=True,
+        help="Augmentation of each training batch: --augment (or cifar) is CIFAR's (4-pixel "
+        "pad, random crop, random horizontal flip), --noaugment (or none) none, and "
+        "--augment=package.module:function your own, fn(images, labels, seed) -> (images, "
+        "labels), called on every batch inside the compiled training step with seed a "
+        "shape-[2] int64 tensor from (--seed, iteration) for tf.random.stateless_* ops, so a "
+        "resumed round sees the same batches.",
     )
+    optimizer_args: str = hparam(
+        "",
+        help="Arguments of --optimizer, e.g. weight_decay=0.05,beta_2=0.98 (adamw) or "
+        "nesterov=true (sgd; its momentum is --momentum). --weight_decay is another thing: an "
+        "L2 penalty in the loss; weight_decay here is the optimizer's own (decoupled).",
+    )
+    lr_schedule: str = hparam(
+        "step",
+        help="step (linear --warmup, then x --lr_drop_factor at each of --lr_drops) or cosine "
+        "(linear --warmup, then cosine decay to 0 at the end of the round's iterations).",
+    )
+    label_smoothing: float = hparam(
+        0.0, help="Label smoothing of the cross-entropy, in [0, 1) (e.g. 0.1)."
+    )
+    compiled: str = ""
 
     def __post_init__(self) -> None:
         def flag(name: str) -> str:
             return flag_of(self, name)
 
-        if self.optimizer not in OPTIMIZERS:
-            raise LthError(
-                f"{flag('optimizer')}: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}"
-            )
+        # Old hparams.json files hold a boolean; read as the names it means now.
+        object.__setattr__(self, "augment", parse_augment(self.augment))
+        self._check_recipe(flag)
         # No upper bound on the learning rate: too large is the divergence check's to catch
         # (lth_tf.loop), with the iteration where it happened.
         check_number(flag("learning_rate"), self.learning_rate, low=0, low_open=True)
@@ -354,6 +415,45 @@ class TrainingHparams:
         drops = ",".join(str(step) for step in parse_steps(self.lr_drops, flag("lr_drops")))
         object.__setattr__(self, "lr_drops", drops)
 
+    def _check_recipe(self, flag: Callable[[str], str]) -> None:
+        """The optimizer, its arguments, schedule and loss fields, each in one spelling."""
+        if self.compiled:
+            if self.optimizer != "compiled":
+                raise ValueError("a compiled recipe has optimizer='compiled'")
+            # Checked and spelt as lth_tf.recipe writes it (a hand-edited file is refused).
+            from lth_tf.recipe import canonical
+
+            try:
+                spelt = canonical(json.loads(self.compiled))
+            except ValueError:
+                raise LthError("the compiled recipe is not JSON") from None
+            object.__setattr__(self, "compiled", spelt)
+        elif self.optimizer == "compiled":
+            raise LthError(
+                f"{flag('optimizer')}=compiled: use --recipe=compiled with a compiled model"
+            )
+        else:
+            lowered = str(self.optimizer).strip().lower()
+            if lowered not in OPTIMIZERS:
+                raise LthError(
+                    f"{flag('optimizer')}: {self.optimizer!r} is not a tf_keras optimizer; "
+                    f"choose one of {', '.join(OPTIMIZERS)}"
+                )
+            object.__setattr__(self, "optimizer", lowered)
+            object.__setattr__(
+                self, "optimizer_args", parse_optimizer_args(self.optimizer_args, lowered)
+            )
+        check_lr_schedule(self.lr_schedule)
+        if self.lr_schedule == "cosine" and self.lr_drops.strip():
+            raise LthError(
+                f"{flag('lr_schedule')}=cosine decays smoothly to the end of the round; "
+                f"{flag('lr_drops')} belongs to --lr_schedule=step: drop one of the two"
+            )
+        check_number(
+            flag("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True
+        )
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
     def schedule_in_iterations(self, iterations_per_epoch: int) -> TrainingHparams:
         """A copy whose ``warmup`` and ``lr_drops`` are iteration counts, for one epoch length.
 
@@ -365,8 +465,13 @@ class TrainingHparams:
         """
         warmup = Step.parse(self.warmup).to_iterations(iterations_per_epoch)
         drops = [s.to_iterations(iterations_per_epoch) for s in parse_steps(self.lr_drops)]
+        # The cosine schedule ends with the round: its length in iterations too.
+        iterations = Step.parse(self.iterations).to_iterations(iterations_per_epoch)
         return dataclasses.replace(
-            self, warmup=f"{warmup}it", lr_drops=",".join(f"{d}it" for d in drops)
+            self,
+            warmup=f"{warmup}it",
+            lr_drops=",".join(f"{d}it" for d in drops),
+            iterations=f"{iterations}it",
         )
 
 
@@ -616,6 +721,11 @@ class ExperimentHparams:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["pruning"]["rates"] = self.pruning.rates.to_dict()
+        # The compiled recipe as a readable object; absent without one, so experiments written
+        # before it existed keep their names and identities.
+        compiled = out["training"].pop("compiled")
+        if compiled:
+            out["training"]["compiled"] = json.loads(compiled)
         return out
 
     @classmethod
@@ -629,6 +739,9 @@ class ExperimentHparams:
                 groups[group][new_name] = groups[group].pop(old_name)
         pruning = groups["pruning"]
         pruning["rates"] = PruneRates.from_dict(pruning["rates"])
+        training = groups["training"]
+        if isinstance(training.get("compiled"), dict):
+            training["compiled"] = json.dumps(training["compiled"], sort_keys=True)
         return cls(
             dataset=DatasetHparams(**groups["dataset"]),
             model=ModelHparams(**groups["model"]),
@@ -654,6 +767,10 @@ class ExperimentHparams:
         """
         old_names = {new: old for old, new in RENAMED_KEYS.items()}
         mine, base = _flatten(self.to_dict()), _flatten(defaults.to_dict())
+        for key, spellings in RESPELT_VALUES.items():
+            for values in (mine, base):
+                if key in values:
+                    values[key] = spellings.get(values[key], values[key])
         changed = {
             old_names.get(key, key): value for key, value in mine.items() if base.get(key) != value
         }
@@ -730,6 +847,7 @@ class HparamFlag:
     type: type
     help: str
     parse: Callable[[str, Any], Any] | None = None
+    boolean: bool = False
 
     @property
     def flag_type(self) -> type:
@@ -756,6 +874,7 @@ def hparam_flags() -> tuple[HparamFlag, ...]:
                     type=types[field.name],
                     help=field.metadata["help"],
                     parse=field.metadata.get("parse"),
+                    boolean=field.metadata.get("boolean", False),
                 )
             )
     names = [spec.name for spec in found]

@@ -38,7 +38,7 @@ from lth_tf.config import (
     flag_of,
 )
 from lth_tf.controls import Control, get_control
-from lth_tf.data.pipeline import check_augmentable
+from lth_tf.data.pipeline import check_augmentation
 from lth_tf.data.sources import ImageDataset, load_dataset
 from lth_tf.errors import LthError
 from lth_tf.experiment import (
@@ -69,7 +69,7 @@ from lth_tf.pruning.shrink import multiply_adds, shrunk_architecture
 from lth_tf.pruning.wrapping import PrunedModel, snapshot
 from lth_tf.pruning.xnnpack import check_sparse_subgraph, one_by_one_zero_fraction
 from lth_tf.strategies import device_description
-from lth_tf.training import RoundObserver, Trainer
+from lth_tf.training import RoundObserver, Trainer, check_optimizer
 
 log = logging.getLogger("lth_tf")
 
@@ -180,9 +180,14 @@ def _run_locked(
     """:func:`run_imp` once it holds the experiment directory's lock."""
     data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
     check_input_shape(hparams.model.name, data.input_shape)  # before anything is written
-    if hparams.training.augment:
-        check_augmentable(data.input_shape)
     resolved = hparams.resolve(len(data.train_labels))
+    training = hparams.training
+    # The user's augmentation runs once, and the optimizer is built once, so that an import
+    # error, a changed batch or an argument Keras refuses is one line before anything is written.
+    check_augmentation(
+        training.augment, data.train_images, data.train_labels, training.batch_size, training.seed
+    )
+    check_optimizer(training.schedule_in_iterations(resolved.iterations_per_epoch))
     _warn_about_schedule(resolved)
     parent = ExperimentDir(root.parent / hparams.branch.parent) if hparams.is_branch else None
     # A branch's model is its parent's copy; anything else is measured where it comes from.
@@ -452,6 +457,12 @@ class _Rounds:
     def divergence_message(self, pruning_round: int, diverged: Diverged) -> str:
         """``round 1 diverged at iteration 300 (training loss nan): lower --learning_rate ...``"""
         training = self.hparams.training
+        if training.compiled:
+            return (
+                f"round {pruning_round} diverged at iteration {diverged.iteration} "
+                f"({diverged.what} {diverged.value}): compile the model with a lower learning "
+                "rate (or a longer warmup) and run it in a new experiment"
+            )
         warmup = (
             f"lengthen --warmup (now {self.resolved.warmup_iterations}it)"
             if self.resolved.warmup_iterations

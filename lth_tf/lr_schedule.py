@@ -1,4 +1,4 @@
-"""The learning-rate schedule of the deep networks: linear warmup, then step decay.
+"""Learning-rate schedules: linear warmup, then step decay (the deep networks') or cosine decay.
 
 It is driven by ``optimizer.iterations`` plus the iteration training started at
 (:class:`FromIteration`): a round rewound to iteration k starts a fresh optimizer (zero
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 
@@ -60,6 +61,35 @@ class WarmupStepDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
             "drops": list(self.drops),
             "factor": self.factor,
         }
+
+
+@tf_keras.utils.register_keras_serializable(package="lth_tf")
+class WarmupCosineDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
+    """``--lr_schedule=cosine``: ``learning_rate`` reached linearly over ``warmup`` steps (as
+    :class:`WarmupStepDecay` warms up), then a cosine decay to 0 at step ``total``, the end of
+    the round.
+
+    >>> schedule = WarmupCosineDecay(0.1, warmup=10, total=110)
+    >>> [round(float(schedule(i)), 6) for i in (0, 9, 10, 60, 110)]
+    [0.01, 0.1, 0.1, 0.05, 0.0]
+    """
+
+    def __init__(self, learning_rate: float, warmup: int = 0, total: int = 1):
+        self.learning_rate = float(learning_rate)
+        self.warmup = int(warmup)
+        self.total = int(total)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        decay_steps = float(max(1, self.total - self.warmup))
+        progress = tf.clip_by_value((step - float(self.warmup)) / decay_steps, 0.0, 1.0)
+        rate = self.learning_rate * 0.5 * (1.0 + tf.cos(np.pi * progress))
+        if self.warmup > 0:
+            rate = rate * tf.minimum(1.0, (step + 1.0) / float(self.warmup))
+        return rate
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "warmup": self.warmup, "total": self.total}
 
 
 class FromIteration(tf_keras.optimizers.schedules.LearningRateSchedule):

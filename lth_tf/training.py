@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -30,6 +31,7 @@ from tf_keras.src.layers.convolutional.base_conv import Conv
 from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import (
     EVAL_BATCH_SIZE,
+    augmentation,
     evaluation_batches,
     gather_batch,
     stream_indices,
@@ -39,8 +41,10 @@ from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.pruning.prunable import outputs_probabilities
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, restore, snapshot, variable_key
+from lth_tf.recipe import LossSpec, is_user_augmentation, loss_of
 
 _SCHEDULE_START_KEY = "schedule/start"
+log = logging.getLogger("lth_tf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +149,8 @@ def computes_in_float16(model: tf_keras.Model) -> bool:
 def make_optimizer(
     training: TrainingHparams, schedule_start: tf.Variable | None = None
 ) -> tf_keras.optimizers.Optimizer:
-    """The round's optimizer; with ``warmup`` or ``lr_drops`` its rate follows a schedule.
+    """The round's optimizer; with ``warmup``, ``lr_drops`` or a cosine ``lr_schedule`` its
+    rate follows a schedule (a compiled recipe's: the model's own, :func:`compiled_optimizer`).
 
     ``schedule_start`` (an int64 variable) is the iteration the optimizer's first step trains:
     the schedule is evaluated there, whatever the optimizer's own step counter says.
@@ -158,9 +163,12 @@ def make_optimizer(
     0.01
     """
     from lth_tf.config import parse_steps
-    from lth_tf.lr_schedule import FromIteration, WarmupStepDecay
+    from lth_tf.lr_schedule import FromIteration, WarmupCosineDecay, WarmupStepDecay
+    from lth_tf.recipe import optimizer_args, optimizer_class
     from lth_tf.steps import Step
 
+    if training.compiled:
+        return compiled_optimizer(training.compiled, schedule_start)
     warmup = Step.parse(training.warmup, "--warmup")
     drops = parse_steps(training.lr_drops)
     if any(step.epochs for step in [warmup, *drops]):
@@ -169,15 +177,92 @@ def make_optimizer(
             "(TrainingHparams.schedule_in_iterations)"
         )
     rate = training.learning_rate
-    if warmup.iterations or drops:
+    if training.lr_schedule == "cosine":
+        total = Step.parse(training.iterations)
+        if total.epochs:
+            raise ValueError("iterations: resolve epochs first (schedule_in_iterations)")
+        rate = WarmupCosineDecay(rate, warmup.iterations, total.iterations)
+    elif warmup.iterations or drops:
         rate = WarmupStepDecay(
             rate, warmup.iterations, [d.iterations for d in drops], training.lr_drop_factor
         )
+    if schedule_start is not None and not isinstance(rate, float):
+        rate = FromIteration(rate, schedule_start)
+    arguments = optimizer_args(training.optimizer_args, training.optimizer)
+    if training.optimizer == "sgd":
+        return tf_keras.optimizers.SGD(rate, momentum=training.momentum, **arguments)
+    optimizer = getattr(tf_keras.optimizers, optimizer_class(training.optimizer))
+    return optimizer(rate, **arguments)
+
+
+def compiled_optimizer(
+    compiled: str, schedule_start: tf.Variable | None = None
+) -> tf_keras.optimizers.Optimizer:
+    """The optimizer of a compiled recipe (:func:`lth_tf.recipe.compiled_json`), its schedule
+    evaluated at ``schedule_start`` plus its own step, as :func:`make_optimizer`'s are.
+
+    >>> recipe = '{"loss": {}, "optimizer": {"class_name": "SGD", "config": {"learning_rate": '
+    >>> recipe += '{"class_name": "PiecewiseConstantDecay", "config": {"boundaries": [10], '
+    >>> recipe += '"values": [0.1, 0.01]}}}}}'
+    >>> optimizer = compiled_optimizer(recipe, tf.Variable(11, dtype=tf.int64))
+    >>> round(float(optimizer.learning_rate), 6)  # iteration 11: past the boundary
+    0.01
+    """
+    import json
+
+    from lth_tf.lr_schedule import FromIteration
+
+    entry = json.loads(compiled)["optimizer"]
+    config = dict(entry["config"])
+    rate = config.pop("learning_rate", None)
+    if isinstance(rate, dict):
+        rate = tf_keras.optimizers.schedules.deserialize(
+            {"class_name": rate["class_name"], "config": rate["config"]}
+        )
         if schedule_start is not None:
             rate = FromIteration(rate, schedule_start)
-    if training.optimizer == "adam":
-        return tf_keras.optimizers.Adam(rate)
-    return tf_keras.optimizers.SGD(rate, momentum=training.momentum)
+    cls = getattr(tf_keras.optimizers, entry["class_name"])
+    return cls(**config) if rate is None else cls(learning_rate=rate, **config)
+
+
+def check_optimizer(training: TrainingHparams) -> None:
+    """Builds the round's optimizer once, so a value Keras refuses is one line before the
+    experiment directory is made (TensorFlow has started by then)."""
+    try:
+        make_optimizer(training, tf.Variable(0, dtype=tf.int64))
+    except LthError:
+        raise
+    except (TypeError, ValueError) as error:
+        what = "the model's compiled optimizer" if training.compiled else "--optimizer_args"
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise LthError(f"{what}: tf_keras refuses it ({first})") from None
+
+
+def loss_spec(training: TrainingHparams) -> LossSpec:
+    """The round's classification loss: a compiled recipe's, else sparse cross-entropy (with
+    ``label_smoothing``, categorical on one-hot labels)."""
+    if training.compiled:
+        return loss_of(training.compiled)
+    if training.label_smoothing:
+        return LossSpec("categorical", None, training.label_smoothing)
+    return LossSpec()
+
+
+def example_losses(
+    spec: LossSpec, labels: tf.Tensor, outputs: tf.Tensor, from_logits: bool
+) -> tf.Tensor:
+    """Per-example loss of ``outputs`` (float32) for class-index ``labels``; ``from_logits``
+    is the model head's, unless the loss says otherwise."""
+    if spec.from_logits is not None:
+        from_logits = spec.from_logits
+    if spec.kind == "sparse":
+        return tf_keras.losses.sparse_categorical_crossentropy(
+            labels, outputs, from_logits=from_logits
+        )
+    one_hot = tf.one_hot(labels, tf.shape(outputs)[-1], dtype=outputs.dtype)
+    return tf_keras.losses.categorical_crossentropy(
+        one_hot, outputs, from_logits=from_logits, label_smoothing=spec.label_smoothing
+    )
 
 
 class BatchSource(Protocol):
@@ -287,6 +372,15 @@ class Trainer:
         self._forward_model = pruned.model if remask_every_step else pruned.unwrapped
         # A softmax head outputs probabilities: the cross-entropy then takes them as such.
         self.from_logits = not outputs_probabilities(pruned.unwrapped)
+        self.loss = loss_spec(training)
+        if self.loss.from_logits is False and self.from_logits:
+            log.warning(
+                "The compiled loss takes the model's outputs as probabilities "
+                "(from_logits=False), but the model ends without a softmax; it trains so, as "
+                "Keras would: compile with from_logits=True if they are logits."
+            )
+        # None, CIFAR's or the user's fn(images, labels, seed), applied to every batch.
+        self.augment = augmentation(training.augment)
         self._trainable = self._forward_model.trainable_variables
         masks_by_weight = {id(weight): mask for weight, mask in pruned.masked}
         self._gradient_masks = [masks_by_weight.get(id(v)) for v in self._trainable]
@@ -311,7 +405,11 @@ class Trainer:
         self._splits = self._evaluation_splits(jit_compile)
         # What XLA compiles in the end (see xla_is_faster, xla_can_train): sessions.json says.
         self.xla_training = (
-            jit_compile and xla_can_train(pruned.unwrapped) and xla_is_faster(pruned.unwrapped)
+            jit_compile
+            and xla_can_train(pruned.unwrapped)
+            and xla_is_faster(pruned.unwrapped)
+            # A user's augmentation may use ops XLA cannot compile (tf.image's, py_function).
+            and not is_user_augmentation(training.augment)
         )
         self._batch_source = self._training_batches(self.xla_training, xla_whole_chunk)
 
@@ -388,7 +486,7 @@ class Trainer:
             self.training.batch_size,
             seed=seed,
             start_iteration=iteration,
-            augment=self.training.augment,
+            augment=self.augment,
         )
         return iter(self.strategy.experimental_distribute_dataset(dataset))
 
@@ -398,9 +496,7 @@ class Trainer:
         """Masked gradients of one replica's batch, its summed example loss and correct count."""
         with tf.GradientTape() as tape:
             logits = tf.cast(self._forward_model(images, training=True), tf.float32)
-            per_example = tf_keras.losses.sparse_categorical_crossentropy(
-                labels, logits, from_logits=self.from_logits
-            )
+            per_example = example_losses(self.loss, labels, logits, self.from_logits)
             # Divide by the *global* batch: gradients are summed across replicas.
             loss = tf.nn.compute_average_loss(
                 per_example, global_batch_size=self.training.batch_size
@@ -450,7 +546,7 @@ class Trainer:
         images: tf.Tensor,
         labels: tf.Tensor,
     ):
-        batch = gather_batch(images, labels, indices, iteration, seed, self.training.augment)
+        batch = gather_batch(images, labels, indices, iteration, seed, self.augment)
         return self._step(*batch)
 
     def _chunk_indices(self, start: tf.Tensor, steps: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -512,9 +608,7 @@ class Trainer:
 
     def _replica_eval_step(self, images: tf.Tensor, labels: tf.Tensor):
         logits = tf.cast(self._forward_model(images, training=False), tf.float32)
-        per_example = tf_keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=self.from_logits
-        )
+        per_example = example_losses(self.loss, labels, logits, self.from_logits)
         correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1), labels), tf.float32)
         count = tf.cast(tf.size(labels), tf.float32)
         return tf.reduce_sum(per_example), tf.reduce_sum(correct), count

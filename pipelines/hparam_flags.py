@@ -50,6 +50,18 @@ def define_hparam_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     (``flags.adopt_module_key_flags(hparam_flags)``).
     """
     for spec in hparam_flags():
+        if spec.boolean:
+            # A string flag that also takes --name and --noname (absl passes "true"/"false").
+            flag = flags.Flag(
+                _BooleanSpellings(),
+                flags.ArgumentSerializer(),
+                spec.name,
+                None,
+                spec.help,
+                boolean=True,
+            )
+            flags.DEFINE_flag(flag, flag_values)
+            continue
         if spec.flag_type not in _DEFINE:
             raise TypeError(
                 f"{spec.group}.{spec.field}: a {spec.type.__name__} field needs a parse "
@@ -57,6 +69,19 @@ def define_hparam_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             )
         default = FLAG_DEFAULTS.get(spec.name)
         _DEFINE[spec.flag_type](spec.name, default, spec.help, flag_values=flag_values)
+
+
+class _BooleanSpellings(flags.ArgumentParser):
+    """Takes the flag's text as it is; ``--name``/``--noname`` arrive as "true"/"false", which
+    the field's own parse reads (:func:`lth_tf.config.hparam`'s ``boolean``)."""
+
+    syntactic_help = ""
+
+    def parse(self, argument: str) -> str:
+        return str(argument)
+
+    def flag_type(self) -> str:
+        return "string"
 
 
 def hparams_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> ExperimentHparams:

@@ -9,11 +9,17 @@ next batches are prefetched while the current one trains.
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from lth_tf.config import TrainingHparams, flag_of
 from lth_tf.errors import LthError
+from lth_tf.recipe import parse_augment
 
 EVAL_BATCH_SIZE = 1000
 # Standard CIFAR augmentation: pad by 4 pixels, crop back at a random offset, flip half.
@@ -33,6 +39,122 @@ def check_augmentable(example_shape: tuple[int | None, ...]) -> None:
         )
 
 
+# fn(images, labels, seed) -> (images, labels): one batch, float32 images and int64 labels,
+# seed a shape-[2] int64 tensor made from (seed, iteration).
+Augmentation = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+
+
+def cifar_augmentation(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
+    """``--augment=cifar`` as an augmentation function (:func:`augment_batch`)."""
+    return augment_batch(images, seed), labels
+
+
+def augmentation(spec: str | bool | Augmentation | None) -> Augmentation | None:
+    """What ``--augment`` names, as a function: None for ``none``, :func:`cifar_augmentation`,
+    or the user's ``package.module:function`` imported (and wrapped so its errors and a batch of
+    another shape or dtype are one line).
+
+    >>> augmentation("none") is None, augmentation("cifar") is cifar_augmentation
+    (True, True)
+    """
+    if spec is None or callable(spec):
+        return spec
+    spec = parse_augment(spec)
+    if spec == "none":
+        return None
+    if spec == "cifar":
+        return cifar_augmentation
+    return _checked(spec, import_augmentation(spec))
+
+
+def import_augmentation(spec: str) -> Augmentation:
+    """The function of ``--augment=package.module:function``, imported as ``--model``'s
+    builders are (from the working directory or ``PYTHONPATH``); a failure is one line."""
+    module_name, function_name = spec.rsplit(":", 1)
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except SystemExit as exited:
+        raise LthError(
+            f"--augment={spec}: importing {module_name} exited (sys.exit({exited.code!r}))"
+        ) from None
+    except Exception as error:  # noqa: BLE001 - importing user code can raise anything
+        raise LthError(
+            f"--augment={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
+            "run from the directory that holds it, or add that directory to PYTHONPATH"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        what = "has no function" if function is None else "has a non-callable"
+        raise LthError(f"--augment={spec}: {module_name} {what} {function_name!r}")
+    return function
+
+
+def _checked(spec: str, function: Augmentation) -> Augmentation:
+    """``function`` whose errors, and a batch of another shape or dtype, are one line (raised
+    where it is traced, or called eagerly by :func:`check_augmentation`)."""
+
+    def augment(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
+        try:
+            result = function(images, labels, seed)
+        except LthError:
+            raise
+        except Exception as error:  # noqa: BLE001 - user code can raise anything
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            raise LthError(
+                f"--augment={spec} raised {type(error).__name__}: {first} (called as "
+                f"fn(images {images.dtype.name}{images.shape.as_list()}, labels "
+                f"{labels.dtype.name}{labels.shape.as_list()}, seed int64[2]))"
+            ) from None
+        if not (isinstance(result, tuple | list) and len(result) == 2):
+            raise LthError(
+                f"--augment={spec} returned {type(result).__name__}; it must return "
+                "(images, labels)"
+            )
+        checked = []
+        pairs = zip(("images", "labels"), (images, labels), result, strict=True)
+        for name, before, after in pairs:
+            try:
+                after = tf.convert_to_tensor(after)
+            except (TypeError, ValueError):
+                raise LthError(
+                    f"--augment={spec} returned {name} that are not a tensor "
+                    f"({type(after).__name__})"
+                ) from None
+            # Inside the compiled step some ops lose static sizes (None): compatible is enough
+            # there, and the batch's own shape is put back for the model.
+            if before.dtype != after.dtype or not before.shape.is_compatible_with(after.shape):
+                raise LthError(
+                    f"--augment={spec} changed the batch's {name} from "
+                    f"{before.dtype.name}{before.shape.as_list()} to "
+                    f"{after.dtype.name}{after.shape.as_list()}; return them as they came"
+                )
+            checked.append(tf.ensure_shape(after, before.shape))
+        return checked[0], checked[1]
+
+    return augment
+
+
+def check_augmentation(
+    spec: str, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+) -> None:
+    """Runs ``--augment``'s function once, eagerly, on the first training batch, so an import
+    error, an exception or a changed batch is one line before anything is written."""
+    function = augmentation(spec)
+    if function is None:
+        return
+    if spec == "cifar":
+        check_augmentable(images.shape[1:])
+        return
+    count = min(batch_size, len(images))
+    function(
+        tf.cast(tf.constant(images[:count]), tf.float32),
+        tf.constant(labels[:count], tf.int64),
+        tf.constant([seed, 0], tf.int64),
+    )
+
+
 def _with_options(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.deterministic = True
@@ -47,20 +169,21 @@ def training_batches(
     batch_size: int,
     seed: int,
     start_iteration: int = 0,
-    augment: bool = False,
+    augment: str | bool | Augmentation | None = None,
 ) -> tf.data.Dataset:
     """Endless batches of ``(float32 pixels, int64 labels)``; batch ``i`` depends on ``seed`` only.
 
     Epoch ``e`` visits every example once, in the order of a permutation seeded by
     ``(seed, e)``; a batch that straddles two epochs takes the end of one and the start of the next.
-    With ``augment``, every image is shifted and flipped at random (:func:`augment_batch`), also
-    as a pure function of ``(seed, i)``.
+    ``augment`` (:func:`augmentation`: a spec such as ``"cifar"`` or a function) changes every
+    batch, as a pure function of ``(seed, i)`` too.
 
     >>> ds = training_batches(np.zeros((10, 2, 2, 1), np.uint8), np.arange(10), 4, seed=0)
     >>> [b.shape.as_list() for b in next(iter(ds))]
     [[4, 2, 2, 1], [4]]
     """
-    if augment:
+    augment = augmentation(augment)
+    if augment is cifar_augmentation:
         check_augmentable(images.shape[1:])
     num_examples = len(images)
     if batch_size > num_examples:
@@ -104,15 +227,19 @@ def gather_batch(
     indices: tf.Tensor,
     iteration: tf.Tensor,
     seed: int | tf.Tensor,
-    augment: bool = False,
+    augment: str | bool | Augmentation | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """The examples at ``indices`` as float32 pixels and int64 labels, augmented if asked."""
+    """The examples at ``indices`` as float32 pixels and int64 labels, augmented if asked
+    (:func:`augmentation`) with the batch's stateless seed ``[seed, iteration]``."""
     batch_images = tf.cast(tf.gather(images, indices), tf.float32)
-    if augment:
+    batch_labels = tf.gather(tf.cast(labels, tf.int64), indices)
+    augment = augmentation(augment)
+    if augment is None:
+        return batch_images, batch_labels
+    if augment is cifar_augmentation:
         check_augmentable(tuple(images.shape[1:]))  # at trace time: the shape is static
-        batch_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(iteration, tf.int64)])
-        batch_images = augment_batch(batch_images, batch_seed)
-    return batch_images, tf.gather(tf.cast(labels, tf.int64), indices)
+    batch_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(iteration, tf.int64)])
+    return augment(batch_images, batch_labels, batch_seed)
 
 
 def training_batch(
@@ -121,7 +248,7 @@ def training_batch(
     iteration: tf.Tensor,
     batch_size: int,
     seed: int,
-    augment: bool = False,
+    augment: str | bool | Augmentation | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """Batch ``iteration`` of the training stream: float32 pixels and int64 labels.
 

@@ -122,7 +122,7 @@ def _sgd(batch_size, iterations, warmup, lr_drops) -> TrainingHparams:
         warmup=warmup,
         lr_drops=lr_drops,
         lr_drop_factor=0.1,
-        augment=True,
+        augment="cifar",
     )
 
 
@@ -340,17 +340,23 @@ def fresh_copy(
 
 
 def paper_defaults(
-    model: str, dataset: str | None = None, recipe: str | None = None
+    model: str,
+    dataset: str | None = None,
+    recipe: str | None = None,
+    compiled: str | None = None,
 ) -> ExperimentHparams:
     """The hyperparameters of ``recipe`` (default: the model's own) for ``model``, on its
     default dataset unless one is given. An unknown recipe, or one the model lacks, is a user
-    error.
+    error. ``recipe="compiled"`` (:func:`compiled_defaults`) takes the compiled recipe from
+    ``compiled`` (the API's model object) or the ``.keras`` file.
 
     >>> paper_defaults("lenet300_100", "fashion_mnist").pruning.rates.fc
     0.2
     >>> paper_defaults("resnet20").model
     ModelHparams(name='resnet20', recipe='stabilizing')
     """
+    if recipe == "compiled":
+        return compiled_defaults(model, dataset, compiled)
     spec = get_model(model)
     name = spec.default_recipe if recipe is None else recipe
     chosen = spec.recipe(name)
@@ -368,18 +374,72 @@ def paper_defaults(
     )
 
 
+# What --recipe=compiled takes from the model's compile(): flags that would set it otherwise.
+COMPILED_FIELDS = (
+    "optimizer",
+    "optimizer_args",
+    "learning_rate",
+    "momentum",
+    "warmup",
+    "lr_drops",
+    "lr_drop_factor",
+    "lr_schedule",
+    "label_smoothing",
+)
+
+
+def compiled_defaults(
+    model: str, dataset: str | None = None, compiled: str | None = None
+) -> ExperimentHparams:
+    """``--recipe=compiled``: the model's own recipe (a user's model: ``stabilizing``'s length,
+    batch and pruning), trained with the optimizer, schedule and loss it was compiled with.
+
+    ``compiled`` is the recipe of a model object (:func:`lth_tf.recipe.compiled_from_object`);
+    a ``.keras`` file's is read from the file. A model that was not compiled is one line.
+
+    >>> compiled_defaults("models/tiny.keras", "npz:data/shapes.npz").training.optimizer
+    ...  # doctest: +SKIP
+    'compiled'
+    """
+    from lth_tf.models.custom import model_kind
+    from lth_tf.recipe import compiled_from_file
+
+    kind = model_kind(model)
+    if compiled is None and kind == "keras_file":
+        compiled = compiled_from_file(model)
+    if compiled is None:
+        what = {
+            "keras_file": f"{model} was saved uncompiled",
+            "python": "the model object is not compiled",
+            "builder": "a builder's model is built after the flags are read",
+        }.get(kind, f"{model} is not a model of your own")
+        raise LthError(
+            f"--recipe=compiled trains with the optimizer, schedule and loss a model was "
+            f"compiled with, but {what}: compile it, save it (model.save('model.keras')) and "
+            "pass --model=model.keras, or set --optimizer, --lr_schedule and --label_smoothing"
+        )
+    base = paper_defaults(model, dataset)
+    return dataclasses.replace(
+        base,
+        model=ModelHparams(model, "compiled"),
+        training=dataclasses.replace(base.training, optimizer="compiled", compiled=compiled),
+    )
+
+
 def experiment_hparams(
     model: str,
     dataset: str | None = None,
     recipe: str | None = None,
     changes: Mapping[str, Any] | None = None,
+    compiled: str | None = None,
 ) -> ExperimentHparams:
     """The recipe's hyperparameters for ``model`` on ``dataset``, with ``changes`` applied.
 
     ``changes`` are keyed by flag name (``iterations``, ``prune_rates``, ``pruning``, ...: see
     :func:`lth_tf.config.hparam_flags`); a string value is parsed as its flag would be, other
     values are taken as they are. The pipelines' flags and :func:`lth_tf.find_tickets` both
-    come here, so the same settings give the same experiment.
+    come here, so the same settings give the same experiment. ``compiled``: the compiled recipe
+    of the API's model object, for ``recipe="compiled"``.
 
     >>> hparams = experiment_hparams("conv6", changes={"iterations": 500, "prune_rates": "fc=0.3"})
     >>> hparams.training.iterations, hparams.pruning.rates.fc, hparams.pruning.rates.conv
@@ -392,7 +452,15 @@ def experiment_hparams(
     if model_kind(model) == "keras_file":
         check_keras_file(model)  # before TensorFlow starts: the file is there, and Keras 2's
     dataset = check_dataset_name(dataset) if dataset is not None else None
-    base = paper_defaults(model, dataset, recipe)
+    base = paper_defaults(model, dataset, recipe, compiled)
+    if recipe == "compiled":
+        overridden = [f"--{name}" for name in COMPILED_FIELDS if name in (changes or {})]
+        if overridden:
+            raise LthError(
+                f"--recipe=compiled trains with the model's compiled optimizer, schedule and "
+                f"loss; {', '.join(overridden)} would change them: drop "
+                f"{'it' if len(overridden) == 1 else 'them'}, or compile the model with it"
+            )
     by_name = {flag.name: flag for flag in hparam_flags()}
     grouped: dict[str, dict[str, Any]] = {}
     for name, value in (changes or {}).items():
@@ -426,6 +494,8 @@ def _hparam_value(flag: HparamFlag, value: Any, recipe_value: Any) -> Any:
     step string is expected is iterations; a wrong type is a user error naming the flag."""
     if flag.parse is not None and isinstance(value, str):
         return flag.parse(value, recipe_value)
+    if flag.boolean and isinstance(value, bool):
+        return flag.parse(value, recipe_value)  # e.g. augment=True, as the flag was once
     if flag.parse is None and flag.type is str and isinstance(value, int | str):
         return str(value)
     if flag.type is float and isinstance(value, int | float) and not isinstance(value, bool):

@@ -46,7 +46,10 @@ EXAMPLES = {
     "warmup": ("lenet300_100", "2ep", "2ep"),
     "lr_drops": ("lenet300_100", "20000, 25000it", "20000it,25000it"),
     "lr_drop_factor": ("lenet300_100", "0.5", 0.5),
-    "augment": ("lenet300_100", "true", True),
+    "augment": ("lenet300_100", "true", "cifar"),
+    "optimizer_args": ("lenet300_100", "beta_2=0.98", "beta_2=0.98"),
+    "lr_schedule": ("lenet300_100", "cosine", "cosine"),
+    "label_smoothing": ("lenet300_100", "0.1", 0.1),
     "prune_rates": ("lenet300_100", "fc=0.3", PruneRates(fc=0.3, output=0.1)),
     "rounds": ("lenet300_100", "2", 2),
     "rewind": ("lenet300_100", "500", "500it"),
@@ -94,6 +97,8 @@ def test_every_training_and_pruning_field_is_a_flag_with_help():
         ("dataset", DatasetHparams),
     ]:
         for field in dataclasses.fields(cls):
+            if (group, field.name) == ("training", "compiled"):
+                continue  # --recipe=compiled sets it from the model, not a flag
             spec = specs[(group, field.name)]
             assert len(spec.help) > 10, spec
     assert {spec.group for spec in specs.values()} == {"dataset", "model", "training", "pruning"}
@@ -177,6 +182,8 @@ def test_every_flag_the_library_names_exists():
     # Messages and docs in lth_tf name options as users type them; a renamed flag would leave
     # them naming one that does not exist.
     defined = set(hparam_flag_names())
+    # A boolean flag is also typed --noNAME.
+    defined |= {f"no{spec.name}" for spec in hparam_flags() if spec.boolean or spec.type is bool}
     for pipeline in (ROOT / "pipelines").glob("*.py"):
         defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', pipeline.read_text()))
     # TensorBoard's, open_lth's and Ray's (`ray start --head`, its --address).

@@ -227,7 +227,7 @@ def test_deep_nets_default_to_the_papers_recipe():
                 0.1,
                 0.9,
             )
-            assert training.weight_decay == 1e-4 and training.augment
+            assert training.weight_decay == 1e-4 and training.augment == "cifar"
             assert len(training.lr_drops.split(",")) == 2
             assert pruning.scope == "global" and pruning.global_rate == 0.2
             assert pruning.rates.conv == 0.2 and pruning.rates.fc == 0
@@ -245,6 +245,6 @@ def test_deep_nets_default_to_the_papers_recipe():
         0,
         "0it",
         "",
-        False,
+        "none",
     )
     assert paper_defaults("conv6").pruning.scope == "layerwise"

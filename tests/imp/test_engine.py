@@ -182,6 +182,8 @@ def test_experiments_written_before_these_options_existed_still_resume(tmp_path)
     old = hparams.to_dict()
     for key in ("weight_decay", "warmup", "lr_drops", "lr_drop_factor", "augment"):
         del old["training"][key]
+    for key in ("optimizer_args", "lr_schedule", "label_smoothing"):
+        del old["training"][key]
     for key in ("scope", "one_shot"):
         del old["pruning"][key]
     del old["branch"]
