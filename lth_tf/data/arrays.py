@@ -77,10 +77,10 @@ def dataset_from_arrays(
     label + 1 (at least 2). Labels that are class names (str, bytes, bool: every split of one
     type) become indices in the sorted order of the distinct names (train, val and test
     together; a val or test name that train lacks is refused); the dataset's ``classes`` holds
-    them, and is None for class indices. Without x_val/y_val, :func:`validation_count` training examples are
-    held out: the first of ``np.random.default_rng(0).permutation(n_train)``, in that order; the
-    rest keep their order. The returned provenance is `provenance` plus "validation" and
-    "num_classes".
+    them, and is None for class indices. Without x_val/y_val, :func:`validation_count`
+    training examples are held out: the first of ``np.random.default_rng(0).permutation(
+    n_train)``, in that order; the rest keep their order. The returned provenance is
+    `provenance` plus "validation" and "num_classes".
 
     >>> x, y = np.zeros((20, 2, 2), np.uint8), np.eye(3)[np.arange(20) % 3]
     >>> ds = dataset_from_arrays("d", {"x_train": x, "y_train": y, "x_test": x, "y_test": y},
