@@ -24,7 +24,11 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") not in 
 # Must happen before TensorFlow is first imported anywhere in the process.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the messages users need.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:  # unless the user asked for TensorFlow's logs
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    from lth_tf.startup import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
 
 from lth_tf.api import Experiment, find_tickets  # noqa: E402
 from lth_tf.experiment import RoundResult  # noqa: E402
