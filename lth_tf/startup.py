@@ -214,31 +214,38 @@ def quiet_tensorflow_import() -> None:
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` as the other finders do, with :class:`_QuietLoader` around its
-    loader; then leaves ``sys.meta_path``."""
+    loader; leaves ``sys.meta_path`` once TensorFlow is imported."""
+
+    def __init__(self) -> None:
+        self.searching = False
 
     def find_spec(
         self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if name != "tensorflow":
+        if name != "tensorflow" or self.searching:
             return None
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(self)  # once: later imports are the interpreter's own
-        spec = importlib.util.find_spec(name)
+        self.searching = True  # the other finders' answer, not this one's again
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.searching = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
+            spec.loader = _QuietLoader(spec.loader, self)
         return spec
 
 
 class _QuietLoader(importlib.abc.Loader):
     """The real loader, its module executed inside :func:`quiet_stderr`."""
 
-    def __init__(self, loader: importlib.abc.Loader):
-        self.loader = loader
+    def __init__(self, loader: importlib.abc.Loader, finder: _QuietTensorFlowFinder):
+        self.loader, self.finder = loader, finder
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self.finder)  # once: later imports are the interpreter's own
         with quiet_stderr():
             self.loader.exec_module(module)
             module.config.list_physical_devices()
