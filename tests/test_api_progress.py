@@ -132,6 +132,23 @@ def test_progress_true_forces_progress_where_nobody_watches(tmp_path, capsys) ->
     assert "Round 0" in printed and "it/s" in printed and "\r" not in printed, printed
 
 
+def test_a_notebook_kernel_counts_as_watched_and_gets_the_bar(monkeypatch, capsys) -> None:
+    from types import SimpleNamespace
+
+    from lth_tf.monitoring.progress import ProgressBar
+    from lth_tf.monitoring.watching import in_notebook, person_watching
+
+    assert not in_notebook() and not person_watching()  # pytest captures both streams
+    # A terminal IPython: a shell without a kernel.
+    shell = SimpleNamespace()
+    monkeypatch.setitem(sys.modules, "IPython", SimpleNamespace(get_ipython=lambda: shell))
+    assert not in_notebook() and not person_watching()
+    shell.kernel = object()  # ipykernel's shell: a notebook's cell shows output as it comes
+    assert in_notebook() and person_watching()
+    assert not ProgressBar(0, 10, "Round 0").plain
+    capsys.readouterr()
+
+
 def test_progress_takes_true_false_or_none() -> None:
     with pytest.raises(LthError, match="progress must be True, False or None, got 'yes'"):
         lth_tf.find_tickets("lenet300_100", dataset="mnist", progress="yes")

@@ -74,6 +74,21 @@ def test_the_pipeline_keeps_the_class_names_in_the_experiment(cli) -> None:
     assert io.read_json(cli.experiment / "hparams.json")["data"]["num_classes"] == 3
 
 
+def test_a_branch_keeps_its_parents_class_names(cli) -> None:
+    result = run_main(
+        "pipelines.imp",
+        f"--branch_of={cli.experiment}",
+        "--control=random_reinit",
+        "--notensorboard",
+        "--nojit_compile",
+        "--noprogress",
+        tensorflow=True,
+    )
+    assert result.returncode == 0, result.stderr
+    branch = lth_tf.Experiment(cli.experiment.parent / "names-random_reinit")
+    assert branch.classes == ["bird", "cat", "dog"] and branch.rounds == [0, 1]
+
+
 def test_the_export_names_the_classes_and_a_device_prints_one(cli) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
