@@ -246,9 +246,23 @@ class _QuietLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(self.finder)  # once: later imports are the interpreter's own
+        if not _has_stderr():
+            self.loader.exec_module(module)
+            return
         with quiet_stderr():
             self.loader.exec_module(module)
-            module.config.list_physical_devices()
+            # The probe is for its lines only: TensorFlow imported is what the importer asked.
+            with contextlib.suppress(Exception):
+                module.config.list_physical_devices()
 
     def __getattr__(self, name: str) -> Any:  # resource readers and the like
         return getattr(self.loader, name)
+
+
+def _has_stderr() -> bool:
+    """Both stderrs exist (a daemon, or ``pythonw``, may have neither): else nothing to hide."""
+    try:
+        os.fstat(2)
+    except OSError:
+        return False
+    return sys.stderr is not None
