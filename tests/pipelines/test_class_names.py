@@ -15,7 +15,7 @@ import pytest
 import lth_tf
 from lth_tf import io
 from lth_tf.errors import LthError
-from tests.helpers import run_main
+from tests.helpers import assert_one_line_error, run_main
 
 # Sorted, the classes are: bird, cat, dog.
 NAMES = np.array(["dog", "cat", "bird"])
@@ -186,3 +186,29 @@ def test_the_api_on_arrays_with_names(tmp_path: Path) -> None:
     # Integer labels for test while train has names: one line, before anything is written.
     with pytest.raises(LthError, match="y_train holds class names"):
         find_tickets(np.zeros(60, np.int64))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.update(y_test=np.full(60, "fish")), "y_test holds the class 'fish', which"),
+        (lambda a: a.update(y_test=np.zeros(60, np.int64)), "y_train holds class names (str) but"),
+        (lambda a: a.update(y_train=a["y_train"].astype(object)), "np.array(labels, dtype=str)"),
+    ],
+)
+def test_bad_names_in_an_npz_are_one_line_and_leave_no_directory(tmp_path, change, message):
+    arrays = named_arrays()
+    change(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    result = run_main(
+        "pipelines.imp",
+        "--model=tests.pipelines.test_class_names:tiny_net",
+        f"--dataset=npz:{tmp_path / 'bad.npz'}",
+        *FLAGS,
+        f"--output_dir={tmp_path / 'runs'}",
+        "--notensorboard",
+        "--noprogress",
+        tensorflow=True,
+    )
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
