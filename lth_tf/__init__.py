@@ -24,7 +24,12 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") not in 
 # Must happen before TensorFlow is first imported anywhere in the process.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the messages users need.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Its first import hides them too (they ignore that level), unless the user asked for INFO or
+# WARNING lines (0 or 1).
+if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2") not in ("0", "1"):
+    from lth_tf.startup import quiet_tensorflow_import
+
+    quiet_tensorflow_import()
 
 from lth_tf.api import Experiment, find_tickets  # noqa: E402
 from lth_tf.experiment import RoundResult  # noqa: E402

@@ -14,11 +14,13 @@ experiment directory and exports a round to TFLite, verified with the LiteRT int
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import numbers
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,7 @@ _PATH = ((str, os.PathLike), "a path (str or pathlib.Path)")
 _OPTIONAL_PATH = ((str, os.PathLike, type(None)), "a path (str or pathlib.Path) or None")
 _OPTIONAL_TEXT = ((str, type(None)), "a str or None")
 _FLAG = ((bool,), "True or False")
+_OPTIONAL_FLAG = ((bool, type(None)), "True, False or None")
 _ROUND = ((numbers.Integral, str), "a round number (0, 1, ...) or 'best'")
 _NUMBER = ((numbers.Real,), "a number")
 _COUNT = ((numbers.Integral,), "a whole number")
@@ -94,7 +97,7 @@ def find_tickets(
     data_dir: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
     jit_compile: bool = True,
-    progress: bool = False,
+    progress: bool | None = None,
     tensorboard: bool = True,
     **hparams: Any,
 ) -> Experiment:
@@ -110,7 +113,13 @@ def find_tickets(
     10% of the training examples (at most 5,000) are held out for early stopping. The model
     receives ``x`` as float32, unscaled: let it scale its inputs itself (e.g. a ``Rescaling``
     layer), so the exported ticket takes data as the device has it. Labels are class indices
-    (or one-hot rows).
+    (or one-hot rows), or class names (str, bool): indices in the names' sorted order, kept as
+    :attr:`Experiment.classes` and in the export's ``export.json``.
+
+    ``progress``: None (default) shows a progress bar per round where a person watches (a
+    terminal, a notebook) and else only one line per round (a pipe, a log file); True or False
+    forces the bar on or off. The lines go to stdout, through the ``lth_tf`` logger, unless
+    logging is set up already; TensorFlow's start-up lines are kept off stderr.
 
     ``hparams``: any hyperparameter flag of ``pipelines.imp`` by name (``rounds=5``,
     ``iterations="10ep"``, ``prune_rates="conv=0.2,fc=0.2"``, ``rewind="500it"``, ``seed=1``,
@@ -127,7 +136,7 @@ def find_tickets(
         experiment_name=(experiment_name, _OPTIONAL_TEXT),
         data_dir=(data_dir, _OPTIONAL_PATH),
         jit_compile=(jit_compile, _FLAG),
-        progress=(progress, _FLAG),
+        progress=(progress, _OPTIONAL_FLAG),
         tensorboard=(tensorboard, _FLAG),
     )
     if not isinstance(model, str | Path) and not callable(model):
@@ -136,6 +145,12 @@ def find_tickets(
             f"takes (a str), got {_short_repr(model)} ({type(model).__name__})"
         )
     _check_strategy(strategy)
+    from lth_tf.monitoring.watching import person_watching
+    from lth_tf.startup import start_tensorflow_quietly
+
+    show_bar = person_watching() if progress is None else progress
+    # As the pipelines start it: its C++ start-up lines (CUDA probes) kept off stderr.
+    start_tensorflow_quietly()
     from lth_tf.data.sources import load_dataset
     from lth_tf.imp import RunOptions, run_imp
     from lth_tf.models import experiment_hparams
@@ -168,16 +183,17 @@ def find_tickets(
         from lth_tf.monitoring.tensorboard import TensorBoardMonitor
 
         observer = TensorBoardMonitor()
-    directory = run_imp(
-        settings,
-        output_dir,
-        experiment_name,
-        RunOptions(data_dir=data_dir, jit_compile=jit_compile, show_progress=progress),
-        strategy=strategy,
-        data=data,
-        observer=observer,
-        model=model_object,
-    )
+    with _round_lines():
+        directory = run_imp(
+            settings,
+            output_dir,
+            experiment_name,
+            RunOptions(data_dir=data_dir, jit_compile=jit_compile, show_progress=show_bar),
+            strategy=strategy,
+            data=data,
+            observer=observer,
+            model=model_object,
+        )
     return Experiment(directory.root)
 
 
@@ -220,6 +236,31 @@ def _named_augmentation(hparams: dict[str, Any]) -> dict[str, Any]:
             "an importable module (a resume imports it again), or its package.module:function"
         )
     return {**hparams, "augment": f"{module}:{qualname}"}
+
+
+@contextlib.contextmanager
+def _round_lines() -> Iterator[None]:
+    """While IMP runs, ``lth_tf``'s lines (one per finished round) are shown as the pipelines
+    show them: plain, on stdout; through the caller's own handlers where logging is set up
+    (handlers on ``lth_tf`` or the root logger), at the level set on ``lth_tf`` if any.
+
+    Without it they would be lost: Python shows a logger without handlers only from WARNING.
+    """
+    logger = logging.getLogger("lth_tf")
+    handler = None
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    level = logger.level
+    if level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if handler is not None:
+            logger.removeHandler(handler)
 
 
 def _model_name(model: Any) -> tuple[str, Any]:
@@ -299,6 +340,18 @@ class Experiment:
     @property
     def rounds(self) -> list[int]:
         return sorted(self.directory.completed_rounds())
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names, by class index (``classes.json``), where the labels were names;
+        None where they were class indices.
+
+        >>> Experiment("runs/fruit").classes  # doctest: +SKIP
+        ['apple', 'banana', 'cherry']
+        """
+        from lth_tf.provenance import read_classes
+
+        return read_classes(self.directory)
 
     def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """0/1 (uint8) mask of each prunable weight, by variable name (``dense/kernel``)."""

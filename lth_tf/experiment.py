@@ -3,6 +3,7 @@
 <output_dir>/<experiment>/
   hparams.json          every hyperparameter, defaults resolved
   sessions.json         how each run (or resume) ran: strategy, devices, precision, XLA
+  classes.json          labels given as names: the names, class i's at index i
   results.csv           one row per completed round
   rewind_point.npz      the weights every round rewinds to (written once)
   round_NN/masks.npz    0/1 mask per prunable weight, keyed by weight name
@@ -139,6 +140,10 @@ class ExperimentDir:
     @property
     def sessions(self) -> Path:
         return self.root / "sessions.json"
+
+    @property
+    def classes(self) -> Path:
+        return self.root / "classes.json"
 
     @property
     def rewind_point(self) -> Path:

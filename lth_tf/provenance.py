@@ -6,7 +6,9 @@ a model object's sha256) and the data (``data.provenance``: an npz file's path a
 TFDS name, version and splits). A ``.keras`` file or a model object is copied into the
 directory as ``model.keras``, arrays handed to the Python API as ``data.npz``: every later run
 (a resume, a branch, the export, the stability analysis) builds from those copies. A model file,
-builder or npz file that changed since the experiment started is refused with one line.
+builder or npz file that changed since the experiment started is refused with one line. Labels
+given as class names leave ``classes.json`` (the names, by class index), which every later run
+checks against the data's names.
 
 >>> spec = experiment_model(ExperimentDir(Path("runs/tiny-shapes")), hparams)  # doctest: +SKIP
 """
@@ -36,6 +38,10 @@ log = logging.getLogger("lth_tf")
 
 MODEL_COPY = "model.keras"
 DATA_COPY = "data.npz"
+CLASSES_TODO = (
+    "restore the experiment's classes.json (or its data) from a copy, or start a new "
+    "--experiment_name"
+)
 
 
 def model_record(
@@ -235,17 +241,78 @@ def _checked_builder(experiment: ExperimentDir, spec: ModelSpec) -> ModelSpec:
 
 
 def bind_data(experiment: ExperimentDir, data: ImageDataset) -> None:
-    """Saves arrays handed to the Python API as ``data.npz`` (once), and refuses a dataset that
-    changed since the experiment started."""
+    """Saves arrays handed to the Python API as ``data.npz`` (once) and the class names as
+    ``classes.json`` (once; a branch's are its parent's), and refuses a dataset that changed
+    since the experiment started."""
     from lth_tf.data.arrays import save_arrays, split_arrays
     from lth_tf.data.sources import check_same_data
 
-    saved = read_saved(experiment).data.get("provenance")
-    if isinstance(saved, dict):
-        check_same_data(saved, data, experiment.root)
+    saved = read_saved(experiment)
+    provenance = saved.data.get("provenance")
+    if isinstance(provenance, dict):
+        check_same_data(provenance, data, experiment.root)
     copy = experiment.root / DATA_COPY
     if data.name.startswith("arrays:") and not copy.exists():
         save_arrays(copy, split_arrays(data))
+    if saved.hparams.is_branch:
+        parent = ExperimentDir(experiment.root.parent / saved.hparams.branch.parent)
+        if parent.classes.exists() and not experiment.classes.exists():
+            io.write_bytes_atomic(experiment.classes, parent.classes.read_bytes())
+    if experiment.classes.exists() or data.classes is None:
+        check_classes(experiment, data)
+    else:
+        io.write_json(experiment.classes, list(data.classes))
+
+
+def read_classes(experiment: ExperimentDir) -> list[str] | None:
+    """The experiment's class names (``classes.json``), or None where its labels were class
+    indices; a damaged file is an LthError saying so.
+
+    >>> read_classes(ExperimentDir(Path("runs/fruit")))  # doctest: +SKIP
+    ['apple', 'banana', 'cherry']
+    """
+    path = experiment.classes
+    if not path.exists():
+        return None
+    names = io.read_json(path, CLASSES_TODO)
+    if not (
+        isinstance(names, list)
+        and len(names) >= 2
+        and all(isinstance(name, str) and name for name in names)
+        and len(set(names)) == len(names)
+    ):
+        raise io.damaged(path, "not a list of at least 2 distinct class names", CLASSES_TODO)
+    return names
+
+
+def check_classes(experiment: ExperimentDir, data: ImageDataset) -> None:
+    """Refuses data whose class names are not the ones ``classes.json`` recorded (names where it
+    has none, none where it has some, other names or another order)."""
+    saved = read_classes(experiment)
+    now = None if data.classes is None else list(data.classes)
+    if saved == now:
+        return
+    path = experiment.classes
+    if saved is None:
+        raise LthError(
+            f"{experiment.root} has no {path.name}, but {data.name}'s labels are class names "
+            f"({_shown(now)}): rerun the IMP command to write it again, or restore it"
+        )
+    if now is None:
+        raise LthError(
+            f"{path} names {len(saved)} classes ({_shown(saved)}), but {data.name}'s labels are "
+            f"class indices: remove {path.name} if it does not belong there, or restore the data"
+        )
+    raise LthError(
+        f"{path} names the classes {_shown(saved)}, but {data.name}'s labels name {_shown(now)}: "
+        f"{CLASSES_TODO}"
+    )
+
+
+def _shown(names: list[str]) -> str:
+    """``'a', 'b', 'c'`` or ``'a', 'b', ... (12 classes)``: short enough for one line."""
+    shown = ", ".join(repr(name[:40]) for name in names[:4])
+    return shown if len(names) <= 4 else f"{shown}, ... ({len(names)} classes)"
 
 
 def experiment_data(
@@ -268,4 +335,5 @@ def experiment_data(
     data = load_dataset(name, data_dir, experiment_root=experiment.root)
     if isinstance(saved, dict):
         check_same_data(saved, data, experiment.root)
+    check_classes(experiment, data)
     return data

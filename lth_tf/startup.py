@@ -7,6 +7,10 @@ PosixPath('/tmp/lth_tf-4242-k3j5x9ab')
 >>> start_tensorflow_quietly()  # doctest: +SKIP
 >>> with quiet_stderr():  # doctest: +SKIP
 ...     content = converter.convert()
+
+Importing ``lth_tf`` makes TensorFlow's own first import quiet too
+(:func:`quiet_tensorflow_import`), so a Python API user who imports ``tf_keras`` to build a model
+sees none of its start-up lines.
 """
 
 from __future__ import annotations
@@ -14,20 +18,26 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import importlib.abc
+import importlib.util
 import os
 import re
 import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from lth_tf.orphans import RUN_TEMP_ENV, end_processes_of
 
 __all__ = [
     "owns_run_temp_dir",
     "quiet_stderr",
+    "quiet_tensorflow_import",
     "remove_dead_run_temp_dirs",
     "start_tensorflow_quietly",
     "use_run_temp_dir",
@@ -193,3 +203,78 @@ def start_tensorflow_quietly() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+
+
+def quiet_tensorflow_import() -> None:
+    """Makes the process's first ``import tensorflow`` (whoever asks: ``tf_keras``, the user, a
+    pipeline) run as :func:`start_tensorflow_quietly` does, its start-up lines and device probe
+    hidden. Does nothing once TensorFlow is imported; installs itself once.
+
+    Its C++ lines come before ``absl::InitializeLog`` and ignore ``TF_CPP_MIN_LOG_LEVEL``
+    (oneDNN, CUDA drivers, cuInit); the device probe is what prints the CUDA ones, so it is
+    made here too, not at the first model a user builds.
+
+    >>> quiet_tensorflow_import()  # doctest: +SKIP
+    >>> import tf_keras  # no "oneDNN custom operations are on", no cuInit error
+    """
+    if "tensorflow" in sys.modules or any(
+        isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path
+    ):
+        return
+    sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as the other finders do, with :class:`_QuietLoader` around its
+    loader; leaves ``sys.meta_path`` once TensorFlow is imported."""
+
+    def __init__(self) -> None:
+        self.searching = False
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if name != "tensorflow" or self.searching:
+            return None
+        self.searching = True  # the other finders' answer, not this one's again
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.searching = False
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader, self)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """The real loader, its module executed inside :func:`quiet_stderr`."""
+
+    def __init__(self, loader: importlib.abc.Loader, finder: _QuietTensorFlowFinder):
+        self.loader, self.finder = loader, finder
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self.finder)  # once: later imports are the interpreter's own
+        if not _has_stderr():
+            self.loader.exec_module(module)
+            return
+        with quiet_stderr():
+            self.loader.exec_module(module)
+            # The probe is for its lines only: TensorFlow imported is what the importer asked.
+            with contextlib.suppress(Exception):
+                module.config.list_physical_devices()
+
+    def __getattr__(self, name: str) -> Any:  # resource readers and the like
+        return getattr(self.loader, name)
+
+
+def _has_stderr() -> bool:
+    """Both stderrs exist (a daemon, or ``pythonw``, may have neither): else nothing to hide."""
+    try:
+        os.fstat(2)
+    except OSError:
+        return False
+    return sys.stderr is not None

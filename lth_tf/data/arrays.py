@@ -11,6 +11,13 @@ scalar ``num_classes``. Nothing here imports TensorFlow until a ``tf.data.Datase
 >>> ds = dataset_from_arrays("mine", arrays, "tests", {"kind": "test"})
 >>> ds.input_shape, ds.num_classes, len(ds.train_labels), len(ds.val_labels)
 ((3,), 4, 45, 5)
+
+Labels may also be class names (str, or bool): they become indices in the names' sorted order.
+
+>>> named = {**arrays, "y_train": np.array(["cat", "dog"])[np.arange(50) % 2],
+...          "y_test": np.array(["dog", "cat"] * 5)}
+>>> dataset_from_arrays("mine", named, "tests", {}).classes
+('cat', 'dog')
 """
 
 from __future__ import annotations
@@ -32,6 +39,11 @@ REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONAL_KEYS = ("x_val", "y_val", "num_classes")
 # Class indices beyond this are a data error, not a classifier (and would not survive int64).
 MAX_LABEL = 1_000_000
+# Labels of these dtype kinds are class names, not indices: str, bytes (UTF-8 text), bool, and
+# object arrays of str or bytes (what pandas and tf.data give for text).
+NAME_KINDS = "USbO"
+# A class name longer than this is a sentence, not a name: some column other than the labels.
+MAX_NAME_LENGTH = 1000
 # An npz member may inflate to this many times the file's size (plus a floor): real data
 # compresses 2-20x; more is a decompression bomb. Arrays saved uncompressed (np.savez) never are.
 MAX_INFLATION = 200
@@ -62,10 +74,13 @@ def dataset_from_arrays(
     float32; bool, complex and object arrays are refused); the model gets them cast to float32,
     unscaled. Labels (y) are 1-D class indices (integer-valued floats too) or one-hot rows. The
     number of classes is the ``num_classes`` entry, else the one-hot width, else the largest
-    label + 1 (at least 2). Without x_val/y_val, :func:`validation_count` training examples are
-    held out: the first of ``np.random.default_rng(0).permutation(n_train)``, in that order; the
-    rest keep their order. The returned provenance is `provenance` plus "validation" and
-    "num_classes".
+    label + 1 (at least 2). Labels that are class names (str, bytes, bool: every split of one
+    type) become indices in the sorted order of the distinct names (train, val and test
+    together; a val or test name that train lacks is refused); the dataset's ``classes`` holds
+    them, and is None for class indices. Without x_val/y_val, :func:`validation_count`
+    training examples are held out: the first of ``np.random.default_rng(0).permutation(
+    n_train)``, in that order; the rest keep their order. The returned provenance is
+    `provenance` plus "validation" and "num_classes".
 
     >>> x, y = np.zeros((20, 2, 2), np.uint8), np.eye(3)[np.arange(20) % 3]
     >>> ds = dataset_from_arrays("d", {"x_train": x, "y_train": y, "x_test": x, "y_test": y},
@@ -75,6 +90,12 @@ def dataset_from_arrays(
     """
     _check_keys(arrays, source)
     given_classes = _num_classes_entry(arrays, source)
+    arrays, classes = encode_class_names(arrays, source)
+    if classes is not None and given_classes not in (None, len(classes)):
+        raise LthError(
+            f"{source}: num_classes is {given_classes} but the labels name {len(classes)} "
+            "classes; make them agree (or leave num_classes out)"
+        )
     images, labels, widths = {}, {}, {}
     for split in _SPLITS:
         if f"x_{split}" not in arrays:
@@ -129,6 +150,7 @@ def dataset_from_arrays(
         num_classes=num_classes,
         source=source,
         provenance={**provenance, "validation": validation, "num_classes": num_classes},
+        classes=classes,
     )
 
 
@@ -179,7 +201,9 @@ def _checked_labels(value: Any, key: str, source: str) -> tuple[np.ndarray, int 
     """int64 class indices, and the one-hot width when the labels were one-hot rows."""
     array = np.asarray(value)
     if array.dtype.kind not in "uif":
-        raise LthError(f"{source}: {key} is {array.dtype}; give integer class indices")
+        raise LthError(
+            f"{source}: {key} is {array.dtype}; give integer class indices or class names (str)"
+        )
     width = None
     if array.ndim == 2:
         is_one_hot = np.isin(array, (0, 1)).all() and (array.sum(axis=1) == 1).all()
@@ -206,6 +230,110 @@ def _checked_labels(value: Any, key: str, source: str) -> tuple[np.ndarray, int 
             f"{MAX_LABEL - 1:,} at most: fix the labels"
         )
     return array.astype(np.int64), width
+
+
+def encode_class_names(
+    arrays: Mapping[str, Any], source: str
+) -> tuple[Mapping[str, Any], tuple[str, ...] | None]:
+    """Labels given as class names become int64 indices in the names' sorted order: (the
+    arrays with the y's replaced, the names); (the arrays as they are, None) for numbers.
+
+    The names are those of every split; a val or test name that y_train never has is refused,
+    as is a mix of names and numbers (or of str and bool). bool labels are the names "False"
+    and "True".
+
+    >>> arrays = {"y_train": np.array(["b", "a", "b"]), "y_test": np.array(["a"])}
+    >>> encoded, names = encode_class_names(arrays, "mine")
+    >>> encoded["y_train"], names
+    (array([1, 0, 1]), ('a', 'b'))
+    """
+    keys = [f"y_{split}" for split in _SPLITS if f"y_{split}" in arrays]
+    raw = {key: np.asarray(arrays[key]) for key in keys}
+    named = [key for key in keys if raw[key].dtype.kind in NAME_KINDS]
+    if not named:
+        return arrays, None  # class indices: exactly as before names existed
+    names = {key: _label_names(raw[key], key, source) for key in named}
+    numeric = [key for key in keys if key not in names]
+    kinds = {key: "bool" if raw[key].dtype.kind == "b" else "str" for key in named}
+    if numeric or len(set(kinds.values())) > 1:
+        # 1 and "1" (or True and "True") in one dataset: which class is which is anyone's guess.
+        other = numeric[0] if numeric else next(k for k in named if kinds[k] != kinds[named[0]])
+        what = f"numbers ({raw[other].dtype})" if numeric else f"class names ({kinds[other]})"
+        raise LthError(
+            f"{source}: {named[0]} holds class names ({kinds[named[0]]}) but {other} holds "
+            f"{what}; give every split's labels as one type"
+        )
+    train = np.unique(names["y_train"])
+    if not len(train):
+        raise LthError(f"{source}: y_train is empty; give it at least one example")
+    if len(train) < 2:
+        raise LthError(
+            f"{source}: y_train holds only the class {str(train[0])!r}; a classifier needs "
+            "examples of at least 2 classes"
+        )
+    for key in keys[1:]:
+        unseen = np.setdiff1d(names[key], train)
+        if len(unseen):
+            more = f" (and {len(unseen) - 1} more)" if len(unseen) > 1 else ""
+            raise LthError(
+                f"{source}: {key} holds the class {str(unseen[0])!r}{more}, which y_train never "
+                "has: a model cannot learn a class it never sees; drop those examples or give "
+                "y_train some"
+            )
+    classes = np.unique(np.concatenate(list(names.values())))
+    if len(classes) > MAX_LABEL:
+        raise LthError(
+            f"{source}: the labels name {len(classes):,} classes, more than {MAX_LABEL:,}: are "
+            "they labels, or another column?"
+        )
+    # searchsorted on the sorted names: each label's index among them.
+    encoded = {key: np.searchsorted(classes, names[key]).astype(np.int64) for key in keys}
+    return {**arrays, **encoded}, tuple(str(name) for name in classes)
+
+
+def _label_names(array: np.ndarray, key: str, source: str) -> np.ndarray:
+    """1-D str (numpy ``<U``) names of one split's labels, checked."""
+    if array.ndim != 1:
+        raise LthError(
+            f"{source}: {key} has shape {array.shape}; give class names as a 1-D array, one "
+            "per example"
+        )
+    kind = array.dtype.kind
+    if kind == "O":
+        types = {type(item) for item in array.tolist()}
+        if types <= {bytes}:
+            array = array.astype(bytes)
+            kind = "S"
+        elif all(issubclass(kind_of, str) for kind_of in types):
+            array = array.astype(str)
+        else:
+            odd = next(t for t in types if not issubclass(t, str | bytes))
+            raise LthError(
+                f"{source}: {key} is an object array holding {odd.__name__} values; give class "
+                "names as np.array(labels, dtype=str), or integer class indices"
+            )
+    if kind == "S":
+        try:
+            array = np.char.decode(array, "utf-8")
+        except UnicodeDecodeError:
+            raise LthError(
+                f"{source}: {key} holds bytes that are not UTF-8 text; give class names as str"
+            ) from None
+    elif kind == "b":
+        array = array.astype(str)  # "False", "True": sorted as the values are
+    if len(array):
+        lengths = np.char.str_len(array)
+        if lengths.min() == 0:
+            raise LthError(
+                f"{source}: {key} holds an empty class name (example {int(lengths.argmin())}); "
+                "give every example its class"
+            )
+        if lengths.max() > MAX_NAME_LENGTH:
+            raise LthError(
+                f"{source}: {key} holds a class name of {int(lengths.max()):,} characters (at "
+                f"most {MAX_NAME_LENGTH:,}); are these the labels?"
+            )
+    return array
 
 
 def _num_classes_entry(arrays: Mapping[str, Any], source: str) -> int | None:
@@ -330,13 +458,17 @@ def read_npz(path: str | os.PathLike, source: str) -> tuple[dict[str, np.ndarray
     try:
         # allow_pickle=False: a data file must never be able to run code.
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+            arrays = {}
+            for key in archive.files:
+                try:
+                    arrays[key] = archive[key]
+                except ValueError as error:
+                    if "pickle" in str(error).lower():
+                        raise LthError(_pickled_message(source, path, key)) from None
+                    raise
+    except LthError:
+        raise
     except ValueError as error:
-        if "pickle" in str(error).lower():
-            raise LthError(
-                f"{source}: {path} holds a pickled (object) array, and pickled arrays are "
-                "refused because loading one can run code; save numeric arrays only"
-            ) from None
         raise LthError(
             f"{source}: {path} is not a valid npz file ({error}); save it again with np.savez"
         ) from None
@@ -346,6 +478,20 @@ def read_npz(path: str | os.PathLike, source: str) -> tuple[dict[str, np.ndarray
             "it again with np.savez"
         ) from None
     return arrays, digest.hexdigest()
+
+
+def _pickled_message(source: str, path: str | os.PathLike, key: str) -> str:
+    """An object array in an npz: np.savez pickled it, and unpickling can run code."""
+    fix = (
+        "save class names as np.array(labels, dtype=str) (numpy str arrays need no pickle), or "
+        "integer class indices"
+        if key.startswith("y_")
+        else "save numeric arrays only"
+    )
+    return (
+        f"{source}: {path} holds a pickled (object) array {key}, and pickled arrays are refused "
+        f"because loading one can run code; {fix}"
+    )
 
 
 def _check_inflation(path: str | os.PathLike, source: str) -> None:
@@ -431,13 +577,17 @@ def arrays_from_splits(train: Any, test: Any, validation: Any = None) -> dict[st
 
 def split_arrays(data: ImageDataset) -> dict[str, Any]:
     """The dataset's three splits under the npz keys, validation included, so that loading the
-    file again gives these very splits."""
+    file again gives these very splits (labels as their class names when they have names)."""
+
+    def labels(indices: np.ndarray) -> np.ndarray:
+        return indices if data.classes is None else np.asarray(data.classes)[indices]
+
     return {
         "x_train": data.train_images,
-        "y_train": data.train_labels,
+        "y_train": labels(data.train_labels),
         "x_val": data.val_images,
-        "y_val": data.val_labels,
+        "y_val": labels(data.val_labels),
         "x_test": data.test_images,
-        "y_test": data.test_labels,
+        "y_test": labels(data.test_labels),
     }
 

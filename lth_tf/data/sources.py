@@ -66,7 +66,8 @@ class ImageDataset:
     numeric dtype (see :func:`lth_tf.data.arrays.dataset_from_arrays`). The model receives the
     values cast to float32 and nothing else: no scaling, so scale the data beforehand if the
     model needs it. `provenance` (JSON) says where the data came from, e.g.
-    ``{"kind": "npz", "path": ..., "sha256": ...}``.
+    ``{"kind": "npz", "path": ..., "sha256": ...}``. `classes` names each class index when the
+    labels were given as names (``classes[i]`` is class i's), else None.
 
     >>> ds = load_dataset("fashion_mnist")
     >>> ds.input_shape, ds.num_classes, ds.train_labels.dtype, ds.provenance["kind"]
@@ -83,6 +84,7 @@ class ImageDataset:
     num_classes: int
     source: str
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    classes: tuple[str, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -189,6 +189,8 @@ def _export(
             "selection": ticket.selection,
             "model": ticket.hparams.model.name,
             "dataset": ticket.hparams.dataset.name,
+            # Output i is class classes[i]: a device prints names (None: labels were indices).
+            "classes": None if data.classes is None else list(data.classes),
             "block_size": ticket.hparams.pruning.block_size,
             "granularity": ticket.hparams.pruning.granularity,
             "prune_for": ticket.hparams.pruning.prune_for,

@@ -1,8 +1,8 @@
 """Progress over training, as a loop callback (the loop itself prints nothing).
 
-On a terminal it is Keras's progress bar; anywhere else (a log file, a pipe, a batch job) it is
-one plain line per tenth of the training, with a timestamp and the speed, so a log holds no
-carriage returns or backspaces.
+On a terminal or in a notebook's cell it is Keras's progress bar; anywhere else (a log file, a
+pipe, a batch job) it is one plain line per tenth of the training, with a timestamp and the
+speed, so a log holds no carriage returns or backspaces.
 
 >>> train(trainer, progress, 1000, [..., ProgressBar(500, 1000, "Round 1")])  # doctest: +SKIP
 """
@@ -18,6 +18,7 @@ from collections.abc import Callable
 import tf_keras
 
 from lth_tf.loop import Callback, Chunk, TrainingProgress
+from lth_tf.monitoring.watching import in_notebook
 
 # A plain line whenever another tenth of the training is done.
 PLAIN_LINES = 10
@@ -31,7 +32,8 @@ class ProgressBar(Callback):
     It counts the iterations trained in this call (0 to stop - start), so its averages, speed
     and time left are those of this training; it shows each chunk's training loss and accuracy,
     the last validation accuracy, and the test accuracy once the end measured it. ``plain``
-    (default: when stdout is not a terminal) prints lines instead of redrawing a bar.
+    (default: when stdout is neither a terminal nor a notebook's) prints lines instead of
+    redrawing a bar.
     """
 
     def __init__(
@@ -40,7 +42,8 @@ class ProgressBar(Callback):
         if title is not None:
             print(title if start == 0 else f"{title}: iterations {start} to {stop}")
         self.start, self.stop, self.title = start, stop, title or "training"
-        self.plain = not sys.stdout.isatty() if plain is None else plain
+        # A notebook's stdout is no terminal, but its cell redraws a bar as a terminal does.
+        self.plain = not (sys.stdout.isatty() or in_notebook()) if plain is None else plain
         self.began = time.monotonic()
         self.next_line = 1
         self.bar = None
