@@ -12,7 +12,7 @@ same table of layers (:data:`LAYERS`).
 
 >>> import keras  # doctest: +SKIP
 >>> k3 = keras.saving.load_model("k3.keras", compile=False, safe_mode=True)  # doctest: +SKIP
->>> model = to_tf_keras(k3)  # a tf_keras.Model, the same layers, names and weights  # doctest: +SKIP
+>>> model = to_tf_keras(k3)  # tf_keras: the same layers, names, weights  # doctest: +SKIP
 >>> to_keras3(model).save("ticket.keras")  # doctest: +SKIP
 
 Nothing here imports TensorFlow or Keras at module level.
@@ -114,7 +114,8 @@ OUTPUT_TOLERANCE = 1e-4
 CHECK_EXAMPLES = 8
 MODEL_CLASSES = ("Functional", "Sequential")
 KERAS3_ADVICE = (
-    "convert that part by hand or build the model with tf_keras (`import tf_keras as keras`)"
+    "replace it with a layer of that table, or build the model with tf_keras (`import tf_keras "
+    "as keras`)"
 )
 
 
@@ -135,6 +136,11 @@ def saved_keras_version(path: str | Path) -> str:
     return str(metadata.get("keras_version", "")) if isinstance(metadata, dict) else ""
 
 
+def is_keras3_file(path: str | Path) -> bool:
+    """True for a ``.keras`` archive saved by Keras 3."""
+    return saved_keras_version(path).startswith("3")
+
+
 def check_config_layers(config: Any, path: Path, flag: str) -> None:
     """Refuses, before TensorFlow starts, a Keras 3 file whose model is not a functional or
     Sequential model of :data:`LAYERS` (read from its ``config.json``)."""
@@ -149,8 +155,11 @@ def check_config_layers(config: Any, path: Path, flag: str) -> None:
     layers = top.get("config", {}).get("layers", []) if isinstance(top.get("config"), dict) else []
     for entry in layers if isinstance(layers, list) else []:
         if isinstance(entry, dict):
-            name = entry.get("config", {}).get("name", "?") if isinstance(entry.get("config"),
-                                                                          dict) else "?"
+            name = (
+                entry.get("config", {}).get("name", "?")
+                if isinstance(entry.get("config"), dict)
+                else "?"
+            )
             _check_supported(str(entry.get("class_name")), str(name), f"{flag}={path}")
 
 
@@ -345,7 +354,7 @@ def _check_supported(class_name: str, name: str, what: str) -> None:
     )
     raise LthError(
         f"{what}: layer {name!r} ({class_name}) is not among the layers lth_tf converts between "
-        f"Keras 3 and tf_keras (README, \"Keras 3 models\"); {hint}"
+        f'Keras 3 and tf_keras (README, "Keras 3 models"); {hint}'
     )
 
 
@@ -428,8 +437,9 @@ def _functional(config: dict[str, Any], source: _Keras, target: _Keras, what: st
                 continue
             kwargs = {k: v for k, v in kwargs.items() if v is not None}  # defaults (mask=None)
             outputs = layer(*_resolve(args, tensors), **_resolve(kwargs, tensors))
-            for index, tensor in enumerate(outputs if isinstance(outputs, list | tuple)
-                                           else [outputs]):
+            for index, tensor in enumerate(
+                outputs if isinstance(outputs, list | tuple) else [outputs]
+            ):
                 tensors[_Ref(name, node, index)] = tensor
         if len(waiting) == len(pending):
             names = ", ".join(sorted({name for _, name, _, _ in waiting}))
@@ -489,7 +499,9 @@ def _layer(entry: dict[str, Any], source: _Keras, target: _Keras, what: str) -> 
     except Exception as error:  # noqa: BLE001 - from_config raises many kinds
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         first = first if len(first) <= 200 else f"{first[:200]}..."
-        raise LthError(f"{where}: {target.name} cannot build it ({first}); {KERAS3_ADVICE}") from None
+        raise LthError(
+            f"{where}: {target.name} cannot build it ({first}); {KERAS3_ADVICE}"
+        ) from None
 
 
 def _options(
@@ -607,8 +619,7 @@ def _activation(value: Any, target: _Keras, where: str) -> Any:
         target.package.activations.get(value)
     except (ValueError, TypeError):
         raise LthError(
-            f"{where}: its activation {value!r} does not exist in {target.name}; "
-            f"{KERAS3_ADVICE}"
+            f"{where}: its activation {value!r} does not exist in {target.name}; {KERAS3_ADVICE}"
         ) from None
     return value
 
@@ -621,8 +632,11 @@ def _object(key: str, value: Any, source: _Keras, target: _Keras, where: str) ->
         return value
     if not isinstance(value, dict) or "class_name" not in value:
         raise LthError(f"{where}: its {key} {_short(value)} does not convert; {KERAS3_ADVICE}")
-    family = {"_initializer": "initializers", "_regularizer": "regularizers",
-              "_constraint": "constraints"}[key[key.rindex("_"):]]
+    family = {
+        "_initializer": "initializers",
+        "_regularizer": "regularizers",
+        "_constraint": "constraints",
+    }[key[key.rindex("_") :]]
     class_name = value["class_name"]
     source_class = getattr(getattr(source.package, family), class_name, None)
     target_class = getattr(getattr(target.package, family), class_name, None)
@@ -630,8 +644,15 @@ def _object(key: str, value: Any, source: _Keras, target: _Keras, where: str) ->
         raise LthError(
             f"{where}: its {key} {class_name} has no {target.name} counterpart; {KERAS3_ADVICE}"
         )
-    config = _options(value.get("config", {}) or {}, source_class, target_class, {}, source,
-                      target, f"{where}, its {key} {class_name},")
+    config = _options(
+        value.get("config", {}) or {},
+        source_class,
+        target_class,
+        {},
+        source,
+        target,
+        f"{where}, its {key} {class_name},",
+    )
     return {"class_name": class_name, "config": config}
 
 
