@@ -114,8 +114,8 @@ OUTPUT_TOLERANCE = 1e-4
 CHECK_EXAMPLES = 8
 MODEL_CLASSES = ("Functional", "Sequential")
 KERAS3_ADVICE = (
-    "replace it with a layer of that table, or build the model with tf_keras (`import tf_keras "
-    "as keras`)"
+    'keep to the layers and options README "Keras 3 models" lists, or build the model with '
+    "tf_keras (`import tf_keras as keras`)"
 )
 
 
@@ -353,8 +353,8 @@ def _check_supported(class_name: str, name: str, what: str) -> None:
         else KERAS3_ADVICE
     )
     raise LthError(
-        f"{what}: layer {name!r} ({class_name}) is not among the layers lth_tf converts between "
-        f'Keras 3 and tf_keras (README, "Keras 3 models"); {hint}'
+        f"{what}: layer {name!r} ({class_name}) is not one lth_tf converts between Keras 3 and "
+        f"tf_keras; {hint}"
     )
 
 
