@@ -212,18 +212,22 @@ def checked_on(sample: np.ndarray) -> Iterator[Check]:
         _CHECK.reset(token)
 
 
-def _sample_for(model: Any) -> np.ndarray:
-    """The active :func:`checked_on` batch, else a fixed random one of the model's input shape."""
+def _sample_for(model: Any) -> Any:
+    """The active :func:`checked_on` batch, else a fixed random one of the model's input shape
+    (a list of them for a model of several inputs)."""
     check = _CHECK.get()
-    shape = tuple(model.inputs[0].shape[1:])
-    dtype = np.dtype(str(getattr(model.inputs[0].dtype, "name", model.inputs[0].dtype)))
-    if check is not None and check.sample is not None:
-        return check.sample.astype(dtype)
-    shape = tuple(8 if size is None else int(size) for size in shape)
     rng = np.random.default_rng(0)
-    if np.issubdtype(dtype, np.integer):
-        return rng.integers(0, 2, (CHECK_EXAMPLES, *shape)).astype(dtype)
-    return rng.uniform(0, 1, (CHECK_EXAMPLES, *shape)).astype(dtype)
+    batches = []
+    for tensor in model.inputs:
+        dtype = np.dtype(str(getattr(tensor.dtype, "name", tensor.dtype)))
+        if check is not None and check.sample is not None and len(model.inputs) == 1:
+            return check.sample.astype(dtype)
+        shape = tuple(8 if size is None else int(size) for size in tensor.shape[1:])
+        if np.issubdtype(dtype, np.integer):
+            batches.append(rng.integers(0, 2, (CHECK_EXAMPLES, *shape)).astype(dtype))
+        else:
+            batches.append(rng.uniform(0, 1, (CHECK_EXAMPLES, *shape)).astype(dtype))
+    return batches[0] if len(batches) == 1 else batches
 
 
 def _outputs(model: Any, inputs: np.ndarray) -> np.ndarray:
@@ -234,7 +238,7 @@ def _outputs(model: Any, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(model(inputs, training=False))
 
 
-def check_same_outputs(source: Any, target: Any, inputs: np.ndarray, what: str) -> float:
+def check_same_outputs(source: Any, target: Any, inputs: Any, what: str) -> float:
     """The largest difference of the two models' outputs on ``inputs``; one line if it exceeds
     :data:`OUTPUT_TOLERANCE` (relative to the outputs' scale)."""
     expected, found = _outputs(source, inputs), _outputs(target, inputs)
@@ -243,7 +247,8 @@ def check_same_outputs(source: Any, target: Any, inputs: np.ndarray, what: str) 
     if expected.shape != found.shape or not difference <= OUTPUT_TOLERANCE * scale:
         raise LthError(
             f"{what}: the converted model computes other outputs than the original (up to "
-            f"{difference:.3g} apart on {len(inputs)} examples, outputs up to {scale:.3g}); "
+            f"{difference:.3g} apart on {len(np.asarray(found))} examples, outputs up to "
+            f"{scale:.3g}); "
             f"a layer converts wrongly: {KERAS3_ADVICE}, and report the model"
         )
     return difference
@@ -296,7 +301,7 @@ def to_tf_keras(model: keras.Model, what: str = "the model") -> tf_keras.Model:
             {
                 "converted_to": "tf_keras",
                 "keras_version": keras.__version__,
-                "checked_examples": len(sample),
+                "checked_examples": CHECK_EXAMPLES if isinstance(sample, list) else len(sample),
                 "max_output_difference": difference,
             }
         )
@@ -515,7 +520,7 @@ def _options(
 ) -> dict[str, Any]:
     """A layer's (or an initializer's) config in the target's terms: keys renamed; an option the
     target lacks dropped when it has its default value, refused otherwise."""
-    accepted = _parameters(target_class) | {"name", "trainable", "dtype"}
+    accepted = _parameters(target_class)
     defaults = _defaults(source_class)
     translated = {}
     for key, value in config.items():
@@ -569,16 +574,17 @@ def _short(value: Any) -> str:
 
 
 def _parameters(cls: type) -> set[str]:
-    """Every keyword ``cls(...)`` takes: its and its bases' ``__init__`` parameters (Keras
-    layers pass ``**kwargs`` on to their bases)."""
+    """Every keyword ``cls(...)`` takes: its ``__init__`` parameters, and its bases' as long as
+    each passes ``**kwargs`` on."""
     names: set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        for parameter in inspect.signature(init).parameters.values():
-            if parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
-                names.add(parameter.name)
+        parameters = inspect.signature(init).parameters.values()
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break  # its bases get only what it passes them (SpatialDropout1D: no noise_shape)
     names.discard("self")
     return names
 

@@ -94,11 +94,47 @@ def _volumes():
     return keras.Sequential(layers, name="volumes")
 
 
+def _sequences():
+    """The table's 1D layers, noise and dropout layers, and the other merges."""
+    inputs = keras.Input((16, 3))
+    x = L.Conv1DTranspose(4, 3, padding="same")(inputs)
+    x = L.DepthwiseConv1D(3, padding="same")(x)
+    x = L.SeparableConv1D(4, 3)(x)
+    x = L.MaxPooling1D()(x)
+    x = L.AveragePooling1D(2)(x)
+    x = L.UpSampling1D(2)(x)
+    x = L.Cropping1D(1)(x)
+    x = L.SpatialDropout1D(0.2)(x)
+    x = L.GaussianNoise(0.1)(x)
+    x = L.GaussianDropout(0.1)(x)
+    x = L.Maximum()([x, L.Minimum()([x, L.Permute((1, 2))(x)])])
+    x = L.Permute((2, 1))(x)
+    x = L.RepeatVector(2)(L.GlobalMaxPooling1D()(x))
+    return keras.Model(inputs, L.Dense(3)(L.Flatten()(x)), name="sequences")
+
+
+def _images_and_volumes():
+    """The table's remaining 2D and 3D layers, in a model of two inputs."""
+    image, volume = keras.Input((8, 8, 2), name="image"), keras.Input((4, 4, 4, 1), name="vol")
+    x = L.UpSampling2D()(image)
+    x = L.Cropping2D(2)(x)
+    x = L.SpatialDropout2D(0.2)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    y = L.ZeroPadding3D(1)(volume)
+    y = L.AveragePooling3D(2)(y)
+    y = L.SpatialDropout3D(0.2)(y)
+    y = L.GlobalMaxPooling3D()(y)
+    return keras.Model([image, volume], L.Dense(2)(L.Concatenate()([x, y])), name="two_inputs")
+
+
 def _weights(model):
     return {layer.name: layer.get_weights() for layer in model.layers}
 
 
-@pytest.mark.parametrize("build", [_many_layers, _normalized_sequential, _embedding, _volumes])
+@pytest.mark.parametrize(
+    "build",
+    [_many_layers, _normalized_sequential, _embedding, _volumes, _sequences, _images_and_volumes],
+)
 def test_a_keras3_model_converts_to_tf_keras_and_back_exactly(build):
     import tf_keras
 
@@ -115,8 +151,12 @@ def test_a_keras3_model_converts_to_tf_keras_and_back_exactly(build):
             assert len(mine[name]) == len(values), name
             for a, b in zip(mine[name], values, strict=True):
                 np.testing.assert_array_equal(a, b, err_msg=name)
-    shape = (16, *original.inputs[0].shape[1:])
-    x = np.random.default_rng(2).uniform(0, 9, shape).astype(original.inputs[0].dtype)
+    rng = np.random.default_rng(2)
+    x = [
+        rng.uniform(0, 9, (16, *tensor.shape[1:])).astype(tensor.dtype)
+        for tensor in original.inputs
+    ]
+    x = x[0] if len(x) == 1 else x
     expected = keras.ops.convert_to_numpy(original(x, training=False))
     np.testing.assert_allclose(converted(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
