@@ -221,7 +221,13 @@ def _sample_for(model: Any) -> Any:
     for tensor in model.inputs:
         dtype = np.dtype(str(getattr(tensor.dtype, "name", tensor.dtype)))
         if check is not None and check.sample is not None and len(model.inputs) == 1:
-            return check.sample.astype(dtype)
+            fits = check.sample.ndim == len(tensor.shape) and all(
+                size is None or size == given
+                for size, given in zip(tensor.shape[1:], check.sample.shape[1:], strict=True)
+            )
+            # Data the model does not take is refused later, by check_fits, in its own words.
+            if fits:
+                return check.sample.astype(dtype)
         shape = tuple(8 if size is None else int(size) for size in tensor.shape[1:])
         if np.issubdtype(dtype, np.integer):
             batches.append(rng.integers(0, 2, (CHECK_EXAMPLES, *shape)).astype(dtype))
