@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
+import numpy as np
+
 
 def residual_net(input_shape: tuple[int, ...], num_classes: int):
     """Rescaling -> conv -> BN -> [depthwise conv -> BN -> conv 1x1] + shortcut -> GAP -> head,
     as :func:`tests.user_model.residual_net`, in Keras 3."""
-    import keras
-
     layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
     x = layers.Rescaling(1 / 255, name="scale")(inputs)
@@ -31,8 +32,6 @@ def residual_net(input_shape: tuple[int, ...], num_classes: int):
 
 def with_unsupported_layer(input_shape: tuple[int, ...], num_classes: int):
     """A Keras 3 model with a layer outside the conversion table (``RandomFlip``)."""
-    import keras
-
     layers = keras.layers
     inputs = keras.Input(input_shape, name="image")
     x = layers.RandomFlip(name="flip")(inputs)
@@ -43,9 +42,6 @@ def with_unsupported_layer(input_shape: tuple[int, ...], num_classes: int):
 def save_keras3(path: Path, builder=residual_net, shape=(20, 20, 3), classes=5, seed=0) -> Path:
     """``builder``'s model, seeded, saved by Keras 3 as ``path``; its BN statistics are moved off
     their initial values so that a conversion that drops them shows."""
-    import keras
-    import numpy as np
-
     keras.utils.set_random_seed(seed)
     model = builder(shape, classes)
     rng = np.random.default_rng(seed)

@@ -30,6 +30,7 @@ import hashlib
 import importlib
 import json
 import os
+import random
 import re
 import sys
 import zipfile
@@ -243,6 +244,9 @@ def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
     module_name, function_name = check_model_name(spec).rsplit(":", 1)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
+    # Importing Keras 3 (the user's module may, the first time) draws from Python's random
+    # state, from which Keras 3 seeds its initializers: the seeded state is kept for the build.
+    random_state = random.getstate()
     try:
         module = importlib.import_module(module_name)
     except SystemExit as exited:
@@ -256,6 +260,7 @@ def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
             f"--model={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
             "run from the directory that holds it, or add that directory to PYTHONPATH"
         ) from None
+    random.setstate(random_state)
     function = getattr(module, function_name, None)
     if not callable(function):
         what = "has no function" if function is None else "has a non-callable"

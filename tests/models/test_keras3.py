@@ -250,3 +250,17 @@ def test_a_keras3_file_is_checked_before_it_loads_and_loads_converted(tmp_path):
             archive.writestr(name, content)
     with pytest.raises(LthError, match="names the module 'os'"):
         check_keras_file(hostile)
+
+
+def test_a_builder_of_keras3_layers_builds_the_same_model_under_the_same_seed():
+    import tf_keras
+
+    from lth_tf.models import get_model
+
+    spec = get_model("tests.keras3_model:residual_net")
+    built = []
+    for seed in (0, 0, 1):
+        tf_keras.utils.set_random_seed(seed)
+        built.append([w.numpy() for w in spec.build((20, 20, 3), 5).weights])
+    assert all(np.array_equal(a, b) for a, b in zip(built[0], built[1], strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(built[0], built[2], strict=True))
