@@ -103,7 +103,8 @@ def find_tickets(
 ) -> Experiment:
     """Runs (or resumes) IMP on ``model``; returns the experiment.
 
-    ``model``: a ``tf_keras`` model (its current weights are theta_0), a builder
+    ``model``: a ``tf_keras`` or Keras 3 model (its current weights are theta_0; a Keras 3
+    model is converted to tf_keras, README "Keras 3 models"), a builder
     ``f(input_shape, num_classes) -> model`` (called after the seed is set), or what
     ``--model`` takes (a registry name, ``path/to/model.keras``, ``package.module:function``).
 
@@ -270,6 +271,7 @@ def _model_name(model: Any) -> tuple[str, Any]:
     another callable (a lambda, a notebook's function) comes back as itself, to be built once.
     """
     from lth_tf.models.custom import IN_MEMORY_PREFIX, check_is_tf_keras
+    from lth_tf.models.keras3 import is_keras3_model
 
     if isinstance(model, str | Path):
         return str(model), None
@@ -278,7 +280,8 @@ def _model_name(model: Any) -> tuple[str, Any]:
         if module and module != "__main__" and "<" not in qualname and "." not in qualname:
             return f"{module}:{qualname}", None
         return "", model
-    model = check_is_tf_keras(model, "the model")
+    if not is_keras3_model(model):  # a Keras 3 model is converted with the data at hand
+        model = check_is_tf_keras(model, "the model")
     return f"{IN_MEMORY_PREFIX}{model.name}", model
 
 
@@ -287,9 +290,11 @@ def _build_once(builder: Callable, data: ImageDataset, seed: int) -> tf_keras.Mo
     import tf_keras
 
     from lth_tf.models.custom import call_builder, check_fits
+    from lth_tf.models.keras3 import CHECK_EXAMPLES, checked_on
 
     tf_keras.utils.set_random_seed(seed)
-    model = call_builder(builder, "the builder", data.input_shape, data.num_classes)
+    with checked_on(data.train_images[:CHECK_EXAMPLES]):  # a Keras 3 model's conversion
+        model = call_builder(builder, "the builder", data.input_shape, data.num_classes)
     check_fits(model, "the builder's model", data.input_shape, data.num_classes)
     return model
 
@@ -377,24 +382,38 @@ class Experiment:
             )
 
     def model(
-        self, pruning_round: int | str = "best", tolerance: float = 0.5, shrunk: bool = False
+        self,
+        pruning_round: int | str = "best",
+        tolerance: float = 0.5,
+        shrunk: bool = False,
+        keras3: bool = False,
     ) -> tf_keras.Model:
         """The round's ticket as a plain ``tf_keras`` model (no pruning wrappers, pruned
         weights exactly zero); ``"best"``: the sparsest round within ``tolerance`` points of
         round 0's accuracy. ``shrunk=True`` (channel tickets): the smaller dense network
         without the pruned channels, the same logits, to fine-tune or deploy with your own
-        tooling."""
+        tooling. ``keras3=True``: the same ticket as a Keras 3 model (``keras.Model``; the same
+        layers and weights, checked to compute the same outputs).
+
+        >>> Experiment("runs/mine").model(2, keras3=True).save("ticket.keras")  # doctest: +SKIP
+        """
         check_arguments(
             "Experiment.model",
             pruning_round=(pruning_round, _ROUND),
             tolerance=(tolerance, _NUMBER),
             shrunk=(shrunk, _FLAG),
+            keras3=(keras3, _FLAG),
         )
         from lth_tf.export.stripped import shrunk_ticket_model, stripped_model
         from lth_tf.export.ticket import open_ticket
 
         ticket = open_ticket(self.path, pruning_round, tolerance)
-        return shrunk_ticket_model(ticket) if shrunk else stripped_model(ticket)
+        model = shrunk_ticket_model(ticket) if shrunk else stripped_model(ticket)
+        if keras3:
+            from lth_tf.models.keras3 import to_keras3
+
+            return to_keras3(model, f"round {ticket.round} of {self.path}")
+        return model
 
     def export(
         self,

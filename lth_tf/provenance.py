@@ -8,7 +8,10 @@ directory as ``model.keras``, arrays handed to the Python API as ``data.npz``: e
 (a resume, a branch, the export, the stability analysis) builds from those copies. A model file,
 builder or npz file that changed since the experiment started is refused with one line. Labels
 given as class names leave ``classes.json`` (the names, by class index), which every later run
-checks against the data's names.
+checks against the data's names. A Keras 3 model (file, builder or object) is converted to
+tf_keras (:mod:`lth_tf.models.keras3`): ``model.keras`` holds the converted model, and the model
+record says so (``keras3``: the Keras version, the examples the conversion was checked on, the
+outputs' largest difference).
 
 >>> spec = experiment_model(ExperimentDir(Path("runs/tiny-shapes")), hparams)  # doctest: +SKIP
 """
@@ -26,7 +29,7 @@ from lth_tf import io
 from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, read_saved
-from lth_tf.models import custom
+from lth_tf.models import custom, keras3
 from lth_tf.models.registry import ModelSpec, custom_spec, fresh_copy, get_model
 
 if TYPE_CHECKING:
@@ -64,27 +67,34 @@ def model_record(
     from lth_tf.pruning.shrink import check_rebuildable
     from lth_tf.pruning.wrapping import check_wrappable
 
-    if kind == "keras_file":
-        record.update(path=os.path.abspath(name), sha256=custom.file_sha256(name))
-        if experiment is not None and experiment.hparams.exists():
-            # A changed file is named as such, before its shapes are checked against the data.
-            check_same_model(experiment, record)
-        built = get_model(name).build(data.input_shape, data.num_classes)
-    elif kind == "builder":
-        built = get_model(name).build(data.input_shape, data.num_classes)
-        record["architecture"] = custom.architecture_sha256(built)
-    elif kind == "python":
-        if given is None:
-            raise LthError(f"{name}: a model object needs the object itself (lth_tf.find_tickets)")
-        built = custom.check_is_tf_keras(given, "the model")
-        custom.check_fits(given, "the model", data.input_shape, data.num_classes)
-        record["sha256"] = custom.object_fingerprint(given)
-    elif hparams.pruning.prune_for == "xnnpack":
-        # The registry's nets are built too: none of them is MobileNet-shaped, and the user
-        # hears so before anything is written.
-        built = get_model(name).build(data.input_shape, data.num_classes)
-    else:
-        return record
+    # A Keras 3 model is converted as it is built here, the conversion checked on a few of the
+    # user's examples; the record says so ("keras3").
+    with keras3.checked_on(data.train_images[: keras3.CHECK_EXAMPLES]) as conversion:
+        if kind == "keras_file":
+            record.update(path=os.path.abspath(name), sha256=custom.file_sha256(name))
+            if experiment is not None and experiment.hparams.exists():
+                # A changed file is named as such, before its shapes are checked against the data.
+                check_same_model(experiment, record)
+            built = get_model(name).build(data.input_shape, data.num_classes)
+        elif kind == "builder":
+            built = get_model(name).build(data.input_shape, data.num_classes)
+            record["architecture"] = custom.architecture_sha256(built)
+        elif kind == "python":
+            if given is None:
+                raise LthError(
+                    f"{name}: a model object needs the object itself (lth_tf.find_tickets)"
+                )
+            built = custom.as_tf_keras(given, "the model")
+            custom.check_fits(built, "the model", data.input_shape, data.num_classes)
+            record["sha256"] = custom.object_fingerprint(built)
+        elif hparams.pruning.prune_for == "xnnpack":
+            # The registry's nets are built too: none of them is MobileNet-shaped, and the user
+            # hears so before anything is written.
+            built = get_model(name).build(data.input_shape, data.num_classes)
+        else:
+            return record
+    if conversion.record() is not None:
+        record["keras3"] = conversion.record()
     check_wrappable(built, hparams.pruning.rates)
     if hparams.pruning.granularity == "channel":
         check_rebuildable(built)
@@ -164,7 +174,8 @@ def bind_model(
 ) -> ModelSpec:
     """Makes the experiment's copy of its model if it has none yet; returns what builds it.
 
-    A ``.keras`` file is copied byte for byte; a model object (``given``) is saved; a branch
+    A ``.keras`` file is copied byte for byte (one saved by Keras 3: converted, and saved by
+    tf_keras); a model object (``given``) is saved (converted, if a Keras 3 one); a branch
     takes its parent's copy.
     """
     kind = custom.model_kind(hparams.model.name)
@@ -173,10 +184,14 @@ def bind_model(
         parent_copy = experiment.root.parent / hparams.branch.parent / MODEL_COPY
         if hparams.is_branch and parent_copy.exists():
             io.write_bytes_atomic(copy, parent_copy.read_bytes())
+        elif kind == "keras_file" and keras3.is_keras3_file(hparams.model.name):
+            # Keras 3's file converted: the copy is a tf_keras file, which every later run
+            # (resume, branch, export) loads as it loads any experiment's copy.
+            _save_model_atomic(custom.load_keras_file(hparams.model.name), copy)
         elif kind == "keras_file":
             io.write_bytes_atomic(copy, Path(hparams.model.name).read_bytes())
         elif given is not None:
-            _save_model_atomic(given, copy)
+            _save_model_atomic(custom.as_tf_keras(given, "the model"), copy)
     return experiment_model(experiment, hparams)
 
 

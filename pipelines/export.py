@@ -7,7 +7,8 @@ accuracy and latency next to the dense round 0's. It ends with the verdict: whic
 on this machine (and on ARM, emulated, with ``--arm``), or what would make a ticket faster.
 A channel ticket (``--granularity=channel``) also gets ``saved_model_shrunk/``,
 ``ticket_shrunk.tflite`` and ``ticket_shrunk_int8.tflite``: the smaller dense network without its
-pruned channels, the files that run faster anywhere.
+pruned channels, the files that run faster anywhere. ``--keras3`` also writes ``ticket.keras``,
+the ticket as a Keras 3 model.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ flags.DEFINE_bool(
     "~/.cache/lth_tf/arm64-litert or $LTH_TF_ARM_CACHE; needs qemu-user-static, or root to "
     "install it.",
 )
+flags.DEFINE_bool(
+    "keras3",
+    False,
+    "Also write the ticket as a Keras 3 model, ticket.keras (load it with "
+    "keras.saving.load_model), its outputs checked against the tf_keras ticket's.",
+)
 flags.DEFINE_integer(
     "arm_examples",
     200,
@@ -69,7 +76,10 @@ def main(argv: list[str]) -> None:
         raise LthError("--arm_examples is for the emulated ARM run: add --arm, or drop it")
     # Refused before any work.
     options = ExportOptions(
-        int8_storage=FLAGS.int8_storage, arm=FLAGS.arm, arm_examples=FLAGS.arm_examples
+        int8_storage=FLAGS.int8_storage,
+        arm=FLAGS.arm,
+        arm_examples=FLAGS.arm_examples,
+        keras3=FLAGS.keras3,
     )
     setup_logging()
     # Every check on the experiment comes before TensorFlow starts.

@@ -8,6 +8,8 @@
 - ``ticket_int8.tflite``: full-integer int8, input uint8 raw pixels (a dataset that is not
   uint8: float32 input, quantized inside), its weights stored sparse only where that is
   smaller and no slower than dense storage (:class:`ExportOptions`);
+- ``ticket.keras`` (``ExportOptions.keras3``): the ticket as a Keras 3 model, its outputs
+  checked against the tf_keras ticket's;
 - ``export.json``: sizes, accuracies (Keras and LiteRT, whole test set) and LiteRT latencies
   of this ticket and of the same architecture's dense round 0, exported the same way.
 
@@ -65,6 +67,8 @@ log = logging.getLogger("lth_tf")
 SAVED_MODEL = "saved_model"
 REPORT_FILE = "export.json"
 SHRUNK_SAVED_MODEL = "saved_model_shrunk"
+# The ticket as a Keras 3 model (ExportOptions.keras3).
+KERAS3_FILE = "ticket.keras"
 # Interleaved slices every file's latency is timed in (their medians' spread is the timing's own).
 LATENCY_ROUNDS = 10
 # The shrunk network computes the masked ticket's logits up to float rounding (sums of fewer
@@ -243,9 +247,40 @@ def _export(
                 options,
             )
         report["verdict"] = _verdict(report, ticket_model)
+        if options.keras3:
+            report["keras3"] = _write_keras3(ticket, ticket_model, ticket_dir, check_images)
         io.write_json(ticket_dir / REPORT_FILE, report)
         _move_into_place(ticket_dir, destination, staging / "previous")
     return report
+
+
+def _write_keras3(
+    ticket: Ticket, model: tf_keras.Model, directory: Path, images: np.ndarray
+) -> dict[str, Any]:
+    """``ticket.keras``: the ticket as a Keras 3 model (:func:`lth_tf.models.keras3.to_keras3`),
+    its weights checked equal to the tf_keras ticket's (so pruned ones exactly zero) and its
+    outputs on ``images`` (test examples) equal; export.json's ``keras3`` entry."""
+    import keras
+
+    from lth_tf.models.keras3 import check_same_outputs, to_keras3
+
+    what = f"round {ticket.round}'s Keras 3 ticket"
+    converted = to_keras3(model, what)
+    for layer in model.layers:
+        theirs = converted.get_layer(layer.name).get_weights()
+        if any(not np.array_equal(a, b) for a, b in zip(layer.get_weights(), theirs, strict=True)):
+            raise RuntimeError(f"{what}: layer {layer.name!r} holds other weights than the ticket")
+    difference = check_same_outputs(model, converted, images.astype(np.float32), what)
+    path = directory / KERAS3_FILE
+    converted.save(path)
+    return {
+        "file": KERAS3_FILE,
+        "bytes": path.stat().st_size,
+        "keras_version": keras.__version__,
+        "loads_with": f"keras.saving.load_model('{KERAS3_FILE}')",
+        "checked_examples": len(images),
+        "max_output_difference": difference,
+    }
 
 
 def _verdict(report: dict[str, Any], model: tf_keras.Model) -> dict[str, Any]:
@@ -382,6 +417,13 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
         f"  {SAVED_MODEL + '/':<26} {saved['bytes'] / 1000:9.1f} KB "
         f"({saved['gzip_bytes'] / 1000:.1f} KB gzipped)"
     )
+    keras3 = report.get("keras3")
+    if keras3 is not None:
+        lines.append(
+            f"  {keras3['file']:<26} {keras3['bytes'] / 1000:9.1f} KB | Keras "
+            f"{keras3['keras_version']} model, outputs equal the tf_keras ticket's within "
+            f"{keras3['max_output_difference']:.2g} on {keras3['checked_examples']} test examples"
+        )
     shrunk = report.get("shrunk")
     if shrunk is not None:
         lines.append(

@@ -47,10 +47,13 @@ class ExportOptions:
     # Emulated timing: interleaved rounds, each file invoked this often per round.
     arm_timing_rounds: int = 5
     arm_timing_invocations: int = 3
+    # Also write the ticket as a Keras 3 model, ticket.keras (lth_tf.models.keras3.to_keras3).
+    keras3: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.arm, bool):
-            raise LthError(f"arm={self.arm!r}: give True or False")
+        for name in ("arm", "keras3"):
+            if not isinstance(getattr(self, name), bool):
+                raise LthError(f"{name}={getattr(self, name)!r}: give True or False")
         for name in ("arm_examples", "arm_timing_rounds", "arm_timing_invocations"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -4,11 +4,15 @@
 What ``--model`` (and :attr:`lth_tf.config.ModelHparams.name`) may be:
 
 ``conv6``                    a registered model (:data:`lth_tf.models.MODELS`);
-``path/to/model.keras``      an untrained model saved by ``tf_keras``: its weights are theta_0;
-``package.module:function``  ``function(input_shape, num_classes) -> tf_keras.Model``, imported
+``path/to/model.keras``      an untrained model saved by ``tf_keras`` or Keras 3: its weights are
+                             theta_0;
+``package.module:function``  ``function(input_shape, num_classes) -> model``, imported
                              from the working directory or ``PYTHONPATH``, called after the
                              seed is set (so the seed decides theta_0);
 ``python:NAME``              a model object handed to :func:`lth_tf.find_tickets`.
+
+A Keras 3 model (file, builder's or object) is converted into the equivalent ``tf_keras`` model
+(:mod:`lth_tf.models.keras3`), which is what the experiment keeps and prunes.
 
 An experiment keeps a copy of a ``.keras`` file (or of the object) as ``<experiment>/model.keras``
 and builds from it (:mod:`lth_tf.provenance`). Nothing here imports TensorFlow at module level,
@@ -26,6 +30,7 @@ import hashlib
 import importlib
 import json
 import os
+import random
 import re
 import sys
 import zipfile
@@ -103,7 +108,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 def check_keras_file(path: str | Path, flag: str = "--model") -> Path:
-    """The file, checked without TensorFlow: it exists and is a Keras 2 ``.keras`` archive."""
+    """The file, checked without TensorFlow: it exists and is a ``.keras`` archive that names
+    Keras's own modules only; one saved by Keras 3 holds only layers that convert to
+    ``tf_keras`` (:func:`lth_tf.models.keras3.check_config_layers`)."""
     path = Path(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
@@ -116,12 +123,14 @@ def check_keras_file(path: str | Path, flag: str = "--model") -> Path:
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, RecursionError):
         raise LthError(
             f"{flag}={path} is not a saved Keras model (.keras archive); save one with "
-            "model.save('model.keras') from tf_keras"
+            "model.save('model.keras') from tf_keras or Keras 3"
         ) from None
     version = str(metadata.get("keras_version", "")) if isinstance(metadata, dict) else ""
-    if version.startswith("3"):
-        raise LthError(f"{flag}={path} {KERAS3_MESSAGE}")
     check_config_names_keras_only(config, path, flag)
+    if version.startswith("3"):
+        from lth_tf.models.keras3 import check_config_layers
+
+        check_config_layers(config, path, flag)
     return path
 
 
@@ -185,10 +194,15 @@ def check_config_names_keras_only(config: Any, path: Path, flag: str) -> None:
 
 
 def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
-    """The saved model, uncompiled; its weights are the experiment's theta_0."""
+    """The saved model, uncompiled; its weights are the experiment's theta_0. A file saved by
+    Keras 3 is loaded by Keras 3 and converted (:func:`lth_tf.models.keras3.to_tf_keras`)."""
     import tf_keras
 
     path = check_keras_file(path, flag)
+    from lth_tf.models import keras3
+
+    if keras3.is_keras3_file(path):
+        return keras3.to_tf_keras(keras3.load_keras3_file(path, flag), f"{flag}={path}")
     try:
         model = tf_keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
@@ -200,6 +214,16 @@ def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
             "loads through a builder instead: --model=package.module:function"
         ) from None
     return check_is_tf_keras(model, f"{flag}={path}")
+
+
+def as_tf_keras(model: Any, what: str) -> tf_keras.Model:
+    """``model`` if it is a tf_keras model, converted if it is a Keras 3 one; anything else is a
+    user error."""
+    from lth_tf.models import keras3
+
+    if keras3.is_keras3_model(model):
+        return keras3.to_tf_keras(model, what)
+    return check_is_tf_keras(model, what)
 
 
 def check_is_tf_keras(model: Any, what: str) -> tf_keras.Model:
@@ -220,6 +244,9 @@ def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
     module_name, function_name = check_model_name(spec).rsplit(":", 1)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
+    # Importing Keras 3 (the user's module may, the first time) draws from Python's random
+    # state, from which Keras 3 seeds its initializers: the seeded state is kept for the build.
+    random_state = random.getstate()
     try:
         module = importlib.import_module(module_name)
     except SystemExit as exited:
@@ -233,6 +260,7 @@ def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
             f"--model={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
             "run from the directory that holds it, or add that directory to PYTHONPATH"
         ) from None
+    random.setstate(random_state)
     function = getattr(module, function_name, None)
     if not callable(function):
         what = "has no function" if function is None else "has a non-callable"
@@ -252,6 +280,11 @@ def call_builder(
     import tf_keras
 
     tf_keras.backend.reset_uids()
+    keras = sys.modules.get("keras")
+    if keras is not None and str(getattr(keras, "__version__", "")).startswith("3"):
+        # The same for a builder of Keras 3 layers: Keras 3 keeps its own layer counters (and
+        # its global seed generator, made again from the seeded Python random state).
+        keras.backend.clear_session(free_memory=False)
     try:
         model = function(tuple(input_shape), int(num_classes))
     except LthError:
@@ -269,7 +302,7 @@ def call_builder(
             f"{what}: the builder raised {type(error).__name__}: {error} (called with "
             f"input_shape={tuple(input_shape)}, num_classes={num_classes})"
         ) from None
-    return check_is_tf_keras(model, f"{what}: the builder returned a model that")
+    return as_tf_keras(model, f"{what}: the builder's model")
 
 
 def architecture_sha256(model: tf_keras.Model) -> str:
