@@ -23,10 +23,12 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") not in 
     )
 # Must happen before TensorFlow is first imported anywhere in the process.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-# TensorFlow's C++ start-up chatter (CUDA probing, CPU features) hides the messages users need.
-# Its first import hides them too (they ignore that level), unless the user asked for INFO or
-# WARNING lines (0 or 1).
-if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2") not in ("0", "1"):
+# TensorFlow's C++ chatter (CUDA probing, CPU features, and Grappler's "tfg_optimizer ...
+# failed" ERROR lines for graphs it then runs unoptimised, e.g. a model with an Add layer)
+# hides the messages users need; a real failure still raises, with its message. Its first
+# import hides the start-up lines too (they ignore that level), unless the user asked for
+# TensorFlow's logs (0, 1 or 2).
+if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") not in ("0", "1", "2"):
     from lth_tf.startup import quiet_tensorflow_import
 
     quiet_tensorflow_import()

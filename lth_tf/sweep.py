@@ -50,7 +50,7 @@ SWEEP_FILE = "sweep.json"
 PENDING, DONE, FAILED, SKIPPED = "pending", "done", "failed", "skipped"
 # Ray's own variables the members inherit; TF_USE_LEGACY_KERAS must be set before a worker
 # imports TensorFlow (importing lth_tf first sets it too; this covers any other import order).
-MEMBER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+MEMBER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 # Planning builds every member's hyperparameters and checks its directory: a typo such as
 # --seeds=0-100000 must be refused at once rather than planned for minutes.
 MAX_MEMBERS = 1000

@@ -153,6 +153,9 @@ def check_wrappable(model: tf_keras.Model, rates: PruneRates) -> Prunable:
     return found
 
 
+_SAID_DENSE: set[str] = set()
+
+
 def wrap_model(
     model: tf_keras.Model, rates: PruneRates, granularity: str = "weight"
 ) -> PrunedModel:
@@ -169,11 +172,14 @@ def wrap_model(
     'conv'
     """
     found = check_wrappable(model, rates)
-    if found.dense:
+    dense = ", ".join(f"{name} ({type(model.get_layer(name)).__name__})" for name in found.dense)
+    # Said once per process: an export wraps the ticket and the dense round 0 alike.
+    if dense and dense not in _SAID_DENSE:
+        _SAID_DENSE.add(dense)
         logger.info(
             "%d layer(s) stay dense, TF-MOT prunes no conv or dense kernel of them: %s",
             len(found.dense),
-            ", ".join(f"{name} ({type(model.get_layer(name)).__name__})" for name in found.dense),
+            dense,
         )
 
     def wrap(layer: tf_keras.layers.Layer) -> tf_keras.layers.Layer:
