@@ -9,9 +9,6 @@ next batches are prefetched while the current one trains.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -70,25 +67,9 @@ def augmentation(spec: str | bool | Augmentation | None) -> Augmentation | None:
 def import_augmentation(spec: str) -> Augmentation:
     """The function of ``--augment=package.module:function``, imported as ``--model``'s
     builders are (from the working directory or ``PYTHONPATH``); a failure is one line."""
-    module_name, function_name = spec.rsplit(":", 1)
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except SystemExit as exited:
-        raise LthError(
-            f"--augment={spec}: importing {module_name} exited (sys.exit({exited.code!r}))"
-        ) from None
-    except Exception as error:  # noqa: BLE001 - importing user code can raise anything
-        raise LthError(
-            f"--augment={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
-            "run from the directory that holds it, or add that directory to PYTHONPATH"
-        ) from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        what = "has no function" if function is None else "has a non-callable"
-        raise LthError(f"--augment={spec}: {module_name} {what} {function_name!r}")
-    return function
+    from lth_tf.models.custom import import_user_function
+
+    return import_user_function(spec, "--augment")
 
 
 def _checked(spec: str, function: Augmentation) -> Augmentation:

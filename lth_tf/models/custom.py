@@ -239,9 +239,15 @@ def check_is_tf_keras(model: Any, what: str) -> tf_keras.Model:
 
 
 def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
-    """The function of ``package.module:function``, imported as Python would from the working
-    directory (also for the console scripts, whose path does not hold it) or ``PYTHONPATH``."""
-    module_name, function_name = check_model_name(spec).rsplit(":", 1)
+    """The builder of ``--model=package.module:function``."""
+    return import_user_function(check_model_name(spec), "--model")
+
+
+def import_user_function(spec: str, flag: str) -> Callable[..., Any]:
+    """The function of ``package.module:function`` (a builder, an augmentation), imported as
+    Python would from the working directory (also for the console scripts, whose path does
+    not hold it) or ``PYTHONPATH``; a failure is one line naming ``flag``."""
+    module_name, function_name = spec.rsplit(":", 1)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
     # Importing Keras 3 (the user's module may, the first time) draws from Python's random
@@ -252,19 +258,19 @@ def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
     except SystemExit as exited:
         # Not Exception: it would end the run with its status, having done nothing.
         raise LthError(
-            f"--model={spec}: importing {module_name} exited (sys.exit({exited.code!r})); guard "
+            f"{flag}={spec}: importing {module_name} exited (sys.exit({exited.code!r})); guard "
             "its command-line code with `if __name__ == '__main__':`"
         ) from None
     except Exception as error:  # noqa: BLE001 - importing user code can raise anything
         raise LthError(
-            f"--model={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
+            f"{flag}={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
             "run from the directory that holds it, or add that directory to PYTHONPATH"
         ) from None
     random.setstate(random_state)
     function = getattr(module, function_name, None)
     if not callable(function):
         what = "has no function" if function is None else "has a non-callable"
-        raise LthError(f"--model={spec}: {module_name} {what} {function_name!r}")
+        raise LthError(f"{flag}={spec}: {module_name} {what} {function_name!r}")
     return function
 
 
