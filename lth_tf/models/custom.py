@@ -33,6 +33,7 @@ import os
 import random
 import re
 import sys
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -290,7 +291,7 @@ def call_builder(
     if keras is not None and str(getattr(keras, "__version__", "")).startswith("3"):
         # The same for a builder of Keras 3 layers: Keras 3 keeps its own layer counters (and
         # its global seed generator, made again from the seeded Python random state).
-        keras.backend.clear_session(free_memory=False)
+        _reset_keras3_state(keras)
     try:
         model = function(tuple(input_shape), int(num_classes))
     except LthError:
@@ -309,6 +310,21 @@ def call_builder(
             f"input_shape={tuple(input_shape)}, num_classes={num_classes})"
         ) from None
     return as_tf_keras(model, f"{what}: the builder's model")
+
+
+def _reset_keras3_state(keras: Any) -> None:
+    """Keras 3's ``clear_session`` without its ``reset_default_graph``, which would empty the
+    distribution strategy's scope the builder is called in (``--strategy=mirrored``)."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # another layout: the public call, outside any strategy's scope only
+        import tensorflow as tf
+
+        if not tf.distribute.has_strategy():
+            keras.backend.clear_session(free_memory=False)
+        return
+    global_state.GLOBAL_STATE_TRACKER = threading.local()
+    global_state.GLOBAL_SETTINGS_TRACKER = threading.local()
 
 
 def architecture_sha256(model: tf_keras.Model) -> str:

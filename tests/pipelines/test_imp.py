@@ -92,7 +92,7 @@ def test_a_flag_absl_cannot_parse_is_one_line_and_exit_2(flag, reason, capsys):
         (["--rounds=-1"], "--rounds must be an integer in [0, 1000], got -1"),
         (["--prune_rates=fc=nan"], "fc=nan is not in [0, 1)"),
         (["--steps_per_execution=0"], "--steps_per_execution must be an integer >= 1, got 0"),
-        (["--virtual_cpus=0"], "--virtual_cpus must be an integer >= 1, got 0"),
+        (["--virtual_cpus=0"], "--virtual_cpus must be an integer in [1, "),
         (
             ["--branch_of=/nonexistent", "--control=random_prune", "--control_seed=-1"],
             "--control_seed must be an integer in [0, 2147483647], got -1",
