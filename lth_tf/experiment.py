@@ -454,8 +454,16 @@ def refuse_foreign_directory(root: Path) -> None:
         )
 
 
-def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any]) -> ExperimentDir:
+def open_experiment(
+    root: Path,
+    hparams: ExperimentHparams,
+    extra: dict[str, Any],
+    record: dict[str, Any] | None = None,
+) -> ExperimentDir:
     """Creates the experiment directory, or checks that an existing one ran these hyperparameters.
+
+    ``extra`` goes into a new experiment's ``hparams.json``; ``record`` (where its settings came
+    from, e.g. ``rewind_found``) into a new or an existing one's.
 
     Resuming into a directory that holds a different experiment would mix two runs' rounds, so
     any difference is refused, naming the first values that differ. The number of rounds is not
@@ -494,6 +502,7 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
         if not isinstance(fields.get(EXPERIMENT_ID_KEY), str):
             # Started before ids: it gets one now; its files gain stamps as they are rewritten.
             fields = {**fields, EXPERIMENT_ID_KEY: new_experiment_id(hparams)}
+        fields = {**fields, **(record or {})}
         if more_rounds:
             # Rounds 0..R are the same whatever the total: the extended experiment is the same one.
             extended = dict(fields["hparams"])
@@ -511,6 +520,7 @@ def open_experiment(root: Path, hparams: ExperimentHparams, extra: dict[str, Any
             ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT,
             EXPERIMENT_ID_KEY: new_experiment_id(hparams),
             **extra,
+            **(record or {}),
         },
     )
     return experiment

@@ -210,13 +210,9 @@ def _run_locked(
                 "provenance": data.provenance,
             },
             "model": model_record,
-            **(record or {}),
         },
+        record,
     )
-    if record and any(read_saved(experiment).fields.get(k) != v for k, v in record.items()):
-        # An experiment that exists already (e.g. the dense run, extended when the rewind point
-        # found is 0) records where its settings came from too.
-        io.write_json(experiment.hparams, {**read_saved(experiment).fields, **record})
     provenance.check_same_model(experiment, model_record)
     provenance.bind_data(experiment, data)
     model_spec = provenance.bind_model(experiment, hparams, model)

@@ -166,12 +166,11 @@ def _main_find_rewind(precision: str | None) -> None:
     start_tensorflow_quietly()
 
     from lth_tf.provenance import experiment_data
-    from lth_tf.stability.analysis import run_stability
-    from lth_tf.stability.rewind_finder import choice_lines, record_choice
+    from lth_tf.stability.rewind_finder import choice_lines, find_rewind
 
     plan = search.plan
     data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
-    found = record_choice(search, run_stability(plan, data, _options(precision)))
+    found = find_rewind(search, data, _options(precision))
     print("\n".join(choice_lines(found)))
     print(f"Instability figure: {plan.files.sweep_figure(0)}")
     print(f"Instability table: {plan.files.sweep_csv(0)}")

@@ -20,7 +20,7 @@ and resume), so a rerun reuses everything already measured.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,14 @@ def record_choice(search: RewindSearch, results: Sequence[Any]) -> dict[str, Any
     return found
 
 
+def find_rewind(search: RewindSearch, data: Any, options: Any) -> dict[str, Any]:
+    """Runs the search's analyses (reusing what earlier runs measured) and records the choice;
+    returns what ``rewind_found.json`` says."""
+    from lth_tf.stability.analysis import run_stability
+
+    return record_choice(search, run_stability(search.plan, data, options))
+
+
 def read_choice(experiment_root: Path) -> dict[str, Any]:
     """``rewind_found.json`` of an experiment whose search finished."""
     path = Path(experiment_root) / "stability" / FOUND_FILE
@@ -172,7 +180,7 @@ def run_imp_with_stable_rewind(
     experiment_name: str | None = None,
     options: Any = None,
     threshold: float = STABLE_BELOW,
-    say: Any = print,
+    say: Callable[[str], None] = print,
     **run_imp_kwargs: Any,
 ) -> Any:
     """IMP rewound to the rewind point found by measuring (``--rewind=stable``).
@@ -185,19 +193,16 @@ def run_imp_with_stable_rewind(
 
     Returns the IMP experiment's directory.
     """
-    from lth_tf.imp import RunOptions, _default_name, run_imp
+    from lth_tf.imp import RunOptions, run_imp
     from lth_tf.provenance import experiment_data
-    from lth_tf.stability.analysis import StabilityOptions, run_stability
+    from lth_tf.stability.analysis import StabilityOptions
 
     options = options or RunOptions()
     dense = dataclasses.replace(
         hparams, pruning=dataclasses.replace(hparams.pruning, rewind="0it", rounds=0)
     )
-    output_dir = Path(output_dir)
     say("Rewind point: stable. First the dense network, then its stability to SGD noise.")
-    dense_dir = run_imp(
-        dense, output_dir, _default_name(output_dir, dense), options, **run_imp_kwargs
-    )
+    dense_dir = run_imp(dense, output_dir, None, options, **run_imp_kwargs)  # its default name
     search = plan_rewind_search(dense_dir.root, threshold=threshold)
     say(search.cost_line())
     data = run_imp_kwargs.get("data") or experiment_data(
@@ -209,7 +214,7 @@ def run_imp_with_stable_rewind(
         show_progress=options.show_progress,
         mixed_precision=options.mixed_precision,
     )
-    found = record_choice(search, run_stability(search.plan, data, stability_options))
+    found = find_rewind(search, data, stability_options)
     for line in choice_lines(found):
         say(line)
     k = found["rewind_iteration"]
