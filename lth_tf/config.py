@@ -68,6 +68,16 @@ RENAMED_KEYS = {"pruning.strategy": "pruning.scope"}
 # now: value then}: experiment names keep hashing the old spelling (so they keep their names).
 # --augment was a boolean before it took a function.
 RESPELT_VALUES = {"training.augment": {"none": False, "cifar": True}}
+# Fields whose default for new experiments is not what experiments written before the field
+# existed ran, dotted key -> the value those ran. An ``hparams.json`` without the key reads as
+# that value, and a new experiment that keeps the new default has the old name: rerun on such a
+# directory, it takes the directory's value and resumes as it was trained
+# (lth_tf.experiment.settings_of_directory).
+DEFAULTS_BEFORE = {"training.data_order": "fixed"}
+# --data_order: "per_round" gives every round its own batch order and augmentation, seeded by
+# (seed, round), as open_lth draws a fresh order per level; "fixed" replays round 0's order in
+# every round (what lth_tf did before the flag existed).
+DATA_ORDERS = ("per_round", "fixed")
 # Seeds go to tf_keras.utils.set_random_seed (NumPy's legacy seeding wants [0, 2**32), TF's
 # refuses negatives); 2**31 - 1 keeps derived seeds (random_reinit's seed + 1 + control_seed)
 # inside NumPy's range too.
@@ -377,12 +387,24 @@ class TrainingHparams:
     label_smoothing: float = hparam(
         0.0, help="Label smoothing of the cross-entropy, in [0, 1) (e.g. 0.1)."
     )
+    data_order: str = hparam(
+        "per_round",
+        help="per_round (every round, control branch and replicate draws its own batch order "
+        "and augmentation, seeded by (--seed, round); round 0 is the same either way) or fixed "
+        "(every round replays round 0's batches from the rewind point on). Experiments written "
+        "before this flag existed ran fixed, and resume so.",
+    )
     compiled: str = ""
 
     def __post_init__(self) -> None:
         def flag(name: str) -> str:
             return flag_of(self, name)
 
+        if self.data_order not in DATA_ORDERS:
+            raise LthError(
+                f"{flag('data_order')}: unknown data order {self.data_order!r}; choose one of "
+                f"{', '.join(DATA_ORDERS)}"
+            )
         # Old hparams.json files hold a boolean; read as the names it means now.
         object.__setattr__(self, "augment", parse_augment(self.augment))
         self._check_recipe(flag)
@@ -453,6 +475,23 @@ class TrainingHparams:
             flag("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True
         )
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+    def order_seed(self, pruning_round: int) -> int:
+        """The seed of round ``pruning_round``'s training stream (batch order and augmentation).
+
+        Round 0 and every round of ``fixed`` use ``seed``; a later round of ``per_round`` a
+        seed drawn from (seed, round) by a hash, shared by a control branch with its parent's
+        round. It stays below 2**31: TensorFlow's ``index_shuffle`` reads 31 bits of a seed.
+
+        >>> TrainingHparams(seed=3).order_seed(0), TrainingHparams(seed=3).order_seed(2)
+        (3, 166618803)
+        >>> TrainingHparams(seed=3, data_order="fixed").order_seed(2)
+        3
+        """
+        if self.data_order == "fixed" or pruning_round == 0:
+            return self.seed
+        digest = hashlib.sha256(f"data order {self.seed} {pruning_round}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") % 2**31
 
     def schedule_in_iterations(self, iterations_per_epoch: int) -> TrainingHparams:
         """A copy whose ``warmup`` and ``lr_drops`` are iteration counts, for one epoch length.
@@ -731,7 +770,8 @@ class ExperimentHparams:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentHparams:
         """The inverse of :meth:`to_dict`; also reads dicts written before a field was renamed
-        (:data:`RENAMED_KEYS`) or existed (it takes its default)."""
+        (:data:`RENAMED_KEYS`) or existed (it takes the value those experiments ran: its default,
+        or its entry in :data:`DEFAULTS_BEFORE`)."""
         groups = {group: dict(values) for group, values in data.items()}
         for old, new in RENAMED_KEYS.items():
             (group, old_name), new_name = old.split("."), new.split(".")[1]
@@ -739,6 +779,9 @@ class ExperimentHparams:
                 groups[group][new_name] = groups[group].pop(old_name)
         pruning = groups["pruning"]
         pruning["rates"] = PruneRates.from_dict(pruning["rates"])
+        for key, before in DEFAULTS_BEFORE.items():
+            group, name = key.split(".")
+            groups.setdefault(group, {}).setdefault(name, before)
         training = groups["training"]
         if isinstance(training.get("compiled"), dict):
             training["compiled"] = json.dumps(training["compiled"], sort_keys=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import Mapping
@@ -30,8 +31,10 @@ from typing import Any
 import numpy as np
 
 from lth_tf import io
-from lth_tf.config import ExperimentHparams
+from lth_tf.config import DEFAULTS_BEFORE, ExperimentHparams
 from lth_tf.errors import LthError
+
+log = logging.getLogger("lth_tf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -524,6 +527,33 @@ def open_experiment(
         },
     )
     return experiment
+
+
+def settings_of_directory(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentHparams:
+    """``hparams`` with the values an existing directory written before a field of
+    :data:`lth_tf.config.DEFAULTS_BEFORE` existed ran, so it resumes as it was trained.
+
+    Such a field's new default is not part of an experiment's name, so the command that started
+    the directory finds it again; the line logged says which value it keeps.
+    """
+    if not experiment.hparams.exists():
+        return hparams
+    saved = read_saved(experiment)
+    written = saved.fields.get("hparams", {})
+    mine = hparams.to_dict()
+    for key, before in DEFAULTS_BEFORE.items():
+        group, name = key.split(".")
+        if name in written.get(group, {}) or mine[group].get(name) == before:
+            continue
+        log.info(
+            "%s was written before --%s existed: it keeps %s=%s, as it was trained.",
+            experiment.root,
+            name,
+            name,
+            before,
+        )
+        mine[group][name] = before
+    return ExperimentHparams.from_dict(mine)
 
 
 def new_experiment_id(hparams: ExperimentHparams) -> str:

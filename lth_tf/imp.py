@@ -48,6 +48,7 @@ from lth_tf.experiment import (
     default_experiment_name,
     legacy_experiment_name,
     open_experiment,
+    settings_of_directory,
     read_saved,
     refuse_foreign_directory,
 )
@@ -178,6 +179,7 @@ def _run_locked(
     record: dict[str, Any] | None = None,
 ) -> ExperimentDir:
     """:func:`run_imp` once it holds the experiment directory's lock."""
+    hparams = settings_of_directory(ExperimentDir(root), hparams)
     data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
     check_input_shape(hparams.model.name, data.input_shape)  # before anything is written
     resolved = hparams.resolve(len(data.train_labels))
@@ -442,7 +444,8 @@ class _Rounds:
         try:
             with io.BackgroundWriter() as writer:
                 callbacks = self.callbacks(pruning_round, start, writer)
-                train(trainer, progress, resolved.iterations, callbacks)
+                order = self.hparams.training.order_seed(pruning_round)
+                train(trainer, progress, resolved.iterations, callbacks, seed=order)
         except Diverged as diverged:
             # Nothing of the round is finished (no weights, no results row). Its checkpoint, if
             # any, is the last evaluated one, whose validation loss was finite: a rerun resumes

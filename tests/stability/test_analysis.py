@@ -38,9 +38,12 @@ OPTIONS = StabilityOptions(show_progress=False, steps_per_execution=10)
 
 @pytest.fixture(scope="module")
 def rewound(tmp_path_factory, mnist_data):
-    """Rounds 0 and 1 of 40 iterations, rewinding to iteration 10."""
+    """Rounds 0 and 1 of 40 iterations, rewinding to iteration 10; round 1 replays round 0's
+    batches (--data_order=fixed), so copy 0 is its training."""
     root = tmp_path_factory.mktemp("stability")
-    hparams = lenet_hparams(iterations="40it", eval_every="20it", rewind="10it")
+    hparams = lenet_hparams(
+        iterations="40it", eval_every="20it", rewind="10it", training={"data_order": "fixed"}
+    )
     return run_imp(hparams, root, "rewound", QUIET, data=mnist_data)
 
 
