@@ -21,7 +21,7 @@ from lth_tf.config import ExperimentHparams
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.models import ModelSpec, get_model
-from lth_tf.models.layers import add_weight_decay
+from lth_tf.models.layers import add_weight_decay, initialise_batch_norm
 from lth_tf.models.registry import MODELS, check_input_shape
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, snapshot, variable_key, wrap_model
 from lth_tf.pruning.xnnpack import symmetric_padding
@@ -98,6 +98,7 @@ def build_network(
         # The same rebuild the experiment announced and recorded when it started
         # (lth_tf.provenance.xnnpack_record): XNNPack's sparse kernels need symmetric padding.
         network, _ = symmetric_padding(network)
+    initialise_batch_norm(network, hparams.model.batchnorm_init, hparams.training.seed)
     if for_training:
         add_weight_decay(network, hparams.training.weight_decay)
     return wrap_model(network, hparams.pruning.rates, hparams.pruning.granularity)
@@ -147,4 +148,5 @@ def initial_values(
     tf_keras.utils.set_random_seed(seed)
     spec = model or get_model(hparams.model.name)
     network = spec.build_fresh(data.input_shape, data.num_classes)
+    initialise_batch_norm(network, hparams.model.batchnorm_init, seed)
     return snapshot({variable_key(v): v for v in network.variables})

@@ -73,11 +73,16 @@ RESPELT_VALUES = {"training.augment": {"none": False, "cifar": True}}
 # that value, and a new experiment that keeps the new default has the old name: rerun on such a
 # directory, it takes the directory's value and resumes as it was trained
 # (lth_tf.experiment.settings_of_directory).
-DEFAULTS_BEFORE = {"training.data_order": "fixed"}
+DEFAULTS_BEFORE = {"training.data_order": "fixed", "model.batchnorm_init": "fixed"}
 # --data_order: "per_round" gives every round its own batch order and augmentation, seeded by
 # (seed, round), as open_lth draws a fresh order per level; "fixed" replays round 0's order in
 # every round (what lth_tf did before the flag existed).
 DATA_ORDERS = ("per_round", "fixed")
+# --batchnorm_init, named as open_lth's models/bn_initializers.py names them: "fixed" keeps what
+# the layers build with (Keras: gamma 1, beta 0; open_lth's "fixed" sets the same), "uniform"
+# draws every batch-norm gamma from U[0, 1) and sets beta to 0 (open_lth's default for its CIFAR
+# ResNets and VGGs, the stabilizing recipe's source).
+BATCHNORM_INITS = ("fixed", "uniform")
 # Seeds go to tf_keras.utils.set_random_seed (NumPy's legacy seeding wants [0, 2**32), TF's
 # refuses negatives); 2**31 - 1 keeps derived seeds (random_reinit's seed + 1 + control_seed)
 # inside NumPy's range too.
@@ -281,7 +286,8 @@ class DatasetHparams:
 
 @dataclasses.dataclass(frozen=True)
 class ModelHparams:
-    """The model and the recipe its defaults came from (:data:`RECIPES`).
+    """The model, the recipe its defaults came from (:data:`RECIPES`), and how its batch-norm
+    layers start (:data:`BATCHNORM_INITS`).
 
     The recipe is recorded so ``hparams.json`` says which paper's settings a run started from;
     explicit flags may still have changed any of them. Experiments written before recipes
@@ -302,12 +308,25 @@ class ModelHparams:
         "it was compiled with (a .keras file saved after model.compile), pruned as "
         "stabilizing prunes it.",
     )
+    batchnorm_init: str = hparam(
+        "fixed",
+        help="Batch-norm weights at initialisation: fixed (gamma 1, beta 0: what the layers "
+        "build with; a model of your own keeps its own initialisers) or uniform (every "
+        "BatchNormalization gamma drawn from U[0, 1), beta 0: open_lth's, the stabilizing "
+        "recipe's default for resnet20, vgg16, vgg19). Experiments written before this flag "
+        "existed ran fixed, and resume so.",
+    )
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
             raise LthError(
                 f"{flag_of(self, 'recipe')}: unknown recipe {self.recipe!r}; choose one of "
                 f"{', '.join(RECIPES)}"
+            )
+        if self.batchnorm_init not in BATCHNORM_INITS:
+            raise LthError(
+                f"{flag_of(self, 'batchnorm_init')}: unknown initialiser "
+                f"{self.batchnorm_init!r}; choose one of {', '.join(BATCHNORM_INITS)}"
             )
 
 

@@ -529,7 +529,9 @@ def open_experiment(
     return experiment
 
 
-def settings_of_directory(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentHparams:
+def settings_of_directory(
+    experiment: ExperimentDir, hparams: ExperimentHparams
+) -> ExperimentHparams:
     """``hparams`` with the values an existing directory written before a field of
     :data:`lth_tf.config.DEFAULTS_BEFORE` existed ran, so it resumes as it was trained.
 

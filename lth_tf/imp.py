@@ -48,9 +48,9 @@ from lth_tf.experiment import (
     default_experiment_name,
     legacy_experiment_name,
     open_experiment,
-    settings_of_directory,
     read_saved,
     refuse_foreign_directory,
+    settings_of_directory,
 )
 from lth_tf.loop import (
     Callback,

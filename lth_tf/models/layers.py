@@ -43,6 +43,44 @@ def conv_bn(x, filters: int, kernel: int, stride: int, name: str):
     )(x)
 
 
+def initialise_batch_norm(model, how: str, seed: int) -> int:
+    """Sets ``model``'s batch-norm weights as ``--batchnorm_init=how`` says; returns how many
+    layers it set.
+
+    ``"fixed"`` leaves them as built; ``"uniform"`` draws each gamma from U[0, 1) and sets each
+    beta to 0 (open_lth's ``bn_initializers.uniform``), from a NumPy generator seeded by ``seed``,
+    layer after layer in the order of ``model.weights``: the same seed gives the same theta_0.
+
+    >>> from lth_tf.models.resnet import resnet20
+    >>> model = resnet20((32, 32, 3), 10)
+    >>> initialise_batch_norm(model, "uniform", seed=0)
+    21
+    >>> gamma = model.get_layer("conv1_bn").gamma.numpy()
+    >>> bool(gamma.min() >= 0 and gamma.max() < 1 and gamma.std() > 0)
+    True
+    """
+    import numpy as np
+    import tf_keras as keras
+
+    if how == "fixed":
+        return 0
+    order = {id(weight): index for index, weight in enumerate(model.weights)}
+    layers = [
+        layer
+        for layer in model.submodules
+        if isinstance(layer, keras.layers.BatchNormalization)
+        and (layer.gamma is not None or layer.beta is not None)
+    ]
+    layers.sort(key=lambda layer: order[id(layer.gamma if layer.gamma is not None else layer.beta)])
+    rng = np.random.default_rng([seed, 0xB4])  # its own stream: other weights stay as built
+    for layer in layers:
+        if layer.gamma is not None:
+            layer.gamma.assign(rng.random(layer.gamma.shape, dtype=np.float32))
+        if layer.beta is not None:
+            layer.beta.assign(np.zeros(layer.beta.shape, np.float32))
+    return len(layers)
+
+
 def add_weight_decay(model, weight_decay: float) -> None:
     """Adds ``weight_decay / 2 * sum(kernel ** 2)`` of each prunable kernel to the losses.
 

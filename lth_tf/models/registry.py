@@ -31,10 +31,12 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """How one paper trained and pruned a model: the defaults ``--recipe=NAME`` starts from."""
+    """How one paper trained and pruned a model: the defaults ``--recipe=NAME`` starts from,
+    its batch-norm initialiser included (:data:`lth_tf.config.BATCHNORM_INITS`)."""
 
     training: TrainingHparams
     pruning: PruningHparams
+    batchnorm_init: str = "fixed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,9 @@ class ModelSpec:
     default_recipe: str
     auto_eval: AutoEval
     fresh: Callable[[tuple[int, ...], int], tf_keras.Model] | None = None
+    # Whether it has batch-norm layers (--batchnorm_init); None: a user's model, unknown
+    # before it is built.
+    batch_norm: bool | None = False
 
     def build_fresh(self, input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
         """The model with new random initial values (under the global seed)."""
@@ -150,6 +155,12 @@ def _global(rates: PruneRates, rewind: str) -> PruningHparams:
 # DatasetHparams do_not_augment=False, datasets/cifar10.py random flip and 4-pixel crop.
 # Epochs here are over this project's training split (45,000 CIFAR-10 images, 5,000 held out),
 # so 160ep is 56,320 iterations at batch 128 (open_lth: 62,560 over 50,000).
+#
+# Batch norm at initialisation. stabilizing: open_lth's cifar_resnet.py and cifar_vgg.py
+# default_hparams set batchnorm_init='uniform' (models/bn_initializers.py: gamma ~ U[0, 1), beta
+# 0). lth: "fixed" (gamma 1, beta 0, Keras' and today's PyTorch's default) [?]: neither the LTH
+# paper nor papers.md says how its ResNet and VGG batch norm started (PyTorch before 1.2 drew
+# gamma from U[0, 1), the likely origin of open_lth's 'uniform' [?]).
 _LTH_RESNET = Recipe(
     training=_sgd(128, "30000it", warmup="20000it", lr_drops="20000it,25000it"),
     pruning=_global(PruneRates(conv=0.2), rewind="0it"),
@@ -159,6 +170,7 @@ _STABILIZING_RESNET = Recipe(
     # Rewind 500it: open_lth README.md section 2.6 (`--rewinding_steps=500it` for
     # cifar_resnet_20); papers.md: "a few hundred iterations for CIFAR ResNet-20".
     pruning=_global(PruneRates(conv=0.2, output=0.2), rewind="500it"),
+    batchnorm_init="uniform",
 )
 # VGG-19's LTH run: 112K iterations (papers.md); at batch 64 (unconfirmed) over 45,000 images
 # that is 160 epochs, and the drops at 56K and 84K (unconfirmed) are epochs 80 and 120.
@@ -170,6 +182,7 @@ _STABILIZING_VGG = Recipe(
     training=_sgd(128, "160ep", warmup="0it", lr_drops="80ep,120ep"),
     # Rewind 1000it: papers.md "about a thousand for VGG-16"; open_lth gives no default.
     pruning=_global(PruneRates(conv=0.2), rewind="1000it"),
+    batchnorm_init="uniform",
 )
 
 
@@ -177,7 +190,9 @@ def _deep_net(name, build, lth: Recipe, stabilizing: Recipe) -> ModelSpec:
     """A CIFAR ResNet/VGG: both recipes, ``stabilizing`` by default (the one that finds
     tickets by rewinding; ``--recipe=lth`` is the LTH paper's warmup and reset)."""
     recipes = {"lth": lth, "stabilizing": stabilizing}
-    return ModelSpec(name, build, "cifar10", recipes, "stabilizing", _HALF_EPOCH)
+    return ModelSpec(
+        name, build, "cifar10", recipes, "stabilizing", _HALF_EPOCH, batch_norm=True
+    )
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -255,7 +270,9 @@ def custom_spec(
     fresh: Callable[[tuple[int, ...], int], tf_keras.Model] | None = None,
 ) -> ModelSpec:
     """A user's model with the recipes every user's model gets (:data:`CUSTOM_RECIPES`)."""
-    return ModelSpec(name, build, None, CUSTOM_RECIPES, "stabilizing", CUSTOM_AUTO_EVAL, fresh)
+    return ModelSpec(
+        name, build, None, CUSTOM_RECIPES, "stabilizing", CUSTOM_AUTO_EVAL, fresh, batch_norm=None
+    )
 
 
 def _models_with(recipe: str) -> list[str]:
@@ -353,7 +370,7 @@ def paper_defaults(
     >>> paper_defaults("lenet300_100", "fashion_mnist").pruning.rates.fc
     0.2
     >>> paper_defaults("resnet20").model
-    ModelHparams(name='resnet20', recipe='stabilizing')
+    ModelHparams(name='resnet20', recipe='stabilizing', batchnorm_init='uniform')
     """
     if recipe == "compiled":
         return compiled_defaults(model, dataset, compiled)
@@ -368,7 +385,7 @@ def paper_defaults(
         )
     return ExperimentHparams(
         dataset=DatasetHparams(dataset),
-        model=ModelHparams(model, name),
+        model=ModelHparams(model, name, chosen.batchnorm_init),
         training=chosen.training,
         pruning=chosen.pruning,
     )
@@ -473,6 +490,12 @@ def experiment_hparams(
             )
         recipe_value = getattr(getattr(base, flag.group), flag.field)
         grouped.setdefault(flag.group, {})[flag.field] = _hparam_value(flag, value, recipe_value)
+    batchnorm_init = grouped.get("model", {}).get("batchnorm_init", "fixed")
+    if batchnorm_init != "fixed" and get_model(model).batch_norm is False:
+        raise LthError(
+            f"--batchnorm_init={batchnorm_init}: {model} has no batch-norm layers; leave the "
+            "flag out (it sets the batch-norm weights of resnet20, vgg16, vgg19 or your model)"
+        )
     pruning = grouped.get("pruning", {})
     if pruning.get("prune_for", base.pruning.prune_for) == "xnnpack" and "rates" not in pruning:
         # The recipe's conv rate, raised so the 1x1 convolutions pass XNNPack's 2/3 zeros in

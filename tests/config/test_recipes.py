@@ -35,7 +35,8 @@ DEEP_NETS = ("resnet20", "vgg16", "vgg19")
 
 def test_resnet20_defaults_to_stabilizing_and_lth_gives_warmup_and_reset():
     default = imp_hparams("--model=resnet20")
-    assert default.model == ModelHparams("resnet20", "stabilizing")
+    # open_lth's cifar_resnet.py: batchnorm_init='uniform'.
+    assert default.model == ModelHparams("resnet20", "stabilizing", "uniform")
     assert (default.training.warmup, default.pruning.rewind) == ("0it", "500it")
     # open_lth's cifar_resnet.py: batch 128, 160 epochs, drops at epochs 80 and 120.
     assert (default.training.batch_size, default.training.iterations) == (128, "160ep")
@@ -133,7 +134,7 @@ def test_auto_eval_every_is_100_iterations_for_the_small_nets_and_coarser_for_de
 def test_an_old_hparams_dict_without_recipe_loads_as_the_lth_recipe(tmp_path):
     hparams = paper_defaults("lenet300_100", "mnist")
     old = hparams.to_dict()
-    assert old["model"] == {"name": "lenet300_100", "recipe": "lth"}
+    assert old["model"] == {"name": "lenet300_100", "recipe": "lth", "batchnorm_init": "fixed"}
     del old["model"]["recipe"]
     assert ExperimentHparams.from_dict(old) == hparams
     io.write_json(
@@ -143,7 +144,7 @@ def test_an_old_hparams_dict_without_recipe_loads_as_the_lth_recipe(tmp_path):
     assert open_experiment(tmp_path, hparams, {"resolved": {"eval_every": 100}}).root == tmp_path
     # An old resnet20 directory was LTH-labelled too, whatever its rewind point.
     deep = paper_defaults("resnet20").to_dict()
-    del deep["model"]["recipe"]
+    del deep["model"]["recipe"], deep["model"]["batchnorm_init"]  # neither existed then
     assert ExperimentHparams.from_dict(deep).model == ModelHparams("resnet20", "lth")
 
 
@@ -151,7 +152,11 @@ def test_hparams_json_records_the_recipe_and_names_keep_their_hash(tmp_path):
     stabilizing = paper_defaults("resnet20", "fashion_mnist")
     open_experiment(tmp_path / "e", stabilizing, {})
     saved = io.read_json(tmp_path / "e" / "hparams.json")["hparams"]
-    assert saved["model"] == {"name": "resnet20", "recipe": "stabilizing"}
+    assert saved["model"] == {
+        "name": "resnet20",
+        "recipe": "stabilizing",
+        "batchnorm_init": "uniform",
+    }
     assert ExperimentHparams.from_dict(saved) == stabilizing
 
     # The name hashes only what differs from the defaults: a small net's default run hashes
