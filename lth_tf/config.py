@@ -408,10 +408,11 @@ class TrainingHparams:
     )
     data_order: str = hparam(
         "per_round",
-        help="per_round (every round, control branch and replicate draws its own batch order "
-        "and augmentation, seeded by (--seed, round); round 0 is the same either way) or fixed "
-        "(every round replays round 0's batches from the rewind point on). Experiments written "
-        "before this flag existed ran fixed, and resume so.",
+        help="per_round (every round draws its own batch order and augmentation, seeded by "
+        "(--seed, round), as open_lth draws one per level; a control branch's round r sees its "
+        "parent's round r batches; round 0 is the same either way) or fixed (every round "
+        "replays round 0's batches from the rewind point on). Experiments written before this "
+        "flag existed ran fixed, and resume so.",
     )
     compiled: str = ""
 
