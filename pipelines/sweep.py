@@ -50,6 +50,7 @@ _VARIED = {"seed": "--seeds", "model": None, "dataset": None, "recipe": None}
 
 def plan_from_flags():
     """The sweep's members from the flags (every check before Ray or TensorFlow starts)."""
+    from lth_tf.config import STABLE_REWIND
     from lth_tf.errors import LthError
     from lth_tf.sweep import check_max_parallel, parse_seeds, plan_sweep
 
@@ -66,6 +67,11 @@ def plan_from_flags():
     rewinds = [r.strip() for r in FLAGS.rewind.split(",")] if FLAGS.rewind is not None else []
     if FLAGS.rewind is not None and not all(rewinds):
         raise LthError(f"--rewind: {FLAGS.rewind!r} has an empty entry; use e.g. 0,100it")
+    if STABLE_REWIND in rewinds:
+        raise LthError(
+            f"--rewind={STABLE_REWIND} is pipelines.imp's; for a sweep, find k once on the dense "
+            "network (pipelines.stability --find_rewind) and pass it, e.g. --rewind=0,2000it"
+        )
     return plan_sweep(
         FLAGS.output_dir,
         FLAGS.model,

@@ -147,6 +147,7 @@ def test_a_member_directory_of_other_hyperparameters_is_refused_before_anything_
         (["--controls=random_reinit,shuffle"], "--controls: unknown control 'shuffle'"),
         (["--seed=3"], "give --seeds"),
         (["--rewind=0,"], "--rewind: '0,' has an empty entry"),
+        (["--rewind=0,stable"], "--rewind=stable is pipelines.imp's; for a sweep, find k once"),
         (["--max_parallel=0"], "--max_parallel: 0 must be at least 1"),
     ],
 )
