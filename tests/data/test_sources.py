@@ -10,6 +10,8 @@ import gzip
 import socket
 import struct
 import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -270,10 +272,30 @@ def test_network_probe_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for url in ("https://nonexistent.invalid/", closed_port_url()):
         reachable, target = tfds_source.probe_network(url, timeout=2.0)
         assert reachable is False and target.rsplit(":", 1)[0] in url
-    # The real download hosts parse and answer (either way).
+    # A local listener that never answers a request still takes the connection: reachable.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        reachable, target = tfds_source.probe_network(f"http://127.0.0.1:{port}/", timeout=2.0)
+        assert reachable is True and target == f"127.0.0.1:{port}"
+    # The real download hosts are probed where TFDS would download from (on its https port),
+    # here without a connection leaving the machine.
+    tried = []
+
+    def refuse(address, timeout=None):
+        tried.append(address)
+        raise OSError("refused here")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(urllib.request, "getproxies", dict)  # no proxy in between
     for url in tfds_source.DOWNLOAD_URLS.values():
-        reachable, _ = tfds_source.probe_network(url, timeout=2.0)
-        assert isinstance(reachable, bool)
+        reachable, target = tfds_source.probe_network(url, timeout=2.0)
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, 443 if parts.scheme == "https" else 80
+        assert reachable is False and tried[-1] == (host, port) and target == f"{host}:{port}"
+    assert len(tried) == len(tfds_source.DOWNLOAD_URLS)
+    monkeypatch.undo()
     # A connection attempt that never returns (DNS can hang past any socket timeout) does not
     # hold the probe: it answers "unreachable" while the attempt still hangs. The attempt is
     # let go after a minute in any case, so that a probe which waits for it fails, not hangs.
