@@ -25,6 +25,21 @@ PLAIN_LINES = 10
 _SHORT = {"accuracy": "acc", "val_accuracy": "val", "test_accuracy": "test"}
 
 
+
+def speed(rate: float) -> str:
+    """Iterations per second, as s/it below 1 it/s (a slow conv net would read ``0 it/s``).
+
+    >>> speed(812.4), speed(3.25), speed(0.25), speed(0.0)
+    ('812 it/s', '3.2 it/s', '4.0 s/it', '0 it/s')
+    """
+    if rate >= 10:
+        return f"{rate:.0f} it/s"
+    if rate >= 1:
+        return f"{rate:.1f} it/s"
+    if rate > 0:
+        return f"{1 / rate:.1f} s/it"
+    return "0 it/s"
+
 class ProgressBar(Callback):
     """Progress over iterations ``start`` to ``stop``; ``title`` (printed first) gets the global
     range when training starts past 0, e.g. "Round 1: iterations 500 to 1000".
@@ -79,7 +94,7 @@ class ProgressBar(Callback):
         # Short names keep the line under 100 columns.
         figures = " ".join(f"{_SHORT.get(name, name)} {value:.4f}" for name, value in values)
         return (
-            f"{clock} {self.title}: {iteration}/{self.stop} ({percent:.0f}%) {rate:.0f} it/s | "
+            f"{clock} {self.title}: {iteration}/{self.stop} ({percent:.0f}%) {speed(rate)} | "
             f"{figures}"
         )
 
@@ -129,6 +144,6 @@ class RunEstimate(Callback):
         hours, minutes = divmod(round(seconds / 60), 60)
         span = f"{hours} h {minutes} min" if hours else f"{max(minutes, 1)} min"
         return (
-            f"Estimated time left: about {span} ({iterations:,} iterations at {rate:.0f} it/s, "
+            f"Estimated time left: about {span} ({iterations:,} iterations at {speed(rate)}, "
             "evaluations included)."
         )
