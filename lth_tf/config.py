@@ -296,7 +296,9 @@ class ModelHparams:
 
     name: str = hparam(
         flag="model",
-        help="Model: lenet300_100, conv2, conv4, conv6, resnet20, vgg16 or vgg19.",
+        help="Model: lenet300_100, conv2, conv4, conv6, resnet20, vgg16 or vgg19; or your own: "
+        "a saved PATH.keras (Keras 2 or 3) or a builder package.module:function "
+        "(fn(input_shape, num_classes) -> model).",
     )
     recipe: str = hparam(
         "lth",
