@@ -59,6 +59,9 @@ EXAMPLES = {
     "one_shot": ("lenet300_100", "true", True),
     "granularity": ("conv2", "channel", "channel"),
     "prune_for": ("lenet300_100", "xnnpack", "xnnpack"),
+    "data_order": ("lenet300_100", "fixed", "fixed"),
+    # The stabilizing recipe holds out none (0); one spelling of a count.
+    "holdout": ("resnet20", "01000", "1000"),
 }
 
 # --prune_for=xnnpack without --prune_rates raises the conv rate to XNNPACK_CONV_RATE.
