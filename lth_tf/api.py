@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lth_tf.config import HOLDOUT_AUTO
 from lth_tf.errors import LthError, os_errors_as_lth_errors
 from lth_tf.experiment import RoundResult
 
@@ -111,11 +112,12 @@ def find_tickets(
     Data: ``train_data`` and ``test_data`` (and optionally ``validation_data``), each an
     ``(x, y)`` pair of arrays or a ``tf.data.Dataset`` of ``(x, y)``; or ``dataset``, what
     ``--dataset`` takes (``npz:PATH``, ``tfds:NAME``, ``mnist``...). Without validation data,
-    10% of the training examples (at most 5,000) are held out for early stopping. The model
-    receives ``x`` as float32, unscaled: let it scale its inputs itself (e.g. a ``Rescaling``
-    layer), so the exported ticket takes data as the device has it. Labels are class indices
-    (or one-hot rows), or class names (str, bool): indices in the names' sorted order, kept as
-    :attr:`Experiment.classes` and in the export's ``export.json``.
+    10% of the training examples (at most 5,000; ``holdout=N``: N, 0 for none) are held out
+    for early stopping. The model receives ``x`` as float32, unscaled: let it scale its inputs
+    itself (e.g. a ``Rescaling`` layer), so the exported ticket takes data as the device has
+    it. Labels are class indices (or one-hot rows), or class names (str, bool): indices in the
+    names' sorted order, kept as :attr:`Experiment.classes` and in the export's
+    ``export.json``.
 
     ``progress``: None (default) shows a progress bar per round where a person watches (a
     terminal, a notebook) and else only one line per round (a pipe, a log file); True or False
@@ -179,6 +181,17 @@ def find_tickets(
     recipe, compiled = _compiled_recipe(model_name, given, recipe, hparams)
     hparams = _named_augmentation(hparams)
     settings = experiment_hparams(model_name, dataset, recipe, hparams, compiled)
+    holdout = settings.dataset.holdout
+    if data is not None and holdout != HOLDOUT_AUTO:
+        # Split as the experiment's --holdout (the recipe's or the caller's) says; loaded above
+        # with auto, before the recipe was known.
+        if train_data is not None:
+            data = in_memory_dataset(train_data, test_data, validation_data, holdout)
+            settings = dataclasses.replace(
+                settings, dataset=dataclasses.replace(settings.dataset, name=data.name)
+            )
+        else:
+            data = load_dataset(dataset, data_dir, holdout=holdout)
     observer = None
     if tensorboard:
         from lth_tf.monitoring.tensorboard import TensorBoardMonitor
@@ -299,9 +312,12 @@ def _build_once(builder: Callable, data: ImageDataset, seed: int) -> tf_keras.Mo
     return model
 
 
-def in_memory_dataset(train_data: Any, test_data: Any, validation_data: Any) -> ImageDataset:
+def in_memory_dataset(
+    train_data: Any, test_data: Any, validation_data: Any, holdout: str = HOLDOUT_AUTO
+) -> ImageDataset:
     """Arrays or ``tf.data.Dataset`` splits as a dataset named by its content's fingerprint
-    (``arrays:<sha256 prefix>``), which its experiment keeps as ``data.npz``."""
+    (``arrays:<sha256 prefix>``), which its experiment keeps as ``data.npz``; without
+    ``validation_data``, ``holdout`` training examples are held out as it (--holdout)."""
     from lth_tf.data.arrays import (
         arrays_fingerprint,
         arrays_from_splits,
@@ -311,7 +327,7 @@ def in_memory_dataset(train_data: Any, test_data: Any, validation_data: Any) -> 
 
     arrays = arrays_from_splits(train=train_data, test=test_data, validation=validation_data)
     source = "arrays given to lth_tf.find_tickets"
-    data = dataset_from_arrays("arrays", arrays, source, {"kind": "arrays"})
+    data = dataset_from_arrays("arrays", arrays, source, {"kind": "arrays"}, holdout)
     fingerprint = arrays_fingerprint(split_arrays(data))
     provenance = {**data.provenance, "kind": "arrays", "fingerprint": fingerprint}
     return dataclasses.replace(data, name=f"arrays:{fingerprint[:16]}", provenance=provenance)

@@ -73,7 +73,14 @@ RESPELT_VALUES = {"training.augment": {"none": False, "cifar": True}}
 # that value, and a new experiment that keeps the new default has the old name: rerun on such a
 # directory, it takes the directory's value and resumes as it was trained
 # (lth_tf.experiment.settings_of_directory).
-DEFAULTS_BEFORE = {"training.data_order": "fixed", "model.batchnorm_init": "fixed"}
+DEFAULTS_BEFORE = {
+    "training.data_order": "fixed",
+    "model.batchnorm_init": "fixed",
+    "dataset.holdout": "auto",
+}
+# --holdout=auto: 10% of the training examples, at most the LTH paper's 5,000 (its 55,000/5,000
+# MNIST split; 5,000 on every built-in dataset).
+HOLDOUT_AUTO = "auto"
 # --data_order: "per_round" gives every round its own batch order and augmentation, seeded by
 # (seed, round), as open_lth draws a fresh order per level; "fixed" replays round 0's order in
 # every round (what lth_tf did before the flag existed).
@@ -278,10 +285,41 @@ class DatasetHparams:
         flag="dataset",
         help="mnist, fashion_mnist, cifar10, npz:PATH (arrays x_train, y_train, x_test, y_test, "
         "optional x_val, y_val) or tfds:NAME[:VERSION] (a TFDS dataset with supervised keys, "
-        "from --data_dir or downloaded). Without a validation split, 10% of train (at most "
-        "5,000) is held out. Values reach the model cast to float32, unscaled. Default: mnist "
-        "for lenet300_100, cifar10 for the conv nets.",
+        "from --data_dir or downloaded). Without a validation split, --holdout training "
+        "examples are held out as one. Values reach the model cast to float32, unscaled. "
+        "Default: mnist for lenet300_100, cifar10 for the conv nets.",
     )
+    holdout: str = hparam(
+        HOLDOUT_AUTO,
+        help="Training examples held out as the validation split (early stopping) when the "
+        "dataset has none of its own: auto (10% of train, at most 5,000: the LTH paper's "
+        "55,000/5,000 split of MNIST) or a count; 0 holds none out, trains on all of train and "
+        "reports the end of training (no early stop), as open_lth does. A dataset with its own "
+        "validation split (npz x_val/y_val, a TFDS validation split) keeps it, and a count here "
+        "is refused. Default: 0 for --recipe=stabilizing (open_lth trains on all 50,000 CIFAR-10 "
+        "images), auto otherwise.",
+    )
+
+    def __post_init__(self) -> None:
+        # One spelling per value (like the step strings), so 5000 and "5000" are one experiment.
+        object.__setattr__(self, "holdout", parse_holdout(self.holdout))
+
+
+def parse_holdout(value: Any) -> str:
+    """``--holdout``'s value in its one spelling: ``"auto"`` or a count of examples.
+
+    >>> parse_holdout(" 5000 "), parse_holdout("AUTO"), parse_holdout(0)
+    ('5000', 'auto', '0')
+    """
+    text = str(value).strip().lower()
+    if text == HOLDOUT_AUTO:
+        return text
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
+        raise LthError(
+            f"{flag_of(DatasetHparams, 'holdout')}: {value!r} is not auto or a count of training "
+            "examples; give e.g. --holdout=5000, --holdout=0 (no validation split) or auto"
+        )
+    return str(int(text))
 
 
 @dataclasses.dataclass(frozen=True)

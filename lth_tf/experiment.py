@@ -41,7 +41,11 @@ log = logging.getLogger("lth_tf")
 class RoundResult:
     """One row of ``results.csv``: what a finished round measured.
 
-    ``iterations`` is what the round trained (T - k for a round rewound to k).
+    ``iterations`` is what the round trained (T - k for a round rewound to k);
+    ``early_stop_trained`` the iterations it had trained at its early stop (early stop - k), what
+    the LTH paper's figures plot. Without a validation split (``--holdout=0``) a round has no
+    early stop: the four early-stop columns are empty (None) and :attr:`reported_accuracy` is
+    the end of training's.
 
     >>> row = {"round": "2", "percent_remaining": "64.06", "weights_remaining": "170600",
     ...        "test_accuracy": "0.8557", "test_loss": "0.41", "early_stop_iteration": "900",
@@ -56,9 +60,9 @@ class RoundResult:
     weights_remaining: int
     test_accuracy: float
     test_loss: float
-    early_stop_iteration: int
-    early_stop_test_accuracy: float
-    val_loss_min: float
+    early_stop_iteration: int | None
+    early_stop_test_accuracy: float | None
+    val_loss_min: float | None
     iterations: int
     train_seconds: float
     # Channel tickets (--granularity=channel) only, empty otherwise: surviving channels of the
@@ -70,6 +74,9 @@ class RoundResult:
     # --prune_for=xnnpack only: fraction of the weights of the sparse subgraph's 1x1
     # convolutions that are zero (XNNPack's sparse kernels run past 2/3).
     xnnpack_1x1_zeros: float | None = None
+    # Written since early_stop_trained existed; rows from before get it from the early stop and
+    # the round's start (ExperimentDir.read_results).
+    early_stop_trained: int | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> RoundResult:
@@ -77,8 +84,11 @@ class RoundResult:
         values = {}
         for field in dataclasses.fields(cls):
             convert = int if field.type in ("int", int, "int | None") else float
-            if field.name in OPTIONAL_RESULT_COLUMNS and row.get(field.name) in (None, ""):
-                values[field.name] = None  # written before the column existed, or not channels
+            value = row.get(field.name)
+            empty = field.name in OPTIONAL_RESULT_COLUMNS and value in (None, "")
+            if empty or (field.name in EARLY_STOP_COLUMNS and value == ""):
+                # Written before the column existed, not a channel ticket, or no early stop.
+                values[field.name] = None
                 continue
             try:
                 values[field.name] = convert(float(row[field.name]))
@@ -89,12 +99,26 @@ class RoundResult:
                 ) from None
         return cls(**values)
 
-    def to_row(self) -> dict[str, int | float]:
+    def to_row(self) -> dict[str, int | float | None]:
         return dataclasses.asdict(self)
+
+    @property
+    def reported_accuracy(self) -> float:
+        """The round's test accuracy as the papers report it: at the early stop (LTH), or at
+        the end of training where there is none (no validation split, as open_lth runs).
+
+        >>> RoundResult(0, 100.0, 9, 0.91, 0.3, None, None, None, 900, 1.0).reported_accuracy
+        0.91
+        """
+        if self.early_stop_test_accuracy is None:
+            return self.test_accuracy
+        return self.early_stop_test_accuracy
 
 
 RESULT_COLUMNS = [field.name for field in dataclasses.fields(RoundResult)]
 OPTIONAL_RESULT_COLUMNS = RESULT_COLUMNS[RESULT_COLUMNS.index("channels_conv") :]
+# Columns every results.csv has, empty in rounds without a validation split (no early stop).
+EARLY_STOP_COLUMNS = ("early_stop_iteration", "early_stop_test_accuracy", "val_loss_min")
 RESULTS_TODO = "delete it to retrain the rounds whose row it lost, or restore it from a copy"
 MASKS_TODO = "delete it and rerun the IMP command to recompute it, or restore it from a copy"
 WEIGHTS_TODO = "delete it and rerun the IMP command to retrain the round, or restore it from a copy"
@@ -251,7 +275,26 @@ class ExperimentDir:
             results = [RoundResult.from_row(row) for row in rows]
         except LthError as error:
             raise io.damaged(self.results, error, RESULTS_TODO) from None
+        if any(r.early_stop_trained is None for r in results):
+            results = self._with_early_stop_trained(results)
         return sorted(results, key=lambda result: result.round)
+
+    def _with_early_stop_trained(self, results: list[RoundResult]) -> list[RoundResult]:
+        """Rows written before ``early_stop_trained`` existed, with it: a round starts at T minus
+        the iterations it trained (0, or its rewind point k; 0 for rounds an older lth_tf trained
+        all T iterations of), T from hparams.json. Left empty where hparams.json does not say."""
+        try:
+            total = int(read_saved(self).resolved["iterations"])
+        except (LthError, KeyError, TypeError, ValueError):
+            return results
+        return [
+            dataclasses.replace(
+                r, early_stop_trained=r.early_stop_iteration - (total - r.iterations)
+            )
+            if r.early_stop_trained is None and r.early_stop_iteration is not None
+            else r
+            for r in results
+        ]
 
     def write_result(self, result: RoundResult) -> None:
         """Adds (or replaces) the row of ``result.round`` in results.csv, atomically."""

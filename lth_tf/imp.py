@@ -31,6 +31,7 @@ import tensorflow as tf
 from lth_tf import branches, io, provenance
 from lth_tf.builder import Execution, Run, build_run
 from lth_tf.config import (
+    DEFAULTS_BEFORE,
     XNNPACK_SPARSE_FRACTION,
     ExperimentHparams,
     Resolved,
@@ -135,6 +136,32 @@ def round_start(resolved: Resolved, pruning_round: int) -> int:
     return 0 if pruning_round == 0 else resolved.rewind_iteration
 
 
+def name_defaults(hparams: ExperimentHparams) -> ExperimentHparams:
+    """What an experiment's name is hashed against: the model's default recipe, except the
+    fields of :data:`lth_tf.config.DEFAULTS_BEFORE`, which take the experiment's own recipe's.
+
+    Those fields' recipe defaults differ between recipes (resnet20's stabilizing recipe holds
+    nothing out and starts batch norm uniform; its lth recipe does neither), so against the
+    default recipe alone every lth-recipe experiment would hash them and lose the name it had
+    before they existed. They join a name only where they differ from the experiment's own
+    recipe.
+
+    >>> name_defaults(paper_defaults("resnet20", recipe="lth")).dataset.holdout
+    'auto'
+    """
+    model, dataset = hparams.model.name, hparams.dataset.name
+    defaults = paper_defaults(model, dataset)
+    recipe = hparams.model.recipe
+    own = paper_defaults(model, dataset, None if recipe == "compiled" else recipe)
+    for key in DEFAULTS_BEFORE:
+        group, name = key.split(".")
+        value = getattr(getattr(own, group), name)
+        defaults = dataclasses.replace(
+            defaults, **{group: dataclasses.replace(getattr(defaults, group), **{name: value})}
+        )
+    return defaults
+
+
 def run_imp(
     hparams: ExperimentHparams,
     output_dir: str | Path,
@@ -148,6 +175,8 @@ def run_imp(
 ) -> ExperimentDir:
     """Runs (or resumes) every round of an IMP experiment; returns its directory.
 
+    ``data``, when given, is the dataset split as ``hparams.dataset.holdout`` says
+    (:func:`lth_tf.data.sources.load_dataset`'s ``holdout``); without it, it is loaded so.
     ``model`` is the ``tf_keras.Model`` object of a ``python:`` model name (the Python API's);
     every other model is built from ``hparams.model.name``. ``record``: more fields for a new
     experiment's ``hparams.json`` (where its settings came from, e.g. ``rewind_found``).
@@ -180,7 +209,10 @@ def _run_locked(
 ) -> ExperimentDir:
     """:func:`run_imp` once it holds the experiment directory's lock."""
     hparams = settings_of_directory(ExperimentDir(root), hparams)
-    data = data or load_dataset(hparams.dataset.name, options.data_dir, experiment_root=root)
+    holdout = hparams.dataset.holdout
+    data = data or load_dataset(
+        hparams.dataset.name, options.data_dir, experiment_root=root, holdout=holdout
+    )
     check_input_shape(hparams.model.name, data.input_shape)  # before anything is written
     resolved = hparams.resolve(len(data.train_labels))
     training = hparams.training
@@ -327,17 +359,25 @@ def round_line(result: RoundResult, seconds: float) -> str:
 
     >>> round_line(RoundResult(3, 51.2, 136600, 0.8612, 0.4, 900, 0.8655, 0.39, 1000, 1.5), 4.21)
     'round  3 |  51.20% of weights remain | test 86.12% | early stop at 900: test 86.55% | 4.2 s'
+    >>> round_line(RoundResult(3, 51.2, 136600, 0.8612, 0.4, None, None, None, 1000, 1.5), 4.21)
+    'round  3 |  51.20% of weights remain | no validation split: final test 86.12% | 4.2 s'
     """
+    head = f"round {result.round:2d} | {result.percent_remaining:6.2f}% of weights remain | "
+    if result.early_stop_test_accuracy is None:
+        return (
+            f"{head}no validation split: final test {100 * result.test_accuracy:.2f}% | "
+            f"{seconds:.1f} s"
+        )
     return (
-        f"round {result.round:2d} | {result.percent_remaining:6.2f}% of weights remain | "
-        f"test {100 * result.test_accuracy:.2f}% | early stop at {result.early_stop_iteration}: "
-        f"test {100 * result.early_stop_test_accuracy:.2f}% | {seconds:.1f} s"
+        f"{head}test {100 * result.test_accuracy:.2f}% | early stop at "
+        f"{result.early_stop_iteration}: test {100 * result.early_stop_test_accuracy:.2f}% | "
+        f"{seconds:.1f} s"
     )
 
 
 def _default_name(output_dir: Path, hparams: ExperimentHparams) -> str:
     """The experiment's default directory name (an existing one under its older name wins)."""
-    defaults = paper_defaults(hparams.model.name, hparams.dataset.name)
+    defaults = name_defaults(hparams)
     name = default_experiment_name(hparams, defaults)
     legacy = legacy_experiment_name(hparams, defaults)
     if not (output_dir / name).exists() and (output_dir / legacy / "hparams.json").exists():
@@ -533,9 +573,13 @@ class _Rounds:
         weights_path = experiment.weights(pruning_round)
         weights = snapshot(pruned.rewindable)
         io.write_npz(weights_path, {**weights, **experiment.stamp(weights_path)})
+        rows = [dataclasses.asdict(e) for e in progress.evaluations]
+        if not self.run.trainer.has_validation:
+            # No validation split: its columns are empty, not NaN measurements.
+            rows = [{**row, "val_loss": None, "val_accuracy": None} for row in rows]
         io.write_csv(
             experiment.evaluations(pruning_round),
-            [dataclasses.asdict(e) for e in progress.evaluations],
+            rows,
             ["iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy"],
         )
         final, stop = progress.evaluations[-1], progress.early_stop
@@ -547,14 +591,16 @@ class _Rounds:
             weights_remaining=alive,
             test_accuracy=final.test_accuracy,
             test_loss=final.test_loss,
+            # None without a validation split: no early stop, not a copy of the final values.
             early_stop_iteration=stop.iteration,
-            early_stop_test_accuracy=stop.test_accuracy,
-            val_loss_min=stop.val_loss,
+            early_stop_test_accuracy=None if stop.iteration is None else stop.test_accuracy,
+            val_loss_min=None if stop.iteration is None else stop.val_loss,
             # Iterations trained: T - k for a round rewound to k.
             iterations=self.resolved.iterations - start,
             train_seconds=round(progress.train_seconds, 3),
             **channel_costs(pruned, masks),
             **xnnpack_zeros(pruned, self.hparams),
+            early_stop_trained=None if stop.iteration is None else stop.iteration - start,
         )
         experiment.write_result(result)
         experiment.checkpoint(pruning_round).unlink(missing_ok=True)

@@ -104,9 +104,13 @@ class TrainingProgress:
 
     @property
     def early_stop(self) -> EarlyStop:
+        """The early stop so far; its ``iteration`` stays None without a validation split
+        (every validation loss NaN: :class:`EvaluateEvery` refuses a NaN one where there is
+        a split)."""
         stop = EarlyStop()
         for evaluation in self.evaluations:
-            stop.update(evaluation)
+            if not math.isnan(evaluation.val_loss):
+                stop.update(evaluation)
         return stop
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -257,7 +261,9 @@ class EvaluateEvery(Callback):
     minimum of the validation loss). So the validation split is measured at every evaluation,
     the test split once at the end for the final weights and once for the early-stop weights,
     which are kept (and checkpointed) until then. Elsewhere an evaluation's test metrics are
-    NaN, unless ``test_every_evaluation``.
+    NaN, unless ``test_every_evaluation``. Without a validation split (``--holdout=0``) there is
+    no early stop: every evaluation measures the test split, and a non-finite test loss is
+    the divergence that a validation loss would have shown.
     """
 
     def __init__(
@@ -290,10 +296,17 @@ class EvaluateEvery(Callback):
         """
         trainer, observer = self.trainer, self.observer
         trainer.pruned.apply_masks()
-        evaluation = trainer.evaluate(progress.iteration, test=self.test_every_evaluation or last)
-        if not math.isfinite(evaluation.val_loss):
+        validation = trainer.has_validation
+        test = self.test_every_evaluation or last or not validation
+        evaluation = trainer.evaluate(progress.iteration, test=test)
+        watched, loss = (
+            ("validation loss", evaluation.val_loss)
+            if validation
+            else ("test loss", evaluation.test_loss)
+        )
+        if not math.isfinite(loss):
             # Raised before it is recorded: no early stop, checkpoint or log holds it.
-            raise Diverged(progress.iteration, "validation loss", evaluation.val_loss)
+            raise Diverged(progress.iteration, watched, loss)
         if evaluation.val_loss < progress.early_stop.val_loss:
             # A resume may switch test_every_evaluation on: then this minimum is measured already.
             measured = not math.isnan(evaluation.test_loss)

@@ -347,7 +347,9 @@ def experiment_data(
             name = f"npz:{saved['path']}"
     if data_dir is None and isinstance(saved, dict) and saved.get("data_dir"):
         data_dir = saved["data_dir"]
-    data = load_dataset(name, data_dir, experiment_root=experiment.root)
+    data = load_dataset(
+        name, data_dir, experiment_root=experiment.root, holdout=hparams.dataset.holdout
+    )
     if isinstance(saved, dict):
         check_same_data(saved, data, experiment.root)
     check_classes(experiment, data)

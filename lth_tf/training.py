@@ -52,7 +52,9 @@ class Evaluation:
     """Validation and test metrics at one iteration; test ones are NaN where not measured.
 
     :class:`lth_tf.loop.EvaluateEvery` measures the test split only where a result needs it (the
-    early stop, the round's last iteration), unless asked for it at every evaluation.
+    early stop, the round's last iteration), unless asked for it at every evaluation. Without a
+    validation split (``--holdout=0``) the validation metrics are NaN and the test split is
+    measured at every evaluation.
     """
 
     iteration: int
@@ -422,18 +424,20 @@ class Trainer:
             self.xla_evaluation = jit_compile and xla_is_faster(self.pruned.unwrapped, False)
             self._eval_step = tf.function(self._replica_eval_step, jit_compile=self.xla_evaluation)
             measure = tf.function(self._evaluate_on_device)
-            return {
+            splits = {
                 "val": DeviceSplit(measure, data.val_images, data.val_labels),
                 "test": DeviceSplit(measure, data.test_images, data.test_labels),
             }
+            return {k: v for k, v in splits.items() if k != "val" or self.has_validation}
         # Not XLA: it refuses variables placed on another replica's device here.
         self.xla_evaluation = False
         self._eval_step = tf.function(self._replica_eval_step)
         measure = tf.function(self._evaluate_distributed)
-        return {
+        splits = {
             "val": DistributedSplit(measure, strategy, data.val_images, data.val_labels),
             "test": DistributedSplit(measure, strategy, data.test_images, data.test_labels),
         }
+        return {k: v for k, v in splits.items() if k != "val" or self.has_validation}
 
     def _training_batches(
         self, jit_train: bool, whole_chunk: bool
@@ -657,9 +661,16 @@ class Trainer:
         """(mean loss, accuracy) over the whole ``val`` or ``test`` split."""
         return self._splits[split].measure()
 
+    @property
+    def has_validation(self) -> bool:
+        """Whether the data has a validation split (``--holdout=0`` leaves none)."""
+        return len(self.data.val_labels) > 0
+
     def evaluate(self, iteration: int, test: bool = True) -> Evaluation:
-        """Validation metrics, and test metrics unless ``test`` is False (then NaN)."""
-        val_loss, val_accuracy = self.evaluate_split("val")
+        """Validation metrics (NaN without a validation split), and test metrics unless ``test``
+        is False (then NaN)."""
+        no_val = (math.nan, math.nan)
+        val_loss, val_accuracy = self.evaluate_split("val") if self.has_validation else no_val
         test_loss, test_accuracy = self.evaluate_split("test") if test else (math.nan, math.nan)
         return Evaluation(iteration, val_loss, val_accuracy, test_loss, test_accuracy)
 

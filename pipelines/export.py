@@ -24,7 +24,8 @@ flags.DEFINE_string(
     "round",
     "best",
     "Round to export: a number, or 'best' (the sparsest round whose early-stop test accuracy "
-    "is within --tolerance of round 0's).",
+    "is within --tolerance of round 0's; the end of training's without a validation split, "
+    "--holdout=0).",
 )
 flags.DEFINE_float("tolerance", 0.5, "For --round=best: accuracy points below round 0 allowed.")
 flags.DEFINE_string("output_dir", "saved_models", "Exports go to <output_dir>/<experiment>/.")

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from lth_tf import io
-from lth_tf.data.sources import ImageDataset
+from lth_tf.config import HOLDOUT_AUTO
+from lth_tf.data.sources import ImageDataset, held_out_count
 from lth_tf.errors import LthError
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -48,7 +49,8 @@ MAX_NAME_LENGTH = 1000
 # compresses 2-20x; more is a decompression bomb. Arrays saved uncompressed (np.savez) never are.
 MAX_INFLATION = 200
 INFLATION_FLOOR = 64 << 20
-# Held out of train when no x_val/y_val are given: 10%, at most the paper's 5,000.
+# Held out of train when no x_val/y_val are given and --holdout=auto: 10%, at most the paper's
+# 5,000.
 MAX_VALIDATION_EXAMPLES = 5000
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 0
@@ -66,7 +68,11 @@ def validation_count(num_train: int) -> int:
 
 
 def dataset_from_arrays(
-    name: str, arrays: Mapping[str, Any], source: str, provenance: dict[str, Any]
+    name: str,
+    arrays: Mapping[str, Any],
+    source: str,
+    provenance: dict[str, Any],
+    holdout: str = HOLDOUT_AUTO,
 ) -> ImageDataset:
     """Checks `arrays` and builds the dataset; `source` prefixes every error message.
 
@@ -77,9 +83,10 @@ def dataset_from_arrays(
     label + 1 (at least 2). Labels that are class names (str, bytes, bool: every split of one
     type) become indices in the sorted order of the distinct names (train, val and test
     together; a val or test name that train lacks is refused); the dataset's ``classes`` holds
-    them, and is None for class indices. Without x_val/y_val, :func:`validation_count`
-    training examples are held out: the first of ``np.random.default_rng(0).permutation(
-    n_train)``, in that order; the rest keep their order. The returned provenance is
+    them, and is None for class indices. Without x_val/y_val, ``holdout`` training examples
+    (``"auto"``: :func:`validation_count`; ``"0"``: none, no validation split) are held out: the
+    first of ``np.random.default_rng(0).permutation(n_train)``, in that order; the rest keep
+    their order. With them, ``holdout`` changes nothing. The returned provenance is
     `provenance` plus "validation" and "num_classes".
 
     >>> x, y = np.zeros((20, 2, 2), np.uint8), np.eye(3)[np.arange(20) % 3]
@@ -124,13 +131,7 @@ def dataset_from_arrays(
         val_x, val_y = images["val"], labels["val"]
     else:
         num_train = len(labels["train"])
-        held_out = validation_count(num_train)
-        if held_out >= num_train:
-            raise LthError(
-                f"{source}: x_train has {num_train} example(s), and holding out {held_out} for "
-                "validation would leave none to train on; give more training examples or "
-                "x_val/y_val"
-            )
+        held_out = held_out_count(holdout, num_train, validation_count(num_train), source)
         order = np.random.default_rng(VALIDATION_SEED).permutation(num_train)
         val_index, train_index = order[:held_out], np.sort(order[held_out:])
         train_x, train_y = images["train"][train_index], labels["train"][train_index]
@@ -582,7 +583,7 @@ def split_arrays(data: ImageDataset) -> dict[str, Any]:
     def labels(indices: np.ndarray) -> np.ndarray:
         return indices if data.classes is None else np.asarray(data.classes)[indices]
 
-    return {
+    splits = {
         "x_train": data.train_images,
         "y_train": labels(data.train_labels),
         "x_val": data.val_images,
@@ -590,4 +591,8 @@ def split_arrays(data: ImageDataset) -> dict[str, Any]:
         "x_test": data.test_images,
         "y_test": labels(data.test_labels),
     }
+    if not len(data.val_labels):
+        # --holdout=0: no validation split; an empty x_val would be refused on loading.
+        del splits["x_val"], splits["y_val"]
+    return splits
 

@@ -3,13 +3,14 @@
 Built-in (mnist, fashion_mnist, cifar10): raw files (IDX for MNIST/Fashion-MNIST, the binary
 version for CIFAR-10) are looked for in ``data_dir``, ``data_dir/<name>`` and known system
 locations, so the tool works offline; TFDS is the fallback. Either way the last 5,000 training
-examples are held out as the validation set the paper uses for early stopping.
+examples are held out as the validation set the paper uses for early stopping (``--holdout``:
+another count of them, or none).
 
 The user's own: ``npz:PATH`` (arrays x_train, y_train, x_test, y_test, optional x_val, y_val),
 ``tfds:NAME[:VERSION]`` (any TFDS dataset with supervised keys) and ``arrays:FINGERPRINT``
 (arrays a Python caller passed in memory, saved as ``<experiment>/data.npz``). All three go
 through :func:`lth_tf.data.arrays.dataset_from_arrays`, which checks them and holds out a
-validation set when none is given.
+validation set when none is given (``--holdout``, :func:`held_out_count`).
 
 >>> ds = load_dataset("fashion_mnist")  # Debian's dataset-fashion-mnist, no network needed
 >>> ds.train_images.shape, ds.val_images.shape, ds.test_images.shape, ds.input_shape
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lth_tf.config import DatasetHparams, flag_of
+from lth_tf.config import HOLDOUT_AUTO, DatasetHparams, flag_of
 from lth_tf.data import cifar10_binary, idx, tfds_source
 from lth_tf.errors import LthError
 
@@ -123,10 +124,14 @@ def check_dataset_name(text: str) -> str:
 
 
 def load_dataset(
-    name: str, data_dir: str | None = None, experiment_root: str | os.PathLike | None = None
+    name: str,
+    data_dir: str | None = None,
+    experiment_root: str | os.PathLike | None = None,
+    holdout: str = HOLDOUT_AUTO,
 ) -> ImageDataset:
     """Loads dataset `name`: a built-in one, ``npz:PATH``, ``tfds:NAME[:VERSION]`` or
-    ``arrays:FINGERPRINT``.
+    ``arrays:FINGERPRINT``, holding out ``holdout`` training examples (:func:`held_out_count`)
+    as its validation split when it has none of its own.
 
     Built-in datasets come from raw files in `data_dir` or system locations, else TFDS;
     ``tfds:`` datasets from a prepared copy in `data_dir` (TFDS's default when None), else a
@@ -141,9 +146,9 @@ def load_dataset(
     check_dataset_name(name)
     kind, _, rest = name.partition(":")
     if kind == "npz":
-        return _load_npz(name, rest)
+        return _load_npz(name, rest, holdout)
     if kind == "arrays":
-        return _load_saved_arrays(name, rest, experiment_root)
+        return _load_saved_arrays(name, rest, experiment_root, holdout)
     if data_dir is not None:
         data_dir = os.path.expanduser(data_dir)
         if not os.path.isdir(data_dir):
@@ -153,7 +158,7 @@ def load_dataset(
                 "(or a TFDS data dir), or leave it out to use the system and TFDS locations"
             )
     if kind == "tfds":
-        return _load_tfds_spec(name, rest, data_dir)
+        return _load_tfds_spec(name, rest, data_dir, holdout)
 
     searched = _raw_dirs(name, data_dir)
     pickle_dirs: list[Path] = []
@@ -163,20 +168,41 @@ def load_dataset(
         if name == "cifar10":
             if cifar10_binary.find_binary_files(directory) is not None:
                 arrays = cifar10_binary.load_cifar10_dir(directory)
-                return _make_dataset(name, arrays, f"CIFAR-10 binary files in {directory}")
+                source = f"CIFAR-10 binary files in {directory}"
+                return _make_dataset(name, arrays, source, holdout)
             if cifar10_binary.has_pickle_version(directory):
                 pickle_dirs.append(directory)
         elif idx.find_idx_files(directory) is not None:
             train_x, train_y, test_x, test_y = idx.load_idx_dir(directory)
             # IDX images are [N, H, W]; give greyscale its channel axis.
             arrays = (train_x[..., np.newaxis], train_y, test_x[..., np.newaxis], test_y)
-            return _make_dataset(name, arrays, f"IDX files in {directory}")
+            return _make_dataset(name, arrays, f"IDX files in {directory}", holdout)
 
     try:
         arrays, source = tfds_source.load_tfds(name, data_dir)
     except tfds_source.NotAvailable as missing:
         raise LthError(_nothing_found_message(name, searched, pickle_dirs, missing)) from None
-    return _make_dataset(name, arrays, source)
+    return _make_dataset(name, arrays, source, holdout)
+
+
+def held_out_count(holdout: str, num_train: int, auto: int, source: str) -> int:
+    """How many of ``num_train`` training examples ``--holdout`` holds out as the validation
+    split: ``auto`` (the source's own rule) for ``"auto"``, else the count. At least one must be
+    left to train on, else the LthError says what to do.
+
+    >>> held_out_count("auto", 60000, 5000, "mnist"), held_out_count("0", 50000, 5000, "cifar10")
+    (5000, 0)
+    """
+    count = auto if holdout == HOLDOUT_AUTO else int(holdout)
+    if count >= num_train:
+        flag = flag_of(DatasetHparams, "holdout")
+        raise LthError(
+            f"{source}: {flag}={holdout} holds out {count} of the {num_train} training "
+            f"example(s) for validation, which leaves none to train on; give at most "
+            f"{flag}={num_train - 1} ({flag}=0: no validation split), more training examples, "
+            "or a validation split of the dataset's own (x_val/y_val)"
+        )
+    return count
 
 
 def _raw_dirs(name: str, data_dir: str | None) -> list[Path]:
@@ -234,8 +260,10 @@ def _make_dataset(
     name: str,
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     source: str,
+    holdout: str = HOLDOUT_AUTO,
 ) -> ImageDataset:
-    """Checks shapes and labels, then splits the last VALIDATION_EXAMPLES off train."""
+    """Checks shapes and labels, then splits the last ``holdout`` examples (auto:
+    VALIDATION_EXAMPLES) off train."""
     train_x, train_y, test_x, test_y = arrays
     expected = _IMAGE_SHAPES[name]
     for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "test")):
@@ -253,14 +281,14 @@ def _make_dataset(
                 f"{source}: {split} labels range {labels.min()}..{labels.max()}, expected "
                 f"0..{_NUM_CLASSES - 1} for {name}; is this the right dataset?"
             )
-    if len(train_y) <= VALIDATION_EXAMPLES:
+    if holdout == HOLDOUT_AUTO and len(train_y) <= VALIDATION_EXAMPLES:
         raise LthError(
             f"{source}: the {name} train split has only {len(train_y)} examples, but its last "
             f"{VALIDATION_EXAMPLES} are held out for validation; use the full dataset"
         )
     if len(test_y) == 0:
         raise LthError(f"{source}: the {name} test split is empty; use the full dataset")
-    split = len(train_y) - VALIDATION_EXAMPLES
+    split = len(train_y) - held_out_count(holdout, len(train_y), VALIDATION_EXAMPLES, source)
     splits = {
         "x_train": train_x[:split],
         "y_train": train_y[:split].astype(np.int64),
@@ -303,18 +331,18 @@ def _builtin_provenance(name: str, source: str, splits: dict[str, np.ndarray]) -
     }
 
 
-def _load_npz(spec: str, path_text: str) -> ImageDataset:
+def _load_npz(spec: str, path_text: str, holdout: str) -> ImageDataset:
     """``npz:PATH``: the arrays in one npz file, relative paths from the working directory."""
     from lth_tf.data import arrays
 
     path = os.path.abspath(os.path.expanduser(path_text))
     values, sha256 = arrays.read_npz(path, spec)
     provenance = {"kind": "npz", "path": path, "sha256": sha256}
-    return arrays.dataset_from_arrays(spec, values, f"{spec} ({path})", provenance)
+    return arrays.dataset_from_arrays(spec, values, f"{spec} ({path})", provenance, holdout)
 
 
 def _load_saved_arrays(
-    spec: str, fingerprint: str, experiment_root: str | os.PathLike | None
+    spec: str, fingerprint: str, experiment_root: str | os.PathLike | None, holdout: str
 ) -> ImageDataset:
     """``arrays:FINGERPRINT``: the arrays a Python caller passed, saved in the experiment."""
     from lth_tf.data import arrays
@@ -338,17 +366,17 @@ def _load_saved_arrays(
             "experiment's data.npz, or start a new --experiment_name"
         )
     provenance = {"kind": "arrays", "path": str(path.resolve()), "fingerprint": found}
-    return arrays.dataset_from_arrays(spec, values, f"{spec} ({path})", provenance)
+    return arrays.dataset_from_arrays(spec, values, f"{spec} ({path})", provenance, holdout)
 
 
-def _load_tfds_spec(spec: str, rest: str, data_dir: str | None) -> ImageDataset:
+def _load_tfds_spec(spec: str, rest: str, data_dir: str | None, holdout: str) -> ImageDataset:
     """``tfds:NAME[:VERSION]``: any TFDS dataset with supervised keys."""
     from lth_tf.data import arrays
 
     name, _, version = rest.partition(":")
     values, provenance = tfds_source.load_tfds_arrays(name, version or None, data_dir, spec)
     source = f"TFDS {name} {provenance['version']} in {provenance['data_dir']}"
-    return arrays.dataset_from_arrays(spec, values, source, provenance)
+    return arrays.dataset_from_arrays(spec, values, source, provenance, holdout)
 
 
 def check_same_data(

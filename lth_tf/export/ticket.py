@@ -4,7 +4,7 @@ NumPy only: a pipeline checks its input here before TensorFlow starts.
 
 >>> ticket = open_ticket("runs/quickstart", "best")  # doctest: +SKIP
 >>> ticket.round, ticket.selection  # doctest: +SKIP
-(10, 'round 10: the sparsest round whose early-stop test accuracy ...')
+(10, 'round 10: the sparsest finished round whose test accuracy (at early stop, or ...')
 """
 
 from __future__ import annotations
@@ -76,14 +76,15 @@ def parse_round(text: str | int) -> int | str:
 
 
 def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, str]:
-    """The sparsest round whose early-stop test accuracy is within ``tolerance`` points of
-    round 0's, and a sentence saying why.
+    """The sparsest round whose test accuracy (at its early stop; at the end of training
+    without a validation split: :attr:`RoundResult.reported_accuracy`) is within ``tolerance``
+    points of round 0's, and a sentence saying why.
 
     >>> from types import SimpleNamespace as Row
     >>> rows = [
-    ...     Row(round=0, percent_remaining=100.0, early_stop_test_accuracy=0.90),
-    ...     Row(round=1, percent_remaining=80.0, early_stop_test_accuracy=0.897),
-    ...     Row(round=2, percent_remaining=64.0, early_stop_test_accuracy=0.89),
+    ...     Row(round=0, percent_remaining=100.0, reported_accuracy=0.90),
+    ...     Row(round=1, percent_remaining=80.0, reported_accuracy=0.897),
+    ...     Row(round=2, percent_remaining=64.0, reported_accuracy=0.89),
     ... ]
     >>> choose_best_round(rows, tolerance=0.5)[0]
     1
@@ -93,18 +94,17 @@ def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, s
     by_round = {row.round: row for row in rows}
     if 0 not in by_round:
         raise LthError("round 0 has not finished, so no round can be compared with it")
-    dense = by_round[0].early_stop_test_accuracy
+    dense = by_round[0].reported_accuracy
     # A 1e-9 slack: accuracies are fractions of a test set, tolerances are decimal points.
     within = [
-        row
-        for row in by_round.values()
-        if row.early_stop_test_accuracy >= dense - tolerance / 100 - 1e-9
+        row for row in by_round.values() if row.reported_accuracy >= dense - tolerance / 100 - 1e-9
     ]
     best = min(within, key=lambda row: (row.percent_remaining, -row.round))
     chosen = best.round
     reason = (
-        f"round {chosen}: the sparsest finished round whose early-stop test accuracy "
-        f"({100 * best.early_stop_test_accuracy:.2f}%) is within {tolerance:g} points "
+        f"round {chosen}: the sparsest finished round whose test accuracy (at early stop, or "
+        f"at the end of training without a validation split) "
+        f"({100 * best.reported_accuracy:.2f}%) is within {tolerance:g} points "
         f"of round 0's ({100 * dense:.2f}%); {best.percent_remaining:.2f}% of "
         "weights remain"
     )
@@ -114,7 +114,7 @@ def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, s
     )
     if sparser:
         missed = ", ".join(
-            f"{r.round} ({100 * r.early_stop_test_accuracy:.2f}%)" for r in sparser
+            f"{r.round} ({100 * r.reported_accuracy:.2f}%)" for r in sparser
         )
         reason += f"; sparser rounds fall short: {missed}"
     return chosen, reason

@@ -1,4 +1,10 @@
-"""The paper's figures: test accuracy and early-stop iteration against percent of weights remaining.
+"""The paper's figures: test accuracy and iterations to early stop against percent of weights
+remaining.
+
+The iterations are those a round had trained at its early stop, counted from its start (the
+rewind point for rewound rounds), as the LTH paper plots them. Rounds without a validation split
+(``--holdout=0``) have no early stop: their accuracy is the end of training's, and they have no
+point on the iterations panel.
 
 As in Frankle & Carbin (2019), the x axis is logarithmic and the percentage decreases to the
 right, so each IMP round is one step to the right, evenly spaced for a constant prune rate.
@@ -45,6 +51,10 @@ class Curve:
     """One experiment's results (or one group's means), one point per finished round, at ``x``:
     percent of weights remaining, or the column the figure's ``x_axis`` names.
 
+    ``reported_accuracy`` is the test accuracy at the early stop (at the end of training for a
+    round without one, :attr:`RoundResult.reported_accuracy`); ``early_stop_trained`` the
+    iterations trained to the early stop (NaN without one).
+
     ``final_test_accuracy``, when given, is drawn dashed beside the accuracy at early stop.
     ``accuracy_band`` and ``iteration_band`` (lows, highs) are drawn shaded around a group's
     mean line, whose legend then says so, with the group's size ``n``.
@@ -52,8 +62,8 @@ class Curve:
 
     label: str
     x: tuple[float, ...]
-    early_stop_test_accuracy: tuple[float, ...]
-    early_stop_iteration: tuple[float, ...]
+    reported_accuracy: tuple[float, ...]
+    early_stop_trained: tuple[float, ...]
     final_test_accuracy: tuple[float, ...] | None = None
     accuracy_band: Band | None = None
     iteration_band: Band | None = None
@@ -70,13 +80,14 @@ class Curve:
         """From an experiment's results, in round order."""
 
         def column(name: str) -> tuple[float, ...]:
-            return tuple(float(getattr(row, name)) for row in rows)
+            values = [getattr(row, name) for row in rows]
+            return tuple(math.nan if value is None else float(value) for value in values)
 
         return cls(
             label=label,
             x=column(x_axis),
-            early_stop_test_accuracy=column("early_stop_test_accuracy"),
-            early_stop_iteration=column("early_stop_iteration"),
+            reported_accuracy=column("reported_accuracy"),
+            early_stop_trained=column("early_stop_trained"),
             final_test_accuracy=column("test_accuracy") if with_final else None,
         )
 
@@ -104,6 +115,7 @@ def sparsity_figure(
         raise ValueError(f"format {format!r}: choose one of {', '.join(FORMATS)}")
     alone = len(curves) == 1
     finals = any(curve.final_test_accuracy is not None for curve in curves)
+    stops = any(not math.isnan(i) for curve in curves for i in curve.early_stop_trained)
     figure = Figure(figsize=(11, 4.3), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     accuracy_axes, iteration_axes = figure.subplots(1, 2)
@@ -118,7 +130,7 @@ def sparsity_figure(
         x = curve.x
         accuracy_axes.plot(
             x,
-            [100 * a for a in curve.early_stop_test_accuracy],
+            [100 * a for a in curve.reported_accuracy],
             label="at early stop" if alone and curve.accuracy_band is None else curve.legend,
             **style,
         )
@@ -142,7 +154,7 @@ def sparsity_figure(
                 alpha=0.7,
                 label="at end of training" if alone else f"{curve.label}, end of training",
             )
-        iteration_axes.plot(x, curve.early_stop_iteration, label=curve.legend, **style)
+        iteration_axes.plot(x, curve.early_stop_trained, label=curve.legend, **style)
         if curve.iteration_band is not None:
             low, high = curve.iteration_band
             iteration_axes.fill_between(x, low, high, color=style["color"], alpha=0.18, linewidth=0)
@@ -153,7 +165,11 @@ def sparsity_figure(
             "test accuracy (%)",
             "Test accuracy" + ("" if finals else " at early stop"),
         ),
-        (iteration_axes, "iteration (minimum validation loss)", "Early-stop iteration"),
+        (
+            iteration_axes,
+            "iterations trained to early stop\n(from the rewind point; min. validation loss)",
+            "Early stop" + ("" if stops else " (none: no validation split)"),
+        ),
     ):
         axes.set_xscale("log")
         axes.xaxis.set_major_locator(FixedLocator(ticks))

@@ -28,8 +28,17 @@ from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir, RoundResult, read_s
 from lth_tf.monitoring.figures import FORMATS, X_AXES, Curve, sparsity_figure
 
 REPORT_COLUMNS = ["experiment", "label", *RESULT_COLUMNS]
-# What a replicate group's CSV row aggregates, each as mean, std, min and max over its seeds.
-AGGREGATED = ("percent_remaining", "early_stop_test_accuracy", "early_stop_iteration")
+# What a replicate group's CSV row aggregates, each as mean, std, min and max over its seeds:
+# the accuracy the figure draws (at early stop, else at the end of training), and the
+# iterations trained to early stop (from the round's start: what the figure draws) beside the
+# global early-stop iteration.
+AGGREGATED = (
+    "percent_remaining",
+    "reported_accuracy",
+    "early_stop_test_accuracy",
+    "early_stop_trained",
+    "early_stop_iteration",
+)
 STATISTICS = ("mean", "std", "min", "max")
 
 
@@ -243,7 +252,8 @@ def _group_rows(
     label: str, group: Sequence[ExperimentResults], aggregated: Sequence[str] = AGGREGATED
 ) -> list[dict[str, Any]]:
     """One CSV row per round: each aggregated quantity's statistics over the group's
-    experiments that finished that round (std is the sample's, 0 for one experiment)."""
+    experiments that finished that round (std is the sample's, 0 for one experiment); empty
+    where none of them has it (no early stop without a validation split)."""
     rounds = sorted({row.round for experiment in group for row in experiment.rows})
     rows = []
     for pruning_round in rounds:
@@ -252,7 +262,10 @@ def _group_rows(
         ]
         values: dict[str, Any] = {"label": label, "round": pruning_round, "n": len(found)}
         for quantity in aggregated:
-            numbers = [float(getattr(row, quantity)) for row in found]
+            numbers = [float(v) for row in found if (v := getattr(row, quantity)) is not None]
+            if not numbers:
+                values |= {f"{quantity}_{statistic}": None for statistic in STATISTICS}
+                continue
             mean = sum(numbers) / len(numbers)
             spread = sum((x - mean) ** 2 for x in numbers) / max(len(numbers) - 1, 1)
             values |= {
@@ -268,18 +281,15 @@ def _group_rows(
 
 def _group_curve(label: str, rows: Sequence[dict[str, Any]], n: int, x_axis: str) -> Curve:
     def column(name: str) -> tuple[float, ...]:
-        return tuple(float(row[name]) for row in rows)
+        return tuple(math.nan if row[name] is None else float(row[name]) for row in rows)
 
     return Curve(
         label=legend_label(label),
         x=column(f"{x_axis}_mean"),
-        early_stop_test_accuracy=column("early_stop_test_accuracy_mean"),
-        early_stop_iteration=column("early_stop_iteration_mean"),
-        accuracy_band=(
-            column("early_stop_test_accuracy_min"),
-            column("early_stop_test_accuracy_max"),
-        ),
-        iteration_band=(column("early_stop_iteration_min"), column("early_stop_iteration_max")),
+        reported_accuracy=column("reported_accuracy_mean"),
+        early_stop_trained=column("early_stop_trained_mean"),
+        accuracy_band=(column("reported_accuracy_min"), column("reported_accuracy_max")),
+        iteration_band=(column("early_stop_trained_min"), column("early_stop_trained_max")),
         n=n,
     )
 

@@ -6,11 +6,14 @@ run            step         what
 ``round_NN``   iteration    ``train/loss``, ``train/accuracy`` (mean over each compiled chunk
                             of iterations); ``val/loss``, ``val/accuracy`` at every evaluation;
                             ``test/loss``, ``test/accuracy`` where measured (the early stop and
-                            the last iteration, logged at the round's end)
+                            the last iteration, logged at the round's end; every evaluation
+                            without a validation split)
 ``summary``    round        ``round/percent_remaining``, ``round/test_accuracy`` (end of
                             training), ``round/early_stop_iteration``,
-                            ``round/early_stop_test_accuracy``, ``round/val_loss_min``
-                            (channel tickets also ``round/channels_conv``,
+                            ``round/early_stop_test_accuracy``, ``round/val_loss_min``,
+                            ``round/early_stop_trained`` (none of the four without a
+                            validation split, ``--holdout=0``) (channel tickets also
+                            ``round/channels_conv``,
                             ``round/channels_fc``, ``round/shrunk_parameters``,
                             ``round/shrunk_multiply_adds``: counts;
                             ``--prune_for=xnnpack`` also ``round/xnnpack_1x1_zeros``, a
@@ -84,6 +87,7 @@ SUMMARY_FIELDS = (
     "early_stop_iteration",  # iterations
     "early_stop_test_accuracy",  # fraction
     "val_loss_min",
+    "early_stop_trained",  # iterations, from the round's start (its rewind point)
 )
 # Channel tickets' columns (counts), logged where a round has them.
 CHANNEL_FIELDS = ("channels_conv", "channels_fc", "shrunk_parameters", "shrunk_multiply_adds")
@@ -288,12 +292,13 @@ class TensorBoardMonitor(ImpObserver):
         summary, layers = self._runs[SUMMARY_RUN], self._runs[LAYERS_RUN]
         for row in rows:
             step = row.round
+            # A round without a validation split has no early stop: its early-stop scalars are
+            # absent, not zero.
             summary.scalars(
                 step,
-                {SUMMARY_PREFIX + field: float(getattr(row, field)) for field in SUMMARY_FIELDS}
-                | {
+                {
                     SUMMARY_PREFIX + field: float(getattr(row, field))
-                    for field in CHANNEL_FIELDS + XNNPACK_FIELDS
+                    for field in SUMMARY_FIELDS + CHANNEL_FIELDS + XNNPACK_FIELDS
                     if getattr(row, field) is not None
                 },
             )

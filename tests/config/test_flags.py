@@ -62,6 +62,8 @@ EXAMPLES = {
     "data_order": ("lenet300_100", "fixed", "fixed"),
     # The stabilizing recipe's deep nets start uniform; lenet has no batch norm.
     "batchnorm_init": ("resnet20", "fixed", "fixed"),
+    # The stabilizing recipe holds out none (0); one spelling of a count.
+    "holdout": ("resnet20", "01000", "1000"),
 }
 
 # --prune_for=xnnpack without --prune_rates raises the conv rate to XNNPACK_CONV_RATE.

@@ -166,6 +166,7 @@ def test_summary_run_has_one_point_per_round_of_every_result(monitored):
         "round/early_stop_iteration",
         "round/early_stop_test_accuracy",
         "round/val_loss_min",
+        "round/early_stop_trained",
     )
     for field, tag in zip(SUMMARY_FIELDS, SUMMARY_TAGS, strict=True):
         assert steps(run[tag]) == [0, 1, 2], tag

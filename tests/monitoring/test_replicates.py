@@ -22,7 +22,8 @@ PERCENTS = (100.0, 80.04)
 
 def fake_experiment(root, name, seed, rewind="0it", control="none", accuracies=(0.9, 0.8)):
     """An experiment directory with two finished rounds of these early-stop accuracies;
-    early-stop iterations are 1000 times the accuracy, so they differ with it."""
+    early-stop iterations (and iterations trained to them) are 1000 times the accuracy, so they
+    differ with it."""
     hparams = lenet_hparams(rewind=rewind, training={"seed": seed})
     if control != "none":
         hparams = dataclasses.replace(hparams, branch=BranchHparams(control, f"p{seed}", 0))
@@ -43,6 +44,7 @@ def fake_experiment(root, name, seed, rewind="0it", control="none", accuracies=(
                 0.4,
                 100,
                 1.0,
+                early_stop_trained=round(1000 * accuracy),
             )
         )
     return experiment.root
@@ -112,7 +114,7 @@ def test_the_figure_draws_each_groups_mean_with_its_min_max_band(sweep_like, tmp
     assert drawn["kwargs"]["format"] == "pdf"
     reinit = curves["rewind to 0it, random reinit"]
     assert reinit.legend == "rewind to 0it, random reinit (mean, band min\u2013max, n=2)"
-    assert reinit.early_stop_test_accuracy == pytest.approx((0.9, 0.55))
+    assert reinit.reported_accuracy == pytest.approx((0.9, 0.55))
     low, high = reinit.accuracy_band
     assert (low, high) == (pytest.approx((0.9, 0.5)), pytest.approx((0.9, 0.6)))
     assert reinit.iteration_band == ((900, 500), (900, 600))
