@@ -22,9 +22,12 @@ from tests.helpers import (
 
 @pytest.fixture(scope="module")
 def lth_experiment(tmp_path_factory, mnist_data):
-    """Rounds 0 and 1 of 40 iterations, rewinding to iteration 0 (the LTH)."""
+    """Rounds 0 and 1 of 40 iterations, rewinding to iteration 0 (the LTH); round 1 replays
+    round 0's batches (--data_order=fixed), so copy 0 retrains it exactly."""
     root = tmp_path_factory.mktemp("stability_cli")
-    hparams = lenet_hparams(iterations="40it", eval_every="20it", rewind="0it")
+    hparams = lenet_hparams(
+        iterations="40it", eval_every="20it", rewind="0it", training={"data_order": "fixed"}
+    )
     return run_imp(hparams, root, "lth", QUIET, data=mnist_data)
 
 
@@ -76,7 +79,10 @@ def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
 def test_pipeline_across_experiments_each_at_its_own_rewind_point(
     lth_experiment, idx_dir, mnist_data, tmp_path
 ):
-    hparams = lenet_hparams(iterations="40it", eval_every="20it", rewind="10it")
+    # As lth_experiment's, but for the rewind point: a sweep's experiments differ in it alone.
+    hparams = lenet_hparams(
+        iterations="40it", eval_every="20it", rewind="10it", training={"data_order": "fixed"}
+    )
     rewound = run_imp(hparams, tmp_path, "rewound", QUIET, data=mnist_data).root
     output = tmp_path / "figures" / "own"
     result = run_pipeline(
