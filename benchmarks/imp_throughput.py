@@ -6,23 +6,31 @@ Measures, in one process, on the same in-memory ``tf.data`` stream
 ==================  ==========================================================================
 ``fit``             plain ``tf_keras`` ``fit`` of the unwrapped model, default settings
 ``fit_xla``         the same with ``jit_compile=True`` and ``steps_per_execution``
-``imp_round``       one IMP training round of this project at about 90% sparsity (XLA, the
+``imp_round``       one IMP training round of this project at about 90% sparsity, as a run
+                    trains it (``--jit_compile=auto``: XLA if it times faster here; the
                     TF-MOT-wrapped model, masked gradients, the unwrapped forward pass)
 ``imp_round_remask``  the same with TF-MOT's own per-call re-masking: what the wrapper costs
-``imp_round_per_step``  ``imp_round`` with one XLA program per step instead of one per chunk
+``imp_round_per_step``  ``imp_round`` under XLA with one program per step, not one per chunk
 ``overhead``        wall time of a whole short IMP run (evaluations, mask updates, rewinding,
                     checkpoints, TensorBoard logs) / the sum of its rounds' training time
 ==================  ==========================================================================
 
-Each throughput is the median over ``--repeats`` timed runs of ``--steps`` iterations, after
-one untimed warm-up run that traces and compiles. The table is printed and written as JSON.
+Each throughput is the median over ``--repeats`` timed runs of ``--steps`` iterations (by
+default as many as take about ``--seconds``), after one untimed warm-up run that traces and
+compiles. ``--model`` takes several models, comma-separated: each gets its table, then one
+summary compares every model's IMP round with its best plain ``fit`` (XLA on or off); each
+model's figures are written as JSON.
 
-Run: ``python -m benchmarks.imp_throughput --model=lenet300_100 --dataset=fashion_mnist``.
+Run: ``python -m benchmarks.imp_throughput`` (lenet300_100, resnet20 and a MobileNetV2-style
+net on Fashion-MNIST, batch 128 for the conv nets), or one model:
+``python -m benchmarks.imp_throughput --model=lenet300_100 --only=fit,fit_xla,imp_round``.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,13 +51,29 @@ MEASUREMENTS = (
     "overhead",
 )
 
-flags.DEFINE_string("model", "lenet300_100", "Model to benchmark.")
+flags.DEFINE_string(
+    "model",
+    "lenet300_100,resnet20,tests.user_model:mobilenet_v2_style",
+    "Models to benchmark, comma-separated (what pipelines.imp's --model takes).",
+)
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset (loaded as pipelines.imp loads it).")
 flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
-flags.DEFINE_integer("batch_size", None, "Global batch size (default: the model's paper value).")
-flags.DEFINE_integer("steps", 2000, "Training iterations per timed run.")
+flags.DEFINE_integer(
+    "batch_size",
+    None,
+    "Global batch size (default: the model's paper value; 128 for a model without one).",
+)
+flags.DEFINE_integer(
+    "steps", None, "Training iterations per timed run (default: about --seconds' worth)."
+)
+flags.DEFINE_float("seconds", 8.0, "Length of a timed run when --steps is not given.")
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement; the median is reported.")
 flags.DEFINE_integer("steps_per_execution", 100, "Iterations per compiled call (fit_xla, IMP).")
+common.define_jit_compile(
+    "XLA for the IMP rounds (fit_xla is always XLA, fit never): auto (the default) decides as "
+    "a paper-length run would, by timing both; --jit_compile or --nojit_compile force it."
+)
+flags.declare_key_flag("jit_compile")
 flags.DEFINE_float("remaining", 0.1, "Fraction of weights left for the IMP round (about 0.1).")
 flags.DEFINE_integer("overhead_rounds", 10, "Rounds after round 0 in the overhead run.")
 flags.DEFINE_string("overhead_iterations", "2ep", "Training length per overhead round.")
@@ -71,22 +95,32 @@ flags.DEFINE_string(
     "IMP as --mixed_precision does). Default: float32.",
 )
 flags.DEFINE_string(
-    "output", None, "JSON file (default: benchmarks/results/<model>-<dataset>-<device>.json)."
+    "output",
+    None,
+    "JSON file (default: benchmarks/results/<model>-<dataset>-<device>.json); with several "
+    "models, {model} in it stands for each.",
 )
 
 
 
 def median_images_per_second(
-    run: Callable[[int], None], steps: int, batch: int, repeats: int
+    run: Callable[[int], None], steps: int | None, batch: int, repeats: int
 ) -> dict:
-    """Runs ``run(steps)`` once untimed, then ``repeats`` timed; images/s of each timed run."""
-    run(min(steps, 200))
+    """Runs ``run`` once untimed, then ``repeats`` timed runs of ``steps`` iterations (None:
+    about ``--seconds`` of them, from the untimed run's pace); images/s of each timed run."""
+    warmup = min(steps or 20, 200)
+    run(warmup)
+    if steps is None:
+        began = time.perf_counter()
+        run(warmup)
+        pace = (time.perf_counter() - began) / warmup
+        steps = max(10, min(5000, round(FLAGS.seconds / pace)))
     rates = []
     for _ in range(repeats):
         began = time.perf_counter()
         run(steps)
         rates.append(steps * batch / (time.perf_counter() - began))
-    return {"images_per_second": statistics.median(rates), "runs": rates}
+    return {"images_per_second": statistics.median(rates), "runs": rates, "steps": steps}
 
 
 def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
@@ -119,6 +153,12 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
     return median_images_per_second(run, steps, training.batch_size, repeats)
 
 
+def paper_run_iterations(hparams, data) -> int:
+    """Iterations of the whole IMP run the hyperparameters describe (every round)."""
+    resolved = hparams.resolve(len(data.train_labels))
+    return resolved.iterations * (hparams.pruning.rounds + 1)
+
+
 def benchmark_imp_round(
     spec, data, hparams, steps, repeats, remask: bool, whole_chunk: bool = True
 ) -> dict:
@@ -132,12 +172,14 @@ def benchmark_imp_round(
         hparams,
         data,
         execution=Execution(
-            jit_compile=True,
+            # As a paper-length run decides (timed on the dense network); per step: XLA's.
+            jit_compile=FLAGS.jit_compile if whole_chunk else True,
             steps_per_execution=FLAGS.steps_per_execution,
             mixed_precision=FLAGS.mixed_precision,
             xla_whole_chunk=whole_chunk,
         ),
         remask_every_step=remask,
+        planned_iterations=paper_run_iterations(hparams, data),
     )
     pruned, trainer = built.pruned, built.trainer
     # The round whose fc sparsity leaves about --remaining of the weights.
@@ -161,6 +203,8 @@ def benchmark_imp_round(
     result = median_images_per_second(run, steps, hparams.training.batch_size, repeats)
     result["percent_remaining"] = percent_remaining(masks)
     result["pruned_weights_nonzero"] = pruned.pruned_nonzero()
+    result["xla_training"] = trainer.xla_training
+    result["xla_timing"] = trainer.xla_timing
     return result
 
 
@@ -206,9 +250,11 @@ def print_table(results: dict, baseline: float | None) -> None:
             rate = results[name]["images_per_second"]
             ratio = f"{rate / baseline:6.2f}x" if baseline else ""
             print(f"{name:<18} {rate:>10,.0f} {ratio:>7}")
-    if "fit_xla" in results and "imp_round" in results:
-        ratio = results["imp_round"]["images_per_second"] / results["fit_xla"]["images_per_second"]
-        print(f"imp_round / fit_xla: {ratio:.2f}x")
+    if "imp_round" in results:
+        timing = results["imp_round"]["xla_timing"] or {}
+        chosen = "with" if results["imp_round"]["xla_training"] else "without"
+        figures = ", ".join(f"{kind} {seconds:.3g} s/it" for kind, seconds in timing.items())
+        print(f"imp_round trains {chosen} XLA (--jit_compile=auto timed {figures})")
     if "overhead" in results:
         o = results["overhead"]
         print(
@@ -220,51 +266,48 @@ def print_table(results: dict, baseline: float | None) -> None:
         )
 
 
-@user_errors_as_one_line
-def main(argv: list[str]) -> None:
+def print_summary(every: dict[str, dict]) -> None:
+    """One line per model: its IMP round against its best plain ``fit`` (XLA on or off)."""
+    print(f"\n{'model':<40} {'fit':>8} {'fit_xla':>8} {'imp_round':>10} {'IMP / best fit':>15}")
+    for model, results in every.items():
+        rates = {name: results.get(name, {}).get("images_per_second") for name in MEASUREMENTS}
+        fits = [rate for rate in (rates["fit"], rates["fit_xla"]) if rate]
+        ratio = f"{rates['imp_round'] / max(fits):.2f}x" if fits and rates["imp_round"] else ""
+        cells = [f"{rates[n]:,.0f}" if rates[n] else "-" for n in ("fit", "fit_xla", "imp_round")]
+        print(f"{model:<40} {cells[0]:>8} {cells[1]:>8} {cells[2]:>10} {ratio:>15}")
+    print("(images per second; IMP / best fit above 1.00x: the IMP round trains faster)")
+
+
+def benchmark_model(model: str, only: list[str]) -> dict:
+    """Every measurement of ``only`` for one model; prints its table, writes its JSON."""
     import dataclasses
 
-    from lth_tf.errors import LthError
+    import tensorflow as tf
+
+    from lth_tf import io
+    from lth_tf.data.sources import load_dataset
     from lth_tf.models import get_model, paper_defaults
     from lth_tf.steps import Step
-    from lth_tf.strategies import precision_for
+    from lth_tf.strategies import device_description
 
-    only = FLAGS.only.split(",") if FLAGS.only else list(MEASUREMENTS)
-    unknown = sorted(set(only) - set(MEASUREMENTS))
-    if unknown:
-        raise LthError(f"--only: unknown {unknown}; choose from {', '.join(MEASUREMENTS)}")
-    if FLAGS.steps < 1 or FLAGS.repeats < 1:
-        raise LthError("--steps and --repeats must be at least 1")
-    precision_for("default", FLAGS.mixed_precision)  # refuses a name it does not know
-    spec = get_model(FLAGS.model)
-    hparams = paper_defaults(FLAGS.model, FLAGS.dataset)
+    spec = get_model(model)
+    hparams = paper_defaults(model, FLAGS.dataset)
     training = hparams.training
     if FLAGS.batch_size is not None:
         training = dataclasses.replace(training, batch_size=FLAGS.batch_size)
     overhead_iterations = str(Step.parse(FLAGS.overhead_iterations, "--overhead_iterations"))
-    setup_logging()
-    start_tensorflow_quietly()
-    import logging
-
-    import tensorflow as tf
-
-    from lth_tf.data.sources import load_dataset
-    from lth_tf.strategies import device_description
-
-    logging.getLogger("lth_tf").setLevel(logging.WARNING)
     data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
     device = device_description()
-    print(f"{FLAGS.model} / {FLAGS.dataset}, batch {training.batch_size}, on {device}")
+    print(f"\n{model} / {FLAGS.dataset}, batch {training.batch_size}, on {device}")
     hparams = dataclasses.replace(hparams, training=training)
     steps, repeats = FLAGS.steps, FLAGS.repeats
     results: dict = {}
-    # Plain Keras first, as a user would run it (op determinism off).
+    # Plain Keras first, as a user would run it (op determinism off: a process of its own).
     if "fit" in only:
         results["fit"] = benchmark_fit(spec, data, training, steps, repeats, xla=False)
     if "fit_xla" in only:
         results["fit_xla"] = benchmark_fit(spec, data, training, steps, repeats, xla=True)
-    # IMP runs deterministic (exact resumes); that cannot be switched off again in-process.
-    tf.config.experimental.enable_op_determinism()
+    # IMP runs deterministic (exact resumes); build_run switches that on.
     for name, remask, whole_chunk in (
         ("imp_round", False, True),
         ("imp_round_remask", True, True),
@@ -288,7 +331,7 @@ def main(argv: list[str]) -> None:
     baseline = results.get("fit", {}).get("images_per_second")
     print_table(results, baseline)
     record = {
-        "model": FLAGS.model,
+        "model": model,
         "dataset": FLAGS.dataset,
         "batch_size": training.batch_size,
         "steps": steps,
@@ -298,12 +341,69 @@ def main(argv: list[str]) -> None:
         "tensorflow": tf.__version__,
         "results": results,
     }
-    kind = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
-    output = Path(FLAGS.output or f"benchmarks/results/{FLAGS.model}-{FLAGS.dataset}-{kind}.json")
-    from lth_tf import io
-
+    output = output_file(model)
     io.write_json(output, record)
     print(f"Wrote {output}")
+    return results
+
+
+def output_file(model: str) -> Path:
+    """Where ``model``'s figures go: ``--output`` (its ``{model}`` filled in) or the default."""
+    import tensorflow as tf
+
+    kind = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
+    stem = re.sub(r"[^A-Za-z0-9_]+", "_", model)
+    if FLAGS.output:
+        return Path(FLAGS.output.replace("{model}", stem))
+    return Path(f"benchmarks/results/{stem}-{FLAGS.dataset}-{kind}.json")
+
+
+def benchmark_in_own_process(model: str) -> dict:
+    """This benchmark for one model in a process of its own: every model's plain ``fit`` runs
+    as a user's would, before IMP switches op determinism on (it cannot be switched off)."""
+    import subprocess
+
+    from lth_tf import io
+    from lth_tf.errors import LthError
+
+    args = [a for a in sys.argv[1:] if not a.startswith(("--model=", "-model="))]
+    command = [sys.executable, "-m", "benchmarks.imp_throughput", f"--model={model}", *args]
+    if subprocess.run(command).returncode != 0:
+        raise LthError(f"the benchmark of {model} failed (its error is above)")
+    return io.read_json(output_file(model))["results"]
+
+
+@user_errors_as_one_line
+def main(argv: list[str]) -> None:
+    from lth_tf.errors import LthError
+    from lth_tf.models import get_model
+    from lth_tf.strategies import precision_for
+
+    only = FLAGS.only.split(",") if FLAGS.only else list(MEASUREMENTS)
+    unknown = sorted(set(only) - set(MEASUREMENTS))
+    if unknown:
+        raise LthError(f"--only: unknown {unknown}; choose from {', '.join(MEASUREMENTS)}")
+    if (FLAGS.steps is not None and FLAGS.steps < 1) or FLAGS.repeats < 1:
+        raise LthError("--steps and --repeats must be at least 1")
+    if FLAGS.seconds <= 0:
+        raise LthError("--seconds must be more than 0")
+    models = [name.strip() for name in FLAGS.model.split(",") if name.strip()]
+    if not models:
+        raise LthError("--model: name at least one model")
+    if FLAGS.output and len(models) > 1 and "{model}" not in FLAGS.output:
+        raise LthError("--output: with several models, put {model} in the file name")
+    precision_for("default", FLAGS.mixed_precision)  # refuses a name it does not know
+    setup_logging()
+    start_tensorflow_quietly()
+    import logging
+
+    logging.getLogger("lth_tf").setLevel(logging.WARNING)
+    for model in models:
+        get_model(model)  # an unknown one is refused before anything is timed
+    if len(models) == 1:
+        print_summary({models[0]: benchmark_model(models[0], only)})
+        return
+    print_summary({model: benchmark_in_own_process(model) for model in models})
 
 
 if __name__ == "__main__":

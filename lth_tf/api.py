@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lth_tf.config import HOLDOUT_AUTO
+from lth_tf.config import HOLDOUT_AUTO, check_jit_compile
 from lth_tf.errors import LthError, os_errors_as_lth_errors
 from lth_tf.experiment import RoundResult
 
@@ -45,6 +45,7 @@ _OPTIONAL_PATH = ((str, os.PathLike, type(None)), "a path (str or pathlib.Path) 
 _OPTIONAL_TEXT = ((str, type(None)), "a str or None")
 _FLAG = ((bool,), "True or False")
 _OPTIONAL_FLAG = ((bool, type(None)), "True, False or None")
+_JIT_COMPILE = ((bool, str), "True, False or 'auto'")
 _ROUND = ((numbers.Integral, str), "a round number (0, 1, ...) or 'best'")
 _NUMBER = ((numbers.Real,), "a number")
 _COUNT = ((numbers.Integral,), "a whole number")
@@ -97,7 +98,7 @@ def find_tickets(
     experiment_name: str | None = None,
     data_dir: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
-    jit_compile: bool = True,
+    jit_compile: bool | str = "auto",
     progress: bool | None = None,
     tensorboard: bool = True,
     **hparams: Any,
@@ -138,10 +139,11 @@ def find_tickets(
         output_dir=(output_dir, _PATH),
         experiment_name=(experiment_name, _OPTIONAL_TEXT),
         data_dir=(data_dir, _OPTIONAL_PATH),
-        jit_compile=(jit_compile, _FLAG),
+        jit_compile=(jit_compile, _JIT_COMPILE),
         progress=(progress, _OPTIONAL_FLAG),
         tensorboard=(tensorboard, _FLAG),
     )
+    check_jit_compile(jit_compile, "find_tickets: jit_compile")
     if not isinstance(model, str | Path) and not callable(model):
         raise LthError(
             "find_tickets: model must be a tf_keras model, a builder function or what --model "

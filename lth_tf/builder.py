@@ -17,7 +17,7 @@ import dataclasses
 import tensorflow as tf
 import tf_keras
 
-from lth_tf.config import ExperimentHparams
+from lth_tf.config import ExperimentHparams, JitCompile
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.models import ModelSpec, get_model
@@ -37,7 +37,8 @@ class Execution:
     mean), so an analysis that retrains an experiment should use the experiment's settings.
     """
 
-    jit_compile: bool = False
+    # True, False or "auto" (timed per model and machine): lth_tf.training.JitCompile.
+    jit_compile: JitCompile = False
     steps_per_execution: int = 100
     # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs): compute in 16 bits, keep
     # float32 weights.
@@ -111,12 +112,15 @@ def build_run(
     execution: Execution = Execution(),
     remask_every_step: bool = False,
     model: ModelSpec | None = None,
+    planned_iterations: int | None = None,
 ) -> Run:
     """Seeds, builds the network under the precision policy and strategy, and its trainer.
 
     The seed is set right before the model is built, so the initial weights are a function of
     ``hparams.training.seed`` alone. Op determinism is switched on for the process: a resume
-    (or a stability copy) must retrain exactly what the first run trained.
+    (or a stability copy) must retrain exactly what the first run trained. Under
+    ``jit_compile="auto"`` the trainer times XLA against plain training for a run of
+    ``planned_iterations`` (see :meth:`lth_tf.training.Trainer.choose_xla`).
     """
     strategy = strategy or tf.distribute.get_strategy()
     tf_keras.utils.set_random_seed(hparams.training.seed)
@@ -134,8 +138,22 @@ def build_run(
         steps_per_execution=execution.steps_per_execution,
         remask_every_step=remask_every_step,
         xla_whole_chunk=execution.xla_whole_chunk,
+        planned_iterations=planned_iterations,
     )
     return Run(pruned, trainer)
+
+
+def resumed_execution(execution: Execution, recorded_xla: bool | None) -> Execution:
+    """``execution`` for an experiment that ran before: under ``jit_compile="auto"`` XLA as
+    its runs chose (``recorded_xla``, from sessions.json), so a resume trains bit for bit as
+    an uninterrupted run; an explicit True or False is kept.
+
+    >>> resumed_execution(Execution(jit_compile="auto"), recorded_xla=False).jit_compile
+    False
+    """
+    if execution.jit_compile != "auto" or recorded_xla is None:
+        return execution
+    return dataclasses.replace(execution, jit_compile=recorded_xla)
 
 
 def initial_values(

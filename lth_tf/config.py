@@ -21,7 +21,7 @@ import math
 import numbers
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from lth_tf.errors import LthError
 from lth_tf.recipe import (
@@ -176,6 +176,23 @@ def check_number(
         ok = value < high if high_open else value <= high
     if not ok:
         raise LthError(f"{flag} must be {allowed}, got {value!r}" + (f": {why}" if why else ""))
+
+
+JitCompile = bool | Literal["auto"]
+"""``True``: XLA compiles the training step wherever it can; ``False``: never; ``"auto"``:
+whichever of the two trains faster, timed on this model and machine
+(:meth:`lth_tf.training.Trainer.choose_xla`)."""
+
+
+def check_jit_compile(value: object, name: str = "jit_compile") -> JitCompile:
+    """The value if it is True, False or "auto"; else an :class:`LthError` naming ``name``.
+
+    >>> check_jit_compile("auto")
+    'auto'
+    """
+    if isinstance(value, bool) or value == "auto":
+        return value  # type: ignore[return-value]
+    raise LthError(f"{name} must be True, False or 'auto', got {value!r}")
 
 
 def _bound_text(bound: float | None) -> str:

@@ -261,6 +261,20 @@ class ExperimentDir:
         sessions = io.read_json(self.sessions) if self.sessions.exists() else []
         io.write_json(self.sessions, [*sessions, session])
 
+    def recorded_xla_training(self) -> bool | None:
+        """Whether the latest run of this experiment trained under XLA (None: no run yet).
+
+        ``--jit_compile=auto`` resumes with this choice, so a resume trains as the run it
+        continues did, bit for bit.
+        """
+        if not self.sessions.exists():
+            return None
+        sessions = io.read_json(self.sessions)
+        if not isinstance(sessions, list):
+            raise LthError(f"{self.sessions} is not a list of sessions; restore it or delete it")
+        chosen = [s["xla_training"] for s in sessions if "xla_training" in (s or {})]
+        return bool(chosen[-1]) if chosen else None
+
     def read_results(self) -> list[RoundResult]:
         """Every results row, in round order; a damaged file is an LthError saying which."""
         if not self.results.exists():

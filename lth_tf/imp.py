@@ -29,12 +29,14 @@ import numpy as np
 import tensorflow as tf
 
 from lth_tf import branches, io, provenance
-from lth_tf.builder import Execution, Run, build_run
+from lth_tf.builder import Execution, Run, build_run, resumed_execution
 from lth_tf.config import (
     DEFAULTS_BEFORE,
     XNNPACK_SPARSE_FRACTION,
     ExperimentHparams,
+    JitCompile,
     Resolved,
+    check_jit_compile,
     check_number,
     flag_of,
 )
@@ -81,7 +83,8 @@ class RunOptions:
     """How a run executes; none of it changes which experiment it is."""
 
     data_dir: str | None = None
-    jit_compile: bool = False
+    # True, False or "auto": XLA if it trains this model faster here, timed at the start.
+    jit_compile: JitCompile = False
     steps_per_execution: int = 100
     show_progress: bool = True
     # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs): compute in 16 bits, keep
@@ -92,6 +95,7 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         check_number("--steps_per_execution", self.steps_per_execution, low=1, integer=True)
+        check_jit_compile(self.jit_compile, "--jit_compile")
 
     @property
     def execution(self) -> Execution:
@@ -270,8 +274,21 @@ def _run_locked(
         observer.close()
         return experiment
 
-    run = build_run(hparams, data, strategy, options.execution, model=model_spec)
-    first_round = min(set(range(hparams.pruning.rounds + 1)) - done)
+    # A resume (or a branch) trains with or without XLA as the experiment (its parent) chose.
+    recorded_xla = experiment.recorded_xla_training()
+    if recorded_xla is None and parent is not None:
+        recorded_xla = parent.recorded_xla_training()
+    left = set(range(hparams.pruning.rounds + 1)) - done
+    run = build_run(
+        hparams,
+        data,
+        strategy,
+        resumed_execution(options.execution, recorded_xla),
+        model=model_spec,
+        planned_iterations=len(left) * resolved.iterations,
+    )
+    _log_xla(run.trainer, recorded_xla)
+    first_round = min(left)
     experiment.record_session(
         _session(run.trainer, options, first_round, experiment.checkpoint(first_round).exists())
     )
@@ -396,13 +413,38 @@ def _session(
         "strategy": type(trainer.strategy).__name__,
         "replicas": trainer.strategy.num_replicas_in_sync,
         "hardware": device_description(),
-        # What XLA compiled (--jit_compile asks; models and machines it is slower on decline).
+        # What XLA compiled: --jit_compile asks; "auto" times it (xla_timing, s/iteration).
+        "jit_compile": options.jit_compile,
         "xla_training": trainer.xla_training,
+        "xla_timing": trainer.xla_timing,
         "xla_evaluation": trainer.xla_evaluation,
         "mixed_precision": options.mixed_precision or "float32",
         "steps_per_execution": options.steps_per_execution,
         "tensorflow": tf.__version__,
     }
+
+
+def _log_xla(trainer: Trainer, recorded: bool | None) -> None:
+    """Says what ``--jit_compile=auto`` measured, or that a resume changes the experiment's
+    XLA setting (the last bits of every later result then differ from an uninterrupted run)."""
+    timing = trainer.xla_timing
+    verdict = "with XLA" if trainer.xla_training else "without XLA"
+    if timing and "xla" in timing:
+        log.info(
+            "Training %s: %.3g s/iteration with XLA, %.3g without (--jit_compile=auto)",
+            verdict,
+            timing["xla"],
+            timing["plain"],
+        )
+    elif timing:
+        log.info("Training without XLA: too short a run to pay for compiling it")
+    if recorded is not None and trainer.xla_training != recorded:
+        log.warning(
+            "This experiment trained %s XLA so far and now trains %s: later results differ "
+            "from an uninterrupted run's in the last bits (--jit_compile=auto keeps its choice)",
+            "with" if recorded else "without",
+            verdict.removesuffix(" XLA") + " it",
+        )
 
 
 def _warn_about_schedule(resolved: Resolved) -> None:

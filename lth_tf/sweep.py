@@ -35,7 +35,7 @@ from typing import Any
 
 from lth_tf import io
 from lth_tf.branches import branch_name
-from lth_tf.config import MAX_SEED, BranchHparams, ExperimentHparams, check_number
+from lth_tf.config import MAX_SEED, BranchHparams, ExperimentHparams, JitCompile, check_number
 from lth_tf.controls import BRANCH_CONTROLS, CONTROLS
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
@@ -236,7 +236,7 @@ class MemberOptions:
     """How each member runs (what :class:`lth_tf.imp.RunOptions` takes, plus TensorBoard)."""
 
     data_dir: str | None = None
-    jit_compile: bool = True
+    jit_compile: JitCompile = "auto"
     steps_per_execution: int = 100
     tensorboard: bool = True
 

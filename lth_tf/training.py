@@ -20,15 +20,15 @@ import contextlib
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
-from tf_keras.src.layers.convolutional.base_conv import Conv
 
-from lth_tf.config import TrainingHparams
+from lth_tf.config import TrainingHparams, check_jit_compile
 from lth_tf.data.pipeline import (
     EVAL_BATCH_SIZE,
     augmentation,
@@ -93,18 +93,28 @@ _MAX_POOLING = (
 )
 
 
-def xla_is_faster(model: tf_keras.Model, training: bool = True) -> bool:
-    """Whether XLA speeds this model's training (or evaluation) step up on this machine.
+def xla_evaluates_faster() -> bool:
+    """Whether XLA compiles the evaluation step (with ``jit_compile`` on or ``"auto"``).
 
-    With a GPU it does. On a CPU-only machine XLA's kernels ran vgg16's convolutions about 8x
-    slower than TensorFlow's own, and even lenet300_100's evaluation (batches of 1,000) 1.5x
-    slower; only the training step of models without convolutions gained (1.4x).
+    With a GPU it does. On a CPU-only machine even lenet300_100's evaluation (batches of 1,000)
+    ran 1.5x slower under XLA. (Training is measured instead: :meth:`Trainer.choose_xla`.)
     """
-    if tf.config.list_logical_devices("GPU"):
-        return True
-    # Every convolution (1D/2D/3D, transposed, depthwise, separable) derives from Conv.
-    has_conv = any(isinstance(layer, Conv) for layer in model.submodules)
-    return training and not has_conv
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+# A run whose plain training takes less than this pays more for XLA's compilation (seconds on a
+# CPU for a conv net, and up to half a minute to time) than XLA could save: "auto" then trains
+# without XLA and measures nothing more.
+XLA_PAYS_AFTER_SECONDS = 300.0
+
+
+def seconds_per_iteration(stream: BatchSource, steps: int, chunk: int) -> float:
+    """Seconds per iteration of ``steps`` training iterations of ``stream``, ``chunk`` per
+    compiled call (as a run calls it)."""
+    began = time.perf_counter()
+    for start in range(0, steps, chunk):
+        stream.train(min(chunk, steps - start))
+    return (time.perf_counter() - began) / steps
 
 
 def xla_can_train(model: tf_keras.Model) -> bool:
@@ -346,7 +356,8 @@ class Trainer:
     """Trains and evaluates one :class:`PrunedModel`; build it inside nothing, it enters the scope.
 
     ``steps_per_execution`` iterations run inside one compiled call (fewer Python round trips);
-    ``jit_compile`` compiles the step with XLA: on one device the whole chunk of steps as one
+    ``jit_compile`` (:data:`JitCompile`: True, False or "auto", which times both) compiles the
+    step with XLA: on one device the whole chunk of steps as one
     program (``xla_whole_chunk``; else one program per step), the forward and
     backward pass under a multi-replica strategy (the gradient all-reduce and the update stay
     outside XLA). Under a ``mixed_float16`` Keras policy the loss is scaled dynamically.
@@ -365,6 +376,7 @@ class Trainer:
         steps_per_execution: int = 100,
         remask_every_step: bool = False,
         xla_whole_chunk: bool = True,
+        planned_iterations: int | None = None,
     ):
         self.pruned = pruned
         self.data = data
@@ -404,16 +416,68 @@ class Trainer:
                 f"--batch_size={training.batch_size} does not split evenly over {replicas} "
                 "replicas; use a multiple of the replica count"
             )
+        check_jit_compile(jit_compile)  # also "auto"
         self._splits = self._evaluation_splits(jit_compile)
-        # What XLA compiles in the end (see xla_is_faster, xla_can_train): sessions.json says.
-        self.xla_training = (
-            jit_compile
-            and xla_can_train(pruned.unwrapped)
-            and xla_is_faster(pruned.unwrapped)
+        self._whole_chunk = xla_whole_chunk
+        # Whether XLA can compile the training step at all (see xla_can_train).
+        self.xla_possible = (
+            xla_can_train(pruned.unwrapped)
             # A user's augmentation may use ops XLA cannot compile (tf.image's, py_function).
             and not is_user_augmentation(training.augment)
         )
-        self._batch_source = self._training_batches(self.xla_training, xla_whole_chunk)
+        # Each kind of step is traced at most once, whatever choose_xla tries.
+        self._batch_sources: dict[bool, Callable[[int, int], BatchSource]] = {}
+        # What XLA compiles in the end: sessions.json says, with xla_timing when it was measured.
+        self.xla_timing: dict[str, float] | None = None
+        self.xla_training = jit_compile is True and self.xla_possible
+        if jit_compile == "auto" and self.xla_possible:
+            self.choose_xla(planned_iterations)
+        self._batch_source = self._source(self.xla_training)
+
+    def _source(self, xla: bool) -> Callable[[int, int], BatchSource]:
+        if xla not in self._batch_sources:
+            self._batch_sources[xla] = self._training_batches(xla, self._whole_chunk)
+        return self._batch_sources[xla]
+
+    def choose_xla(self, planned_iterations: int | None = None) -> bool:
+        """Trains a few iterations with XLA and without, keeps the faster, and restores every
+        weight and optimizer variable: the run then trains as if it had been told the choice.
+
+        A run of ``planned_iterations`` too short to pay for XLA's compilation (under
+        :data:`XLA_PAYS_AFTER_SECONDS` of plain training) is not compiled at all.
+        ``xla_timing`` keeps the seconds per iteration.
+
+        >>> trainer.choose_xla(planned_iterations=50_000)  # doctest: +SKIP
+        False
+        >>> trainer.xla_timing  # doctest: +SKIP
+        {'plain': 0.217, 'xla': 0.451}
+        """
+        state = self.state()
+        seed, chunk = self.training.seed, self.steps_per_execution
+        plain = self._source(False)(0, seed)
+        plain.train(1)  # traces
+        timing = {"plain": seconds_per_iteration(plain, 2, chunk)}
+        planned = math.inf if planned_iterations is None else planned_iterations
+        if self.xla_possible and timing["plain"] * planned >= XLA_PAYS_AFTER_SECONDS:
+            xla = self._source(True)(0, seed)
+            xla.train(1)  # compiles
+            # One iteration first: XLA's CPU convolutions inside a compiled loop can be 60x
+            # slower (resnet20), and such a model is not worth timing longer.
+            timing["xla"] = seconds_per_iteration(xla, 1, chunk)
+            if timing["xla"] < 1.5 * timing["plain"]:
+                # Close: about half a second each, both alike, interleaved against drift.
+                steps = min(chunk, max(2, math.ceil(0.5 / timing["plain"])))
+                xla.train(steps)  # XLA compiles per chunk length
+                times: dict[str, list[float]] = {"plain": [], "xla": []}
+                for _ in range(2):
+                    times["plain"].append(seconds_per_iteration(plain, steps, chunk))
+                    times["xla"].append(seconds_per_iteration(xla, steps, chunk))
+                timing = {kind: min(seconds) for kind, seconds in times.items()}
+        self.load_state(state)
+        self.xla_timing = {name: round(seconds, 6) for name, seconds in timing.items()}
+        self.xla_training = timing.get("xla", math.inf) < timing["plain"]
+        self._batch_source = self._source(self.xla_training)
+        return self.xla_training
 
     def _evaluation_splits(self, jit_compile: bool) -> dict[str, EvaluationSplit]:
         """The ``val`` and ``test`` splits, each measured by one compiled call."""
@@ -421,7 +485,7 @@ class Trainer:
         if strategy.num_replicas_in_sync == 1:
             # The splits sit on the device and one compiled call runs a whole split: no
             # iterator per evaluation, which at 5,000 examples costs more than the forward pass.
-            self.xla_evaluation = jit_compile and xla_is_faster(self.pruned.unwrapped, False)
+            self.xla_evaluation = bool(jit_compile) and xla_evaluates_faster()
             self._eval_step = tf.function(self._replica_eval_step, jit_compile=self.xla_evaluation)
             measure = tf.function(self._evaluate_on_device)
             splits = {

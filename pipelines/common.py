@@ -34,6 +34,53 @@ _TENSORFLOW_FILE_ERRORS = {
 _DISK_WORDS = ("No space left on device", "Read-only file system", "Disk quota exceeded")
 
 
+class _JitCompileParser(flags.ArgumentParser):
+    """auto, true or false (absl's boolean spellings too: 1/0, yes/no)."""
+
+    def parse(self, argument: object) -> bool | str:
+        if isinstance(argument, bool):
+            return argument
+        text = str(argument).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text in ("true", "t", "1", "yes"):
+            return True
+        if text in ("false", "f", "0", "no"):
+            return False
+        raise ValueError(f"{argument!r}: use auto, true or false")
+
+    def flag_type(self) -> str:
+        return "auto, true or false"
+
+
+class _JitCompileFlag(flags.Flag):
+    """``--jit_compile=auto`` (the default), ``--jit_compile`` or ``--nojit_compile``."""
+
+    def __init__(self, help_text: str):
+        super().__init__(
+            _JitCompileParser(), None, "jit_compile", "auto", help_text, boolean=True
+        )
+
+    def _get_parsed_value_as_string(self, value: object) -> str:
+        return repr("auto" if value == "auto" else str(value).lower())
+
+    def _serialize(self, value: object) -> str:
+        return f"--jit_compile={'auto' if value == 'auto' else str(value).lower()}"
+
+
+JIT_COMPILE_HELP = (
+    "XLA for the training step: auto (time a few iterations with and without it when the "
+    "experiment starts, keep the faster; sessions.json records the choice and a resume keeps "
+    "it), --jit_compile (XLA wherever it can compile the step) or --nojit_compile (never)."
+)
+
+
+def define_jit_compile(help_text: str = JIT_COMPILE_HELP) -> None:
+    """Defines ``--jit_compile`` (auto, true or false) for a pipeline; the pipeline then
+    declares it a key flag of its own (``flags.declare_key_flag``), so ``--help`` lists it."""
+    flags.DEFINE_flag(_JitCompileFlag(help_text))
+
+
 def tensorflow_file_error_line(error: BaseException) -> str | None:
     """One line for a file-system failure TensorFlow reports in its own error types (saving a
     SavedModel on a full disk, a read-only directory), or None for anything else.

@@ -37,7 +37,8 @@ flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
 flags.DEFINE_integer(
     "virtual_cpus", None, "Split the host CPU into N logical devices (multi-replica on CPU)."
 )
-flags.DEFINE_boolean("jit_compile", True, "Compile the training step with XLA.")
+common.define_jit_compile()
+flags.declare_key_flag("jit_compile")  # defined in common: --help lists it here
 flags.DEFINE_string(
     "mixed_precision",
     None,
@@ -162,7 +163,7 @@ def main(argv: list[str]) -> None:
         RunOptions(
             data_dir=FLAGS.data_dir,
             # TPUs compile every step anyway.
-            jit_compile=FLAGS.jit_compile and FLAGS.strategy != "tpu",
+            jit_compile=FLAGS.jit_compile if FLAGS.strategy != "tpu" else False,
             steps_per_execution=FLAGS.steps_per_execution,
             show_progress=FLAGS.progress,
             mixed_precision=precision,

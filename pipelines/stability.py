@@ -61,12 +61,12 @@ flags.DEFINE_integer(
     "bn_batches", 100, "Training batches that recompute batch-norm statistics at each mixture."
 )
 flags.DEFINE_string("data_dir", None, "Where the experiment's dataset is (as for pipelines.imp).")
-flags.DEFINE_boolean(
-    "jit_compile",
-    True,
-    "Compile the training step with XLA; keep the experiment's setting (pipelines.imp's default "
-    "is on) so recomputed rewind points match its run bit for bit.",
+common.define_jit_compile(
+    "XLA for the training step: auto (the default) trains as the experiment chose, so "
+    "recomputed rewind points match its run bit for bit; --jit_compile or --nojit_compile "
+    "force it on or off."
 )
+flags.declare_key_flag("jit_compile")  # defined in common: --help lists it here
 flags.DEFINE_string(
     "mixed_precision",
     None,

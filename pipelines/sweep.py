@@ -40,7 +40,8 @@ flags.DEFINE_string(
     "default: $RAY_ADDRESS, else a local Ray started for this sweep. Refused at once when "
     "nothing answers there.",
 )
-flags.DEFINE_boolean("jit_compile", True, "Compile the training step with XLA.")
+common.define_jit_compile()
+flags.declare_key_flag("jit_compile")  # defined in common: --help lists it here
 flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
 flags.DEFINE_boolean("tensorboard", True, "Write each member's TensorBoard logs.")
 

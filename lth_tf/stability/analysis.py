@@ -36,8 +36,8 @@ import tensorflow as tf
 import tf_keras
 
 from lth_tf import io
-from lth_tf.builder import Execution, build_run
-from lth_tf.config import check_number
+from lth_tf.builder import Execution, build_run, resumed_execution
+from lth_tf.config import JitCompile, check_jit_compile, check_number
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
@@ -75,10 +75,11 @@ SWEEP_COLUMNS = [
 
 @dataclasses.dataclass(frozen=True)
 class StabilityOptions:
-    """How the analysis runs; none of it changes the results (``jit_compile`` aside: use the
-    experiment's setting, or recomputed rewind points differ from its run in the last bits)."""
+    """How the analysis runs; none of it changes the results (``jit_compile`` aside: "auto"
+    trains with or without XLA as the experiment did, so recomputed rewind points match its
+    run bit for bit; True or False forces it)."""
 
-    jit_compile: bool = False
+    jit_compile: JitCompile = "auto"
     steps_per_execution: int = 100
     show_progress: bool = True
     checkpoint_seconds: float = 60.0
@@ -87,6 +88,7 @@ class StabilityOptions:
 
     def __post_init__(self) -> None:
         check_number("--steps_per_execution", self.steps_per_execution, low=1, integer=True)
+        check_jit_compile(self.jit_compile, "--jit_compile")
 
 
 def run_stability(
@@ -212,8 +214,9 @@ class StabilitySession:
         self.options = options
         hparams = plan.hparams
         # As run_imp builds it, so the initial weights and every step are the same.
-        execution = Execution(
-            options.jit_compile, options.steps_per_execution, options.mixed_precision
+        execution = resumed_execution(
+            Execution(options.jit_compile, options.steps_per_execution, options.mixed_precision),
+            plan.experiment.recorded_xla_training(),
         )
         model = experiment_model(plan.experiment, hparams)
         run = build_run(hparams, data, execution=execution, model=model)

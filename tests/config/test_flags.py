@@ -190,7 +190,10 @@ def test_every_flag_the_library_names_exists():
     # A boolean flag is also typed --noNAME.
     defined |= {f"no{spec.name}" for spec in hparam_flags() if spec.boolean or spec.type is bool}
     for pipeline in (ROOT / "pipelines").glob("*.py"):
-        defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', pipeline.read_text()))
+        text = pipeline.read_text()
+        defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', text))
+        if "common.define_jit_compile(" in text:  # the one flag defined by a function
+            defined |= {"jit_compile", "nojit_compile"}
     # TensorBoard's, open_lth's and Ray's (`ray start --head`, its --address).
     others = {"logdir", "rewinding_steps", "head", "address"}
     # The emulated ARM's set-up runs pip, apt, dpkg and nm with their own options.

@@ -44,6 +44,7 @@ def test_a_refusal_is_one_line_on_stderr_and_exit_2(idx_dir, tmp_path):
         ("--rounds=abc", "flag --rounds=abc: invalid literal for int() with base 10: 'abc'"),
         ("--steps_per_execution=1.5", "flag --steps_per_execution=1.5: invalid literal"),
         ("--roundz=1", "Unknown command line flag 'roundz'"),
+        ("--jit_compile=maybe", "flag --jit_compile=maybe: 'maybe': use auto, true or false"),
     ],
 )
 def test_a_flag_absl_cannot_parse_is_one_line_and_exit_2(flag, reason, capsys):
@@ -208,3 +209,30 @@ def test_a_run_logged_to_a_file_has_plain_progress_lines(idx_dir, tmp_path):
     assert any("Round 1: 300/300 (100%)" in line for line in progress)
     round_lines = [line for line in lines if line.startswith("round ")]
     assert len(round_lines) == 2 and all(line.endswith(" s") for line in round_lines)
+
+
+@pytest.mark.parametrize(
+    "args, value",
+    [
+        ([], "auto"),
+        (["--jit_compile"], True),
+        (["--nojit_compile"], False),
+        (["--jit_compile=auto"], "auto"),
+        (["--jit_compile=false"], False),
+        (["--jit_compile=True"], True),
+    ],
+)
+def test_jit_compile_is_auto_unless_told_on_or_off(args, value):
+    import pipelines.imp
+    from pipelines.common import parse_flags_in_one_line
+
+    pipelines.imp.FLAGS.unparse_flags()
+    try:
+        parse_flags_in_one_line(["imp", *args])
+        assert pipelines.imp.FLAGS.jit_compile == value
+        assert pipelines.imp.FLAGS["jit_compile"].serialize() in (
+            f"--jit_compile={str(value).lower()}",
+            "",  # a flag left at its default serializes to nothing
+        )
+    finally:
+        pipelines.imp.FLAGS.unparse_flags()

@@ -312,7 +312,7 @@ def test_a_builder_that_exits_is_one_line_not_a_silent_exit(tmp_path, monkeypatc
         ),
         (
             lambda: lth_tf.find_tickets("lenet300_100", dataset="mnist", jit_compile="no"),
-            "find_tickets: jit_compile must be True or False, got 'no' (str)",
+            "find_tickets: jit_compile must be True, False or 'auto', got 'no'",
         ),
         (
             lambda: lth_tf.find_tickets(42, dataset="mnist"),
