@@ -28,6 +28,7 @@ net on Fashion-MNIST, batch 128 for the conv nets), or one model:
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import sys
@@ -50,6 +51,8 @@ MEASUREMENTS = (
     "imp_round_per_step",
     "overhead",
 )
+# The models benchmarks.torch_peer writes in PyTorch.
+TORCH_PEERS = ("resnet20", "lenet300_100")
 
 flags.DEFINE_string(
     "model",
@@ -93,6 +96,13 @@ flags.DEFINE_string(
     None,
     "float16 or bfloat16: every measurement computes in 16 bits (fit under the Keras policy, "
     "IMP as --mixed_precision does). Default: float32.",
+)
+flags.DEFINE_string(
+    "torch_python",
+    None,
+    "A Python interpreter with PyTorch (e.g. a venv's bin/python): runs benchmarks.torch_peer "
+    f"for {' and '.join(TORCH_PEERS)} right after their IMP round, in the same run, and the "
+    "summary adds IMP / PyTorch.",
 )
 flags.DEFINE_string(
     "output",
@@ -243,6 +253,32 @@ def benchmark_overhead(hparams, data, repeats) -> dict:
     }
 
 
+def benchmark_torch_peer(model: str, batch: int, repeats: int) -> dict:
+    """benchmarks.torch_peer (the plain PyTorch loop that re-masks after each step) for
+    ``model`` in ``--torch_python``, right now: its marginal seconds and images per second."""
+    import json
+    import subprocess
+
+    from lth_tf.errors import LthError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "torch_peer.json"
+        command = [
+            FLAGS.torch_python,
+            "-m",
+            "benchmarks.torch_peer",
+            f"--model={model}",
+            f"--batch_size={batch}",
+            f"--remaining={FLAGS.remaining}",
+            f"--repeats={repeats}",
+            f"--output={output}",
+        ]
+        repository = Path(__file__).resolve().parents[1]
+        if subprocess.run(command, cwd=repository).returncode != 0 or not output.exists():
+            raise LthError(f"benchmarks.torch_peer failed in {FLAGS.torch_python} (see above)")
+        return json.loads(output.read_text())
+
+
 def print_table(results: dict, baseline: float | None) -> None:
     print(f"\n{'measurement':<18} {'images/s':>10} {'x fit':>7}")
     for name in MEASUREMENTS[:-1]:
@@ -250,6 +286,10 @@ def print_table(results: dict, baseline: float | None) -> None:
             rate = results[name]["images_per_second"]
             ratio = f"{rate / baseline:6.2f}x" if baseline else ""
             print(f"{name:<18} {rate:>10,.0f} {ratio:>7}")
+    if "torch_peer" in results:
+        peer = results["torch_peer"]
+        ratio = f"{peer['images_per_second'] / baseline:6.2f}x" if baseline else ""
+        print(f"{'torch_peer':<18} {peer['images_per_second']:>10,.0f} {ratio:>7}")
     if "imp_round" in results:
         timing = results["imp_round"]["xla_timing"] or {}
         chosen = "with" if results["imp_round"]["xla_training"] else "without"
@@ -268,14 +308,23 @@ def print_table(results: dict, baseline: float | None) -> None:
 
 def print_summary(every: dict[str, dict]) -> None:
     """One line per model: its IMP round against its best plain ``fit`` (XLA on or off)."""
-    print(f"\n{'model':<40} {'fit':>8} {'fit_xla':>8} {'imp_round':>10} {'IMP / best fit':>15}")
+    names = ("fit", "fit_xla", "imp_round", "torch_peer")
+    print(
+        f"\n{'model':<40} {'fit':>8} {'fit_xla':>8} {'imp_round':>10} {'pytorch':>8} "
+        f"{'IMP / best fit':>15} {'IMP / PyTorch':>14}"
+    )
     for model, results in every.items():
-        rates = {name: results.get(name, {}).get("images_per_second") for name in MEASUREMENTS}
+        rates = {name: results.get(name, {}).get("images_per_second") for name in names}
         fits = [rate for rate in (rates["fit"], rates["fit_xla"]) if rate]
-        ratio = f"{rates['imp_round'] / max(fits):.2f}x" if fits and rates["imp_round"] else ""
-        cells = [f"{rates[n]:,.0f}" if rates[n] else "-" for n in ("fit", "fit_xla", "imp_round")]
-        print(f"{model:<40} {cells[0]:>8} {cells[1]:>8} {cells[2]:>10} {ratio:>15}")
-    print("(images per second; IMP / best fit above 1.00x: the IMP round trains faster)")
+        imp = rates["imp_round"]
+        to_fit = f"{imp / max(fits):.2f}x" if fits and imp else ""
+        to_torch = f"{imp / rates['torch_peer']:.2f}x" if imp and rates["torch_peer"] else ""
+        cells = [f"{rates[n]:,.0f}" if rates[n] else "-" for n in names]
+        print(
+            f"{model:<40} {cells[0]:>8} {cells[1]:>8} {cells[2]:>10} {cells[3]:>8} "
+            f"{to_fit:>15} {to_torch:>14}"
+        )
+    print("(images per second; a ratio above 1.00x: the IMP round trains faster)")
 
 
 def benchmark_model(model: str, only: list[str]) -> dict:
@@ -317,6 +366,9 @@ def benchmark_model(model: str, only: list[str]) -> dict:
             results[name] = benchmark_imp_round(
                 spec, data, hparams, steps, repeats, remask, whole_chunk
             )
+    if FLAGS.torch_python and "imp_round" in only and model in TORCH_PEERS:
+        # Just after the IMP round, on the same machine, in the same run.
+        results["torch_peer"] = benchmark_torch_peer(model, training.batch_size, repeats)
     if "overhead" in only:
         short = dataclasses.replace(
             hparams,
@@ -393,6 +445,11 @@ def main(argv: list[str]) -> None:
     if FLAGS.output and len(models) > 1 and "{model}" not in FLAGS.output:
         raise LthError("--output: with several models, put {model} in the file name")
     precision_for("default", FLAGS.mixed_precision)  # refuses a name it does not know
+    if FLAGS.torch_python and not os.access(FLAGS.torch_python, os.X_OK):
+        raise LthError(
+            f"--torch_python={FLAGS.torch_python}: not an executable file; give the path of a "
+            "Python with PyTorch installed (e.g. /path/to/venv/bin/python)"
+        )
     setup_logging()
     start_tensorflow_quietly()
     import logging

@@ -106,6 +106,9 @@ def xla_evaluates_faster() -> bool:
 # CPU for a conv net, and up to half a minute to time) than XLA could save: "auto" then trains
 # without XLA and measures nothing more.
 XLA_PAYS_AFTER_SECONDS = 300.0
+# XLA is timed over longer runs only when one iteration of it took less than this many times
+# one plain iteration (resnet20 and a MobileNetV2-style net took 37x and 74x on 2 CPU cores).
+XLA_WORTH_TIMING = 2.0
 
 
 def seconds_per_iteration(stream: BatchSource, steps: int, chunk: int) -> float:
@@ -461,10 +464,14 @@ class Trainer:
         if self.xla_possible and timing["plain"] * planned >= XLA_PAYS_AFTER_SECONDS:
             xla = self._source(True)(0, seed)
             xla.train(1)  # compiles
-            # One iteration first: XLA's CPU convolutions inside a compiled loop can be 60x
-            # slower (resnet20), and such a model is not worth timing longer.
-            timing["xla"] = seconds_per_iteration(xla, 1, chunk)
-            if timing["xla"] < 1.5 * timing["plain"]:
+            # One call of one iteration each first: XLA's CPU convolutions inside a compiled
+            # loop can be 40x slower (resnet20), and such a model is not worth timing longer.
+            # Both calls carry the same dispatch cost, which is most of a small net's step.
+            timing = {
+                "plain": seconds_per_iteration(plain, 1, chunk),
+                "xla": seconds_per_iteration(xla, 1, chunk),
+            }
+            if timing["xla"] < XLA_WORTH_TIMING * timing["plain"]:
                 # Close: about half a second each, both alike, interleaved against drift.
                 steps = min(chunk, max(2, math.ceil(0.5 / timing["plain"])))
                 xla.train(steps)  # XLA compiles per chunk length

@@ -1,0 +1,42 @@
+"""The throughput benchmark's side-by-side PyTorch peer: its ratio and its refusals."""
+
+from __future__ import annotations
+
+from tests.helpers import run_pipeline
+
+
+def test_the_summary_divides_the_imp_round_by_the_best_fit_and_by_the_pytorch_peer(capsys):
+    from benchmarks.imp_throughput import print_summary
+
+    results = {
+        "resnet20": {
+            "fit": {"images_per_second": 800.0},
+            "fit_xla": {"images_per_second": 250.0},
+            "imp_round": {"images_per_second": 840.0},
+            "torch_peer": {"images_per_second": 600.0, "seconds_per_iteration": 0.213},
+        },
+        "tests.user_model:mobilenet_v2_style": {
+            "fit": {"images_per_second": 3000.0},
+            "imp_round": {"images_per_second": 2700.0},
+        },
+    }
+    print_summary(results)
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    # 840 / max(800, 250) and 840 / 600.
+    assert lines["resnet20"][-2:] == ["1.05x", "1.40x"]
+    # No peer and no fit_xla: the best fit is fit, the PyTorch column stays empty.
+    assert lines["tests.user_model:mobilenet_v2_style"][-1] == "0.90x"
+    assert lines["tests.user_model:mobilenet_v2_style"][2] == "-"
+
+
+def test_a_torch_python_that_is_no_program_is_one_line_before_anything_is_timed(tmp_path):
+    result = run_pipeline(
+        "benchmarks.imp_throughput",
+        "--model=lenet300_100",
+        f"--torch_python={tmp_path / 'no-python'}",
+        timeout=120,
+    )
+    assert result.returncode == 2  # a user error
+    assert "--torch_python=" in result.stderr and "not an executable file" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "images/s" not in result.stdout
