@@ -100,9 +100,9 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "torch_python",
     None,
-    "A Python interpreter with PyTorch (e.g. a venv's bin/python): runs benchmarks.torch_peer "
-    f"for {' and '.join(TORCH_PEERS)} right after their IMP round, in the same run, and the "
-    "summary adds IMP / PyTorch.",
+    "A Python interpreter with PyTorch (e.g. a venv's bin/python): benchmarks.torch_peer runs "
+    f"there for {' and '.join(TORCH_PEERS)}, each of its timed runs right after one of the IMP "
+    "round's, and the summary adds IMP / PyTorch.",
 )
 flags.DEFINE_string(
     "output",
@@ -114,10 +114,16 @@ flags.DEFINE_string(
 
 
 def median_images_per_second(
-    run: Callable[[int], None], steps: int | None, batch: int, repeats: int
+    run: Callable[[int], None],
+    steps: int | None,
+    batch: int,
+    repeats: int,
+    peer: TorchPeer | None = None,
 ) -> dict:
     """Runs ``run`` once untimed, then ``repeats`` timed runs of ``steps`` iterations (None:
-    about ``--seconds`` of them, from the untimed run's pace); images/s of each timed run."""
+    about ``--seconds`` of them, from the untimed run's pace); images/s of each timed run.
+    With a ``peer``, each timed run is followed by the peer's run of as many iterations
+    (``peer_runs``, ``peer_images_per_second``)."""
     warmup = min(steps or 20, 200)
     run(warmup)
     if steps is None:
@@ -125,12 +131,18 @@ def median_images_per_second(
         run(warmup)
         pace = (time.perf_counter() - began) / warmup
         steps = max(10, min(5000, round(FLAGS.seconds / pace)))
-    rates = []
+    rates, peer_rates = [], []
     for _ in range(repeats):
         began = time.perf_counter()
         run(steps)
         rates.append(steps * batch / (time.perf_counter() - began))
-    return {"images_per_second": statistics.median(rates), "runs": rates, "steps": steps}
+        if peer:
+            peer_rates.append(steps * batch / peer.seconds(steps))
+    result = {"images_per_second": statistics.median(rates), "runs": rates, "steps": steps}
+    if peer:
+        result["peer_images_per_second"] = statistics.median(peer_rates)
+        result["peer_runs"] = peer_rates
+    return result
 
 
 def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
@@ -170,7 +182,14 @@ def paper_run_iterations(hparams, data) -> int:
 
 
 def benchmark_imp_round(
-    spec, data, hparams, steps, repeats, remask: bool, whole_chunk: bool = True
+    spec,
+    data,
+    hparams,
+    steps,
+    repeats,
+    remask: bool,
+    whole_chunk: bool = True,
+    peer: TorchPeer | None = None,
 ) -> dict:
     import math
 
@@ -210,7 +229,7 @@ def benchmark_imp_round(
         for start in range(0, n, chunk):
             trainer.train_steps(iterator, min(chunk, n - start))
 
-    result = median_images_per_second(run, steps, hparams.training.batch_size, repeats)
+    result = median_images_per_second(run, steps, hparams.training.batch_size, repeats, peer)
     result["percent_remaining"] = percent_remaining(masks)
     result["pruned_weights_nonzero"] = pruned.pruned_nonzero()
     result["xla_training"] = trainer.xla_training
@@ -253,30 +272,47 @@ def benchmark_overhead(hparams, data, repeats) -> dict:
     }
 
 
-def benchmark_torch_peer(model: str, batch: int, repeats: int) -> dict:
-    """benchmarks.torch_peer (the plain PyTorch loop that re-masks after each step) for
-    ``model`` in ``--torch_python``, right now: its marginal seconds and images per second."""
-    import json
-    import subprocess
+class TorchPeer:
+    """benchmarks.torch_peer (a plain PyTorch loop that re-masks after each step) serving in
+    ``--torch_python``: ``seconds(n)`` trains n iterations there while this process waits, so
+    its runs interleave with this benchmark's own, on the same machine, at the same moment."""
 
-    from lth_tf.errors import LthError
+    def __init__(self, model: str, batch: int):
+        import subprocess
 
-    with tempfile.TemporaryDirectory() as tmp:
-        output = Path(tmp) / "torch_peer.json"
         command = [
             FLAGS.torch_python,
             "-m",
             "benchmarks.torch_peer",
+            "--serve",
             f"--model={model}",
             f"--batch_size={batch}",
             f"--remaining={FLAGS.remaining}",
-            f"--repeats={repeats}",
-            f"--output={output}",
         ]
         repository = Path(__file__).resolve().parents[1]
-        if subprocess.run(command, cwd=repository).returncode != 0 or not output.exists():
+        self._process = subprocess.Popen(
+            command, cwd=repository, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self._expect("ready")
+
+    def _expect(self, what: str) -> str:
+        from lth_tf.errors import LthError
+
+        line = self._process.stdout.readline().strip()
+        if not line or (what == "ready" and line != "ready"):
+            self.close()
             raise LthError(f"benchmarks.torch_peer failed in {FLAGS.torch_python} (see above)")
-        return json.loads(output.read_text())
+        return line
+
+    def seconds(self, iterations: int) -> float:
+        self._process.stdin.write(f"{iterations}\n")
+        self._process.stdin.flush()
+        return float(self._expect("seconds"))
+
+    def close(self) -> None:
+        if self._process.stdin:
+            self._process.stdin.close()
+        self._process.wait(timeout=60)
 
 
 def print_table(results: dict, baseline: float | None) -> None:
@@ -362,13 +398,24 @@ def benchmark_model(model: str, only: list[str]) -> dict:
         ("imp_round_remask", True, True),
         ("imp_round_per_step", False, False),
     ):
-        if name in only:
+        if name not in only:
+            continue
+        # The PyTorch peer's runs interleave with the IMP round's: run, peer run, run, ...
+        with_peer = FLAGS.torch_python and name == "imp_round" and model in TORCH_PEERS
+        peer = TorchPeer(model, training.batch_size) if with_peer else None
+        try:
             results[name] = benchmark_imp_round(
-                spec, data, hparams, steps, repeats, remask, whole_chunk
+                spec, data, hparams, steps, repeats, remask, whole_chunk, peer
             )
-    if FLAGS.torch_python and "imp_round" in only and model in TORCH_PEERS:
-        # Just after the IMP round, on the same machine, in the same run.
-        results["torch_peer"] = benchmark_torch_peer(model, training.batch_size, repeats)
+        finally:
+            if peer:
+                peer.close()
+        if peer:
+            results["torch_peer"] = {
+                "images_per_second": results[name].pop("peer_images_per_second"),
+                "runs": results[name].pop("peer_runs"),
+                "steps": results[name]["steps"],
+            }
     if "overhead" in only:
         short = dataclasses.replace(
             hparams,

@@ -28,7 +28,13 @@ flags.DEFINE_integer("long", 120, "Iterations of the long timed run.")
 flags.DEFINE_integer("repeats", 3, "Timed pairs of runs; the median is reported.")
 flags.DEFINE_float("remaining", 0.1, "Fraction of the prunable weights kept by the mask.")
 flags.DEFINE_integer("threads", 0, "torch.set_num_threads (0: PyTorch's default).")
-flags.DEFINE_string("output", None, "JSON file for the figures (imp_throughput reads it).")
+flags.DEFINE_string("output", None, "JSON file for the figures.")
+flags.DEFINE_bool(
+    "serve",
+    False,
+    "After the warm-up print 'ready', then for each line N read from stdin train N iterations "
+    "and print their seconds (benchmarks.imp_throughput --torch_python interleaves its runs so).",
+)
 
 
 def resnet20(torch, in_channels: int, classes: int):
@@ -110,6 +116,11 @@ def main(argv: list[str]) -> None:
         return time.perf_counter() - began
 
     run(10)  # warm-up
+    if FLAGS.serve:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            print(run(int(line)), flush=True)
+        return
     marginal = []
     for _ in range(FLAGS.repeats):
         short, long = run(FLAGS.short), run(FLAGS.long)

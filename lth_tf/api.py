@@ -106,7 +106,7 @@ def find_tickets(
     """Runs (or resumes) IMP on ``model``; returns the experiment.
 
     ``model``: a ``tf_keras`` or Keras 3 model (its current weights are theta_0; a Keras 3
-    model is converted to tf_keras, README "Keras 3 models"), a builder
+    model is converted to tf_keras, docs/your-own-model.md "Keras 3 models"), a builder
     ``f(input_shape, num_classes) -> model`` (called after the seed is set), or what
     ``--model`` takes (a registry name, ``path/to/model.keras``, ``package.module:function``).
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import tf_keras
 
 # The layers that convert, by class name (the same in both Kerases), with what they are. The
-# README's table "Keras 3 models" lists these.
+# docs/your-own-model.md, "Keras 3 models", lists these.
 LAYERS: dict[str, str] = {
     "InputLayer": "input (keras.Input)",
     "Dense": "core",
@@ -114,8 +114,8 @@ OUTPUT_TOLERANCE = 1e-4
 CHECK_EXAMPLES = 8
 MODEL_CLASSES = ("Functional", "Sequential")
 KERAS3_ADVICE = (
-    'keep to the layers and options README "Keras 3 models" lists, or build the model with '
-    "tf_keras (`import tf_keras as keras`)"
+    "keep to the layers and options docs/your-own-model.md (\"Keras 3 models\") lists, or build "
+    "the model with tf_keras (`import tf_keras as keras`)"
 )
 
 

@@ -98,7 +98,7 @@ class ModelSpec:
 # resolution (as issue 13 quotes the paper; not in papers.md). Each evaluation runs the 5,000
 # validation examples and writes a checkpoint: a 50,000-iteration lenet300_100 round on 2 CPU
 # cores took 1.21-1.23x its pure training time at this spacing, 1.05-1.06x at every 500
-# (README "Performance"). The deep nets keep half an epoch, rounded to 100 iterations (200 for
+# (docs/performance.md). The deep nets keep half an epoch, rounded to 100 iterations (200 for
 # batch 128 on Fashion-MNIST or CIFAR-10): their rounds are long (tens of thousands of
 # iterations) and each evaluation is a forward pass of a deep net over 5,000 images.
 _EVERY_100 = AutoEval(iterations=100)
@@ -141,7 +141,7 @@ def _global(rates: PruneRates, rewind: str) -> PruningHparams:
 
 # The deep nets' two recipes. Where a number's source is marked "unconfirmed", it is the value
 # this registry held before recipes existed and could not be checked against papers.md or
-# open_lth; README "Deep networks" lists them.
+# open_lth; docs/running-imp.md, "Deep networks", lists them.
 #
 # lth: Frankle & Carbin (2019). papers.md (Figure 2 row): Resnet-18 30K iterations, VGG-19 112K,
 # SGD 0.1 momentum 0.9, step decay, warmup, conv 20% global (the output layer stays dense).

@@ -109,7 +109,7 @@ def test_the_export_names_the_classes_and_a_device_prints_one(cli) -> None:
     report = export_ticket(ticket, dense, data, cli.root / "saved", options)
     folder = cli.root / "saved" / "names" / "round_01"
     assert report["classes"] == ["bird", "cat", "dog"]
-    # The README's device snippet: the class name of the first test example.
+    # The device snippet of docs/export.md: the class name of the first test example.
     classes = json.loads((folder / "export.json").read_text())["classes"]
     interpreter = Interpreter(model_path=str(folder / "ticket.tflite"), num_threads=1)
     interpreter.allocate_tensors()

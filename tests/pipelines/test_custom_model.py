@@ -314,7 +314,7 @@ def test_a_changed_model_file_or_npz_under_an_existing_experiment_is_refused(fil
 
 def _keras3_file(path):
     """A model saved by Keras 3 (the ``keras`` package), in a process of its own, with a layer
-    that does not convert to tf_keras (``RandomFlip``; README "Keras 3 models")."""
+    that does not convert to tf_keras (``RandomFlip``; docs/your-own-model.md "Keras 3 models")."""
     script = (
         "import keras; m = keras.Sequential([keras.Input((20, 20, 3)), "
         "keras.layers.RandomFlip(name='flip'), keras.layers.Flatten(), keras.layers.Dense(5)]); "

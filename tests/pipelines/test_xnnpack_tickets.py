@@ -4,7 +4,7 @@ keras.applications-style asymmetric stride-2 padding is rebuilt symmetric, prune
 ARM; models that break the sparse-subgraph rules are refused before anything is written.
 
 Small on purpose: 5 classes of 20x20x3 images, 4 rounds of 20 iterations. No timing is
-asserted (the figures are in the README and the issue notes).
+asserted (the figures are in docs/export.md and the issue notes).
 """
 
 from __future__ import annotations
