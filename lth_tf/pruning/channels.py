@@ -338,7 +338,7 @@ def channel_plan(model: tf_keras.Model, prunable: Prunable) -> ChannelPlan:
     >>> out = k.layers.Dense(2, name="out")(k.layers.Flatten()(y))
     >>> model = k.Model(x, out)
     >>> [g.producers for g in channel_plan(model, find_prunable(model)).groups if g.producers]
-    [('a', 'b'), ('out',)]
+    [('a', 'b')]
     """
     groups = _Groups()
     layouts: dict[tuple[int, int, int], Layout] = {}

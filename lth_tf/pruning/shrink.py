@@ -133,7 +133,7 @@ def multiply_adds(model: tf_keras.Model) -> int:
     >>> import tf_keras as k
     >>> x = k.Input((8, 8, 3)); y = k.layers.Conv2D(4, 3)(x)
     >>> multiply_adds(k.Model(x, k.layers.Dense(2)(k.layers.Flatten()(y))))
-    7776
+    4176
     """
     total = 0
     for layer in model.layers:
