@@ -33,8 +33,33 @@ if os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3") not in ("0", "1", "2"):
 
     quiet_tensorflow_import()
 
-from lth_tf.api import Experiment, find_tickets  # noqa: E402
-from lth_tf.experiment import RoundResult  # noqa: E402
-
 __all__ = ["Experiment", "LthError", "RoundResult", "find_tickets"]
 __version__ = "0.1.0"
+
+# The API is imported on first use, so ``import lth_tf.config`` (or any one module) loads that
+# module alone: no TensorFlow, no registries.
+_LAZY = {
+    "Experiment": "lth_tf.api",
+    "find_tickets": "lth_tf.api",
+    "RoundResult": "lth_tf.experiment",
+}
+
+
+def __getattr__(name: str):
+    """``lth_tf.find_tickets``, ``lth_tf.Experiment``, ``lth_tf.RoundResult``, imported now.
+
+    >>> import lth_tf
+    >>> lth_tf.RoundResult.__name__
+    'RoundResult'
+    """
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lth_tf' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

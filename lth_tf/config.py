@@ -770,10 +770,14 @@ class BranchHparams:
     control_seed: int = 0
 
     def __post_init__(self) -> None:
-        from lth_tf.controls import get_control  # the registry's module imports this one
+        # The default (plain IMP, no parent) needs no registry: building it imports nothing.
+        if self.control != "none" or self.parent:
+            from lth_tf.controls import get_control  # the registry's module imports this one
 
-        if get_control(self.control).is_branch != bool(self.parent):
-            raise LthError("a control needs a parent experiment (--branch_of) and vice versa")
+            if get_control(self.control).is_branch != bool(self.parent):
+                raise LthError(
+                    "a control needs a parent experiment (--branch_of) and vice versa"
+                )
         check_number("--control_seed", self.control_seed, low=0, high=MAX_SEED, integer=True)
 
 
