@@ -20,6 +20,10 @@ run            step         what
                             fraction); the
                             image ``accuracy_vs_sparsity``; the HParams session (hyperparameters;
                             the scalars above are its metrics)
+``summary``    per-mille    ``by_remaining/<field>`` for every ``round/<field>`` but
+               remaining    ``percent_remaining``: the same values plotted against the
+                            weights remaining, in thousandths (1000 at round 0, 108 at
+                            10.8%), the x-axis of the papers' figures
 ``layers``     round        ``sparsity/<weight>`` (fraction pruned) and the histogram
                             ``surviving_weights/<weight>`` of the round's trained survivors
 =============  ===========  ==============================================================
@@ -35,8 +39,11 @@ output directory (``runs/lenet`` -> ``runs/lenet``, a sweep member ->
 their output directories are named apart. Hyperparameters are named as their flags
 (``rounds``, ``learning_rate``, ``prune_rates.fc``, ``seed``, ``control``, ``control_seed``),
 so replicates (the same hyperparameters but ``seed``) can be filtered and sorted by them in
-its table; integer ones are given as Python ints (the hparams protocol has no integer type:
-every number is stored as a double, an integral one for these).
+its table. Integer ones are given as their decimal strings: the protocol stores every number
+as a double, which the dashboard shows as ``60.000``; a seed or a batch size is a category to
+filter by anyway. The experiment's configuration lists ``model``, ``dataset``, ``rewind``,
+``seed`` and ``control`` first: the dashboard shows its first five hyperparameters, and these
+tell runs apart.
 
 Every (tag, step) is written once, across kills and resumes: a run first reads back what its
 event files hold and skips it, the round's events are flushed at every evaluation before the
@@ -53,7 +60,7 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +102,11 @@ CHANNEL_FIELDS = ("channels_conv", "channels_fc", "shrunk_parameters", "shrunk_m
 XNNPACK_FIELDS = ("xnnpack_1x1_zeros",)
 SUMMARY_PREFIX = "round/"
 SUMMARY_TAGS = tuple(SUMMARY_PREFIX + field for field in SUMMARY_FIELDS)
+# The same scalars at step = per-mille of the weights remaining (see the table above).
+BY_REMAINING_PREFIX = "by_remaining/"
+# The HParams dashboard shows its first five hyperparameters: these, which tell runs apart.
+HPARAMS_FIRST = ("model", "dataset", "rewind", "seed", "control")
+HPARAMS_CONFIG_TAG = "_hparams_/experiment"  # what hp.hparams_config writes, at step 0
 # 11 x 4.3 inches at 150 dpi: 1650 x 645 pixels, readable in the Images dashboard.
 FIGURE_DPI = 150
 HPARAMS_TAG = "_hparams_/session_start_info"  # what hp.hparams writes, at step 0
@@ -107,6 +119,24 @@ FIGURE_EVERY_SECONDS = 60.0
 
 def tensorboard_dir(experiment: ExperimentDir) -> Path:
     return experiment.root / TENSORBOARD_DIR
+
+
+def session_value(value: bool | int | float | str) -> bool | float | str:
+    """A hyperparameter as the HParams session holds it: an integer as its digits.
+
+    >>> session_value(60), session_value(0.2), session_value(True), session_value("lth")
+    ('60', 0.2, True, 'lth')
+    """
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def permille_remaining(percent_remaining: float) -> int:
+    """The step of a round's ``by_remaining/`` scalars: thousandths of the weights remaining.
+
+    >>> permille_remaining(100.0), permille_remaining(10.83)
+    (1000, 108)
+    """
+    return round(percent_remaining * 10)
 
 
 def round_run(pruning_round: int) -> str:
@@ -173,9 +203,21 @@ class TensorBoardRun:
             self._write(summary, step)
             self.logged.add((tag, step))
 
-    def hparams(self, values: dict[str, Any], trial_id: str) -> None:
+    def hparams(self, values: dict[str, Any], trial_id: str, metrics: Sequence[str]) -> None:
+        """The HParams session of ``values`` (integers as strings, see the module's text) and
+        the experiment's configuration: :data:`HPARAMS_FIRST` first, ``metrics`` its columns."""
+        if not self.has(HPARAMS_CONFIG_TAG, 0):
+            first = [name for name in HPARAMS_FIRST if name in values]
+            ordered = first + [name for name in values if name not in HPARAMS_FIRST]
+            config = hp.hparams_config_pb(
+                hparams=[hp.HParam(name) for name in ordered],
+                metrics=[hp.Metric(tag) for tag in metrics],
+            )
+            self._write(config, 0)
+            self.logged.add((HPARAMS_CONFIG_TAG, 0))
         if not self.has(HPARAMS_TAG, 0):
-            self._write(hp.hparams_pb(values, trial_id=trial_id), 0)
+            shown = {name: session_value(value) for name, value in values.items()}
+            self._write(hp.hparams_pb(shown, trial_id=trial_id), 0)
             self.logged.add((HPARAMS_TAG, 0))
 
     def flush(self) -> None:
@@ -246,7 +288,11 @@ class TensorBoardMonitor(ImpObserver):
         self._figure_drawn = time.monotonic()
         # The session is the summary run, so its scalars are the HParams dashboard's metrics.
         # The trial is the experiment relative to its output dir's parent (see trial_id).
-        self._runs[SUMMARY_RUN].hparams(flat_hparams(hparams.to_dict()), trial_id(experiment))
+        self._runs[SUMMARY_RUN].hparams(
+            flat_hparams(hparams.to_dict()),
+            trial_id(experiment),
+            metrics=[SUMMARY_PREFIX + f for f in SUMMARY_FIELDS + CHANNEL_FIELDS + XNNPACK_FIELDS],
+        )
         self._log_finished_rounds()
 
     def watch_round(self, pruning_round: int) -> _RoundLog:
@@ -294,12 +340,19 @@ class TensorBoardMonitor(ImpObserver):
             step = row.round
             # A round without a validation split has no early stop: its early-stop scalars are
             # absent, not zero.
+            values = {
+                field: float(getattr(row, field))
+                for field in SUMMARY_FIELDS + CHANNEL_FIELDS + XNNPACK_FIELDS
+                if getattr(row, field) is not None
+            }
+            summary.scalars(step, {SUMMARY_PREFIX + f: value for f, value in values.items()})
+            # Against the weights remaining: the papers' x-axis.
             summary.scalars(
-                step,
+                permille_remaining(row.percent_remaining),
                 {
-                    SUMMARY_PREFIX + field: float(getattr(row, field))
-                    for field in SUMMARY_FIELDS + CHANNEL_FIELDS + XNNPACK_FIELDS
-                    if getattr(row, field) is not None
+                    BY_REMAINING_PREFIX + f: value
+                    for f, value in values.items()
+                    if f != "percent_remaining"
                 },
             )
             self._log_layers(layers, step)

@@ -26,7 +26,9 @@ from lth_tf.monitoring.report import (
     write_report,
 )
 from lth_tf.monitoring.tensorboard import (
+    BY_REMAINING_PREFIX,
     FIGURE_FILE,
+    HPARAMS_CONFIG_TAG,
     HPARAMS_TAG,
     SUMMARY_FIELDS,
     SUMMARY_TAGS,
@@ -180,6 +182,21 @@ def test_summary_run_has_one_point_per_round_of_every_result(monitored):
         assert all(0 <= v <= 1 for v in values(run[tag])), tag
 
 
+def test_the_summary_is_also_plotted_against_the_per_mille_of_weights_remaining(monitored):
+    run = read_run(tensorboard_dir(monitored) / "summary")
+    rows = monitored.read_results()
+    permille = [round(r.percent_remaining * 10) for r in rows]
+    assert permille[0] == 1000 and permille == sorted(permille, reverse=True)
+    by_remaining = {tag for tag in run if tag.startswith(BY_REMAINING_PREFIX)}
+    expected = {BY_REMAINING_PREFIX + f for f in SUMMARY_FIELDS if f != "percent_remaining"}
+    assert by_remaining == expected
+    for field in SUMMARY_FIELDS[1:]:
+        series = run[BY_REMAINING_PREFIX + field]
+        # TensorBoard keeps a run's points in the order written: round 0 (1000) first.
+        assert steps(series) == permille, field
+        assert values(series) == pytest.approx([getattr(r, field) for r in rows], rel=1e-6)
+
+
 def test_layers_run_has_each_weights_sparsity_and_surviving_weights_per_round(monitored):
     run = read_run(tensorboard_dir(monitored) / "layers")
     for name in ("fc1/kernel", "fc2/kernel", "output/kernel"):
@@ -208,18 +225,28 @@ def test_hparams_session_holds_the_experiments_hyperparameters(monitored):
     assert info.group_name == trial_id(monitored)
     assert info.hparams["model"].string_value == "lenet300_100"
     assert info.hparams["rewind"].string_value == "10it"
-    assert info.hparams["rounds"].number_value == 2
+    assert info.hparams["rounds"].string_value == "2"
     assert info.hparams["prune_rates.fc"].number_value == pytest.approx(0.2)
     assert info.hparams["learning_rate"].number_value == pytest.approx(0.0012)
     # The replicate group: the seed and the control are hyperparameters.
-    assert info.hparams["seed"].number_value == 0
+    assert info.hparams["seed"].string_value == "0"
     assert info.hparams["control"].string_value == "none"
-    assert info.hparams["control_seed"].number_value == 0
-    # Integer options are given as ints (the protocol stores every number as a double).
+    assert info.hparams["control_seed"].string_value == "0"
+    # Integer options as their digits (a double would show as 60.000), the others as they are.
     hparams = flat_hparams(lenet_hparams(rounds=2, rewind=REWIND).to_dict())
     for name in ("rounds", "batch_size", "seed", "control_seed"):
         assert type(hparams[name]) is int, name
-        assert info.hparams[name].number_value.is_integer(), name
+        assert info.hparams[name].string_value == str(hparams[name]), name
+    # The experiment's configuration: every hyperparameter, the five that tell runs apart
+    # first (the dashboard shows its first five), and the round results as metrics.
+    assert [event.step for event in accumulator.Tensors(HPARAMS_CONFIG_TAG)] == [0]
+    content = accumulator.SummaryMetadata(HPARAMS_CONFIG_TAG).plugin_data.content
+    config = hparams_metadata.parse_experiment_plugin_data(content)
+    names = [info.name for info in config.hparam_infos]
+    assert names[:5] == ["model", "dataset", "rewind", "seed", "control"]
+    assert sorted(names) == sorted(hparams)
+    metrics = [info.name.tag for info in config.metric_infos]
+    assert set(SUMMARY_TAGS) <= set(metrics)
 
 
 def test_trial_id_is_the_experiment_relative_to_its_output_dirs_parent(tmp_path):
