@@ -18,7 +18,10 @@ import statistics
 import sys
 import time
 
-from absl import app, flags
+try:
+    from absl import app, flags
+except ImportError:  # run by imp_throughput --torch_python in a Python of the user's
+    sys.exit("error: benchmarks.torch_peer needs absl-py and torch: pip install absl-py torch")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "resnet20", "resnet20 or lenet300_100.")
