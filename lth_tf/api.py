@@ -20,12 +20,13 @@ import logging
 import numbers
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lth_tf.callbacks import RunCallback, check_callbacks
 from lth_tf.config import HOLDOUT_AUTO, check_jit_compile
 from lth_tf.errors import LthError, os_errors_as_lth_errors
 from lth_tf.experiment import RoundResult
@@ -101,6 +102,7 @@ def find_tickets(
     jit_compile: bool | str = "auto",
     progress: bool | None = None,
     tensorboard: bool = True,
+    callbacks: Sequence[RunCallback] = (),
     **hparams: Any,
 ) -> Experiment:
     """Runs (or resumes) IMP on ``model``; returns the experiment.
@@ -125,6 +127,9 @@ def find_tickets(
     forces the bar on or off. The lines go to stdout, through the ``lth_tf`` logger, unless
     logging is set up already; TensorFlow's start-up lines are kept off stderr.
 
+    ``callbacks``: :class:`lth_tf.callbacks.RunCallback` instances; what they report at each
+    evaluation goes to ``evaluations.csv`` and TensorBoard, their state into the checkpoints.
+
     ``hparams``: any hyperparameter flag of ``pipelines.imp`` by name (``rounds=5``,
     ``iterations="10ep"``, ``prune_rates="conv=0.2,fc=0.2"``, ``rewind="500it"``, ``seed=1``,
     ``augment=my_module.augment``); the rest are the ``recipe``'s. The default recipe of a
@@ -144,6 +149,7 @@ def find_tickets(
         tensorboard=(tensorboard, _FLAG),
     )
     check_jit_compile(jit_compile, "find_tickets: jit_compile")
+    callbacks = check_callbacks(callbacks)
     if not isinstance(model, str | Path) and not callable(model):
         raise LthError(
             "find_tickets: model must be a tf_keras model, a builder function or what --model "
@@ -209,6 +215,7 @@ def find_tickets(
             data=data,
             observer=observer,
             model=model_object,
+            callbacks=callbacks,
         )
     return Experiment(directory.root)
 

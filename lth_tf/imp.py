@@ -22,6 +22,7 @@ import dataclasses
 import datetime
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,15 @@ import tensorflow as tf
 
 from lth_tf import branches, io, provenance
 from lth_tf.builder import Execution, Run, build_run, resumed_execution
+from lth_tf.callbacks import (
+    EVALUATION_COLUMNS,
+    RunCallback,
+    RunContext,
+    callback_states,
+    check_callbacks,
+    evaluation_scalars,
+    load_callback_states,
+)
 from lth_tf.config import (
     DEFAULTS_BEFORE,
     XNNPACK_SPARSE_FRACTION,
@@ -58,6 +68,7 @@ from lth_tf.experiment import (
 from lth_tf.loop import (
     Callback,
     Checkpoint,
+    Chunk,
     ChunkMetrics,
     Diverged,
     EvaluateEvery,
@@ -176,6 +187,7 @@ def run_imp(
     observer: ImpObserver | None = None,
     model: Any = None,
     record: dict[str, Any] | None = None,
+    callbacks: Sequence[RunCallback] = (),
 ) -> ExperimentDir:
     """Runs (or resumes) every round of an IMP experiment; returns its directory.
 
@@ -184,8 +196,11 @@ def run_imp(
     ``model`` is the ``tf_keras.Model`` object of a ``python:`` model name (the Python API's);
     every other model is built from ``hparams.model.name``. ``record``: more fields for a new
     experiment's ``hparams.json`` (where its settings came from, e.g. ``rewind_found``).
+    ``callbacks``: :class:`lth_tf.callbacks.RunCallback` instances that watch every round,
+    report scalars and keep state across a resume.
     """
     observer = observer or ImpObserver()
+    callbacks = check_callbacks(callbacks)
     if hparams.is_branch and experiment_name is None:
         raise ValueError("a branch needs its experiment name (lth_tf.branches.branch_of gives it)")
     if experiment_name is not None:
@@ -198,7 +213,9 @@ def run_imp(
         removed = io.remove_leftovers(root)
         if removed:
             log.info("Removed %d temporary files left by a killed run.", len(removed))
-        return _run_locked(hparams, root, options, strategy, data, observer, model, record)
+        return _run_locked(
+            hparams, root, options, strategy, data, observer, model, record, callbacks
+        )
 
 
 def _run_locked(
@@ -210,6 +227,7 @@ def _run_locked(
     observer: ImpObserver,
     model: Any,
     record: dict[str, Any] | None = None,
+    callbacks: Sequence[RunCallback] = (),
 ) -> ExperimentDir:
     """:func:`run_imp` once it holds the experiment directory's lock."""
     hparams = settings_of_directory(ExperimentDir(root), hparams)
@@ -300,7 +318,9 @@ def _run_locked(
                 rewind_point, {**snapshot(run.pruned.rewindable), **experiment.stamp(rewind_point)}
             )
 
-    rounds = _Rounds(experiment, hparams, resolved, run, control, options, observer)
+    rounds = _Rounds(
+        experiment, hparams, resolved, run, control, options, observer, list(callbacks)
+    )
     for pruning_round in lost_masks:  # in order: each needs the masks of the round before
         if pruning_round == 0 or pruning_round - 1 in done:
             run.pruned.set_round(pruning_round)  # its target sparsities
@@ -323,8 +343,22 @@ def _run_locked(
             if line:
                 log.info(line)
         observer.end_round(result)
+        for callback in callbacks:
+            callback.on_round_end(rounds.context(pruning_round), result)
     observer.close()
     return experiment
+
+
+class _UserChunks(Callback):
+    """Hands every chunk to the run's :class:`lth_tf.callbacks.RunCallback` instances."""
+
+    def __init__(self, context: RunContext, callbacks: Sequence[RunCallback]):
+        self.context = context
+        self.callbacks = callbacks
+
+    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
+        for callback in self.callbacks:
+            callback.on_chunk(self.context, chunk)
 
 
 def channel_costs(pruned: PrunedModel, masks: dict[str, np.ndarray]) -> dict[str, int]:
@@ -477,8 +511,13 @@ class _Rounds:
     control: Control
     options: RunOptions
     observer: ImpObserver
+    user_callbacks: list[RunCallback] = dataclasses.field(default_factory=list)
     # Iterations of the rounds after the first one this run trains, for its time estimate.
     later_iterations: int | None = None
+
+    def context(self, pruning_round: int) -> RunContext:
+        """What the run's callbacks see of round ``pruning_round``."""
+        return RunContext(pruning_round, self.run.pruned, self.experiment, self.hparams)
 
     def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """Round 0: all ones. Round r: as the control decides (IMP: magnitude pruning)."""
@@ -513,6 +552,7 @@ class _Rounds:
         progress = resume(checkpoint, trainer)
         if progress is not None:
             log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
+            load_callback_states(self.user_callbacks, progress.callback_state)
         else:
             if pruning_round > 0:
                 pruned.rewind_to(self.control.start_values(experiment, pruning_round))
@@ -520,6 +560,8 @@ class _Rounds:
             trainer.reset_optimizer(schedule_start=start)
             progress = TrainingProgress(iteration=start)
             self.observer.start_round(pruning_round, pruned)
+            for callback in self.user_callbacks:
+                callback.on_round_start(self.context(pruning_round))
 
         # Checkpoints and the rewind point are written while training goes on; the round's own
         # files below are written once they are all on disk.
@@ -575,9 +617,16 @@ class _Rounds:
         round_observer = self.observer.watch_round(pruning_round)
         if round_observer is not None:
             callbacks.append(ChunkMetrics(round_observer))
+        context, users = self.context(pruning_round), self.user_callbacks
+        if users:
+            callbacks.append(_UserChunks(context, users))
         callbacks.append(
             EvaluateEvery(
-                trainer, resolved.eval_every, round_observer, self.options.test_every_evaluation
+                trainer,
+                resolved.eval_every,
+                round_observer,
+                self.options.test_every_evaluation,
+                scalars=(lambda e: evaluation_scalars(users, context, e)) if users else None,
             )
         )
         checkpoint_path = experiment.checkpoint(pruning_round)
@@ -586,7 +635,12 @@ class _Rounds:
             Checkpoint(
                 lambda current: writer.write_npz(
                     checkpoint_path,
-                    {**trainer.state(), **current.to_arrays(), **checkpoint_stamp},
+                    {
+                        **trainer.state(),
+                        **current.to_arrays(),
+                        **callback_states(users),
+                        **checkpoint_stamp,
+                    },
                 ),
                 every=resolved.eval_every,
             )
@@ -615,14 +669,17 @@ class _Rounds:
         weights_path = experiment.weights(pruning_round)
         weights = snapshot(pruned.rewindable)
         io.write_npz(weights_path, {**weights, **experiment.stamp(weights_path)})
-        rows = [dataclasses.asdict(e) for e in progress.evaluations]
+        rows = [
+            {**{c: getattr(e, c) for c in EVALUATION_COLUMNS}, **e.scalars}
+            for e in progress.evaluations
+        ]
         if not self.run.trainer.has_validation:
             # No validation split: its columns are empty, not NaN measurements.
             rows = [{**row, "val_loss": None, "val_accuracy": None} for row in rows]
+        # The callbacks' scalars after the evaluation's own, in the order they came.
+        reported = list(dict.fromkeys(name for e in progress.evaluations for name in e.scalars))
         io.write_csv(
-            experiment.evaluations(pruning_round),
-            rows,
-            ["iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy"],
+            experiment.evaluations(pruning_round), rows, [*EVALUATION_COLUMNS, *reported]
         )
         final, stop = progress.evaluations[-1], progress.early_stop
         counted = counted_masks(masks, pruned.kinds, self.hparams.pruning, pruned.layers)

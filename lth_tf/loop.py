@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lth_tf import io
+from lth_tf.callbacks import STATE_PREFIX as CALLBACK_STATE_PREFIX
 from lth_tf.errors import LthError
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
 from lth_tf.training import Evaluation, RoundObserver, Trainer
@@ -101,6 +102,8 @@ class TrainingProgress:
     train_seconds: float = 0.0
     evaluations: list[Evaluation] = dataclasses.field(default_factory=list)
     early_stop_weights: Snapshot = dataclasses.field(default_factory=dict)
+    # A resumed checkpoint's ``callback/`` arrays, for the run's callbacks (lth_tf.callbacks).
+    callback_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def early_stop(self) -> EarlyStop:
@@ -149,6 +152,9 @@ def resume(checkpoint: Path, trainer: Trainer) -> TrainingProgress | None:
         return None
     state = io.read_npz(checkpoint)
     progress = TrainingProgress.pop_from(state)
+    progress.callback_state = {
+        key: state.pop(key) for key in list(state) if key.startswith(CALLBACK_STATE_PREFIX)
+    }
     trainer.load_state(state)
     return progress
 
@@ -272,11 +278,14 @@ class EvaluateEvery(Callback):
         every: int,
         observer: RoundObserver | None = None,
         test_every_evaluation: bool = False,
+        scalars: Callable[[Evaluation], dict[str, float]] | None = None,
     ):
         self.trainer = trainer
         self.every = every
         self.observer = observer
         self.test_every_evaluation = test_every_evaluation
+        # More scalars for each evaluation (the run's callbacks'), recorded with it.
+        self.scalars = scalars
 
     def due(self, chunk: Chunk) -> bool:
         return chunk.stop % self.every == 0 or chunk.last
@@ -307,6 +316,8 @@ class EvaluateEvery(Callback):
         if not math.isfinite(loss):
             # Raised before it is recorded: no early stop, checkpoint or log holds it.
             raise Diverged(progress.iteration, watched, loss)
+        if self.scalars is not None:
+            evaluation = dataclasses.replace(evaluation, scalars=self.scalars(evaluation))
         if evaluation.val_loss < progress.early_stop.val_loss:
             # A resume may switch test_every_evaluation on: then this minimum is measured already.
             measured = not math.isnan(evaluation.test_loss)

@@ -62,6 +62,8 @@ class Evaluation:
     val_accuracy: float
     test_loss: float
     test_accuracy: float
+    # The scalars the run's callbacks reported (lth_tf.callbacks), by name.
+    scalars: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class RoundObserver(Protocol):

@@ -52,6 +52,13 @@ flags.DEFINE_boolean(
     "a new minimum of the validation loss and at the end of the round).",
 )
 flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
+flags.DEFINE_multi_string(
+    "callback",
+    [],
+    "package.module:Class, a lth_tf.callbacks.RunCallback built with no arguments, imported "
+    "as a --model builder is: its scalars go to evaluations.csv and TensorBoard, its state "
+    "into each checkpoint. Repeat the flag for more than one.",
+)
 flags.DEFINE_boolean("progress", True, "Show a progress bar within each round.")
 flags.DEFINE_boolean(
     "tensorboard",
@@ -140,7 +147,10 @@ def main(argv: list[str]) -> None:
         split_cpu(FLAGS.virtual_cpus)
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
 
+    from lth_tf.callbacks import check_callbacks, load_callback
     from lth_tf.imp import RunOptions, run_imp
+
+    callbacks = check_callbacks([load_callback(spec) for spec in FLAGS.callback])
 
     observer = None
     # Under multi_worker every worker runs this; only the chief writes the logs.
@@ -171,6 +181,7 @@ def main(argv: list[str]) -> None:
         ),
         strategy=strategy,
         observer=observer,
+        callbacks=callbacks,
     )
     print(f"Results: {experiment.results}")
 

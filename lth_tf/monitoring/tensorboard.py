@@ -4,7 +4,8 @@
 run            step         what
 =============  ===========  ==============================================================
 ``round_NN``   iteration    ``train/loss``, ``train/accuracy`` (mean over each compiled chunk
-                            of iterations); ``val/loss``, ``val/accuracy`` at every evaluation;
+                            of iterations); ``val/loss``, ``val/accuracy`` at every evaluation,
+                            and the scalars the run's callbacks report (:mod:`lth_tf.callbacks`);
                             ``test/loss``, ``test/accuracy`` where measured (the early stop and
                             the last iteration, logged at the round's end; every evaluation
                             without a validation split)
@@ -253,6 +254,8 @@ class _RoundLog:
             "val/accuracy": evaluation.val_accuracy,
             "test/loss": evaluation.test_loss,
             "test/accuracy": evaluation.test_accuracy,
+            # What the run's callbacks reported (lth_tf.callbacks), under their own names.
+            **evaluation.scalars,
         }
         # The test split is measured only where a result needs it (NaN elsewhere).
         self.run.scalars(

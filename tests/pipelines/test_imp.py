@@ -141,6 +141,8 @@ def test_run_killed_mid_round_resumes_to_the_uninterrupted_results(idx_dir, tmp_
         "--rewind=30it",
         # Killed in round 1, which draws its own batches: the resume must find them again.
         "--data_order=per_round",
+        # A metric callback of the tests' own (a running mean: state the resume must restore).
+        "--callback=tests.metric_callback:MaskedWeightNorm",
         f"--output_dir={tmp_path}",
     ]
     whole = run_pipeline("pipelines.imp", *flags, "--experiment_name=whole")
@@ -161,6 +163,12 @@ def test_run_killed_mid_round_resumes_to_the_uninterrupted_results(idx_dir, tmp_
             b = io.read_npz(tmp_path / "killed" / f"round_{pruning_round:02d}" / file)
             for name in a:
                 np.testing.assert_array_equal(a[name], b[name])
+        # The callback's columns too, its running mean included.
+        evaluations = f"round_{pruning_round:02d}/evaluations.csv"
+        killed_rows = io.read_csv(tmp_path / "killed" / evaluations)
+        assert killed_rows == io.read_csv(tmp_path / "whole" / evaluations)
+        seen = [float(row["evaluations_seen"]) for row in killed_rows]
+        assert seen == list(range(1, len(seen) + 1))
 
 
 def test_a_control_runs_from_the_command_line_beside_its_parent(idx_dir, mnist_data, tmp_path):

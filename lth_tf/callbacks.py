@@ -1,0 +1,184 @@
+"""Callbacks of your own: watch every round of a run, report scalars, keep state across resumes.
+
+Subclass :class:`RunCallback`, override what you need, and pass instances to
+:func:`lth_tf.imp.run_imp` (``callbacks=``), :func:`lth_tf.find_tickets` (``callbacks=``) or
+``pipelines.imp --callback=package.module:Class`` (built with no arguments):
+
+>>> import numpy as np
+>>> class MaskedWeightNorm(RunCallback):
+...     '''The L2 norm of the surviving weights at every evaluation.'''
+...     def on_evaluation(self, context, evaluation):
+...         weights = context.pruned.weights
+...         squares = sum(float(np.sum(w.numpy() ** 2)) for w in weights.values())
+...         return {"masked_weight_norm": squares ** 0.5}
+>>> MaskedWeightNorm().name
+'MaskedWeightNorm'
+
+The scalars ``on_evaluation`` returns are columns of the round's ``evaluations.csv`` and
+scalars of its TensorBoard run, at the evaluation's iteration. ``state()`` is saved in every
+checkpoint and handed back to ``load_state()`` when a killed round resumes, so a callback that
+accumulates (a running mean, a count) ends a resumed round as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lth_tf.errors import LthError
+
+if TYPE_CHECKING:
+    from lth_tf.config import ExperimentHparams
+    from lth_tf.experiment import ExperimentDir, RoundResult
+    from lth_tf.loop import Chunk
+    from lth_tf.pruning.wrapping import PrunedModel
+    from lth_tf.training import Evaluation
+
+log = logging.getLogger("lth_tf")
+
+# Checkpoint keys of a callback's state: ``callback/<name>/<key>``.
+STATE_PREFIX = "callback/"
+# evaluations.csv's own columns, which a callback's scalars may not take.
+EVALUATION_COLUMNS = ("iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What a callback sees of the run: the round, the network (``pruned.weights``,
+    ``pruned.get_masks()``), the experiment directory and its hyperparameters."""
+
+    pruning_round: int
+    pruned: PrunedModel
+    experiment: ExperimentDir
+    hparams: ExperimentHparams
+
+
+class RunCallback:
+    """Does nothing; override what you need. Every call comes between compiled chunks of
+    iterations, never inside a step.
+
+    - ``on_round_start``: a fresh round is masked and rewound, before its first step (not when
+      it resumes from a checkpoint: ``load_state`` comes then).
+    - ``on_chunk``: after every chunk (``chunk.start``, ``chunk.stop``, its mean ``loss``).
+    - ``on_evaluation``: at every evaluation; returns scalars to record, or None.
+    - ``on_round_end``: the round's results row is written.
+    - ``state`` / ``load_state``: named arrays saved in each checkpoint, restored on resume.
+    """
+
+    @property
+    def name(self) -> str:
+        """Its checkpoint keys' prefix: the class name (two callbacks need two names)."""
+        return type(self).__name__
+
+    def on_round_start(self, context: RunContext) -> None:
+        pass
+
+    def on_chunk(self, context: RunContext, chunk: Chunk) -> None:
+        pass
+
+    def on_evaluation(
+        self, context: RunContext, evaluation: Evaluation
+    ) -> Mapping[str, float] | None:
+        return None
+
+    def on_round_end(self, context: RunContext, result: RoundResult) -> None:
+        pass
+
+    def state(self) -> Mapping[str, np.ndarray]:
+        return {}
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        pass
+
+
+def check_callbacks(callbacks: Sequence[Any]) -> list[RunCallback]:
+    """``callbacks`` as a list, each a :class:`RunCallback` with a name of its own.
+
+    >>> check_callbacks([RunCallback(), RunCallback()])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: two callbacks are named 'RunCallback'; ...
+    """
+    checked = list(callbacks)
+    names = set()
+    for callback in checked:
+        if not isinstance(callback, RunCallback):
+            raise LthError(
+                f"callback {callback!r} is a {type(callback).__name__}, not a "
+                "lth_tf.callbacks.RunCallback; subclass it"
+            )
+        if callback.name in names:
+            raise LthError(
+                f"two callbacks are named {callback.name!r}; give one a name of its own (its "
+                "name property)"
+            )
+        names.add(callback.name)
+    return checked
+
+
+def callback_states(callbacks: Sequence[RunCallback]) -> dict[str, np.ndarray]:
+    """Every callback's state as checkpoint arrays, ``callback/<name>/<key>``."""
+    return {
+        f"{STATE_PREFIX}{callback.name}/{key}": np.asarray(value)
+        for callback in callbacks
+        for key, value in callback.state().items()
+    }
+
+
+def load_callback_states(callbacks: Sequence[RunCallback], arrays: Mapping[str, Any]) -> None:
+    """Hands each callback its part of a checkpoint's ``callback/`` arrays; one the
+    checkpoint holds nothing of (it was not in the run that saved it) keeps its state, with a
+    warning if it has one."""
+    for callback in callbacks:
+        prefix = f"{STATE_PREFIX}{callback.name}/"
+        state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        if state:
+            callback.load_state(state)
+        elif callback.state():
+            log.warning(
+                "The checkpoint holds no state of callback %s (the interrupted run did not "
+                "have it): it goes on from its own.",
+                callback.name,
+            )
+
+
+def evaluation_scalars(
+    callbacks: Sequence[RunCallback], context: RunContext, evaluation: Evaluation
+) -> dict[str, float]:
+    """The scalars every callback reports for ``evaluation``, checked: finite or NaN floats
+    under names of their own."""
+    scalars: dict[str, float] = {}
+    for callback in callbacks:
+        for name, value in (callback.on_evaluation(context, evaluation) or {}).items():
+            if name in EVALUATION_COLUMNS or name in scalars:
+                raise LthError(
+                    f"callback {callback.name} reports {name!r}, a name evaluations.csv has "
+                    "already; name it otherwise"
+                )
+            try:
+                scalars[name] = float(value)
+            except (TypeError, ValueError):
+                raise LthError(
+                    f"callback {callback.name} reports {name}={value!r}, not a number"
+                ) from None
+    return scalars
+
+
+def load_callback(spec: str) -> RunCallback:
+    """``--callback=package.module:Class``: the class imported (as a ``--model`` builder is)
+    and built with no arguments; a failure is one line."""
+    from lth_tf.models.custom import import_user_function
+
+    if spec.count(":") != 1 or not all(spec.split(":")):
+        raise LthError(f"--callback={spec}: give package.module:Class")
+    cls = import_user_function(spec, "--callback")
+    try:
+        callback = cls()
+    except Exception as error:  # noqa: BLE001 - the user's constructor can raise anything
+        raise LthError(
+            f"--callback={spec}: {cls.__name__}() raised {type(error).__name__}: {error}"
+        ) from None
+    return check_callbacks([callback])[0]

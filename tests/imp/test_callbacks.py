@@ -1,0 +1,173 @@
+"""Callbacks from outside the package (lth_tf.callbacks): scalars to evaluations.csv and
+TensorBoard, state across a resume, through run_imp and find_tickets; their refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from lth_tf import io
+from lth_tf.callbacks import RunCallback, check_callbacks, evaluation_scalars, load_callback
+from lth_tf.errors import LthError
+from lth_tf.imp import run_imp
+from lth_tf.monitoring.tensorboard import TensorBoardMonitor, tensorboard_dir
+from lth_tf.training import Evaluation
+from tests.helpers import QUIET, lenet_hparams
+from tests.metric_callback import MaskedWeightNorm
+
+OPTIONS = dataclasses.replace(QUIET, steps_per_execution=5)
+COLUMNS = ["masked_weight_norm", "mean_masked_weight_norm", "evaluations_seen"]
+
+
+def reported(experiment, pruning_round: int) -> list[dict]:
+    rows = io.read_csv(experiment.evaluations(pruning_round))
+    return [{name: float(row[name]) for name in ["iteration", *COLUMNS]} for row in rows]
+
+
+class _KilledAt(MaskedWeightNorm):
+    """Interrupts round 1 at its evaluation at iteration 20, after counting it and before the
+    checkpoint that holds it: the resume retrains 10..20 and counts it again."""
+
+    name = "MaskedWeightNorm"  # the callback it stands for: the same checkpoint keys
+
+    def on_evaluation(self, context, evaluation):
+        scalars = super().on_evaluation(context, evaluation)
+        if context.pruning_round == 1 and evaluation.iteration == 20:
+            raise KeyboardInterrupt
+        return scalars
+
+
+def test_a_callbacks_scalars_reach_evaluations_csv_and_tensorboard(tmp_path, data):
+    callback = MaskedWeightNorm()
+    experiment = run_imp(
+        lenet_hparams(rounds=1),
+        tmp_path,
+        "metric",
+        OPTIONS,
+        data=data,
+        observer=TensorBoardMonitor(),
+        callbacks=[callback],
+    )
+    assert callback.rounds_ended == [0, 1]
+    header = io.read_csv(experiment.evaluations(1))[0].keys()
+    assert list(header)[5:] == COLUMNS  # after the evaluation's own columns
+    for pruning_round in (0, 1):
+        rows = reported(experiment, pruning_round)
+        assert [row["iteration"] for row in rows] == [10, 20, 30]
+        # Counted from each round's start: on_round_start reset the state.
+        assert [row["evaluations_seen"] for row in rows] == [1, 2, 3]
+        norms = [row["masked_weight_norm"] for row in rows]
+        assert all(norm > 0 for norm in norms)
+        means = [sum(norms[: i + 1]) / (i + 1) for i in range(3)]
+        assert [row["mean_masked_weight_norm"] for row in rows] == pytest.approx(means)
+        # TensorBoard: the same values under the same names, at the evaluation's iteration.
+        accumulator = event_accumulator.EventAccumulator(
+            str(tensorboard_dir(experiment) / f"round_{pruning_round:02d}"),
+            size_guidance={event_accumulator.TENSORS: 0},
+        )
+        accumulator.Reload()
+        logged = accumulator.Tensors("masked_weight_norm")
+        assert [event.step for event in logged] == [10, 20, 30]
+        values = [float(tensor_util.make_ndarray(event.tensor_proto)) for event in logged]
+        assert values == pytest.approx(norms, rel=1e-6)
+    # Round 1 kept 80% of lenet's fc weights: its norms are smaller than round 0's.
+    assert reported(experiment, 1)[0]["masked_weight_norm"] < reported(experiment, 0)[-1][
+        "masked_weight_norm"
+    ]
+
+
+def test_a_resumed_round_ends_with_the_callbacks_state_of_an_uninterrupted_one(tmp_path, data):
+    hparams = lenet_hparams(rounds=1)
+    whole = run_imp(hparams, tmp_path, "whole", OPTIONS, data=data, callbacks=[MaskedWeightNorm()])
+    with pytest.raises(KeyboardInterrupt):
+        run_imp(hparams, tmp_path, "killed", OPTIONS, data=data, callbacks=[_KilledAt()])
+    assert (tmp_path / "killed" / "round_01" / "checkpoint.npz").exists()
+    # A fresh callback object: everything it knows of round 1 comes from the checkpoint.
+    fresh = [MaskedWeightNorm()]
+    killed = run_imp(hparams, tmp_path, "killed", OPTIONS, data=data, callbacks=fresh)
+    assert reported(killed, 1) == reported(whole, 1)
+    assert [row["evaluations_seen"] for row in reported(killed, 1)] == [1, 2, 3]
+
+
+def test_find_tickets_takes_callbacks(tmp_path, data):
+    import tf_keras as keras
+
+    import lth_tf
+
+    inputs = keras.Input(data.input_shape)
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Dense(16)(x)))
+    experiment = lth_tf.find_tickets(
+        model,
+        (data.train_images, data.train_labels),
+        (data.test_images, data.test_labels),
+        (data.val_images, data.val_labels),
+        output_dir=tmp_path,
+        experiment_name="api",
+        rounds=1,
+        iterations="20it",
+        eval_every="10it",
+        rewind="0",
+        progress=False,
+        tensorboard=False,
+        callbacks=[MaskedWeightNorm()],
+    )
+    rows = io.read_csv(tmp_path / "api" / "round_01" / "evaluations.csv")
+    assert [float(row["evaluations_seen"]) for row in rows] == [1, 2]
+    assert len(experiment.results) == 2
+
+
+class _Named(RunCallback):
+    def __init__(self, reports):
+        self.reports = reports
+
+    def on_evaluation(self, context, evaluation):
+        return self.reports
+
+
+def test_callbacks_are_refused_in_one_line_when_they_cannot_be_told_apart_or_recorded():
+    with pytest.raises(LthError, match="two callbacks are named 'MaskedWeightNorm'"):
+        check_callbacks([MaskedWeightNorm(), MaskedWeightNorm()])
+    with pytest.raises(LthError, match="not a lth_tf.callbacks.RunCallback"):
+        check_callbacks([object()])
+    evaluation = Evaluation(10, 0.5, 0.9, math.nan, math.nan)
+    with pytest.raises(LthError, match="reports 'val_loss', a name evaluations.csv has"):
+        evaluation_scalars([_Named({"val_loss": 1.0})], None, evaluation)
+    with pytest.raises(LthError, match="reports norm='big', not a number"):
+        evaluation_scalars([_Named({"norm": "big"})], None, evaluation)
+    assert evaluation_scalars([_Named({"norm": 2})], None, evaluation) == {"norm": 2.0}
+
+
+@pytest.mark.parametrize(
+    "spec, reason",
+    [
+        ("no_colon", "give package.module:Class"),
+        ("no_such_module_here:Metric", "cannot import no_such_module_here"),
+        ("tests.metric_callback:Missing", "has no function 'Missing'"),
+        ("tests.metric_callback:math", "has a non-callable"),
+        ("tests.helpers:lenet_hparams", "is a ExperimentHparams, not a lth_tf.callbacks"),
+    ],
+)
+def test_a_callback_flag_that_names_no_callback_class_is_one_line(spec, reason):
+    with pytest.raises(LthError, match=reason) as refused:
+        load_callback(spec)
+    assert str(refused.value).startswith(f"--callback={spec}") or "callback" in str(refused.value)
+
+
+def test_the_pipeline_refuses_a_callback_flag_it_cannot_load_in_one_line(tmp_path):
+    from tests.helpers import assert_one_line_error, run_main
+
+    result = run_main(
+        "pipelines.imp",
+        "--model=lenet300_100",
+        "--callback=tests.metric_callback:Missing",
+        f"--output_dir={tmp_path}",
+        "--noprogress",
+        tensorflow=True,
+    )
+    assert_one_line_error(result, "--callback=tests.metric_callback:Missing")
+    assert list(tmp_path.iterdir()) == []
