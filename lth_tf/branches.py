@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lth_tf import io
 from lth_tf.config import BranchHparams, ExperimentHparams
-from lth_tf.controls import BRANCH_CONTROLS, get_control
+from lth_tf.controls import branch_controls, get_control
 from lth_tf.errors import LthError
 from lth_tf.experiment import (
     ExperimentDir,
@@ -72,7 +72,7 @@ def branch_of(
     if name is not None:
         check_experiment_name(name)  # a branch, too, stays beside its parent
     if not get_control(control).is_branch:
-        choices = ", ".join(BRANCH_CONTROLS)
+        choices = ", ".join(branch_controls())
         raise LthError(f"--control: {control!r} is IMP itself; choose one of {choices}")
     parent, parent_hparams = read_parent(parent_path)
     parent_name = parent.root.resolve().name

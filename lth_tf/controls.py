@@ -17,7 +17,8 @@ experiment (:mod:`lth_tf.branches`), beside it:
                    weights (masked), with the learning-rate schedule rewound to iteration k and
                    trained k -> T (Renda et al. 2020; with k = 0, the whole schedule again).
 
-Adding a control is one class here and one registry entry. NumPy only (TensorFlow is imported
+Adding a control is one class and one :func:`register_control` call, in your own module
+(``tests/magnitude_init_control.py`` is one) or here. NumPy only (TensorFlow is imported
 where a control builds a model), so the pipelines check controls before TensorFlow starts.
 
 >>> get_control("random_prune").uses_parent_masks
@@ -173,8 +174,30 @@ class LrRewind(Control):
 CONTROLS: dict[str, Control] = {
     control.name: control for control in (Control(), RandomReinit(), RandomPrune(), LrRewind())
 }
-# What --control accepts: the controls that run as branches.
-BRANCH_CONTROLS = tuple(name for name, control in CONTROLS.items() if control.is_branch)
+
+
+def register_control(control: Control) -> Control:
+    """Adds a control of your own to the registry (from your module, at its import): it then
+    runs as a branch (``--branch_of=DIR --control=NAME``, ``pipelines.sweep --controls``).
+
+    >>> class Mine(Control):
+    ...     name = "mine"
+    >>> register_control(Mine()).name in branch_controls()
+    True
+    >>> _ = CONTROLS.pop("mine")
+    """
+    if not isinstance(control, Control):
+        raise LthError(f"{control!r} is not a lth_tf.controls.Control; subclass it")
+    if control.name in CONTROLS and type(CONTROLS[control.name]) is not type(control):
+        raise LthError(f"a control named {control.name!r} is registered already")
+    CONTROLS[control.name] = control
+    return control
+
+
+def branch_controls() -> tuple[str, ...]:
+    """What ``--control`` accepts: the registered controls that run as branches."""
+    return tuple(name for name, control in CONTROLS.items() if control.is_branch)
+
 
 
 def get_control(name: str) -> Control:
@@ -183,7 +206,7 @@ def get_control(name: str) -> Control:
         return CONTROLS[name]
     except KeyError:
         raise LthError(
-            f"--control: unknown control {name!r}; choose one of {', '.join(BRANCH_CONTROLS)}"
+            f"--control: unknown control {name!r}; choose one of {', '.join(branch_controls())}"
         ) from None
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from lth_tf import io
 from lth_tf.branches import branch_name
 from lth_tf.config import MAX_SEED, BranchHparams, ExperimentHparams, JitCompile, check_number
-from lth_tf.controls import BRANCH_CONTROLS, CONTROLS
+from lth_tf.controls import CONTROLS, branch_controls
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
 from lth_tf.orphans import start_watchdog
@@ -157,15 +157,14 @@ def plan_sweep(
             raise LthError(f"--{varied} is what the sweep varies: give it as {flag}")
     if not seeds:
         raise LthError("--seeds: the sweep has no seeds; give e.g. --seeds=0-4")
+    choices = ", ".join(branch_controls())
     for control in controls:
         if control not in CONTROLS:
-            raise LthError(
-                f"--controls: unknown control {control!r}; choose from {', '.join(BRANCH_CONTROLS)}"
-            )
-        if control not in BRANCH_CONTROLS:
+            raise LthError(f"--controls: unknown control {control!r}; choose from {choices}")
+        if control not in branch_controls():
             raise LthError(
                 f"--controls: {control!r} is IMP itself, which every member runs; choose from "
-                f"{', '.join(BRANCH_CONTROLS)}"
+                f"{choices}"
             )
     if len(set(controls)) < len(controls):
         raise LthError("--controls: a control is given twice")
