@@ -1,7 +1,6 @@
 """The training loop and an IMP round's callbacks: evaluations, the early stop's test metrics
 measured on its own weights, checkpoints and resuming."""
 
-import dataclasses
 
 import numpy as np
 import tensorflow as tf
@@ -45,7 +44,11 @@ def train_round(
 
 
 def _rows(evaluations):
-    return np.array([dataclasses.astuple(e) for e in evaluations])
+    """The evaluations' measurements as a float array (NaN where a split was not measured);
+    no callback reports scalars here."""
+    assert all(e.scalars == {} for e in evaluations)
+    fields = ("iteration", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+    return np.array([[getattr(e, field) for field in fields] for e in evaluations], float)
 
 
 def test_early_stop_test_metrics_are_measured_on_its_weights_at_the_end_and_resume():
