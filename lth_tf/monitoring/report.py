@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lth_tf import io
-from lth_tf.config import XNNPACK_SPARSE_FRACTION
+from lth_tf.config import XNNPACK_SPARSE_FRACTION, flat_hparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir, RoundResult, read_saved
 from lth_tf.monitoring.figures import FORMATS, X_AXES, Curve, sparsity_figure
@@ -63,8 +63,6 @@ _CONTROL_NAMES = {
     "random_prune": "random pruning",
     "lr_rewind": "learning-rate rewinding",
 }
-# Hyperparameter groups whose names read better under the pipeline flag's name.
-_RENAMES = {"rates": "prune_rates"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,38 +76,6 @@ class ExperimentResults:
     @property
     def name(self) -> str:
         return Path(self.path).name
-
-
-def flat_hparams(hparams: dict[str, Any]) -> dict[str, bool | int | float | str]:
-    """Hyperparameters under their flag names, one level deep, as legends and HParams show them.
-
-    >>> flat_hparams({"model": {"name": "conv2", "recipe": "lth"}, "training": {"seed": 0},
-    ...               "pruning": {"rates": {"fc": 0.2}, "rewind": "0it"}})
-    {'model': 'conv2', 'recipe': 'lth', 'seed': 0, 'prune_rates.fc': 0.2, 'rewind': '0it'}
-    """
-    flat: dict[str, bool | int | float | str] = {}
-
-    def visit(tree: dict[str, Any], prefix: str) -> None:
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                visit(value, f"{prefix}{_RENAMES.get(key, key)}.")
-            else:
-                flat[prefix + key] = _scalar(value)
-
-    # The top level is the concern (model, training, pruning), which the flags do not name.
-    for group, values in hparams.items():
-        if isinstance(values, dict) and "name" in values:
-            flat[group] = _scalar(values["name"])  # model.name -> model
-            visit({k: v for k, v in values.items() if k != "name"}, "")  # model.recipe -> recipe
-        elif isinstance(values, dict):
-            visit(values, "")
-        else:
-            flat[group] = _scalar(values)
-    return flat
-
-
-def _scalar(value: Any) -> bool | int | float | str:
-    return value if isinstance(value, bool | int | float) else str(value)
 
 
 def load_results(path: str | Path) -> ExperimentResults:

@@ -76,11 +76,10 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
 from lth_tf import io
-from lth_tf.config import ExperimentHparams
+from lth_tf.config import ExperimentHparams, flat_hparams
 from lth_tf.experiment import ExperimentDir, RoundResult
 from lth_tf.imp import ImpObserver
 from lth_tf.monitoring.figures import Curve, sparsity_figure
-from lth_tf.monitoring.report import flat_hparams
 from lth_tf.training import Evaluation
 
 TENSORBOARD_DIR = "tensorboard"
