@@ -13,7 +13,6 @@ it is not a dependency of lth_tf.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
@@ -31,7 +30,6 @@ flags.DEFINE_integer("long", 120, "Iterations of the long timed run.")
 flags.DEFINE_integer("repeats", 3, "Timed pairs of runs; the median is reported.")
 flags.DEFINE_float("remaining", 0.1, "Fraction of the prunable weights kept by the mask.")
 flags.DEFINE_integer("threads", 0, "torch.set_num_threads (0: PyTorch's default).")
-flags.DEFINE_string("output", None, "JSON file for the figures.")
 flags.DEFINE_bool(
     "serve",
     False,
@@ -134,16 +132,6 @@ def main(argv: list[str]) -> None:
         f"threads: {per_iteration:.4f} s/iteration (median of "
         f"{', '.join(f'{m:.4f}' for m in marginal)}), {batch / per_iteration:,.0f} images/s"
     )
-    if FLAGS.output:
-        figures = {
-            "seconds_per_iteration": per_iteration,
-            "images_per_second": batch / per_iteration,
-            "marginal": marginal,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        }
-        with open(FLAGS.output, "w") as file:
-            json.dump(figures, file, indent=1)
 
 
 if __name__ == "__main__":

@@ -70,16 +70,12 @@ class Control:
         source = 0 if hparams.pruning.one_shot else pruning_round - 1
         trained = experiment.read_arrays(experiment.weights(source))
         previous = experiment.read_arrays(experiment.masks(source))
-        weights = {name: trained[name] for name in pruned.weights}
-        return imp_masks(
-            weights,
+        return magnitude_masks(
+            trained,
             previous,
-            pruned.kinds,
-            pruned.target_sparsities(),
-            hparams.pruning,
-            pruned.layers,
+            hparams,
+            pruned,
             source=f"round {source}'s weights ({experiment.weights(source)})",
-            channels=pruned.channels,
         )
 
     def start_values(self, experiment: ExperimentDir, pruning_round: int) -> Snapshot:
@@ -208,6 +204,28 @@ def get_control(name: str) -> Control:
         raise LthError(
             f"--control: unknown control {name!r}; choose one of {', '.join(branch_controls())}"
         ) from None
+
+
+def magnitude_masks(
+    values: dict[str, np.ndarray],
+    previous: dict[str, np.ndarray],
+    hparams: ExperimentHparams,
+    pruned: PrunedModel,
+    source: str,
+) -> dict[str, np.ndarray]:
+    """``previous`` pruned further by the magnitudes of ``values`` (named as the prunable
+    weights; ``source`` says where they came from) to the round's sparsities, as IMP prunes:
+    layerwise or global, by kind, in blocks or channels as the experiment says."""
+    return imp_masks(
+        {name: values[name] for name in pruned.weights},
+        previous,
+        pruned.kinds,
+        pruned.target_sparsities(),
+        hparams.pruning,
+        pruned.layers,
+        source=source,
+        channels=pruned.channels,
+    )
 
 
 def reinit_seed(hparams: ExperimentHparams) -> int:

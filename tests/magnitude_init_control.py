@@ -11,9 +11,8 @@ from __future__ import annotations
 from lth_tf import io
 from lth_tf.branches import parent_dir
 from lth_tf.builder import initial_values
-from lth_tf.controls import Control, register_control
+from lth_tf.controls import Control, magnitude_masks, register_control
 from lth_tf.provenance import experiment_model
-from lth_tf.pruning.masks import imp_masks
 
 INITIAL_VALUES = "initial_values.npz"  # theta_0, kept in the branch's directory
 
@@ -36,16 +35,7 @@ class MagnitudeAtInit(Control):
     def masks(self, experiment, hparams, pruning_round, pruned):
         theta_0 = io.read_npz(experiment.root / INITIAL_VALUES)
         previous = experiment.read_arrays(experiment.masks(pruning_round - 1))
-        return imp_masks(
-            {name: theta_0[name] for name in pruned.weights},
-            previous,
-            pruned.kinds,
-            pruned.target_sparsities(),
-            hparams.pruning,
-            pruned.layers,
-            source=f"theta_0 ({experiment.root / INITIAL_VALUES})",
-            channels=pruned.channels,
-        )
-
+        source = f"theta_0 ({experiment.root / INITIAL_VALUES})"
+        return magnitude_masks(theta_0, previous, hparams, pruned, source)
 
 register_control(MagnitudeAtInit())
