@@ -112,7 +112,6 @@ flags.DEFINE_string(
 )
 
 
-
 def median_images_per_second(
     run: Callable[[int], None],
     steps: int | None,
@@ -177,7 +176,9 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
 
 def paper_run_iterations(hparams, data) -> int:
     """Iterations of the whole IMP run the hyperparameters describe (every round)."""
-    resolved = hparams.resolve(len(data.train_labels))
+    from lth_tf.models import resolve_steps
+
+    resolved = resolve_steps(hparams, len(data.train_labels))
     return resolved.iterations * (hparams.pruning.rounds + 1)
 
 
@@ -239,6 +240,7 @@ def benchmark_imp_round(
 
 def benchmark_overhead(hparams, data, repeats) -> dict:
     from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.models import resolve_steps
     from lth_tf.monitoring.tensorboard import TensorBoardMonitor
 
     ratios, walls, trains = [], [], []
@@ -268,7 +270,7 @@ def benchmark_overhead(hparams, data, repeats) -> dict:
         "train_seconds": trains,
         "rounds": hparams.pruning.rounds + 1,
         "iterations": hparams.training.iterations,
-        "eval_every": hparams.resolve(len(data.train_labels)).eval_every,
+        "eval_every": resolve_steps(hparams, len(data.train_labels)).eval_every,
     }
 
 

@@ -25,6 +25,7 @@ from lth_tf.experiment import (
     ExperimentDir,
     check_experiment_name,
     check_rounds_semantics,
+    parent_dir,
     read_saved,
 )
 
@@ -87,11 +88,6 @@ def branch_of(
     check_parent(parent, hparams)
     name = name or branch_name(parent_name, branch, branch_rounds, parent_rounds)
     return hparams, parent.root.resolve().parent, name
-
-
-def parent_dir(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentDir:
-    """A branch's parent: the directory beside it that ``branch.parent`` names."""
-    return ExperimentDir(experiment.root.parent / hparams.branch.parent)
 
 
 def check_parent(parent: ExperimentDir, hparams: ExperimentHparams) -> None:

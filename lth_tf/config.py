@@ -548,9 +548,7 @@ class TrainingHparams:
                 f"{flag('lr_schedule')}=cosine decays smoothly to the end of the round; "
                 f"{flag('lr_drops')} belongs to --lr_schedule=step: drop one of the two"
             )
-        check_number(
-            flag("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True
-        )
+        check_number(flag("label_smoothing"), self.label_smoothing, low=0, high=1, high_open=True)
         object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
 
     def order_seed(self, pruning_round: int) -> int:
@@ -770,14 +768,10 @@ class BranchHparams:
     control_seed: int = 0
 
     def __post_init__(self) -> None:
-        # The default (plain IMP, no parent) needs no registry: building it imports nothing.
-        if self.control != "none" or self.parent:
-            from lth_tf.controls import get_control  # the registry's module imports this one
-
-            if get_control(self.control).is_branch != bool(self.parent):
-                raise LthError(
-                    "a control needs a parent experiment (--branch_of) and vice versa"
-                )
+        # Every control but plain IMP ("none") runs as a branch of a parent; whether the name
+        # is a registered control is lth_tf.controls.get_control's to say, where it runs.
+        if (self.control != "none") != bool(self.parent):
+            raise LthError("a control needs a parent experiment (--branch_of) and vice versa")
         check_number("--control_seed", self.control_seed, low=0, high=MAX_SEED, integer=True)
 
 
@@ -902,8 +896,19 @@ class ExperimentHparams:
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
-    def resolve(self, num_train_examples: int) -> Resolved:
-        """Turns the step strings into iteration counts for a training set of this size."""
+    def resolve(self, num_train_examples: int, auto_eval: AutoEval) -> Resolved:
+        """Turns the step strings into iteration counts for a training set of this size;
+        ``--eval_every=auto`` means ``auto_eval``, the model's (its registry entry's: callers
+        use :func:`lth_tf.models.registry.resolve_steps`).
+
+        >>> hparams = ExperimentHparams(
+        ...     DatasetHparams("mnist"), ModelHparams("lenet300_100"), TrainingHparams(),
+        ...     PruningHparams(),
+        ... )
+        >>> resolved = hparams.resolve(55_000, AutoEval(iterations=100))
+        >>> resolved.iterations_per_epoch, resolved.eval_every  # batch 60
+        (917, 100)
+        """
         training, pruning = self.training, self.pruning
         if training.batch_size > num_train_examples:
             # A batch gathers that many examples at once: beyond the set it only costs memory.
@@ -920,11 +925,7 @@ class ExperimentHparams:
                 "lth_tf takes; give fewer"
             )
         if training.eval_every == "auto":
-            # Per model: the registry says what auto means (lazily imported: the registry
-            # imports this module; neither imports TensorFlow).
-            from lth_tf.models.registry import get_model
-
-            eval_every = get_model(self.model.name).auto_eval.every(per_epoch)
+            eval_every = auto_eval.every(per_epoch)
         else:
             eval_every = Step.parse(training.eval_every).to_iterations(per_epoch)
         # The dataclasses checked every step string; these parse their normalised spelling.

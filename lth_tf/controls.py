@@ -34,6 +34,7 @@ import numpy as np
 
 from lth_tf import io
 from lth_tf.errors import LthError
+from lth_tf.experiment import parent_dir
 from lth_tf.pruning.masks import imp_masks, random_masks
 
 if TYPE_CHECKING:
@@ -195,7 +196,6 @@ def branch_controls() -> tuple[str, ...]:
     return tuple(name for name, control in CONTROLS.items() if control.is_branch)
 
 
-
 def get_control(name: str) -> Control:
     """The registered control called ``name``; an unknown name is a user error."""
     try:
@@ -239,8 +239,6 @@ def reinit_seed(hparams: ExperimentHparams) -> int:
 
 
 def _parent(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentDir:
-    from lth_tf.branches import parent_dir
-
     return parent_dir(experiment, hparams)
 
 

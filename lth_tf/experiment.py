@@ -388,6 +388,12 @@ class ExperimentDir:
         return {row.round for row in self.read_results() if self.weights(row.round).exists()}
 
 
+def parent_dir(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentDir:
+    """A branch's parent (:mod:`lth_tf.branches`): the directory beside it that
+    ``branch.parent`` names."""
+    return ExperimentDir(experiment.root.parent / hparams.branch.parent)
+
+
 def default_experiment_name(hparams: ExperimentHparams, defaults: ExperimentHparams) -> str:
     """``<model>-<dataset>-<hash of the hyperparameters that differ from the paper's>``.
 

@@ -77,7 +77,7 @@ from lth_tf.loop import (
     resume,
     train,
 )
-from lth_tf.models import custom, paper_defaults
+from lth_tf.models import custom, paper_defaults, resolve_steps
 from lth_tf.models.registry import check_input_shape
 from lth_tf.pruning.masks import counted_masks, percent_remaining
 from lth_tf.pruning.shrink import multiply_adds, shrunk_architecture
@@ -236,7 +236,7 @@ def _run_locked(
         hparams.dataset.name, options.data_dir, experiment_root=root, holdout=holdout
     )
     check_input_shape(hparams.model.name, data.input_shape)  # before anything is written
-    resolved = hparams.resolve(len(data.train_labels))
+    resolved = resolve_steps(hparams, len(data.train_labels))
     training = hparams.training
     # The user's augmentation runs once, and the optimizer is built once, so that an import
     # error, a changed batch or an argument Keras refuses is one line before anything is written.
@@ -678,9 +678,7 @@ class _Rounds:
             rows = [{**row, "val_loss": None, "val_accuracy": None} for row in rows]
         # The callbacks' scalars after the evaluation's own, in the order they came.
         reported = list(dict.fromkeys(name for e in progress.evaluations for name in e.scalars))
-        io.write_csv(
-            experiment.evaluations(pruning_round), rows, [*EVALUATION_COLUMNS, *reported]
-        )
+        io.write_csv(experiment.evaluations(pruning_round), rows, [*EVALUATION_COLUMNS, *reported])
         final, stop = progress.evaluations[-1], progress.early_stop
         counted = counted_masks(masks, pruned.kinds, self.hparams.pruning, pruned.layers)
         alive = sum(int(m.sum()) for m in counted.values())

@@ -33,7 +33,7 @@ import numpy as np
 
 from lth_tf import io
 from lth_tf.config import HOLDOUT_AUTO
-from lth_tf.data.sources import ImageDataset, held_out_count
+from lth_tf.data.dataset import ImageDataset, arrays_fingerprint, held_out_count
 from lth_tf.errors import LthError
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -394,27 +394,6 @@ def _num_classes(
     return inferred
 
 
-def arrays_fingerprint(arrays: Mapping[str, Any]) -> str:
-    """sha256 (hex) over each array's key, dtype, shape and bytes, in sorted key order.
-
-    It depends on the values only, not on how they were stored (an npz's zip metadata, memory
-    order), so equal arrays give equal fingerprints.
-
-    >>> arrays_fingerprint({"a": np.zeros(2)}) == arrays_fingerprint({"a": np.zeros(2)})
-    True
-    """
-    digest = hashlib.sha256()
-    for key in sorted(arrays):
-        array = np.ascontiguousarray(arrays[key])
-        if array.dtype.hasobject:
-            raise LthError(f"{key} is an object array; give numeric arrays")
-        # Length-prefixed header: no two different (key, dtype, shape) can read the same.
-        header = repr((key, array.dtype.str, array.shape)).encode()
-        digest.update(len(header).to_bytes(8, "little") + header)
-        digest.update(array.reshape(-1).view(np.uint8))
-    return digest.hexdigest()
-
-
 def save_arrays(path: str | os.PathLike, arrays: Mapping[str, Any]) -> str:
     """Writes `arrays` as an uncompressed npz, atomically; returns :func:`arrays_fingerprint`.
 
@@ -595,4 +574,3 @@ def split_arrays(data: ImageDataset) -> dict[str, Any]:
         # --holdout=0: no validation split; an empty x_val would be refused on loading.
         del splits["x_val"], splits["y_val"]
     return splits
-

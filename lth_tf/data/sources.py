@@ -19,7 +19,6 @@ validation set when none is given (``--holdout``, :func:`held_out_count`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Iterable
@@ -29,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from lth_tf.config import HOLDOUT_AUTO, DatasetHparams, flag_of
-from lth_tf.data import cifar10_binary, idx, tfds_source
+from lth_tf.data import arrays, cifar10_binary, idx, tfds_source
+from lth_tf.data.dataset import ImageDataset, arrays_fingerprint, held_out_count
 from lth_tf.errors import LthError
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -55,50 +55,6 @@ _IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
     "cifar10": (32, 32, 3),
 }
 _NUM_CLASSES = 10
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ImageDataset:
-    """One dataset split into train / validation / test, as raw values and int64 labels.
-
-    Built-in datasets: uint8 images [N, H, W, C]; `val_*` are the last VALIDATION_EXAMPLES
-    examples of the official train split and `train_*` the rest; `test_*` is the official test
-    split. The user's own datasets may have any per-example shape (rank >= 1) and any
-    numeric dtype (see :func:`lth_tf.data.arrays.dataset_from_arrays`). The model receives the
-    values cast to float32 and nothing else: no scaling, so scale the data beforehand if the
-    model needs it. `provenance` (JSON) says where the data came from, e.g.
-    ``{"kind": "npz", "path": ..., "sha256": ...}``. `classes` names each class index when the
-    labels were given as names (``classes[i]`` is class i's), else None.
-
-    >>> ds = load_dataset("fashion_mnist")
-    >>> ds.input_shape, ds.num_classes, ds.train_labels.dtype, ds.provenance["kind"]
-    ((28, 28, 1), 10, dtype('int64'), 'builtin')
-    """
-
-    name: str
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    val_images: np.ndarray
-    val_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    num_classes: int
-    source: str
-    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
-    classes: tuple[str, ...] | None = None
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """The shape of one example, e.g. (28, 28, 1), (32, 32, 3) or (20,) for feature rows."""
-        return tuple(int(size) for size in self.train_images.shape[1:])
-
-    def __repr__(self) -> str:
-        # The default repr would print the pixel arrays.
-        return (
-            f"ImageDataset({self.name!r}, train={len(self.train_labels)}, "
-            f"val={len(self.val_labels)}, test={len(self.test_labels)}, "
-            f"input_shape={self.input_shape}, source={self.source!r})"
-        )
 
 
 def check_dataset_name(text: str) -> str:
@@ -183,26 +139,6 @@ def load_dataset(
     except tfds_source.NotAvailable as missing:
         raise LthError(_nothing_found_message(name, searched, pickle_dirs, missing)) from None
     return _make_dataset(name, arrays, source, holdout)
-
-
-def held_out_count(holdout: str, num_train: int, auto: int, source: str) -> int:
-    """How many of ``num_train`` training examples ``--holdout`` holds out as the validation
-    split: ``auto`` (the source's own rule) for ``"auto"``, else the count. At least one must be
-    left to train on, else the LthError says what to do.
-
-    >>> held_out_count("auto", 60000, 5000, "mnist"), held_out_count("0", 50000, 5000, "cifar10")
-    (5000, 0)
-    """
-    count = auto if holdout == HOLDOUT_AUTO else int(holdout)
-    if count >= num_train:
-        flag = flag_of(DatasetHparams, "holdout")
-        raise LthError(
-            f"{source}: {flag}={holdout} holds out {count} of the {num_train} training "
-            f"example(s) for validation, which leaves none to train on; give at most "
-            f"{flag}={num_train - 1} ({flag}=0: no validation split), more training examples, "
-            "or a validation split of the dataset's own (x_val/y_val)"
-        )
-    return count
 
 
 def _raw_dirs(name: str, data_dir: str | None) -> list[Path]:
@@ -320,8 +256,6 @@ def _builtin_provenance(name: str, source: str, splits: dict[str, np.ndarray]) -
     one core of the development machine), against about 0.5 s to read and decompress its IDX
     files: cheap enough for every load.
     """
-    from lth_tf.data.arrays import arrays_fingerprint  # imports this module's neighbours
-
     return {
         "kind": "builtin",
         "name": name,
@@ -333,8 +267,6 @@ def _builtin_provenance(name: str, source: str, splits: dict[str, np.ndarray]) -
 
 def _load_npz(spec: str, path_text: str, holdout: str) -> ImageDataset:
     """``npz:PATH``: the arrays in one npz file, relative paths from the working directory."""
-    from lth_tf.data import arrays
-
     path = os.path.abspath(os.path.expanduser(path_text))
     values, sha256 = arrays.read_npz(path, spec)
     provenance = {"kind": "npz", "path": path, "sha256": sha256}
@@ -345,8 +277,6 @@ def _load_saved_arrays(
     spec: str, fingerprint: str, experiment_root: str | os.PathLike | None, holdout: str
 ) -> ImageDataset:
     """``arrays:FINGERPRINT``: the arrays a Python caller passed, saved in the experiment."""
-    from lth_tf.data import arrays
-
     if experiment_root is None:
         raise LthError(
             f"{spec}: in-memory arrays are saved with their experiment; load them with "
@@ -359,7 +289,7 @@ def _load_saved_arrays(
             "(pass the arrays again, or the experiment folder they were saved in)"
         )
     values, _ = arrays.read_npz(path, spec)
-    found = arrays.arrays_fingerprint(values)
+    found = arrays_fingerprint(values)
     if not found.startswith(fingerprint):
         raise LthError(
             f"{spec}: {path} holds other arrays (fingerprint {found[:16]}…); restore the "
@@ -371,8 +301,6 @@ def _load_saved_arrays(
 
 def _load_tfds_spec(spec: str, rest: str, data_dir: str | None, holdout: str) -> ImageDataset:
     """``tfds:NAME[:VERSION]``: any TFDS dataset with supervised keys."""
-    from lth_tf.data import arrays
-
     name, _, version = rest.partition(":")
     values, provenance = tfds_source.load_tfds_arrays(name, version or None, data_dir, spec)
     source = f"TFDS {name} {provenance['version']} in {provenance['data_dir']}"

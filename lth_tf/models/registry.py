@@ -20,6 +20,7 @@ from lth_tf.config import (
     ModelHparams,
     PruneRates,
     PruningHparams,
+    Resolved,
     TrainingHparams,
     hparam_flags,
 )
@@ -196,9 +197,7 @@ def _deep_net(name, build, lth: Recipe, stabilizing: Recipe) -> ModelSpec:
     """A CIFAR ResNet/VGG: both recipes, ``stabilizing`` by default (the one that finds
     tickets by rewinding; ``--recipe=lth`` is the LTH paper's warmup and reset)."""
     recipes = {"lth": lth, "stabilizing": stabilizing}
-    return ModelSpec(
-        name, build, "cifar10", recipes, "stabilizing", _HALF_EPOCH, batch_norm=True
-    )
+    return ModelSpec(name, build, "cifar10", recipes, "stabilizing", _HALF_EPOCH, batch_norm=True)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -447,6 +446,16 @@ def compiled_defaults(
         model=ModelHparams(model, "compiled"),
         training=dataclasses.replace(base.training, optimizer="compiled", compiled=compiled),
     )
+
+
+def resolve_steps(hparams: ExperimentHparams, num_train_examples: int) -> Resolved:
+    """``hparams``' step strings as iteration counts for a training set of this size, with
+    ``--eval_every=auto`` as its model says (:attr:`ModelSpec.auto_eval`).
+
+    >>> resolve_steps(paper_defaults("lenet300_100"), 55_000).eval_every
+    100
+    """
+    return hparams.resolve(num_train_examples, get_model(hparams.model.name).auto_eval)
 
 
 def experiment_hparams(

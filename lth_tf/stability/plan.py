@@ -28,6 +28,7 @@ from lth_tf.config import ExperimentHparams, Resolved, check_number
 from lth_tf.controls import get_control
 from lth_tf.errors import LthError
 from lth_tf.experiment import MASKS_TODO, ExperimentDir, RoundResult, read_experiment
+from lth_tf.models.registry import resolve_steps
 from lth_tf.steps import Step
 
 STABILITY_DIR = "stability"
@@ -177,7 +178,7 @@ def plan_stability(
     experiment, hparams, data_info = read_experiment(
         experiment_dir, data_keys=("input_shape", "train_examples", "test_examples")
     )
-    resolved = hparams.resolve(int(data_info["train_examples"]))
+    resolved = resolve_steps(hparams, int(data_info["train_examples"]))
     row = _finished_round(experiment, hparams, pruning_round)
 
     per_epoch = resolved.iterations_per_epoch

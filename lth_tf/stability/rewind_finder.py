@@ -28,6 +28,7 @@ from lth_tf import io
 from lth_tf.config import check_number
 from lth_tf.errors import LthError
 from lth_tf.experiment import read_experiment
+from lth_tf.models.registry import resolve_steps
 from lth_tf.stability.plan import STABLE_BELOW, StabilityPlan, plan_stability
 
 # Fractions of T tried as rewind points: the range the Stabilizing/LMC papers rewind over (the
@@ -101,7 +102,7 @@ def plan_rewind_search(
         why="an instability in percentage points, e.g. 2",
     )
     _, hparams, data_info = read_experiment(experiment_dir, data_keys=("train_examples",))
-    iterations = hparams.resolve(int(data_info["train_examples"])).iterations
+    iterations = resolve_steps(hparams, int(data_info["train_examples"])).iterations
     grid = [k for k in rewind_grid(iterations) if k < iterations]
     plan = plan_stability(
         experiment_dir,

@@ -19,7 +19,7 @@ from lth_tf.experiment import (
     open_experiment,
 )
 from lth_tf.imp import run_imp
-from lth_tf.models import get_model, paper_defaults
+from lth_tf.models import get_model, paper_defaults, resolve_steps
 from tests.helpers import (
     QUIET,
     assert_one_line_error,
@@ -112,20 +112,20 @@ def test_auto_eval_every_is_100_iterations_for_the_small_nets_and_coarser_for_de
     # batch 60, where half an epoch would have been 500.
     lenet = paper_defaults("lenet300_100", "fashion_mnist")
     assert lenet.training.eval_every == "auto"
-    assert lenet.resolve(55_000).eval_every == 100
+    assert resolve_steps(lenet, 55_000).eval_every == 100
     for name in SMALL_NETS:
-        assert paper_defaults(name, "cifar10").resolve(45_000).eval_every == 100
+        assert resolve_steps(paper_defaults(name, "cifar10"), 45_000).eval_every == 100
     # resnet20 at batch 128: 430 iterations per epoch; half of it to 100 iterations is 200.
-    assert paper_defaults("resnet20", "fashion_mnist").resolve(55_000).eval_every == 200
+    assert resolve_steps(paper_defaults("resnet20", "fashion_mnist"), 55_000).eval_every == 200
     lth = paper_defaults("resnet20", "fashion_mnist", recipe="lth")
-    assert lth.resolve(55_000).eval_every == 200
+    assert resolve_steps(lth, 55_000).eval_every == 200
     vgg_lth = paper_defaults("vgg19", recipe="lth")  # batch 64: 704 per epoch on CIFAR-10
-    assert vgg_lth.resolve(45_000).eval_every == 400
+    assert resolve_steps(vgg_lth, 45_000).eval_every == 400
     # An explicit spacing is what it says, for every model.
     explicit = dataclasses.replace(
         lenet, training=dataclasses.replace(lenet.training, eval_every="1ep")
     )
-    assert explicit.resolve(55_000).eval_every == 917
+    assert resolve_steps(explicit, 55_000).eval_every == 917
     assert {get_model(n).auto_eval.describe() for n in DEEP_NETS} == {
         "every 0.5 epoch, rounded to 100 iterations"
     }

@@ -11,7 +11,7 @@ from lth_tf.config import (
     parse_block_size,
 )
 from lth_tf.errors import LthError
-from lth_tf.models import paper_defaults
+from lth_tf.models import paper_defaults, resolve_steps
 from lth_tf.steps import Step, iterations_per_epoch, parse_step
 from tests.helpers import with_changes
 
@@ -60,7 +60,7 @@ def test_resolve_turns_steps_into_iterations_and_refuses_late_rewind():
         training=dataclasses.replace(hparams.training, iterations="2ep"),
         pruning=dataclasses.replace(hparams.pruning, rewind="1ep"),
     )
-    resolved = hparams.resolve(55_000)
+    resolved = resolve_steps(hparams, 55_000)
     assert (resolved.iterations, resolved.rewind_iteration) == (1834, 917)
     assert resolved.eval_every == 100  # auto for lenet: every 100 iterations, the LTH paper's
     # The deep nets' auto is half an epoch, rounded to 100 iterations.
@@ -69,15 +69,15 @@ def test_resolve_turns_steps_into_iterations_and_refuses_late_rewind():
         model=paper_defaults("resnet20").model,
         training=dataclasses.replace(hparams.training, iterations="2ep"),
     )
-    assert deep.resolve(55_000).eval_every == 500  # half of a 917-iteration epoch (batch 60)
-    assert deep.resolve(45_000).eval_every == 400  # 750 iterations per epoch
+    assert resolve_steps(deep, 55_000).eval_every == 500  # half of a 917-iteration epoch (batch 60)
+    assert resolve_steps(deep, 45_000).eval_every == 400  # 750 iterations per epoch
     small = dataclasses.replace(
         deep, training=dataclasses.replace(deep.training, batch_size=1000, iterations="1000")
     )
-    assert small.resolve(45_000).eval_every == 100  # 45 iterations per epoch: the floor
+    assert resolve_steps(small, 45_000).eval_every == 100  # 45 iterations per epoch: the floor
     late = dataclasses.replace(hparams, pruning=dataclasses.replace(hparams.pruning, rewind="3ep"))
     with pytest.raises(LthError, match="past the end of round 0"):
-        late.resolve(55_000)
+        resolve_steps(late, 55_000)
 
 
 def test_training_hparams_validate():
@@ -176,7 +176,7 @@ def test_a_rewind_point_past_the_end_of_a_round_is_refused():
         paper_defaults("resnet20", "fashion_mnist"), training={"iterations": "150it"}
     )
     with pytest.raises(LthError, match="--rewind=500it is iteration 500, past the end"):
-        hparams.resolve(55_000)
+        resolve_steps(hparams, 55_000)
 
 
 def test_block_size_is_parsed_checked_and_spelled_one_way():
@@ -222,8 +222,8 @@ def test_a_batch_larger_than_the_training_set_is_refused():
 
     hparams = paper_defaults("lenet300_100", "mnist")
     with pytest.raises(LthError, match="--batch_size=60 is larger than the 59 training examples"):
-        hparams.resolve(59)
-    assert hparams.resolve(60).iterations > 0
+        resolve_steps(hparams, 59)
+    assert resolve_steps(hparams, 60).iterations > 0
 
 
 def test_a_round_of_more_than_a_billion_iterations_is_refused():
@@ -232,6 +232,6 @@ def test_a_round_of_more_than_a_billion_iterations_is_refused():
     lenet = paper_defaults("lenet300_100", "mnist")
     hparams = with_changes(lenet, training={"iterations": "99999999999ep"})
     with pytest.raises(LthError, match=r"--iterations=99999999999ep is [\d,]+ iterations a round"):
-        hparams.resolve(55000)
+        resolve_steps(hparams, 55000)
     exact = with_changes(hparams, training={"iterations": "1000000000it", "eval_every": "1000it"})
-    assert exact.resolve(55000).iterations == 10**9
+    assert resolve_steps(exact, 55000).iterations == 10**9

@@ -18,7 +18,7 @@ from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
 from lth_tf.export.ticket import choose_best_round
 from lth_tf.imp import _default_name, run_imp
-from lth_tf.models import paper_defaults
+from lth_tf.models import paper_defaults, resolve_steps
 from lth_tf.models.registry import experiment_hparams
 from lth_tf.monitoring.report import write_report
 from tests.helpers import QUIET, assert_one_line_error, lenet_hparams, run_main, with_changes
@@ -36,7 +36,7 @@ def test_the_recipes_hold_out_what_their_papers_did():
     assert validation_count(60_000) == validation_count(50_000) == 5000
     assert held_out_count("0", 50_000, VALIDATION_EXAMPLES, "cifar10") == 0
     # open_lth's 160 epochs at batch 128 over 50,000 images: 391 iterations an epoch.
-    resolved = paper_defaults("resnet20").resolve(50_000 - 0)
+    resolved = resolve_steps(paper_defaults("resnet20"), 50_000 - 0)
     assert resolved.iterations == 62_560
 
 

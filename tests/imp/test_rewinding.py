@@ -13,6 +13,7 @@ from lth_tf.errors import LthError
 from lth_tf.experiment import ROUNDS_KEY, ExperimentDir
 from lth_tf.imp import ImpObserver, run_imp
 from lth_tf.lr_schedule import WarmupStepDecay
+from lth_tf.models import resolve_steps
 from lth_tf.training import make_optimizer
 from tests.helpers import QUIET, lenet_hparams
 
@@ -185,5 +186,5 @@ def test_an_old_experiment_without_rewound_rounds_resumes_and_is_marked(tmp_path
 
 def test_a_rewind_point_at_the_end_of_training_is_refused_when_rounds_follow():
     with pytest.raises(LthError, match="would train nothing"):
-        lenet_hparams(rewind="30it").resolve(600)
-    assert lenet_hparams(rounds=0, rewind="30it").resolve(600).rewind_iteration == 30
+        resolve_steps(lenet_hparams(rewind="30it"), 600)
+    assert resolve_steps(lenet_hparams(rounds=0, rewind="30it"), 600).rewind_iteration == 30
