@@ -18,13 +18,17 @@ The scalars ``on_evaluation`` returns are columns of the round's ``evaluations.c
 scalars of its TensorBoard run, at the evaluation's iteration. ``state()`` is saved in every
 checkpoint and handed back to ``load_state()`` when a killed round resumes, so a callback that
 accumulates (a running mean, a count) ends a resumed round as an uninterrupted one would.
+A hook that raises ends the run with one line naming the callback, the hook and where it
+raised (:func:`calling`); the round resumes from its last checkpoint once the callback is fixed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -95,6 +99,30 @@ class RunCallback:
         pass
 
 
+@contextlib.contextmanager
+def calling(callback: RunCallback, hook: str) -> Iterator[None]:
+    """Runs a callback's ``hook``: an exception it raises is a bug in the callback, not in the
+    run, and becomes one line naming the callback, the hook and where it raised (an LthError
+    and Ctrl-C pass as they are). The round resumes from its last checkpoint once it is fixed.
+
+    >>> with calling(RunCallback(), "on_chunk"):
+    ...     {}["missing"]  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: callback RunCallback: on_chunk raised KeyError: 'missing' (...
+    """
+    try:
+        yield
+    except LthError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's code can raise anything
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+        raise LthError(
+            f"callback {callback.name}: {hook} raised {type(error).__name__}: {error}{where}; "
+            "fix the callback and run again (the round resumes from its last checkpoint)"
+        ) from error
+
+
 def check_callbacks(callbacks: Sequence[Any]) -> list[RunCallback]:
     """``callbacks`` as a list, each a :class:`RunCallback` with a name of its own.
 
@@ -121,11 +149,12 @@ def check_callbacks(callbacks: Sequence[Any]) -> list[RunCallback]:
 
 def callback_states(callbacks: Sequence[RunCallback]) -> dict[str, np.ndarray]:
     """Every callback's state as checkpoint arrays, ``callback/<name>/<key>``."""
-    return {
-        f"{STATE_PREFIX}{callback.name}/{key}": np.asarray(value)
-        for callback in callbacks
-        for key, value in callback.state().items()
-    }
+    arrays: dict[str, np.ndarray] = {}
+    for callback in callbacks:
+        with calling(callback, "state"):
+            for key, value in callback.state().items():
+                arrays[f"{STATE_PREFIX}{callback.name}/{key}"] = np.asarray(value)
+    return arrays
 
 
 def load_callback_states(callbacks: Sequence[RunCallback], arrays: Mapping[str, Any]) -> None:
@@ -135,9 +164,12 @@ def load_callback_states(callbacks: Sequence[RunCallback], arrays: Mapping[str, 
     for callback in callbacks:
         prefix = f"{STATE_PREFIX}{callback.name}/"
         state = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-        if state:
-            callback.load_state(state)
-        elif callback.state():
+        with calling(callback, "load_state"):
+            if state:
+                callback.load_state(state)
+                continue
+            has_state = bool(callback.state())
+        if has_state:
             log.warning(
                 "The checkpoint holds no state of callback %s (the interrupted run did not "
                 "have it): it goes on from its own.",
@@ -152,7 +184,9 @@ def evaluation_scalars(
     under names of their own."""
     scalars: dict[str, float] = {}
     for callback in callbacks:
-        for name, value in (callback.on_evaluation(context, evaluation) or {}).items():
+        with calling(callback, "on_evaluation"):
+            reported = dict(callback.on_evaluation(context, evaluation) or {})
+        for name, value in reported.items():
             if name in EVALUATION_COLUMNS or name in scalars:
                 raise LthError(
                     f"callback {callback.name} reports {name!r}, a name evaluations.csv has "

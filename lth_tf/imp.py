@@ -36,6 +36,7 @@ from lth_tf.callbacks import (
     RunCallback,
     RunContext,
     callback_states,
+    calling,
     check_callbacks,
     evaluation_scalars,
     load_callback_states,
@@ -344,7 +345,8 @@ def _run_locked(
                 log.info(line)
         observer.end_round(result)
         for callback in callbacks:
-            callback.on_round_end(rounds.context(pruning_round), result)
+            with calling(callback, "on_round_end"):
+                callback.on_round_end(rounds.context(pruning_round), result)
     observer.close()
     return experiment
 
@@ -358,7 +360,8 @@ class _UserChunks(Callback):
 
     def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
         for callback in self.callbacks:
-            callback.on_chunk(self.context, chunk)
+            with calling(callback, "on_chunk"):
+                callback.on_chunk(self.context, chunk)
 
 
 def channel_costs(pruned: PrunedModel, masks: dict[str, np.ndarray]) -> dict[str, int]:
@@ -561,7 +564,8 @@ class _Rounds:
             progress = TrainingProgress(iteration=start)
             self.observer.start_round(pruning_round, pruned)
             for callback in self.user_callbacks:
-                callback.on_round_start(self.context(pruning_round))
+                with calling(callback, "on_round_start"):
+                    callback.on_round_start(self.context(pruning_round))
 
         # Checkpoints and the rewind point are written while training goes on; the round's own
         # files below are written once they are all on disk.

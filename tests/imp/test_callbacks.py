@@ -13,6 +13,7 @@ from tensorboard.util import tensor_util
 from lth_tf import io
 from lth_tf.callbacks import RunCallback, check_callbacks, evaluation_scalars, load_callback
 from lth_tf.errors import LthError
+from lth_tf.experiment import ExperimentDir
 from lth_tf.imp import run_imp
 from lth_tf.monitoring.tensorboard import TensorBoardMonitor, tensorboard_dir
 from lth_tf.training import Evaluation
@@ -171,3 +172,41 @@ def test_the_pipeline_refuses_a_callback_flag_it_cannot_load_in_one_line(tmp_pat
     )
     assert_one_line_error(result, "--callback=tests.metric_callback:Missing")
     assert list(tmp_path.iterdir()) == []
+
+
+class _Broken(RunCallback):
+    """A bug in a callback's hook, at round 1's first chunk."""
+
+    def __init__(self, hook: str):
+        self.hook = hook
+
+    def on_chunk(self, context, chunk):
+        if self.hook == "on_chunk" and context.pruning_round == 1:
+            {}["no such key"]  # noqa: B018 - the bug
+
+    def on_round_end(self, context, result):
+        if self.hook == "on_round_end":
+            raise ValueError("bad row")
+
+
+@pytest.mark.parametrize(
+    ("hook", "raised"), [("on_chunk", "KeyError: 'no such key'"), ("on_round_end", "ValueError")]
+)
+def test_a_callback_that_raises_ends_the_run_in_one_line_naming_it(tmp_path, data, hook, raised):
+    hparams, callbacks = lenet_hparams(rounds=1), [_Broken(hook)]
+    with pytest.raises(LthError) as caught:
+        run_imp(hparams, tmp_path, "broken", OPTIONS, data=data, callbacks=callbacks)
+    message = str(caught.value)
+    assert message.startswith(f"callback _Broken: {hook} raised {raised}")
+    assert "test_callbacks.py:" in message and "\n" not in message
+    # What trained before it is kept: round 0 finished (and wrote its row) either way.
+    assert ExperimentDir(tmp_path / "broken").completed_rounds() == {0}
+
+
+def test_ctrl_c_in_a_callback_is_not_turned_into_an_error():
+    class Interrupted(RunCallback):
+        def on_evaluation(self, context, evaluation):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluation_scalars([Interrupted()], None, Evaluation(10, 0.5, 0.9, 0.5, 0.9))
