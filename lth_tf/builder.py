@@ -17,7 +17,7 @@ import dataclasses
 import tensorflow as tf
 import tf_keras
 
-from lth_tf.config import ExperimentHparams, JitCompile
+from lth_tf.config import ExperimentHparams, JitCompile, StepsPerExecution
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.models import ModelSpec, get_model
@@ -39,7 +39,7 @@ class Execution:
 
     # True, False or "auto" (timed per model and machine): lth_tf.training.JitCompile.
     jit_compile: JitCompile = False
-    steps_per_execution: int = 100
+    steps_per_execution: StepsPerExecution = "auto"
     # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs): compute in 16 bits, keep
     # float32 weights.
     mixed_precision: str | None = None

@@ -178,6 +178,30 @@ def check_number(
         raise LthError(f"{flag} must be {allowed}, got {value!r}" + (f": {why}" if why else ""))
 
 
+StepsPerExecution = int | Literal["auto"]
+"""Iterations per compiled call: a count, or ``"auto"`` (the default): as many as train in about
+a second here, at most 100 (:func:`lth_tf.training.auto_steps_per_execution`), so Ctrl-C and the
+progress line answer within about a second on a slow model and fast models run 100 a call."""
+
+
+def check_steps_per_execution(
+    value: object, name: str = "--steps_per_execution"
+) -> StepsPerExecution:
+    """``"auto"`` or an integer >= 1; else an :class:`LthError` naming ``name``.
+
+    >>> check_steps_per_execution("auto"), check_steps_per_execution(20)
+    ('auto', 20)
+    >>> check_steps_per_execution(0)
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --steps_per_execution must be an integer >= 1 or auto, got 0
+    """
+    if value == "auto":
+        return "auto"
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1:
+        return int(value)
+    raise LthError(f"{name} must be an integer >= 1 or auto, got {value!r}")
+
+
 JitCompile = bool | Literal["auto"]
 """``True``: XLA compiles the training step wherever it can; ``False``: never; ``"auto"``:
 whichever of the two trains faster, timed on this model and machine

@@ -47,8 +47,9 @@ from lth_tf.config import (
     ExperimentHparams,
     JitCompile,
     Resolved,
+    StepsPerExecution,
     check_jit_compile,
-    check_number,
+    check_steps_per_execution,
     flag_of,
 )
 from lth_tf.controls import Control, get_control
@@ -97,7 +98,7 @@ class RunOptions:
     data_dir: str | None = None
     # True, False or "auto": XLA if it trains this model faster here, timed at the start.
     jit_compile: JitCompile = False
-    steps_per_execution: int = 100
+    steps_per_execution: StepsPerExecution = "auto"
     show_progress: bool = True
     # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs): compute in 16 bits, keep
     # float32 weights. Changes the numbers a little, like XLA does, not the experiment.
@@ -106,7 +107,7 @@ class RunOptions:
     test_every_evaluation: bool = False
 
     def __post_init__(self) -> None:
-        check_number("--steps_per_execution", self.steps_per_execution, low=1, integer=True)
+        check_steps_per_execution(self.steps_per_execution)
         check_jit_compile(self.jit_compile, "--jit_compile")
 
     @property

@@ -207,7 +207,7 @@ def train(
     while progress.iteration < stop:
         start = progress.iteration
         wanted = [callback.next_stop(start) for callback in callbacks]
-        end = min([stop, start + trainer.steps_per_execution, *(w for w in wanted if w)])
+        end = min([stop, start + trainer.chunk_length.current, *(w for w in wanted if w)])
         began = time.perf_counter()
         loss_sum, correct = trainer.train_steps(stream, end - start)
         progress.train_seconds += time.perf_counter() - began

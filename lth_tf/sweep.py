@@ -35,7 +35,14 @@ from typing import Any
 
 from lth_tf import io
 from lth_tf.branches import branch_name
-from lth_tf.config import MAX_SEED, BranchHparams, ExperimentHparams, JitCompile, check_number
+from lth_tf.config import (
+    MAX_SEED,
+    BranchHparams,
+    ExperimentHparams,
+    JitCompile,
+    StepsPerExecution,
+    check_number,
+)
 from lth_tf.controls import CONTROLS, branch_controls
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
@@ -236,7 +243,7 @@ class MemberOptions:
 
     data_dir: str | None = None
     jit_compile: JitCompile = "auto"
-    steps_per_execution: int = 100
+    steps_per_execution: StepsPerExecution = "auto"
     tensorboard: bool = True
 
 

@@ -28,7 +28,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from lth_tf.config import TrainingHparams, check_jit_compile
+from lth_tf.config import (
+    StepsPerExecution,
+    TrainingHparams,
+    check_jit_compile,
+    check_steps_per_execution,
+)
 from lth_tf.data.pipeline import (
     EVAL_BATCH_SIZE,
     augmentation,
@@ -111,6 +116,66 @@ XLA_PAYS_AFTER_SECONDS = 300.0
 # XLA is timed over longer runs only when one iteration of it took less than this many times
 # one plain iteration (resnet20 and a MobileNetV2-style net took 37x and 74x on 2 CPU cores).
 XLA_WORTH_TIMING = 2.0
+
+
+# --steps_per_execution=auto: a compiled call trains about this long, so Ctrl-C (which waits for
+# the call to return) and the progress line answer within about a second on a slow model...
+AUTO_CHUNK_SECONDS = 1.0
+# ...and at most this many iterations: the fixed default auto replaced, which a fast model
+# (lenet300_100: about 1 ms an iteration) still runs a call, as before.
+MAX_AUTO_STEPS = 100
+
+
+def auto_steps_per_execution(seconds_per_iteration: float) -> int:
+    """Iterations per compiled call under ``--steps_per_execution=auto``: about
+    :data:`AUTO_CHUNK_SECONDS` of training, 1 to :data:`MAX_AUTO_STEPS`.
+
+    >>> auto_steps_per_execution(0.2), auto_steps_per_execution(0.001), auto_steps_per_execution(4)
+    (5, 100, 1)
+    """
+    if not seconds_per_iteration > 0:
+        return MAX_AUTO_STEPS
+    return max(1, min(MAX_AUTO_STEPS, int(AUTO_CHUNK_SECONDS / seconds_per_iteration)))
+
+
+class ChunkLength:
+    """How many iterations one compiled call trains: ``steps_per_execution``, or under "auto"
+    one until a call has been timed, then about :data:`AUTO_CHUNK_SECONDS`' worth.
+
+    The first call traces (or compiles) the step and is not timed; the second sizes every later
+    one. Where calls end changes no result: batch i is batch i whatever call trains it.
+
+    >>> length = ChunkLength("auto")
+    >>> length.timed(1, 3.0); length.timed(1, 0.25); length.current  # traced, then timed
+    4
+    >>> ChunkLength(20).current
+    20
+    """
+
+    def __init__(self, steps_per_execution: StepsPerExecution):
+        self.requested = check_steps_per_execution(steps_per_execution)
+        self._length = None if self.requested == "auto" else self.requested
+        self._untimed_calls = 0
+
+    @property
+    def current(self) -> int:
+        return self._length or 1
+
+    @property
+    def sized(self) -> bool:
+        return self._length is not None
+
+    def timed(self, steps: int, seconds: float) -> None:
+        """One call of ``steps`` iterations took ``seconds``."""
+        if self._length is None:
+            self._untimed_calls += 1
+            if self._untimed_calls > 1:
+                self.size(seconds / steps)
+
+    def size(self, seconds_per_iteration: float) -> None:
+        """Under "auto", sizes the calls from a measured speed (once; a count stays as it is)."""
+        if self._length is None:
+            self._length = auto_steps_per_execution(seconds_per_iteration)
 
 
 def seconds_per_iteration(stream: BatchSource, steps: int, chunk: int) -> float:
@@ -360,7 +425,8 @@ class DistributedSplit:
 class Trainer:
     """Trains and evaluates one :class:`PrunedModel`; build it inside nothing, it enters the scope.
 
-    ``steps_per_execution`` iterations run inside one compiled call (fewer Python round trips);
+    ``steps_per_execution`` iterations run inside one compiled call (fewer Python round trips;
+    "auto": about a second's worth, sized from the first timed call, :class:`ChunkLength`);
     ``jit_compile`` (:data:`JitCompile`: True, False or "auto", which times both) compiles the
     step with XLA: on one device the whole chunk of steps as one
     program (``xla_whole_chunk``; else one program per step), the forward and
@@ -378,7 +444,7 @@ class Trainer:
         training: TrainingHparams,
         strategy: tf.distribute.Strategy,
         jit_compile: bool = False,
-        steps_per_execution: int = 100,
+        steps_per_execution: StepsPerExecution = "auto",
         remask_every_step: bool = False,
         xla_whole_chunk: bool = True,
         planned_iterations: int | None = None,
@@ -387,7 +453,7 @@ class Trainer:
         self.data = data
         self.training = training
         self.strategy = strategy
-        self.steps_per_execution = steps_per_execution
+        self.chunk_length = ChunkLength(steps_per_execution)
         self._forward_model = pruned.model if remask_every_step else pruned.unwrapped
         # A softmax head outputs probabilities: the cross-entropy then takes them as such.
         self.from_logits = not outputs_probabilities(pruned.unwrapped)
@@ -458,7 +524,8 @@ class Trainer:
         {'plain': 0.217, 'xla': 0.451}
         """
         state = self.state()
-        seed, chunk = self.training.seed, self.steps_per_execution
+        sized = self.chunk_length.sized
+        seed, chunk = self.training.seed, self.chunk_length.current if sized else MAX_AUTO_STEPS
         plain = self._source(False)(0, seed)
         plain.train(1)  # traces
         timing = {"plain": seconds_per_iteration(plain, 2, chunk)}
@@ -486,6 +553,7 @@ class Trainer:
         self.xla_timing = {name: round(seconds, 6) for name, seconds in timing.items()}
         self.xla_training = timing.get("xla", math.inf) < timing["plain"]
         self._batch_source = self._source(self.xla_training)
+        self.chunk_length.size(timing["xla" if self.xla_training else "plain"])
         return self.xla_training
 
     def _evaluation_splits(self, jit_compile: bool) -> dict[str, EvaluationSplit]:
@@ -756,8 +824,12 @@ class Trainer:
         return self._batch_source(iteration, self.training.seed if seed is None else seed)
 
     def train_steps(self, stream: BatchSource, steps: int) -> tuple[float, float]:
-        """Runs ``steps`` iterations; returns the summed example loss and correct count."""
-        return stream.train(steps)
+        """Runs ``steps`` iterations in one compiled call (at most ``chunk_length.current``);
+        returns the summed example loss and correct count."""
+        began = time.perf_counter()
+        result = stream.train(steps)
+        self.chunk_length.timed(steps, time.perf_counter() - began)
+        return result
 
     # -- checkpoints -----------------------------------------------------------------------
 

@@ -68,6 +68,38 @@ class _JitCompileFlag(flags.Flag):
         return f"--jit_compile={'auto' if value == 'auto' else str(value).lower()}"
 
 
+class _StepsPerExecutionParser(flags.ArgumentParser):
+    """auto, or an integer >= 1."""
+
+    def parse(self, argument: object) -> int | str:
+        text = str(argument).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{argument!r}: use auto or an integer >= 1") from None
+        if value < 1:
+            raise ValueError(f"{argument!r}: use auto or an integer >= 1")
+        return value
+
+    def flag_type(self) -> str:
+        return "auto or an integer >= 1"
+
+
+def define_steps_per_execution() -> None:
+    """Defines ``--steps_per_execution`` (auto, the default, or a count) for a pipeline; the
+    pipeline declares it a key flag of its own, as ``--jit_compile``."""
+    flags.DEFINE(
+        _StepsPerExecutionParser(),
+        "steps_per_execution",
+        "auto",
+        "Training iterations per compiled call: auto (about a second's worth, at most 100, so "
+        "Ctrl-C and the progress line answer within about a second on a slow model) or a "
+        "count. Where calls end changes no result.",
+    )
+
+
 JIT_COMPILE_HELP = (
     "XLA for the training step: auto (time a few iterations with and without it when the "
     "experiment starts, keep the faster; sessions.json records the choice and a resume keeps "

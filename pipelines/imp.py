@@ -51,7 +51,8 @@ flags.DEFINE_boolean(
     "Measure the test split at every evaluation (default: only where a result needs it, at "
     "a new minimum of the validation loss and at the end of the round).",
 )
-flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
+common.define_steps_per_execution()
+flags.declare_key_flag("steps_per_execution")  # defined in common: --help lists it here
 flags.DEFINE_multi_string(
     "callback",
     [],
@@ -115,7 +116,6 @@ def hparams_from_flags():
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
-    from lth_tf.config import check_number
     from lth_tf.strategies import (
         check_strategy_name,
         check_virtual_cpus,
@@ -138,7 +138,6 @@ def main(argv: list[str]) -> None:
         FLAGS.rewind = "0"
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
     check_strategy_name(FLAGS.strategy)
-    check_number("--steps_per_execution", FLAGS.steps_per_execution, low=1, integer=True)
     if FLAGS.virtual_cpus is not None:
         check_virtual_cpus(FLAGS.virtual_cpus)
     precision = precision_for(FLAGS.strategy, FLAGS.mixed_precision)

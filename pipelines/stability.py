@@ -73,13 +73,13 @@ flags.DEFINE_string(
     "float16 or bfloat16: 16-bit compute, float32 weights, as the experiment ran (default: "
     "float32).",
 )
-flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
+common.define_steps_per_execution()
+flags.declare_key_flag("steps_per_execution")  # defined in common: --help lists it here
 flags.DEFINE_boolean("progress", True, "Show a progress bar while copies train.")
 
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
-    from lth_tf.config import check_number
     from lth_tf.errors import LthError
     from lth_tf.stability.plan import plan_stability
     from lth_tf.strategies import precision_for
@@ -112,7 +112,6 @@ def main(argv: list[str]) -> None:
         raise LthError("--round is required: the finished round to analyse (0 = dense network)")
     if not FLAGS.round.strip().isdigit():
         raise LthError(f"--round: {FLAGS.round!r} is not a round number (0, 1, 2, ...)")
-    check_number("--steps_per_execution", FLAGS.steps_per_execution, low=1, integer=True)
     precision = precision_for("default", FLAGS.mixed_precision)
     setup_logging()
     if FLAGS.experiments:

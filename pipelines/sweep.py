@@ -42,7 +42,8 @@ flags.DEFINE_string(
 )
 common.define_jit_compile()
 flags.declare_key_flag("jit_compile")  # defined in common: --help lists it here
-flags.DEFINE_integer("steps_per_execution", 100, "Training iterations per compiled call.")
+common.define_steps_per_execution()
+flags.declare_key_flag("steps_per_execution")  # defined in common: --help lists it here
 flags.DEFINE_boolean("tensorboard", True, "Write each member's TensorBoard logs.")
 
 # Flags of pipelines.imp that a sweep member cannot take: the sweep names them and runs them.

@@ -37,7 +37,12 @@ import tf_keras
 
 from lth_tf import io
 from lth_tf.builder import Execution, build_run, resumed_execution
-from lth_tf.config import JitCompile, check_jit_compile, check_number
+from lth_tf.config import (
+    JitCompile,
+    StepsPerExecution,
+    check_jit_compile,
+    check_steps_per_execution,
+)
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
@@ -80,14 +85,14 @@ class StabilityOptions:
     run bit for bit; True or False forces it)."""
 
     jit_compile: JitCompile = "auto"
-    steps_per_execution: int = 100
+    steps_per_execution: StepsPerExecution = "auto"
     show_progress: bool = True
     checkpoint_seconds: float = 60.0
     # As the experiment ran: "float16" or "bfloat16" compute, float32 weights (None: float32).
     mixed_precision: str | None = None
 
     def __post_init__(self) -> None:
-        check_number("--steps_per_execution", self.steps_per_execution, low=1, integer=True)
+        check_steps_per_execution(self.steps_per_execution)
         check_jit_compile(self.jit_compile, "--jit_compile")
 
 

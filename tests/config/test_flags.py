@@ -192,8 +192,11 @@ def test_every_flag_the_library_names_exists():
     for pipeline in (ROOT / "pipelines").glob("*.py"):
         text = pipeline.read_text()
         defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', text))
-        if "common.define_jit_compile(" in text:  # the one flag defined by a function
+        # The flags pipelines/common.py defines by a function, for several pipelines.
+        if "common.define_jit_compile(" in text:
             defined |= {"jit_compile", "nojit_compile"}
+        if "common.define_steps_per_execution(" in text:
+            defined.add("steps_per_execution")
     # TensorBoard's, open_lth's and Ray's (`ray start --head`, its --address).
     others = {"logdir", "rewinding_steps", "head", "address"}
     # The emulated ARM's set-up runs pip, apt, dpkg and nm with their own options.

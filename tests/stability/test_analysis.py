@@ -269,7 +269,7 @@ def test_bad_plans_are_refused_before_tensorflow_runs(rewound):
 
 
 def test_execution_options_are_checked_as_the_flags_are():
-    # pipelines.stability checks --steps_per_execution before TensorFlow starts with the same
-    # check; the Python caller of run_stability gets it here.
-    with pytest.raises(LthError, match=r"--steps_per_execution must be an integer >= 1, got 0"):
+    # pipelines.stability's flag parser refuses --steps_per_execution=0 before TensorFlow
+    # starts; the Python caller of run_stability gets it here.
+    with pytest.raises(LthError, match=r"--steps_per_execution must be an integer >= 1 or auto"):
         StabilityOptions(steps_per_execution=0)
