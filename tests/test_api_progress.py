@@ -152,3 +152,19 @@ def test_a_notebook_kernel_counts_as_watched_and_gets_the_bar(monkeypatch, capsy
 def test_progress_takes_true_false_or_none() -> None:
     with pytest.raises(LthError, match="progress must be True, False or None, got 'yes'"):
         lth_tf.find_tickets("lenet300_100", dataset="mnist", progress="yes")
+
+
+def test_a_plain_line_shows_test_accuracy_where_there_is_no_validation_split(capsys) -> None:
+    from lth_tf.loop import Chunk, TrainingProgress
+    from lth_tf.monitoring.progress import ProgressBar
+    from lth_tf.training import Evaluation
+
+    nan = float("nan")
+    for val_accuracy, shown in [(0.85, "val 0.8500"), (nan, "test 0.8100")]:
+        bar = ProgressBar(0, 10, "Round 0", plain=True)
+        progress = TrainingProgress(iteration=10)
+        progress.evaluations.append(Evaluation(10, 0.4, val_accuracy, 0.5, 0.81))
+        bar.on_chunk(Chunk(0, 5, 0.3, 0.9, False), progress)
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert line.endswith(f"| loss 0.3000 acc 0.9000 {shown}"), line
+        assert "nan" not in line

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -73,9 +74,12 @@ class ProgressBar(Callback):
     def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
         values = [("loss", chunk.loss), ("accuracy", chunk.accuracy)]
         if progress.evaluations:
-            values.append(("val_accuracy", progress.evaluations[-1].val_accuracy))
-            if chunk.last:
-                values.append(("test_accuracy", progress.evaluations[-1].test_accuracy))
+            latest = progress.evaluations[-1]
+            # Without a validation split (--holdout=0) the test split is measured instead.
+            if not math.isnan(latest.val_accuracy):
+                values.append(("val_accuracy", latest.val_accuracy))
+            if chunk.last or math.isnan(latest.val_accuracy):
+                values.append(("test_accuracy", latest.test_accuracy))
         if self.bar is not None:
             self.bar.update(chunk.stop - self.start, values=values)
             return
