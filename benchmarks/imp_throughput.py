@@ -60,7 +60,6 @@ flags.DEFINE_string(
     "Models to benchmark, comma-separated (what pipelines.imp's --model takes).",
 )
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset (loaded as pipelines.imp loads it).")
-flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
 flags.DEFINE_integer(
     "batch_size",
     None,
@@ -72,11 +71,15 @@ flags.DEFINE_integer(
 flags.DEFINE_float("seconds", 8.0, "Length of a timed run when --steps is not given.")
 flags.DEFINE_integer("repeats", 5, "Timed runs per measurement; the median is reported.")
 flags.DEFINE_integer("steps_per_execution", 100, "Iterations per compiled call (fit_xla, IMP).")
-common.define_jit_compile(
-    "XLA for the IMP rounds (fit_xla is always XLA, fit never): auto (the default) decides as "
-    "a paper-length run would, by timing both; --jit_compile or --nojit_compile force it."
+# Its own --steps_per_execution above: a benchmark times a fixed count.
+common.define_execution_flags(
+    "data_dir",
+    "jit_compile",
+    jit_compile="XLA for the IMP rounds (fit_xla is always XLA, fit never): auto (the default) "
+    "decides as a paper-length run would, by timing both; --jit_compile or --nojit_compile "
+    "force it.",
 )
-flags.declare_key_flag("jit_compile")
+flags.adopt_module_key_flags(common)
 flags.DEFINE_float("remaining", 0.1, "Fraction of weights left for the IMP round (about 0.1).")
 flags.DEFINE_integer("overhead_rounds", 10, "Rounds after round 0 in the overhead run.")
 flags.DEFINE_string("overhead_iterations", "2ep", "Training length per overhead round.")
@@ -194,7 +197,8 @@ def benchmark_imp_round(
 ) -> dict:
     import math
 
-    from lth_tf.builder import Execution, build_run
+    from lth_tf.builder import build_run
+    from lth_tf.execution import Execution
     from lth_tf.pruning.masks import layerwise_masks, percent_remaining
 
     # The network and trainer exactly as an IMP run builds them (weight decay included).
@@ -239,9 +243,9 @@ def benchmark_imp_round(
 
 
 def benchmark_overhead(hparams, data, repeats) -> dict:
-    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.execution import Execution
+    from lth_tf.imp import run_imp
     from lth_tf.models import resolve_steps
-    from lth_tf.monitoring.tensorboard import TensorBoardMonitor
 
     ratios, walls, trains = [], [], []
     for _ in range(repeats):
@@ -251,11 +255,11 @@ def benchmark_overhead(hparams, data, repeats) -> dict:
                 hparams,
                 tmp,
                 "overhead",
-                RunOptions(
+                # As pipelines.imp runs it: TensorBoard logs on.
+                Execution(
                     jit_compile=True, show_progress=False, mixed_precision=FLAGS.mixed_precision
                 ),
                 data=data,
-                observer=TensorBoardMonitor(),
             )
             wall = time.perf_counter() - began
             train = sum(row.train_seconds for row in experiment.read_results())

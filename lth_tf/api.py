@@ -163,7 +163,8 @@ def find_tickets(
     # As the pipelines start it: its C++ start-up lines (CUDA probes) kept off stderr.
     start_tensorflow_quietly()
     from lth_tf.data.sources import load_dataset
-    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.execution import Execution
+    from lth_tf.imp import run_imp
     from lth_tf.models import experiment_hparams
 
     if dataset is None:
@@ -200,20 +201,19 @@ def find_tickets(
             )
         else:
             data = load_dataset(dataset, data_dir, holdout=holdout)
-    observer = None
-    if tensorboard:
-        from lth_tf.monitoring.tensorboard import TensorBoardMonitor
-
-        observer = TensorBoardMonitor()
     with _round_lines():
         directory = run_imp(
             settings,
             output_dir,
             experiment_name,
-            RunOptions(data_dir=data_dir, jit_compile=jit_compile, show_progress=show_bar),
+            Execution(
+                jit_compile=jit_compile,
+                data_dir=data_dir,
+                show_progress=show_bar,
+                tensorboard=tensorboard,
+            ),
             strategy=strategy,
             data=data,
-            observer=observer,
             model=model_object,
             callbacks=callbacks,
         )

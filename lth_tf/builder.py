@@ -17,9 +17,10 @@ import dataclasses
 import tensorflow as tf
 import tf_keras
 
-from lth_tf.config import ExperimentHparams, JitCompile, StepsPerExecution
+from lth_tf.config import ExperimentHparams
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
+from lth_tf.execution import Execution
 from lth_tf.models import ModelSpec, get_model
 from lth_tf.models.layers import add_weight_decay, initialise_batch_norm
 from lth_tf.models.registry import MODELS, check_input_shape
@@ -27,25 +28,6 @@ from lth_tf.pruning.wrapping import PrunedModel, Snapshot, snapshot, variable_ke
 from lth_tf.pruning.xnnpack import symmetric_padding
 from lth_tf.steps import iterations_per_epoch
 from lth_tf.training import Trainer, mixed_precision_policy
-
-
-@dataclasses.dataclass(frozen=True)
-class Execution:
-    """How a run computes; none of it is a hyperparameter of the experiment.
-
-    ``jit_compile`` and ``mixed_precision`` change the last bits of the results (not what they
-    mean), so an analysis that retrains an experiment should use the experiment's settings.
-    """
-
-    # True, False or "auto" (timed per model and machine): lth_tf.training.JitCompile.
-    jit_compile: JitCompile = False
-    steps_per_execution: StepsPerExecution = "auto"
-    # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs): compute in 16 bits, keep
-    # float32 weights.
-    mixed_precision: str | None = None
-    # Under XLA on one device, a chunk's steps compile into one program (False: one per step,
-    # kept so benchmarks can compare the two on each machine).
-    xla_whole_chunk: bool = True
 
 
 @dataclasses.dataclass
@@ -141,19 +123,6 @@ def build_run(
         planned_iterations=planned_iterations,
     )
     return Run(pruned, trainer)
-
-
-def resumed_execution(execution: Execution, recorded_xla: bool | None) -> Execution:
-    """``execution`` for an experiment that ran before: under ``jit_compile="auto"`` XLA as
-    its runs chose (``recorded_xla``, from sessions.json), so a resume trains bit for bit as
-    an uninterrupted run; an explicit True or False is kept.
-
-    >>> resumed_execution(Execution(jit_compile="auto"), recorded_xla=False).jit_compile
-    False
-    """
-    if execution.jit_compile != "auto" or recorded_xla is None:
-        return execution
-    return dataclasses.replace(execution, jit_compile=recorded_xla)
 
 
 def initial_values(

@@ -65,18 +65,30 @@ class RunCallback:
     """Does nothing; override what you need. Every call comes between compiled chunks of
     iterations, never inside a step.
 
+    - ``on_run_start``: the experiment directory is open (also when every round is done).
     - ``on_round_start``: a fresh round is masked and rewound, before its first step (not when
       it resumes from a checkpoint: ``load_state`` comes then).
-    - ``on_chunk``: after every chunk (``chunk.start``, ``chunk.stop``, its mean ``loss``).
+    - ``on_chunk``: after every chunk (``chunk.start``, ``chunk.stop``, its mean ``loss`` and
+      ``accuracy``).
     - ``on_evaluation``: at every evaluation; returns scalars to record, or None.
+    - ``on_evaluation_recorded``: the evaluation as recorded, with every callback's scalars,
+      before its checkpoint is saved. The early stop's comes twice: when it happens, and at the
+      round's end with its test metrics, just before the last evaluation.
     - ``on_round_end``: the round's results row is written.
+    - ``on_run_end``: the run's last round is done (not when it stops with an error).
     - ``state`` / ``load_state``: named arrays saved in each checkpoint, restored on resume.
+
+    The run's own TensorBoard logs are one of these
+    (:class:`lth_tf.monitoring.tensorboard.TensorBoardMonitor`).
     """
 
     @property
     def name(self) -> str:
         """Its checkpoint keys' prefix: the class name (two callbacks need two names)."""
         return type(self).__name__
+
+    def on_run_start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
+        pass
 
     def on_round_start(self, context: RunContext) -> None:
         pass
@@ -89,7 +101,13 @@ class RunCallback:
     ) -> Mapping[str, float] | None:
         return None
 
+    def on_evaluation_recorded(self, context: RunContext, evaluation: Evaluation) -> None:
+        pass
+
     def on_round_end(self, context: RunContext, result: RoundResult) -> None:
+        pass
+
+    def on_run_end(self) -> None:
         pass
 
     def state(self) -> Mapping[str, np.ndarray]:
@@ -102,8 +120,9 @@ class RunCallback:
 @contextlib.contextmanager
 def calling(callback: RunCallback, hook: str) -> Iterator[None]:
     """Runs a callback's ``hook``: an exception it raises is a bug in the callback, not in the
-    run, and becomes one line naming the callback, the hook and where it raised (an LthError
-    and Ctrl-C pass as they are). The round resumes from its last checkpoint once it is fixed.
+    run, and becomes one line naming the callback, the hook and where it raised (an LthError,
+    an OSError and Ctrl-C pass as they are). The round resumes from its last checkpoint once
+    it is fixed.
 
     >>> with calling(RunCallback(), "on_chunk"):
     ...     {}["missing"]  # doctest: +ELLIPSIS
@@ -112,7 +131,8 @@ def calling(callback: RunCallback, hook: str) -> Iterator[None]:
     """
     try:
         yield
-    except LthError:
+    except (LthError, OSError):
+        # A full disk or a missing folder is said in one line by whoever runs the pipeline.
         raise
     except Exception as error:  # noqa: BLE001 - the user's code can raise anything
         frames = traceback.extract_tb(error.__traceback__)
@@ -121,6 +141,16 @@ def calling(callback: RunCallback, hook: str) -> Iterator[None]:
             f"callback {callback.name}: {hook} raised {type(error).__name__}: {error}{where}; "
             "fix the callback and run again (the round resumes from its last checkpoint)"
         ) from error
+
+
+def call_each(callbacks: Sequence[RunCallback], hook: str, *args: Any) -> None:
+    """Every callback's ``hook(*args)``, in order, each under :func:`calling`.
+
+    >>> call_each([RunCallback()], "on_run_end")
+    """
+    for callback in callbacks:
+        with calling(callback, hook):
+            getattr(callback, hook)(*args)
 
 
 def check_callbacks(callbacks: Sequence[Any]) -> list[RunCallback]:

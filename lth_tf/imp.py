@@ -30,13 +30,13 @@ import numpy as np
 import tensorflow as tf
 
 from lth_tf import branches, io, provenance
-from lth_tf.builder import Execution, Run, build_run, resumed_execution
+from lth_tf.builder import Run, build_run
 from lth_tf.callbacks import (
     EVALUATION_COLUMNS,
     RunCallback,
     RunContext,
+    call_each,
     callback_states,
-    calling,
     check_callbacks,
     evaluation_scalars,
     load_callback_states,
@@ -45,17 +45,14 @@ from lth_tf.config import (
     DEFAULTS_BEFORE,
     XNNPACK_SPARSE_FRACTION,
     ExperimentHparams,
-    JitCompile,
     Resolved,
-    StepsPerExecution,
-    check_jit_compile,
-    check_steps_per_execution,
     flag_of,
 )
 from lth_tf.controls import Control, get_control
 from lth_tf.data.pipeline import check_augmentation
 from lth_tf.data.sources import ImageDataset, load_dataset
 from lth_tf.errors import LthError
+from lth_tf.execution import Execution
 from lth_tf.experiment import (
     ExperimentDir,
     RoundResult,
@@ -71,7 +68,6 @@ from lth_tf.loop import (
     Callback,
     Checkpoint,
     Chunk,
-    ChunkMetrics,
     Diverged,
     EvaluateEvery,
     SnapshotAt,
@@ -86,60 +82,9 @@ from lth_tf.pruning.shrink import multiply_adds, shrunk_architecture
 from lth_tf.pruning.wrapping import PrunedModel, snapshot
 from lth_tf.pruning.xnnpack import check_sparse_subgraph, one_by_one_zero_fraction
 from lth_tf.strategies import device_description
-from lth_tf.training import RoundObserver, Trainer, check_optimizer
+from lth_tf.training import Trainer, check_optimizer
 
 log = logging.getLogger("lth_tf")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """How a run executes; none of it changes which experiment it is."""
-
-    data_dir: str | None = None
-    # True, False or "auto": XLA if it trains this model faster here, timed at the start.
-    jit_compile: JitCompile = False
-    steps_per_execution: StepsPerExecution = "auto"
-    show_progress: bool = True
-    # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs): compute in 16 bits, keep
-    # float32 weights. Changes the numbers a little, like XLA does, not the experiment.
-    mixed_precision: str | None = None
-    # Measure the test split at every evaluation, not only where a result needs it.
-    test_every_evaluation: bool = False
-
-    def __post_init__(self) -> None:
-        check_steps_per_execution(self.steps_per_execution)
-        check_jit_compile(self.jit_compile, "--jit_compile")
-
-    @property
-    def execution(self) -> Execution:
-        return Execution(self.jit_compile, self.steps_per_execution, self.mixed_precision)
-
-
-class ImpObserver:
-    """Watches a whole run; does nothing unless a subclass overrides it (e.g.
-    :class:`lth_tf.monitoring.tensorboard.TensorBoardMonitor`).
-
-    ``start`` comes once the experiment directory is open (also when every round is done
-    already), ``start_round`` when a fresh round is masked and rewound, before its first step
-    (not when it resumes from a checkpoint), ``watch_round`` before a round trains (fresh or
-    resumed), ``end_round`` after its results row is saved, ``close`` when the run ends without
-    an error.
-    """
-
-    def start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
-        pass
-
-    def start_round(self, pruning_round: int, pruned: PrunedModel) -> None:
-        pass
-
-    def watch_round(self, pruning_round: int) -> RoundObserver | None:
-        return None
-
-    def end_round(self, result: RoundResult) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def round_start(resolved: Resolved, pruning_round: int) -> int:
@@ -183,10 +128,9 @@ def run_imp(
     hparams: ExperimentHparams,
     output_dir: str | Path,
     experiment_name: str | None = None,
-    options: RunOptions = RunOptions(),
+    execution: Execution = Execution(),
     strategy: tf.distribute.Strategy | None = None,
     data: ImageDataset | None = None,
-    observer: ImpObserver | None = None,
     model: Any = None,
     record: dict[str, Any] | None = None,
     callbacks: Sequence[RunCallback] = (),
@@ -199,9 +143,12 @@ def run_imp(
     every other model is built from ``hparams.model.name``. ``record``: more fields for a new
     experiment's ``hparams.json`` (where its settings came from, e.g. ``rewind_found``).
     ``callbacks``: :class:`lth_tf.callbacks.RunCallback` instances that watch every round,
-    report scalars and keep state across a resume.
+    report scalars and keep state across a resume. ``execution``: how it runs (XLA, chunk
+    length, precision, data dir, progress line, TensorBoard logs).
+
+    >>> quiet = Execution(tensorboard=False, show_progress=False)
+    >>> run_imp(paper_defaults("lenet300_100"), "runs", execution=quiet)  # doctest: +SKIP
     """
-    observer = observer or ImpObserver()
     callbacks = check_callbacks(callbacks)
     if hparams.is_branch and experiment_name is None:
         raise ValueError("a branch needs its experiment name (lth_tf.branches.branch_of gives it)")
@@ -215,18 +162,15 @@ def run_imp(
         removed = io.remove_leftovers(root)
         if removed:
             log.info("Removed %d temporary files left by a killed run.", len(removed))
-        return _run_locked(
-            hparams, root, options, strategy, data, observer, model, record, callbacks
-        )
+        return _run_locked(hparams, root, execution, strategy, data, model, record, callbacks)
 
 
 def _run_locked(
     hparams: ExperimentHparams,
     root: Path,
-    options: RunOptions,
+    execution: Execution,
     strategy: tf.distribute.Strategy | None,
     data: ImageDataset | None,
-    observer: ImpObserver,
     model: Any,
     record: dict[str, Any] | None = None,
     callbacks: Sequence[RunCallback] = (),
@@ -235,7 +179,7 @@ def _run_locked(
     hparams = settings_of_directory(ExperimentDir(root), hparams)
     holdout = hparams.dataset.holdout
     data = data or load_dataset(
-        hparams.dataset.name, options.data_dir, experiment_root=root, holdout=holdout
+        hparams.dataset.name, execution.data_dir, experiment_root=root, holdout=holdout
     )
     check_input_shape(hparams.model.name, data.input_shape)  # before anything is written
     resolved = resolve_steps(hparams, len(data.train_labels))
@@ -283,7 +227,8 @@ def _run_locked(
         # experiment is refused before this run trains or writes anything.
         experiment.check_stamp(experiment.rewind_point)
     log.info("Experiment: %s", experiment.root)
-    observer.start(experiment, hparams)
+    callbacks = [*callbacks, *_own_callbacks(execution, strategy)]
+    call_each(callbacks, "on_run_start", experiment, hparams)
     done = experiment.completed_rounds()
     # A finished round's masks are a function of the round before it: a lost file is redone.
     lost_masks = sorted(r for r in done if not experiment.masks(r).exists())
@@ -291,7 +236,7 @@ def _run_locked(
         log.info(
             "All %d rounds of %s are done already.", hparams.pruning.rounds + 1, experiment.root
         )
-        observer.close()
+        call_each(callbacks, "on_run_end")
         return experiment
 
     # A resume (or a branch) trains with or without XLA as the experiment (its parent) chose.
@@ -303,14 +248,14 @@ def _run_locked(
         hparams,
         data,
         strategy,
-        resumed_execution(options.execution, recorded_xla),
+        execution.resumed(recorded_xla),
         model=model_spec,
         planned_iterations=len(left) * resolved.iterations,
     )
     _log_xla(run.trainer, recorded_xla)
     first_round = min(left)
     experiment.record_session(
-        _session(run.trainer, options, first_round, experiment.checkpoint(first_round).exists())
+        _session(run.trainer, execution, first_round, experiment.checkpoint(first_round).exists())
     )
     # A branch's rewind point (if it has one) comes from its parent or its control.
     rewind_point = experiment.rewind_point
@@ -320,9 +265,7 @@ def _run_locked(
                 rewind_point, {**snapshot(run.pruned.rewindable), **experiment.stamp(rewind_point)}
             )
 
-    rounds = _Rounds(
-        experiment, hparams, resolved, run, control, options, observer, list(callbacks)
-    )
+    rounds = _Rounds(experiment, hparams, resolved, run, control, execution, callbacks)
     for pruning_round in lost_masks:  # in order: each needs the masks of the round before
         if pruning_round == 0 or pruning_round - 1 in done:
             run.pruned.set_round(pruning_round)  # its target sparsities
@@ -344,12 +287,23 @@ def _run_locked(
             line = xnnpack_line(result, rows.get(pruning_round - 1))
             if line:
                 log.info(line)
-        observer.end_round(result)
-        for callback in callbacks:
-            with calling(callback, "on_round_end"):
-                callback.on_round_end(rounds.context(pruning_round), result)
-    observer.close()
+        call_each(callbacks, "on_round_end", rounds.context(pruning_round), result)
+    call_each(callbacks, "on_run_end")
     return experiment
+
+
+def _own_callbacks(
+    execution: Execution, strategy: tf.distribute.Strategy | None
+) -> list[RunCallback]:
+    """The run's own callbacks after the user's (so its TensorBoard logs hold their scalars):
+    TensorBoard, where ``execution`` asks for it and this worker is the one that writes logs
+    (every worker of a multi-worker run trains; only the chief writes)."""
+    writes = strategy is None or strategy.extended.should_save_summary
+    if not (execution.tensorboard and writes):
+        return []
+    from lth_tf.monitoring.tensorboard import TensorBoardMonitor
+
+    return [TensorBoardMonitor()]
 
 
 class _UserChunks(Callback):
@@ -360,9 +314,7 @@ class _UserChunks(Callback):
         self.callbacks = callbacks
 
     def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
-        for callback in self.callbacks:
-            with calling(callback, "on_chunk"):
-                callback.on_chunk(self.context, chunk)
+        call_each(self.callbacks, "on_chunk", self.context, chunk)
 
 
 def channel_costs(pruned: PrunedModel, masks: dict[str, np.ndarray]) -> dict[str, int]:
@@ -441,7 +393,7 @@ def _default_name(output_dir: Path, hparams: ExperimentHparams) -> str:
 
 
 def _session(
-    trainer: Trainer, options: RunOptions, first_round: int, mid_round: bool
+    trainer: Trainer, execution: Execution, first_round: int, mid_round: bool
 ) -> dict[str, Any]:
     """What :meth:`ExperimentDir.record_session` keeps about this run."""
     return {
@@ -452,12 +404,12 @@ def _session(
         "replicas": trainer.strategy.num_replicas_in_sync,
         "hardware": device_description(),
         # What XLA compiled: --jit_compile asks; "auto" times it (xla_timing, s/iteration).
-        "jit_compile": options.jit_compile,
+        "jit_compile": execution.jit_compile,
         "xla_training": trainer.xla_training,
         "xla_timing": trainer.xla_timing,
         "xla_evaluation": trainer.xla_evaluation,
-        "mixed_precision": options.mixed_precision or "float32",
-        "steps_per_execution": options.steps_per_execution,
+        "mixed_precision": execution.mixed_precision or "float32",
+        "steps_per_execution": execution.steps_per_execution,
         "tensorflow": tf.__version__,
     }
 
@@ -513,8 +465,7 @@ class _Rounds:
     resolved: Resolved
     run: Run
     control: Control
-    options: RunOptions
-    observer: ImpObserver
+    execution: Execution
     user_callbacks: list[RunCallback] = dataclasses.field(default_factory=list)
     # Iterations of the rounds after the first one this run trains, for its time estimate.
     later_iterations: int | None = None
@@ -563,10 +514,7 @@ class _Rounds:
             pruned.apply_masks()
             trainer.reset_optimizer(schedule_start=start)
             progress = TrainingProgress(iteration=start)
-            self.observer.start_round(pruning_round, pruned)
-            for callback in self.user_callbacks:
-                with calling(callback, "on_round_start"):
-                    callback.on_round_start(self.context(pruning_round))
+            call_each(self.user_callbacks, "on_round_start", self.context(pruning_round))
 
         # Checkpoints and the rewind point are written while training goes on; the round's own
         # files below are written once they are all on disk.
@@ -619,9 +567,6 @@ class _Rounds:
                     ),
                 )
             )
-        round_observer = self.observer.watch_round(pruning_round)
-        if round_observer is not None:
-            callbacks.append(ChunkMetrics(round_observer))
         context, users = self.context(pruning_round), self.user_callbacks
         if users:
             callbacks.append(_UserChunks(context, users))
@@ -629,8 +574,10 @@ class _Rounds:
             EvaluateEvery(
                 trainer,
                 resolved.eval_every,
-                round_observer,
-                self.options.test_every_evaluation,
+                (lambda e: call_each(users, "on_evaluation_recorded", context, e))
+                if users
+                else None,
+                self.execution.test_every_evaluation,
                 scalars=(lambda e: evaluation_scalars(users, context, e)) if users else None,
             )
         )
@@ -655,7 +602,7 @@ class _Rounds:
 
             callbacks.append(RunEstimate(resolved.iterations, self.later_iterations))
             self.later_iterations = None  # once per run
-        if self.options.show_progress:
+        if self.execution.show_progress:
             from lth_tf.monitoring.progress import ProgressBar
 
             callbacks.append(ProgressBar(start, resolved.iterations, f"Round {pruning_round}"))

@@ -28,7 +28,7 @@ from lth_tf import io
 from lth_tf.callbacks import STATE_PREFIX as CALLBACK_STATE_PREFIX
 from lth_tf.errors import LthError
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
-from lth_tf.training import Evaluation, RoundObserver, Trainer
+from lth_tf.training import Evaluation, Trainer
 
 # Checkpoint entries that are the progress rather than variables.
 _PROGRESS_KEY = "__progress__"
@@ -250,16 +250,6 @@ class SnapshotAt(Callback):
             self.action(chunk.stop)
 
 
-class ChunkMetrics(Callback):
-    """Hands every chunk's training loss and accuracy to a :class:`RoundObserver`."""
-
-    def __init__(self, observer: RoundObserver):
-        self.observer = observer
-
-    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
-        self.observer.on_train_chunk(chunk.stop, chunk.loss, chunk.accuracy)
-
-
 class EvaluateEvery(Callback):
     """Evaluates every ``every`` iterations and at the end of training (the early stop).
 
@@ -276,13 +266,15 @@ class EvaluateEvery(Callback):
         self,
         trainer: Trainer,
         every: int,
-        observer: RoundObserver | None = None,
+        recorded: Callable[[Evaluation], None] | None = None,
         test_every_evaluation: bool = False,
         scalars: Callable[[Evaluation], dict[str, float]] | None = None,
     ):
         self.trainer = trainer
         self.every = every
-        self.observer = observer
+        # Told of every evaluation as recorded, before its checkpoint is saved (so a resume
+        # never skips one); the early stop's comes again at the end with its test metrics.
+        self.recorded = recorded
         self.test_every_evaluation = test_every_evaluation
         # More scalars for each evaluation (the run's callbacks'), recorded with it.
         self.scalars = scalars
@@ -303,7 +295,7 @@ class EvaluateEvery(Callback):
         ``progress.early_stop_weights`` are held exactly while the early stop's test metrics
         are unmeasured, and they are that early stop's weights.
         """
-        trainer, observer = self.trainer, self.observer
+        trainer, recorded = self.trainer, self.recorded
         trainer.pruned.apply_masks()
         validation = trainer.has_validation
         test = self.test_every_evaluation or last or not validation
@@ -336,11 +328,11 @@ class EvaluateEvery(Callback):
             progress.early_stop_weights = {}
             # Logged before the final evaluation, so each test tag's steps reach TensorBoard
             # in order.
-            if observer is not None:
-                observer.on_evaluation(early)
+            if recorded is not None:
+                recorded(early)
         progress.evaluations.append(evaluation)
-        if observer is not None:
-            observer.on_evaluation(evaluation)
+        if recorded is not None:
+            recorded(evaluation)
 
 
 class Checkpoint(Callback):

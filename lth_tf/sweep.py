@@ -39,12 +39,11 @@ from lth_tf.config import (
     MAX_SEED,
     BranchHparams,
     ExperimentHparams,
-    JitCompile,
-    StepsPerExecution,
     check_number,
 )
 from lth_tf.controls import CONTROLS, branch_controls
 from lth_tf.errors import LthError
+from lth_tf.execution import Execution
 from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
 from lth_tf.orphans import start_watchdog
 from lth_tf.startup import owns_run_temp_dir, quiet_stderr, use_run_temp_dir
@@ -237,16 +236,6 @@ def _check_resumable(plan: SweepPlan) -> None:
 # -- running ---------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class MemberOptions:
-    """How each member runs (what :class:`lth_tf.imp.RunOptions` takes, plus TensorBoard)."""
-
-    data_dir: str | None = None
-    jit_compile: JitCompile = "auto"
-    steps_per_execution: StepsPerExecution = "auto"
-    tensorboard: bool = True
-
-
 @dataclasses.dataclass
 class SweepResult:
     """Each member's status and, for a failed or skipped one, why; the wall time."""
@@ -271,7 +260,7 @@ class SweepResult:
 
 
 def run_member(
-    hparams: dict[str, Any], output_dir: str, name: str, options: MemberOptions
+    hparams: dict[str, Any], output_dir: str, name: str, execution: Execution
 ) -> tuple[str, str]:
     """Runs one member to its last round (a Ray task's body; also callable directly).
 
@@ -286,25 +275,14 @@ def run_member(
     use_run_temp_dir()
     try:
         _import_tensorflow_quietly()
-        from lth_tf.imp import RunOptions, run_imp
+        from lth_tf.imp import run_imp
 
-        observer = None
-        if options.tensorboard:
-            from lth_tf.monitoring.tensorboard import TensorBoardMonitor
-
-            observer = TensorBoardMonitor()
         run_imp(
             ExperimentHparams.from_dict(hparams),
             output_dir,
             name,
-            RunOptions(
-                data_dir=options.data_dir,
-                jit_compile=options.jit_compile,
-                steps_per_execution=options.steps_per_execution,
-                # Several members share one output stream: bars would interleave.
-                show_progress=False,
-            ),
-            observer=observer,
+            # Several members share one output stream: bars would interleave.
+            dataclasses.replace(execution, show_progress=False),
         )
         return DONE, ""
     except Exception as error:  # noqa: BLE001  (any failure is this member's, reported as such)
@@ -432,7 +410,7 @@ def _auto_address(flag: str) -> tuple[str, int] | None:
 
 def run_sweep(
     plan: SweepPlan,
-    options: MemberOptions = MemberOptions(),
+    execution: Execution = Execution(),
     max_parallel: int | None = None,
     ray_address: str | None = None,
     say: Callable[[str], None] = print,
@@ -441,7 +419,7 @@ def run_sweep(
 
     Without ``ray_address`` (or ``RAY_ADDRESS``) a local Ray instance starts here and stops at
     the end; with one (``auto``, ``ray://host:10001``) the members run on that cluster, which
-    must see ``plan.root`` and ``options.data_dir`` at the same paths. At most ``max_parallel``
+    must see ``plan.root`` and ``execution.data_dir`` at the same paths. At most ``max_parallel``
     members run at once (default: one per GPU, else one); with GPUs each member gets one.
     The sweep directory is locked meanwhile: a second sweep into it is refused.
     """
@@ -463,7 +441,7 @@ def run_sweep(
         try:
             _write_sweep_file(plan, status, errors, earlier)
             _run_members(
-                ray, plan, todo, status, errors, earlier, options, max_parallel, address, say
+                ray, plan, todo, status, errors, earlier, execution, max_parallel, address, say
             )
         finally:
             ray.shutdown()
@@ -513,7 +491,7 @@ def _run_members(
     status: dict[str, str],
     errors: dict[str, str],
     earlier: list[dict[str, Any]],
-    options: MemberOptions,
+    execution: Execution,
     max_parallel: int | None,
     address: str | None,
     say: Callable[[str], None],
@@ -530,9 +508,9 @@ def _run_members(
     )
     # No retries: a crashed member resumes when the sweep is rerun, which says so.
     task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)(run_member)
-    options = dataclasses.replace(
-        options,
-        data_dir=str(Path(options.data_dir).resolve()) if options.data_dir else None,
+    execution = dataclasses.replace(
+        execution,
+        data_dir=str(Path(execution.data_dir).resolve()) if execution.data_dir else None,
     )
     running: dict[Any, Member] = {}
     while todo or running:
@@ -545,7 +523,7 @@ def _run_members(
             elif parent == DONE and len(running) < slots:
                 todo.remove(member)
                 hparams = member.hparams.to_dict()
-                running[task.remote(hparams, str(root), member.name, options)] = member
+                running[task.remote(hparams, str(root), member.name, execution)] = member
                 status[member.name] = "running"
                 say(f"{member.name}: started")
         _write_sweep_file(plan, status, errors, earlier)

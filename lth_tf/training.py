@@ -71,23 +71,6 @@ class Evaluation:
     scalars: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-class RoundObserver(Protocol):
-    """Watches one round train, e.g. to log it (:mod:`lth_tf.monitoring.tensorboard`).
-
-    Both calls come between compiled chunks of iterations, never per step.
-    """
-
-    def on_train_chunk(self, iteration: int, loss: float, accuracy: float) -> None:
-        """Mean training loss and accuracy of the chunk of iterations ending at ``iteration``."""
-
-    def on_evaluation(self, evaluation: Evaluation) -> None:
-        """An evaluation, before its checkpoint is saved (so a resume never skips one).
-
-        The early stop's evaluation comes twice: when it happens, and at the round's end with
-        its test metrics, just before the last evaluation.
-        """
-
-
 def _on_device(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
     """The split as tensors on the default device (a GPU when there is one), pixels as uint8."""
     return tf.identity(tf.constant(images)), tf.identity(tf.constant(labels, tf.int64))

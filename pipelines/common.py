@@ -87,30 +87,83 @@ class _StepsPerExecutionParser(flags.ArgumentParser):
         return "auto or an integer >= 1"
 
 
-def define_steps_per_execution() -> None:
-    """Defines ``--steps_per_execution`` (auto, the default, or a count) for a pipeline; the
-    pipeline declares it a key flag of its own, as ``--jit_compile``."""
-    flags.DEFINE(
-        _StepsPerExecutionParser(),
-        "steps_per_execution",
-        "auto",
-        "Training iterations per compiled call: auto (about a second's worth, at most 100, so "
-        "Ctrl-C and the progress line answer within about a second on a slow model) or a "
-        "count. Where calls end changes no result.",
-    )
-
-
 JIT_COMPILE_HELP = (
     "XLA for the training step: auto (time a few iterations with and without it when the "
     "experiment starts, keep the faster; sessions.json records the choice and a resume keeps "
     "it), --jit_compile (XLA wherever it can compile the step) or --nojit_compile (never)."
 )
 
+# The flags of lth_tf.execution.Execution: name -> (default, help). A pipeline defines those it
+# takes with define_execution_flags and builds its Execution with execution_from_flags.
+EXECUTION_FLAGS: dict[str, tuple[object, str]] = {
+    "data_dir": (None, "Folder with the raw dataset files or a TFDS data_dir."),
+    "jit_compile": ("auto", JIT_COMPILE_HELP),
+    "steps_per_execution": (
+        "auto",
+        "Training iterations per compiled call: auto (about a second's worth, at most 100, so "
+        "Ctrl-C and the progress line answer within about a second on a slow model) or a "
+        "count. Where calls end changes no result.",
+    ),
+    "mixed_precision": (
+        None,
+        "Compute in 16 bits with float32 weights: float16 (GPUs, with dynamic loss scaling) or "
+        "bfloat16 (TPUs, CPUs). Default: bfloat16 under --strategy=tpu, float32 elsewhere.",
+    ),
+    "progress": (True, "Show a progress bar within each round."),
+    "tensorboard": (
+        True,
+        "Write TensorBoard logs (<experiment>/tensorboard/) and accuracy_vs_sparsity.png.",
+    ),
+    "test_every_evaluation": (
+        False,
+        "Measure the test split at every evaluation (default: only where a result needs it, at "
+        "a new minimum of the validation loss and at the end of the round).",
+    ),
+}
+# Flags named otherwise than their Execution field.
+_EXECUTION_FIELDS = {"progress": "show_progress"}
 
-def define_jit_compile(help_text: str = JIT_COMPILE_HELP) -> None:
-    """Defines ``--jit_compile`` (auto, true or false) for a pipeline; the pipeline then
-    declares it a key flag of its own (``flags.declare_key_flag``), so ``--help`` lists it."""
-    flags.DEFINE_flag(_JitCompileFlag(help_text))
+
+def define_execution_flags(
+    *names: str, flag_values: flags.FlagValues = flags.FLAGS, **help_texts: str
+) -> None:
+    """Defines the :class:`lth_tf.execution.Execution` flags ``names`` (all of them when none
+    is named), with a pipeline's own help where ``help_texts`` gives one. The pipeline then
+    calls ``flags.adopt_module_key_flags(common)``, so that its ``--help`` lists them.
+
+    >>> define_execution_flags("data_dir", data_dir="Where the data is.")  # doctest: +SKIP
+    """
+    for name in names or EXECUTION_FLAGS:
+        default, help_text = EXECUTION_FLAGS[name]
+        help_text = help_texts.get(name, help_text)
+        if name == "jit_compile":
+            flags.DEFINE_flag(_JitCompileFlag(help_text), flag_values)
+        elif name == "steps_per_execution":
+            flags.DEFINE(_StepsPerExecutionParser(), name, default, help_text, flag_values)
+        elif isinstance(default, bool):
+            flags.DEFINE_boolean(name, default, help_text, flag_values)
+        else:
+            flags.DEFINE_string(name, default, help_text, flag_values)
+
+
+def execution_from_flags(
+    strategy_name: str = "default", flag_values: flags.FlagValues = flags.FLAGS
+):
+    """The :class:`lth_tf.execution.Execution` the flags ask for; a field whose flag this
+    pipeline does not define keeps Execution's default. Under ``--strategy=tpu`` XLA is off
+    (TPUs compile every step anyway) and bfloat16 the default precision."""
+    from lth_tf.execution import Execution
+    from lth_tf.strategies import precision_for
+
+    values = {
+        _EXECUTION_FIELDS.get(name, name): flag_values[name].value
+        for name in EXECUTION_FLAGS
+        if name in flag_values
+    }
+    values["mixed_precision"] = precision_for(strategy_name, values.get("mixed_precision"))
+    if strategy_name == "tpu":
+        values["jit_compile"] = False
+    return Execution(**values)
 
 
 def tensorflow_file_error_line(error: BaseException) -> str | None:

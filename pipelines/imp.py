@@ -19,7 +19,10 @@ FLAGS = flags.FLAGS
 # lth_tf.config's dataclasses; adopted so that --help lists them with this module's own.
 define_hparam_flags(FLAGS)
 flags.adopt_module_key_flags(hparam_flags)
-flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
+# --data_dir, --jit_compile, --steps_per_execution, --mixed_precision, --progress, --tensorboard
+# and --test_every_evaluation: lth_tf.execution.Execution's fields.
+common.define_execution_flags()
+flags.adopt_module_key_flags(common)
 flags.DEFINE_string(
     "branch_of",
     None,
@@ -37,34 +40,12 @@ flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
 flags.DEFINE_integer(
     "virtual_cpus", None, "Split the host CPU into N logical devices (multi-replica on CPU)."
 )
-common.define_jit_compile()
-flags.declare_key_flag("jit_compile")  # defined in common: --help lists it here
-flags.DEFINE_string(
-    "mixed_precision",
-    None,
-    "Compute in 16 bits with float32 weights: float16 (GPUs, with dynamic loss scaling) or "
-    "bfloat16 (TPUs, CPUs). Default: bfloat16 under --strategy=tpu, float32 elsewhere.",
-)
-flags.DEFINE_boolean(
-    "test_every_evaluation",
-    False,
-    "Measure the test split at every evaluation (default: only where a result needs it, at "
-    "a new minimum of the validation loss and at the end of the round).",
-)
-common.define_steps_per_execution()
-flags.declare_key_flag("steps_per_execution")  # defined in common: --help lists it here
 flags.DEFINE_multi_string(
     "callback",
     [],
     "package.module:Class, a lth_tf.callbacks.RunCallback built with no arguments, imported "
     "as a --model builder is: its scalars go to evaluations.csv and TensorBoard, its state "
     "into each checkpoint. Repeat the flag for more than one.",
-)
-flags.DEFINE_boolean("progress", True, "Show a progress bar within each round.")
-flags.DEFINE_boolean(
-    "tensorboard",
-    True,
-    "Write TensorBoard logs (<experiment>/tensorboard/) and accuracy_vs_sparsity.png.",
 )
 
 
@@ -120,7 +101,6 @@ def main(argv: list[str]) -> None:
         check_strategy_name,
         check_virtual_cpus,
         make_strategy,
-        precision_for,
         split_cpu,
         worker_output_dir,
     )
@@ -140,23 +120,16 @@ def main(argv: list[str]) -> None:
     check_strategy_name(FLAGS.strategy)
     if FLAGS.virtual_cpus is not None:
         check_virtual_cpus(FLAGS.virtual_cpus)
-    precision = precision_for(FLAGS.strategy, FLAGS.mixed_precision)
+    execution = common.execution_from_flags(FLAGS.strategy)
     start_tensorflow_quietly()
     if FLAGS.virtual_cpus is not None:
         split_cpu(FLAGS.virtual_cpus)
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
 
     from lth_tf.callbacks import check_callbacks, load_callback
-    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.imp import run_imp
 
     callbacks = check_callbacks([load_callback(spec) for spec in FLAGS.callback])
-
-    observer = None
-    # Under multi_worker every worker runs this; only the chief writes the logs.
-    if FLAGS.tensorboard and strategy.extended.should_save_summary:
-        from lth_tf.monitoring.tensorboard import TensorBoardMonitor
-
-        observer = TensorBoardMonitor()
 
     run = run_imp
     if stable_rewind:
@@ -169,17 +142,9 @@ def main(argv: list[str]) -> None:
         # experiment, the others keep their own copy (they resume from it).
         worker_output_dir(strategy, FLAGS.output_dir),
         FLAGS.experiment_name,
-        RunOptions(
-            data_dir=FLAGS.data_dir,
-            # TPUs compile every step anyway.
-            jit_compile=FLAGS.jit_compile if FLAGS.strategy != "tpu" else False,
-            steps_per_execution=FLAGS.steps_per_execution,
-            show_progress=FLAGS.progress,
-            mixed_precision=precision,
-            test_every_evaluation=FLAGS.test_every_evaluation,
-        ),
+        # Under multi_worker every worker trains; only the chief writes TensorBoard logs.
+        execution,
         strategy=strategy,
-        observer=observer,
         callbacks=callbacks,
     )
     print(f"Results: {experiment.results}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from lth_tf.execution import Execution
 from lth_tf.stability.result import StabilityResult
 from pipelines import common
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
@@ -60,29 +61,29 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "bn_batches", 100, "Training batches that recompute batch-norm statistics at each mixture."
 )
-flags.DEFINE_string("data_dir", None, "Where the experiment's dataset is (as for pipelines.imp).")
-common.define_jit_compile(
-    "XLA for the training step: auto (the default) trains as the experiment chose, so "
-    "recomputed rewind points match its run bit for bit; --jit_compile or --nojit_compile "
-    "force it on or off."
-)
-flags.declare_key_flag("jit_compile")  # defined in common: --help lists it here
-flags.DEFINE_string(
+common.define_execution_flags(
+    "data_dir",
+    "jit_compile",
+    "steps_per_execution",
     "mixed_precision",
-    None,
-    "float16 or bfloat16: 16-bit compute, float32 weights, as the experiment ran (default: "
-    "float32).",
+    "progress",
+    "tensorboard",
+    data_dir="Where the experiment's dataset is (as for pipelines.imp).",
+    jit_compile="XLA for the training step: auto (the default) trains as the experiment chose, "
+    "so recomputed rewind points match its run bit for bit; --jit_compile or --nojit_compile "
+    "force it on or off.",
+    mixed_precision="float16 or bfloat16: 16-bit compute, float32 weights, as the experiment "
+    "ran (default: float32).",
+    progress="Show a progress bar while copies train.",
+    tensorboard="Log the results to TensorBoard as well (<experiment>/tensorboard/stability).",
 )
-common.define_steps_per_execution()
-flags.declare_key_flag("steps_per_execution")  # defined in common: --help lists it here
-flags.DEFINE_boolean("progress", True, "Show a progress bar while copies train.")
+flags.adopt_module_key_flags(common)
 
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.stability.plan import plan_stability
-    from lth_tf.strategies import precision_for
 
     if FLAGS.experiments and FLAGS.experiment_dir:
         raise LthError("give --experiment_dir or --experiments, not both")
@@ -112,13 +113,13 @@ def main(argv: list[str]) -> None:
         raise LthError("--round is required: the finished round to analyse (0 = dense network)")
     if not FLAGS.round.strip().isdigit():
         raise LthError(f"--round: {FLAGS.round!r} is not a round number (0, 1, 2, ...)")
-    precision = precision_for("default", FLAGS.mixed_precision)
+    execution = common.execution_from_flags()
     setup_logging()
     if FLAGS.experiments:
-        _main_across(precision)
+        _main_across(execution)
         return
     if FLAGS.find_rewind:
-        _main_find_rewind(precision)
+        _main_find_rewind(execution)
         return
     # Every check on the experiment and the flags comes before TensorFlow starts.
     plan = plan_stability(
@@ -136,7 +137,7 @@ def main(argv: list[str]) -> None:
     from lth_tf.stability.analysis import run_stability
 
     data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
-    results = run_stability(plan, data, _options(precision))
+    results = run_stability(plan, data, execution)
     files = plan.files
     for result in results:
         print("\n".join(summary_lines(result)))
@@ -146,10 +147,11 @@ def main(argv: list[str]) -> None:
     if plan.sweep:
         print(f"Sweep figure: {files.sweep_figure(plan.pruning_round)}")
         print(f"Sweep table: {files.sweep_csv(plan.pruning_round)}")
-    print(f"TensorBoard: {files.tensorboard}")
+    if execution.tensorboard:
+        print(f"TensorBoard: {files.tensorboard}")
 
 
-def _main_find_rewind(precision: str | None) -> None:
+def _main_find_rewind(execution: Execution) -> None:
     """--find_rewind: the dense round 0 at a grid of rewind points, and the earliest stable."""
     from lth_tf.stability.rewind_finder import plan_rewind_search
 
@@ -169,26 +171,14 @@ def _main_find_rewind(precision: str | None) -> None:
 
     plan = search.plan
     data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
-    found = find_rewind(search, data, _options(precision))
+    found = find_rewind(search, data, execution)
     print("\n".join(choice_lines(found)))
     print(f"Instability figure: {plan.files.sweep_figure(0)}")
     print(f"Instability table: {plan.files.sweep_csv(0)}")
     print(f"Choice: {search.found_file}")
 
 
-def _options(precision: str | None):
-    """The flags' StabilityOptions (imported here: TensorFlow has started by now)."""
-    from lth_tf.stability.analysis import StabilityOptions
-
-    return StabilityOptions(
-        jit_compile=FLAGS.jit_compile,
-        steps_per_execution=FLAGS.steps_per_execution,
-        show_progress=FLAGS.progress,
-        mixed_precision=precision,
-    )
-
-
-def _main_across(precision: str | None) -> None:
+def _main_across(execution: Execution) -> None:
     """--experiments: each experiment at its own rewind point, then the figure and CSV."""
     from lth_tf.stability.across import output_paths, plan_across
 
@@ -208,7 +198,7 @@ def _main_across(precision: str | None) -> None:
 
     first = plan.plans[0]
     data = experiment_data(first.experiment, first.hparams, FLAGS.data_dir)
-    results, figure, table = run_across(plan, data, _options(precision), FLAGS.output)
+    results, figure, table = run_across(plan, data, execution, FLAGS.output)
     for one, result in zip(plan.plans, results, strict=True):
         print(f"{one.experiment.root}:")
         print("\n".join(summary_lines(result)))

@@ -29,7 +29,6 @@ flags.DEFINE_list(
     "controls", [], "Controls run as branches of every member: random_reinit, random_prune, ..."
 )
 flags.DEFINE_string("output_dir", None, "The sweep's directory (members and sweep.json go here).")
-flags.DEFINE_string("data_dir", None, "Folder with the raw dataset files or a TFDS data_dir.")
 flags.DEFINE_integer(
     "max_parallel", None, "Members at once, 1-1024 (default: one per GPU, or 1 without GPUs)."
 )
@@ -40,11 +39,18 @@ flags.DEFINE_string(
     "default: $RAY_ADDRESS, else a local Ray started for this sweep. Refused at once when "
     "nothing answers there.",
 )
-common.define_jit_compile()
-flags.declare_key_flag("jit_compile")  # defined in common: --help lists it here
-common.define_steps_per_execution()
-flags.declare_key_flag("steps_per_execution")  # defined in common: --help lists it here
-flags.DEFINE_boolean("tensorboard", True, "Write each member's TensorBoard logs.")
+# Each member runs as pipelines.imp would with these (no progress bars: members share one
+# output stream).
+common.define_execution_flags(
+    "data_dir",
+    "jit_compile",
+    "steps_per_execution",
+    "mixed_precision",
+    "tensorboard",
+    "test_every_evaluation",
+    tensorboard="Write each member's TensorBoard logs.",
+)
+flags.adopt_module_key_flags(common)
 
 # Flags of pipelines.imp that a sweep member cannot take: the sweep names them and runs them.
 _VARIED = {"seed": "--seeds", "model": None, "dataset": None, "recipe": None}
@@ -88,18 +94,14 @@ def plan_from_flags():
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
-    from lth_tf.sweep import MemberOptions, run_sweep
+    from lth_tf.sweep import run_sweep
 
     setup_logging()
     plan = plan_from_flags()
+    execution = common.execution_from_flags()
     result = run_sweep(
         plan,
-        MemberOptions(
-            data_dir=FLAGS.data_dir,
-            jit_compile=FLAGS.jit_compile,
-            steps_per_execution=FLAGS.steps_per_execution,
-            tensorboard=FLAGS.tensorboard,
-        ),
+        execution,
         max_parallel=FLAGS.max_parallel,
         ray_address=FLAGS.ray_address,
     )

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 import lth_tf  # noqa: F401  (environment before TensorFlow)
+from lth_tf.callbacks import RunCallback
 from lth_tf.config import ExperimentHparams, PruneRates
-from lth_tf.imp import ImpObserver, RunOptions
+from lth_tf.execution import Execution
 from lth_tf.models import paper_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +35,9 @@ STABILITY_RESULT_KEYS = {
     "instability",
     "path_errors",
 }
-# In-process runs: no progress bar (otherwise RunOptions' defaults).
-QUIET = RunOptions(show_progress=False)
+# In-process runs: no progress bar, no TensorBoard logs (a test that reads them asks for them),
+# and no XLA timing (its choice depends on the machine; a test of XLA asks for it).
+QUIET = Execution(jit_compile=False, show_progress=False, tensorboard=False)
 # lenet300_100's layerwise rates (fc 0.2, output 0.1), the LTH paper's.
 LENET_RATES = paper_defaults("lenet300_100", "mnist").pruning.rates
 # The rates of conftest's lenet_runs: after 2 rounds fc kernels keep 25% and the output 49%, so
@@ -132,18 +134,19 @@ def half_pruned_lenet(seed: int = 3, mask_seed: int | None = None):
     return pruned
 
 
-class _StartRecorder(ImpObserver):
+class _StartRecorder(RunCallback):
     """Keeps every rewindable value each round starts from."""
 
     def __init__(self):
         self.starts = {}
 
-    def start_round(self, pruning_round, pruned):
-        self.starts[pruning_round] = {n: v.numpy().copy() for n, v in pruned.rewindable.items()}
+    def on_round_start(self, context):
+        rewindable = context.pruned.rewindable
+        self.starts[context.pruning_round] = {n: v.numpy().copy() for n, v in rewindable.items()}
 
 
-def start_recorder() -> tuple[dict[int, dict[str, np.ndarray]], ImpObserver]:
-    """(starts, observer): run_imp(..., observer=observer) fills starts[round][name]."""
+def start_recorder() -> tuple[dict[int, dict[str, np.ndarray]], RunCallback]:
+    """(starts, callback): run_imp(..., callbacks=[callback]) fills starts[round][name]."""
     record = _StartRecorder()
     return record.starts, record
 

@@ -53,7 +53,8 @@ checkpoint is saved (a resume restarts from that checkpoint, so it loses nothing
 finished before monitoring was on. The figure (drawn at ``FIGURE_DPI``, large enough to read
 in the Images dashboard) is also saved as ``accuracy_vs_sparsity.png``.
 
->>> run_imp(hparams, "runs", observer=TensorBoardMonitor())  # doctest: +SKIP
+A run writes them unless its :class:`lth_tf.execution.Execution` says ``tensorboard=False``
+(``--notensorboard``); the monitor is one of the run's callbacks (:mod:`lth_tf.callbacks`).
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
 from lth_tf import io
+from lth_tf.callbacks import RunCallback, RunContext
 from lth_tf.config import ExperimentHparams, flat_hparams
 from lth_tf.experiment import ExperimentDir, RoundResult
-from lth_tf.imp import ImpObserver
+from lth_tf.loop import Chunk
 from lth_tf.monitoring.figures import Curve, sparsity_figure
 from lth_tf.training import Evaluation
 
@@ -238,36 +240,11 @@ class TensorBoardRun:
         self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 
 
-class _RoundLog:
-    """The :class:`lth_tf.training.RoundObserver` of one round: scalars against the iteration."""
+class TensorBoardMonitor(RunCallback):
+    """Logs an IMP run to ``<experiment>/tensorboard/``: the run's own callback, after the
+    user's, so each round's scalars hold what they report.
 
-    def __init__(self, run: TensorBoardRun):
-        self.run = run
-
-    def on_train_chunk(self, iteration: int, loss: float, accuracy: float) -> None:
-        self.run.scalars(iteration, {"train/loss": loss, "train/accuracy": accuracy})
-
-    def on_evaluation(self, evaluation: Evaluation) -> None:
-        values = {
-            "val/loss": evaluation.val_loss,
-            "val/accuracy": evaluation.val_accuracy,
-            "test/loss": evaluation.test_loss,
-            "test/accuracy": evaluation.test_accuracy,
-            # What the run's callbacks reported (lth_tf.callbacks), under their own names.
-            **evaluation.scalars,
-        }
-        # The test split is measured only where a result needs it (NaN elsewhere).
-        self.run.scalars(
-            evaluation.iteration, {tag: v for tag, v in values.items() if not math.isnan(v)}
-        )
-        # On disk before the checkpoint is: whatever a resume does not retrain is logged.
-        self.run.flush()
-
-
-class TensorBoardMonitor(ImpObserver):
-    """Logs an IMP run to ``<experiment>/tensorboard/`` (an :class:`lth_tf.imp.ImpObserver`).
-
-    >>> experiment = run_imp(hparams, "runs", observer=TensorBoardMonitor())  # doctest: +SKIP
+    >>> experiment = run_imp(hparams, "runs")  # doctest: +SKIP
     >>> # then: tensorboard --logdir runs
     """
 
@@ -275,12 +252,13 @@ class TensorBoardMonitor(ImpObserver):
         self._experiment: ExperimentDir | None = None
         self._title = ""
         self._runs: dict[str, TensorBoardRun] = {}
-        self._round: TensorBoardRun | None = None
+        # The round being trained and its run (opened at its first scalar, fresh or resumed).
+        self._round: tuple[int, TensorBoardRun] | None = None
         self._layers_logged: set[int] = set()  # rounds whose files need no second reading
         self._figure_drawn = -math.inf  # time.monotonic() of the last drawing
 
-    def start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
-        self.close()
+    def on_run_start(self, experiment: ExperimentDir, hparams: ExperimentHparams) -> None:
+        self.on_run_end()
         self._experiment = experiment
         self._title = f"{experiment.root.name}: {hparams.model.name} on {hparams.dataset.name}"
         root = tensorboard_dir(experiment)
@@ -297,17 +275,34 @@ class TensorBoardMonitor(ImpObserver):
         )
         self._log_finished_rounds()
 
-    def watch_round(self, pruning_round: int) -> _RoundLog:
-        self._close_round()
-        self._round = TensorBoardRun(tensorboard_dir(self._opened()) / round_run(pruning_round))
-        return _RoundLog(self._round)
+    def on_chunk(self, context: RunContext, chunk: Chunk) -> None:
+        self._round_run(context.pruning_round).scalars(
+            chunk.stop, {"train/loss": chunk.loss, "train/accuracy": chunk.accuracy}
+        )
 
-    def end_round(self, result: RoundResult) -> None:
+    def on_evaluation_recorded(self, context: RunContext, evaluation: Evaluation) -> None:
+        values = {
+            "val/loss": evaluation.val_loss,
+            "val/accuracy": evaluation.val_accuracy,
+            "test/loss": evaluation.test_loss,
+            "test/accuracy": evaluation.test_accuracy,
+            # What the run's other callbacks reported, under their own names.
+            **evaluation.scalars,
+        }
+        run = self._round_run(context.pruning_round)
+        # The test split is measured only where a result needs it (NaN elsewhere).
+        run.scalars(
+            evaluation.iteration, {tag: v for tag, v in values.items() if not math.isnan(v)}
+        )
+        # On disk before the checkpoint is: whatever a resume does not retrain is logged.
+        run.flush()
+
+    def on_round_end(self, context: RunContext, result: RoundResult) -> None:
         self._close_round()
         due = time.monotonic() - self._figure_drawn >= FIGURE_EVERY_SECONDS
         self._log_finished_rounds(draw_figure=due)
 
-    def close(self) -> None:
+    def on_run_end(self) -> None:
         self._close_round()
         if self._runs:
             self._log_finished_rounds(draw_figure=True)
@@ -315,14 +310,21 @@ class TensorBoardMonitor(ImpObserver):
             run.close()
         self._runs = {}
 
+    def _round_run(self, pruning_round: int) -> TensorBoardRun:
+        if self._round is None or self._round[0] != pruning_round:
+            self._close_round()
+            path = tensorboard_dir(self._opened()) / round_run(pruning_round)
+            self._round = (pruning_round, TensorBoardRun(path))
+        return self._round[1]
+
     def _opened(self) -> ExperimentDir:
         if self._experiment is None:
-            raise RuntimeError("TensorBoardMonitor.start() was not called")
+            raise RuntimeError("TensorBoardMonitor.on_run_start() was not called")
         return self._experiment
 
     def _close_round(self) -> None:
         if self._round is not None:
-            self._round.close()
+            self._round[1].close()
             self._round = None
 
     def _log_finished_rounds(self, draw_figure: bool = True) -> None:

@@ -120,22 +120,22 @@ def output_paths(output: str | Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".png"), path.with_name(path.name + ".csv")
 
 
-def run_across(plan: AcrossPlan, data, options=None, output: str | Path = "stability-sweep"):
+def run_across(plan: AcrossPlan, data, execution=None, output: str | Path = "stability-sweep"):
     """Runs (or reuses) each experiment's analysis, then writes the figure and CSV; returns the
     results, earliest rewind first, and the two paths written."""
+    from lth_tf.execution import Execution
     from lth_tf.stability import figures
     from lth_tf.stability.analysis import (
         SWEEP_COLUMNS,
-        StabilityOptions,
         run_stability,
         sweep_rows,
     )
 
     figure_path, csv_path = output_paths(output)
-    options = StabilityOptions() if options is None else options
+    execution = Execution() if execution is None else execution
     results = []
     for one in plan.plans:
-        [result] = run_stability(one, data, options)
+        [result] = run_stability(one, data, execution)
         results.append(result)
     rows = [
         {**row, "experiment": result.experiment}

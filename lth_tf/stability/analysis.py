@@ -24,7 +24,6 @@ while training), so a killed analysis resumes and a rerun recomputes nothing.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import logging
 import time
@@ -36,16 +35,11 @@ import tensorflow as tf
 import tf_keras
 
 from lth_tf import io
-from lth_tf.builder import Execution, build_run, resumed_execution
-from lth_tf.config import (
-    JitCompile,
-    StepsPerExecution,
-    check_jit_compile,
-    check_steps_per_execution,
-)
+from lth_tf.builder import build_run
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
+from lth_tf.execution import Execution
 from lth_tf.loop import Callback, Checkpoint, SnapshotAt, TrainingProgress, resume, train
 from lth_tf.provenance import experiment_model
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
@@ -78,41 +72,24 @@ SWEEP_COLUMNS = [
 ]
 
 
-@dataclasses.dataclass(frozen=True)
-class StabilityOptions:
-    """How the analysis runs; none of it changes the results (``jit_compile`` aside: "auto"
-    trains with or without XLA as the experiment did, so recomputed rewind points match its
-    run bit for bit; True or False forces it)."""
-
-    jit_compile: JitCompile = "auto"
-    steps_per_execution: StepsPerExecution = "auto"
-    show_progress: bool = True
-    checkpoint_seconds: float = 60.0
-    # As the experiment ran: "float16" or "bfloat16" compute, float32 weights (None: float32).
-    mixed_precision: str | None = None
-
-    def __post_init__(self) -> None:
-        check_steps_per_execution(self.steps_per_execution)
-        check_jit_compile(self.jit_compile, "--jit_compile")
-
-
 def run_stability(
-    plan: StabilityPlan, data: ImageDataset, options: StabilityOptions = StabilityOptions()
+    plan: StabilityPlan, data: ImageDataset, execution: Execution = Execution()
 ) -> list[StabilityResult]:
     """Analyses (or reuses) every rewind point of ``plan``; returns one result per point.
 
-    Writes each point's JSON and figure, the TensorBoard run, and for a sweep its CSV and figure,
+    Writes each point's JSON and figure, the TensorBoard run (unless ``execution.tensorboard``
+    is False), and for a sweep its CSV and figure,
     holding the experiment's lock (:func:`lth_tf.io.locked`): an IMP run or another analysis
     writing there meanwhile is refused.
     """
     check_dataset(plan, data)
     with io.locked(plan.experiment.root, "another lth_tf run"):
         io.remove_leftovers(plan.files.root)
-        return _run_stability_locked(plan, data, options)
+        return _run_stability_locked(plan, data, execution)
 
 
 def _run_stability_locked(
-    plan: StabilityPlan, data: ImageDataset, options: StabilityOptions
+    plan: StabilityPlan, data: ImageDataset, execution: Execution
 ) -> list[dict]:
     files = plan.files
     results: dict[int, StabilityResult] = {}
@@ -125,7 +102,7 @@ def _run_stability_locked(
             results[rewind.iteration] = cached
     todo = [rewind for rewind in plan.rewinds if rewind.iteration not in results]
     if todo:
-        session = StabilitySession(plan, data, options)
+        session = StabilitySession(plan, data, execution)
         points = session.rewind_points([rewind.iteration for rewind in todo])
         for rewind in todo:
             result = session.analyse(rewind, points.pop(rewind.iteration))
@@ -143,7 +120,8 @@ def _run_stability_locked(
         if result.rewind_iteration in fresh or not path.exists():
             io.write_bytes_atomic(path, figures.path_figure(result))
         pngs.append(path.read_bytes())
-    summaries.log_results(files.tensorboard, ordered, pngs)
+    if execution.tensorboard:
+        summaries.log_results(files.tensorboard, ordered, pngs)
     if plan.sweep:
         io.write_csv(files.sweep_csv(plan.pruning_round), sweep_rows(ordered), SWEEP_COLUMNS)
         io.write_bytes_atomic(files.sweep_figure(plan.pruning_round), figures.sweep_figure(ordered))
@@ -213,16 +191,15 @@ class StabilitySession:
     """The experiment's network rebuilt exactly as run_imp built it, with one Trainer for the
     dense network's rewind points and every copy (nothing is retraced between them)."""
 
-    def __init__(self, plan: StabilityPlan, data: ImageDataset, options: StabilityOptions):
+    def __init__(self, plan: StabilityPlan, data: ImageDataset, execution: Execution):
         self.plan = plan
         self.data = data
-        self.options = options
+        # jit_compile="auto": with or without XLA as the experiment trained, so a recomputed
+        # rewind point matches its run bit for bit.
+        execution = execution.resumed(plan.experiment.recorded_xla_training())
+        self.execution = execution
         hparams = plan.hparams
         # As run_imp builds it, so the initial weights and every step are the same.
-        execution = resumed_execution(
-            Execution(options.jit_compile, options.steps_per_execution, options.mixed_precision),
-            plan.experiment.recorded_xla_training(),
-        )
         model = experiment_model(plan.experiment, hparams)
         run = build_run(hparams, data, execution=execution, model=model)
         self.pruned, self.trainer = run.pruned, run.trainer
@@ -404,10 +381,10 @@ class StabilitySession:
                 lambda current: io.write_npz(
                     checkpoint, {**trainer.state(), **current.to_arrays()}
                 ),
-                seconds=self.options.checkpoint_seconds,
+                seconds=self.execution.checkpoint_seconds,
             ),
         ]
-        if self.options.show_progress:
+        if self.execution.show_progress:
             from lth_tf.monitoring.progress import ProgressBar
 
             callbacks.append(ProgressBar(start, stop))  # the title is logged above

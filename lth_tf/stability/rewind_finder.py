@@ -133,12 +133,12 @@ def record_choice(search: RewindSearch, results: Sequence[Any]) -> dict[str, Any
     return found
 
 
-def find_rewind(search: RewindSearch, data: Any, options: Any) -> dict[str, Any]:
+def find_rewind(search: RewindSearch, data: Any, execution: Any) -> dict[str, Any]:
     """Runs the search's analyses (reusing what earlier runs measured) and records the choice;
     returns what ``rewind_found.json`` says."""
     from lth_tf.stability.analysis import run_stability
 
-    return record_choice(search, run_stability(search.plan, data, options))
+    return record_choice(search, run_stability(search.plan, data, execution))
 
 
 def read_choice(experiment_root: Path) -> dict[str, Any]:
@@ -179,7 +179,7 @@ def run_imp_with_stable_rewind(
     hparams: Any,
     output_dir: str | Path,
     experiment_name: str | None = None,
-    options: Any = None,
+    execution: Any = None,
     threshold: float = STABLE_BELOW,
     say: Callable[[str], None] = print,
     **run_imp_kwargs: Any,
@@ -194,28 +194,22 @@ def run_imp_with_stable_rewind(
 
     Returns the IMP experiment's directory.
     """
-    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.execution import Execution
+    from lth_tf.imp import run_imp
     from lth_tf.provenance import experiment_data
-    from lth_tf.stability.analysis import StabilityOptions
 
-    options = options or RunOptions()
+    execution = execution or Execution()
     dense = dataclasses.replace(
         hparams, pruning=dataclasses.replace(hparams.pruning, rewind="0it", rounds=0)
     )
     say("Rewind point: stable. First the dense network, then its stability to SGD noise.")
-    dense_dir = run_imp(dense, output_dir, None, options, **run_imp_kwargs)  # its default name
+    dense_dir = run_imp(dense, output_dir, None, execution, **run_imp_kwargs)  # its default name
     search = plan_rewind_search(dense_dir.root, threshold=threshold)
     say(search.cost_line())
     data = run_imp_kwargs.get("data") or experiment_data(
-        search.plan.experiment, search.plan.hparams, options.data_dir
+        search.plan.experiment, search.plan.hparams, execution.data_dir
     )
-    stability_options = StabilityOptions(
-        jit_compile=options.jit_compile,
-        steps_per_execution=options.steps_per_execution,
-        show_progress=options.show_progress,
-        mixed_precision=options.mixed_precision,
-    )
-    found = find_rewind(search, data, stability_options)
+    found = find_rewind(search, data, execution)
     for line in choice_lines(found):
         say(line)
     k = found["rewind_iteration"]
@@ -238,4 +232,4 @@ def run_imp_with_stable_rewind(
             ),
         }
     }
-    return run_imp(imp, output_dir, experiment_name, options, record=record, **run_imp_kwargs)
+    return run_imp(imp, output_dir, experiment_name, execution, record=record, **run_imp_kwargs)

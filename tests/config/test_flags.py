@@ -22,8 +22,10 @@ from lth_tf.config import (
     TrainingHparams,
 )
 from lth_tf.errors import LthError
+from lth_tf.execution import Execution
 from lth_tf.experiment import RESULT_COLUMNS, open_experiment
 from lth_tf.models import paper_defaults
+from pipelines.common import EXECUTION_FLAGS, define_execution_flags, execution_from_flags
 from pipelines.hparam_flags import (
     define_hparam_flags,
     hparam_flag_names,
@@ -193,10 +195,8 @@ def test_every_flag_the_library_names_exists():
         text = pipeline.read_text()
         defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', text))
         # The flags pipelines/common.py defines by a function, for several pipelines.
-        if "common.define_jit_compile(" in text:
-            defined |= {"jit_compile", "nojit_compile"}
-        if "common.define_steps_per_execution(" in text:
-            defined.add("steps_per_execution")
+        if "common.define_execution_flags(" in text:
+            defined |= set(EXECUTION_FLAGS) | {"nojit_compile", "noprogress", "notensorboard"}
     # TensorBoard's, open_lth's and Ray's (`ray start --head`, its --address).
     others = {"logdir", "rewinding_steps", "head", "address"}
     # The emulated ARM's set-up runs pip, apt, dpkg and nm with their own options.
@@ -250,3 +250,60 @@ def test_a_branch_refuses_every_hyperparameter_flag_but_rounds(tmp_path):
             imp_hparams(*branch, f"--{name}={values[name]}")
     hparams = imp_hparams(*branch, "--rounds=3")
     assert hparams.pruning.rounds == 3 and hparams.branch.control == "random_reinit"
+
+
+# -- how a run executes: one Execution from the flags of every pipeline -------------------------
+
+
+def _execution(*argv: str, names: tuple[str, ...] = (), strategy: str = "default"):
+    flag_values = flags.FlagValues()
+    define_execution_flags(*names, flag_values=flag_values)
+    flag_values(["pipeline", *argv])
+    return execution_from_flags(strategy, flag_values)
+
+
+def test_the_execution_flags_build_one_execution_with_its_defaults():
+    assert _execution() == Execution()
+    assert _execution(
+        "--nojit_compile",
+        "--steps_per_execution=7",
+        "--mixed_precision=bfloat16",
+        "--noprogress",
+        "--notensorboard",
+        "--test_every_evaluation",
+        "--data_dir=/data",
+    ) == Execution(
+        jit_compile=False,
+        steps_per_execution=7,
+        mixed_precision="bfloat16",
+        show_progress=False,
+        tensorboard=False,
+        test_every_evaluation=True,
+        data_dir="/data",
+    )
+    # float32 is no mixed precision; a TPU compiles every step itself and computes in bfloat16.
+    assert _execution("--mixed_precision=float32").mixed_precision is None
+    tpu = _execution(strategy="tpu")
+    assert (tpu.jit_compile, tpu.mixed_precision) == (False, "bfloat16")
+    # A pipeline without a flag keeps Execution's default for its field.
+    assert _execution("--notensorboard", names=("tensorboard",)) == Execution(tensorboard=False)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--mixed_precision=float8"], "--mixed_precision: unknown 'float8'"),
+        (["--steps_per_execution=0"], "use auto or an integer >= 1"),
+        (["--jit_compile=maybe"], "use auto, true or false"),
+    ],
+)
+def test_bad_execution_flags_are_one_line_naming_the_flag(argv, message):
+    with pytest.raises((LthError, flags.IllegalFlagValueError), match=re.escape(message)):
+        _execution(*argv)
+
+
+def test_every_pipeline_lists_its_execution_flags_in_its_help():
+    from pipelines import imp as pipeline
+
+    key_flags = {flag.name for flag in pipeline.FLAGS.get_key_flags_for_module(pipeline)}
+    assert set(EXECUTION_FLAGS) <= key_flags

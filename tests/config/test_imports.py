@@ -11,7 +11,7 @@ from tests.helpers import ROOT
 
 def test_importing_the_config_loads_no_tensorflow_and_no_registry():
     code = (
-        "import json, sys, lth_tf.config; "
+        "import json, sys, lth_tf.config, lth_tf.execution; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('lth_tf', 'tensorflow', 'tf_keras', 'keras'))))"
     )

@@ -30,7 +30,7 @@ def family(tmp_path_factory, data):
         starts, record = start_recorder()
         branch_hparams, output_dir, name = branch_of(parent.root, control)
         assert output_dir == parent.root.parent and name == f"lenet-{control}"
-        branch = run_imp(branch_hparams, output_dir, name, QUIET, data=data, observer=record)
+        branch = run_imp(branch_hparams, output_dir, name, QUIET, data=data, callbacks=[record])
         branches[control] = (branch, starts)
     return parent, branches
 

@@ -7,6 +7,7 @@ builder prepared in tmp_path, never the network.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -29,7 +30,7 @@ from lth_tf.data.arrays import (
 )
 from lth_tf.data.sources import check_dataset_name, check_same_data, load_dataset
 from lth_tf.errors import LthError
-from tests.helpers import closed_port_url, write_idx
+from tests.helpers import QUIET, closed_port_url, write_idx
 
 
 def make_arrays(n_train: int = 50, n_test: int = 8, shape=(4, 4, 1), classes: int = 3) -> dict:
@@ -430,7 +431,7 @@ def test_a_builtin_dataset_whose_files_changed_is_refused(
     lenet_runs: Path, relabelled_dir: Path, idx_dir: Path, tmp_path: Path, no_system_dirs: None
 ) -> None:
     from lth_tf.experiment import ExperimentDir, read_saved
-    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.imp import run_imp
     from lth_tf.provenance import experiment_data
 
     copy = shutil.copytree(lenet_runs / "plain", tmp_path / "runs" / "plain")
@@ -451,7 +452,7 @@ def test_a_builtin_dataset_whose_files_changed_is_refused(
     assert "\n" not in message
     # A resume (run_imp binds the data before anything trains or is written).
     before = sorted(p.name for p in copy.rglob("*"))
-    options = RunOptions(data_dir=str(relabelled_dir), show_progress=False)
+    options = dataclasses.replace(QUIET, data_dir=str(relabelled_dir))
     with pytest.raises(LthError, match="now holds other mnist data than"):
         run_imp(saved.hparams, copy.parent, "plain", options)
     assert sorted(p.name for p in copy.rglob("*")) == before

@@ -15,7 +15,7 @@ from lth_tf.callbacks import RunCallback, check_callbacks, evaluation_scalars, l
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
 from lth_tf.imp import run_imp
-from lth_tf.monitoring.tensorboard import TensorBoardMonitor, tensorboard_dir
+from lth_tf.monitoring.tensorboard import tensorboard_dir
 from lth_tf.training import Evaluation
 from tests.helpers import QUIET, lenet_hparams
 from tests.metric_callback import MaskedWeightNorm
@@ -48,9 +48,8 @@ def test_a_callbacks_scalars_reach_evaluations_csv_and_tensorboard(tmp_path, dat
         lenet_hparams(rounds=1),
         tmp_path,
         "metric",
-        OPTIONS,
+        dataclasses.replace(OPTIONS, tensorboard=True),
         data=data,
-        observer=TensorBoardMonitor(),
         callbacks=[callback],
     )
     assert callback.rounds_ended == [0, 1]

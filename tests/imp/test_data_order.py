@@ -82,14 +82,14 @@ def test_a_directory_written_before_data_order_resumes_with_round_0s_batches(
     as they did when it started."""
     hparams = unpruned(lenet_hparams(rounds=0, rewind=f"{K}it"))
     assert hparams.training.data_order == "per_round"
-    first = run_imp(hparams, tmp_path, data=data, options=QUIET)
+    first = run_imp(hparams, tmp_path, data=data, execution=QUIET)
     saved = io.read_json(first.hparams)
     del saved["hparams"]["training"]["data_order"]  # as the lth_tf of before wrote it
     io.write_json(first.hparams, saved)
 
     more = dataclasses.replace(hparams, pruning=dataclasses.replace(hparams.pruning, rounds=2))
     with caplog.at_level(logging.INFO, logger="lth_tf"):
-        experiment = run_imp(more, tmp_path, data=data, options=QUIET)
+        experiment = run_imp(more, tmp_path, data=data, execution=QUIET)
     assert experiment.root == first.root and [p.name for p in tmp_path.iterdir()] == [
         first.root.name
     ]

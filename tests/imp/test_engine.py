@@ -32,7 +32,7 @@ def lenet_run(tmp_path_factory, data):
     starts, record = start_recorder()
     hparams = lenet_hparams(rounds=4, rewind="10it")
     experiment = run_imp(
-        hparams, tmp_path_factory.mktemp("runs"), "lenet", QUIET, data=data, observer=record
+        hparams, tmp_path_factory.mktemp("runs"), "lenet", QUIET, data=data, callbacks=[record]
     )
     return experiment, starts
 
@@ -41,6 +41,8 @@ def test_each_layer_keeps_its_kinds_fraction_exactly_and_masks_nest(lenet_run):
     experiment, _ = lenet_run
     rows = experiment.read_results()
     assert [row.round for row in rows] == [0, 1, 2, 3, 4]
+    # Execution(tensorboard=False): the run's own TensorBoard callback is not added.
+    assert not (experiment.root / "tensorboard").exists()
     rates = {"fc1/kernel": 0.2, "fc2/kernel": 0.2, "output/kernel": 0.1}
     previous = None
     for pruning_round in range(5):

@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from lth_tf import io
+from lth_tf.callbacks import RunCallback
 from lth_tf.config import PruneRates, TrainingHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ROUNDS_KEY, ExperimentDir
-from lth_tf.imp import ImpObserver, run_imp
+from lth_tf.imp import run_imp
 from lth_tf.lr_schedule import WarmupStepDecay
 from lth_tf.models import resolve_steps
 from lth_tf.training import make_optimizer
@@ -92,23 +93,12 @@ def test_the_first_step_of_a_rewound_round_uses_the_schedules_rate_at_k(optimize
         assert -float(weight[0]) == pytest.approx(float(schedule(k)), rel=1e-5)
 
 
-class _KillInRound1(ImpObserver):
-    """Interrupts round 1 right after its evaluation at iteration 20 (checkpoint saved)."""
+class _KillInRound1(RunCallback):
+    """Interrupts round 1 in the chunk after its evaluation at iteration 20 (checkpoint saved)."""
 
-    def watch_round(self, pruning_round):
-        outer = self
-
-        class Watch:
-            def on_train_chunk(self, iteration, loss, accuracy):
-                if pruning_round == 1 and iteration > 20 and outer.armed:
-                    raise KeyboardInterrupt
-
-            def on_evaluation(self, evaluation):
-                pass
-
-        return Watch()
-
-    armed = True
+    def on_chunk(self, context, chunk):
+        if context.pruning_round == 1 and chunk.stop > 20:
+            raise KeyboardInterrupt
 
 
 def test_a_rewound_round_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp_path, data):
@@ -118,7 +108,7 @@ def test_a_rewound_round_killed_mid_way_resumes_to_the_uninterrupted_weights(tmp
     )
     whole = run_imp(hparams, tmp_path, "whole", IN_CHUNKS_OF_7, data=data)
     with pytest.raises(KeyboardInterrupt):
-        run_imp(hparams, tmp_path, "killed", IN_CHUNKS_OF_7, data=data, observer=_KillInRound1())
+        run_imp(hparams, tmp_path, "killed", IN_CHUNKS_OF_7, data=data, callbacks=[_KillInRound1()])
     killed = ExperimentDir(tmp_path / "killed")
     assert killed.checkpoint(1).exists() and not killed.weights(1).exists()
     run_imp(hparams, tmp_path, "killed", IN_CHUNKS_OF_7, data=data)

@@ -41,6 +41,7 @@ from tests.helpers import PNG_MAGIC, QUIET, lenet_hparams, run_main, run_pipelin
 
 # Training chunks of 5 iterations, evaluations every 10: train scalars at 5, 10, ..., 30.
 OPTIONS = dataclasses.replace(QUIET, steps_per_execution=5)
+LOGGED = dataclasses.replace(OPTIONS, tensorboard=True)
 
 
 # Rounds after round 0 train from the rewind point, 10, to 30.
@@ -82,9 +83,8 @@ def monitored(tmp_path_factory, data) -> ExperimentDir:
             lenet_hparams(rounds=2, rewind=REWIND),
             tmp_path_factory.mktemp("runs"),
             "monitored",
-            OPTIONS,
+            LOGGED,
             data=data,
-            observer=TensorBoardMonitor(),
         )
 
 
@@ -93,18 +93,10 @@ class _StopAt(TensorBoardMonitor):
     logged, before the checkpoint is saved: the resume retrains 20..30 from the checkpoint at 20
     and must not log anything twice."""
 
-    def watch_round(self, pruning_round):
-        round_log = super().watch_round(pruning_round)
-        if pruning_round == 1:
-            logged = round_log.on_evaluation
-
-            def on_evaluation(evaluation):
-                logged(evaluation)
-                if evaluation.iteration == 30:
-                    raise KeyboardInterrupt
-
-            round_log.on_evaluation = on_evaluation
-        return round_log
+    def on_evaluation_recorded(self, context, evaluation):
+        super().on_evaluation_recorded(context, evaluation)
+        if context.pruning_round == 1 and evaluation.iteration == 30:
+            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")
@@ -116,17 +108,16 @@ def resumed(tmp_path_factory, data) -> ExperimentDir:
             lenet_hparams(rounds=1, rewind=REWIND),
             output,
             "resumed",
-            OPTIONS,
+            OPTIONS,  # no TensorBoard of the run's own: _StopAt logs instead
             data=data,
-            observer=_StopAt(),
+            callbacks=[_StopAt()],
         )
     return run_imp(
         lenet_hparams(rounds=1, rewind=REWIND),
         output,
         "resumed",
-        OPTIONS,
+        LOGGED,
         data=data,
-        observer=TensorBoardMonitor(),
     )
 
 
@@ -273,9 +264,8 @@ def test_a_long_run_redraws_the_figure_as_rounds_finish(tmp_path, data, monkeypa
         lenet_hparams(rounds=1, rewind=REWIND),
         tmp_path,
         "slow",
-        OPTIONS,
+        LOGGED,
         data=data,
-        observer=TensorBoardMonitor(),
     )
     run = read_run(tmp_path / "slow" / "tensorboard" / "summary")
     assert steps(run["accuracy_vs_sparsity"]) == [0, 1]
@@ -314,8 +304,8 @@ def test_monitoring_an_experiment_that_ran_without_it_backfills_summary_and_laye
     (copy.root / FIGURE_FILE).unlink()
     for _ in range(2):  # the second start finds everything logged and writes nothing
         monitor = TensorBoardMonitor()
-        monitor.start(copy, lenet_hparams(rounds=2, rewind=REWIND))
-        monitor.close()
+        monitor.on_run_start(copy, lenet_hparams(rounds=2, rewind=REWIND))
+        monitor.on_run_end()
     assert sorted(p.name for p in tensorboard_dir(copy).iterdir()) == ["layers", "summary"]
     for run_name in ("summary", "layers"):
         assert len(list((tensorboard_dir(copy) / run_name).iterdir())) == 1

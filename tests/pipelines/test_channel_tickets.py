@@ -173,12 +173,13 @@ def test_controls_of_a_channel_experiment_keep_its_channel_counts(channel_run):
 
 def test_stability_analysis_runs_on_a_channel_ticket(channel_run, files):
     from lth_tf.data.sources import load_dataset
-    from lth_tf.stability.analysis import StabilityOptions, run_stability
+    from lth_tf.execution import Execution
+    from lth_tf.stability.analysis import run_stability
     from lth_tf.stability.plan import plan_stability
 
     plan = plan_stability(channel_run, 1, seeds=2, points=3, bn_batches=2)
     data = load_dataset(f"npz:{files.npz}")
-    options = StabilityOptions(show_progress=False, steps_per_execution=10, jit_compile=True)
+    options = Execution(show_progress=False, steps_per_execution=10, jit_compile=True)
     [result] = run_stability(plan, data, options)
     assert len(result.path_errors) == 3 and np.isfinite(result.instability)
     # Each copy trained the round's channel ticket: its pruned channels stayed exactly zero.
@@ -251,11 +252,14 @@ def test_channel_rounds_on_two_mirrored_replicas(files, tmp_path):
 
 
 def test_lenet_channel_rounds_under_xla_keep_pruned_units_at_zero(mnist_data, tmp_path):
-    from lth_tf.imp import RunOptions, run_imp
+    from lth_tf.execution import Execution
+    from lth_tf.imp import run_imp
     from tests.helpers import lenet_hparams
 
     hparams = lenet_hparams(rounds=2, pruning={"granularity": "channel"})
-    options = RunOptions(show_progress=False, jit_compile=True, steps_per_execution=10)
+    options = Execution(
+        show_progress=False, jit_compile=True, steps_per_execution=10, tensorboard=False
+    )
     root = run_imp(hparams, tmp_path, "lenet", options, data=mnist_data).root
     experiment = lth_tf.Experiment(root)
     assert io.read_json(experiment.path / "sessions.json")[0]["xla_training"]

@@ -4,6 +4,7 @@ files a kill leaves or a user deletes."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import shutil
 from pathlib import Path
@@ -263,14 +264,13 @@ def test_a_second_run_is_refused_then_a_killed_runs_leftovers_are_no_obstacle(tm
 def test_a_lost_mask_is_recomputed_and_a_lost_round_retrained_with_tensorboard_on(
     lenet_runs, tmp_path, mnist_data
 ):
-    from lth_tf.monitoring.tensorboard import TensorBoardMonitor
-
     experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
     original = io.read_npz(experiment.masks(1))
     weights_1 = experiment.weights(1).read_bytes()
     experiment.masks(1).unlink()
     shutil.rmtree(experiment.round_dir(2))  # its results row stays
-    run_imp(PLAIN, tmp_path, "plain", QUIET, data=mnist_data, observer=TensorBoardMonitor())
+    logged = dataclasses.replace(QUIET, tensorboard=True)
+    run_imp(PLAIN, tmp_path, "plain", logged, data=mnist_data)
     recomputed = io.read_npz(experiment.masks(1))
     assert recomputed.keys() == original.keys()
     for name, mask in original.items():

@@ -20,7 +20,7 @@ def resnet_run(tmp_path_factory):
     )
     data = tiny_dataset(train=100, val=20, test=20, shape=(16, 16, 3))
     root = tmp_path_factory.mktemp("deep")
-    experiment = run_imp(hparams, root, "resnet", QUIET, data=data, observer=record)
+    experiment = run_imp(hparams, root, "resnet", QUIET, data=data, callbacks=[record])
     return experiment, starts
 
 

@@ -5,13 +5,13 @@ import pytest
 
 from lth_tf import io
 from lth_tf.errors import LthError
+from lth_tf.execution import Execution
 from lth_tf.imp import run_imp
 from lth_tf.stability import figures
 from lth_tf.stability.across import output_paths, plan_across, run_across
-from lth_tf.stability.analysis import StabilityOptions
 from tests.helpers import PNG_MAGIC, QUIET, lenet_hparams
 
-OPTIONS = StabilityOptions(show_progress=False, steps_per_execution=10)
+OPTIONS = Execution(show_progress=False, steps_per_execution=10)
 
 
 @pytest.fixture(scope="module")

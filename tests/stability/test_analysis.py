@@ -13,12 +13,12 @@ import tf_keras
 from lth_tf import io
 from lth_tf.data.pipeline import training_batches
 from lth_tf.errors import LthError
+from lth_tf.execution import Execution
 from lth_tf.imp import run_imp
 from lth_tf.loop import TrainingProgress
 from lth_tf.monitoring.tensorboard import logged_tags
 from lth_tf.stability.analysis import (
     BatchNormStatistics,
-    StabilityOptions,
     StabilitySession,
     interpolate,
     run_stability,
@@ -33,7 +33,7 @@ from lth_tf.stability.plan import (
 from lth_tf.stability.result import StabilityResult
 from tests.helpers import PNG_MAGIC, QUIET, STABILITY_RESULT_KEYS, lenet_hparams
 
-OPTIONS = StabilityOptions(show_progress=False, steps_per_execution=10)
+OPTIONS = Execution(show_progress=False, steps_per_execution=10)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,8 @@ def test_a_copy_killed_mid_training_resumes_to_the_same_weights(rewound, session
     files = session.plan.files
     whole = session.train_copy(rewind, point, seed=11)
     files.copy(1, 10, 11).unlink()
-    monkeypatch.setattr(session, "options", dataclasses.replace(OPTIONS, checkpoint_seconds=0))
+    every_chunk = dataclasses.replace(OPTIONS, checkpoint_seconds=0)
+    monkeypatch.setattr(session, "execution", every_chunk)
     train_steps, chunks = session.trainer.train_steps, []
 
     def killed_in_third_chunk(iterator, steps):
@@ -272,4 +273,4 @@ def test_execution_options_are_checked_as_the_flags_are():
     # pipelines.stability's flag parser refuses --steps_per_execution=0 before TensorFlow
     # starts; the Python caller of run_stability gets it here.
     with pytest.raises(LthError, match=r"--steps_per_execution must be an integer >= 1 or auto"):
-        StabilityOptions(steps_per_execution=0)
+        Execution(steps_per_execution=0)

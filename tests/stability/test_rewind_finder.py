@@ -40,7 +40,7 @@ def test_stable_rewind_measures_round_0_then_runs_imp_from_the_k_it_chose(
 ):
     # Any instability is below 100 points: k = 0, and the dense run itself is extended.
     experiment = run_imp_with_stable_rewind(
-        hparams, tmp_path, options=QUIET, threshold=100.0, say=lambda _: None, data=mnist_data
+        hparams, tmp_path, execution=QUIET, threshold=100.0, say=lambda _: None, data=mnist_data
     )
     found = read_choice(experiment.root)
     assert [row["rewind_iteration"] for row in found["grid"]] == rewind_grid(200)
@@ -58,7 +58,7 @@ def test_a_later_k_makes_its_own_experiment_that_records_it(
 ):
     monkeypatch.setattr(rewind_finder, "choose_rewind", lambda curve, threshold: 8)
     experiment = run_imp_with_stable_rewind(
-        hparams, tmp_path, options=QUIET, say=lambda _: None, data=mnist_data
+        hparams, tmp_path, execution=QUIET, say=lambda _: None, data=mnist_data
     )
     saved = read_saved(experiment)
     assert saved.hparams.pruning.rewind == "8it"
@@ -75,7 +75,7 @@ def test_none_stable_is_one_line_naming_the_file(tmp_path, hparams, mnist_data, 
     monkeypatch.setattr(rewind_finder, "choose_rewind", lambda curve, threshold: None)
     with pytest.raises(LthError, match=r"no rewind point up to 14it .* is stable .*--threshold"):
         run_imp_with_stable_rewind(
-            hparams, tmp_path, options=QUIET, say=lambda _: None, data=mnist_data
+            hparams, tmp_path, execution=QUIET, say=lambda _: None, data=mnist_data
         )
 
 

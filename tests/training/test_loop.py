@@ -8,7 +8,6 @@ import tensorflow as tf
 from lth_tf.config import TrainingHparams
 from lth_tf.loop import (
     Checkpoint,
-    ChunkMetrics,
     EvaluateEvery,
     SnapshotAt,
     TrainingProgress,
@@ -19,26 +18,13 @@ from lth_tf.training import Evaluation, Trainer
 from tests.helpers import half_pruned_lenet, tiny_dataset
 
 
-class _Recorder:
-    def __init__(self):
-        self.evaluations = []
-
-    def on_train_chunk(self, iteration, loss, accuracy):
-        pass
-
-    def on_evaluation(self, evaluation):
-        self.evaluations.append(evaluation)
-
-
 def train_round(
-    trainer, stop, every, progress, save, hooks=None, observer=None, test_every_evaluation=False
+    trainer, stop, every, progress, save, hooks=None, recorded=None, test_every_evaluation=False
 ):
-    """The loop with an IMP round's callbacks: hooks at iterations, chunk metrics, evaluations
-    every ``every``, a checkpoint after each."""
+    """The loop with an IMP round's callbacks: hooks at iterations, evaluations every
+    ``every`` (each handed to ``recorded`` as recorded), a checkpoint after each."""
     callbacks = [SnapshotAt([i], lambda _, hook=hook: hook()) for i, hook in (hooks or {}).items()]
-    if observer is not None:
-        callbacks.append(ChunkMetrics(observer))
-    callbacks.append(EvaluateEvery(trainer, every, observer, test_every_evaluation))
+    callbacks.append(EvaluateEvery(trainer, every, recorded, test_every_evaluation))
     callbacks.append(Checkpoint(save, every=every))
     return train(trainer, progress, stop, callbacks)
 
@@ -65,9 +51,11 @@ def test_early_stop_test_metrics_are_measured_on_its_weights_at_the_end_and_resu
     def save(progress):
         checkpoints[progress.iteration] = {**trainer.state(), **progress.to_arrays()}
 
-    recorder = _Recorder()
+    recorded = []
     hooks = {10: lambda: at_10.update(snapshot(rewindable)), 20: spoil}
-    progress = train_round(trainer, 30, 10, TrainingProgress(), save, hooks, observer=recorder)
+    progress = train_round(
+        trainer, 30, 10, TrainingProgress(), save, hooks, recorded=recorded.append
+    )
 
     final = snapshot(rewindable)
     expected_final = trainer.evaluate_split("test")
@@ -80,8 +68,8 @@ def test_early_stop_test_metrics_are_measured_on_its_weights_at_the_end_and_resu
     assert np.isnan(middle.test_loss) and np.isnan(middle.test_accuracy)
     assert (last.test_loss, last.test_accuracy) == expected_final
     # Logged when it happens (no test yet), again with its test just before the last one.
-    assert [e.iteration for e in recorder.evaluations] == [10, 20, 10, 30]
-    assert np.isnan(recorder.evaluations[0].test_loss) and recorder.evaluations[2] == early
+    assert [e.iteration for e in recorded] == [10, 20, 10, 30]
+    assert np.isnan(recorded[0].test_loss) and recorded[2] == early
     # The checkpoints in between hold the early stop's weights; the last one no longer needs them.
     for iteration in (10, 20):
         held = TrainingProgress.pop_from(dict(checkpoints[iteration])).early_stop_weights
@@ -115,7 +103,7 @@ def test_a_resume_that_measures_every_evaluation_drops_older_early_stop_weights(
         for weight in trainer.pruned.weights.values():
             weight.assign(rng.normal(scale=3.0, size=weight.shape).astype(np.float32))
 
-    recorder = _Recorder()
+    recorded = []
     train_round(
         trainer,
         30,
@@ -123,14 +111,14 @@ def test_a_resume_that_measures_every_evaluation_drops_older_early_stop_weights(
         progress,
         lambda _: None,
         {21: spoil},
-        observer=recorder,
+        recorded=recorded.append,
         test_every_evaluation=True,
     )
-    at_20 = recorder.evaluations[0]
+    at_20 = recorded[0]
     assert at_20.iteration == 20 and not np.isnan(at_20.test_loss)
     assert progress.early_stop.iteration == 20
     assert progress.evaluations[1] == at_20
-    assert [e.iteration for e in recorder.evaluations] == [20, 30]
+    assert [e.iteration for e in recorded] == [20, 30]
     assert not progress.early_stop_weights
 
 

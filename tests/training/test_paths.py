@@ -5,6 +5,8 @@ per-call re-masking and may compute in 16 bits; each test pins one of those agai
 obvious way. The multi-replica paths are in test_strategies.py.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,10 +15,10 @@ import tf_keras
 from lth_tf import io
 from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import gather_batch, stream_indices, training_batches
-from lth_tf.imp import RunOptions, run_imp
+from lth_tf.imp import run_imp
 from lth_tf.models import paper_defaults
 from lth_tf.training import Trainer, mixed_precision_policy
-from tests.helpers import LENET_RATES, half_pruned_lenet, tiny_dataset
+from tests.helpers import LENET_RATES, QUIET, half_pruned_lenet, tiny_dataset
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -126,7 +128,7 @@ def test_bfloat16_run_finishes_with_exact_sparsities(tmp_path):
         hparams,
         tmp_path,
         "bf16",
-        RunOptions(mixed_precision="bfloat16", show_progress=False),
+        dataclasses.replace(QUIET, mixed_precision="bfloat16"),
         data=tiny_dataset(),
     )
     masks = io.read_npz(experiment.masks(1))

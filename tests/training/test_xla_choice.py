@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from lth_tf import io
-from lth_tf.builder import Execution, resumed_execution
 from lth_tf.config import TrainingHparams, check_jit_compile
 from lth_tf.errors import LthError
+from lth_tf.execution import Execution
 from lth_tf.experiment import ExperimentDir
 from lth_tf.training import XLA_PAYS_AFTER_SECONDS, Trainer
 from tests.helpers import half_pruned_lenet, tiny_dataset
@@ -71,14 +71,14 @@ def test_a_resume_keeps_the_experiments_choice(tmp_path):
     experiment = ExperimentDir(tmp_path)
     assert experiment.recorded_xla_training() is None
     auto = Execution(jit_compile="auto")
-    assert resumed_execution(auto, None).jit_compile == "auto"  # a new experiment times it
+    assert auto.resumed(None).jit_compile == "auto"  # a new experiment times it
     io.write_json(experiment.sessions, [{"xla_training": True}, {"strategy": "x"}])
     assert experiment.recorded_xla_training() is True
     io.write_json(experiment.sessions, [{"xla_training": True}, {"xla_training": False}])
     assert experiment.recorded_xla_training() is False  # the latest session's
-    assert resumed_execution(auto, False).jit_compile is False
+    assert auto.resumed(False).jit_compile is False
     # An explicit setting is the user's: it is kept (imp logs that the results will drift).
-    assert resumed_execution(Execution(jit_compile=True), False).jit_compile is True
+    assert Execution(jit_compile=True).resumed(False).jit_compile is True
     io.write_json(experiment.sessions, {"xla_training": True})
     with pytest.raises(LthError, match="sessions.json is not a list"):
         experiment.recorded_xla_training()
