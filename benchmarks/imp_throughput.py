@@ -152,7 +152,7 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
 
     from lth_tf.data.pipeline import training_batches
     from lth_tf.steps import iterations_per_epoch
-    from lth_tf.training import make_optimizer, mixed_precision_policy
+    from lth_tf.training.trainer import make_optimizer, mixed_precision_policy
 
     tf_keras.utils.set_random_seed(training.seed)
     # Under mixed_float16, compile wraps the optimizer in dynamic loss scaling itself.
@@ -229,7 +229,7 @@ def benchmark_imp_round(
     chunk = FLAGS.steps_per_execution
 
     def run(n: int) -> None:
-        # As lth_tf.loop.train does: a fresh stream, then compiled chunks of iterations.
+        # As lth_tf.training.loop.train does: a fresh stream, then compiled chunks of iterations.
         iterator = trainer.batches_from(0)
         for start in range(0, n, chunk):
             trainer.train_steps(iterator, min(chunk, n - start))
@@ -244,7 +244,7 @@ def benchmark_imp_round(
 
 def benchmark_overhead(hparams, data, repeats) -> dict:
     from lth_tf.execution import Execution
-    from lth_tf.imp import run_imp
+    from lth_tf.lottery.imp import run_imp
     from lth_tf.models import resolve_steps
 
     ratios, walls, trains = [], [], []
@@ -379,7 +379,7 @@ def benchmark_model(model: str, only: list[str]) -> dict:
     from lth_tf.data.sources import load_dataset
     from lth_tf.models import get_model, paper_defaults
     from lth_tf.steps import Step
-    from lth_tf.strategies import device_description
+    from lth_tf.training.strategies import device_description
 
     spec = get_model(model)
     hparams = paper_defaults(model, FLAGS.dataset)
@@ -482,7 +482,7 @@ def benchmark_in_own_process(model: str) -> dict:
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.models import get_model
-    from lth_tf.strategies import precision_for
+    from lth_tf.training.strategies import precision_for
 
     only = FLAGS.only.split(",") if FLAGS.only else list(MEASUREMENTS)
     unknown = sorted(set(only) - set(MEASUREMENTS))

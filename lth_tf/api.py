@@ -79,7 +79,7 @@ def _check_strategy(strategy: Any) -> None:
         return
     hint = ""
     if isinstance(strategy, str):
-        hint = f"; lth_tf.strategies.make_strategy({strategy!r}) makes one by name"
+        hint = f"; lth_tf.training.strategies.make_strategy({strategy!r}) makes one by name"
     raise LthError(
         f"find_tickets: strategy must be a tf.distribute.Strategy or None, got "
         f"{_short_repr(strategy)} ({type(strategy).__name__}){hint}"
@@ -164,7 +164,7 @@ def find_tickets(
     start_tensorflow_quietly()
     from lth_tf.data.sources import load_dataset
     from lth_tf.execution import Execution
-    from lth_tf.imp import run_imp
+    from lth_tf.lottery.imp import run_imp
     from lth_tf.models import experiment_hparams
 
     if dataset is None:

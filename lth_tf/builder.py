@@ -27,7 +27,7 @@ from lth_tf.models.registry import MODELS, check_input_shape
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, snapshot, variable_key, wrap_model
 from lth_tf.pruning.xnnpack import symmetric_padding
 from lth_tf.steps import iterations_per_epoch
-from lth_tf.training import Trainer, mixed_precision_policy
+from lth_tf.training.trainer import Trainer, mixed_precision_policy
 
 
 @dataclasses.dataclass
@@ -102,7 +102,7 @@ def build_run(
     ``hparams.training.seed`` alone. Op determinism is switched on for the process: a resume
     (or a stability copy) must retrain exactly what the first run trained. Under
     ``jit_compile="auto"`` the trainer times XLA against plain training for a run of
-    ``planned_iterations`` (see :meth:`lth_tf.training.Trainer.choose_xla`).
+    ``planned_iterations`` (see :meth:`lth_tf.training.trainer.Trainer.choose_xla`).
     """
     strategy = strategy or tf.distribute.get_strategy()
     tf_keras.utils.set_random_seed(hparams.training.seed)

@@ -1,7 +1,7 @@
 """Callbacks of your own: watch every round of a run, report scalars, keep state across resumes.
 
 Subclass :class:`RunCallback`, override what you need, and pass instances to
-:func:`lth_tf.imp.run_imp` (``callbacks=``), :func:`lth_tf.find_tickets` (``callbacks=``) or
+:func:`lth_tf.lottery.imp.run_imp` (``callbacks=``), :func:`lth_tf.find_tickets` (``callbacks=``) or
 ``pipelines.imp --callback=package.module:Class`` (built with no arguments):
 
 >>> import numpy as np
@@ -38,9 +38,9 @@ from lth_tf.errors import LthError
 if TYPE_CHECKING:
     from lth_tf.config import ExperimentHparams
     from lth_tf.experiment import ExperimentDir, RoundResult
-    from lth_tf.loop import Chunk
     from lth_tf.pruning.wrapping import PrunedModel
-    from lth_tf.training import Evaluation
+    from lth_tf.training.loop import Chunk
+    from lth_tf.training.trainer import Evaluation
 
 log = logging.getLogger("lth_tf")
 

@@ -180,8 +180,9 @@ def check_number(
 
 StepsPerExecution = int | Literal["auto"]
 """Iterations per compiled call: a count, or ``"auto"`` (the default): as many as train in about
-a second here, at most 100 (:func:`lth_tf.training.auto_steps_per_execution`), so Ctrl-C and the
-progress line answer within about a second on a slow model and fast models run 100 a call."""
+a second here, at most 100 (:func:`lth_tf.training.trainer.auto_steps_per_execution`), so
+Ctrl-C and the progress line answer within about a second on a slow model and fast models run
+100 a call."""
 
 
 def check_steps_per_execution(
@@ -205,7 +206,7 @@ def check_steps_per_execution(
 JitCompile = bool | Literal["auto"]
 """``True``: XLA compiles the training step wherever it can; ``False``: never; ``"auto"``:
 whichever of the two trains faster, timed on this model and machine
-(:meth:`lth_tf.training.Trainer.choose_xla`)."""
+(:meth:`lth_tf.training.trainer.Trainer.choose_xla`)."""
 
 
 def check_jit_compile(value: object, name: str = "jit_compile") -> JitCompile:
@@ -510,7 +511,7 @@ class TrainingHparams:
         object.__setattr__(self, "augment", parse_augment(self.augment))
         self._check_recipe(flag)
         # No upper bound on the learning rate: too large is the divergence check's to catch
-        # (lth_tf.loop), with the iteration where it happened.
+        # (lth_tf.training.loop), with the iteration where it happened.
         check_number(flag("learning_rate"), self.learning_rate, low=0, low_open=True)
         # Momentum 1 or more never forgets a gradient: the velocity grows without bound.
         check_number(
@@ -595,8 +596,8 @@ class TrainingHparams:
     def schedule_in_iterations(self, iterations_per_epoch: int) -> TrainingHparams:
         """A copy whose ``warmup`` and ``lr_drops`` are iteration counts, for one epoch length.
 
-        The optimizer is built from these (:func:`lth_tf.training.make_optimizer`), which knows
-        no dataset size.
+        The optimizer is built from these (:func:`lth_tf.training.trainer.make_optimizer`),
+        which knows no dataset size.
 
         >>> TrainingHparams(warmup="1ep", lr_drops="2ep").schedule_in_iterations(100).lr_drops
         '200it'
@@ -780,7 +781,7 @@ def parse_steps(text: str, what: str | None = None) -> list[Step]:
 
 @dataclasses.dataclass(frozen=True)
 class BranchHparams:
-    """A control run as a branch of another experiment (:mod:`lth_tf.branches`).
+    """A control run as a branch of another experiment (:mod:`lth_tf.lottery.branches`).
 
     ``parent`` is the parent experiment's directory name (a branch lives beside it);
     ``control_seed`` seeds the control's randomness (fresh initial values, random masks).
@@ -793,7 +794,7 @@ class BranchHparams:
 
     def __post_init__(self) -> None:
         # Every control but plain IMP ("none") runs as a branch of a parent; whether the name
-        # is a registered control is lth_tf.controls.get_control's to say, where it runs.
+        # is a registered control is lth_tf.lottery.controls.get_control's to say, where it runs.
         if (self.control != "none") != bool(self.parent):
             raise LthError("a control needs a parent experiment (--branch_of) and vice versa")
         check_number("--control_seed", self.control_seed, low=0, high=MAX_SEED, integer=True)

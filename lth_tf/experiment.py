@@ -389,7 +389,7 @@ class ExperimentDir:
 
 
 def parent_dir(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentDir:
-    """A branch's parent (:mod:`lth_tf.branches`): the directory beside it that
+    """A branch's parent (:mod:`lth_tf.lottery.branches`): the directory beside it that
     ``branch.parent`` names."""
     return ExperimentDir(experiment.root.parent / hparams.branch.parent)
 

@@ -4,7 +4,7 @@ a saved or in-memory model, the classification loss, and the augmentation spec.
 Nothing here imports TensorFlow, so every flag is checked before it starts. The tables below
 are tf_keras 2.x's own (a test compares them with its signatures); the compiled recipe of a
 model is kept in ``hparams.json`` as tf_keras class names and configs (:func:`compiled_json`),
-built into objects by :mod:`lth_tf.training`.
+built into objects by :mod:`lth_tf.training.trainer`.
 
 >>> parse_optimizer_args("weight_decay=0.05, beta_2=0.98", "adamw")
 'beta_2=0.98,weight_decay=0.05'

@@ -9,7 +9,7 @@ seeds) stays listed with ``"in_this_run": false``, so a report over the director
 it. While a sweep runs it holds the directory's lock: a second sweep there is refused.
 
 Planning reads no TensorFlow and no Ray, so a bad input is refused at once; :func:`run_sweep`
-then runs the members as Ray tasks, each through :func:`lth_tf.imp.run_imp`.
+then runs the members as Ray tasks, each through :func:`lth_tf.lottery.imp.run_imp`.
 
 >>> plan = plan_sweep("runs/sweeps/demo", "lenet300_100", "fashion_mnist",
 ...                   changes={"rounds": 3}, seeds=[0, 1], rewinds=["0", "100it"],
@@ -34,17 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from lth_tf import io
-from lth_tf.branches import branch_name
 from lth_tf.config import (
     MAX_SEED,
     BranchHparams,
     ExperimentHparams,
     check_number,
 )
-from lth_tf.controls import CONTROLS, branch_controls
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
 from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
+from lth_tf.lottery.branches import branch_name
+from lth_tf.lottery.controls import CONTROLS, branch_controls
 from lth_tf.orphans import start_watchdog
 from lth_tf.startup import owns_run_temp_dir, quiet_stderr, use_run_temp_dir
 
@@ -275,7 +275,7 @@ def run_member(
     use_run_temp_dir()
     try:
         _import_tensorflow_quietly()
-        from lth_tf.imp import run_imp
+        from lth_tf.lottery.imp import run_imp
 
         run_imp(
             ExperimentHparams.from_dict(hparams),

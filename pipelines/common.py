@@ -153,7 +153,7 @@ def execution_from_flags(
     pipeline does not define keeps Execution's default. Under ``--strategy=tpu`` XLA is off
     (TPUs compile every step anyway) and bfloat16 the default precision."""
     from lth_tf.execution import Execution
-    from lth_tf.strategies import precision_for
+    from lth_tf.training.strategies import precision_for
 
     values = {
         _EXECUTION_FIELDS.get(name, name): flag_values[name].value

@@ -59,9 +59,9 @@ def branch_hparams_from_flags():
 
     Points ``--output_dir`` and ``--experiment_name`` at the branch's directory beside the parent.
     """
-    from lth_tf.branches import branch_of
     from lth_tf.config import MAX_SEED, check_number
     from lth_tf.errors import LthError
+    from lth_tf.lottery.branches import branch_of
 
     if FLAGS.control is None:
         raise LthError("--branch_of needs --control (random_reinit, random_prune or lr_rewind)")
@@ -97,7 +97,7 @@ def hparams_from_flags():
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
-    from lth_tf.strategies import (
+    from lth_tf.training.strategies import (
         check_strategy_name,
         check_virtual_cpus,
         make_strategy,
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> None:
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
 
     from lth_tf.callbacks import check_callbacks, load_callback
-    from lth_tf.imp import run_imp
+    from lth_tf.lottery.imp import run_imp
 
     callbacks = check_callbacks([load_callback(spec) for spec in FLAGS.callback])
 

@@ -77,7 +77,7 @@ def no_system_dirs(monkeypatch: pytest.MonkeyPatch) -> None:
 def lenet_runs(tmp_path_factory, mnist_data) -> Path:
     """Two 2-round lenet experiments on the IDX test data, ``plain`` (unstructured) and
     ``blocks`` (4x1 blocks), pruned at :data:`tests.helpers.TICKET_RATES`; their folder."""
-    from lth_tf.imp import run_imp
+    from lth_tf.lottery.imp import run_imp
 
     root = tmp_path_factory.mktemp("runs")
     for name, block_size in [("plain", "1x1"), ("blocks", "4x1")]:

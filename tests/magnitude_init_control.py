@@ -9,9 +9,9 @@ baseline of the pruning-at-initialisation literature.)
 from __future__ import annotations
 
 from lth_tf import io
-from lth_tf.branches import parent_dir
 from lth_tf.builder import initial_values
-from lth_tf.controls import Control, magnitude_masks, register_control
+from lth_tf.lottery.branches import parent_dir
+from lth_tf.lottery.controls import Control, magnitude_masks, register_control
 from lth_tf.provenance import experiment_model
 
 INITIAL_VALUES = "initial_values.npz"  # theta_0, kept in the branch's directory

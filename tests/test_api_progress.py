@@ -155,9 +155,9 @@ def test_progress_takes_true_false_or_none() -> None:
 
 
 def test_a_plain_line_shows_test_accuracy_where_there_is_no_validation_split(capsys) -> None:
-    from lth_tf.loop import Chunk, TrainingProgress
     from lth_tf.monitoring.progress import ProgressBar
-    from lth_tf.training import Evaluation
+    from lth_tf.training.loop import Chunk, TrainingProgress
+    from lth_tf.training.trainer import Evaluation
 
     nan = float("nan")
     for val_accuracy, shown in [(0.85, "val 0.8500"), (nan, "test 0.8100")]:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import tf_keras
 
-from lth_tf.loop import Callback, Chunk, TrainingProgress
 from lth_tf.monitoring.watching import in_notebook
+from lth_tf.training.loop import Callback, Chunk, TrainingProgress
 
 # A plain line whenever another tenth of the training is done.
 PLAIN_LINES = 10

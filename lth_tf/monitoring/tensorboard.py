@@ -80,9 +80,9 @@ from lth_tf import io
 from lth_tf.callbacks import RunCallback, RunContext
 from lth_tf.config import ExperimentHparams, flat_hparams
 from lth_tf.experiment import ExperimentDir, RoundResult
-from lth_tf.loop import Chunk
 from lth_tf.monitoring.figures import Curve, sparsity_figure
-from lth_tf.training import Evaluation
+from lth_tf.training.loop import Chunk
+from lth_tf.training.trainer import Evaluation
 
 TENSORBOARD_DIR = "tensorboard"
 SUMMARY_RUN = "summary"

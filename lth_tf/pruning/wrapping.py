@@ -51,7 +51,8 @@ class PrunedModel:
     variable except the wrappers' own bookkeeping (masks, thresholds, step counters), so biases
     and normalisation statistics are rewound with the kernels. ``unwrapped`` is the model the
     wrappers were put around: the same layer objects, so the same variables, without the
-    wrappers' per-call re-masking (see :class:`lth_tf.training.Trainer` for why that is safe).
+    wrappers' per-call re-masking (see :class:`lth_tf.training.trainer.Trainer` for why that is
+    safe).
     ``layers`` names each prunable weight's layer (``sep/pointwise_kernel`` -> ``sep``), for
     per-layer rates (:meth:`lth_tf.config.PruneRates.for_layer`).
 

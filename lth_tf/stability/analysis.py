@@ -10,10 +10,10 @@ network saw from iteration k on: against the dense network's trained weights it 
 pruning alone.
 
 A rewind point other than the experiment's own is recomputed: the dense network is rebuilt as
-:func:`lth_tf.imp.run_imp` built it (:func:`lth_tf.builder.build_run`) and trained k
-iterations by the same loop (:func:`lth_tf.loop.train`) with the experiment's data order; where
-the experiment's own rewind point is on the way, the recomputed weights are checked against
-``rewind_point.npz``.
+:func:`lth_tf.lottery.imp.run_imp` built it (:func:`lth_tf.builder.build_run`) and trained k
+iterations by the same loop (:func:`lth_tf.training.loop.train`) with the experiment's data
+order; where the experiment's own rewind point is on the way, the recomputed weights are
+checked against ``rewind_point.npz``.
 
 Everything expensive is saved as it is made (copies, recomputed rewind points, checkpoints
 while training), so a killed analysis resumes and a rerun recomputes nothing.
@@ -23,16 +23,15 @@ while training), so a killed analysis resumes and a rerun recomputes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
-import tf_keras
 
 from lth_tf import io
 from lth_tf.builder import build_run
@@ -40,21 +39,23 @@ from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
-from lth_tf.loop import Callback, Checkpoint, SnapshotAt, TrainingProgress, resume, train
 from lth_tf.provenance import experiment_model
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
 from lth_tf.stability import figures, summaries
-from lth_tf.stability.plan import (
+from lth_tf.stability.batch_norm import BatchNormStatistics, batch_norm_layers
+from lth_tf.stability.measures import (
     DISTANCE_NORMALISATION,
     DISTANCE_OVER,
     STABLE_BELOW,
-    RewindPoint,
-    StabilityPlan,
     instability,
+    interpolate,
     l2_distance,
+    mean_error,
     mixtures,
 )
+from lth_tf.stability.plan import RewindPoint, StabilityPlan
 from lth_tf.stability.result import CopyPair, StabilityResult
+from lth_tf.training.loop import Callback, Checkpoint, SnapshotAt, TrainingProgress, resume, train
 
 log = logging.getLogger("lth_tf")
 ERROR_UNIT = "percent: 100 x (1 - test accuracy); instability in percentage points"
@@ -177,7 +178,7 @@ def sweep_rows(results: Sequence[StabilityResult], masks: str = "fixed") -> list
             "stable": result.stable,
             "max_path_error": result.max_path_error,
             "mean_end_error": result.mean_end_error,
-            "mean_copy_test_error": _mean(result.copy_test_errors),
+            "mean_copy_test_error": mean_error(result.copy_test_errors),
             "l2_distance_data_order": result.l2_distance_data_order,
             "l2_distance_pruning": (
                 "" if result.l2_distance_pruning is None else result.l2_distance_pruning
@@ -411,6 +412,51 @@ class StabilitySession:
             self.test_error(interpolate(a, b, alpha), recompute_batch_norm=True) for alpha in alphas
         ]
 
+    def copy_pairs(self, copies: Sequence[Snapshot], alphas: Sequence[float]) -> list[CopyPair]:
+        """Every pair of copies: the test errors along the path between them, its barrier and
+        their distance."""
+        seeds = self.plan.data_seeds
+        pairs = []
+        for i, j in itertools.combinations(range(len(copies)), 2):
+            errors = self.path_errors(copies[i], copies[j], alphas)
+            distance, raw = l2_distance(copies[i], copies[j], self.masks)
+            pairs.append(
+                CopyPair(
+                    copies=[i, j],
+                    data_seeds=[seeds[i], seeds[j]],
+                    path_errors=errors,
+                    instability=instability(errors),
+                    l2_distance=distance,
+                    l2_distance_raw=raw,
+                )
+            )
+        return pairs
+
+    def pruning_distances(self, copies: Sequence[Snapshot]) -> dict[str, Any]:
+        """Stability to pruning: each copy's distance to the dense network's trained weights
+        (none for round 0, which is the dense network)."""
+        plan = self.plan
+        if plan.pruning_round == 0:
+            return {
+                "l2_distance_pruning": None,
+                "l2_distance_pruning_raw": None,
+                "l2_distance_pruning_per_copy": None,
+                "pruning_reference": "none: round 0 is the dense network itself, nothing is pruned",
+            }
+        shapes = {name: tuple(v.shape) for name, v in self.pruned.rewindable.items()}
+        dense = plan.experiment.read_weights(0, shapes)
+        per_copy = [l2_distance(copy, dense, self.masks) for copy in copies]
+        return {
+            "l2_distance_pruning": per_copy[0][0],
+            "l2_distance_pruning_raw": per_copy[0][1],
+            "l2_distance_pruning_per_copy": [d for d, _ in per_copy],
+            "pruning_reference": (
+                "round_00/weights.npz (the dense network trained to iteration "
+                f"{plan.resolved.iterations}) times the mask, against copy 0 (data seed "
+                f"{plan.data_seeds[0]}: the dense network's own data order)"
+            ),
+        }
+
     def analyse(self, rewind: RewindPoint, point: Snapshot) -> StabilityResult:
         """Copies, distances and the path between every pair of copies."""
         plan = self.plan
@@ -432,43 +478,10 @@ class StabilitySession:
             log.info("Copy with data seed %d: test error %.2f%%", seed, error)
 
         alphas = mixtures(plan.points)
-        pairs = []
-        for i, j in itertools.combinations(range(len(copies)), 2):
-            errors = self.path_errors(copies[i], copies[j], alphas)
-            distance, raw = l2_distance(copies[i], copies[j], self.masks)
-            pairs.append(
-                CopyPair(
-                    copies=[i, j],
-                    data_seeds=[plan.data_seeds[i], plan.data_seeds[j]],
-                    path_errors=errors,
-                    instability=instability(errors),
-                    l2_distance=distance,
-                    l2_distance_raw=raw,
-                )
-            )
-        path = [_mean(errors) for errors in zip(*(p.path_errors for p in pairs), strict=True)]
-        barrier = _mean(pair.instability for pair in pairs)
-
-        pruning: dict = {
-            "l2_distance_pruning": None,
-            "l2_distance_pruning_raw": None,
-            "l2_distance_pruning_per_copy": None,
-            "pruning_reference": "none: round 0 is the dense network itself, nothing is pruned",
-        }
-        if plan.pruning_round > 0:
-            shapes = {name: tuple(v.shape) for name, v in self.pruned.rewindable.items()}
-            dense = plan.experiment.read_weights(0, shapes)
-            per_copy = [l2_distance(copy, dense, self.masks) for copy in copies]
-            pruning = {
-                "l2_distance_pruning": per_copy[0][0],
-                "l2_distance_pruning_raw": per_copy[0][1],
-                "l2_distance_pruning_per_copy": [d for d, _ in per_copy],
-                "pruning_reference": (
-                    "round_00/weights.npz (the dense network trained to iteration "
-                    f"{total}) times the mask, against copy 0 (data seed "
-                    f"{plan.data_seeds[0]}: the dense network's own data order)"
-                ),
-            }
+        pairs = self.copy_pairs(copies, alphas)
+        path = [mean_error(errors) for errors in zip(*(p.path_errors for p in pairs), strict=True)]
+        barrier = mean_error(pair.instability for pair in pairs)
+        pruning = self.pruning_distances(copies)
         result = StabilityResult(**{
             "experiment": str(plan.experiment.root),
             "model": plan.hparams.model.name,
@@ -515,85 +528,3 @@ class StabilitySession:
             "n/a" if plan.pruning_round == 0 else f"{result.l2_distance_pruning:.4f}",
         )
         return result
-
-
-def _mean(values: Iterable[float]) -> float:
-    """A mean of errors, rounded to 9 decimals: 14.935 rather than 14.934999999999999."""
-    values = list(values)
-    return round(sum(values) / len(values), 9)
-
-
-def interpolate(a: Snapshot, b: Snapshot, alpha: float) -> Snapshot:
-    """``(1 - alpha) * a + alpha * b`` in each variable's dtype; alpha 0 gives ``a`` exactly
-    and alpha 1 gives ``b`` exactly (pruned weights, 0 in both, stay exactly 0)."""
-    mixed = {}
-    for name, value in a.items():
-        if np.issubdtype(value.dtype, np.floating):
-            keep, take = value.dtype.type(1.0 - alpha), value.dtype.type(alpha)
-            mixed[name] = keep * value + take * b[name]
-        else:
-            mixed[name] = value  # e.g. integer counters: nothing to mix
-    return mixed
-
-
-# -- batch normalisation ---------------------------------------------------------------------
-
-_BATCH_NORM = (
-    tf_keras.layers.BatchNormalization,
-    tf_keras.layers.experimental.SyncBatchNormalization,
-)
-
-
-def batch_norm_layers(model: tf_keras.Model) -> list[tf_keras.layers.Layer]:
-    """Every batch-norm layer of ``model``, nested ones included."""
-    return [layer for layer in model.submodules if isinstance(layer, _BATCH_NORM)]
-
-
-class BatchNormStatistics:
-    """Recomputes every batch-norm layer's moving mean and variance from fixed training batches:
-    the average of the per-batch statistics, as a moving average with no decay would give.
-
-    >>> BatchNormStatistics(model, training_batches(...).take(100)).recompute()  # doctest: +SKIP
-    """
-
-    def __init__(self, model: tf_keras.Model, batches: tf.data.Dataset):
-        self.model = model
-        self.layers = batch_norm_layers(model)
-        self.batches = batches
-        statistics = [
-            v for layer in self.layers for v in (layer.moving_mean, layer.moving_variance)
-        ]
-        self._sums = [
-            (v, tf.Variable(tf.zeros_like(v), trainable=False, name="sum")) for v in statistics
-        ]
-        self._accumulate = tf.function(self._accumulate_impl)
-
-    def recompute(self) -> None:
-        with self._momentum_zero():
-            for _, total in self._sums:
-                total.assign(tf.zeros_like(total))
-            count = 0
-            for images, _ in self.batches:
-                self._accumulate(images)
-                count += 1
-            for statistic, total in self._sums:
-                statistic.assign(total / count)
-
-    def _accumulate_impl(self, images: tf.Tensor) -> None:
-        # With momentum 0 a training call stores this batch's statistics; the reads below come
-        # after that update (tf.function orders ops on the same variable).
-        self.model(images, training=True)
-        for statistic, total in self._sums:
-            total.assign_add(statistic)
-
-    @contextlib.contextmanager
-    def _momentum_zero(self) -> Iterator[None]:
-        # Keras reads the momentum when it traces the call, so it is 0 while the function traces.
-        saved = [layer.momentum for layer in self.layers]
-        for layer in self.layers:
-            layer.momentum = 0.0
-        try:
-            yield
-        finally:
-            for layer, momentum in zip(self.layers, saved, strict=True):
-                layer.momentum = momentum

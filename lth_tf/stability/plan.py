@@ -1,5 +1,5 @@
-"""What a stability analysis will do and where its files go, checked before TensorFlow starts;
-and the measures themselves, in NumPy.
+"""What a stability analysis will do and where its files go, checked before TensorFlow starts
+(the measures themselves are :mod:`lth_tf.stability.measures`).
 
 <experiment>/stability/
   round_NN[-Kit].json     the measures of round NN at rewind iteration K (no suffix: the
@@ -17,33 +17,24 @@ and the measures themselves, in NumPy.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, Resolved, check_number
-from lth_tf.controls import get_control
 from lth_tf.errors import LthError
 from lth_tf.experiment import MASKS_TODO, ExperimentDir, RoundResult, read_experiment
+from lth_tf.lottery.controls import get_control
 from lth_tf.models.registry import resolve_steps
 from lth_tf.steps import Step
 
 STABILITY_DIR = "stability"
-# Frankle et al. (2020): a network is stable when the error barrier is below 2 points.
-STABLE_BELOW = 2.0
 # Upper bounds, so a typo is refused at once instead of running for days: each copy is a
 # network trained to the end of the round, each mixture a pass over the test set (the papers
 # use 2-4 copies and 30 points).
 MAX_SEEDS = 100
 MAX_POINTS = 1000
-DISTANCE_OVER = (
-    "surviving prunable weights: the kernels of conv and dense layers where the round's mask is "
-    "1 (biases and normalisation parameters excluded)"
-)
-DISTANCE_NORMALISATION = "||a - b||_2 / ((||a||_2 + ||b||_2) / 2)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,52 +253,3 @@ def _finished_round(
         )
     experiment.read_weights(pruning_round, shapes)
     return next(r for r in experiment.read_results() if r.round == pruning_round)
-
-
-# -- the measures ----------------------------------------------------------------------------
-
-
-def mixtures(points: int) -> list[float]:
-    """``points`` evenly spaced mixture weights in [0, 1]; the ends are exactly 0 and 1.
-
-    >>> mixtures(5)
-    [0.0, 0.25, 0.5, 0.75, 1.0]
-    """
-    return [i / (points - 1) for i in range(points)]
-
-
-def surviving_weights(weights: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray]):
-    """The prunable weights where the mask is 1, as one float64 vector (keys in sorted order)."""
-    return np.concatenate(
-        [
-            np.asarray(weights[name], np.float64)[np.asarray(masks[name]) > 0]
-            for name in sorted(masks)
-        ]
-    )
-
-
-def l2_distance(
-    a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray]
-) -> tuple[float, float]:
-    """(normalised, raw) L2 distance between two networks' surviving prunable weights.
-
-    Normalised by the mean of the two norms, so networks of any size and sparsity compare:
-    0 is identical, about 1.41 is two unrelated vectors of the same norm.
-
-    >>> masks = {"k": np.array([1, 1, 0])}  # the third weight is pruned: it does not count
-    >>> l2_distance({"k": np.array([3.0, 4, 9])}, {"k": np.array([4.0, -3, 7])}, masks)
-    (1.4142135623730951, 7.0710678118654755)
-    """
-    va, vb = surviving_weights(a, masks), surviving_weights(b, masks)
-    raw = float(np.linalg.norm(va - vb))
-    scale = (np.linalg.norm(va) + np.linalg.norm(vb)) / 2
-    return (raw / float(scale) if scale > 0 else 0.0), raw
-
-
-def instability(path_errors: Sequence[float]) -> float:
-    """The error barrier: the largest error along the path minus the mean error of its ends.
-
-    >>> instability([10.0, 14.5, 11.0])
-    4.0
-    """
-    return round(float(max(path_errors) - (path_errors[0] + path_errors[-1]) / 2), 9)

@@ -29,7 +29,8 @@ from lth_tf.config import check_number
 from lth_tf.errors import LthError
 from lth_tf.experiment import read_experiment
 from lth_tf.models.registry import resolve_steps
-from lth_tf.stability.plan import STABLE_BELOW, StabilityPlan, plan_stability
+from lth_tf.stability.measures import STABLE_BELOW
+from lth_tf.stability.plan import StabilityPlan, plan_stability
 
 # Fractions of T tried as rewind points: the range the Stabilizing/LMC papers rewind over (the
 # LMC paper's CIFAR ResNet-20 is said to become stable at about 3% of training: a second-hand
@@ -195,7 +196,7 @@ def run_imp_with_stable_rewind(
     Returns the IMP experiment's directory.
     """
     from lth_tf.execution import Execution
-    from lth_tf.imp import run_imp
+    from lth_tf.lottery.imp import run_imp
     from lth_tf.provenance import experiment_data
 
     execution = execution or Execution()

@@ -23,7 +23,7 @@ def test_importing_the_config_loads_no_tensorflow_and_no_registry():
     assert "lth_tf.config" in loaded
     assert not {"tensorflow", "tf_keras", "keras"} & loaded
     # Neither registry: the models' nor the controls'.
-    assert not {"lth_tf.models", "lth_tf.models.registry", "lth_tf.controls"} & loaded
+    assert not {"lth_tf.models", "lth_tf.models.registry", "lth_tf.lottery.controls"} & loaded
 
 
 def test_the_package_api_still_loads_on_first_use():

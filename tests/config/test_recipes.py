@@ -18,7 +18,7 @@ from lth_tf.experiment import (
     default_experiment_name,
     open_experiment,
 )
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import get_model, paper_defaults, resolve_steps
 from tests.helpers import (
     QUIET,
@@ -189,7 +189,7 @@ def test_a_resume_whose_auto_spacing_changed_is_refused(tmp_path):
 
 
 def test_a_branch_takes_its_parents_recipe(tmp_path):
-    from lth_tf.branches import branch_of
+    from lth_tf.lottery.branches import branch_of
 
     parent = tmp_path / "resnet-lth"
     hparams = paper_defaults("resnet20", "fashion_mnist", recipe="lth")

@@ -8,12 +8,12 @@ import pytest
 import tf_keras
 
 from lth_tf import io
-from lth_tf.branches import branch_of
 from lth_tf.config import ExperimentHparams
-from lth_tf.controls import reinit_seed
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS
-from lth_tf.imp import run_imp
+from lth_tf.lottery.branches import branch_of
+from lth_tf.lottery.controls import reinit_seed
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import get_model
 from lth_tf.monitoring.report import write_report
 from lth_tf.pruning.masks import magnitude_mask

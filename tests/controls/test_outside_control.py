@@ -8,10 +8,10 @@ import pytest
 
 import tests.magnitude_init_control as outside
 from lth_tf import io
-from lth_tf.branches import branch_of
-from lth_tf.controls import CONTROLS, branch_controls, get_control
 from lth_tf.errors import LthError
-from lth_tf.imp import run_imp
+from lth_tf.lottery.branches import branch_of
+from lth_tf.lottery.controls import CONTROLS, branch_controls, get_control
+from lth_tf.lottery.imp import run_imp
 from tests.helpers import QUIET, lenet_hparams
 
 

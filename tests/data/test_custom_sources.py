@@ -431,7 +431,7 @@ def test_a_builtin_dataset_whose_files_changed_is_refused(
     lenet_runs: Path, relabelled_dir: Path, idx_dir: Path, tmp_path: Path, no_system_dirs: None
 ) -> None:
     from lth_tf.experiment import ExperimentDir, read_saved
-    from lth_tf.imp import run_imp
+    from lth_tf.lottery.imp import run_imp
     from lth_tf.provenance import experiment_data
 
     copy = shutil.copytree(lenet_runs / "plain", tmp_path / "runs" / "plain")

@@ -14,9 +14,9 @@ from lth_tf import io
 from lth_tf.callbacks import RunCallback, check_callbacks, evaluation_scalars, load_callback
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.monitoring.tensorboard import tensorboard_dir
-from lth_tf.training import Evaluation
+from lth_tf.training.trainer import Evaluation
 from tests.helpers import QUIET, lenet_hparams
 from tests.metric_callback import MaskedWeightNorm
 

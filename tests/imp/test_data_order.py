@@ -10,7 +10,7 @@ import tensorflow as tf
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, PruneRates, TrainingHparams
 from lth_tf.data.pipeline import stream_indices
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from tests.helpers import QUIET, lenet_hparams
 
 K = 12  # the rewind point of the runs below

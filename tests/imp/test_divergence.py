@@ -10,11 +10,11 @@ import pytest
 
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
-from lth_tf.imp import run_imp
-from lth_tf.loop import Callback, Diverged, EarlyStop, TrainingProgress, train
+from lth_tf.lottery.imp import run_imp
 from lth_tf.pruning.masks import imp_masks
 from lth_tf.stability.plan import plan_stability
-from lth_tf.training import ChunkLength, Evaluation
+from lth_tf.training.loop import Callback, Diverged, EarlyStop, TrainingProgress, train
+from lth_tf.training.trainer import ChunkLength, Evaluation
 from tests.helpers import QUIET, lenet_hparams
 
 NAN = math.nan
@@ -108,7 +108,7 @@ def test_an_exploding_finite_loss_is_warned_about_once(caplog):
 
 def test_imp_refuses_to_rank_masks_from_a_rounds_non_finite_weights(tmp_path, data):
     from lth_tf import io
-    from lth_tf.controls import get_control
+    from lth_tf.lottery.controls import get_control
     from tests.helpers import half_pruned_lenet
 
     hparams = lenet_hparams(rounds=1)

@@ -11,11 +11,11 @@ from lth_tf import io
 from lth_tf.config import TrainingHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, open_experiment
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.masks import magnitude_mask
 from lth_tf.pruning.wrapping import wrap_model
-from lth_tf.training import Trainer
+from lth_tf.training.trainer import Trainer
 from tests.helpers import (
     QUIET,
     half_pruned_lenet,

@@ -17,7 +17,7 @@ from lth_tf.data.sources import VALIDATION_EXAMPLES, held_out_count, load_datase
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
 from lth_tf.export.ticket import choose_best_round
-from lth_tf.imp import _default_name, run_imp
+from lth_tf.lottery.imp import _default_name, run_imp
 from lth_tf.models import paper_defaults, resolve_steps
 from lth_tf.models.registry import experiment_hparams
 from lth_tf.monitoring.report import write_report

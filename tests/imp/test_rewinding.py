@@ -12,10 +12,10 @@ from lth_tf.callbacks import RunCallback
 from lth_tf.config import PruneRates, TrainingHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ROUNDS_KEY, ExperimentDir
-from lth_tf.imp import run_imp
-from lth_tf.lr_schedule import WarmupStepDecay
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import resolve_steps
-from lth_tf.training import make_optimizer
+from lth_tf.training.schedules import WarmupStepDecay
+from lth_tf.training.trainer import make_optimizer
 from tests.helpers import QUIET, lenet_hparams
 
 # The rounds' rewind point k; training in compiled chunks of 7 iterations.
@@ -140,7 +140,7 @@ def test_an_experiment_whose_rewound_rounds_trained_the_old_way_is_refused(tmp_p
     run_imp(hparams, tmp_path, "old", IN_CHUNKS_OF_7, data=data)
     assert ROUNDS_KEY not in io.read_json(experiment.hparams)
     # A branch of it would train its rounds unlike the parent's.
-    from lth_tf.branches import branch_of
+    from lth_tf.lottery.branches import branch_of
 
     with pytest.raises(LthError, match="older lth_tf"):
         branch_of(experiment.root, "random_prune")

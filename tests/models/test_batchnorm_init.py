@@ -8,7 +8,7 @@ from lth_tf.builder import initial_values
 from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, open_experiment, settings_of_directory
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
 from lth_tf.models.registry import experiment_hparams
 from tests.helpers import QUIET, tiny_dataset, with_changes

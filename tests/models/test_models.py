@@ -7,7 +7,7 @@ import tf_keras
 
 from lth_tf.config import PruneRates
 from lth_tf.errors import LthError
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import MODELS, get_model, paper_defaults
 from lth_tf.models.layers import add_weight_decay
 from lth_tf.pruning.prunable import find_prunable

@@ -15,7 +15,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.monitoring import tensorboard
 from lth_tf.monitoring.figures import Curve, percent_ticks, sparsity_figure
 from lth_tf.monitoring.report import (
@@ -36,7 +36,7 @@ from lth_tf.monitoring.tensorboard import (
     tensorboard_dir,
     trial_id,
 )
-from lth_tf.strategies import device_description
+from lth_tf.training.strategies import device_description
 from tests.helpers import PNG_MAGIC, QUIET, lenet_hparams, run_main, run_pipeline
 
 # Training chunks of 5 iterations, evaluations every 10: train scalars at 5, 10, ..., 30.

@@ -2,9 +2,9 @@
 
 import pytest
 
-from lth_tf.loop import Chunk, TrainingProgress
 from lth_tf.monitoring import progress as progress_module
 from lth_tf.monitoring.progress import RunEstimate
+from lth_tf.training.loop import Chunk, TrainingProgress
 
 
 class _Clock:

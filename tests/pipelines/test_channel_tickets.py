@@ -253,7 +253,7 @@ def test_channel_rounds_on_two_mirrored_replicas(files, tmp_path):
 
 def test_lenet_channel_rounds_under_xla_keep_pruned_units_at_zero(mnist_data, tmp_path):
     from lth_tf.execution import Execution
-    from lth_tf.imp import run_imp
+    from lth_tf.lottery.imp import run_imp
     from tests.helpers import lenet_hparams
 
     hparams = lenet_hparams(rounds=2, pruning={"granularity": "channel"})

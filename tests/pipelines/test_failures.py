@@ -16,7 +16,7 @@ from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
 from lth_tf.export.ticket import open_ticket
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.monitoring.report import write_report
 from lth_tf.stability.plan import plan_stability
 from tests.helpers import (

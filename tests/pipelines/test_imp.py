@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lth_tf import io
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
 from lth_tf.monitoring.report import write_report
 from tests.helpers import (

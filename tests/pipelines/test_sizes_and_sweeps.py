@@ -117,7 +117,7 @@ def test_stability_copies_and_points_are_bounded(tmp_path, kwargs, message):
 
 
 def test_virtual_cpus_are_bounded_before_tensorflow_builds_a_device_list():
-    from lth_tf.strategies import MAX_VIRTUAL_CPUS, split_cpu
+    from lth_tf.training.strategies import MAX_VIRTUAL_CPUS, split_cpu
 
     assert MAX_VIRTUAL_CPUS >= 64
     with pytest.raises(LthError, match=r"--virtual_cpus must be an integer in \[1, \d+\]"):
@@ -308,7 +308,7 @@ def test_a_builder_that_exits_is_one_line_not_a_silent_exit(tmp_path, monkeypatc
         (
             lambda: lth_tf.find_tickets("lenet300_100", dataset="mnist", strategy="mirrored"),
             "strategy must be a tf.distribute.Strategy or None, got 'mirrored' (str); "
-            "lth_tf.strategies.make_strategy('mirrored')",
+            "lth_tf.training.strategies.make_strategy('mirrored')",
         ),
         (
             lambda: lth_tf.find_tickets("lenet300_100", dataset="mnist", jit_compile="no"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lth_tf import io
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.monitoring.tensorboard import logged_tags
 from tests.helpers import (
     PNG_MAGIC,

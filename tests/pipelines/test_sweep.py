@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from lth_tf import io
-from lth_tf.branches import branch_of
 from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
+from lth_tf.lottery.branches import branch_of
 from lth_tf.sweep import SWEEP_FILE, parse_seeds, plan_sweep
 from tests.helpers import QUIET, ROOT, assert_one_line_error, run_pipeline
 
@@ -208,7 +208,7 @@ def _kill_after_first_results(command: list[str], root: Path) -> None:
 def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
     tmp_path, idx_dir, mnist_data
 ):
-    from lth_tf.imp import run_imp
+    from lth_tf.lottery.imp import run_imp
 
     root = tmp_path / "sweep"
     command = sweep_command(*SMALL_SWEEP, f"--data_dir={idx_dir}", f"--output_dir={root}")

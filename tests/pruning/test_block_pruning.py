@@ -7,7 +7,7 @@ import pytest
 
 from lth_tf import io
 from lth_tf.errors import LthError
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
 from tests.helpers import (
     QUIET,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lth_tf import io
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
 from tests.helpers import QUIET, start_recorder, tiny_dataset, with_changes
 

@@ -6,7 +6,7 @@ import pytest
 from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
-from lth_tf.imp import run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.stability import figures
 from lth_tf.stability.across import output_paths, plan_across, run_across
 from tests.helpers import PNG_MAGIC, QUIET, lenet_hparams

@@ -14,23 +14,14 @@ from lth_tf import io
 from lth_tf.data.pipeline import training_batches
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
-from lth_tf.imp import run_imp
-from lth_tf.loop import TrainingProgress
+from lth_tf.lottery.imp import run_imp
 from lth_tf.monitoring.tensorboard import logged_tags
-from lth_tf.stability.analysis import (
-    BatchNormStatistics,
-    StabilitySession,
-    interpolate,
-    run_stability,
-)
-from lth_tf.stability.plan import (
-    RewindPoint,
-    instability,
-    l2_distance,
-    mixtures,
-    plan_stability,
-)
+from lth_tf.stability.analysis import StabilitySession, run_stability
+from lth_tf.stability.batch_norm import BatchNormStatistics
+from lth_tf.stability.measures import instability, interpolate, l2_distance, mixtures
+from lth_tf.stability.plan import RewindPoint, plan_stability
 from lth_tf.stability.result import StabilityResult
+from lth_tf.training.loop import TrainingProgress
 from tests.helpers import PNG_MAGIC, QUIET, STABILITY_RESULT_KEYS, lenet_hparams
 
 OPTIONS = Execution(show_progress=False, steps_per_execution=10)

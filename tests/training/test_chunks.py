@@ -1,4 +1,4 @@
-"""How the loop cuts training into compiled calls (:func:`lth_tf.loop.train`), with a fake
+"""How the loop cuts training into compiled calls (:func:`lth_tf.training.loop.train`), with a fake
 trainer: a call ends at the stop, where a callback wants one, or after the trainer's
 :class:`ChunkLength`; under "auto" the first two calls train one iteration each (tracing,
 then timing) and the rest about a second's worth, 1 to 100."""
@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from lth_tf.errors import LthError
-from lth_tf.loop import Callback, SnapshotAt, TrainingProgress, train
-from lth_tf.training import MAX_AUTO_STEPS, ChunkLength
+from lth_tf.training.loop import Callback, SnapshotAt, TrainingProgress, train
+from lth_tf.training.trainer import MAX_AUTO_STEPS, ChunkLength
 
 # What the first call pays on top of its iterations: tracing and compiling the step.
 TRACING_SECONDS = 5.0

@@ -6,15 +6,15 @@ import numpy as np
 import tensorflow as tf
 
 from lth_tf.config import TrainingHparams
-from lth_tf.loop import (
+from lth_tf.pruning.wrapping import restore, snapshot
+from lth_tf.training.loop import (
     Checkpoint,
     EvaluateEvery,
     SnapshotAt,
     TrainingProgress,
     train,
 )
-from lth_tf.pruning.wrapping import restore, snapshot
-from lth_tf.training import Evaluation, Trainer
+from lth_tf.training.trainer import Evaluation, Trainer
 from tests.helpers import half_pruned_lenet, tiny_dataset
 
 
@@ -126,7 +126,7 @@ def test_a_stability_checkpoint_of_the_old_format_resumes_exactly(tmp_path):
     """Before the loop was shared, stability copies checkpointed ``__iteration__`` alone (and no
     schedule start): such a checkpoint still resumes, to the uninterrupted weights."""
     from lth_tf import io
-    from lth_tf.loop import resume
+    from lth_tf.training.loop import resume
 
     strategy = tf.distribute.get_strategy()
     trainer = Trainer(half_pruned_lenet(), tiny_dataset(), TrainingHparams(), strategy)

@@ -8,11 +8,11 @@ import tensorflow as tf
 import tf_keras
 
 from lth_tf.config import PruneRates, TrainingHparams
-from lth_tf.lr_schedule import WarmupStepDecay
 from lth_tf.models import get_model
 from lth_tf.models.layers import add_weight_decay
 from lth_tf.pruning.wrapping import wrap_model
-from lth_tf.training import Trainer
+from lth_tf.training.schedules import WarmupStepDecay
+from lth_tf.training.trainer import Trainer
 
 
 def test_warmup_then_step_decay_and_its_config_round_trip():

@@ -15,7 +15,7 @@ import pytest
 from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
-from lth_tf.strategies import make_strategy
+from lth_tf.training.strategies import make_strategy
 from tests.helpers import ROOT, free_port, make_images, run_pipeline
 
 

@@ -15,7 +15,7 @@ from lth_tf.config import TrainingHparams, check_jit_compile
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
 from lth_tf.experiment import ExperimentDir
-from lth_tf.training import XLA_PAYS_AFTER_SECONDS, Trainer
+from lth_tf.training.trainer import XLA_PAYS_AFTER_SECONDS, Trainer
 from tests.helpers import half_pruned_lenet, tiny_dataset
 
 

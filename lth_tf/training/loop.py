@@ -4,7 +4,7 @@
 callback may ask for a chunk to end at an iteration of its choosing (``next_stop``) and sees
 every chunk once it ran (``on_chunk``): evaluation every n iterations, snapshots at given
 iterations (the rewind point), chunk metrics, checkpoints, the progress bar
-(:mod:`lth_tf.monitoring.progress`). IMP rounds (:mod:`lth_tf.imp`) and stability copies
+(:mod:`lth_tf.monitoring.progress`). IMP rounds (:mod:`lth_tf.lottery.imp`) and stability copies
 (:mod:`lth_tf.stability.analysis`) both train with it, and both checkpoint one
 :class:`TrainingProgress` beside the trainer's state.
 
@@ -28,7 +28,7 @@ from lth_tf import io
 from lth_tf.callbacks import STATE_PREFIX as CALLBACK_STATE_PREFIX
 from lth_tf.errors import LthError
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
-from lth_tf.training import Evaluation, Trainer
+from lth_tf.training.trainer import Evaluation, Trainer
 
 # Checkpoint entries that are the progress rather than variables.
 _PROGRESS_KEY = "__progress__"
@@ -55,8 +55,8 @@ class Diverged(LthError):
 
     def __init__(self, iteration: int, what: str, value: float):
         self.iteration, self.what, self.value = iteration, what, value
-        # IMP rounds say which round and the learning rate (lth_tf.imp); elsewhere (stability
-        # copies) this line is the message.
+        # IMP rounds say which round and the learning rate (lth_tf.lottery.imp); elsewhere
+        # (stability copies) this line is the message.
         super().__init__(
             f"training diverged at iteration {iteration} ({what} {value}): the experiment's "
             "--learning_rate is too high for it; lower it or add --warmup, in a new experiment"

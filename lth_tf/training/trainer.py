@@ -56,10 +56,10 @@ log = logging.getLogger("lth_tf")
 class Evaluation:
     """Validation and test metrics at one iteration; test ones are NaN where not measured.
 
-    :class:`lth_tf.loop.EvaluateEvery` measures the test split only where a result needs it (the
-    early stop, the round's last iteration), unless asked for it at every evaluation. Without a
-    validation split (``--holdout=0``) the validation metrics are NaN and the test split is
-    measured at every evaluation.
+    :class:`lth_tf.training.loop.EvaluateEvery` measures the test split only where a result
+    needs it (the early stop, the round's last iteration), unless asked for it at every
+    evaluation. Without a validation split (``--holdout=0``) the validation metrics are NaN and
+    the test split is measured at every evaluation.
     """
 
     iteration: int
@@ -228,9 +228,9 @@ def make_optimizer(
     0.01
     """
     from lth_tf.config import parse_steps
-    from lth_tf.lr_schedule import FromIteration, WarmupCosineDecay, WarmupStepDecay
     from lth_tf.recipe import optimizer_args, optimizer_class
     from lth_tf.steps import Step
+    from lth_tf.training.schedules import FromIteration, WarmupCosineDecay, WarmupStepDecay
 
     if training.compiled:
         return compiled_optimizer(training.compiled, schedule_start)
@@ -275,7 +275,7 @@ def compiled_optimizer(
     """
     import json
 
-    from lth_tf.lr_schedule import FromIteration
+    from lth_tf.training.schedules import FromIteration
 
     entry = json.loads(compiled)["optimizer"]
     config = dict(entry["config"])

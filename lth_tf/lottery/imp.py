@@ -5,13 +5,13 @@ surviving weights (smallest magnitude first) from round r-1's trained weights, r
 survivors to the rewind point (iteration 0 for LTH, iteration k for Stabilizing LTH), and trains
 them from iteration k to the end T with a fresh optimizer and the schedule where it stood at k.
 ``--pruning=global`` ranks the weights of all pruned layers together instead; ``one_shot``
-prunes round 0's weights straight to round r's sparsity; a branch (:mod:`lth_tf.branches`)
+prunes round 0's weights straight to round r's sparsity; a branch (:mod:`lth_tf.lottery.branches`)
 runs a control over a parent experiment.
 
 Each round is built once (:func:`lth_tf.builder.build_run`) and trained by the one loop
-(:func:`lth_tf.loop.train`) with its callbacks: evaluation, checkpoints, the rewind point's
+(:func:`lth_tf.training.loop.train`) with its callbacks: evaluation, checkpoints, the rewind point's
 snapshot, TensorBoard, the progress bar. What a round starts from is the control's
-(:mod:`lth_tf.controls`).
+(:mod:`lth_tf.lottery.controls`).
 
 >>> run_imp(hparams, Path("runs"))  # doctest: +SKIP
 """
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from lth_tf import branches, io, provenance
+from lth_tf import io, provenance
 from lth_tf.builder import Run, build_run
 from lth_tf.callbacks import (
     EVALUATION_COLUMNS,
@@ -48,7 +48,6 @@ from lth_tf.config import (
     Resolved,
     flag_of,
 )
-from lth_tf.controls import Control, get_control
 from lth_tf.data.pipeline import check_augmentation
 from lth_tf.data.sources import ImageDataset, load_dataset
 from lth_tf.errors import LthError
@@ -64,7 +63,15 @@ from lth_tf.experiment import (
     refuse_foreign_directory,
     settings_of_directory,
 )
-from lth_tf.loop import (
+from lth_tf.lottery import branches
+from lth_tf.lottery.controls import Control, get_control
+from lth_tf.models import custom, paper_defaults, resolve_steps
+from lth_tf.models.registry import check_input_shape
+from lth_tf.pruning.masks import counted_masks, percent_remaining
+from lth_tf.pruning.shrink import multiply_adds, shrunk_architecture
+from lth_tf.pruning.wrapping import PrunedModel, snapshot
+from lth_tf.pruning.xnnpack import check_sparse_subgraph, one_by_one_zero_fraction
+from lth_tf.training.loop import (
     Callback,
     Checkpoint,
     Chunk,
@@ -75,14 +82,8 @@ from lth_tf.loop import (
     resume,
     train,
 )
-from lth_tf.models import custom, paper_defaults, resolve_steps
-from lth_tf.models.registry import check_input_shape
-from lth_tf.pruning.masks import counted_masks, percent_remaining
-from lth_tf.pruning.shrink import multiply_adds, shrunk_architecture
-from lth_tf.pruning.wrapping import PrunedModel, snapshot
-from lth_tf.pruning.xnnpack import check_sparse_subgraph, one_by_one_zero_fraction
-from lth_tf.strategies import device_description
-from lth_tf.training import Trainer, check_optimizer
+from lth_tf.training.strategies import device_description
+from lth_tf.training.trainer import Trainer, check_optimizer
 
 log = logging.getLogger("lth_tf")
 
@@ -151,7 +152,9 @@ def run_imp(
     """
     callbacks = check_callbacks(callbacks)
     if hparams.is_branch and experiment_name is None:
-        raise ValueError("a branch needs its experiment name (lth_tf.branches.branch_of gives it)")
+        raise ValueError(
+            "a branch needs its experiment name (lth_tf.lottery.branches.branch_of gives it)"
+        )
     if experiment_name is not None:
         check_experiment_name(experiment_name)
     root = Path(output_dir) / (experiment_name or _default_name(Path(output_dir), hparams))

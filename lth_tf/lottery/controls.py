@@ -3,7 +3,7 @@
 Every round r > 0 trains from the rewind point's iteration k to the end, T (k = 0 for LTH).
 A :class:`Control` decides the two things that differ between IMP and its controls: the masks
 of round r and the values the round starts from. Controls run as branches of an IMP
-experiment (:mod:`lth_tf.branches`), beside it:
+experiment (:mod:`lth_tf.lottery.branches`), beside it:
 
 ``none``           plain IMP: round r-1's trained weights pruned by magnitude, survivors rewound
                    to the rewind point (theta_k);
@@ -184,7 +184,7 @@ def register_control(control: Control) -> Control:
     >>> _ = CONTROLS.pop("mine")
     """
     if not isinstance(control, Control):
-        raise LthError(f"{control!r} is not a lth_tf.controls.Control; subclass it")
+        raise LthError(f"{control!r} is not a lth_tf.lottery.controls.Control; subclass it")
     if control.name in CONTROLS and type(CONTROLS[control.name]) is not type(control):
         raise LthError(f"a control named {control.name!r} is registered already")
     CONTROLS[control.name] = control

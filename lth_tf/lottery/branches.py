@@ -3,7 +3,7 @@
 A branch is an experiment directory beside its parent, ``<parent>-<control>``, with the same
 files and ``results.csv`` columns; its ``hparams.json`` is the parent's plus
 ``branch: {control, parent, control_seed}``. Its round 0 is the parent's dense round, copied;
-what each control changes from round 1 on is in :mod:`lth_tf.controls`.
+what each control changes from round 1 on is in :mod:`lth_tf.lottery.controls`.
 
 NumPy only: a pipeline checks a branch here before TensorFlow starts.
 
@@ -19,7 +19,6 @@ from pathlib import Path
 
 from lth_tf import io
 from lth_tf.config import BranchHparams, ExperimentHparams
-from lth_tf.controls import branch_controls, get_control
 from lth_tf.errors import LthError
 from lth_tf.experiment import (
     ExperimentDir,
@@ -28,6 +27,7 @@ from lth_tf.experiment import (
     parent_dir,
     read_saved,
 )
+from lth_tf.lottery.controls import branch_controls, get_control
 
 
 def read_parent(path: str | Path) -> tuple[ExperimentDir, ExperimentHparams]:
