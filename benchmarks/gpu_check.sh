@@ -21,9 +21,10 @@ export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 
 if [[ "${1:-}" == "--dry-run" ]]; then
   # Every step with sizes a CPU runs in about a minute: proves the script, measures nothing.
-  # (--nojit_compile: timing XLA's CPU convolutions for resnet20 would take a minute.)
+  # (--nojit_compile: timing XLA's CPU convolutions for resnet20 would take a minute; batch 16:
+  # resnet20's 128 takes half a minute for the 20 steps on 2 CPU cores.)
   steps=20 repeats=1 only="fit,imp_round" precisions="float32" tests="--collect-only -q"
-  jit="--nojit_compile"
+  jit="--nojit_compile" batch="--batch_size=16"
 else
   steps=2000 repeats=3 only="fit,fit_xla,imp_round" precisions="float32 float16" tests="-q -x"
   # Which XLA program is faster on the GPU: the per-step one beside the whole chunk (float32).
@@ -38,7 +39,7 @@ for model in lenet300_100 resnet20; do
     echo "== $model, $precision"
     # resnet20's paper batch is 128; 2000 steps of it on a GPU take seconds.
     "$PYTHON" -m benchmarks.imp_throughput --model="$model" --dataset=fashion_mnist \
-      --steps="$steps" --repeats="$repeats" ${jit:-} \
+      --steps="$steps" --repeats="$repeats" ${jit:-} ${batch:-} \
       --only="$only$([[ "$precision" == float32 ]] && echo "${extra_float32:-}")" \
       $([[ "$precision" == float32 ]] || echo "--mixed_precision=$precision") \
       --output="$OUT/$model-$precision.json"
