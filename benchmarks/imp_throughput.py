@@ -152,7 +152,8 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
 
     from lth_tf.data.pipeline import training_batches
     from lth_tf.steps import iterations_per_epoch
-    from lth_tf.training.trainer import make_optimizer, mixed_precision_policy
+    from lth_tf.training.optimizers import make_optimizer
+    from lth_tf.training.precision import mixed_precision_policy
 
     tf_keras.utils.set_random_seed(training.seed)
     # Under mixed_float16, compile wraps the optimizer in dynamic loss scaling itself.

@@ -27,7 +27,8 @@ from lth_tf.models.registry import MODELS, check_input_shape
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, snapshot, variable_key, wrap_model
 from lth_tf.pruning.xnnpack import symmetric_padding
 from lth_tf.steps import iterations_per_epoch
-from lth_tf.training.trainer import Trainer, mixed_precision_policy
+from lth_tf.training.precision import mixed_precision_policy
+from lth_tf.training.trainer import Trainer
 
 
 @dataclasses.dataclass
@@ -125,10 +126,11 @@ def build_run(
     return Run(pruned, trainer)
 
 
-def initial_values(
+def untrained_values(
     hparams: ExperimentHparams, data: ImageDataset, seed: int, model: ModelSpec | None = None
 ) -> Snapshot:
-    """The model's untrained variables when built under ``seed`` (random_reinit's fresh start).
+    """The model's variables as built under ``seed``, untrained: under the experiment's own
+    seed they are its theta_0, under another a fresh draw (random_reinit's start).
 
     Keys are those of :attr:`PrunedModel.rewindable`: wrapping keeps the layers' variables.
     """

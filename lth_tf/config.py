@@ -180,7 +180,7 @@ def check_number(
 
 StepsPerExecution = int | Literal["auto"]
 """Iterations per compiled call: a count, or ``"auto"`` (the default): as many as train in about
-a second here, at most 100 (:func:`lth_tf.training.trainer.auto_steps_per_execution`), so
+a second here, at most 100 (:func:`lth_tf.training.chunks.auto_steps_per_execution`), so
 Ctrl-C and the progress line answer within about a second on a slow model and fast models run
 100 a call."""
 
@@ -596,7 +596,7 @@ class TrainingHparams:
     def schedule_in_iterations(self, iterations_per_epoch: int) -> TrainingHparams:
         """A copy whose ``warmup`` and ``lr_drops`` are iteration counts, for one epoch length.
 
-        The optimizer is built from these (:func:`lth_tf.training.trainer.make_optimizer`),
+        The optimizer is built from these (:func:`lth_tf.training.optimizers.make_optimizer`),
         which knows no dataset size.
 
         >>> TrainingHparams(warmup="1ep", lr_drops="2ep").schedule_in_iterations(100).lr_drops

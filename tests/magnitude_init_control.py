@@ -9,7 +9,7 @@ baseline of the pruning-at-initialisation literature.)
 from __future__ import annotations
 
 from lth_tf import io
-from lth_tf.builder import initial_values
+from lth_tf.builder import untrained_values
 from lth_tf.lottery.branches import parent_dir
 from lth_tf.lottery.controls import Control, magnitude_masks, register_control
 from lth_tf.provenance import experiment_model
@@ -30,7 +30,7 @@ class MagnitudeAtInit(Control):
         if not path.exists():
             # The experiment's seed builds its model as run_imp built it: its theta_0.
             model = experiment_model(experiment, hparams)
-            io.write_npz(path, initial_values(hparams, data, hparams.training.seed, model))
+            io.write_npz(path, untrained_values(hparams, data, hparams.training.seed, model))
 
     def masks(self, experiment, hparams, pruning_round, pruned):
         theta_0 = io.read_npz(experiment.root / INITIAL_VALUES)

@@ -398,7 +398,7 @@ def test_the_optimizer_tables_are_tf_keras_own():
 def test_optimizer_args_reach_the_optimizer_and_cosine_starts_at_k():
     import tensorflow as tf
 
-    from lth_tf.training.trainer import make_optimizer
+    from lth_tf.training.optimizers import make_optimizer
 
     assert parse_optimizer_args(" beta_2=.98,weight_decay=5e-2 ", "AdamW") == (
         "beta_2=0.98,weight_decay=0.05"
@@ -425,7 +425,7 @@ def test_label_smoothing_is_keras_categorical_cross_entropy_on_one_hot_labels():
     import tensorflow as tf
     import tf_keras
 
-    from lth_tf.training.trainer import example_losses, loss_spec
+    from lth_tf.training.optimizers import example_losses, loss_spec
 
     labels = tf.constant([0, 2, 1], tf.int64)
     logits = tf.constant([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0]])

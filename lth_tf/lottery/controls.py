@@ -113,11 +113,11 @@ class RandomReinit(Control):
 
     def prepare(self, experiment, hparams, data):
         if not experiment.rewind_point.exists():
-            from lth_tf.builder import initial_values
+            from lth_tf.builder import untrained_values
             from lth_tf.provenance import experiment_model
 
             model = experiment_model(experiment, hparams)
-            values = initial_values(hparams, data, reinit_seed(hparams), model)
+            values = untrained_values(hparams, data, reinit_seed(hparams), model)
             io.write_npz(
                 experiment.rewind_point, {**values, **experiment.stamp(experiment.rewind_point)}
             )

@@ -82,8 +82,9 @@ from lth_tf.training.loop import (
     resume,
     train,
 )
+from lth_tf.training.optimizers import check_optimizer
 from lth_tf.training.strategies import device_description
-from lth_tf.training.trainer import Trainer, check_optimizer
+from lth_tf.training.trainer import Trainer
 
 log = logging.getLogger("lth_tf")
 

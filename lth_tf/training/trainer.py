@@ -16,7 +16,6 @@ on every forward pass. ``remask_every_step=True`` restores TF-MOT's behaviour, f
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -32,7 +31,6 @@ from lth_tf.config import (
     StepsPerExecution,
     TrainingHparams,
     check_jit_compile,
-    check_steps_per_execution,
 )
 from lth_tf.data.pipeline import (
     EVAL_BATCH_SIZE,
@@ -46,7 +44,17 @@ from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.pruning.prunable import outputs_probabilities
 from lth_tf.pruning.wrapping import PrunedModel, Snapshot, restore, snapshot, variable_key
-from lth_tf.recipe import LossSpec, is_user_augmentation, loss_of
+from lth_tf.recipe import is_user_augmentation
+from lth_tf.training.chunks import MAX_AUTO_STEPS, ChunkLength
+from lth_tf.training.optimizers import example_losses, loss_spec, make_optimizer
+from lth_tf.training.precision import computes_in_float16
+from lth_tf.training.xla import (
+    XLA_PAYS_AFTER_SECONDS,
+    XLA_WORTH_TIMING,
+    seconds_per_iteration,
+    xla_can_train,
+    xla_evaluates_faster,
+)
 
 _SCHEDULE_START_KEY = "schedule/start"
 log = logging.getLogger("lth_tf")
@@ -74,260 +82,6 @@ class Evaluation:
 def _on_device(images: np.ndarray, labels: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
     """The split as tensors on the default device (a GPU when there is one), pixels as uint8."""
     return tf.identity(tf.constant(images)), tf.identity(tf.constant(labels, tf.int64))
-
-
-_MAX_POOLING = (
-    tf_keras.layers.MaxPooling1D,
-    tf_keras.layers.MaxPooling2D,
-    tf_keras.layers.MaxPooling3D,
-)
-
-
-def xla_evaluates_faster() -> bool:
-    """Whether XLA compiles the evaluation step (with ``jit_compile`` on or ``"auto"``).
-
-    With a GPU it does. On a CPU-only machine even lenet300_100's evaluation (batches of 1,000)
-    ran 1.5x slower under XLA. (Training is measured instead: :meth:`Trainer.choose_xla`.)
-    """
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-# A run whose plain training takes less than this pays more for XLA's compilation (seconds on a
-# CPU for a conv net, and up to half a minute to time) than XLA could save: "auto" then trains
-# without XLA and measures nothing more.
-XLA_PAYS_AFTER_SECONDS = 300.0
-# XLA is timed over longer runs only when one iteration of it took less than this many times
-# one plain iteration (resnet20 and a MobileNetV2-style net took 37x and 74x on 2 CPU cores).
-XLA_WORTH_TIMING = 2.0
-
-
-# --steps_per_execution=auto: a compiled call trains about this long, so Ctrl-C (which waits for
-# the call to return) and the progress line answer within about a second on a slow model...
-AUTO_CHUNK_SECONDS = 1.0
-# ...and at most this many iterations: the fixed default auto replaced, which a fast model
-# (lenet300_100: about 1 ms an iteration) still runs a call, as before.
-MAX_AUTO_STEPS = 100
-
-
-def auto_steps_per_execution(seconds_per_iteration: float) -> int:
-    """Iterations per compiled call under ``--steps_per_execution=auto``: about
-    :data:`AUTO_CHUNK_SECONDS` of training, 1 to :data:`MAX_AUTO_STEPS`.
-
-    >>> auto_steps_per_execution(0.2), auto_steps_per_execution(0.001), auto_steps_per_execution(4)
-    (5, 100, 1)
-    """
-    if not seconds_per_iteration > 0:
-        return MAX_AUTO_STEPS
-    return max(1, min(MAX_AUTO_STEPS, int(AUTO_CHUNK_SECONDS / seconds_per_iteration)))
-
-
-class ChunkLength:
-    """How many iterations one compiled call trains: ``steps_per_execution``, or under "auto"
-    one until a call has been timed, then about :data:`AUTO_CHUNK_SECONDS`' worth.
-
-    The first call traces (or compiles) the step and is not timed; the second sizes every later
-    one. Where calls end changes no result: batch i is batch i whatever call trains it.
-
-    >>> length = ChunkLength("auto")
-    >>> length.timed(1, 3.0); length.timed(1, 0.25); length.current  # traced, then timed
-    4
-    >>> ChunkLength(20).current
-    20
-    """
-
-    def __init__(self, steps_per_execution: StepsPerExecution):
-        self.requested = check_steps_per_execution(steps_per_execution)
-        self._length = None if self.requested == "auto" else self.requested
-        self._untimed_calls = 0
-
-    @property
-    def current(self) -> int:
-        return self._length or 1
-
-    @property
-    def sized(self) -> bool:
-        return self._length is not None
-
-    def timed(self, steps: int, seconds: float) -> None:
-        """One call of ``steps`` iterations took ``seconds``."""
-        if self._length is None:
-            self._untimed_calls += 1
-            if self._untimed_calls > 1:
-                self.size(seconds / steps)
-
-    def size(self, seconds_per_iteration: float) -> None:
-        """Under "auto", sizes the calls from a measured speed (once; a count stays as it is)."""
-        if self._length is None:
-            self._length = auto_steps_per_execution(seconds_per_iteration)
-
-
-def seconds_per_iteration(stream: BatchSource, steps: int, chunk: int) -> float:
-    """Seconds per iteration of ``steps`` training iterations of ``stream``, ``chunk`` per
-    compiled call (as a run calls it)."""
-    began = time.perf_counter()
-    for start in range(0, steps, chunk):
-        stream.train(min(chunk, steps - start))
-    return (time.perf_counter() - began) / steps
-
-
-def xla_can_train(model: tf_keras.Model) -> bool:
-    """Whether XLA can compile this model's training step under op determinism.
-
-    XLA has no deterministic max-pooling gradient, and runs must stay deterministic to resume
-    exactly, so models with max pooling train without XLA (their evaluation still uses it).
-    """
-    return not any(isinstance(layer, _MAX_POOLING) for layer in model.submodules)
-
-
-MIXED_PRECISION = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
-
-
-@contextlib.contextmanager
-def mixed_precision_policy(name: str | None) -> Iterator[None]:
-    """Builds models inside it with ``mixed_<name>`` (float32 weights, 16-bit compute).
-
-    ``None`` or ``"float32"`` leaves the policy alone. The previous policy is restored after.
-
-    >>> with mixed_precision_policy("bfloat16"):
-    ...     model = build()  # doctest: +SKIP
-    """
-    if name in (None, "float32"):
-        yield
-        return
-    previous = tf_keras.mixed_precision.global_policy()
-    tf_keras.mixed_precision.set_global_policy(MIXED_PRECISION[name])
-    try:
-        yield
-    finally:
-        tf_keras.mixed_precision.set_global_policy(previous)
-
-
-def computes_in_float16(model: tf_keras.Model) -> bool:
-    """Whether any layer computes in float16 (its gradients then need loss scaling)."""
-    return any(
-        layer.dtype_policy.compute_dtype == "float16"
-        for layer in model.submodules
-        if isinstance(layer, tf_keras.layers.Layer)
-    )
-
-
-def make_optimizer(
-    training: TrainingHparams, schedule_start: tf.Variable | None = None
-) -> tf_keras.optimizers.Optimizer:
-    """The round's optimizer; with ``warmup``, ``lr_drops`` or a cosine ``lr_schedule`` its
-    rate follows a schedule (a compiled recipe's: the model's own, :func:`compiled_optimizer`).
-
-    ``schedule_start`` (an int64 variable) is the iteration the optimizer's first step trains:
-    the schedule is evaluated there, whatever the optimizer's own step counter says.
-    The schedule's steps must be iteration counts (resolve epochs first with
-    :meth:`TrainingHparams.schedule_in_iterations`). Without warmup or drops the rate is a
-    plain constant, exactly as before schedules existed.
-
-    >>> optimizer = make_optimizer(TrainingHparams("sgd", learning_rate=0.1, warmup="10it"))
-    >>> round(float(optimizer.learning_rate), 6)  # step 0 of 10 of warmup
-    0.01
-    """
-    from lth_tf.config import parse_steps
-    from lth_tf.recipe import optimizer_args, optimizer_class
-    from lth_tf.steps import Step
-    from lth_tf.training.schedules import FromIteration, WarmupCosineDecay, WarmupStepDecay
-
-    if training.compiled:
-        return compiled_optimizer(training.compiled, schedule_start)
-    warmup = Step.parse(training.warmup, "--warmup")
-    drops = parse_steps(training.lr_drops)
-    if any(step.epochs for step in [warmup, *drops]):
-        raise ValueError(
-            f"warmup={training.warmup!r}, lr_drops={training.lr_drops!r}: resolve epochs first "
-            "(TrainingHparams.schedule_in_iterations)"
-        )
-    rate = training.learning_rate
-    if training.lr_schedule == "cosine":
-        total = Step.parse(training.iterations)
-        if total.epochs:
-            raise ValueError("iterations: resolve epochs first (schedule_in_iterations)")
-        rate = WarmupCosineDecay(rate, warmup.iterations, total.iterations)
-    elif warmup.iterations or drops:
-        rate = WarmupStepDecay(
-            rate, warmup.iterations, [d.iterations for d in drops], training.lr_drop_factor
-        )
-    if schedule_start is not None and not isinstance(rate, float):
-        rate = FromIteration(rate, schedule_start)
-    arguments = optimizer_args(training.optimizer_args, training.optimizer)
-    if training.optimizer == "sgd":
-        return tf_keras.optimizers.SGD(rate, momentum=training.momentum, **arguments)
-    optimizer = getattr(tf_keras.optimizers, optimizer_class(training.optimizer))
-    return optimizer(rate, **arguments)
-
-
-def compiled_optimizer(
-    compiled: str, schedule_start: tf.Variable | None = None
-) -> tf_keras.optimizers.Optimizer:
-    """The optimizer of a compiled recipe (:func:`lth_tf.recipe.compiled_json`), its schedule
-    evaluated at ``schedule_start`` plus its own step, as :func:`make_optimizer`'s are.
-
-    >>> recipe = '{"loss": {}, "optimizer": {"class_name": "SGD", "config": {"learning_rate": '
-    >>> recipe += '{"class_name": "PiecewiseConstantDecay", "config": {"boundaries": [10], '
-    >>> recipe += '"values": [0.1, 0.01]}}}}}'
-    >>> optimizer = compiled_optimizer(recipe, tf.Variable(11, dtype=tf.int64))
-    >>> round(float(optimizer.learning_rate), 6)  # iteration 11: past the boundary
-    0.01
-    """
-    import json
-
-    from lth_tf.training.schedules import FromIteration
-
-    entry = json.loads(compiled)["optimizer"]
-    config = dict(entry["config"])
-    rate = config.pop("learning_rate", None)
-    if isinstance(rate, dict):
-        rate = tf_keras.optimizers.schedules.deserialize(
-            {"class_name": rate["class_name"], "config": rate["config"]}
-        )
-        if schedule_start is not None:
-            rate = FromIteration(rate, schedule_start)
-    cls = getattr(tf_keras.optimizers, entry["class_name"])
-    return cls(**config) if rate is None else cls(learning_rate=rate, **config)
-
-
-def check_optimizer(training: TrainingHparams) -> None:
-    """Builds the round's optimizer once, so a value Keras refuses is one line before the
-    experiment directory is made (TensorFlow has started by then)."""
-    try:
-        make_optimizer(training, tf.Variable(0, dtype=tf.int64))
-    except LthError:
-        raise
-    except (TypeError, ValueError) as error:
-        what = "the model's compiled optimizer" if training.compiled else "--optimizer_args"
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
-        raise LthError(f"{what}: tf_keras refuses it ({first})") from None
-
-
-def loss_spec(training: TrainingHparams) -> LossSpec:
-    """The round's classification loss: a compiled recipe's, else sparse cross-entropy (with
-    ``label_smoothing``, categorical on one-hot labels)."""
-    if training.compiled:
-        return loss_of(training.compiled)
-    if training.label_smoothing:
-        return LossSpec("categorical", None, training.label_smoothing)
-    return LossSpec()
-
-
-def example_losses(
-    spec: LossSpec, labels: tf.Tensor, outputs: tf.Tensor, from_logits: bool
-) -> tf.Tensor:
-    """Per-example loss of ``outputs`` (float32) for class-index ``labels``; ``from_logits``
-    is the model head's, unless the loss says otherwise."""
-    if spec.from_logits is not None:
-        from_logits = spec.from_logits
-    if spec.kind == "sparse":
-        return tf_keras.losses.sparse_categorical_crossentropy(
-            labels, outputs, from_logits=from_logits
-        )
-    one_hot = tf.one_hot(labels, tf.shape(outputs)[-1], dtype=outputs.dtype)
-    return tf_keras.losses.categorical_crossentropy(
-        one_hot, outputs, from_logits=from_logits, label_smoothing=spec.label_smoothing
-    )
 
 
 class BatchSource(Protocol):

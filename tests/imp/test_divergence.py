@@ -13,8 +13,9 @@ from lth_tf.experiment import ExperimentDir
 from lth_tf.lottery.imp import run_imp
 from lth_tf.pruning.masks import imp_masks
 from lth_tf.stability.plan import plan_stability
+from lth_tf.training.chunks import ChunkLength
 from lth_tf.training.loop import Callback, Diverged, EarlyStop, TrainingProgress, train
-from lth_tf.training.trainer import ChunkLength, Evaluation
+from lth_tf.training.trainer import Evaluation
 from tests.helpers import QUIET, lenet_hparams
 
 NAN = math.nan

@@ -14,8 +14,8 @@ from lth_tf.errors import LthError
 from lth_tf.experiment import ROUNDS_KEY, ExperimentDir
 from lth_tf.lottery.imp import run_imp
 from lth_tf.models import resolve_steps
+from lth_tf.training.optimizers import make_optimizer
 from lth_tf.training.schedules import WarmupStepDecay
-from lth_tf.training.trainer import make_optimizer
 from tests.helpers import QUIET, lenet_hparams
 
 # The rounds' rewind point k; training in compiled chunks of 7 iterations.

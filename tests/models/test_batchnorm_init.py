@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lth_tf import io
-from lth_tf.builder import initial_values
+from lth_tf.builder import untrained_values
 from lth_tf.config import ExperimentHparams
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir, open_experiment, settings_of_directory
@@ -42,20 +42,20 @@ def test_resnet20_under_the_stabilizing_recipe_starts_with_gamma_in_0_1(tmp_path
     assert io.read_json(experiment.hparams)["hparams"]["model"]["batchnorm_init"] == "uniform"
 
     # random_reinit's fresh start draws its own: uniform too, other values.
-    fresh = batch_norm(initial_values(hparams, data, seed=7), "gamma")
+    fresh = batch_norm(untrained_values(hparams, data, seed=7), "gamma")
     assert fresh.keys() == gammas.keys()
     name = next(iter(fresh))
     assert fresh[name].min() >= 0 and fresh[name].max() < 1
     assert not np.array_equal(fresh[name], gammas[name])
     # The same seed, the same theta_0.
-    again = batch_norm(initial_values(hparams, data, seed=hparams.training.seed), "gamma")
+    again = batch_norm(untrained_values(hparams, data, seed=hparams.training.seed), "gamma")
     for name, value in gammas.items():
         np.testing.assert_array_equal(again[name], value, err_msg=name)
 
 
 def test_fixed_keeps_gamma_1():
     hparams = with_changes(paper_defaults("resnet20", "fashion_mnist", recipe="lth"))
-    gammas = batch_norm(initial_values(hparams, tiny_dataset(40, 8, 8), seed=0), "gamma")
+    gammas = batch_norm(untrained_values(hparams, tiny_dataset(40, 8, 8), seed=0), "gamma")
     assert gammas and all(np.all(g == 1) for g in gammas.values())
 
 

@@ -19,7 +19,8 @@ from lth_tf.models.layers import add_weight_decay
 from lth_tf.pruning.masks import counted_masks, imp_masks, surviving_count
 from lth_tf.pruning.prunable import find_prunable, outputs_probabilities
 from lth_tf.pruning.wrapping import snapshot, wrap_model
-from lth_tf.training.trainer import Trainer, xla_can_train
+from lth_tf.training.trainer import Trainer
+from lth_tf.training.xla import xla_can_train
 from tests.helpers import ROOT
 
 INPUT_SHAPE = (20, 20, 3)

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from lth_tf.errors import LthError
+from lth_tf.training.chunks import MAX_AUTO_STEPS, ChunkLength
 from lth_tf.training.loop import Callback, SnapshotAt, TrainingProgress, train
-from lth_tf.training.trainer import MAX_AUTO_STEPS, ChunkLength
 
 # What the first call pays on top of its iterations: tracing and compiling the step.
 TRACING_SECONDS = 5.0

@@ -17,7 +17,8 @@ from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import gather_batch, stream_indices, training_batches
 from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
-from lth_tf.training.trainer import Trainer, mixed_precision_policy
+from lth_tf.training.precision import mixed_precision_policy
+from lth_tf.training.trainer import Trainer
 from tests.helpers import LENET_RATES, QUIET, half_pruned_lenet, tiny_dataset
 
 

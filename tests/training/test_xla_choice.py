@@ -15,7 +15,8 @@ from lth_tf.config import TrainingHparams, check_jit_compile
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
 from lth_tf.experiment import ExperimentDir
-from lth_tf.training.trainer import XLA_PAYS_AFTER_SECONDS, Trainer
+from lth_tf.training.trainer import Trainer
+from lth_tf.training.xla import XLA_PAYS_AFTER_SECONDS
 from tests.helpers import half_pruned_lenet, tiny_dataset
 
 
