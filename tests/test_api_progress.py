@@ -5,6 +5,7 @@ start-up lines on stderr, though the script imports ``tf_keras`` itself as a use
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -115,7 +116,7 @@ def test_progress_true_forces_progress_where_nobody_watches(tmp_path, capsys) ->
         inputs = keras.Input(input_shape)
         return keras.Model(inputs, keras.layers.Dense(num_classes)(inputs))
 
-    lth_tf.find_tickets(
+    experiment = lth_tf.find_tickets(
         builder,
         (x[:80], y[:80]),
         (x[80:], y[80:]),
@@ -130,6 +131,10 @@ def test_progress_true_forces_progress_where_nobody_watches(tmp_path, capsys) ->
     printed = capsys.readouterr().out
     # stdout is pytest's capture, no terminal: the bar's plain lines.
     assert "Round 0" in printed and "it/s" in printed and "\r" not in printed, printed
+    # The keyword arguments are the run's Execution: no TensorBoard logs, XLA as asked.
+    assert not (experiment.path / "tensorboard").exists()
+    (session,) = json.loads((experiment.path / "sessions.json").read_text())
+    assert session["jit_compile"] is False and session["xla_training"] is False
 
 
 def test_a_notebook_kernel_counts_as_watched_and_gets_the_bar(monkeypatch, capsys) -> None:
