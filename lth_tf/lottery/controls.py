@@ -18,8 +18,11 @@ experiment (:mod:`lth_tf.lottery.branches`), beside it:
                    trained k -> T (Renda et al. 2020; with k = 0, the whole schedule again).
 
 Adding a control is one class and one :func:`register_control` call, in your own module
-(``tests/magnitude_init_control.py`` is one) or here. NumPy only (TensorFlow is imported
-where a control builds a model), so the pipelines check controls before TensorFlow starts.
+(``tests/magnitude_init_control.py`` is one) or here. Its methods are handed a
+:class:`ControlContext`: the experiment and its parent, checked reads of their masks, weights
+and rewind points, theta_0 and fresh initial values; no control opens a file itself. NumPy
+only (TensorFlow is imported where a control builds a model), so the pipelines check controls
+before TensorFlow starts.
 
 >>> get_control("random_prune").uses_parent_masks
 True
@@ -27,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -34,18 +38,94 @@ import numpy as np
 
 from lth_tf import io
 from lth_tf.errors import LthError
-from lth_tf.experiment import parent_dir
+from lth_tf.experiment import ExperimentDir, parent_dir
 from lth_tf.pruning.masks import imp_masks, random_masks
 
 if TYPE_CHECKING:
     from lth_tf.config import ExperimentHparams
     from lth_tf.data.sources import ImageDataset
-    from lth_tf.experiment import ExperimentDir
+    from lth_tf.models import ModelSpec
     from lth_tf.pruning.wrapping import PrunedModel, Snapshot
 
 
+@dataclasses.dataclass
+class ControlContext:
+    """What a control is handed: its experiment and, for a branch, its parent's, the
+    hyperparameters, and (while a run prepares and trains) the data and what builds the model.
+    Every read is a checked one (this experiment's file of that place; masks 0/1, of the
+    model's shapes); ``theta_0`` and ``fresh_values`` build the model once for their values.
+
+    >>> context = ControlContext(ExperimentDir(Path("runs/e")), hparams)  # doctest: +SKIP
+    >>> context.masks(2)["fc1/kernel"].mean()  # doctest: +SKIP
+    0.64
+    """
+
+    experiment: ExperimentDir
+    hparams: ExperimentHparams
+    # What the run trains on and what builds its model (None where a control is only checked,
+    # e.g. before a stability analysis).
+    data: ImageDataset | None = None
+    model: ModelSpec | None = None
+    _theta_0: Snapshot | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def parent(self) -> ExperimentDir | None:
+        """A branch's parent experiment (None for IMP itself)."""
+        return parent_dir(self.experiment, self.hparams) if self.hparams.is_branch else None
+
+    def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
+        """This experiment's masks of ``pruning_round``, checked to be its own file."""
+        return self.experiment.read_arrays(self.experiment.masks(pruning_round))
+
+    def parent_masks(self, pruning_round: int) -> dict[str, np.ndarray]:
+        """The parent's masks of ``pruning_round``, checked to be the parent's file."""
+        parent = self._parent()
+        return parent.read_arrays(parent.masks(pruning_round))
+
+    def trained_weights(self, pruning_round: int) -> Snapshot:
+        """This experiment's trained weights of ``pruning_round``, checked."""
+        return self.experiment.read_arrays(self.experiment.weights(pruning_round))
+
+    def rewind_point(self) -> Snapshot:
+        """The values this experiment's rounds rewind to (its rewind_point.npz), checked."""
+        return self.experiment.read_rewind_point()
+
+    def parent_rewind_point(self) -> Snapshot:
+        """The parent's rewind point, checked to be the parent's."""
+        return self._parent().read_rewind_point()
+
+    def write_rewind_point(self, values: Snapshot) -> None:
+        """``values`` as this experiment's rewind point (stamped as its own), unless it has one:
+        a branch's rounds then start from it."""
+        path = self.experiment.rewind_point
+        if not path.exists():
+            io.write_npz(path, {**values, **self.experiment.stamp(path)})
+
+    def theta_0(self) -> Snapshot:
+        """The values the experiment's network starts from (built under its seed, untrained),
+        as run_imp built it; computed once."""
+        if self._theta_0 is None:
+            self._theta_0 = self.fresh_values(self.hparams.training.seed)
+        return self._theta_0
+
+    def fresh_values(self, seed: int) -> Snapshot:
+        """The network's values as built under ``seed``, untrained (TensorFlow builds it)."""
+        if self.data is None:
+            raise RuntimeError("a ControlContext without data builds no model")
+        from lth_tf.builder import untrained_values
+
+        return untrained_values(self.hparams, self.data, seed, self.model)
+
+    def _parent(self) -> ExperimentDir:
+        parent = self.parent
+        if parent is None:
+            raise RuntimeError(f"{self.experiment.root} is not a branch: it has no parent")
+        return parent
+
+
 class Control:
-    """Plain IMP (``none``): the base every control changes one thing of."""
+    """Plain IMP (``none``): the base every control changes one thing of. Each method is
+    handed a :class:`ControlContext`."""
 
     name = "none"
     # Takes the parent's masks (as they are, or their per-layer counts): the parent must have
@@ -60,40 +140,28 @@ class Control:
         return self.name != Control.name
 
     def masks(
-        self,
-        experiment: ExperimentDir,
-        hparams: ExperimentHparams,
-        pruning_round: int,
-        pruned: PrunedModel,
+        self, context: ControlContext, pruning_round: int, pruned: PrunedModel
     ) -> dict[str, np.ndarray]:
         """Round ``pruning_round`` (> 0)'s masks: round r-1's trained weights (``one_shot``:
         round 0's, from all ones) pruned by magnitude to the round's sparsities."""
-        source = 0 if hparams.pruning.one_shot else pruning_round - 1
-        trained = experiment.read_arrays(experiment.weights(source))
-        previous = experiment.read_arrays(experiment.masks(source))
+        source = 0 if context.hparams.pruning.one_shot else pruning_round - 1
         return magnitude_masks(
-            trained,
-            previous,
-            hparams,
+            context.trained_weights(source),
+            context.masks(source),
+            context.hparams,
             pruned,
-            source=f"round {source}'s weights ({experiment.weights(source)})",
+            source=f"round {source}'s weights ({context.experiment.weights(source)})",
         )
 
-    def start_values(self, experiment: ExperimentDir, pruning_round: int) -> Snapshot:
+    def start_values(self, context: ControlContext, pruning_round: int) -> Snapshot:
         """What round ``pruning_round`` (> 0) starts from, before masking: the rewind point."""
-        return experiment.read_rewind_point()
+        return context.rewind_point()
 
-    def prepare(
-        self, experiment: ExperimentDir, hparams: ExperimentHparams, data: ImageDataset
-    ) -> None:
+    def prepare(self, context: ControlContext) -> None:
         """Writes what the rounds need before any of them trains (once; nothing for IMP)."""
 
     def check_analysable(
-        self,
-        experiment: ExperimentDir,
-        hparams: ExperimentHparams,
-        rewind_labels: Sequence[tuple[str, int]],
-        own: int,
+        self, context: ControlContext, rewind_labels: Sequence[tuple[str, int]], own: int
     ) -> None:
         """Refuses stability analysis at rewind points the rounds did not start from.
 
@@ -107,23 +175,15 @@ class RandomReinit(Control):
     name = "random_reinit"
     uses_parent_masks = True
 
-    def masks(self, experiment, hparams, pruning_round, pruned):
-        parent = _parent(experiment, hparams)
-        return parent.read_arrays(parent.masks(pruning_round))
+    def masks(self, context, pruning_round, pruned):
+        return context.parent_masks(pruning_round)
 
-    def prepare(self, experiment, hparams, data):
-        if not experiment.rewind_point.exists():
-            from lth_tf.builder import untrained_values
-            from lth_tf.provenance import experiment_model
+    def prepare(self, context):
+        if not context.experiment.rewind_point.exists():
+            context.write_rewind_point(context.fresh_values(reinit_seed(context.hparams)))
 
-            model = experiment_model(experiment, hparams)
-            values = untrained_values(hparams, data, reinit_seed(hparams), model)
-            io.write_npz(
-                experiment.rewind_point, {**values, **experiment.stamp(experiment.rewind_point)}
-            )
-
-    def check_analysable(self, experiment, hparams, rewind_labels, own):
-        _only_own_rewind_point(self, experiment, hparams, rewind_labels, own)
+    def check_analysable(self, context, rewind_labels, own):
+        _only_own_rewind_point(self, context, rewind_labels, own)
 
 
 class RandomPrune(Control):
@@ -131,40 +191,38 @@ class RandomPrune(Control):
     uses_parent_masks = True
     needs_parent_rewind_point = True
 
-    def masks(self, experiment, hparams, pruning_round, pruned):
-        parent = _parent(experiment, hparams)
-        parent_masks = parent.read_arrays(parent.masks(pruning_round))
-        previous = experiment.read_arrays(experiment.masks(pruning_round - 1))
-        seed = (hparams.training.seed, hparams.branch.control_seed, pruning_round)
-        rng = np.random.default_rng(seed)
+    def masks(self, context, pruning_round, pruned):
+        parent_masks = context.parent_masks(pruning_round)
+        previous = context.masks(pruning_round - 1)
+        training = context.hparams.training
+        rng = np.random.default_rng(
+            (training.seed, context.hparams.branch.control_seed, pruning_round)
+        )
         if pruned.channels is not None:  # the parent's channel counts per group
             return pruned.channels.random_masks(previous, parent_masks, rng)
         counts = {name: int(mask.sum()) for name, mask in parent_masks.items()}
         return random_masks(previous, counts, rng)
 
-    def prepare(self, experiment, hparams, data):
-        if not experiment.rewind_point.exists():
-            # The parent's values, checked to be the parent's, stamped as the branch's own.
-            values = _parent(experiment, hparams).read_rewind_point()
-            io.write_npz(
-                experiment.rewind_point, {**values, **experiment.stamp(experiment.rewind_point)}
-            )
+    def prepare(self, context):
+        # The parent's values, checked to be the parent's, stamped as the branch's own.
+        if not context.experiment.rewind_point.exists():
+            context.write_rewind_point(context.parent_rewind_point())
 
-    def check_analysable(self, experiment, hparams, rewind_labels, own):
-        _only_own_rewind_point(self, experiment, hparams, rewind_labels, own)
+    def check_analysable(self, context, rewind_labels, own):
+        _only_own_rewind_point(self, context, rewind_labels, own)
 
 
 class LrRewind(Control):
     name = "lr_rewind"
 
-    def start_values(self, experiment, pruning_round):
-        return experiment.read_arrays(experiment.weights(pruning_round - 1))
+    def start_values(self, context, pruning_round):
+        return context.trained_weights(pruning_round - 1)
 
-    def check_analysable(self, experiment, hparams, rewind_labels, own):
+    def check_analysable(self, context, rewind_labels, own):
         raise LthError(
-            f"{experiment.root} is an lr_rewind branch: its rounds continue from the previous "
-            f"round's trained weights, not from a rewind point; analyse its parent "
-            f"{hparams.branch.parent}"
+            f"{context.experiment.root} is an lr_rewind branch: its rounds continue from the "
+            "previous round's trained weights, not from a rewind point; analyse its parent "
+            f"{context.hparams.branch.parent}"
         )
 
 
@@ -238,21 +296,17 @@ def reinit_seed(hparams: ExperimentHparams) -> int:
     return hparams.training.seed + 1 + hparams.branch.control_seed
 
 
-def _parent(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentDir:
-    return parent_dir(experiment, hparams)
-
-
 def _only_own_rewind_point(
     control: Control,
-    experiment: ExperimentDir,
-    hparams: ExperimentHparams,
+    context: ControlContext,
     rewind_labels: Sequence[tuple[str, int]],
     own: int,
 ) -> None:
     others = [label for label, iteration in rewind_labels if iteration != own]
     if others:
         raise LthError(
-            f"{experiment.root} is a {control.name} branch: its rounds start from its own "
-            f"rewind point ({own}it), the only one it can be analysed at (asked for "
-            f"{', '.join(others)}); sweep rewind points on the parent {hparams.branch.parent}"
+            f"{context.experiment.root} is a {control.name} branch: its rounds start from its "
+            f"own rewind point ({own}it), the only one it can be analysed at (asked for "
+            f"{', '.join(others)}); sweep rewind points on the parent "
+            f"{context.hparams.branch.parent}"
         )

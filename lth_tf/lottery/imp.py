@@ -64,7 +64,7 @@ from lth_tf.experiment import (
     settings_of_directory,
 )
 from lth_tf.lottery import branches
-from lth_tf.lottery.controls import Control, get_control
+from lth_tf.lottery.controls import Control, ControlContext, get_control
 from lth_tf.models import custom, paper_defaults, resolve_steps
 from lth_tf.models.registry import check_input_shape
 from lth_tf.pruning.masks import counted_masks, percent_remaining
@@ -225,7 +225,8 @@ def _run_locked(
     control = get_control(hparams.branch.control)
     if hparams.is_branch:
         branches.start_branch(experiment, hparams)
-    control.prepare(experiment, hparams, data)
+    control_context = ControlContext(experiment, hparams, data, model_spec)
+    control.prepare(control_context)
     if experiment.rewind_point.exists():
         # Now, not when the first new round rewinds to it: a rewind point from another
         # experiment is refused before this run trains or writes anything.
@@ -269,7 +270,9 @@ def _run_locked(
                 rewind_point, {**snapshot(run.pruned.rewindable), **experiment.stamp(rewind_point)}
             )
 
-    rounds = _Rounds(experiment, hparams, resolved, run, control, execution, callbacks)
+    rounds = _Rounds(
+        experiment, hparams, resolved, run, control, control_context, execution, callbacks
+    )
     for pruning_round in lost_masks:  # in order: each needs the masks of the round before
         if pruning_round == 0 or pruning_round - 1 in done:
             run.pruned.set_round(pruning_round)  # its target sparsities
@@ -469,6 +472,7 @@ class _Rounds:
     resolved: Resolved
     run: Run
     control: Control
+    control_context: ControlContext
     execution: Execution
     user_callbacks: list[RunCallback] = dataclasses.field(default_factory=list)
     # Iterations of the rounds after the first one this run trains, for its time estimate.
@@ -486,7 +490,7 @@ class _Rounds:
             if pruning_round == 0:
                 masks = {name: np.ones(v.shape, np.uint8) for name, v in pruned.masks.items()}
             else:
-                masks = self.control.masks(self.experiment, self.hparams, pruning_round, pruned)
+                masks = self.control.masks(self.control_context, pruning_round, pruned)
             # 0/1 as uint8, compressed: a mask file is a small fraction of the weights' size.
             uint8 = {k: v.astype(np.uint8) for k, v in masks.items()}
             io.write_npz(path, {**uint8, **self.experiment.stamp(path)}, compressed=True)
@@ -514,7 +518,7 @@ class _Rounds:
             load_callback_states(self.user_callbacks, progress.callback_state)
         else:
             if pruning_round > 0:
-                pruned.rewind_to(self.control.start_values(experiment, pruning_round))
+                pruned.rewind_to(self.control.start_values(self.control_context, pruning_round))
             pruned.apply_masks()
             trainer.reset_optimizer(schedule_start=start)
             progress = TrainingProgress(iteration=start)

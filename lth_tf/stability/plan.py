@@ -25,7 +25,7 @@ from lth_tf import io
 from lth_tf.config import ExperimentHparams, Resolved, check_number
 from lth_tf.errors import LthError
 from lth_tf.experiment import MASKS_TODO, ExperimentDir, RoundResult, read_experiment
-from lth_tf.lottery.controls import get_control
+from lth_tf.lottery.controls import ControlContext, get_control
 from lth_tf.models.registry import resolve_steps
 from lth_tf.steps import Step
 
@@ -196,8 +196,7 @@ def plan_stability(
     rewinds = tuple(unique[i] for i in sorted(unique))
     # A control's rounds start from values it was given, so only those can be analysed.
     get_control(hparams.branch.control).check_analysable(
-        experiment,
-        hparams,
+        ControlContext(experiment, hparams),
         [(point.label, point.iteration) for point in rewinds],
         resolved.rewind_iteration,
     )
