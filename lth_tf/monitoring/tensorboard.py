@@ -378,12 +378,12 @@ class TensorBoardMonitor(RunCallback):
         if step in self._layers_logged:
             return
         experiment = self._opened()
-        masks = io.read_npz(experiment.masks(step))
+        masks = experiment.read_arrays(experiment.masks(step))
         sparsity = {f"sparsity/{name}": 1.0 - float(mask.mean()) for name, mask in masks.items()}
         layers.scalars(step, sparsity)
         histograms = {f"surviving_weights/{name}": name for name in masks}
         if not all(layers.has(tag, step) for tag in histograms):
-            weights = io.read_npz(experiment.weights(step))
+            weights = experiment.read_weights(step)
             for tag, name in histograms.items():
                 layers.histogram(tag, weights[name][masks[name] > 0], step)
         self._layers_logged.add(step)
