@@ -44,7 +44,7 @@ class Execution:
     # Iterations per compiled call: a count, or "auto" (about a second's worth, at most 100).
     steps_per_execution: StepsPerExecution = "auto"
     # "float16" (with loss scaling, for GPUs) or "bfloat16" (TPUs, CPUs): compute in 16 bits,
-    # keep float32 weights. None: float32.
+    # keep float32 weights. None (or "float32", which becomes None): float32.
     mixed_precision: str | None = None
     # Folder with the raw dataset files or a TFDS data_dir (None: the default places).
     data_dir: str | None = None
@@ -64,6 +64,8 @@ class Execution:
     def __post_init__(self) -> None:
         check_jit_compile(self.jit_compile, "--jit_compile")
         check_steps_per_execution(self.steps_per_execution)
+        if self.mixed_precision == "float32":
+            object.__setattr__(self, "mixed_precision", None)
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISIONS:
             raise LthError(
                 f"--mixed_precision: unknown {self.mixed_precision!r}; choose float16 (GPUs), "

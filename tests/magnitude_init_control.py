@@ -17,6 +17,7 @@ class MagnitudeAtInit(Control):
 
     def prepare(self, context):
         context.write_rewind_point(context.parent_rewind_point())
+        context.theta_0()  # built now, before the run seeds and builds its own network
 
     def masks(self, context, pruning_round, pruned):
         previous = context.masks(pruning_round - 1)

@@ -52,8 +52,9 @@ if TYPE_CHECKING:
 class ControlContext:
     """What a control is handed: its experiment and, for a branch, its parent's, the
     hyperparameters, and (while a run prepares and trains) the data and what builds the model.
-    Every read is a checked one (this experiment's file of that place; masks 0/1, of the
-    model's shapes); ``theta_0`` and ``fresh_values`` build the model once for their values.
+    Every read is checked to be that experiment's file of that place (its stamp); ``theta_0``
+    and ``fresh_values`` build the model for their values, which re-seeds the random
+    generators: call them from ``prepare``, before the run builds its network.
 
     >>> context = ControlContext(ExperimentDir(Path("runs/e")), hparams)  # doctest: +SKIP
     >>> context.masks(2)["fc1/kernel"].mean()  # doctest: +SKIP

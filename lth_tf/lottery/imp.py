@@ -232,7 +232,7 @@ def _run_locked(
         # experiment is refused before this run trains or writes anything.
         experiment.check_stamp(experiment.rewind_point)
     log.info("Experiment: %s", experiment.root)
-    callbacks = [*callbacks, *_own_callbacks(execution, strategy)]
+    callbacks = [*callbacks, *_own_callbacks(execution, strategy, callbacks)]
     call_each(callbacks, "on_run_start", experiment, hparams)
     done = experiment.completed_rounds()
     # A finished round's masks are a function of the round before it: a lost file is redone.
@@ -300,16 +300,20 @@ def _run_locked(
 
 
 def _own_callbacks(
-    execution: Execution, strategy: tf.distribute.Strategy | None
+    execution: Execution,
+    strategy: tf.distribute.Strategy | None,
+    given: Sequence[RunCallback],
 ) -> list[RunCallback]:
     """The run's own callbacks after the user's (so its TensorBoard logs hold their scalars):
-    TensorBoard, where ``execution`` asks for it and this worker is the one that writes logs
-    (every worker of a multi-worker run trains; only the chief writes)."""
-    writes = strategy is None or strategy.extended.should_save_summary
-    if not (execution.tensorboard and writes):
-        return []
+    TensorBoard, where ``execution`` asks for it, no monitor is among the ``given`` ones, and
+    this worker is the one that writes logs (every worker of a multi-worker run trains; only
+    the chief writes)."""
     from lth_tf.monitoring.tensorboard import TensorBoardMonitor
 
+    writes = (strategy or tf.distribute.get_strategy()).extended.should_save_summary
+    given_monitor = any(isinstance(callback, TensorBoardMonitor) for callback in given)
+    if not execution.tensorboard or not writes or given_monitor:
+        return []
     return [TensorBoardMonitor()]
 
 

@@ -248,6 +248,8 @@ class TensorBoardMonitor(RunCallback):
     >>> # then: tensorboard --logdir runs
     """
 
+    user_code = False  # its errors are a file's (disk full) or the tool's, not a user's
+
     def __init__(self) -> None:
         self._experiment: ExperimentDir | None = None
         self._title = ""

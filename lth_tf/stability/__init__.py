@@ -11,10 +11,11 @@ weights theta_k with different data orders, then measure
 
 Modules:
 
-- :mod:`lth_tf.stability.plan`: checks a request against the experiment, names every file,
-  and the measures themselves (NumPy only, so a pipeline checks its flags before TensorFlow
-  starts);
+- :mod:`lth_tf.stability.plan`: checks a request against the experiment and names every file
+  (NumPy only, so a pipeline checks its flags before TensorFlow starts);
+- :mod:`lth_tf.stability.measures`: the barrier, the L2 distances, the mixtures (NumPy);
 - :mod:`lth_tf.stability.analysis`: rewind points, copies, the path between them, results;
+- :mod:`lth_tf.stability.batch_norm`: batch-norm statistics recomputed for each mixture;
 - :mod:`lth_tf.stability.figures`: error along the path, and the rewind sweep;
 - :mod:`lth_tf.stability.summaries`: the TensorBoard run ``<experiment>/tensorboard/stability``.
 

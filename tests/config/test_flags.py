@@ -283,6 +283,7 @@ def test_the_execution_flags_build_one_execution_with_its_defaults():
     )
     # float32 is no mixed precision; a TPU compiles every step itself and computes in bfloat16.
     assert _execution("--mixed_precision=float32").mixed_precision is None
+    assert Execution(mixed_precision="float32") == Execution()
     tpu = _execution(strategy="tpu")
     assert (tpu.jit_compile, tpu.mixed_precision) == (False, "bfloat16")
     # A pipeline without a flag keeps Execution's default for its field.

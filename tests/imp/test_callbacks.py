@@ -209,3 +209,20 @@ def test_ctrl_c_in_a_callback_is_not_turned_into_an_error():
 
     with pytest.raises(KeyboardInterrupt):
         evaluation_scalars([Interrupted()], None, Evaluation(10, 0.5, 0.9, 0.5, 0.9))
+
+
+def test_the_runs_own_tensorboard_is_added_once_and_its_errors_are_not_a_users():
+    from lth_tf.callbacks import calling
+    from lth_tf.execution import Execution
+    from lth_tf.lottery.imp import _own_callbacks
+    from lth_tf.monitoring.tensorboard import TensorBoardMonitor
+
+    (own,) = _own_callbacks(Execution(), None, [])
+    assert isinstance(own, TensorBoardMonitor)
+    assert _own_callbacks(Execution(tensorboard=False), None, []) == []
+    # A monitor the caller passed is the run's one: no second one writes every tag again.
+    assert _own_callbacks(Execution(), None, [TensorBoardMonitor()]) == []
+    # Its failure is the tool's (or a file's), not "fix the callback".
+    with pytest.raises(ZeroDivisionError):
+        with calling(own, "on_chunk"):
+            1 / 0  # noqa: B018

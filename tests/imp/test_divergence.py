@@ -109,7 +109,7 @@ def test_an_exploding_finite_loss_is_warned_about_once(caplog):
 
 def test_imp_refuses_to_rank_masks_from_a_rounds_non_finite_weights(tmp_path, data):
     from lth_tf import io
-    from lth_tf.lottery.controls import get_control
+    from lth_tf.lottery.controls import ControlContext, get_control
     from tests.helpers import half_pruned_lenet
 
     hparams = lenet_hparams(rounds=1)
@@ -118,7 +118,7 @@ def test_imp_refuses_to_rank_masks_from_a_rounds_non_finite_weights(tmp_path, da
     weights["fc2/kernel"][0, 0] = np.nan  # as a round that diverged unnoticed would leave them
     io.write_npz(experiment.weights(0), weights)
     with pytest.raises(LthError) as caught:
-        get_control("none").masks(experiment, hparams, 1, half_pruned_lenet())
+        get_control("none").masks(ControlContext(experiment, hparams), 1, half_pruned_lenet())
     assert str(caught.value).startswith(
         f"round 0's weights ({experiment.weights(0)}) hold NaN or inf (1 of "
     ), caught.value
