@@ -87,6 +87,16 @@ class _StepsPerExecutionParser(flags.ArgumentParser):
         return "auto or an integer >= 1"
 
 
+def one_of(names: tuple[str, ...] | list[str]) -> str:
+    """Choices as a help text says them.
+
+    >>> one_of(["random_reinit", "random_prune", "lr_rewind"])
+    'random_reinit, random_prune or lr_rewind'
+    """
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
 JIT_COMPILE_HELP = (
     "XLA for the training step: auto (time a few iterations with and without it when the "
     "experiment starts, keep the faster; sessions.json records the choice and a resume keeps "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from lth_tf.lottery.controls import branch_controls
 from pipelines import common, hparam_flags
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 from pipelines.hparam_flags import define_hparam_flags, hparam_flag_names
@@ -29,7 +30,12 @@ flags.DEFINE_string(
     "Run a control as a branch of this experiment directory (its masks, rewind point and "
     "round 0); the branch is written beside it. Needs --control.",
 )
-flags.DEFINE_string("control", None, "With --branch_of: random_reinit, random_prune or lr_rewind.")
+flags.DEFINE_string(
+    "control",
+    None,
+    f"With --branch_of: {common.one_of(branch_controls())} (or a control of your own module, "
+    "registered with lth_tf.lottery.controls.register_control).",
+)
 flags.DEFINE_integer(
     "control_seed", None, "With --branch_of: seed of the control's randomness (default 0)."
 )
@@ -64,7 +70,7 @@ def branch_hparams_from_flags():
     from lth_tf.lottery.branches import branch_of
 
     if FLAGS.control is None:
-        raise LthError("--branch_of needs --control (random_reinit, random_prune or lr_rewind)")
+        raise LthError(f"--branch_of needs --control ({common.one_of(branch_controls())})")
     if FLAGS.control_seed is not None:  # before the parent is read
         check_number("--control_seed", FLAGS.control_seed, low=0, high=MAX_SEED, integer=True)
     fixed = [f"--{name}" for name in PARENT_FLAGS if FLAGS[name].present]

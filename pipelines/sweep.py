@@ -15,6 +15,7 @@ import sys
 
 from absl import flags
 
+from lth_tf.lottery.controls import branch_controls
 from pipelines import common, hparam_flags
 from pipelines.common import setup_logging, user_errors_as_one_line
 from pipelines.hparam_flags import define_hparam_flags
@@ -26,7 +27,9 @@ flags.DEFINE_string(
     "seeds", "0", "Seeds of the members: 0-4, 0,1,2 or a mix (0-2,7); at most 1000 members."
 )
 flags.DEFINE_list(
-    "controls", [], "Controls run as branches of every member: random_reinit, random_prune, ..."
+    "controls",
+    [],
+    f"Controls run as branches of every member: {', '.join(branch_controls())} (comma-separated).",
 )
 flags.DEFINE_string("output_dir", None, "The sweep's directory (members and sweep.json go here).")
 flags.DEFINE_integer(
