@@ -59,6 +59,7 @@ from lth_tf.experiment import (
     default_experiment_name,
     legacy_experiment_name,
     open_experiment,
+    parent_dir,
     read_saved,
     refuse_foreign_directory,
     settings_of_directory,
@@ -195,7 +196,7 @@ def _run_locked(
     )
     check_optimizer(training.schedule_in_iterations(resolved.iterations_per_epoch))
     _warn_about_schedule(resolved)
-    parent = ExperimentDir(root.parent / hparams.branch.parent) if hparams.is_branch else None
+    parent = parent_dir(ExperimentDir(root), hparams) if hparams.is_branch else None
     # A branch's model is its parent's copy; anything else is measured where it comes from.
     if parent is not None and custom.is_custom(hparams.model.name):
         model_record = read_saved(parent).fields.get("model")
@@ -317,7 +318,7 @@ def _own_callbacks(
     return [TensorBoardMonitor()]
 
 
-class _UserChunks(Callback):
+class _RunCallbackChunks(Callback):
     """Hands every chunk to the run's :class:`lth_tf.callbacks.RunCallback` instances."""
 
     def __init__(self, context: RunContext, callbacks: Sequence[RunCallback]):
@@ -478,7 +479,8 @@ class _Rounds:
     control: Control
     control_context: ControlContext
     execution: Execution
-    user_callbacks: list[RunCallback] = dataclasses.field(default_factory=list)
+    # The user's RunCallbacks, then the run's own (TensorBoard).
+    run_callbacks: list[RunCallback] = dataclasses.field(default_factory=list)
     # Iterations of the rounds after the first one this run trains, for its time estimate.
     later_iterations: int | None = None
 
@@ -519,14 +521,14 @@ class _Rounds:
         progress = resume(checkpoint, trainer)
         if progress is not None:
             log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
-            load_callback_states(self.user_callbacks, progress.callback_state)
+            load_callback_states(self.run_callbacks, progress.callback_state)
         else:
             if pruning_round > 0:
                 pruned.rewind_to(self.control.start_values(self.control_context, pruning_round))
             pruned.apply_masks()
             trainer.reset_optimizer(schedule_start=start)
             progress = TrainingProgress(iteration=start)
-            call_each(self.user_callbacks, "on_round_start", self.context(pruning_round))
+            call_each(self.run_callbacks, "on_round_start", self.context(pruning_round))
 
         # Checkpoints and the rewind point are written while training goes on; the round's own
         # files below are written once they are all on disk.
@@ -579,18 +581,18 @@ class _Rounds:
                     ),
                 )
             )
-        context, users = self.context(pruning_round), self.user_callbacks
-        if users:
-            callbacks.append(_UserChunks(context, users))
+        context, watching = self.context(pruning_round), self.run_callbacks
+        if watching:
+            callbacks.append(_RunCallbackChunks(context, watching))
         callbacks.append(
             EvaluateEvery(
                 trainer,
                 resolved.eval_every,
-                (lambda e: call_each(users, "on_evaluation_recorded", context, e))
-                if users
+                (lambda e: call_each(watching, "on_evaluation_recorded", context, e))
+                if watching
                 else None,
                 self.execution.test_every_evaluation,
-                scalars=(lambda e: evaluation_scalars(users, context, e)) if users else None,
+                scalars=(lambda e: evaluation_scalars(watching, context, e)) if watching else None,
             )
         )
         checkpoint_path = experiment.checkpoint(pruning_round)
@@ -602,7 +604,7 @@ class _Rounds:
                     {
                         **trainer.state(),
                         **current.to_arrays(),
-                        **callback_states(users),
+                        **callback_states(watching),
                         **checkpoint_stamp,
                     },
                 ),
