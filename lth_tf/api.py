@@ -343,7 +343,8 @@ def in_memory_dataset(
 
 
 class Experiment:
-    """An experiment directory, read: its hyperparameters, results, and each round's masks and
+    """An experiment directory, read: its hyperparameters (``.hparams``), the dataset it ran
+    (``.data``, a :class:`~lth_tf.experiment.DataRecord`), results, and each round's masks and
     weights; :meth:`export` writes a round's TFLite tickets.
 
     >>> experiment = Experiment("runs/quickstart")  # doctest: +SKIP

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from lth_tf.errors import LthError
+from lth_tf.legacy import hashed_as_written, upgrade_hparams_groups
 from lth_tf.recipe import (
     OPTIMIZER_CLASSES,
     check_lr_schedule,
@@ -60,24 +61,8 @@ RECIPES = ("lth", "stabilizing", "compiled")
 # --rewind=stable (pipelines.imp): the rewind point is measured before IMP starts
 # (lth_tf.stability.rewind_finder); the experiment records the iteration found.
 STABLE_REWIND = "stable"
-# Fields renamed after experiments were written, old dotted key -> new. ``hparams.json`` files
-# keep loading, and experiment names keep hashing the old key (so they keep their names).
-# ``pruning.strategy`` shared its name with the distribution strategy (--strategy).
-RENAMED_KEYS = {"pruning.strategy": "pruning.scope"}
-# Fields whose values were spelt otherwise when experiments were written, dotted key -> {value
-# now: value then}: experiment names keep hashing the old spelling (so they keep their names).
-# --augment was a boolean before it took a function.
-RESPELT_VALUES = {"training.augment": {"none": False, "cifar": True}}
-# Fields whose default for new experiments is not what experiments written before the field
-# existed ran, dotted key -> the value those ran. An ``hparams.json`` without the key reads as
-# that value, and a new experiment that keeps the new default has the old name: rerun on such a
-# directory, it takes the directory's value and resumes as it was trained
-# (lth_tf.experiment.settings_of_directory).
-DEFAULTS_BEFORE = {
-    "training.data_order": "fixed",
-    "model.batchnorm_init": "fixed",
-    "dataset.holdout": "auto",
-}
+# How older experiments' hparams.json files read (renamed keys, respelt values, defaults that
+# changed): lth_tf.legacy, the one module of migrations.
 # --holdout=auto: 10% of the training examples, at most the LTH paper's 5,000 (its 55,000/5,000
 # MNIST split; 5,000 on every built-in dataset).
 HOLDOUT_AUTO = "auto"
@@ -846,6 +831,21 @@ class Resolved:
     warmup_iterations: int = 0
     lr_drop_iterations: tuple[int, ...] = ()
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Resolved:
+        """As ``hparams.json`` has it (``dataclasses.asdict``); keys of a newer lth_tf are
+        ignored, a missing count is a ``KeyError``.
+
+        >>> resolved = Resolved.from_dict({"iterations": 900, "eval_every": 100,
+        ...     "rewind_iteration": 0, "iterations_per_epoch": 917, "lr_drop_iterations": [400]})
+        >>> resolved.lr_drop_iterations, resolved.warmup_iterations
+        ((400,), 0)
+        """
+        known = {field.name for field in dataclasses.fields(cls)} - {"lr_drop_iterations"}
+        counts = {key: int(value) for key, value in values.items() if key in known}
+        drops = tuple(int(i) for i in values.get("lr_drop_iterations", ()))
+        return cls(**counts, lr_drop_iterations=drops)
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentHparams:
@@ -869,19 +869,11 @@ class ExperimentHparams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExperimentHparams:
-        """The inverse of :meth:`to_dict`; also reads dicts written before a field was renamed
-        (:data:`RENAMED_KEYS`) or existed (it takes the value those experiments ran: its default,
-        or its entry in :data:`DEFAULTS_BEFORE`)."""
-        groups = {group: dict(values) for group, values in data.items()}
-        for old, new in RENAMED_KEYS.items():
-            (group, old_name), new_name = old.split("."), new.split(".")[1]
-            if old_name in groups.get(group, {}):
-                groups[group][new_name] = groups[group].pop(old_name)
+        """The inverse of :meth:`to_dict`; also reads dicts an older lth_tf wrote
+        (:func:`lth_tf.legacy.upgrade_hparams_groups`)."""
+        groups = upgrade_hparams_groups(data)
         pruning = groups["pruning"]
         pruning["rates"] = PruneRates.from_dict(pruning["rates"])
-        for key, before in DEFAULTS_BEFORE.items():
-            group, name = key.split(".")
-            groups.setdefault(group, {}).setdefault(name, before)
         training = groups["training"]
         if isinstance(training.get("compiled"), dict):
             training["compiled"] = json.dumps(training["compiled"], sort_keys=True)
@@ -890,7 +882,6 @@ class ExperimentHparams:
             model=ModelHparams(**groups["model"]),
             training=TrainingHparams(**groups["training"]),
             pruning=PruningHparams(**pruning),
-            # Written before branches existed: a plain IMP experiment.
             branch=BranchHparams(**groups.get("branch", {})),
         )
 
@@ -904,19 +895,13 @@ class ExperimentHparams:
         """Hash of the values that differ from ``defaults`` (and of ``identity``, if given).
 
         Hashing only the differences keeps old experiment names valid when a new option with
-        a neutral default is added; a renamed field is hashed under its old name
-        (:data:`RENAMED_KEYS`), so experiments that set it keep their names too. ``identity``
-        adds what the name shows only in part (a user's model file's full path).
+        a neutral default is added; a renamed or respelt field is hashed as it was written
+        (:func:`lth_tf.legacy.hashed_as_written`), so experiments that set it keep their names
+        too. ``identity`` adds what the name shows only in part (a user's model file's path).
         """
-        old_names = {new: old for old, new in RENAMED_KEYS.items()}
-        mine, base = _flatten(self.to_dict()), _flatten(defaults.to_dict())
-        for key, spellings in RESPELT_VALUES.items():
-            for values in (mine, base):
-                if key in values:
-                    values[key] = spellings.get(values[key], values[key])
-        changed = {
-            old_names.get(key, key): value for key, value in mine.items() if base.get(key) != value
-        }
+        mine = hashed_as_written(_flatten(self.to_dict()))
+        base = hashed_as_written(_flatten(defaults.to_dict()))
+        changed = {key: value for key, value in mine.items() if base.get(key) != value}
         changed.update(identity or {})
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]

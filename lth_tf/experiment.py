@@ -31,8 +31,17 @@ from typing import Any
 import numpy as np
 
 from lth_tf import io
-from lth_tf.config import DEFAULTS_BEFORE, ExperimentHparams
+from lth_tf.config import ExperimentHparams, Resolved
 from lth_tf.errors import LthError
+from lth_tf.legacy import (
+    ROUNDS_FROM_REWIND_POINT,
+    ROUNDS_KEY,
+    check_eval_spacing,
+    is_unstamped,
+    marked_rounds_from_rewind_point,
+    settings_of_older_directory,
+    with_early_stop_trained,
+)
 
 log = logging.getLogger("lth_tf")
 
@@ -136,11 +145,6 @@ TODO_BY_FILE = {
     "checkpoint.npz": CHECKPOINT_TODO,
 }
 FORMAT_VERSION = 1
-# In hparams.json: how rounds after round 0 train. Directories without it were written when a
-# round rewound to k trained all T iterations again, from the schedule's start.
-# Written as true by every lth_tf whose rounds train k -> T.
-ROUNDS_KEY = "rounds_train_from_rewind_point"
-ROUNDS_FROM_REWIND_POINT = True
 # In hparams.json: the experiment's id, made once when it starts (new_experiment_id). Every .npz
 # of the experiment is stamped with it; directories from before stamps gain one on their next run.
 EXPERIMENT_ID_KEY = "experiment_id"
@@ -240,8 +244,8 @@ class ExperimentDir:
         return Path(path).relative_to(self.root).as_posix()
 
     def _check_stamp(self, path: Path, stamp: Mapping[str, str], todo: str) -> None:
-        if not stamp:
-            return  # written before files were stamped: an old directory still reads
+        if is_unstamped(stamp):
+            return
         theirs, mine = stamp.get("__experiment__"), self.identity
         if theirs != mine:
             this = f"this one is {mine}" if mine else "this one has no id"
@@ -290,25 +294,16 @@ class ExperimentDir:
         except LthError as error:
             raise io.damaged(self.results, error, RESULTS_TODO) from None
         if any(r.early_stop_trained is None for r in results):
-            results = self._with_early_stop_trained(results)
+            results = with_early_stop_trained(results, self._saved_iterations())
         return sorted(results, key=lambda result: result.round)
 
-    def _with_early_stop_trained(self, results: list[RoundResult]) -> list[RoundResult]:
-        """Rows written before ``early_stop_trained`` existed, with it: a round starts at T minus
-        the iterations it trained (0, or its rewind point k; 0 for rounds an older lth_tf trained
-        all T iterations of), T from hparams.json. Left empty where hparams.json does not say."""
+    def _saved_iterations(self) -> int | None:
+        """T, the iterations a round trains, as hparams.json says (None where it cannot)."""
         try:
-            total = int(read_saved(self).resolved["iterations"])
-        except (LthError, KeyError, TypeError, ValueError):
-            return results
-        return [
-            dataclasses.replace(
-                r, early_stop_trained=r.early_stop_iteration - (total - r.iterations)
-            )
-            if r.early_stop_trained is None and r.early_stop_iteration is not None
-            else r
-            for r in results
-        ]
+            saved = read_saved(self)
+        except LthError:
+            return None
+        return saved.resolved.iterations if saved.resolved else None
 
     def write_result(self, result: RoundResult) -> None:
         """Adds (or replaces) the row of ``result.round`` in results.csv, atomically."""
@@ -422,12 +417,6 @@ def default_experiment_name(hparams: ExperimentHparams, defaults: ExperimentHpar
     return f"{display_name(model)}-{dataset_display_name(dataset)}-{suffix}"
 
 
-def legacy_experiment_name(hparams: ExperimentHparams, defaults: ExperimentHparams) -> str:
-    """The default name before the number of rounds left it (a registry model's experiments
-    that set ``--rounds`` hashed it): found and resumed under that name when it exists."""
-    return f"{hparams.model.name}-{hparams.dataset.name}-{hparams.short_hash(defaults)}"
-
-
 def dataset_display_name(name: str) -> str:
     """``npz:data/shapes.npz`` -> ``shapes``, ``tfds:cifar100:3.0.2`` -> ``cifar100``.
 
@@ -445,25 +434,74 @@ def dataset_display_name(name: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataRecord:
+    """The dataset an experiment ran, as ``hparams.json``'s ``data`` records it (None: written
+    before that entry was recorded).
+
+    >>> record = DataRecord.from_dict({"source": "debian", "input_shape": [28, 28, 1]})
+    >>> record.input_shape, record.num_classes
+    ((28, 28, 1), None)
+    """
+
+    source: str = ""
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int | None = None
+    train_examples: int | None = None
+    val_examples: int | None = None
+    test_examples: int | None = None
+    # Where the data came from and its fingerprint (lth_tf.provenance).
+    provenance: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> DataRecord:
+        """Reads the entry; keys of a newer lth_tf are ignored, malformed values are a
+        ``ValueError`` or ``TypeError``."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        record = {key: value for key, value in values.items() if key in known}
+        if record.get("input_shape") is not None:
+            record["input_shape"] = tuple(int(d) for d in record["input_shape"])
+        for key in ("num_classes", "train_examples", "val_examples", "test_examples"):
+            if record.get(key) is not None:
+                record[key] = int(record[key])
+        if record.get("provenance") is not None and not isinstance(record["provenance"], dict):
+            raise TypeError("data.provenance is not a mapping")
+        return cls(**record)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.input_shape is not None:
+            out["input_shape"] = list(self.input_shape)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
 class SavedExperiment:
     """What an experiment's ``hparams.json`` holds, read and checked in one place.
 
-    ``resolved`` and ``data`` are the step counts and the dataset description the run saved;
-    ``fields`` is the whole file (other keys, e.g. ``rounds_train``).
+    ``resolved``: the step counts the run resolved (None: written before they were recorded);
+    ``data``: the dataset it ran; ``model``: the model's record (:mod:`lth_tf.provenance`; None
+    for registry models of experiments written before models were recorded); ``fields``: the
+    whole file as read (other keys, e.g. ``rewind_found``), what a rewrite starts from.
     """
 
     hparams: ExperimentHparams
     format_version: Any
-    resolved: dict[str, Any]
-    data: dict[str, Any]
+    resolved: Resolved | None
+    data: DataRecord
+    model: dict[str, Any] | None
     fields: dict[str, Any]
+
+    @property
+    def rewind_iteration(self) -> int:
+        """k, the iteration rounds rewind to (0 where the file does not say)."""
+        return self.resolved.rewind_iteration if self.resolved else 0
 
 
 def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
     """Reads ``hparams.json``: missing, malformed or of another format version is an LthError.
 
-    ``what`` prefixes each message (e.g. ``"--branch_of: "``). Options added since the file was
-    written take their neutral defaults (:meth:`ExperimentHparams.from_dict`).
+    ``what`` prefixes each message (e.g. ``"--branch_of: "``). What an older lth_tf wrote reads
+    as this version writes it (:mod:`lth_tf.legacy`).
     """
     path = experiment.hparams
     if not path.exists():
@@ -471,7 +509,11 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
     fields = io.read_json(path, HPARAMS_TODO)
     try:
         hparams = ExperimentHparams.from_dict(fields["hparams"])
-        resolved, data = dict(fields.get("resolved", {})), dict(fields.get("data", {}))
+        resolved = Resolved.from_dict(fields["resolved"]) if "resolved" in fields else None
+        data = DataRecord.from_dict(fields.get("data", {}))
+        model = fields.get("model")
+        if model is not None and not isinstance(model, dict):
+            raise TypeError("model is not a mapping")
     except (ValueError, KeyError, TypeError, AttributeError, LthError):
         raise LthError(f"{what}{path} is not an lth_tf hparams file") from None
     version = fields.get("format_version")
@@ -480,7 +522,7 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
             f"{what}{experiment.root} was written by another lth_tf version (format {version}, "
             f"this is {FORMAT_VERSION}); use that version with it, or a new --experiment_name"
         )
-    return SavedExperiment(hparams, version, resolved, data, fields)
+    return SavedExperiment(hparams, version, resolved, data, model, fields)
 
 
 def check_experiment_name(name: str, flag: str = "--experiment_name") -> str:
@@ -558,13 +600,15 @@ def open_experiment(
                 f"{root} holds an experiment with other hyperparameters ({'; '.join(diffs[:3])}); "
                 "rerun with the same flags to resume, or pick another --experiment_name"
             )
-        _check_eval_spacing(root, hparams, saved.resolved, extra.get("resolved"))
+        now = extra.get("resolved")
+        check_eval_spacing(
+            root,
+            hparams.training.eval_every,
+            saved.resolved.eval_every if saved.resolved else None,
+            now.get("eval_every") if isinstance(now, dict) else None,
+        )
         more_rounds = hparams.pruning.rounds > saved.hparams.pruning.rounds
-        fields = saved.fields
-        if fields.get(ROUNDS_KEY) != ROUNDS_FROM_REWIND_POINT:
-            check_rounds_semantics(experiment, saved, for_more_rounds=more_rounds)
-            if not rounds_trained_the_old_way(experiment, saved):
-                fields = {**fields, ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT}
+        fields = marked_rounds_from_rewind_point(experiment, saved, saved.fields, more_rounds)
         if not isinstance(fields.get(EXPERIMENT_ID_KEY), str):
             # Started before ids: it gets one now; its files gain stamps as they are rewritten.
             fields = {**fields, EXPERIMENT_ID_KEY: new_experiment_id(hparams)}
@@ -596,28 +640,11 @@ def settings_of_directory(
     experiment: ExperimentDir, hparams: ExperimentHparams
 ) -> ExperimentHparams:
     """``hparams`` with the values an existing directory written before a field of
-    :data:`lth_tf.config.DEFAULTS_BEFORE` existed ran, so it resumes as it was trained.
-
-    Such a field's new default is not part of an experiment's name, so the command that started
-    the directory finds it again; the line logged says which value it keeps.
-    """
+    :data:`lth_tf.legacy.DEFAULTS_BEFORE` existed ran, so it resumes as it was trained."""
     if not experiment.hparams.exists():
         return hparams
-    saved = read_saved(experiment)
-    written = saved.fields.get("hparams", {})
-    mine = hparams.to_dict()
-    for key, before in DEFAULTS_BEFORE.items():
-        group, name = key.split(".")
-        if name in written.get(group, {}) or mine[group].get(name) == before:
-            continue
-        log.info(
-            "%s was written before --%s existed: it keeps %s=%s, as it was trained.",
-            experiment.root,
-            name,
-            name,
-            before,
-        )
-        mine[group][name] = before
+    written = read_saved(experiment).fields.get("hparams", {})
+    mine = settings_of_older_directory(written, hparams.to_dict(), experiment.root)
     return ExperimentHparams.from_dict(mine)
 
 
@@ -632,63 +659,6 @@ def new_experiment_id(hparams: ExperimentHparams) -> str:
     """
     blob = json.dumps(experiment_identity(hparams), sort_keys=True).encode()
     return f"{hashlib.sha256(blob).hexdigest()[:8]}-{uuid.uuid4().hex[:12]}"
-
-
-def rounds_trained_the_old_way(experiment: ExperimentDir, saved: SavedExperiment) -> list[int]:
-    """Rounds after round 0 that an lth_tf from before k -> T rounds trained from a rewind
-    point k > 0 (all T iterations, schedule and data restarted); empty when there are none."""
-    if saved.fields.get(ROUNDS_KEY) == ROUNDS_FROM_REWIND_POINT:
-        return []
-    if int(saved.resolved.get("rewind_iteration", 0)) == 0:
-        return []  # with k = 0 both procedures are the same
-    return [
-        r
-        for r in range(1, saved.hparams.pruning.rounds + 1)
-        if experiment.checkpoint(r).exists() or experiment.weights(r).exists()
-    ]
-
-
-def check_rounds_semantics(
-    experiment: ExperimentDir, saved: SavedExperiment, for_more_rounds: bool = False
-) -> None:
-    """Refuses to resume or extend a directory whose rewound rounds trained the old way.
-
-    Such rounds stay valid to export, report and analyse, but more rounds now would mix two
-    procedures in one experiment. A finished experiment is let through (a rerun trains
-    nothing) unless ``for_more_rounds`` (a branch would train rounds beside it).
-    """
-    old = rounds_trained_the_old_way(experiment, saved)
-    finished = experiment.completed_rounds() >= set(range(saved.hparams.pruning.rounds + 1))
-    if old and (for_more_rounds or not finished):
-        rewind = int(saved.resolved.get("rewind_iteration", 0))
-        raise LthError(
-            f"{experiment.root} was trained by an older lth_tf whose rounds after round 0 "
-            f"trained all iterations from the rewind point ({rewind}it) with the schedule and "
-            "data restarted; rounds now train from iteration k to the end, as the papers do. "
-            "It still exports and reports; to continue, start a new --experiment_name"
-        )
-
-
-def _check_eval_spacing(root: Path, hparams: ExperimentHparams, saved: Any, resolved: Any) -> None:
-    """Refuses to resume where the same ``--eval_every`` now means another spacing.
-
-    ``auto`` is per model (:class:`lth_tf.config.AutoEval`); before that it was half an epoch
-    for every model, so an older lenet experiment on MNIST evaluated every 500 iterations
-    under ``auto``, which now means 100. Its later rounds would find their early-stop
-    iteration at another resolution than its first ones.
-    """
-    if not (isinstance(saved, dict) and isinstance(resolved, dict)):
-        return
-    before, now = saved.get("eval_every"), resolved.get("eval_every")
-    if before is None or now is None or before == now:
-        return
-    flag = hparams.training.eval_every
-    why = " (what 'auto' means is per model now)" if flag == "auto" else ""
-    raise LthError(
-        f"{root} evaluated every {before} iterations, but --eval_every={flag} now means every "
-        f"{now}{why}; its rounds would not share one early-stopping resolution: report or "
-        "export it as it is, or run it again under another --experiment_name"
-    )
 
 
 def experiment_identity(hparams: ExperimentHparams) -> dict[str, Any]:
@@ -711,10 +681,10 @@ def _differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:
 
 def read_experiment(
     experiment_dir: str | Path, data_keys: tuple[str, ...] = ()
-) -> tuple[ExperimentDir, ExperimentHparams, dict]:
-    """An existing experiment of this format: its paths, hyperparameters and data description.
+) -> tuple[ExperimentDir, ExperimentHparams, DataRecord]:
+    """An existing experiment of this format: its paths, hyperparameters and data record.
 
-    ``data_keys`` are entries of the saved data description the caller needs.
+    ``data_keys`` are fields of the :class:`DataRecord` the caller needs recorded.
 
     >>> experiment, hparams, data = read_experiment("runs/demo")  # doctest: +SKIP
     """
@@ -727,8 +697,7 @@ def read_experiment(
         )
     experiment = ExperimentDir(root)
     saved = read_saved(experiment)
-    hparams, data = saved.hparams, saved.data
-    missing = [key for key in data_keys if key not in data]
+    missing = [key for key in data_keys if getattr(saved.data, key) is None]
     if missing:
         raise LthError(f"{experiment.hparams} has no data.{missing[0]}; was it written by lth_tf?")
-    return experiment, hparams, data
+    return experiment, saved.hparams, saved.data

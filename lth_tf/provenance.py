@@ -144,7 +144,7 @@ def xnnpack_record(model: tf_keras.Model, hparams: ExperimentHparams) -> dict[st
 
 def check_same_model(experiment: ExperimentDir, record: dict[str, Any]) -> None:
     """Refuses to go on when the model differs from the one the experiment started with."""
-    saved = read_saved(experiment).fields.get("model")
+    saved = read_saved(experiment).model
     if not isinstance(saved, dict):
         return  # written before models were recorded: registry models only
     root, name = experiment.root, record["name"]
@@ -213,7 +213,7 @@ def experiment_model(experiment: ExperimentDir, hparams: ExperimentHparams) -> M
     if kind == "builder":
         return _checked_builder(experiment, get_model(name))
     copy = experiment.root / MODEL_COPY
-    saved = read_saved(experiment).fields.get("model")
+    saved = read_saved(experiment).model
     original = saved.get("path") if isinstance(saved, dict) else None
     restore = (
         f"restore it from {original} (sha256 {str(saved.get('sha256'))[:8]}…)"
@@ -240,7 +240,7 @@ def experiment_model(experiment: ExperimentDir, hparams: ExperimentHparams) -> M
 
 
 def _checked_builder(experiment: ExperimentDir, spec: ModelSpec) -> ModelSpec:
-    saved = read_saved(experiment).fields.get("model")
+    saved = read_saved(experiment).model
     expected = saved.get("architecture") if isinstance(saved, dict) else None
 
     def build(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
@@ -263,7 +263,7 @@ def bind_data(experiment: ExperimentDir, data: ImageDataset) -> None:
     from lth_tf.data.sources import check_same_data
 
     saved = read_saved(experiment)
-    provenance = saved.data.get("provenance")
+    provenance = saved.data.provenance
     if isinstance(provenance, dict):
         check_same_data(provenance, data, experiment.root)
     copy = experiment.root / DATA_COPY
@@ -340,7 +340,7 @@ def experiment_data(
     """
     from lth_tf.data.sources import check_same_data, load_dataset
 
-    saved = read_saved(experiment).data.get("provenance")
+    saved = read_saved(experiment).data.provenance
     name = hparams.dataset.name
     if name.startswith("npz:") and isinstance(saved, dict) and saved.get("path"):
         if not Path(name.removeprefix("npz:")).exists():

@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 
 from lth_tf import io
+from lth_tf.config import Resolved
 from lth_tf.errors import LthError
-from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir, open_experiment
+from lth_tf.experiment import (
+    RESULT_COLUMNS,
+    DataRecord,
+    ExperimentDir,
+    open_experiment,
+    read_saved,
+)
+from lth_tf.legacy import rounds_trained_the_old_way
 from tests.helpers import lenet_hparams, with_changes
 
 SHAPES = {"fc1/kernel": (4, 3), "output/kernel": (3, 2)}
@@ -90,3 +98,47 @@ def test_a_round_is_complete_with_its_results_row_and_its_weights(tmp_path):
     assert experiment.completed_rounds() == set()
     io.write_npz(experiment.weights(0), experiment.stamp(experiment.weights(0)))
     assert experiment.completed_rounds() == {0}  # round 1's row, but no weights
+
+
+def test_a_directory_the_first_version_wrote_reads_typed_through_the_migrations(tmp_path):
+    """hparams.json and results.csv as the first lth_tf wrote them: ``pruning.strategy`` (now
+    ``scope``), no recipe, batch-norm init, data order, holdout or branch, no experiment id and
+    no ``early_stop_trained`` column. They read through lth_tf.legacy as this version's."""
+    now = lenet_hparams().to_dict()
+    old = {group: dict(values) for group, values in now.items() if group != "branch"}
+    old["pruning"]["strategy"] = old["pruning"].pop("scope")
+    del old["model"]["recipe"], old["model"]["batchnorm_init"]
+    del old["training"]["data_order"], old["dataset"]["holdout"]
+    io.write_json(
+        tmp_path / "hparams.json",
+        {
+            "format_version": 1,
+            "hparams": old,
+            "resolved": {
+                "iterations": 30,
+                "eval_every": 10,
+                "rewind_iteration": 10,
+                "iterations_per_epoch": 100,
+            },
+            "data": {"source": "debian", "input_shape": [28, 28, 1], "test_examples": 10000},
+        },
+    )
+    experiment = ExperimentDir(tmp_path)
+    saved = read_saved(experiment)
+    assert saved.hparams.pruning.scope == now["pruning"]["scope"]
+    assert saved.hparams.training.data_order == "fixed"  # what it ran (legacy.DEFAULTS_BEFORE)
+    assert saved.resolved == Resolved(30, 10, 10, 100)
+    assert saved.rewind_iteration == 10
+    assert saved.data == DataRecord("debian", (28, 28, 1), test_examples=10000)
+    assert saved.model is None and experiment.identity is None
+    # Round 1 trained from k = 10 without the k -> T mark: the old procedure, named.
+    io.write_npz(experiment.weights(1), _ones())
+    assert rounds_trained_the_old_way(experiment, saved) == [1]
+    columns = [c for c in RESULT_COLUMNS if c != "early_stop_trained"]
+    row = dict.fromkeys(columns, "")
+    row.update(round="1", percent_remaining="80.0", weights_remaining="8", test_accuracy="0.9",
+               test_loss="0.3", early_stop_iteration="20", early_stop_test_accuracy="0.91",
+               val_loss_min="0.2", iterations="30", train_seconds="1.0")
+    io.write_csv(experiment.results, [row], columns)
+    # An older lth_tf trained all T = 30 iterations of round 1: its early stop at 20 is 20 trained.
+    assert experiment.read_results()[0].early_stop_trained == 20

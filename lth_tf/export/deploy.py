@@ -83,12 +83,12 @@ def export_dir(output_dir: str | Path, ticket: Ticket) -> Path:
 
 def check_dataset(ticket: Ticket, data: ImageDataset) -> None:
     """Refuses a dataset other than the one the experiment trained on (by shape and size)."""
-    expected_shape, expected_test = ticket.input_shape, int(ticket.data["test_examples"])
+    expected_shape, expected_test = ticket.input_shape, ticket.data.test_examples
     if data.input_shape != expected_shape or len(data.test_labels) != expected_test:
         raise LthError(
             f"{data.source} has {len(data.test_labels)} test images of shape {data.input_shape}, "
             f"but {ticket.experiment.root} trained on {expected_test} of shape {expected_shape} "
-            f"({ticket.data.get('source', 'unknown source')}); pass --data_dir pointing at that "
+            f"({ticket.data.source or 'unknown source'}); pass --data_dir pointing at that "
             "data"
         )
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, check_number
 from lth_tf.errors import LthError
-from lth_tf.experiment import MASKS_TODO, ExperimentDir, RoundResult, read_experiment
+from lth_tf.experiment import MASKS_TODO, DataRecord, ExperimentDir, RoundResult, read_experiment
+from lth_tf.legacy import num_classes_from_weights
 
 BEST = "best"
 
@@ -33,7 +33,7 @@ class Ticket:
 
     experiment: ExperimentDir
     hparams: ExperimentHparams
-    data: dict[str, Any]
+    data: DataRecord
     round: int
     selection: str
     masks: dict[str, np.ndarray]
@@ -46,14 +46,13 @@ class Ticket:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.data["input_shape"])
+        return self.data.input_shape
 
     @property
     def num_classes(self) -> int:
-        if "num_classes" in self.data:
-            return int(self.data["num_classes"])
-        # Written before it was recorded: a registered model, whose last layer is "output".
-        return int(self.weights["output/bias"].shape[0])
+        if self.data.num_classes is not None:
+            return self.data.num_classes
+        return num_classes_from_weights(self.weights)
 
     @property
     def percent_remaining(self) -> float:
@@ -171,7 +170,7 @@ def open_ticket(
                 f"{name} prunes weights round {chosen} trained",
                 MASKS_TODO,
             )
-    expected = set(masks) if "num_classes" in data else set(masks) | {"output/bias"}
+    expected = set(masks) if data.num_classes is not None else set(masks) | {"output/bias"}
     missing = sorted(expected - set(weights))
     if missing:
         raise LthError(

@@ -23,10 +23,10 @@ from lth_tf.errors import LthError
 from lth_tf.experiment import (
     ExperimentDir,
     check_experiment_name,
-    check_rounds_semantics,
     parent_dir,
     read_saved,
 )
+from lth_tf.legacy import check_rounds_semantics
 from lth_tf.lottery.controls import branch_controls, get_control
 
 

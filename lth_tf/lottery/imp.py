@@ -42,7 +42,6 @@ from lth_tf.callbacks import (
     load_callback_states,
 )
 from lth_tf.config import (
-    DEFAULTS_BEFORE,
     XNNPACK_SPARSE_FRACTION,
     ExperimentHparams,
     Resolved,
@@ -53,17 +52,18 @@ from lth_tf.data.sources import ImageDataset, load_dataset
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
 from lth_tf.experiment import (
+    DataRecord,
     ExperimentDir,
     RoundResult,
     check_experiment_name,
     default_experiment_name,
-    legacy_experiment_name,
     open_experiment,
     parent_dir,
     read_saved,
     refuse_foreign_directory,
     settings_of_directory,
 )
+from lth_tf.legacy import DEFAULTS_BEFORE, experiment_name_before_rounds_left_it
 from lth_tf.lottery import branches
 from lth_tf.lottery.controls import Control, ControlContext, get_control
 from lth_tf.models import custom, paper_defaults, resolve_steps
@@ -103,7 +103,7 @@ def round_start(resolved: Resolved, pruning_round: int) -> int:
 
 def name_defaults(hparams: ExperimentHparams) -> ExperimentHparams:
     """What an experiment's name is hashed against: the model's default recipe, except the
-    fields of :data:`lth_tf.config.DEFAULTS_BEFORE`, which take the experiment's own recipe's.
+    fields of :data:`lth_tf.legacy.DEFAULTS_BEFORE`, which take the experiment's own recipe's.
 
     Those fields' recipe defaults differ between recipes (resnet20's stabilizing recipe holds
     nothing out and starts batch norm uniform; its lth recipe does neither), so against the
@@ -199,7 +199,7 @@ def _run_locked(
     parent = parent_dir(ExperimentDir(root), hparams) if hparams.is_branch else None
     # A branch's model is its parent's copy; anything else is measured where it comes from.
     if parent is not None and custom.is_custom(hparams.model.name):
-        model_record = read_saved(parent).fields.get("model")
+        model_record = read_saved(parent).model
     else:
         model_record = provenance.model_record(hparams, data, model, ExperimentDir(root))
     experiment = open_experiment(
@@ -207,15 +207,15 @@ def _run_locked(
         hparams,
         {
             "resolved": dataclasses.asdict(resolved),
-            "data": {
-                "source": data.source,
-                "input_shape": list(data.input_shape),
-                "num_classes": data.num_classes,
-                "train_examples": len(data.train_labels),
-                "val_examples": len(data.val_labels),
-                "test_examples": len(data.test_labels),
-                "provenance": data.provenance,
-            },
+            "data": DataRecord(
+                source=data.source,
+                input_shape=tuple(data.input_shape),
+                num_classes=data.num_classes,
+                train_examples=len(data.train_labels),
+                val_examples=len(data.val_labels),
+                test_examples=len(data.test_labels),
+                provenance=data.provenance,
+            ).to_dict(),
             "model": model_record,
         },
         record,
@@ -398,7 +398,9 @@ def _default_name(output_dir: Path, hparams: ExperimentHparams) -> str:
     """The experiment's default directory name (an existing one under its older name wins)."""
     defaults = name_defaults(hparams)
     name = default_experiment_name(hparams, defaults)
-    legacy = legacy_experiment_name(hparams, defaults)
+    legacy = experiment_name_before_rounds_left_it(
+        hparams.model.name, hparams.dataset.name, hparams.short_hash(defaults)
+    )
     if not (output_dir / name).exists() and (output_dir / legacy / "hparams.json").exists():
         return legacy
     return name

@@ -144,7 +144,7 @@ def settings(plan: StabilityPlan, rewind: RewindPoint) -> dict:
 def check_dataset(plan: StabilityPlan, data: ImageDataset) -> None:
     """The dataset must be the one the experiment trained on (same sizes and image shape)."""
     info = plan.data_info
-    expected = (tuple(info["input_shape"]), int(info["train_examples"]), int(info["test_examples"]))
+    expected = (info.input_shape, info.train_examples, info.test_examples)
     found = (data.input_shape, len(data.train_labels), len(data.test_labels))
     if found != expected:
         raise LthError(

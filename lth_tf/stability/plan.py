@@ -19,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from lth_tf import io
 from lth_tf.config import ExperimentHparams, Resolved, check_number
 from lth_tf.errors import LthError
-from lth_tf.experiment import MASKS_TODO, ExperimentDir, RoundResult, read_experiment
+from lth_tf.experiment import MASKS_TODO, DataRecord, ExperimentDir, RoundResult, read_experiment
 from lth_tf.lottery.controls import ControlContext, get_control
 from lth_tf.models.registry import resolve_steps
 from lth_tf.steps import Step
@@ -120,7 +119,7 @@ class StabilityPlan:
     experiment: ExperimentDir
     hparams: ExperimentHparams
     resolved: Resolved
-    data_info: dict[str, Any]
+    data_info: DataRecord
     pruning_round: int
     rewinds: tuple[RewindPoint, ...]
     sweep: bool
@@ -169,7 +168,7 @@ def plan_stability(
     experiment, hparams, data_info = read_experiment(
         experiment_dir, data_keys=("input_shape", "train_examples", "test_examples")
     )
-    resolved = resolve_steps(hparams, int(data_info["train_examples"]))
+    resolved = resolve_steps(hparams, data_info.train_examples)
     row = _finished_round(experiment, hparams, pruning_round)
 
     per_epoch = resolved.iterations_per_epoch

@@ -103,7 +103,7 @@ def plan_rewind_search(
         why="an instability in percentage points, e.g. 2",
     )
     _, hparams, data_info = read_experiment(experiment_dir, data_keys=("train_examples",))
-    iterations = resolve_steps(hparams, int(data_info["train_examples"])).iterations
+    iterations = resolve_steps(hparams, data_info.train_examples).iterations
     grid = [k for k in rewind_grid(iterations) if k < iterations]
     plan = plan_stability(
         experiment_dir,

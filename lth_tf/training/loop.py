@@ -27,14 +27,13 @@ import numpy as np
 from lth_tf import io
 from lth_tf.callbacks import STATE_PREFIX as CALLBACK_STATE_PREFIX
 from lth_tf.errors import LthError
+from lth_tf.legacy import old_checkpoint_iteration
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
 from lth_tf.training.trainer import Evaluation, Trainer
 
 # Checkpoint entries that are the progress rather than variables.
 _PROGRESS_KEY = "__progress__"
 _EARLY_STOP_PREFIX = "__early_stop__/"
-# What stability checkpoints held before they shared this format: the iteration alone.
-_OLD_ITERATION_KEY = "__iteration__"
 # A chunk's mean training loss this many times the first chunk's, still finite, is warned about
 # once: the run is likely on its way to diverging, and the user may stop it early.
 EXPLODING_LOSS_FACTOR = 10.0
@@ -131,10 +130,12 @@ class TrainingProgress:
     def pop_from(cls, arrays: dict[str, np.ndarray]) -> TrainingProgress:
         """Takes the progress's entries out of a checkpoint's arrays (the rest is state).
 
-        Stability checkpoints written before this format held ``__iteration__`` alone.
+        A stability checkpoint an older lth_tf wrote holds the iteration alone
+        (:func:`lth_tf.legacy.old_checkpoint_iteration`).
         """
-        if _PROGRESS_KEY not in arrays:
-            return cls(iteration=int(arrays.pop(_OLD_ITERATION_KEY)))
+        old_iteration = old_checkpoint_iteration(arrays)
+        if old_iteration is not None:
+            return cls(iteration=old_iteration)
         scalars = json.loads(str(arrays.pop(_PROGRESS_KEY)))
         weights = {
             key[len(_EARLY_STOP_PREFIX) :]: arrays.pop(key)

@@ -10,7 +10,7 @@ import hashlib
 import pytest
 
 from lth_tf import io
-from lth_tf.config import ExperimentHparams, ModelHparams, PruneRates
+from lth_tf.config import ExperimentHparams, ModelHparams, PruneRates, Resolved
 from lth_tf.errors import LthError
 from lth_tf.experiment import (
     FORMAT_VERSION,
@@ -139,9 +139,10 @@ def test_an_old_hparams_dict_without_recipe_loads_as_the_lth_recipe(tmp_path):
     assert ExperimentHparams.from_dict(old) == hparams
     io.write_json(
         tmp_path / "hparams.json",
-        {"format_version": FORMAT_VERSION, "hparams": old, "resolved": {"eval_every": 100}},
+        {"format_version": FORMAT_VERSION, "hparams": old, "resolved": _resolved(eval_every=100)},
     )
-    assert open_experiment(tmp_path, hparams, {"resolved": {"eval_every": 100}}).root == tmp_path
+    opened = open_experiment(tmp_path, hparams, {"resolved": _resolved(eval_every=100)})
+    assert opened.root == tmp_path
     # An old resnet20 directory was LTH-labelled too, whatever its rewind point.
     deep = paper_defaults("resnet20").to_dict()
     del deep["model"]["recipe"], deep["model"]["batchnorm_init"]  # neither existed then
@@ -181,11 +182,16 @@ def test_a_resume_whose_auto_spacing_changed_is_refused(tmp_path):
         {
             "format_version": FORMAT_VERSION,
             "hparams": hparams.to_dict(),
-            "resolved": {"eval_every": 500},  # what auto meant for lenet before
+            "resolved": _resolved(eval_every=500),  # what auto meant for lenet before
         },
     )
     with pytest.raises(LthError, match="evaluated every 500 iterations.*now means every 100"):
-        open_experiment(tmp_path, hparams, {"resolved": {"eval_every": 100}})
+        open_experiment(tmp_path, hparams, {"resolved": _resolved(eval_every=100)})
+
+
+def _resolved(eval_every: int) -> dict:
+    """hparams.json's ``resolved`` as every lth_tf wrote it (these four counts since the first)."""
+    return dataclasses.asdict(Resolved(50_000, eval_every, 0, 917))
 
 
 def test_a_branch_takes_its_parents_recipe(tmp_path):

@@ -437,7 +437,7 @@ def test_a_builtin_dataset_whose_files_changed_is_refused(
     copy = shutil.copytree(lenet_runs / "plain", tmp_path / "runs" / "plain")
     experiment = ExperimentDir(copy)
     saved = read_saved(experiment)
-    then = saved.data["provenance"]["fingerprint"][:8]
+    then = saved.data.provenance["fingerprint"][:8]
     # As export and stability load it: the original files pass, the relabelled ones do not.
     experiment_data(experiment, saved.hparams, str(idx_dir))
     with pytest.raises(LthError) as caught:

@@ -11,7 +11,8 @@ from lth_tf import io
 from lth_tf.callbacks import RunCallback
 from lth_tf.config import PruneRates, TrainingHparams
 from lth_tf.errors import LthError
-from lth_tf.experiment import ROUNDS_KEY, ExperimentDir
+from lth_tf.experiment import ExperimentDir
+from lth_tf.legacy import ROUNDS_KEY
 from lth_tf.lottery.imp import run_imp
 from lth_tf.models import resolve_steps
 from lth_tf.training.optimizers import make_optimizer

@@ -62,7 +62,7 @@ def test_a_later_k_makes_its_own_experiment_that_records_it(
     )
     saved = read_saved(experiment)
     assert saved.hparams.pruning.rewind == "8it"
-    assert saved.resolved["rewind_iteration"] == 8
+    assert saved.resolved.rewind_iteration == 8
     assert saved.fields["rewind_found"]["rewind_iteration"] == 8
     assert saved.fields["rewind_found"]["dense_experiment"] != str(experiment.root)
     # Round 0 of both is the same training: the dense experiment's weights, bit for bit.
