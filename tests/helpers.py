@@ -1,6 +1,9 @@
 """What several test modules share: small hyperparameters, tiny datasets in memory and as IDX
-files, networks to train, and two ways to run a pipeline: a real ``python -m`` process
-(:func:`run_pipeline`) or its ``main`` in this process (:func:`run_main`)."""
+files, and two ways to run a pipeline: a real ``python -m`` process (:func:`run_pipeline`) or
+its ``main`` in this process (:func:`run_main`).
+
+Importing it starts no TensorFlow (``tests/config/test_imports.py`` checks), so the tests of
+plain data import it for free; what builds networks is in :mod:`tests.tf_helpers`."""
 
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ import numpy as np
 import pytest
 
 import lth_tf  # noqa: F401  (environment before TensorFlow)
-from lth_tf.callbacks import RunCallback
 from lth_tf.config import ExperimentHparams, PruneRates
+from lth_tf.data.sources import ImageDataset
 from lth_tf.execution import Execution
 from lth_tf.models import paper_defaults
 
@@ -89,9 +92,9 @@ def make_images(count: int, shape=(28, 28, 1), classes: int = 10, seed: int = 0)
     return images.clip(0, 255).astype(np.uint8), labels.astype(np.int64)
 
 
-def tiny_dataset(train: int = 600, val: int = 120, test: int = 200, shape=(28, 28, 1)):
-    from lth_tf.data.sources import ImageDataset
-
+def tiny_dataset(
+    train: int = 600, val: int = 120, test: int = 200, shape=(28, 28, 1)
+) -> ImageDataset:
     images, labels = make_images(train + val + test, shape)
     return ImageDataset(
         name="tiny",
@@ -113,42 +116,7 @@ def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> None:
     path.write_bytes(gzip.compress(data) if gz else data)
 
 
-# -- networks and runs -------------------------------------------------------------------------
-
-
-def half_pruned_lenet(seed: int = 3, mask_seed: int | None = None):
-    """lenet300_100 wrapped in round 1, half of every kernel pruned at random (masks drawn with
-    ``mask_seed``, default ``seed``) and applied."""
-    import tf_keras
-
-    from lth_tf.models import get_model
-    from lth_tf.pruning.wrapping import wrap_model
-
-    tf_keras.utils.set_random_seed(seed)
-    pruned = wrap_model(get_model("lenet300_100").build((28, 28, 1), 10), LENET_RATES)
-    pruned.set_round(1)
-    rng = np.random.default_rng(seed if mask_seed is None else mask_seed)
-    masks = {n: (rng.random(v.shape) < 0.5).astype(np.float32) for n, v in pruned.masks.items()}
-    pruned.set_masks(masks)
-    pruned.apply_masks()
-    return pruned
-
-
-class _StartRecorder(RunCallback):
-    """Keeps every rewindable value each round starts from."""
-
-    def __init__(self):
-        self.starts = {}
-
-    def on_round_start(self, context):
-        rewindable = context.pruned.rewindable
-        self.starts[context.pruning_round] = {n: v.numpy().copy() for n, v in rewindable.items()}
-
-
-def start_recorder() -> tuple[dict[int, dict[str, np.ndarray]], RunCallback]:
-    """(starts, callback): run_imp(..., callbacks=[callback]) fills starts[round][name]."""
-    record = _StartRecorder()
-    return record.starts, record
+# -- masks -------------------------------------------------------------------------------------
 
 
 def blocks_are_whole(mask: np.ndarray, block: tuple[int, int]) -> bool:
@@ -235,6 +203,8 @@ def run_main(module: str, *args: str, tensorflow: bool = False) -> subprocess.Co
 def imp_hparams(*args: str) -> ExperimentHparams:
     """``pipelines.imp``'s hyperparameters for a command line, parsed in this process into its
     own (global) flags, as it builds them (a branch's included)."""
+    # Imported on use, as run_main imports its pipeline: importing defines its global flags,
+    # and export's and stability's share names with them.
     from pipelines import imp as pipeline
 
     pipeline.FLAGS.unparse_flags()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import tf_keras as keras
+
+from lth_tf.models.layers import pixel_input
+
 
 def _conv_net(name: str, blocks: tuple[int, ...], input_shape, num_classes: int):
     """Per block two 3x3 same-padding convs then 2x2 max pool; FC 256, 256, output."""
-    import tf_keras as keras
-
-    from lth_tf.models.layers import pixel_input
-
     inputs, x = pixel_input(input_shape)
     conv_index = 0
     for block, filters in enumerate(blocks, start=1):

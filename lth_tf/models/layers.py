@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import types
 
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
 from lth_tf.errors import LthError
+from lth_tf.pruning.prunable import find_prunable
 
 
 def pixel_input(input_shape: tuple[int, ...]):
@@ -12,8 +17,6 @@ def pixel_input(input_shape: tuple[int, ...]):
 
     Keeping the scaling in the graph means an exported ticket takes pixels as a device has them.
     """
-    import tf_keras as keras
-
     inputs = keras.Input(shape=input_shape, name="pixels")
     return inputs, keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
 
@@ -27,8 +30,6 @@ BN_EPSILON = 1e-5
 
 def conv_bn(x, filters: int, kernel: int, stride: int, name: str):
     """Conv (no bias) then batch norm, named ``<name>`` and ``<name>_bn``."""
-    import tf_keras as keras
-
     x = keras.layers.Conv2D(
         filters,
         kernel,
@@ -59,9 +60,6 @@ def initialise_batch_norm(model, how: str, seed: int) -> int:
     >>> bool(gamma.min() >= 0 and gamma.max() < 1 and gamma.std() > 0)
     True
     """
-    import numpy as np
-    import tf_keras as keras
-
     if how == "fixed":
         return 0
     order = {id(weight): index for index, weight in enumerate(model.weights)}
@@ -97,10 +95,6 @@ def add_weight_decay(model, weight_decay: float) -> None:
     >>> round(float(model.losses[0]), 6)
     0.1
     """
-    import tensorflow as tf
-
-    from lth_tf.pruning.prunable import find_prunable
-
     if weight_decay <= 0:
         return
     for name, attributes in find_prunable(model).weights.items():

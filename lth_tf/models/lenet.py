@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import tf_keras as keras
+
+from lth_tf.models.layers import pixel_input
+
 
 def lenet300_100(input_shape: tuple[int, ...], num_classes: int):
     """FC 300 -> FC 100 -> FC ``num_classes``, ReLU, Glorot-normal init, logits out.
@@ -9,10 +13,6 @@ def lenet300_100(input_shape: tuple[int, ...], num_classes: int):
     >>> lenet300_100((28, 28, 1), 10).count_params()
     266610
     """
-    import tf_keras as keras
-
-    from lth_tf.models.layers import pixel_input
-
     inputs, x = pixel_input(input_shape)
     x = keras.layers.Flatten(name="flatten")(x)
     for index, width in enumerate((300, 100), start=1):

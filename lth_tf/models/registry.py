@@ -1,11 +1,13 @@
 """Names -> (builder, recipes of paper defaults). Adding a model is one builder plus one entry here.
 
-Importing this module does not import TensorFlow, so flags can be checked instantly.
+Importing this module does not import TensorFlow, so flags can be checked instantly: an entry
+names its builder as ``"module:function"`` (:class:`LazyBuilder`), imported when it first builds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +27,25 @@ from lth_tf.config import (
     hparam_flags,
 )
 from lth_tf.errors import LthError
-from lth_tf.models import conv, lenet, resnet, vgg
 
 if TYPE_CHECKING:
     import tf_keras
+
+
+@dataclasses.dataclass(frozen=True)
+class LazyBuilder:
+    """A registered net's builder, ``"module:function"``, imported on its first call: the builder
+    modules import TensorFlow, and a model's name and defaults are needed before it starts.
+
+    >>> LazyBuilder("lth_tf.models.lenet:lenet300_100")((28, 28, 1), 10).name
+    'lenet300_100'
+    """
+
+    target: str
+
+    def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
+        module, _, function = self.target.partition(":")
+        return getattr(importlib.import_module(module), function)(input_shape, num_classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +77,7 @@ class ModelSpec:
     """
 
     name: str
+    # A registered net's is a LazyBuilder; a user's model's, a function.
     build: Callable[[tuple[int, ...], int], tf_keras.Model]
     dataset: str | None
     recipes: dict[str, Recipe]
@@ -106,7 +124,7 @@ _EVERY_100 = AutoEval(iterations=100)
 _HALF_EPOCH = AutoEval(epochs=0.5)
 
 
-def _paper_net(name, build, dataset, lr, iterations, rates, rounds=20) -> ModelSpec:
+def _paper_net(name, builder: str, dataset, lr, iterations, rates, rounds=20) -> ModelSpec:
     """A small net of Frankle & Carbin (2019), Figure 2 (papers.md section 1): Adam, batch 60,
     layerwise pruning at the per-kind rates, reset to iteration 0. One recipe: ``lth``."""
     lth = Recipe(
@@ -115,7 +133,7 @@ def _paper_net(name, build, dataset, lr, iterations, rates, rounds=20) -> ModelS
         ),
         pruning=PruningHparams(rates=rates, rounds=rounds, rewind="0it"),
     )
-    return ModelSpec(name, build, dataset, {"lth": lth}, "lth", _EVERY_100)
+    return ModelSpec(name, LazyBuilder(builder), dataset, {"lth": lth}, "lth", _EVERY_100)
 
 
 def _sgd(batch_size, iterations, warmup, lr_drops) -> TrainingHparams:
@@ -193,11 +211,13 @@ _STABILIZING_VGG = Recipe(
 )
 
 
-def _deep_net(name, build, lth: Recipe, stabilizing: Recipe) -> ModelSpec:
+def _deep_net(name, builder: str, lth: Recipe, stabilizing: Recipe) -> ModelSpec:
     """A CIFAR ResNet/VGG: both recipes, ``stabilizing`` by default (the one that finds
     tickets by rewinding; ``--recipe=lth`` is the LTH paper's warmup and reset)."""
     recipes = {"lth": lth, "stabilizing": stabilizing}
-    return ModelSpec(name, build, "cifar10", recipes, "stabilizing", _HALF_EPOCH, batch_norm=True)
+    return ModelSpec(
+        name, LazyBuilder(builder), "cifar10", recipes, "stabilizing", _HALF_EPOCH, batch_norm=True
+    )
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -207,7 +227,7 @@ MODELS: dict[str, ModelSpec] = {
         # per-kind prune rates.
         _paper_net(
             "lenet300_100",
-            lenet.lenet300_100,
+            "lth_tf.models.lenet:lenet300_100",
             "mnist",
             1.2e-3,
             "50000it",
@@ -215,7 +235,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         _paper_net(
             "conv2",
-            conv.conv2,
+            "lth_tf.models.conv:conv2",
             "cifar10",
             2e-4,
             "20000it",
@@ -223,7 +243,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         _paper_net(
             "conv4",
-            conv.conv4,
+            "lth_tf.models.conv:conv4",
             "cifar10",
             3e-4,
             "25000it",
@@ -231,7 +251,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         _paper_net(
             "conv6",
-            conv.conv6,
+            "lth_tf.models.conv:conv6",
             "cifar10",
             3e-4,
             "30000it",
@@ -239,11 +259,11 @@ MODELS: dict[str, ModelSpec] = {
         ),
         # The LTH paper's "Resnet-18" (CIFAR ResNet, 16/32/64 filters) is open_lth's
         # cifar_resnet_20.
-        _deep_net("resnet20", resnet.resnet20, _LTH_RESNET, _STABILIZING_RESNET),
+        _deep_net("resnet20", "lth_tf.models.resnet:resnet20", _LTH_RESNET, _STABILIZING_RESNET),
         # open_lth's default_hparams in cifar_vgg.py are for cifar_vgg_16 and apply to every
         # cifar_vgg depth; VGG-16 is not in the LTH paper and takes VGG-19's LTH recipe.
-        _deep_net("vgg19", vgg.vgg19, _LTH_VGG, _STABILIZING_VGG),
-        _deep_net("vgg16", vgg.vgg16, _LTH_VGG, _STABILIZING_VGG),
+        _deep_net("vgg19", "lth_tf.models.vgg:vgg19", _LTH_VGG, _STABILIZING_VGG),
+        _deep_net("vgg16", "lth_tf.models.vgg:vgg16", _LTH_VGG, _STABILIZING_VGG),
     )
 }
 

@@ -8,12 +8,12 @@ the shortcut is a strided 1x1 conv with BN. Convolutions have no bias (BN suppli
 
 from __future__ import annotations
 
+import tf_keras as keras
+
+from lth_tf.models.layers import KERNEL_INIT, conv_bn, pixel_input
+
 
 def _cifar_resnet(name: str, depth: int, input_shape, num_classes: int):
-    import tf_keras as keras
-
-    from lth_tf.models.layers import KERNEL_INIT, conv_bn, pixel_input
-
     if (depth - 2) % 6:
         raise ValueError(f"a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, 110), got {depth}")
     blocks_per_stage = (depth - 2) // 6

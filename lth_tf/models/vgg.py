@@ -7,6 +7,10 @@ sizes ("same"), so any input size builds: 32 -> 16 -> 8 -> 4 -> 2, 28 -> 14 -> 7
 
 from __future__ import annotations
 
+import tf_keras as keras
+
+from lth_tf.models.layers import KERNEL_INIT, conv_bn, pixel_input
+
 # Filters per conv; "M" is a max pool.
 PLANS: dict[str, tuple[int | str, ...]] = {
     "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512),
@@ -18,10 +22,6 @@ PLANS: dict[str, tuple[int | str, ...]] = {
 
 
 def _cifar_vgg(name: str, input_shape, num_classes: int):
-    import tf_keras as keras
-
-    from lth_tf.models.layers import KERNEL_INIT, conv_bn, pixel_input
-
     inputs, x = pixel_input(input_shape)
     conv_index, pool_index = 0, 0
     for item in PLANS[name]:

@@ -1,6 +1,7 @@
 """``--recipe``: the LTH paper's and the Stabilizing-LTH papers' defaults; ``--eval_every=auto``
 per model. Flags are parsed in-process (the refused commands run pipelines.imp's main here
-too), and one test trains a few iterations of resnet20."""
+too); nothing trains, so no TensorFlow starts (resnet20's stabilizing recipe at work is in
+tests/pruning/test_global_pruning.py)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,8 @@ from lth_tf.experiment import (
     default_experiment_name,
     open_experiment,
 )
-from lth_tf.lottery.imp import run_imp
 from lth_tf.models import get_model, paper_defaults, resolve_steps
-from tests.helpers import (
-    QUIET,
-    assert_one_line_error,
-    imp_hparams,
-    run_main,
-    tiny_dataset,
-    with_changes,
-)
+from tests.helpers import assert_one_line_error, imp_hparams, run_main
 
 SMALL_NETS = ("lenet300_100", "conv2", "conv4", "conv6")
 DEEP_NETS = ("resnet20", "vgg16", "vgg19")
@@ -207,24 +200,6 @@ def test_a_branch_takes_its_parents_recipe(tmp_path):
     assert branch.model == ModelHparams("resnet20", "lth") and branch.pruning.rewind == "0it"
     with pytest.raises(LthError, match="--recipe cannot be set with --branch_of"):
         imp_hparams(f"--branch_of={parent}", "--control=lr_rewind", "--recipe=stabilizing")
-
-
-def test_resnet20s_stabilizing_recipe_pools_the_output_layer_with_the_convs(tmp_path):
-    # open_lth's cifar_resnet.py prunes every conv and linear weight globally; the LTH recipe
-    # (and both VGG recipes) leave the output layer dense.
-    hparams = with_changes(
-        paper_defaults("resnet20", "cifar10"),
-        training={"iterations": "4it", "batch_size": 20},
-        pruning={"rounds": 1, "rewind": "2it"},
-    )
-    data = tiny_dataset(train=60, val=20, test=20, shape=(16, 16, 3))
-    experiment = run_imp(hparams, tmp_path, "r", QUIET, data=data)
-    masks = io.read_npz(experiment.masks(1))
-    total = sum(mask.size for mask in masks.values())
-    assert total == 270_256 + 64 * 10  # every conv kernel and the output kernel are pooled
-    assert sum(int(mask.sum()) for mask in masks.values()) == round(total * 0.8)
-    row = experiment.read_results()[1]
-    assert row.percent_remaining == pytest.approx(80.0, abs=1e-3)
 
 
 def test_deep_nets_default_to_the_papers_recipe():

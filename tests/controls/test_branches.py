@@ -17,7 +17,8 @@ from lth_tf.lottery.imp import run_imp
 from lth_tf.models import get_model
 from lth_tf.monitoring.report import write_report
 from lth_tf.pruning.masks import magnitude_mask
-from tests.helpers import QUIET, lenet_hparams, start_recorder
+from tests.helpers import QUIET, lenet_hparams
+from tests.tf_helpers import start_recorder
 
 
 @pytest.fixture(scope="module")

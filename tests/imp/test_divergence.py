@@ -17,6 +17,7 @@ from lth_tf.training.chunks import ChunkLength
 from lth_tf.training.loop import Callback, Diverged, EarlyStop, TrainingProgress, train
 from lth_tf.training.trainer import Evaluation
 from tests.helpers import QUIET, lenet_hparams
+from tests.tf_helpers import half_pruned_lenet
 
 NAN = math.nan
 
@@ -110,7 +111,6 @@ def test_an_exploding_finite_loss_is_warned_about_once(caplog):
 def test_imp_refuses_to_rank_masks_from_a_rounds_non_finite_weights(tmp_path, data):
     from lth_tf import io
     from lth_tf.lottery.controls import ControlContext, get_control
-    from tests.helpers import half_pruned_lenet
 
     hparams = lenet_hparams(rounds=1)
     experiment = run_imp(hparams, tmp_path, "finished", QUIET, data=data)

@@ -16,14 +16,8 @@ from lth_tf.models import get_model, paper_defaults
 from lth_tf.pruning.masks import magnitude_mask
 from lth_tf.pruning.wrapping import wrap_model
 from lth_tf.training.trainer import Trainer
-from tests.helpers import (
-    QUIET,
-    half_pruned_lenet,
-    lenet_hparams,
-    start_recorder,
-    tiny_dataset,
-    with_changes,
-)
+from tests.helpers import QUIET, lenet_hparams, tiny_dataset, with_changes
+from tests.tf_helpers import half_pruned_lenet, start_recorder
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import pytest
 from lth_tf import io
 from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
-from tests.helpers import QUIET, start_recorder, tiny_dataset, with_changes
+from tests.helpers import QUIET, tiny_dataset, with_changes
+from tests.tf_helpers import start_recorder
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,21 @@ def test_weights_and_batch_norm_statistics_are_rewound_exactly(resnet_run):
         for name, value in starts[pruning_round].items():
             expected = point[name] * masks[name] if name in masks else point[name]
             np.testing.assert_array_equal(value, expected, err_msg=f"{pruning_round} {name}")
+
+
+def test_resnet20s_stabilizing_recipe_pools_the_output_layer_with_the_convs(tmp_path):
+    # open_lth's cifar_resnet.py prunes every conv and linear weight globally; the LTH recipe
+    # (and both VGG recipes) leave the output layer dense.
+    hparams = with_changes(
+        paper_defaults("resnet20", "cifar10"),
+        training={"iterations": "4it", "batch_size": 20},
+        pruning={"rounds": 1, "rewind": "2it"},
+    )
+    data = tiny_dataset(train=60, val=20, test=20, shape=(16, 16, 3))
+    experiment = run_imp(hparams, tmp_path, "r", QUIET, data=data)
+    masks = io.read_npz(experiment.masks(1))
+    total = sum(mask.size for mask in masks.values())
+    assert total == 270_256 + 64 * 10  # every conv kernel and the output kernel are pooled
+    assert sum(int(mask.sum()) for mask in masks.values()) == round(total * 0.8)
+    row = experiment.read_results()[1]
+    assert row.percent_remaining == pytest.approx(80.0, abs=1e-3)

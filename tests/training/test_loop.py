@@ -15,7 +15,8 @@ from lth_tf.training.loop import (
     train,
 )
 from lth_tf.training.trainer import Evaluation, Trainer
-from tests.helpers import half_pruned_lenet, tiny_dataset
+from tests.helpers import tiny_dataset
+from tests.tf_helpers import half_pruned_lenet
 
 
 def train_round(

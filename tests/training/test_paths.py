@@ -19,7 +19,8 @@ from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
 from lth_tf.training.precision import mixed_precision_policy
 from lth_tf.training.trainer import Trainer
-from tests.helpers import LENET_RATES, QUIET, half_pruned_lenet, tiny_dataset
+from tests.helpers import LENET_RATES, QUIET, tiny_dataset
+from tests.tf_helpers import half_pruned_lenet
 
 
 @pytest.mark.parametrize("augment", [False, True])

@@ -17,7 +17,8 @@ from lth_tf.execution import Execution
 from lth_tf.experiment import ExperimentDir
 from lth_tf.training.trainer import Trainer
 from lth_tf.training.xla import XLA_PAYS_AFTER_SECONDS
-from tests.helpers import half_pruned_lenet, tiny_dataset
+from tests.helpers import tiny_dataset
+from tests.tf_helpers import half_pruned_lenet
 
 
 def _trained(jit_compile, planned_iterations=None):
