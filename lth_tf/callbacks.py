@@ -1,8 +1,10 @@
 """Callbacks of your own: watch every round of a run, report scalars, keep state across resumes.
 
 Subclass :class:`RunCallback`, override what you need, and pass instances to
-:func:`lth_tf.lottery.imp.run_imp` (``callbacks=``), :func:`lth_tf.find_tickets` (``callbacks=``) or
-``pipelines.imp --callback=package.module:Class`` (built with no arguments):
+:func:`lth_tf.lottery.imp.run_imp` (``callbacks=``), :func:`lth_tf.find_tickets` (``callbacks=``),
+:func:`lth_tf.stability.analysis.run_stability` (``callbacks=``) or
+``pipelines.imp`` / ``pipelines.stability --callback=package.module:Class`` (built with no
+arguments):
 
 >>> import numpy as np
 >>> class MaskedWeightNorm(RunCallback):
@@ -20,6 +22,9 @@ checkpoint and handed back to ``load_state()`` when a killed round resumes, so a
 accumulates (a running mean, a count) ends a resumed round as an uninterrupted one would.
 A hook that raises ends the run with one line naming the callback, the hook and where it
 raised (:func:`calling`); the round resumes from its last checkpoint once the callback is fixed.
+
+In a stability analysis each copy's training is a round (see :class:`RunCallback`): the
+context's ``stability_copy`` says which copy, and ``on_round_end`` gets a :class:`CopyResult`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import dataclasses
 import logging
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,14 +57,44 @@ EVALUATION_COLUMNS = ("iteration", "val_loss", "val_accuracy", "test_loss", "tes
 
 
 @dataclasses.dataclass(frozen=True)
+class StabilityCopy:
+    """Which copy of a stability analysis trains: from the rewind point ``rewind_iteration`` to
+    the round's end, on the data order of ``data_seed``."""
+
+    rewind_iteration: int
+    data_seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyResult:
+    """What ``on_round_end`` gets for a stability copy: the round whose mask it trained, its
+    rewind point and data seed, the iterations it trained (T - k), the seconds they took (a
+    resumed copy's included) and the file of its trained weights. Its test error is measured
+    afterwards, with the other copies', in the analysis' result.
+
+    >>> CopyResult(1, 10, 0, 30, 0.5, Path("copy_seed0.npz")).round
+    1
+    """
+
+    round: int
+    rewind_iteration: int
+    data_seed: int
+    iterations: int
+    train_seconds: float
+    weights: Path
+
+
+@dataclasses.dataclass(frozen=True)
 class RunContext:
     """What a callback sees of the run: the round, the network (``pruned.weights``,
-    ``pruned.get_masks()``), the experiment directory and its hyperparameters."""
+    ``pruned.get_masks()``), the experiment directory and its hyperparameters; in a stability
+    analysis, which copy trains (``stability_copy``; None in an IMP run)."""
 
     pruning_round: int
     pruned: PrunedModel
     experiment: ExperimentDir
     hparams: ExperimentHparams
+    stability_copy: StabilityCopy | None = None
 
 
 class RunCallback:
@@ -77,6 +113,14 @@ class RunCallback:
     - ``on_round_end``: the round's results row is written.
     - ``on_run_end``: the run's last round is done (not when it stops with an error).
     - ``state`` / ``load_state``: named arrays saved in each checkpoint, restored on resume.
+
+    A stability analysis (:func:`lth_tf.stability.analysis.run_stability`) is a run too:
+    ``on_run_start`` once, with the experiment analysed; each copy it trains is a round
+    (``on_round_start`` when it starts fresh from the rewind point, ``load_state`` instead when
+    it resumes from its checkpoint; ``on_chunk``; ``on_round_end`` with a :class:`CopyResult`);
+    ``on_run_end`` once every result is written. Copies are not evaluated while they train:
+    ``on_evaluation`` and ``on_evaluation_recorded`` are not called. A copy reused from an
+    earlier run, and the dense network retrained to recompute a rewind point, are not rounds.
 
     The run's own TensorBoard logs are one of these
     (:class:`lth_tf.monitoring.tensorboard.TensorBoardMonitor`).
@@ -108,7 +152,7 @@ class RunCallback:
     def on_evaluation_recorded(self, context: RunContext, evaluation: Evaluation) -> None:
         pass
 
-    def on_round_end(self, context: RunContext, result: RoundResult) -> None:
+    def on_round_end(self, context: RunContext, result: RoundResult | CopyResult) -> None:
         pass
 
     def on_run_end(self) -> None:
@@ -252,4 +296,10 @@ def load_callback(spec: str) -> RunCallback:
         raise LthError(
             f"--callback={spec}: {cls.__name__}() raised {type(error).__name__}: {error}"
         ) from None
+    if not isinstance(callback, RunCallback):
+        # Named by the spec, not by the object's repr (a whole dataclass can fill the screen).
+        raise LthError(
+            f"--callback={spec}: {cls.__name__}() is a {type(callback).__name__}, not a "
+            "lth_tf.callbacks.RunCallback; subclass it"
+        )
     return check_callbacks([callback])[0]

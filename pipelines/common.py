@@ -156,6 +156,30 @@ def define_execution_flags(
             flags.DEFINE_string(name, default, help_text, flag_values)
 
 
+def define_callback_flag(sees: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """``--callback=package.module:Class``, repeatable: the user's
+    :class:`lth_tf.callbacks.RunCallback` classes; ``sees`` says, in the help, what they see of
+    this pipeline's run. The pipeline builds them with :func:`callbacks_from_flags`.
+
+    >>> define_callback_flag("every round")  # doctest: +SKIP
+    """
+    flags.DEFINE_multi_string(
+        "callback",
+        [],
+        "package.module:Class, a lth_tf.callbacks.RunCallback built with no arguments, "
+        f"imported as a --model builder is: {sees}. Repeat the flag for more than one.",
+        flag_values,
+    )
+
+
+def callbacks_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> list:
+    """The ``--callback`` classes, each imported and built with no arguments; a spec that
+    names no RunCallback class (no such module, not a subclass) is one line (an LthError)."""
+    from lth_tf.callbacks import check_callbacks, load_callback
+
+    return check_callbacks([load_callback(spec) for spec in flag_values["callback"].value])
+
+
 def execution_from_flags(
     strategy_name: str = "default", flag_values: flags.FlagValues = flags.FLAGS
 ):

@@ -23,6 +23,10 @@ flags.adopt_module_key_flags(hparam_flags)
 # --data_dir, --jit_compile, --steps_per_execution, --mixed_precision, --progress, --tensorboard
 # and --test_every_evaluation: lth_tf.execution.Execution's fields.
 common.define_execution_flags()
+# --callback=package.module:Class (pipelines.stability takes it too).
+common.define_callback_flag(
+    "its scalars go to evaluations.csv and TensorBoard, its state into each checkpoint"
+)
 flags.adopt_module_key_flags(common)
 flags.DEFINE_string(
     "branch_of",
@@ -45,13 +49,6 @@ flags.DEFINE_string("strategy", "default", "default, mirrored, multi_worker or t
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
 flags.DEFINE_integer(
     "virtual_cpus", None, "Split the host CPU into N logical devices (multi-replica on CPU)."
-)
-flags.DEFINE_multi_string(
-    "callback",
-    [],
-    "package.module:Class, a lth_tf.callbacks.RunCallback built with no arguments, imported "
-    "as a --model builder is: its scalars go to evaluations.csv and TensorBoard, its state "
-    "into each checkpoint. Repeat the flag for more than one.",
 )
 
 
@@ -132,10 +129,9 @@ def main(argv: list[str]) -> None:
         split_cpu(FLAGS.virtual_cpus)
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
 
-    from lth_tf.callbacks import check_callbacks, load_callback
     from lth_tf.lottery.imp import run_imp
 
-    callbacks = check_callbacks([load_callback(spec) for spec in FLAGS.callback])
+    callbacks = common.callbacks_from_flags()
 
     run = run_imp
     if stable_rewind:

@@ -77,6 +77,10 @@ common.define_execution_flags(
     progress="Show a progress bar while copies train.",
     tensorboard="Log the results to TensorBoard as well (<experiment>/tensorboard/stability).",
 )
+common.define_callback_flag(
+    "each copy's training is a round for it (on_round_start, on_chunk, on_round_end; copies "
+    "are not evaluated while they train), its state goes into each copy's checkpoint"
+)
 flags.adopt_module_key_flags(common)
 
 
@@ -136,8 +140,9 @@ def main(argv: list[str]) -> None:
     from lth_tf.provenance import experiment_data
     from lth_tf.stability.analysis import run_stability
 
+    callbacks = common.callbacks_from_flags()
     data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
-    results = run_stability(plan, data, execution)
+    results = run_stability(plan, data, execution, callbacks)
     files = plan.files
     for result in results:
         print("\n".join(summary_lines(result)))
@@ -169,9 +174,10 @@ def _main_find_rewind(execution: Execution) -> None:
     from lth_tf.provenance import experiment_data
     from lth_tf.stability.rewind_finder import choice_lines, find_rewind
 
+    callbacks = common.callbacks_from_flags()
     plan = search.plan
     data = experiment_data(plan.experiment, plan.hparams, FLAGS.data_dir)
-    found = find_rewind(search, data, execution)
+    found = find_rewind(search, data, execution, callbacks)
     print("\n".join(choice_lines(found)))
     print(f"Instability figure: {plan.files.sweep_figure(0)}")
     print(f"Instability table: {plan.files.sweep_csv(0)}")
@@ -196,9 +202,10 @@ def _main_across(execution: Execution) -> None:
     from lth_tf.provenance import experiment_data
     from lth_tf.stability.across import run_across
 
+    callbacks = common.callbacks_from_flags()
     first = plan.plans[0]
     data = experiment_data(first.experiment, first.hparams, FLAGS.data_dir)
-    results, figure, table = run_across(plan, data, execution, FLAGS.output)
+    results, figure, table = run_across(plan, data, execution, FLAGS.output, callbacks)
     for one, result in zip(plan.plans, results, strict=True):
         print(f"{one.experiment.root}:")
         print("\n".join(summary_lines(result)))

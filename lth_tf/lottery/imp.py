@@ -75,9 +75,9 @@ from lth_tf.pruning.xnnpack import check_sparse_subgraph, one_by_one_zero_fracti
 from lth_tf.training.loop import (
     Callback,
     Checkpoint,
-    Chunk,
     Diverged,
     EvaluateEvery,
+    RunCallbackChunks,
     SnapshotAt,
     TrainingProgress,
     resume,
@@ -316,17 +316,6 @@ def _own_callbacks(
     if not execution.tensorboard or not writes or given_monitor:
         return []
     return [TensorBoardMonitor()]
-
-
-class _RunCallbackChunks(Callback):
-    """Hands every chunk to the run's :class:`lth_tf.callbacks.RunCallback` instances."""
-
-    def __init__(self, context: RunContext, callbacks: Sequence[RunCallback]):
-        self.context = context
-        self.callbacks = callbacks
-
-    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
-        call_each(self.callbacks, "on_chunk", self.context, chunk)
 
 
 def channel_costs(pruned: PrunedModel, masks: dict[str, np.ndarray]) -> dict[str, int]:
@@ -585,7 +574,7 @@ class _Rounds:
             )
         context, watching = self.context(pruning_round), self.run_callbacks
         if watching:
-            callbacks.append(_RunCallbackChunks(context, watching))
+            callbacks.append(RunCallbackChunks(context, watching))
         callbacks.append(
             EvaluateEvery(
                 trainer,

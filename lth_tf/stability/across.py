@@ -17,11 +17,14 @@ import dataclasses
 import glob
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.stability.plan import StabilityPlan, plan_stability
+
+if TYPE_CHECKING:
+    from lth_tf.callbacks import RunCallback
 
 ACROSS_COLUMNS_EXTRA = ["experiment"]
 # The one hyperparameter the experiments of a sweep may differ in.
@@ -120,9 +123,17 @@ def output_paths(output: str | Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".png"), path.with_name(path.name + ".csv")
 
 
-def run_across(plan: AcrossPlan, data, execution=None, output: str | Path = "stability-sweep"):
+def run_across(
+    plan: AcrossPlan,
+    data,
+    execution=None,
+    output: str | Path = "stability-sweep",
+    callbacks: Sequence[RunCallback] = (),
+):
     """Runs (or reuses) each experiment's analysis, then writes the figure and CSV; returns the
-    results, earliest rewind first, and the two paths written."""
+    results, earliest rewind first, and the two paths written. ``callbacks``: RunCallbacks
+    that watch every copy trained; each experiment's analysis is a run of its own for them
+    (:func:`lth_tf.stability.analysis.run_stability`)."""
     from lth_tf.execution import Execution
     from lth_tf.stability import figures
     from lth_tf.stability.analysis import (
@@ -135,7 +146,7 @@ def run_across(plan: AcrossPlan, data, execution=None, output: str | Path = "sta
     execution = Execution() if execution is None else execution
     results = []
     for one in plan.plans:
-        [result] = run_stability(one, data, execution)
+        [result] = run_stability(one, data, execution, callbacks)
         results.append(result)
     rows = [
         {**row, "experiment": result.experiment}

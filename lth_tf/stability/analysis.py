@@ -18,7 +18,16 @@ checked against ``rewind_point.npz``.
 Everything expensive is saved as it is made (copies, recomputed rewind points, checkpoints
 while training), so a killed analysis resumes and a rerun recomputes nothing.
 
+Callbacks of your own (:class:`lth_tf.callbacks.RunCallback`) watch the copies: the analysis is
+a run (``on_run_start`` with the experiment and its hyperparameters, ``on_run_end`` once every
+result is written) and each copy it trains is a round (``on_round_start`` from the rewind point,
+or ``load_state`` from the copy's checkpoint; ``on_chunk``; ``on_round_end`` with a
+:class:`lth_tf.callbacks.CopyResult`), the context naming the copy (``stability_copy``). Copies
+are not evaluated while they train, so ``on_evaluation`` is not called; a reused copy and the
+dense network's retraining to a rewind point are not rounds.
+
 >>> results = run_stability(plan, load_dataset("fashion_mnist"))  # doctest: +SKIP
+>>> run_stability(plan, data, callbacks=[MyMetric()])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -35,6 +44,16 @@ import tensorflow as tf
 
 from lth_tf import io
 from lth_tf.builder import build_run
+from lth_tf.callbacks import (
+    CopyResult,
+    RunCallback,
+    RunContext,
+    StabilityCopy,
+    call_each,
+    callback_states,
+    check_callbacks,
+    load_callback_states,
+)
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
@@ -55,7 +74,15 @@ from lth_tf.stability.measures import (
 )
 from lth_tf.stability.plan import RewindPoint, StabilityPlan
 from lth_tf.stability.result import CopyPair, StabilityResult
-from lth_tf.training.loop import Callback, Checkpoint, SnapshotAt, TrainingProgress, resume, train
+from lth_tf.training.loop import (
+    Callback,
+    Checkpoint,
+    RunCallbackChunks,
+    SnapshotAt,
+    TrainingProgress,
+    resume,
+    train,
+)
 
 log = logging.getLogger("lth_tf")
 ERROR_UNIT = "percent: 100 x (1 - test accuracy); instability in percentage points"
@@ -74,25 +101,37 @@ SWEEP_COLUMNS = [
 
 
 def run_stability(
-    plan: StabilityPlan, data: ImageDataset, execution: Execution = Execution()
+    plan: StabilityPlan,
+    data: ImageDataset,
+    execution: Execution = Execution(),
+    callbacks: Sequence[RunCallback] = (),
 ) -> list[StabilityResult]:
     """Analyses (or reuses) every rewind point of ``plan``; returns one result per point.
 
     Writes each point's JSON and figure, the TensorBoard run (unless ``execution.tensorboard``
     is False), and for a sweep its CSV and figure,
     holding the experiment's lock (:func:`lth_tf.io.locked`): an IMP run or another analysis
-    writing there meanwhile is refused.
+    writing there meanwhile is refused. ``callbacks``: :class:`lth_tf.callbacks.RunCallback`
+    instances that watch every copy trained (each copy is a round for them; see the module's
+    docstring), their state kept in each copy's checkpoints.
+
+    >>> run_stability(plan, data, callbacks=[MyMetric()])  # doctest: +SKIP
     """
+    callbacks = check_callbacks(callbacks)
     check_dataset(plan, data)
     with io.locked(plan.experiment.root, "another lth_tf run"):
         io.remove_leftovers(plan.files.root)
-        return _run_stability_locked(plan, data, execution)
+        return _run_stability_locked(plan, data, execution, callbacks)
 
 
 def _run_stability_locked(
-    plan: StabilityPlan, data: ImageDataset, execution: Execution
+    plan: StabilityPlan,
+    data: ImageDataset,
+    execution: Execution,
+    callbacks: Sequence[RunCallback],
 ) -> list[dict]:
     files = plan.files
+    call_each(callbacks, "on_run_start", plan.experiment, plan.hparams)
     results: dict[int, StabilityResult] = {}
     fresh: set[int] = set()
     for rewind in plan.rewinds:
@@ -103,7 +142,7 @@ def _run_stability_locked(
             results[rewind.iteration] = cached
     todo = [rewind for rewind in plan.rewinds if rewind.iteration not in results]
     if todo:
-        session = StabilitySession(plan, data, execution)
+        session = StabilitySession(plan, data, execution, callbacks)
         points = session.rewind_points([rewind.iteration for rewind in todo])
         for rewind in todo:
             result = session.analyse(rewind, points.pop(rewind.iteration))
@@ -126,6 +165,7 @@ def _run_stability_locked(
     if plan.sweep:
         io.write_csv(files.sweep_csv(plan.pruning_round), sweep_rows(ordered), SWEEP_COLUMNS)
         io.write_bytes_atomic(files.sweep_figure(plan.pruning_round), figures.sweep_figure(ordered))
+    call_each(callbacks, "on_run_end")
     return ordered
 
 
@@ -190,11 +230,19 @@ def sweep_rows(results: Sequence[StabilityResult], masks: str = "fixed") -> list
 
 class StabilitySession:
     """The experiment's network rebuilt exactly as run_imp built it, with one Trainer for the
-    dense network's rewind points and every copy (nothing is retraced between them)."""
+    dense network's rewind points and every copy (nothing is retraced between them).
+    ``callbacks`` watch every copy it trains."""
 
-    def __init__(self, plan: StabilityPlan, data: ImageDataset, execution: Execution):
+    def __init__(
+        self,
+        plan: StabilityPlan,
+        data: ImageDataset,
+        execution: Execution,
+        callbacks: Sequence[RunCallback] = (),
+    ):
         self.plan = plan
         self.data = data
+        self.callbacks = check_callbacks(callbacks)
         # jit_compile="auto": with or without XLA as the experiment trained, so a recomputed
         # rewind point matches its run bit for bit.
         execution = execution.resumed(plan.experiment.recorded_xla_training())
@@ -329,7 +377,14 @@ class StabilitySession:
         # where the dense run had it at iteration k.
         self.trainer.reset_optimizer(schedule_start=rewind.iteration)
         checkpoint = plan.files.copy_checkpoint(plan.pruning_round, rewind.iteration, seed)
-        self._train(
+        context = RunContext(
+            plan.pruning_round,
+            self.pruned,
+            plan.experiment,
+            plan.hparams,
+            StabilityCopy(rewind.iteration, seed),
+        )
+        progress = self._train(
             seed=seed,
             start=rewind.iteration,
             stop=plan.resolved.iterations,
@@ -339,11 +394,21 @@ class StabilitySession:
                 f"Copy with data seed {seed}: iterations {rewind.iteration} to "
                 f"{plan.resolved.iterations}"
             ),
+            watched_by=(context, self.callbacks),
         )
         self.pruned.apply_masks()
         weights = snapshot(self.pruned.rewindable)
         io.write_npz(path, weights)
         checkpoint.unlink(missing_ok=True)
+        result = CopyResult(
+            round=plan.pruning_round,
+            rewind_iteration=rewind.iteration,
+            data_seed=seed,
+            iterations=plan.resolved.iterations - rewind.iteration,
+            train_seconds=round(progress.train_seconds, 3),
+            weights=path,
+        )
+        call_each(self.callbacks, "on_round_end", context, result)
         return weights
 
     def _batches(self, seed: int, start: int) -> tf.data.Dataset:
@@ -366,21 +431,32 @@ class StabilitySession:
         checkpoint: Path,
         callbacks: list[Callback],
         title: str,
-    ) -> None:
+        watched_by: tuple[RunContext, Sequence[RunCallback]] | None = None,
+    ) -> TrainingProgress:
         """Trains from ``start`` (or a checkpoint) to ``stop`` on the data order of ``seed``,
-        with ``callbacks`` and a checkpoint every ``checkpoint_seconds``."""
+        with ``callbacks`` and a checkpoint every ``checkpoint_seconds``; returns the progress.
+
+        ``watched_by``: a copy's context and the RunCallbacks that see it as a round (their
+        state goes into the checkpoint and comes back from it)."""
         trainer = self.trainer
+        context, watching = watched_by or (None, ())
         progress = resume(checkpoint, trainer)
         if progress is not None:
             log.info("%s: resumes at iteration %d", title, progress.iteration)
+            load_callback_states(watching, progress.callback_state)
         else:
             progress = TrainingProgress(iteration=start)
             log.info("%s", title)
+            call_each(watching, "on_round_start", context)
+        if watching:
+            # Before the checkpoint, so that it holds the state after the chunk it saves.
+            callbacks = [*callbacks, RunCallbackChunks(context, watching)]
         callbacks = [
             *callbacks,
             Checkpoint(
                 lambda current: io.write_npz(
-                    checkpoint, {**trainer.state(), **current.to_arrays()}
+                    checkpoint,
+                    {**trainer.state(), **current.to_arrays(), **callback_states(watching)},
                 ),
                 seconds=self.execution.checkpoint_seconds,
             ),
@@ -389,7 +465,7 @@ class StabilitySession:
             from lth_tf.monitoring.progress import ProgressBar
 
             callbacks.append(ProgressBar(start, stop))  # the title is logged above
-        train(trainer, progress, stop, callbacks, seed=seed)
+        return train(trainer, progress, stop, callbacks, seed=seed)
 
     # -- measures --------------------------------------------------------------------------
 

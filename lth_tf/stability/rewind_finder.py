@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lth_tf import io
 from lth_tf.config import check_number
@@ -31,6 +31,9 @@ from lth_tf.experiment import read_experiment
 from lth_tf.models.registry import resolve_steps
 from lth_tf.stability.measures import STABLE_BELOW
 from lth_tf.stability.plan import StabilityPlan, plan_stability
+
+if TYPE_CHECKING:
+    from lth_tf.callbacks import RunCallback
 
 # Fractions of T tried as rewind points: the range the Stabilizing/LMC papers rewind over (the
 # LMC paper's CIFAR ResNet-20 is said to become stable at about 3% of training: a second-hand
@@ -134,12 +137,18 @@ def record_choice(search: RewindSearch, results: Sequence[Any]) -> dict[str, Any
     return found
 
 
-def find_rewind(search: RewindSearch, data: Any, execution: Any) -> dict[str, Any]:
+def find_rewind(
+    search: RewindSearch, data: Any, execution: Any, callbacks: Sequence[RunCallback] = ()
+) -> dict[str, Any]:
     """Runs the search's analyses (reusing what earlier runs measured) and records the choice;
-    returns what ``rewind_found.json`` says."""
+    returns what ``rewind_found.json`` says. ``callbacks``: RunCallbacks that watch every copy
+    trained, as :func:`lth_tf.stability.analysis.run_stability`'s do.
+
+    >>> find_rewind(plan_rewind_search("runs/dense"), data, Execution())  # doctest: +SKIP
+    """
     from lth_tf.stability.analysis import run_stability
 
-    return record_choice(search, run_stability(search.plan, data, execution))
+    return record_choice(search, run_stability(search.plan, data, execution, callbacks))
 
 
 def read_choice(experiment_root: Path) -> dict[str, Any]:
@@ -193,6 +202,9 @@ def run_imp_with_stable_rewind(
     3. the IMP experiment with ``rewind=<k>it``; its ``hparams.json`` records where k came from
        (``rewind_found``). Its round 0 retrains the dense network (bit for bit the same).
 
+    ``run_imp_kwargs``' ``callbacks`` watch all three: the search is a run of its own for them,
+    each copy a round (:func:`lth_tf.stability.analysis.run_stability`).
+
     Returns the IMP experiment's directory.
     """
     from lth_tf.execution import Execution
@@ -210,7 +222,7 @@ def run_imp_with_stable_rewind(
     data = run_imp_kwargs.get("data") or experiment_data(
         search.plan.experiment, search.plan.hparams, execution.data_dir
     )
-    found = find_rewind(search, data, execution)
+    found = find_rewind(search, data, execution, run_imp_kwargs.get("callbacks", ()))
     for line in choice_lines(found):
         say(line)
     k = found["rewind_iteration"]

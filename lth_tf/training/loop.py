@@ -26,6 +26,7 @@ import numpy as np
 
 from lth_tf import io
 from lth_tf.callbacks import STATE_PREFIX as CALLBACK_STATE_PREFIX
+from lth_tf.callbacks import RunCallback, RunContext, call_each
 from lth_tf.errors import LthError
 from lth_tf.legacy import old_checkpoint_iteration
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
@@ -234,6 +235,18 @@ def train(
         for callback in callbacks:
             callback.on_chunk(chunk, progress)
     return progress
+
+
+class RunCallbackChunks(Callback):
+    """Hands every chunk to the run's :class:`lth_tf.callbacks.RunCallback` instances (an IMP
+    round's, a stability copy's)."""
+
+    def __init__(self, context: RunContext, callbacks: Sequence[RunCallback]):
+        self.context = context
+        self.callbacks = callbacks
+
+    def on_chunk(self, chunk: Chunk, progress: TrainingProgress) -> None:
+        call_each(self.callbacks, "on_chunk", self.context, chunk)
 
 
 class SnapshotAt(Callback):

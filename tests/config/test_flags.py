@@ -224,7 +224,7 @@ def test_the_imp_pipeline_lists_every_hyperparameter_flag_in_its_help():
 
     key_flags = {flag.name for flag in pipeline.FLAGS.get_key_flags_for_module(pipeline)}
     assert set(hparam_flag_names()) <= key_flags
-    assert {"branch_of", "strategy", "output_dir"} <= key_flags
+    assert {"branch_of", "strategy", "output_dir", "callback"} <= key_flags
     assert imp_hparams("--model=resnet20", "--pruning=layerwise") == parse(
         "--model=resnet20", "--pruning=layerwise"
     )

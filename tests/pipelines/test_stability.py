@@ -1,6 +1,6 @@
-"""``python -m pipelines.stability`` end to end: a rewind sweep, then a rerun that recomputes
-nothing; and the one-line-error wrapper in a real process. The plans it refuses are checked
-in-process in tests/stability/test_analysis.py."""
+"""``python -m pipelines.stability`` end to end: a rewind sweep watched by a ``--callback``, then
+a rerun that recomputes nothing; and the one-line-error wrapper in a real process. The plans it
+refuses are checked in-process in tests/stability/test_analysis.py."""
 
 import json
 
@@ -44,7 +44,8 @@ def stability(experiment, idx_dir, *flags):
 
 def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
     root = lth_experiment.root
-    flags = ["--round=1", "--seeds=2", "--points=4"]
+    # A callback of the tests' own: it logs every copy it sees to <experiment>/hook_log.txt.
+    flags = ["--round=1", "--seeds=2", "--points=4", "--callback=tests.hook_log_callback:HookLog"]
     result = stability(root, idx_dir, *flags, "--rewind_sweep=0,10it,20it")
     assert result.returncode == 0, result.stderr
     folder = root / "stability"
@@ -66,6 +67,17 @@ def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
     tags = logged_tags(root / "tensorboard" / "stability")
     assert {("round_01/instability", k) for k in (0, 10, 20)} <= tags
     assert ("round_01/rewind_20it/path_error", 3) in tags
+    # Each copy a round for the callback, rewind point by rewind point (recomputing the rewind
+    # points 10 and 20 is not one); each trained k -> 40, every iteration seen.
+    log = (root / "hook_log.txt").read_text().splitlines()
+    assert log[0] == "run_start lenet300_100" and log[-1] == "run_end"
+    ends = [line for line in log if line.startswith("round_end")]
+    assert [line.split(" in ")[0] for line in ends] == [
+        f"round_end round 1 rewind {k} seed {seed} trained {40 - k} seen {40 - k}"
+        for k in (0, 10, 20)
+        for seed in own["data_seeds"]
+    ]
+    assert len(log) == 2 + 2 * len(ends)
 
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
     events = sorted((root / "tensorboard" / "stability").iterdir())
@@ -74,6 +86,11 @@ def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
     assert "results already in" in again.stdout and "instability" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before
     assert sorted((root / "tensorboard" / "stability").iterdir()) == events
+    # The rerun trained no copy: its callback saw a run without rounds.
+    assert (root / "hook_log.txt").read_text().splitlines()[len(log) :] == [
+        "run_start lenet300_100",
+        "run_end",
+    ]
 
 
 def test_pipeline_across_experiments_each_at_its_own_rewind_point(
@@ -112,11 +129,21 @@ def test_pipeline_across_experiments_each_at_its_own_rewind_point(
         ([], "--round is required"),
         (["--round=last"], "'last' is not a round number"),
         (["--round=1", "--experiments=a,b"], "not both"),
+        (["--round=1", "--callback=no_such_module_here:Metric"], "cannot import no_such_module"),
     ],
 )
 def test_a_refusal_is_one_line_on_stderr_and_exit_2(lth_experiment, idx_dir, flags, reason):
     """The one-line-error wrapper in a real process: ``error: ...`` alone on stderr, exit
-    status 2, no traceback. These two are the pipeline's own checks of --round; they cannot
-    run in the tests' process, where pipelines.imp's flags are defined (both have --rewind)."""
+    status 2, no traceback. These are the pipeline's own checks of --round, --experiments and
+    --callback; they cannot run in the tests' process, where pipelines.imp's flags are defined
+    (both have --rewind)."""
     result = stability(lth_experiment.root, idx_dir, *flags)
     assert_one_line_error(result, reason)
+
+
+def test_help_lists_the_callback_flag():
+    # pipelines.common defines it for pipelines.imp too; --help lists it as the pipeline's own.
+    shown = run_pipeline("pipelines.stability", "--help")
+    flat = " ".join(shown.stdout.split())  # absl wraps the help
+    assert "--callback: package.module:Class, a lth_tf.callbacks.RunCallback" in flat
+    assert "each copy's training is a round for it" in flat

@@ -10,6 +10,7 @@ from lth_tf.lottery.imp import run_imp
 from lth_tf.stability import figures
 from lth_tf.stability.across import output_paths, plan_across, run_across
 from tests.helpers import PNG_MAGIC, QUIET, lenet_hparams
+from tests.hook_log_callback import HookLog
 
 OPTIONS = Execution(show_progress=False, steps_per_execution=10)
 
@@ -35,7 +36,8 @@ def test_each_experiment_at_its_own_rewind_point_then_one_figure_and_csv(
 ):
     plan = plan_across(experiments, 1, seeds=2, points=3)
     assert [p.own_rewind for p in plan.plans] == [0, 10]
-    results, figure, table = run_across(plan, mnist_data, OPTIONS, tmp_path / "own")
+    log = HookLog()
+    results, figure, table = run_across(plan, mnist_data, OPTIONS, tmp_path / "own", [log])
     assert (figure, table) == (tmp_path / "own.png", tmp_path / "own.csv")
     rows = io.read_csv(table)
     assert [int(row["rewind_iteration"]) for row in rows] == [0, 10]
@@ -44,6 +46,14 @@ def test_each_experiment_at_its_own_rewind_point_then_one_figure_and_csv(
     assert [r.train_from_iteration for r in results] == [0, 10]
     assert figure.read_bytes().startswith(PNG_MAGIC)
     assert figures.sweep_figure(results, masks=figures.OWN_MASKS, format="pdf")[:4] == b"%PDF"
+    # Each experiment's analysis is a run for the callback, each copy a round.
+    assert log.calls.count("run_start lenet300_100") == 2 and log.calls.count("run_end") == 2
+    ends = [line.split(" in ")[0] for line in log.calls if line.startswith("round_end")]
+    assert ends == [
+        f"round_end round 1 rewind {k} seed {seed} trained {40 - k} seen {40 - k}"
+        for k in (0, 10)
+        for seed in (0, 1)
+    ]
     # Each experiment keeps its own results, as a single analysis writes them.
     for root in experiments:
         assert (root / "stability" / "round_01.json").exists()

@@ -1,6 +1,7 @@
 """Stability analysis: exact path ends, zero distance for identical data orders, recomputed
-rewind points, batch-norm statistics, and the plans refused (what pipelines.stability checks
-before TensorFlow starts; tests/pipelines/test_stability.py runs the command line)."""
+rewind points, batch-norm statistics, callbacks that watch the copies, and the plans refused
+(what pipelines.stability checks before TensorFlow starts; tests/pipelines/test_stability.py
+runs the command line)."""
 
 import dataclasses
 import json
@@ -23,6 +24,7 @@ from lth_tf.stability.plan import RewindPoint, plan_stability
 from lth_tf.stability.result import StabilityResult
 from lth_tf.training.loop import TrainingProgress
 from tests.helpers import PNG_MAGIC, QUIET, STABILITY_RESULT_KEYS, lenet_hparams
+from tests.hook_log_callback import HookLog
 
 OPTIONS = Execution(show_progress=False, steps_per_execution=10)
 
@@ -131,6 +133,70 @@ def test_a_copy_killed_mid_training_resumes_to_the_same_weights(rewound, session
     for name, value in whole.items():
         np.testing.assert_array_equal(resumed[name], value, err_msg=name)
     assert not checkpoint.exists()
+
+
+def test_callbacks_see_each_copy_trained_as_a_round(rewound, mnist_data, tmp_path):
+    # The experiment without its stability folder: every copy is trained here.
+    root = shutil.copytree(
+        rewound.root, tmp_path / "rewound", ignore=shutil.ignore_patterns("stability")
+    )
+    plan = plan_stability(root, 1, seeds=2, points=3)
+    log = HookLog()
+    [result] = run_stability(plan, mnist_data, OPTIONS, callbacks=[log])
+    first, second = result.data_seeds
+    # Copies train 10 -> 40 in chunks of 10; no evaluation while they train.
+    assert log.calls == [
+        "run_start lenet300_100",
+        f"round_start round 1 rewind 10 seed {first}",
+        f"round_end round 1 rewind 10 seed {first} trained 30 seen 30 in 3 chunks",
+        f"round_start round 1 rewind 10 seed {second}",
+        f"round_end round 1 rewind 10 seed {second} trained 30 seen 30 in 3 chunks",
+        "run_end",
+    ]
+    # Watching changes nothing: copy 0 is still round 1's training bit for bit.
+    copy_0 = io.read_npz(plan.files.copy(1, 10, first))
+    for name, value in io.read_npz(rewound.weights(1)).items():
+        np.testing.assert_array_equal(copy_0[name], value, err_msg=name)
+    # A rerun reuses the result and its copies: a run without rounds.
+    again = HookLog()
+    run_stability(plan, mnist_data, OPTIONS, callbacks=[again])
+    assert again.calls == ["run_start lenet300_100", "run_end"]
+    with pytest.raises(LthError, match="two callbacks are named 'HookLog'"):
+        run_stability(plan, mnist_data, OPTIONS, callbacks=[HookLog(), HookLog()])
+
+
+def test_a_killed_copy_resumes_with_its_callbacks_state(rewound, session, monkeypatch):
+    rewind, point = RewindPoint("10it", 10), io.read_npz(rewound.rewind_point)
+    files = session.plan.files
+    whole = HookLog()
+    monkeypatch.setattr(session, "callbacks", [whole])
+    session.train_copy(rewind, point, seed=12)
+    files.copy(1, 10, 12).unlink()
+    monkeypatch.setattr(session, "execution", dataclasses.replace(OPTIONS, checkpoint_seconds=0))
+    train_steps, chunks = session.trainer.train_steps, []
+
+    def killed_in_third_chunk(iterator, steps):
+        chunks.append(steps)
+        if len(chunks) == 3:
+            raise KeyboardInterrupt
+        return train_steps(iterator, steps)
+
+    killed = HookLog()
+    monkeypatch.setattr(session, "callbacks", [killed])
+    monkeypatch.setattr(session.trainer, "train_steps", killed_in_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        session.train_copy(rewind, point, seed=12)
+    saved = io.read_npz(files.copy_checkpoint(1, 10, 12))
+    assert (saved["callback/HookLog/iterations"], saved["callback/HookLog/chunks"]) == (20, 2)
+
+    # A fresh callback object: all it knows of the copy comes from the checkpoint.
+    fresh = HookLog()
+    monkeypatch.setattr(session, "callbacks", [fresh])
+    monkeypatch.setattr(session.trainer, "train_steps", train_steps)
+    session.train_copy(rewind, point, seed=12)
+    assert whole.calls[-1] == "round_end round 1 rewind 10 seed 12 trained 30 seen 30 in 3 chunks"
+    assert fresh.calls == whole.calls[-1:]  # no round_start: it resumed
+    assert (fresh.iterations, fresh.chunks) == (whole.iterations, whole.chunks)
 
 
 def test_recomputed_rewind_point_is_the_experiments_own_exactly(rewound, session):

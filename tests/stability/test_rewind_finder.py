@@ -17,6 +17,7 @@ from lth_tf.stability.rewind_finder import (
     run_imp_with_stable_rewind,
 )
 from tests.helpers import QUIET, assert_one_line_error, lenet_hparams, run_main, run_pipeline
+from tests.hook_log_callback import HookLog
 
 
 def test_the_grid_spans_0_to_7_percent_of_training_without_repeats():
@@ -39,8 +40,15 @@ def test_stable_rewind_measures_round_0_then_runs_imp_from_the_k_it_chose(
     tmp_path, hparams, mnist_data
 ):
     # Any instability is below 100 points: k = 0, and the dense run itself is extended.
+    log = HookLog()
     experiment = run_imp_with_stable_rewind(
-        hparams, tmp_path, execution=QUIET, threshold=100.0, say=lambda _: None, data=mnist_data
+        hparams,
+        tmp_path,
+        execution=QUIET,
+        threshold=100.0,
+        say=lambda _: None,
+        data=mnist_data,
+        callbacks=[log],
     )
     found = read_choice(experiment.root)
     assert [row["rewind_iteration"] for row in found["grid"]] == rewind_grid(200)
@@ -51,6 +59,18 @@ def test_stable_rewind_measures_round_0_then_runs_imp_from_the_k_it_chose(
     assert sorted(experiment.completed_rounds()) == [0, 1]
     csv = io.read_csv(experiment.root / "stability" / "round_00-sweep.csv")
     assert [int(row["rewind_iteration"]) for row in csv] == rewind_grid(200)
+    # The callbacks watched the dense run's round 0, each copy of the search, then round 1.
+    assert log.calls.count("run_end") == 3
+    rounds = [line.split(" in ")[0] for line in log.calls if line.startswith("round_end")]
+    assert rounds == [
+        "round_end round 0 trained 200 seen 200",
+        *(
+            f"round_end round 0 rewind {k} seed {seed} trained {200 - k} seen {200 - k}"
+            for k in rewind_grid(200)
+            for seed in (0, 1)
+        ),
+        "round_end round 1 trained 200 seen 200",
+    ]
 
 
 def test_a_later_k_makes_its_own_experiment_that_records_it(
