@@ -1,12 +1,13 @@
 # `make run`: set up and run a short IMP experiment (lenet300_100 on Fashion-MNIST, offline).
 # `make test`: set up and run the whole test suite.
+# `make readme-sample`: rerun `make run`'s command and write what it prints into README.md.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data run test lint clean
+.PHONY: setup data run readme-sample test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +28,15 @@ run: setup
 	$(BIN)/python -m pipelines.imp --model=lenet300_100 --dataset=fashion_mnist \
 		--rounds=10 --iterations=1000 --output_dir=runs --experiment_name=quickstart
 
+# The README's Quickstart sample: run's command (read from this file) in a temporary directory.
+readme-sample: setup
+	$(BIN)/python docs/quickstart_sample.py
+
 test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check lth_tf pipelines benchmarks tests
+	$(BIN)/ruff check lth_tf pipelines benchmarks tests docs
 
 clean:
 	rm -rf $(VENV) runs
