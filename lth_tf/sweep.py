@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lth_tf import io
+from lth_tf.callbacks import check_callbacks, load_callback
 from lth_tf.config import (
     MAX_SEED,
     BranchHparams,
@@ -260,10 +261,16 @@ class SweepResult:
 
 
 def run_member(
-    hparams: dict[str, Any], output_dir: str, name: str, execution: Execution
+    hparams: dict[str, Any],
+    output_dir: str,
+    name: str,
+    execution: Execution,
+    callbacks: Sequence[str] = (),
 ) -> tuple[str, str]:
     """Runs one member to its last round (a Ray task's body; also callable directly).
 
+    ``callbacks`` are ``package.module:Class`` specs (:func:`lth_tf.callbacks.load_callback`),
+    built here, in the member's own process: each member has its own instances.
     Returns ``(DONE, "")`` or ``(FAILED, one-line error)``: a member's failure is reported, not
     raised, so that the others go on.
     """
@@ -283,6 +290,7 @@ def run_member(
             name,
             # Several members share one output stream: bars would interleave.
             dataclasses.replace(execution, show_progress=False),
+            callbacks=check_callbacks([load_callback(spec) for spec in callbacks]),
         )
         return DONE, ""
     except Exception as error:  # noqa: BLE001  (any failure is this member's, reported as such)
@@ -414,8 +422,13 @@ def run_sweep(
     max_parallel: int | None = None,
     ray_address: str | None = None,
     say: Callable[[str], None] = print,
+    callbacks: Sequence[str] = (),
 ) -> SweepResult:
     """Runs every unfinished member of ``plan`` on Ray; writes ``sweep.json`` as they go.
+
+    ``callbacks``: ``package.module:Class`` specs of :class:`lth_tf.callbacks.RunCallback`
+    classes that watch every member (built in each member's process; each spec is imported and
+    built once here first, so a wrong one is one line before Ray starts).
 
     Without ``ray_address`` (or ``RAY_ADDRESS``) a local Ray instance starts here and stops at
     the end; with one (``auto``, ``ray://host:10001``) the members run on that cluster, which
@@ -424,6 +437,7 @@ def run_sweep(
     The sweep directory is locked meanwhile: a second sweep into it is refused.
     """
     check_max_parallel(max_parallel)
+    check_callbacks([load_callback(spec) for spec in callbacks])
     # Checked before the directory is touched: a wrong address leaves nothing behind.
     flag = "--ray_address" if ray_address else "RAY_ADDRESS"
     address = check_ray_address(ray_address or os.environ.get("RAY_ADDRESS"), flag)
@@ -441,7 +455,17 @@ def run_sweep(
         try:
             _write_sweep_file(plan, status, errors, earlier)
             _run_members(
-                ray, plan, todo, status, errors, earlier, execution, max_parallel, address, say
+                ray,
+                plan,
+                todo,
+                status,
+                errors,
+                earlier,
+                execution,
+                max_parallel,
+                address,
+                say,
+                list(callbacks),
             )
         finally:
             ray.shutdown()
@@ -495,6 +519,7 @@ def _run_members(
     max_parallel: int | None,
     address: str | None,
     say: Callable[[str], None],
+    callbacks: list[str],
 ) -> None:
     """Runs ``todo`` on the connected Ray, parents before their branches, at most
     ``max_parallel`` at once, updating ``status``, ``errors`` and ``sweep.json``."""
@@ -523,7 +548,8 @@ def _run_members(
             elif parent == DONE and len(running) < slots:
                 todo.remove(member)
                 hparams = member.hparams.to_dict()
-                running[task.remote(hparams, str(root), member.name, execution)] = member
+                ref = task.remote(hparams, str(root), member.name, execution, callbacks)
+                running[ref] = member
                 status[member.name] = "running"
                 say(f"{member.name}: started")
         _write_sweep_file(plan, status, errors, earlier)

@@ -53,6 +53,10 @@ common.define_execution_flags(
     "test_every_evaluation",
     tensorboard="Write each member's TensorBoard logs.",
 )
+common.define_callback_flag(
+    "every round of every member, built in the member's own process (the module must import "
+    "there: on a cluster, install it on every node)"
+)
 flags.adopt_module_key_flags(common)
 
 # Flags of pipelines.imp that a sweep member cannot take: the sweep names them and runs them.
@@ -107,6 +111,7 @@ def main(argv: list[str]) -> None:
         execution,
         max_parallel=FLAGS.max_parallel,
         ray_address=FLAGS.ray_address,
+        callbacks=FLAGS.callback,
     )
     print(result.summary())
     if not result.ok:

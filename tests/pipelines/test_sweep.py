@@ -7,6 +7,7 @@ which other tests load into this process's flags.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import signal
@@ -149,6 +150,8 @@ def test_a_member_directory_of_other_hyperparameters_is_refused_before_anything_
         (["--rewind=0,"], "--rewind: '0,' has an empty entry"),
         (["--rewind=0,stable"], "--rewind=stable is pipelines.imp's; for a sweep, find k once"),
         (["--max_parallel=0"], "--max_parallel: 0 must be at least 1"),
+        (["--callback=no_such_module:Thing"], "--callback=no_such_module:Thing: cannot import"),
+        (["--callback=tests.helpers:ROOT"], "--callback=tests.helpers:ROOT"),
     ],
 )
 def test_a_bad_sweep_is_one_line_and_exit_2_before_ray_starts(tmp_path, flags, message):
@@ -245,10 +248,12 @@ def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
 
 def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
     """rewind=50it is past the end of 40-iteration rounds: that member fails with its one
-    line, its branch never starts, and the sweep exits 1 with a summary."""
+    line, its branch never starts, and the sweep exits 1 with a summary. The members that run
+    carry the --callback, built in their own processes: its scalars are in their evaluations."""
     root = tmp_path / "sweep"
     flags = [f if f != "--seeds=0-1" else "--seeds=0" for f in SMALL_SWEEP]
     flags = [f if f != "--rewind=0,20it" else "--rewind=0,50it" for f in flags]
+    flags.append("--callback=tests.metric_callback:MaskedWeightNorm")
     result = run_pipeline(
         "pipelines.sweep", *flags, f"--data_dir={idx_dir}", f"--output_dir={root}", timeout=600
     )
@@ -262,3 +267,8 @@ def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
     assert "\n" not in failed["error"]
     assert status["rewind50it-seed0-random_reinit"]["status"] == "skipped"
     assert f"rewind50it-seed0: failed: {failed['error']}" in result.stdout
+    for name in ("rewind0it-seed0", "rewind0it-seed0-random_reinit"):
+        for pruning_round in (0, 1):
+            path = ExperimentDir(root / name).evaluations(pruning_round)
+            rows = list(csv.DictReader(path.open()))
+            assert rows and all(float(row["masked_weight_norm"]) > 0 for row in rows), path
