@@ -67,7 +67,7 @@ def make_run_arguments(makefile: Path = MAKEFILE) -> list[str]:
     ``$(BIN)/python -m pipelines.imp --model=... --rounds=10 ...``.
     """
     lines = makefile.read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if re.match(r"run\s*:", line)), None)
+    start = next((i for i, line in enumerate(lines) if re.match(r"run\s*:(?!=)", line)), None)
     if start is None:
         raise UserError(f"{makefile} has no run: target")
     command = ""
@@ -77,7 +77,10 @@ def make_run_arguments(makefile: Path = MAKEFILE) -> list[str]:
         command += " " + line.strip().removesuffix("\\")
         if not line.rstrip().endswith("\\"):
             break
-    words = shlex.split(command)
+    try:
+        words = shlex.split(command)
+    except ValueError as error:
+        raise UserError(f"{makefile}'s run: command does not parse ({error})") from None
     if len(words) < 3 or not words[0].endswith("python") or words[1:3] != ["-m", "pipelines.imp"]:
         raise UserError(f"{makefile}'s run: target is not one python -m pipelines.imp command")
     return words[1:]
@@ -88,6 +91,18 @@ def flag_value(arguments: list[str], name: str) -> str:
     if len(values) != 1:
         raise UserError(f"the Makefile's run: command must give --{name}=VALUE once")
     return values[0]
+
+
+def count_flag(arguments: list[str], name: str) -> int:
+    """``--NAME=N`` of the Makefile's run command as a plain count (``--iterations=1000``: the
+    sample's early-stop rule reads iterations, so ``1000it`` or ``2ep`` are not taken here)."""
+    value = flag_value(arguments, name)
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(
+            f"the Makefile's run: command must give --{name} as a plain positive number, "
+            f"not {value!r}"
+        )
+    return int(value)
 
 
 def with_rounds(arguments: list[str], rounds: int) -> list[str]:
@@ -255,8 +270,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 def main(argv: list[str]) -> int:
     arguments = make_run_arguments()
-    last_round = int(flag_value(arguments, "rounds"))
-    iterations = int(flag_value(arguments, "iterations"))
+    last_round = count_flag(arguments, "rounds")
+    iterations = count_flag(arguments, "iterations")
     options = parse_arguments(argv, last_round)
     text = README.read_text()
     start, end, shown = readme_sample(text)

@@ -185,13 +185,26 @@ def calling(callback: RunCallback, hook: str) -> Iterator[None]:
     except (LthError, OSError):
         # A full disk or a missing folder is said in one line by whoever runs the pipeline.
         raise
-    except Exception as error:  # noqa: BLE001 - the user's code can raise anything
+    # sys.exit() in a hook is the callback's too: the run must not end as if it succeeded.
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code can raise anything
         frames = traceback.extract_tb(error.__traceback__)
         where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
         raise LthError(
-            f"callback {callback.name}: {hook} raised {type(error).__name__}: {error}{where}; "
+            f"callback {label(callback)}: {hook} raised {type(error).__name__}: {error}{where}; "
             "fix the callback and run again (the round resumes from its last checkpoint)"
         ) from error
+
+
+def label(callback: RunCallback) -> str:
+    """The callback's name for a message: its ``name``, or its class's where ``name`` fails.
+
+    >>> label(RunCallback())
+    'RunCallback'
+    """
+    try:
+        return str(callback.name)
+    except Exception:  # noqa: BLE001 - a message must not fail on the user's property
+        return type(callback).__name__
 
 
 def call_each(callbacks: Sequence[RunCallback], hook: str, *args: Any) -> None:
@@ -219,12 +232,19 @@ def check_callbacks(callbacks: Sequence[Any]) -> list[RunCallback]:
                 f"callback {callback!r} is a {type(callback).__name__}, not a "
                 "lth_tf.callbacks.RunCallback; subclass it"
             )
-        if callback.name in names:
+        with calling(callback, "name"):
+            name = callback.name
+        if not isinstance(name, str) or not name:
             raise LthError(
-                f"two callbacks are named {callback.name!r}; give one a name of its own (its "
+                f"callback {type(callback).__name__}: its name is {name!r}, not a non-empty "
+                "string; return one from its name property"
+            )
+        if name in names:
+            raise LthError(
+                f"two callbacks are named {name!r}; give one a name of its own (its "
                 "name property)"
             )
-        names.add(callback.name)
+        names.add(name)
     return checked
 
 
@@ -234,7 +254,15 @@ def callback_states(callbacks: Sequence[RunCallback]) -> dict[str, np.ndarray]:
     for callback in callbacks:
         with calling(callback, "state"):
             for key, value in callback.state().items():
-                arrays[f"{STATE_PREFIX}{callback.name}/{key}"] = np.asarray(value)
+                array = np.asarray(value)
+                if array.dtype == object:
+                    # Saved, it would need pickle to load: the resume would find it unreadable.
+                    raise LthError(
+                        f"callback {callback.name}: state()[{key!r}] is a "
+                        f"{type(value).__name__}, not an array of numbers or strings; return "
+                        "numpy arrays (e.g. np.float64(x), np.array([...]))"
+                    )
+                arrays[f"{STATE_PREFIX}{callback.name}/{key}"] = array
     return arrays
 
 
@@ -290,16 +318,19 @@ def load_callback(spec: str) -> RunCallback:
     if spec.count(":") != 1 or not all(spec.split(":")):
         raise LthError(f"--callback={spec}: give package.module:Class")
     cls = import_user_function(spec, "--callback")
+    # Named by the spec, not by the object (an instance has no __name__; a whole dataclass's
+    # repr can fill the screen).
+    attribute = spec.split(":")[1]
     try:
         callback = cls()
-    except Exception as error:  # noqa: BLE001 - the user's constructor can raise anything
+    # sys.exit() in a constructor must not end the pipeline silently.
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - the user's code can raise anything
         raise LthError(
-            f"--callback={spec}: {cls.__name__}() raised {type(error).__name__}: {error}"
+            f"--callback={spec}: {attribute}() raised {type(error).__name__}: {error}"
         ) from None
     if not isinstance(callback, RunCallback):
-        # Named by the spec, not by the object's repr (a whole dataclass can fill the screen).
         raise LthError(
-            f"--callback={spec}: {cls.__name__}() is a {type(callback).__name__}, not a "
+            f"--callback={spec}: {attribute}() is a {type(callback).__name__}, not a "
             "lth_tf.callbacks.RunCallback; subclass it"
         )
     return check_callbacks([callback])[0]

@@ -150,6 +150,23 @@ FORMAT_VERSION = 1
 EXPERIMENT_ID_KEY = "experiment_id"
 
 
+def checked_identity(fields: Mapping[str, Any], path: Path) -> str:
+    """``hparams.json``'s experiment id; one that is there but not an id is damage (its files'
+    stamps name the id it had), not a directory from before ids.
+
+    >>> checked_identity({"experiment_id": 5}, Path("runs/e/hparams.json"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: runs/e/hparams.json: its experiment_id 5 is not an id; ...
+    """
+    identity = fields[EXPERIMENT_ID_KEY]
+    if not isinstance(identity, str) or not identity:
+        raise LthError(
+            f"{path}: its {EXPERIMENT_ID_KEY} {identity!r} is not an id; restore hparams.json "
+            "from a copy (every .npz of the experiment is stamped with its id)"
+        )
+    return identity
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentDir:
     """Paths of one experiment.
@@ -201,8 +218,10 @@ class ExperimentDir:
         or without hparams.json)."""
         if not self.hparams.exists():
             return None
-        identity = io.read_json(self.hparams, HPARAMS_TODO).get(EXPERIMENT_ID_KEY)
-        return identity if isinstance(identity, str) else None
+        fields = io.read_json(self.hparams, HPARAMS_TODO)
+        if not isinstance(fields, dict) or EXPERIMENT_ID_KEY not in fields:
+            return None
+        return checked_identity(fields, self.hparams)
 
     def stamp(self, path: Path) -> dict[str, np.ndarray]:
         """The entries that tie ``path``, an ``.npz`` of this experiment, to it: to write with
@@ -458,13 +477,17 @@ class DataRecord:
         ``ValueError`` or ``TypeError``."""
         known = {field.name for field in dataclasses.fields(cls)}
         record = {key: value for key, value in values.items() if key in known}
-        if record.get("input_shape") is not None:
-            record["input_shape"] = tuple(int(d) for d in record["input_shape"])
-        for key in ("num_classes", "train_examples", "val_examples", "test_examples"):
+        shape = record.get("input_shape")
+        if shape is not None:
+            record["input_shape"] = tuple(_count(d, "input_shape", 1) for d in shape)
+            if not record["input_shape"]:
+                raise ValueError("input_shape is empty")
+        smallest = {"num_classes": 2, "train_examples": 1, "val_examples": 0, "test_examples": 0}
+        for key, least in smallest.items():
             if record.get(key) is not None:
-                record[key] = int(record[key])
+                record[key] = _count(record[key], key, least)
         if record.get("provenance") is not None and not isinstance(record["provenance"], dict):
-            raise TypeError("data.provenance is not a mapping")
+            raise TypeError("provenance is not a mapping")
         return cls(**record)
 
     def to_dict(self) -> dict[str, Any]:
@@ -472,6 +495,15 @@ class DataRecord:
         if self.input_shape is not None:
             out["input_shape"] = list(self.input_shape)
         return out
+
+
+def _count(value: Any, name: str, least: int) -> int:
+    """``value`` as a whole number of at least ``least``; else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValueError(f"{name} holds {value!r}, not a whole number")
+    if value < least:
+        raise ValueError(f"{name} holds {value!r}, less than {least}")
+    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -507,16 +539,30 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
     if not path.exists():
         raise LthError(f"{what}{experiment.root} is not an lth_tf experiment (no hparams.json)")
     fields = io.read_json(path, HPARAMS_TODO)
-    try:
-        hparams = ExperimentHparams.from_dict(fields["hparams"])
-        resolved = Resolved.from_dict(fields["resolved"]) if "resolved" in fields else None
-        data = DataRecord.from_dict(fields.get("data", {}))
-        model = fields.get("model")
-        if model is not None and not isinstance(model, dict):
-            raise TypeError("model is not a mapping")
-    except (ValueError, KeyError, TypeError, AttributeError, LthError):
-        raise LthError(f"{what}{path} is not an lth_tf hparams file") from None
+    if not isinstance(fields, dict):
+        raise LthError(f"{what}{path} is not an lth_tf hparams file (not a JSON object)")
+
+    def entry(name: str, read: Any) -> Any:
+        try:
+            return read()
+        except (ValueError, KeyError, TypeError, AttributeError, LthError) as error:
+            why = f"no {error.args[0]!r}" if isinstance(error, KeyError) else str(error)
+            raise LthError(
+                f"{what}{path} is not an lth_tf hparams file (its {name}: {why}); "
+                f"{HPARAMS_TODO}"
+            ) from None
+
+    hparams = entry("hparams", lambda: ExperimentHparams.from_dict(fields["hparams"]))
+    resolved = entry(
+        "resolved", lambda: Resolved.from_dict(fields["resolved"]) if "resolved" in fields else None
+    )
+    data = entry("data", lambda: DataRecord.from_dict(fields.get("data", {})))
+    model = fields.get("model")
+    if model is not None and not isinstance(model, dict):
+        raise LthError(f"{what}{path} is not an lth_tf hparams file (its model: not an object)")
     version = fields.get("format_version")
+    if version is None:
+        raise LthError(f"{what}{path} is not an lth_tf hparams file (no format_version)")
     if version != FORMAT_VERSION:
         raise LthError(
             f"{what}{experiment.root} was written by another lth_tf version (format {version}, "
@@ -609,7 +655,9 @@ def open_experiment(
         )
         more_rounds = hparams.pruning.rounds > saved.hparams.pruning.rounds
         fields = marked_rounds_from_rewind_point(experiment, saved, saved.fields, more_rounds)
-        if not isinstance(fields.get(EXPERIMENT_ID_KEY), str):
+        if EXPERIMENT_ID_KEY in fields:
+            checked_identity(fields, experiment.hparams)
+        else:
             # Started before ids: it gets one now; its files gain stamps as they are rewritten.
             fields = {**fields, EXPERIMENT_ID_KEY: new_experiment_id(hparams)}
         fields = {**fields, **(record or {})}

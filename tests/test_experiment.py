@@ -142,3 +142,33 @@ def test_a_directory_the_first_version_wrote_reads_typed_through_the_migrations(
     io.write_csv(experiment.results, [row], columns)
     # An older lth_tf trained all T = 30 iterations of round 1: its early stop at 20 is 20 trained.
     assert experiment.read_results()[0].early_stop_trained == 20
+
+
+def test_a_damaged_experiment_id_is_refused_not_replaced(tmp_path):
+    """Only a missing id is a directory from before ids; a replaced one would make every
+    stamped file look foreign (and the advice to delete them would lose good rounds)."""
+    experiment = _experiment(tmp_path / "e")
+    fields = io.read_json(experiment.hparams)
+    io.write_json(experiment.hparams, {**fields, "experiment_id": 5})
+    with pytest.raises(LthError, match="its experiment_id 5 is not an id; restore hparams.json"):
+        open_experiment(experiment.root, with_changes(lenet_hparams(), training={"seed": 0}), {})
+    assert io.read_json(experiment.hparams)["experiment_id"] == 5  # nothing rewritten
+    with pytest.raises(LthError, match="is not an id"):
+        experiment.stamp(experiment.masks(0))
+
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        ({"input_shape": [28, 0, 1]}, r"its data: input_shape holds 0, less than 1"),
+        ({"input_shape": []}, r"its data: input_shape is empty"),
+        ({"num_classes": "ten"}, r"its data: num_classes holds 'ten', not a whole number"),
+        ({"num_classes": 1}, r"its data: num_classes holds 1, less than 2"),
+    ],
+)
+def test_a_damaged_data_record_names_the_entry_and_the_file(tmp_path, data, says):
+    experiment = _experiment(tmp_path / "e")
+    fields = io.read_json(experiment.hparams)
+    io.write_json(experiment.hparams, {**fields, "data": data})
+    with pytest.raises(LthError, match=rf"hparams.json is not an lth_tf hparams file \({says}\)"):
+        read_saved(experiment)

@@ -120,3 +120,24 @@ def test_a_bad_quickstart_sample_argument_is_one_line_before_anything_runs(argum
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ("--rounds=10 --iterations=2ep", "--iterations as a plain positive number, not '2ep'"),
+        ("--rounds=abc --iterations=1000", "--rounds as a plain positive number, not 'abc'"),
+        ("--rounds=10 --iterations=1000 --experiment_name='open", "does not parse"),
+    ],
+)
+def test_a_makefile_whose_run_command_the_sample_cannot_read_is_one_line(tmp_path, recipe, message):
+    script = quickstart_sample()
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(
+        "run := not the target\n"
+        f"run: setup\n\t$(BIN)/python -m pipelines.imp --model=lenet300_100 {recipe}\n"
+    )
+    with pytest.raises(script.UserError, match=message):
+        arguments = script.make_run_arguments(makefile)
+        script.count_flag(arguments, "rounds")
+        script.count_flag(arguments, "iterations")

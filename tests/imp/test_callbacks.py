@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 from lth_tf import io
-from lth_tf.callbacks import RunCallback, check_callbacks, evaluation_scalars, load_callback
+from lth_tf.callbacks import (
+    RunCallback,
+    call_each,
+    callback_states,
+    check_callbacks,
+    evaluation_scalars,
+    load_callback,
+)
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
 from lth_tf.lottery.imp import run_imp
@@ -226,3 +234,48 @@ def test_the_runs_own_tensorboard_is_added_once_and_its_errors_are_not_a_users()
     with pytest.raises(ZeroDivisionError):
         with calling(own, "on_chunk"):
             1 / 0  # noqa: B018
+
+
+class _ExitsInHook(RunCallback):
+    def on_chunk(self, context, chunk):
+        sys.exit(0)
+
+
+class _NameRaises(RunCallback):
+    @property
+    def name(self):
+        raise RuntimeError("boom")
+
+
+class _ObjectState(RunCallback):
+    def state(self):
+        return {"seen": {"a": 1}}
+
+
+class _ExitsInInit(RunCallback):
+    def __init__(self):
+        sys.exit(3)
+
+
+class _CallableInstance:
+    def __call__(self):
+        return 5
+
+
+callable_instance = _CallableInstance()
+
+
+def test_a_callbacks_exit_name_or_unsaveable_state_is_one_line_not_a_silent_end():
+    # sys.exit() in a hook would end the run as if it had succeeded.
+    with pytest.raises(LthError, match="callback _ExitsInHook: on_chunk raised SystemExit"):
+        call_each([_ExitsInHook()], "on_chunk", None, None)
+    with pytest.raises(LthError, match=r"callback _NameRaises: name raised RuntimeError: boom"):
+        check_callbacks([_NameRaises()])
+    # Saved, a dict would need pickle to load: the resume would call the checkpoint damaged.
+    with pytest.raises(LthError, match=r"_ObjectState: state\(\)\['seen'\] is a dict"):
+        callback_states([_ObjectState()])
+    assert callback_states([MaskedWeightNorm()])["callback/MaskedWeightNorm/count"] == 0
+    with pytest.raises(LthError, match=r"_ExitsInInit\(\) raised SystemExit: 3"):
+        load_callback("tests.imp.test_callbacks:_ExitsInInit")
+    with pytest.raises(LthError, match=r"callable_instance\(\) is a int, not a lth_tf.callbacks"):
+        load_callback("tests.imp.test_callbacks:callable_instance")
