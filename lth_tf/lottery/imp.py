@@ -36,10 +36,8 @@ from lth_tf.callbacks import (
     RunCallback,
     RunContext,
     call_each,
-    callback_states,
     check_callbacks,
     evaluation_scalars,
-    load_callback_states,
 )
 from lth_tf.config import (
     XNNPACK_SPARSE_FRACTION,
@@ -80,6 +78,7 @@ from lth_tf.training.loop import (
     RunCallbackChunks,
     SnapshotAt,
     TrainingProgress,
+    checkpoint_arrays,
     resume,
     train,
 )
@@ -509,10 +508,9 @@ class _Rounds:
         checkpoint = experiment.checkpoint(pruning_round)
         if checkpoint.exists():
             experiment.check_stamp(checkpoint)
-        progress = resume(checkpoint, trainer)
+        progress = resume(checkpoint, trainer, self.run_callbacks)
         if progress is not None:
             log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
-            load_callback_states(self.run_callbacks, progress.callback_state)
         else:
             if pruning_round > 0:
                 pruned.rewind_to(self.control.start_values(self.control_context, pruning_round))
@@ -592,12 +590,7 @@ class _Rounds:
             Checkpoint(
                 lambda current: writer.write_npz(
                     checkpoint_path,
-                    {
-                        **trainer.state(),
-                        **current.to_arrays(),
-                        **callback_states(watching),
-                        **checkpoint_stamp,
-                    },
+                    {**checkpoint_arrays(trainer, current, watching), **checkpoint_stamp},
                 ),
                 every=resolved.eval_every,
             )

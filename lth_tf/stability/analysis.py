@@ -50,9 +50,7 @@ from lth_tf.callbacks import (
     RunContext,
     StabilityCopy,
     call_each,
-    callback_states,
     check_callbacks,
-    load_callback_states,
 )
 from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
@@ -80,6 +78,7 @@ from lth_tf.training.loop import (
     RunCallbackChunks,
     SnapshotAt,
     TrainingProgress,
+    checkpoint_arrays,
     resume,
     train,
 )
@@ -440,10 +439,9 @@ class StabilitySession:
         state goes into the checkpoint and comes back from it)."""
         trainer = self.trainer
         context, watching = watched_by or (None, ())
-        progress = resume(checkpoint, trainer)
+        progress = resume(checkpoint, trainer, watching)
         if progress is not None:
             log.info("%s: resumes at iteration %d", title, progress.iteration)
-            load_callback_states(watching, progress.callback_state)
         else:
             progress = TrainingProgress(iteration=start)
             log.info("%s", title)
@@ -455,8 +453,7 @@ class StabilitySession:
             *callbacks,
             Checkpoint(
                 lambda current: io.write_npz(
-                    checkpoint,
-                    {**trainer.state(), **current.to_arrays(), **callback_states(watching)},
+                    checkpoint, checkpoint_arrays(trainer, current, watching)
                 ),
                 seconds=self.execution.checkpoint_seconds,
             ),

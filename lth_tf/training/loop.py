@@ -26,7 +26,13 @@ import numpy as np
 
 from lth_tf import io
 from lth_tf.callbacks import STATE_PREFIX as CALLBACK_STATE_PREFIX
-from lth_tf.callbacks import RunCallback, RunContext, call_each
+from lth_tf.callbacks import (
+    RunCallback,
+    RunContext,
+    call_each,
+    callback_states,
+    load_callback_states,
+)
 from lth_tf.errors import LthError
 from lth_tf.legacy import old_checkpoint_iteration
 from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
@@ -102,8 +108,6 @@ class TrainingProgress:
     train_seconds: float = 0.0
     evaluations: list[Evaluation] = dataclasses.field(default_factory=list)
     early_stop_weights: Snapshot = dataclasses.field(default_factory=dict)
-    # A resumed checkpoint's ``callback/`` arrays, for the run's callbacks (lth_tf.callbacks).
-    callback_state: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def early_stop(self) -> EarlyStop:
@@ -147,18 +151,30 @@ class TrainingProgress:
         return cls(scalars["iteration"], scalars["train_seconds"], evaluations, weights)
 
 
-def resume(checkpoint: Path, trainer: Trainer) -> TrainingProgress | None:
-    """Restores the trainer's state from ``checkpoint`` and returns its progress (``None``, and
-    nothing restored, when there is no checkpoint)."""
+def resume(
+    checkpoint: Path, trainer: Trainer, callbacks: Sequence[RunCallback] = ()
+) -> TrainingProgress | None:
+    """Restores the trainer's and the ``callbacks``' state from ``checkpoint`` (written from
+    :func:`checkpoint_arrays`) and returns its progress (``None``, and nothing restored, when
+    there is no checkpoint)."""
     if not checkpoint.exists():
         return None
     state = io.read_npz(checkpoint)
     progress = TrainingProgress.pop_from(state)
-    progress.callback_state = {
+    callback_state = {
         key: state.pop(key) for key in list(state) if key.startswith(CALLBACK_STATE_PREFIX)
     }
     trainer.load_state(state)
+    load_callback_states(callbacks, callback_state)
     return progress
+
+
+def checkpoint_arrays(
+    trainer: Trainer, progress: TrainingProgress, callbacks: Sequence[RunCallback] = ()
+) -> dict[str, np.ndarray]:
+    """What a checkpoint holds: the trainer's state, the progress and the callbacks' state
+    (:func:`resume` reads it back)."""
+    return {**trainer.state(), **progress.to_arrays(), **callback_states(callbacks)}
 
 
 @dataclasses.dataclass(frozen=True)
