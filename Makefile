@@ -32,8 +32,11 @@ run: setup
 readme-sample: setup
 	$(BIN)/python docs/quickstart_sample.py
 
+# One worker per core (at most 4, conftest.py): a test file stays on one worker, so its
+# module fixtures are built once. PYTEST_WORKERS=0 runs the suite in this one process.
+PYTEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check lth_tf pipelines benchmarks tests docs

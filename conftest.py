@@ -3,6 +3,21 @@
 from __future__ import annotations
 
 import doctest
+import os
+
+# `make test` runs `pytest -n auto`: one worker per core, but each worker holds TensorFlow (and
+# sometimes Ray) in memory, and each TensorFlow already uses every core for its ops, so more
+# workers than this only compete.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """Workers for ``-n auto``: the cores this process may use, at most :data:`MAX_WORKERS`
+    (``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as in plain pytest-xdist)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_WORKERS))
 
 
 def pytest_collection_modifyitems(items: list) -> None:
