@@ -169,3 +169,24 @@ def worker_output_dir(strategy, output_dir: str) -> str:
         return output_dir
     resolver = strategy.cluster_resolver
     return os.path.join(output_dir, ".workers", f"{resolver.task_type}_{resolver.task_id}")
+
+
+def agreed_seconds(strategy, seconds: float) -> float:
+    """The mean of every worker's ``seconds`` under ``MultiWorkerMirroredStrategy``, the same
+    number on each; ``seconds`` itself under any other strategy.
+
+    Each worker times its own compiled calls, and what a timing decides (iterations per call
+    under ``--steps_per_execution=auto``, XLA or not under ``--jit_compile=auto``) must be the
+    same on every worker: a worker that runs 5 iterations in a call while another runs 4 waits
+    for all-reduces the other never starts, and the run hangs. Every worker calls this at the
+    same point (it is an all-reduce itself).
+
+    >>> agreed_seconds(make_strategy("default"), 0.25)
+    0.25
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return seconds
+    local = strategy.run(lambda: tf.constant(seconds, tf.float32))
+    return float(strategy.reduce(tf.distribute.ReduceOp.MEAN, local, axis=None))

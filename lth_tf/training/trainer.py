@@ -48,6 +48,7 @@ from lth_tf.recipe import is_user_augmentation
 from lth_tf.training.chunks import MAX_AUTO_STEPS, ChunkLength
 from lth_tf.training.optimizers import example_losses, loss_spec, make_optimizer
 from lth_tf.training.precision import computes_in_float16
+from lth_tf.training.strategies import agreed_seconds
 from lth_tf.training.xla import (
     XLA_PAYS_AFTER_SECONDS,
     XLA_WORTH_TIMING,
@@ -263,9 +264,14 @@ class Trainer:
         state = self.state()
         sized = self.chunk_length.sized
         seed, chunk = self.training.seed, self.chunk_length.current if sized else MAX_AUTO_STEPS
+
+        def timed(stream: BatchSource, steps: int) -> float:
+            # The same figure on every worker of a multi-worker run, so all choose alike.
+            return agreed_seconds(self.strategy, seconds_per_iteration(stream, steps, chunk))
+
         plain = self._source(False)(0, seed)
         plain.train(1)  # traces
-        timing = {"plain": seconds_per_iteration(plain, 2, chunk)}
+        timing = {"plain": timed(plain, 2)}
         planned = math.inf if planned_iterations is None else planned_iterations
         if self.xla_possible and timing["plain"] * planned >= XLA_PAYS_AFTER_SECONDS:
             xla = self._source(True)(0, seed)
@@ -273,18 +279,15 @@ class Trainer:
             # One call of one iteration each first: XLA's CPU convolutions inside a compiled
             # loop can be 40x slower (resnet20), and such a model is not worth timing longer.
             # Both calls carry the same dispatch cost, which is most of a small net's step.
-            timing = {
-                "plain": seconds_per_iteration(plain, 1, chunk),
-                "xla": seconds_per_iteration(xla, 1, chunk),
-            }
+            timing = {"plain": timed(plain, 1), "xla": timed(xla, 1)}
             if timing["xla"] < XLA_WORTH_TIMING * timing["plain"]:
                 # Close: about half a second each, both alike, interleaved against drift.
                 steps = min(chunk, max(2, math.ceil(0.5 / timing["plain"])))
                 xla.train(steps)  # XLA compiles per chunk length
                 times: dict[str, list[float]] = {"plain": [], "xla": []}
                 for _ in range(2):
-                    times["plain"].append(seconds_per_iteration(plain, steps, chunk))
-                    times["xla"].append(seconds_per_iteration(xla, steps, chunk))
+                    times["plain"].append(timed(plain, steps))
+                    times["xla"].append(timed(xla, steps))
                 timing = {kind: min(seconds) for kind, seconds in times.items()}
         self.load_state(state)
         self.xla_timing = {name: round(seconds, 6) for name, seconds in timing.items()}
@@ -565,7 +568,11 @@ class Trainer:
         returns the summed example loss and correct count."""
         began = time.perf_counter()
         result = stream.train(steps)
-        self.chunk_length.timed(steps, time.perf_counter() - began)
+        seconds = time.perf_counter() - began
+        if not self.chunk_length.sized:
+            # Every worker of a multi-worker run sizes its calls from the same figure.
+            seconds = agreed_seconds(self.strategy, seconds)
+        self.chunk_length.timed(steps, seconds)
         return result
 
     # -- checkpoints -----------------------------------------------------------------------

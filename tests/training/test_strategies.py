@@ -112,7 +112,9 @@ def test_two_replicas_train_the_single_device_run(idx_dir, tmp_path):
 def test_multi_worker_run_from_tf_config(idx_dir, tmp_path):
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
     flags = [*SMALL_RUN, f"--data_dir={idx_dir}", f"--output_dir={tmp_path}", "--tensorboard"]
-    flags.append("--strategy=multi_worker")
+    # Worker 1 times its calls 50x slower than worker 0: under --steps_per_execution=auto
+    # (the default) both must still run the same iterations per call, or the run hangs.
+    flags += ["--strategy=multi_worker", "--callback=tests.skewed_clock_callback:SkewedClock"]
     workers = []
     for index in range(2):
         config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
@@ -122,7 +124,12 @@ def test_multi_worker_run_from_tf_config(idx_dir, tmp_path):
             subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
         )
     for worker in workers:
-        _, stderr = worker.communicate(timeout=600)
+        try:
+            _, stderr = worker.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            for each in workers:
+                each.kill()
+            raise AssertionError("the workers did not finish in 300 s (a hang?)") from None
         assert worker.returncode == 0, stderr
     chief, other = tmp_path / "mw", tmp_path / ".workers" / "worker_1" / "mw"
     assert len(io.read_csv(chief / "results.csv")) == 2
