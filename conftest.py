@@ -11,11 +11,11 @@ import os
 MAX_WORKERS = 4
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """Workers for ``-n auto``: the cores this process may use, at most :data:`MAX_WORKERS`
-    (``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides it, as in plain pytest-xdist)."""
+def pytest_xdist_auto_num_workers(config) -> int | None:
+    """Workers for ``-n auto``: the cores this process may use, at most :data:`MAX_WORKERS`.
+    With ``PYTEST_XDIST_AUTO_NUM_WORKERS`` set, pytest-xdist reads it as it always does."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+        return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, MAX_WORKERS))
 
