@@ -334,3 +334,12 @@ def load_callback(spec: str) -> RunCallback:
             "lth_tf.callbacks.RunCallback; subclass it"
         )
     return check_callbacks([callback])[0]
+
+
+def load_callbacks(specs: Sequence[str]) -> list[RunCallback]:
+    """Every spec's callback (:func:`load_callback`), checked together (no two share a name).
+
+    >>> load_callbacks([])
+    []
+    """
+    return check_callbacks([load_callback(spec) for spec in specs])

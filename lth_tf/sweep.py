@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lth_tf import io
-from lth_tf.callbacks import check_callbacks, load_callback
+from lth_tf.callbacks import load_callbacks
 from lth_tf.config import (
     MAX_SEED,
     BranchHparams,
@@ -269,7 +269,7 @@ def run_member(
 ) -> tuple[str, str]:
     """Runs one member to its last round (a Ray task's body; also callable directly).
 
-    ``callbacks`` are ``package.module:Class`` specs (:func:`lth_tf.callbacks.load_callback`),
+    ``callbacks`` are ``package.module:Class`` specs (:func:`lth_tf.callbacks.load_callbacks`),
     built here, in the member's own process: each member has its own instances.
     Returns ``(DONE, "")`` or ``(FAILED, one-line error)``: a member's failure is reported, not
     raised, so that the others go on.
@@ -290,7 +290,7 @@ def run_member(
             name,
             # Several members share one output stream: bars would interleave.
             dataclasses.replace(execution, show_progress=False),
-            callbacks=check_callbacks([load_callback(spec) for spec in callbacks]),
+            callbacks=load_callbacks(callbacks),
         )
         return DONE, ""
     except Exception as error:  # noqa: BLE001  (any failure is this member's, reported as such)
@@ -437,7 +437,7 @@ def run_sweep(
     The sweep directory is locked meanwhile: a second sweep into it is refused.
     """
     check_max_parallel(max_parallel)
-    check_callbacks([load_callback(spec) for spec in callbacks])
+    load_callbacks(callbacks)  # a wrong spec is one line here, before Ray starts
     # Checked before the directory is touched: a wrong address leaves nothing behind.
     flag = "--ray_address" if ray_address else "RAY_ADDRESS"
     address = check_ray_address(ray_address or os.environ.get("RAY_ADDRESS"), flag)

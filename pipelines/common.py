@@ -175,9 +175,9 @@ def define_callback_flag(sees: str, flag_values: flags.FlagValues = flags.FLAGS)
 def callbacks_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> list:
     """The ``--callback`` classes, each imported and built with no arguments; a spec that
     names no RunCallback class (no such module, not a subclass) is one line (an LthError)."""
-    from lth_tf.callbacks import check_callbacks, load_callback
+    from lth_tf.callbacks import load_callbacks
 
-    return check_callbacks([load_callback(spec) for spec in flag_values["callback"].value])
+    return load_callbacks(flag_values["callback"].value)
 
 
 def execution_from_flags(

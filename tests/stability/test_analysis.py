@@ -105,6 +105,21 @@ def test_copies_with_the_same_data_order_are_identical(rewound, session):
     assert l2_distance(first, other, session.masks)[0] > 0.01
 
 
+def _killed_in_third_chunk(trainer, monkeypatch):
+    """Makes ``trainer`` raise KeyboardInterrupt (a Ctrl-C) as its third chunk starts; returns
+    its own ``train_steps``, to put back for the resume."""
+    train_steps, chunks = trainer.train_steps, []
+
+    def killed(iterator, steps):
+        chunks.append(steps)
+        if len(chunks) == 3:
+            raise KeyboardInterrupt
+        return train_steps(iterator, steps)
+
+    monkeypatch.setattr(trainer, "train_steps", killed)
+    return train_steps
+
+
 def test_a_copy_killed_mid_training_resumes_to_the_same_weights(rewound, session, monkeypatch):
     rewind, point = RewindPoint("10it", 10), io.read_npz(rewound.rewind_point)
     files = session.plan.files
@@ -112,15 +127,7 @@ def test_a_copy_killed_mid_training_resumes_to_the_same_weights(rewound, session
     files.copy(1, 10, 11).unlink()
     every_chunk = dataclasses.replace(OPTIONS, checkpoint_seconds=0)
     monkeypatch.setattr(session, "execution", every_chunk)
-    train_steps, chunks = session.trainer.train_steps, []
-
-    def killed_in_third_chunk(iterator, steps):
-        chunks.append(steps)
-        if len(chunks) == 3:
-            raise KeyboardInterrupt
-        return train_steps(iterator, steps)
-
-    monkeypatch.setattr(session.trainer, "train_steps", killed_in_third_chunk)
+    train_steps = _killed_in_third_chunk(session.trainer, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         session.train_copy(rewind, point, seed=11)
     checkpoint = files.copy_checkpoint(1, 10, 11)
@@ -173,17 +180,9 @@ def test_a_killed_copy_resumes_with_its_callbacks_state(rewound, session, monkey
     session.train_copy(rewind, point, seed=12)
     files.copy(1, 10, 12).unlink()
     monkeypatch.setattr(session, "execution", dataclasses.replace(OPTIONS, checkpoint_seconds=0))
-    train_steps, chunks = session.trainer.train_steps, []
-
-    def killed_in_third_chunk(iterator, steps):
-        chunks.append(steps)
-        if len(chunks) == 3:
-            raise KeyboardInterrupt
-        return train_steps(iterator, steps)
-
     killed = HookLog()
     monkeypatch.setattr(session, "callbacks", [killed])
-    monkeypatch.setattr(session.trainer, "train_steps", killed_in_third_chunk)
+    train_steps = _killed_in_third_chunk(session.trainer, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         session.train_copy(rewind, point, seed=12)
     saved = io.read_npz(files.copy_checkpoint(1, 10, 12))
