@@ -80,6 +80,12 @@ common.define_execution_flags(
     "force it.",
 )
 flags.adopt_module_key_flags(common)
+flags.DEFINE_string(
+    "augment",
+    "none",
+    "Augmentation of every measurement's batches (none, cifar): none by default, as the "
+    "PyTorch peer trains, whatever the model's paper recipe says (resnet20's is cifar).",
+)
 flags.DEFINE_float("remaining", 0.1, "Fraction of weights left for the IMP round (about 0.1).")
 flags.DEFINE_integer("overhead_rounds", 10, "Rounds after round 0 in the overhead run.")
 flags.DEFINE_string("overhead_iterations", "2ep", "Training length per overhead round.")
@@ -163,13 +169,17 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
     # The optimizer knows no dataset size: a schedule in epochs (resnet20's) is resolved first.
     per_epoch = iterations_per_epoch(len(data.train_labels), training.batch_size)
     model.compile(
-        optimizer=make_optimizer(training.schedule_in_iterations(per_epoch)),
+        optimizer=make_optimizer(training.schedule_in_iterations(per_epoch), fused=False),
         loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         **extra,
     )
     stream = training_batches(
-        data.train_images, data.train_labels, training.batch_size, seed=training.seed
+        data.train_images,
+        data.train_labels,
+        training.batch_size,
+        seed=training.seed,
+        augment=training.augment,
     )
 
     def run(n: int) -> None:
@@ -384,7 +394,8 @@ def benchmark_model(model: str, only: list[str]) -> dict:
 
     spec = get_model(model)
     hparams = paper_defaults(model, FLAGS.dataset)
-    training = hparams.training
+    # The same batches for every measurement and the PyTorch peer: augmentation is work too.
+    training = dataclasses.replace(hparams.training, augment=FLAGS.augment)
     if FLAGS.batch_size is not None:
         training = dataclasses.replace(training, batch_size=FLAGS.batch_size)
     overhead_iterations = str(Step.parse(FLAGS.overhead_iterations, "--overhead_iterations"))

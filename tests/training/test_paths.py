@@ -6,6 +6,7 @@ obvious way. The multi-replica paths are in test_strategies.py.
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -13,13 +14,17 @@ import tensorflow as tf
 import tf_keras
 
 from lth_tf import io
+from lth_tf.builder import build_run
 from lth_tf.config import TrainingHparams
 from lth_tf.data.pipeline import gather_batch, stream_indices, training_batches
+from lth_tf.execution import Execution
 from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
+from lth_tf.training import trainer as trainer_module
+from lth_tf.training.optimizers import FusedSGD, make_optimizer
 from lth_tf.training.precision import mixed_precision_policy
 from lth_tf.training.trainer import Trainer
-from tests.helpers import LENET_RATES, QUIET, tiny_dataset
+from tests.helpers import LENET_RATES, QUIET, tiny_dataset, with_changes
 from tests.tf_helpers import half_pruned_lenet
 
 
@@ -67,6 +72,34 @@ def test_skipping_tfmot_remasking_changes_no_weight():
         trained[remask] = {name: w.numpy() for name, w in pruned.weights.items()}
     for name, value in trained[False].items():
         np.testing.assert_array_equal(value, trained[True][name], err_msg=name)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_the_fused_sgd_trains_kerass_sgd_weights_bit_for_bit(monkeypatch, nesterov):
+    """resnet20's recipe (momentum, weight decay, batch norm) with one update kernel per
+    variable, and with tf_keras's own SGD ops: the same weights after a few steps."""
+    tf.config.experimental.enable_op_determinism()  # as every run does (build_run)
+    data = tiny_dataset(train=96, val=16, test=16, shape=(8, 8, 1))
+    hparams = with_changes(
+        paper_defaults("resnet20", "fashion_mnist"),
+        training={"batch_size": 16, "optimizer_args": f"nesterov={str(nesterov).lower()}"},
+    )
+    trained = {}
+    for fused in (True, False):
+        monkeypatch.setattr(
+            trainer_module, "make_optimizer", functools.partial(make_optimizer, fused=fused)
+        )
+        built = build_run(hparams, data, execution=Execution(jit_compile=False))
+        assert isinstance(built.trainer.optimizer, FusedSGD) == fused
+        assert built.trainer.optimizer.nesterov == nesterov
+        weights = built.pruned.unwrapped.weights
+        initial = [w.numpy() for w in weights]
+        built.trainer.train_steps(built.trainer.batches_from(0), 6)
+        trained[fused] = [w.numpy() for w in weights]
+        changed = [not np.array_equal(a, b) for a, b in zip(initial, trained[fused], strict=True)]
+        assert sum(changed) > 40  # the kernels and batch norm trained
+    for fused, plain in zip(trained[True], trained[False], strict=True):
+        np.testing.assert_array_equal(fused, plain)
 
 
 def test_one_xla_program_per_chunk_trains_the_per_step_programs_weights():
