@@ -150,3 +150,63 @@ def test_unreachable_tpu_is_one_line():
     message = str(caught.value)
     assert message.splitlines() == [message]
     assert f"--tpu={address}: nothing answers there" in message
+
+
+_MIRRORED_SGD = """
+import os
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import tf_keras
+from lth_tf.training.optimizers import FusedSGD
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+images = tf.constant(np.linspace(-1, 1, 64, dtype=np.float32).reshape(16, 4))
+found = {}
+for optimizer_class in (FusedSGD, tf_keras.optimizers.SGD):
+    with strategy.scope():
+        tf_keras.utils.set_random_seed(0)
+        model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(3)])
+        optimizer = optimizer_class(0.1, momentum=0.9)
+        optimizer.build(model.trainable_variables)
+    batches = strategy.experimental_distribute_values_from_function(
+        lambda context: images[context.replica_id_in_sync_group :: 2]
+    )
+
+    @tf.function
+    def step(batch):
+        def replica(batch):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(model(batch) ** 2)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+
+        strategy.run(replica, args=(batch,))
+
+    for _ in range(3):
+        step(batches)
+    found[optimizer_class] = [
+        [copy.numpy() for copy in variable.values]
+        for variable in model.trainable_variables + optimizer.momentums
+    ]
+for fused, keras in zip(found[FusedSGD], found[tf_keras.optimizers.SGD], strict=True):
+    assert all(np.array_equal(a, b) for a, b in zip(fused, keras, strict=True)), (fused, keras)
+    assert np.array_equal(fused[0], fused[1]) and np.any(fused[0] != 0)
+print("every replica's copy, as Keras's SGD")
+"""
+
+
+def test_the_fused_sgd_updates_every_replicas_copy_as_kerass_sgd_does():
+    """Under MirroredStrategy (two virtual CPUs, a process of its own) the kernel updates each
+    replica's copy of the weights and momenta, to exactly what Keras's own SGD gives."""
+    result = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SGD],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "every replica's copy, as Keras's SGD" in result.stdout
