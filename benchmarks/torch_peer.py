@@ -30,6 +30,13 @@ flags.DEFINE_integer("long", 120, "Iterations of the long timed run.")
 flags.DEFINE_integer("repeats", 3, "Timed pairs of runs; the median is reported.")
 flags.DEFINE_float("remaining", 0.1, "Fraction of the prunable weights kept by the mask.")
 flags.DEFINE_integer("threads", 0, "torch.set_num_threads (0: PyTorch's default).")
+flags.DEFINE_enum(
+    "mixed_precision",
+    None,
+    ["float16", "bfloat16"],
+    "Compute the forward pass under torch.autocast in this type (weights stay float32), as "
+    "benchmarks.imp_throughput --mixed_precision does on its side. Default: float32.",
+)
 flags.DEFINE_bool(
     "serve",
     False,
@@ -103,12 +110,19 @@ def main(argv: list[str]) -> None:
     labels = torch.randint(0, 10, (60, batch))
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
+    precision = getattr(torch, FLAGS.mixed_precision) if FLAGS.mixed_precision else None
+
+    def forward(i: int):
+        if precision is None:
+            return loss_fn(model(images[i % 60]), labels[i % 60])
+        with torch.autocast("cpu", dtype=precision):
+            return loss_fn(model(images[i % 60]), labels[i % 60])
 
     def run(iterations: int) -> float:
         began = time.perf_counter()
         for i in range(iterations):
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(images[i % 60]), labels[i % 60])
+            loss = forward(i)
             loss.backward()
             optimizer.step()
             with torch.no_grad():
@@ -128,7 +142,8 @@ def main(argv: list[str]) -> None:
         marginal.append((long - short) / (FLAGS.long - FLAGS.short))
     per_iteration = statistics.median(marginal)
     print(
-        f"torch {torch.__version__} {FLAGS.model}, batch {batch}, {torch.get_num_threads()} "
+        f"torch {torch.__version__} {FLAGS.model}, {FLAGS.mixed_precision or 'float32'}, "
+        f"batch {batch}, {torch.get_num_threads()} "
         f"threads: {per_iteration:.4f} s/iteration (median of "
         f"{', '.join(f'{m:.4f}' for m in marginal)}), {batch / per_iteration:,.0f} images/s"
     )
