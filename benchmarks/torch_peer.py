@@ -110,19 +110,16 @@ def main(argv: list[str]) -> None:
     labels = torch.randint(0, 10, (60, batch))
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
-    precision = getattr(torch, FLAGS.mixed_precision) if FLAGS.mixed_precision else None
-
-    def forward(i: int):
-        if precision is None:
-            return loss_fn(model(images[i % 60]), labels[i % 60])
-        with torch.autocast("cpu", dtype=precision):
-            return loss_fn(model(images[i % 60]), labels[i % 60])
+    # torch.autocast with enabled=False is float32 as if it were not there.
+    precision = getattr(torch, FLAGS.mixed_precision or "bfloat16")
+    autocast = dict(device_type="cpu", dtype=precision, enabled=bool(FLAGS.mixed_precision))
 
     def run(iterations: int) -> float:
         began = time.perf_counter()
         for i in range(iterations):
             optimizer.zero_grad(set_to_none=True)
-            loss = forward(i)
+            with torch.autocast(**autocast):
+                loss = loss_fn(model(images[i % 60]), labels[i % 60])
             loss.backward()
             optimizer.step()
             with torch.no_grad():

@@ -34,9 +34,9 @@ class FusedSGD(tf_keras.optimizers.SGD):
     """
 
     def update_step(self, gradient, variable):
-        momentum = self.momentums[self._index_dict[self._var_key(variable)]]
         if isinstance(gradient, tf.IndexedSlices) or not _kernel_applies():
             return super().update_step(gradient, variable)
+        momentum = self.momentums[self._index_dict[self._var_key(variable)]]
         return tf.raw_ops.ResourceApplyKerasMomentum(
             var=variable.handle,
             accum=momentum.handle,
