@@ -75,7 +75,7 @@ def test_skipping_tfmot_remasking_changes_no_weight():
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_the_fused_sgd_trains_kerass_sgd_weights_bit_for_bit(monkeypatch, nesterov):
+def test_the_fused_sgd_trains_kerass_sgd_weights(monkeypatch, nesterov):
     """resnet20's recipe (momentum, weight decay, batch norm) with one update kernel per
     variable, and with tf_keras's own SGD ops: the same weights after a few steps."""
     tf.config.experimental.enable_op_determinism()  # as every run does (build_run)
@@ -99,7 +99,8 @@ def test_the_fused_sgd_trains_kerass_sgd_weights_bit_for_bit(monkeypatch, nester
         changed = [not np.array_equal(a, b) for a, b in zip(initial, trained[fused], strict=True)]
         assert sum(changed) > 40  # the kernels and batch norm trained
     for fused, plain in zip(trained[True], trained[False], strict=True):
-        np.testing.assert_array_equal(fused, plain)
+        # Bit for bit on x86; a build that fuses the kernel's multiply-add may round otherwise.
+        np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-7)
 
 
 def test_one_xla_program_per_chunk_trains_the_per_step_programs_weights():
