@@ -13,6 +13,11 @@ Measures, in one process, on the same in-memory ``tf.data`` stream
 ``imp_round_per_step``  ``imp_round`` under XLA with one program per step, not one per chunk
 ``overhead``        wall time of a whole short IMP run (evaluations, mask updates, rewinding,
                     checkpoints, TensorBoard logs) / the sum of its rounds' training time
+``pipeline``        (only when ``--only`` names it) the conv-speed issue's own protocol: the
+                    marginal wall time per iteration of ``python -m pipelines.imp --rounds=0``
+                    between whole runs of ``--pipeline_iterations`` (20 and 120: start-up
+                    and the one evaluation cancel out), each pair followed by the PyTorch
+                    peer's marginal time from runs of as many iterations
 ==================  ==========================================================================
 
 Each throughput is the median over ``--repeats`` timed runs of ``--steps`` iterations (by
@@ -28,13 +33,14 @@ net on Fashion-MNIST, batch 128 for the conv nets), or one model:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from absl import flags
@@ -50,7 +56,10 @@ MEASUREMENTS = (
     "imp_round_remask",
     "imp_round_per_step",
     "overhead",
+    "pipeline",
 )
+# Whole pipeline runs in subprocesses: minutes, and for a fast model mostly start-up noise.
+OPT_IN = ("pipeline",)
 # The models benchmarks.torch_peer writes in PyTorch.
 TORCH_PEERS = ("resnet20", "lenet300_100")
 
@@ -96,9 +105,14 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("overhead_repeats", 3, "Whole IMP runs timed for the overhead (median).")
 flags.DEFINE_string(
+    "pipeline_iterations",
+    "20,120",
+    "The two run lengths of the pipeline measurement, SHORT,LONG iterations.",
+)
+flags.DEFINE_string(
     "only",
     None,
-    f"Comma-separated subset of {','.join(MEASUREMENTS)}.",
+    f"Comma-separated subset of {','.join(MEASUREMENTS)} (default: all but {','.join(OPT_IN)}).",
 )
 flags.DEFINE_string(
     "mixed_precision",
@@ -303,6 +317,95 @@ def benchmark_overhead(hparams, data, repeats) -> dict:
     }
 
 
+def pipeline_iterations() -> tuple[int, int]:
+    """``--pipeline_iterations`` as (short, long); a malformed value is one line."""
+    from lth_tf.errors import LthError
+
+    try:
+        short, long = (int(part) for part in FLAGS.pipeline_iterations.split(","))
+    except ValueError:
+        short = long = 0
+    if not 0 < short < long:
+        raise LthError(
+            f"--pipeline_iterations={FLAGS.pipeline_iterations}: give two run lengths, "
+            "SHORT,LONG with 0 < SHORT < LONG, e.g. 20,120"
+        )
+    return short, long
+
+
+def pipeline_seconds(model: str, iterations: int, batch: int) -> float:
+    """Wall seconds of one whole ``python -m pipelines.imp --rounds=0`` run of ``iterations``
+    (start-up, data, training, the final evaluation, its files), in a fresh directory."""
+    import subprocess
+
+    from lth_tf.errors import LthError
+
+    # The benchmark's own data and numerics; the pipeline's defaults for everything else.
+    passed = [
+        FLAGS[name].serialize() for name in ("data_dir", "jit_compile") if FLAGS[name].present
+    ]
+    if FLAGS.mixed_precision:
+        passed.append(f"--mixed_precision={FLAGS.mixed_precision}")
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "pipelines.imp",
+            f"--model={model}",
+            f"--dataset={FLAGS.dataset}",
+            f"--batch_size={batch}",
+            f"--augment={FLAGS.augment}",
+            "--rounds=0",
+            f"--iterations={iterations}it",
+            "--rewind=0it",  # the default (500it) lies past a 20-iteration round
+            f"--output_dir={tmp}",
+            *passed,
+        ]
+        began = time.perf_counter()
+        done = subprocess.run(
+            command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise LthError(f"pipelines.imp --model={model} failed in the pipeline measurement: {last}")
+    return seconds
+
+
+def benchmark_pipeline(model: str, batch: int, repeats: int, peer: TorchPeer | None) -> dict:
+    """The conv-speed issue's protocol, ``repeats`` times: the marginal wall time per
+    iteration of ``pipelines.imp --rounds=0`` between a short and a long whole run, then (with
+    a ``peer``) the PyTorch peer's between its runs of as many iterations."""
+    from lth_tf.errors import LthError
+
+    short, long = pipeline_iterations()
+    marginals, peer_marginals = [], []
+    for _ in range(repeats):
+        marginals.append(
+            (pipeline_seconds(model, long, batch) - pipeline_seconds(model, short, batch))
+            / (long - short)
+        )
+        if peer:
+            peer_marginals.append((peer.seconds(long) - peer.seconds(short)) / (long - short))
+    if statistics.median(marginals) <= 0:
+        raise LthError(
+            f"pipelines.imp --model={model}: the {long}-iteration runs took no longer than the "
+            f"{short}-iteration ones (start-up noise); lengthen --pipeline_iterations"
+        )
+    result = {
+        "seconds_per_iteration": statistics.median(marginals),
+        "marginals": marginals,
+        "iterations": [short, long],
+    }
+    result["images_per_second"] = batch / result["seconds_per_iteration"]
+    if peer:
+        result["peer_seconds_per_iteration"] = statistics.median(peer_marginals)
+        result["peer_marginals"] = peer_marginals
+        # Pair by pair: each pipeline pair against the peer's right after it.
+        result["pair_ratios"] = [p / m for m, p in zip(marginals, peer_marginals, strict=True)]
+    return result
+
+
 class TorchPeer:
     """benchmarks.torch_peer (a plain PyTorch loop that re-masks after each step) serving in
     ``--torch_python``: ``seconds(n)`` trains n iterations there while this process waits, so
@@ -348,10 +451,41 @@ class TorchPeer:
         self._process.wait(timeout=60)
 
 
+@contextlib.contextmanager
+def torch_peer_beside(model: str, batch: int, wanted: bool = True) -> Iterator[TorchPeer | None]:
+    """The PyTorch peer of ``model`` serving while the block runs (None: no ``--torch_python``,
+    no peer written for this model, or not ``wanted``)."""
+    peer = (
+        TorchPeer(model, batch) if wanted and FLAGS.torch_python and model in TORCH_PEERS else None
+    )
+    try:
+        yield peer
+    finally:
+        if peer:
+            peer.close()
+
+
+def pipeline_line(p: dict) -> str:
+    """The pipeline measurement in words: its marginal time, and the PyTorch peer's."""
+    short, long = p["iterations"]
+    line = (
+        f"pipelines.imp --rounds=0, marginal from {short} to {long} iterations: "
+        f"{p['seconds_per_iteration']:.4f} s/it"
+    )
+    if "peer_seconds_per_iteration" in p:
+        peer = p["peer_seconds_per_iteration"]
+        pairs = ", ".join(f"{r:.2f}" for r in p["pair_ratios"])
+        line += (
+            f"; PyTorch peer {peer:.4f} s/it: {peer / p['seconds_per_iteration']:.2f}x "
+            f"(median of each; pairs {pairs})"
+        )
+    return line
+
+
 def print_table(results: dict, baseline: float | None) -> None:
     print(f"\n{'measurement':<18} {'images/s':>10} {'x fit':>7}")
-    for name in MEASUREMENTS[:-1]:
-        if name in results:
+    for name in MEASUREMENTS:
+        if name in results and name not in ("overhead", "pipeline"):
             rate = results[name]["images_per_second"]
             ratio = f"{rate / baseline:6.2f}x" if baseline else ""
             print(f"{name:<18} {rate:>10,.0f} {ratio:>7}")
@@ -364,6 +498,8 @@ def print_table(results: dict, baseline: float | None) -> None:
         chosen = "with" if results["imp_round"]["xla_training"] else "without"
         figures = ", ".join(f"{kind} {seconds:.3g} s/it" for kind, seconds in timing.items())
         print(f"imp_round trains {chosen} XLA (--jit_compile=auto timed {figures})")
+    if "pipeline" in results:
+        print(pipeline_line(results["pipeline"]))
     if "overhead" in results:
         o = results["overhead"]
         print(
@@ -394,6 +530,9 @@ def print_summary(every: dict[str, dict]) -> None:
             f"{to_fit:>15} {to_torch:>14}"
         )
     print("(images per second; a ratio above 1.00x: the IMP round trains faster)")
+    for model, results in every.items():
+        if "pipeline" in results:
+            print(f"{model}: {pipeline_line(results['pipeline'])}")
 
 
 def benchmark_model(model: str, only: list[str]) -> dict:
@@ -435,15 +574,10 @@ def benchmark_model(model: str, only: list[str]) -> dict:
         if name not in only:
             continue
         # The PyTorch peer's runs interleave with the IMP round's: run, peer run, run, ...
-        with_peer = FLAGS.torch_python and name == "imp_round" and model in TORCH_PEERS
-        peer = TorchPeer(model, training.batch_size) if with_peer else None
-        try:
+        with torch_peer_beside(model, training.batch_size, name == "imp_round") as peer:
             results[name] = benchmark_imp_round(
                 spec, data, hparams, steps, repeats, remask, whole_chunk, peer
             )
-        finally:
-            if peer:
-                peer.close()
         if peer:
             results["torch_peer"] = {
                 "images_per_second": results[name].pop("peer_images_per_second"),
@@ -461,6 +595,9 @@ def benchmark_model(model: str, only: list[str]) -> dict:
             pruning=dataclasses.replace(hparams.pruning, rounds=FLAGS.overhead_rounds),
         )
         results["overhead"] = benchmark_overhead(short, data, FLAGS.overhead_repeats)
+    if "pipeline" in only:
+        with torch_peer_beside(model, training.batch_size) as peer:
+            results["pipeline"] = benchmark_pipeline(model, training.batch_size, repeats, peer)
     baseline = results.get("fit", {}).get("images_per_second")
     print_table(results, baseline)
     record = {
@@ -512,12 +649,14 @@ def main(argv: list[str]) -> None:
     from lth_tf.models import get_model
     from lth_tf.training.strategies import precision_for
 
-    only = FLAGS.only.split(",") if FLAGS.only else list(MEASUREMENTS)
+    only = FLAGS.only.split(",") if FLAGS.only else [m for m in MEASUREMENTS if m not in OPT_IN]
     unknown = sorted(set(only) - set(MEASUREMENTS))
     if unknown:
         raise LthError(f"--only: unknown {unknown}; choose from {', '.join(MEASUREMENTS)}")
     if (FLAGS.steps is not None and FLAGS.steps < 1) or FLAGS.repeats < 1:
         raise LthError("--steps and --repeats must be at least 1")
+    if "pipeline" in only:
+        pipeline_iterations()  # a malformed one is refused before anything is timed
     if FLAGS.seconds <= 0:
         raise LthError("--seconds must be more than 0")
     models = [name.strip() for name in FLAGS.model.split(",") if name.strip()]

@@ -18,6 +18,15 @@ print_summary({
         "imp_round": {"images_per_second": 840.0},
         "torch_peer": {"images_per_second": 600.0, "seconds_per_iteration": 0.213},
     },
+    "lenet300_100": {
+        "imp_round": {"images_per_second": 90000.0},
+        "pipeline": {
+            "seconds_per_iteration": 0.08,
+            "iterations": [20, 120],
+            "peer_seconds_per_iteration": 0.112,
+            "pair_ratios": [1.3, 1.5],
+        },
+    },
     "tests.user_model:mobilenet_v2_style": {
         "fit": {"images_per_second": 3000.0},
         "imp_round": {"images_per_second": 2700.0},
@@ -31,12 +40,21 @@ def test_the_summary_divides_the_imp_round_by_the_best_fit_and_by_the_pytorch_pe
         [sys.executable, "-c", SUMMARY], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line}
+    lines = {
+        line.split()[0]: line.split()
+        for line in result.stdout.splitlines()[1:]
+        if line and not line.startswith("lenet300_100:")
+    }
     # 840 / max(800, 250) and 840 / 600.
     assert lines["resnet20"][-2:] == ["1.05x", "1.40x"]
     # No peer and no fit_xla: the best fit is fit, the PyTorch column stays empty.
     assert lines["tests.user_model:mobilenet_v2_style"][-1] == "0.90x"
     assert lines["tests.user_model:mobilenet_v2_style"][2] == "-"
+    # The issue's own protocol, when measured: PyTorch's marginal time / the pipeline's.
+    assert (
+        "lenet300_100: pipelines.imp --rounds=0, marginal from 20 to 120 iterations: "
+        "0.0800 s/it; PyTorch peer 0.1120 s/it: 1.40x (median of each; pairs 1.30, 1.50)"
+    ) in result.stdout.splitlines()
 
 
 def test_a_torch_python_that_is_no_program_is_one_line_before_anything_is_timed(tmp_path):
@@ -50,3 +68,16 @@ def test_a_torch_python_that_is_no_program_is_one_line_before_anything_is_timed(
     assert "--torch_python=" in result.stderr and "not an executable file" in result.stderr
     assert "Traceback" not in result.stderr
     assert "images/s" not in result.stdout
+
+
+def test_pipeline_iterations_that_are_not_two_growing_lengths_are_one_line():
+    result = run_pipeline(
+        "benchmarks.imp_throughput",
+        "--model=resnet20",
+        "--only=pipeline",
+        "--pipeline_iterations=120,20",
+        timeout=120,
+    )
+    assert result.returncode == 2  # a user error, before TensorFlow starts
+    assert "--pipeline_iterations=120,20: give two run lengths" in result.stderr
+    assert "Traceback" not in result.stderr
