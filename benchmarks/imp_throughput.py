@@ -17,7 +17,8 @@ Measures, in one process, on the same in-memory ``tf.data`` stream
                     marginal wall time per iteration of ``python -m pipelines.imp --rounds=0``
                     between whole runs of ``--pipeline_iterations`` (20 and 120: start-up
                     and the one evaluation cancel out), each pair followed by the PyTorch
-                    peer's marginal time from runs of as many iterations
+                    peer's marginal time from runs of as many iterations (a run this
+                    short trains without XLA unless ``--jit_compile`` says otherwise)
 ==================  ==========================================================================
 
 Each throughput is the median over ``--repeats`` timed runs of ``--steps`` iterations (by
@@ -78,7 +79,11 @@ flags.DEFINE_integer(
     "steps", None, "Training iterations per timed run (default: about --seconds' worth)."
 )
 flags.DEFINE_float("seconds", 8.0, "Length of a timed run when --steps is not given.")
-flags.DEFINE_integer("repeats", 5, "Timed runs per measurement; the median is reported.")
+flags.DEFINE_integer(
+    "repeats",
+    5,
+    "Timed runs per measurement (for pipeline: pairs of whole runs); the median is reported.",
+)
 flags.DEFINE_integer("steps_per_execution", 100, "Iterations per compiled call (fit_xla, IMP).")
 # Its own --steps_per_execution above: a benchmark times a fixed count.
 common.define_execution_flags(
@@ -333,42 +338,55 @@ def pipeline_iterations() -> tuple[int, int]:
     return short, long
 
 
+def mixed_precision_flags() -> list[str]:
+    """This benchmark's ``--mixed_precision``, for a subprocess that computes as it does."""
+    return [f"--mixed_precision={FLAGS.mixed_precision}"] if FLAGS.mixed_precision else []
+
+
+def pipeline_command(model: str, iterations: int, batch: int, output_dir: str) -> list[str]:
+    """``python -m pipelines.imp`` for one round 0 of ``iterations``, evaluated once, at its
+    end (so that a short and a long run differ by their training alone), on this benchmark's
+    data and numerics, with the pipeline's defaults for everything else."""
+    passed = [
+        FLAGS[name].serialize() for name in ("data_dir", "jit_compile") if FLAGS[name].present
+    ]
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.imp",
+        f"--model={model}",
+        f"--dataset={FLAGS.dataset}",
+        f"--batch_size={batch}",
+        f"--augment={FLAGS.augment}",
+        "--rounds=0",
+        f"--iterations={iterations}it",
+        f"--eval_every={iterations}it",
+        "--rewind=0it",  # the default (resnet20's 500it) lies past a 20-iteration round
+        f"--output_dir={output_dir}",
+        *mixed_precision_flags(),
+        *passed,
+    ]
+
+
 def pipeline_seconds(model: str, iterations: int, batch: int) -> float:
-    """Wall seconds of one whole ``python -m pipelines.imp --rounds=0`` run of ``iterations``
-    (start-up, data, training, the final evaluation, its files), in a fresh directory."""
+    """Wall seconds of one whole :func:`pipeline_command` run (start-up, data, training, the
+    evaluation, its files), in a fresh directory."""
     import subprocess
 
     from lth_tf.errors import LthError
 
-    # The benchmark's own data and numerics; the pipeline's defaults for everything else.
-    passed = [
-        FLAGS[name].serialize() for name in ("data_dir", "jit_compile") if FLAGS[name].present
-    ]
-    if FLAGS.mixed_precision:
-        passed.append(f"--mixed_precision={FLAGS.mixed_precision}")
     with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable,
-            "-m",
-            "pipelines.imp",
-            f"--model={model}",
-            f"--dataset={FLAGS.dataset}",
-            f"--batch_size={batch}",
-            f"--augment={FLAGS.augment}",
-            "--rounds=0",
-            f"--iterations={iterations}it",
-            "--rewind=0it",  # the default (500it) lies past a 20-iteration round
-            f"--output_dir={tmp}",
-            *passed,
-        ]
         began = time.perf_counter()
         done = subprocess.run(
-            command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True
+            pipeline_command(model, iterations, batch, tmp), capture_output=True, text=True
         )
         seconds = time.perf_counter() - began
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise LthError(f"pipelines.imp --model={model} failed in the pipeline measurement: {last}")
+        sys.stderr.write(done.stderr[-5000:])
+        raise LthError(
+            f"pipelines.imp --model={model} --iterations={iterations}it failed in the pipeline "
+            f"measurement (exit {done.returncode}; its error is above)"
+        )
     return seconds
 
 
@@ -376,8 +394,6 @@ def benchmark_pipeline(model: str, batch: int, repeats: int, peer: TorchPeer | N
     """The conv-speed issue's protocol, ``repeats`` times: the marginal wall time per
     iteration of ``pipelines.imp --rounds=0`` between a short and a long whole run, then (with
     a ``peer``) the PyTorch peer's between its runs of as many iterations."""
-    from lth_tf.errors import LthError
-
     short, long = pipeline_iterations()
     marginals, peer_marginals = [], []
     for _ in range(repeats):
@@ -387,22 +403,21 @@ def benchmark_pipeline(model: str, batch: int, repeats: int, peer: TorchPeer | N
         )
         if peer:
             peer_marginals.append((peer.seconds(long) - peer.seconds(short)) / (long - short))
-    if statistics.median(marginals) <= 0:
-        raise LthError(
-            f"pipelines.imp --model={model}: the {long}-iteration runs took no longer than the "
-            f"{short}-iteration ones (start-up noise); lengthen --pipeline_iterations"
-        )
+    median = statistics.median(marginals)
     result = {
-        "seconds_per_iteration": statistics.median(marginals),
+        # None: the long runs took no longer than the short ones, start-up's noise swamped
+        # the difference (the other measurements are still kept and written).
+        "seconds_per_iteration": median if median > 0 else None,
         "marginals": marginals,
         "iterations": [short, long],
     }
-    result["images_per_second"] = batch / result["seconds_per_iteration"]
     if peer:
         result["peer_seconds_per_iteration"] = statistics.median(peer_marginals)
         result["peer_marginals"] = peer_marginals
         # Pair by pair: each pipeline pair against the peer's right after it.
-        result["pair_ratios"] = [p / m for m, p in zip(marginals, peer_marginals, strict=True)]
+        result["pair_ratios"] = [
+            p / m if m > 0 else None for m, p in zip(marginals, peer_marginals, strict=True)
+        ]
     return result
 
 
@@ -423,7 +438,7 @@ class TorchPeer:
             f"--batch_size={batch}",
             f"--remaining={FLAGS.remaining}",
             # Like for like: the peer computes in the 16 bits this benchmark does.
-            *([f"--mixed_precision={FLAGS.mixed_precision}"] if FLAGS.mixed_precision else []),
+            *mixed_precision_flags(),
         ]
         repository = Path(__file__).resolve().parents[1]
         self._process = subprocess.Popen(
@@ -468,16 +483,19 @@ def torch_peer_beside(model: str, batch: int, wanted: bool = True) -> Iterator[T
 def pipeline_line(p: dict) -> str:
     """The pipeline measurement in words: its marginal time, and the PyTorch peer's."""
     short, long = p["iterations"]
-    line = (
-        f"pipelines.imp --rounds=0, marginal from {short} to {long} iterations: "
-        f"{p['seconds_per_iteration']:.4f} s/it"
-    )
+    line = f"pipelines.imp --rounds=0, marginal from {short} to {long} iterations: "
+    seconds = p["seconds_per_iteration"]
+    if seconds is None:
+        return line + (
+            "none (the long runs took no longer than the short ones: start-up noise); "
+            "lengthen --pipeline_iterations"
+        )
+    line += f"{seconds:.4f} s/it"
     if "peer_seconds_per_iteration" in p:
         peer = p["peer_seconds_per_iteration"]
-        pairs = ", ".join(f"{r:.2f}" for r in p["pair_ratios"])
+        pairs = ", ".join(f"{r:.2f}" if r else "-" for r in p["pair_ratios"])
         line += (
-            f"; PyTorch peer {peer:.4f} s/it: {peer / p['seconds_per_iteration']:.2f}x "
-            f"(median of each; pairs {pairs})"
+            f"; PyTorch peer {peer:.4f} s/it: {peer / seconds:.2f}x (median of each; pairs {pairs})"
         )
     return line
 
@@ -672,6 +690,12 @@ def main(argv: list[str]) -> None:
         )
     setup_logging()
     start_tensorflow_quietly()
+    if "pipeline" in only:
+        import tensorflow as tf
+
+        # The pipelines it starts need the GPU's memory that this process would otherwise take.
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
     import logging
 
     logging.getLogger("lth_tf").setLevel(logging.WARNING)

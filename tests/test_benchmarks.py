@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
-from tests.helpers import ROOT, run_pipeline
+from tests.helpers import ROOT, imp_hparams, run_pipeline
 
 # The benchmark defines absl flags (--model, ...) that the pipelines' own would clash with in
 # this process: its summary is printed in a process of its own.
@@ -81,3 +82,34 @@ def test_pipeline_iterations_that_are_not_two_growing_lengths_are_one_line():
     assert result.returncode == 2  # a user error, before TensorFlow starts
     assert "--pipeline_iterations=120,20: give two run lengths" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+COMMAND = """
+import json, sys
+from benchmarks import imp_throughput as b
+b.FLAGS(["imp_throughput", *sys.argv[1:]])
+print(json.dumps(b.pipeline_command("resnet20", 120, 128, "/tmp/out")))
+"""
+
+
+def test_the_pipeline_measurement_runs_round_0_as_the_issue_times_it_evaluated_once():
+    # The benchmark's flags clash with pipelines.imp's in one process: built in its own.
+    result = subprocess.run(
+        [sys.executable, "-c", COMMAND, "--mixed_precision=bfloat16", "--nojit_compile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    command = json.loads(result.stdout.splitlines()[-1])
+    assert command[1:3] == ["-m", "pipelines.imp"]
+    hparams = imp_hparams(*command[3:])
+    assert (hparams.model.name, hparams.dataset.name) == ("resnet20", "fashion_mnist")
+    assert hparams.pruning.rounds == 0 and hparams.pruning.rewind == "0it"
+    # One evaluation, at the end: the short and the long run differ by training alone.
+    assert hparams.training.iterations == hparams.training.eval_every == "120it"
+    assert (hparams.training.batch_size, hparams.training.augment) == (128, "none")
+    # The benchmark's numerics and XLA choice go with it (pipelines.imp parsed them above).
+    assert "--mixed_precision=bfloat16" in command and "--jit_compile=false" in command
+    assert "--output_dir=/tmp/out" in command
