@@ -132,6 +132,13 @@ flags.DEFINE_string(
     f"there for {' and '.join(TORCH_PEERS)}, each of its timed runs right after one of the IMP "
     "round's, and the summary adds IMP / PyTorch.",
 )
+flags.DEFINE_enum(
+    "serve",
+    None,
+    ["fit", "fit_xla"],
+    "Internal: serve this measurement of --model to a benchmark that runs it beside its IMP "
+    "round (prints 'ready', then the seconds of each N iterations read from stdin).",
+)
 flags.DEFINE_string(
     "output",
     None,
@@ -145,13 +152,14 @@ def median_images_per_second(
     steps: int | None,
     batch: int,
     repeats: int,
-    peer: TorchPeer | None = None,
+    peers: dict[str, Peer] | None = None,
 ) -> dict:
     """Runs ``run`` once untimed, then ``repeats`` timed runs of ``steps`` iterations (None:
     about ``--seconds`` of them, from the untimed run's pace); images/s of each timed run. A
     ``run`` that returns its own training seconds is timed by them, else by the wall clock.
-    With a ``peer``, each timed run is followed by the peer's run of as many iterations
-    (``peer_runs``, ``peer_images_per_second``)."""
+    Each timed run is followed by one of every one of ``peers`` of as many iterations, in turn
+    (``peers``: each one's ``images_per_second`` and ``runs``)."""
+    peers = peers or {}
     warmup = min(steps or 20, 200)
     run(warmup)
     if steps is None:
@@ -159,21 +167,31 @@ def median_images_per_second(
         run(warmup)
         pace = (time.perf_counter() - began) / warmup
         steps = max(10, min(5000, round(FLAGS.seconds / pace)))
-    rates, peer_rates = [], []
+    rates: list[float] = []
+    peer_rates: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(repeats):
         began = time.perf_counter()
         seconds = run(steps)
         rates.append(steps * batch / (seconds or time.perf_counter() - began))
-        if peer:
-            peer_rates.append(steps * batch / peer.seconds(steps))
+        for name, peer in peers.items():
+            peer_rates[name].append(steps * batch / peer.seconds(steps))
     result = {"images_per_second": statistics.median(rates), "runs": rates, "steps": steps}
-    if peer:
-        result["peer_images_per_second"] = statistics.median(peer_rates)
-        result["peer_runs"] = peer_rates
+    if peers:
+        result["peers"] = {
+            name: {"images_per_second": statistics.median(r), "runs": r, "steps": steps}
+            for name, r in peer_rates.items()
+        }
     return result
 
 
 def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
+    run = fit_runner(spec, data, training, xla)
+    return median_images_per_second(run, steps, training.batch_size, repeats)
+
+
+def fit_runner(spec, data, training, xla: bool) -> Callable[[int], float]:
+    """A plain ``tf_keras`` ``fit`` of ``spec``'s network, as a user would run it: ``run(n)``
+    trains n iterations in one epoch and returns the epoch's seconds."""
     import tf_keras
 
     from lth_tf.data.pipeline import training_batches
@@ -218,7 +236,7 @@ def benchmark_fit(spec, data, training, steps, repeats, xla: bool) -> dict:
         model.fit(stream, steps_per_epoch=n, epochs=1, verbose=0, callbacks=[timer])
         return timer.seconds
 
-    return median_images_per_second(run, steps, training.batch_size, repeats)
+    return run
 
 
 def paper_run_iterations(hparams, data) -> int:
@@ -237,7 +255,7 @@ def benchmark_imp_round(
     repeats,
     remask: bool,
     whole_chunk: bool = True,
-    peer: TorchPeer | None = None,
+    peers: dict[str, Peer] | None = None,
 ) -> dict:
     import math
 
@@ -278,7 +296,7 @@ def benchmark_imp_round(
         for start in range(0, n, chunk):
             trainer.train_steps(iterator, min(chunk, n - start))
 
-    result = median_images_per_second(run, steps, hparams.training.batch_size, repeats, peer)
+    result = median_images_per_second(run, steps, hparams.training.batch_size, repeats, peers)
     result["percent_remaining"] = percent_remaining(masks)
     result["pruned_weights_nonzero"] = pruned.pruned_nonzero()
     result["xla_training"] = trainer.xla_training
@@ -390,7 +408,7 @@ def pipeline_seconds(model: str, iterations: int, batch: int) -> float:
     return seconds
 
 
-def benchmark_pipeline(model: str, batch: int, repeats: int, peer: TorchPeer | None) -> dict:
+def benchmark_pipeline(model: str, batch: int, repeats: int, peer: Peer | None) -> dict:
     """The conv-speed issue's protocol, ``repeats`` times: the marginal wall time per
     iteration of ``pipelines.imp --rounds=0`` between a short and a long whole run, then (with
     a ``peer``) the PyTorch peer's between its runs of as many iterations."""
@@ -421,28 +439,19 @@ def benchmark_pipeline(model: str, batch: int, repeats: int, peer: TorchPeer | N
     return result
 
 
-class TorchPeer:
-    """benchmarks.torch_peer (a plain PyTorch loop that re-masks after each step) serving in
-    ``--torch_python``: ``seconds(n)`` trains n iterations there while this process waits, so
-    its runs interleave with this benchmark's own, on the same machine, at the same moment."""
+class Peer:
+    """A measurement serving in a process of its own: after its warm-up it prints ``ready``,
+    then for each N read from stdin trains N iterations and prints their seconds. So
+    ``seconds(n)`` runs there while this process waits, and its runs interleave with this
+    benchmark's own, on the same machine, at the same moment (no drift of the machine's speed
+    between the two sets of runs)."""
 
-    def __init__(self, model: str, batch: int):
+    def __init__(self, what: str, command: list[str], cwd: Path | None = None):
         import subprocess
 
-        command = [
-            FLAGS.torch_python,
-            "-m",
-            "benchmarks.torch_peer",
-            "--serve",
-            f"--model={model}",
-            f"--batch_size={batch}",
-            f"--remaining={FLAGS.remaining}",
-            # Like for like: the peer computes in the 16 bits this benchmark does.
-            *mixed_precision_flags(),
-        ]
-        repository = Path(__file__).resolve().parents[1]
+        self._what = what
         self._process = subprocess.Popen(
-            command, cwd=repository, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            command, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self._expect("ready")
 
@@ -452,7 +461,7 @@ class TorchPeer:
         line = self._process.stdout.readline().strip()
         if not line or (what == "ready" and line != "ready"):
             self.close()
-            raise LthError(f"benchmarks.torch_peer failed in {FLAGS.torch_python} (see above)")
+            raise LthError(f"{self._what} failed (see above)")
         return line
 
     def seconds(self, iterations: int) -> float:
@@ -466,17 +475,46 @@ class TorchPeer:
         self._process.wait(timeout=60)
 
 
+def torch_peer(model: str, batch: int) -> Peer:
+    """benchmarks.torch_peer (a plain PyTorch loop that re-masks after each step) serving in
+    ``--torch_python``."""
+    command = [
+        FLAGS.torch_python,
+        "-m",
+        "benchmarks.torch_peer",
+        "--serve",
+        f"--model={model}",
+        f"--batch_size={batch}",
+        f"--remaining={FLAGS.remaining}",
+        # Like for like: the peer computes in the 16 bits this benchmark does.
+        *mixed_precision_flags(),
+    ]
+    # That Python has PyTorch, not necessarily this project: it imports the peer from here.
+    repository = Path(__file__).resolve().parents[1]
+    return Peer(f"benchmarks.torch_peer in {FLAGS.torch_python}", command, cwd=repository)
+
+
+def fit_peer(model: str, name: str) -> Peer:
+    """This benchmark's plain ``fit`` (``name``: fit or fit_xla) of ``model`` serving in a
+    process of its own, with this run's flags: a user's fit, without the op determinism that
+    IMP switches on in this process."""
+    return Peer(f"the {name} peer", own_process_command(model, f"--serve={name}"))
+
+
 @contextlib.contextmanager
-def torch_peer_beside(model: str, batch: int, wanted: bool = True) -> Iterator[TorchPeer | None]:
-    """The PyTorch peer of ``model`` serving while the block runs (None: no ``--torch_python``,
-    no peer written for this model, or not ``wanted``)."""
-    peer = (
-        TorchPeer(model, batch) if wanted and FLAGS.torch_python and model in TORCH_PEERS else None
-    )
+def peers_beside(model: str, batch: int, names: list[str]) -> Iterator[dict[str, Peer]]:
+    """The peers ``names`` (fit, fit_xla, torch_peer) of ``model`` serving while the block
+    runs; torch_peer only with ``--torch_python`` and for a model it is written for."""
+    peers: dict[str, Peer] = {}
     try:
-        yield peer
+        for name in names:
+            if name in ("fit", "fit_xla"):
+                peers[name] = fit_peer(model, name)
+            elif FLAGS.torch_python and model in TORCH_PEERS:
+                peers[name] = torch_peer(model, batch)
+        yield peers
     finally:
-        if peer:
+        for peer in peers.values():
             peer.close()
 
 
@@ -560,29 +598,24 @@ def benchmark_model(model: str, only: list[str]) -> dict:
     import tensorflow as tf
 
     from lth_tf import io
-    from lth_tf.data.sources import load_dataset
-    from lth_tf.models import get_model, paper_defaults
     from lth_tf.steps import Step
     from lth_tf.training.strategies import device_description
 
-    spec = get_model(model)
-    hparams = paper_defaults(model, FLAGS.dataset)
-    # The same batches for every measurement and the PyTorch peer: augmentation is work too.
-    training = dataclasses.replace(hparams.training, augment=FLAGS.augment)
-    if FLAGS.batch_size is not None:
-        training = dataclasses.replace(training, batch_size=FLAGS.batch_size)
+    spec, hparams, data = model_setup(model)
+    training = hparams.training
     overhead_iterations = str(Step.parse(FLAGS.overhead_iterations, "--overhead_iterations"))
-    data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
     device = device_description()
     print(f"\n{model} / {FLAGS.dataset}, batch {training.batch_size}, on {device}")
-    hparams = dataclasses.replace(hparams, training=training)
     steps, repeats = FLAGS.steps, FLAGS.repeats
     results: dict = {}
-    # Plain Keras first, as a user would run it (op determinism off: a process of its own).
-    if "fit" in only:
-        results["fit"] = benchmark_fit(spec, data, training, steps, repeats, xla=False)
-    if "fit_xla" in only:
-        results["fit_xla"] = benchmark_fit(spec, data, training, steps, repeats, xla=True)
+    fits = [name for name in ("fit", "fit_xla") if name in only]
+    # Beside the IMP round, plain Keras serves from processes of its own (as a user runs it,
+    # without the op determinism IMP switches on here), each run right after one of the round's,
+    # as the PyTorch peer does: a drift of this machine's speed cannot favour either.
+    interleaved = fits if "imp_round" in only else []
+    for name in fits:
+        if name not in interleaved:
+            results[name] = benchmark_fit(spec, data, training, steps, repeats, name == "fit_xla")
     # IMP runs deterministic (exact resumes); build_run switches that on.
     for name, remask, whole_chunk in (
         ("imp_round", False, True),
@@ -591,17 +624,12 @@ def benchmark_model(model: str, only: list[str]) -> dict:
     ):
         if name not in only:
             continue
-        # The PyTorch peer's runs interleave with the IMP round's: run, peer run, run, ...
-        with torch_peer_beside(model, training.batch_size, name == "imp_round") as peer:
+        beside = [*interleaved, "torch_peer"] if name == "imp_round" else []
+        with peers_beside(model, training.batch_size, beside) as peers:
             results[name] = benchmark_imp_round(
-                spec, data, hparams, steps, repeats, remask, whole_chunk, peer
+                spec, data, hparams, steps, repeats, remask, whole_chunk, peers
             )
-        if peer:
-            results["torch_peer"] = {
-                "images_per_second": results[name].pop("peer_images_per_second"),
-                "runs": results[name].pop("peer_runs"),
-                "steps": results[name]["steps"],
-            }
+        results.update(results[name].pop("peers", {}))
     if "overhead" in only:
         short = dataclasses.replace(
             hparams,
@@ -614,8 +642,10 @@ def benchmark_model(model: str, only: list[str]) -> dict:
         )
         results["overhead"] = benchmark_overhead(short, data, FLAGS.overhead_repeats)
     if "pipeline" in only:
-        with torch_peer_beside(model, training.batch_size) as peer:
-            results["pipeline"] = benchmark_pipeline(model, training.batch_size, repeats, peer)
+        with peers_beside(model, training.batch_size, ["torch_peer"]) as peers:
+            results["pipeline"] = benchmark_pipeline(
+                model, training.batch_size, repeats, peers.get("torch_peer")
+            )
     baseline = results.get("fit", {}).get("images_per_second")
     print_table(results, baseline)
     record = {
@@ -635,6 +665,35 @@ def benchmark_model(model: str, only: list[str]) -> dict:
     return results
 
 
+def model_setup(model: str) -> tuple:
+    """``model``'s spec, its paper hyperparameters with this run's batch and augmentation, and
+    the dataset: what every measurement of it (and its fit peers) trains."""
+    import dataclasses
+
+    from lth_tf.data.sources import load_dataset
+    from lth_tf.models import get_model, paper_defaults
+
+    spec = get_model(model)
+    hparams = paper_defaults(model, FLAGS.dataset)
+    # The same batches for every measurement and the PyTorch peer: augmentation is work too.
+    training = dataclasses.replace(hparams.training, augment=FLAGS.augment)
+    if FLAGS.batch_size is not None:
+        training = dataclasses.replace(training, batch_size=FLAGS.batch_size)
+    data = load_dataset(FLAGS.dataset, FLAGS.data_dir)
+    return spec, dataclasses.replace(hparams, training=training), data
+
+
+def serve_fit(model: str, name: str) -> None:
+    """``--serve=fit`` or ``fit_xla``: :func:`fit_runner` serving as a :class:`Peer`."""
+    spec, hparams, data = model_setup(model)
+    run = fit_runner(spec, data, hparams.training, xla=name == "fit_xla")
+    run(20)  # traces (and compiles), as the measured side's untimed run does
+    run(20)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(run(int(line)), flush=True)
+
+
 def output_file(model: str) -> Path:
     """Where ``model``'s figures go: ``--output`` (its ``{model}`` filled in) or the default."""
     import tensorflow as tf
@@ -646,6 +705,12 @@ def output_file(model: str) -> Path:
     return Path(f"benchmarks/results/{stem}-{FLAGS.dataset}-{kind}.json")
 
 
+def own_process_command(model: str, *extra: str) -> list[str]:
+    """This benchmark's own command line for ``model`` alone, ``extra`` flags added."""
+    args = [a for a in sys.argv[1:] if not a.startswith(("--model=", "-model="))]
+    return [sys.executable, "-m", "benchmarks.imp_throughput", f"--model={model}", *args, *extra]
+
+
 def benchmark_in_own_process(model: str) -> dict:
     """This benchmark for one model in a process of its own: every model's plain ``fit`` runs
     as a user's would, before IMP switches op determinism on (it cannot be switched off)."""
@@ -654,9 +719,7 @@ def benchmark_in_own_process(model: str) -> dict:
     from lth_tf import io
     from lth_tf.errors import LthError
 
-    args = [a for a in sys.argv[1:] if not a.startswith(("--model=", "-model="))]
-    command = [sys.executable, "-m", "benchmarks.imp_throughput", f"--model={model}", *args]
-    if subprocess.run(command).returncode != 0:
+    if subprocess.run(own_process_command(model)).returncode != 0:
         raise LthError(f"the benchmark of {model} failed (its error is above)")
     return io.read_json(output_file(model))["results"]
 
@@ -690,17 +753,19 @@ def main(argv: list[str]) -> None:
         )
     setup_logging()
     start_tensorflow_quietly()
-    if "pipeline" in only:
-        import tensorflow as tf
-
-        # The pipelines it starts need the GPU's memory that this process would otherwise take.
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
     import logging
 
+    import tensorflow as tf
+
+    # Peers and pipelines run beside this process: none may take the whole GPU's memory.
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
     logging.getLogger("lth_tf").setLevel(logging.WARNING)
     for model in models:
         get_model(model)  # an unknown one is refused before anything is timed
+    if FLAGS.serve:
+        serve_fit(models[0], FLAGS.serve)
+        return
     if len(models) == 1:
         print_summary({models[0]: benchmark_model(models[0], only)})
         return

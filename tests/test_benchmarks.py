@@ -113,3 +113,29 @@ def test_the_pipeline_measurement_runs_round_0_as_the_issue_times_it_evaluated_o
     # The benchmark's numerics and XLA choice go with it (pipelines.imp parsed them above).
     assert "--mixed_precision=bfloat16" in command and "--jit_compile=false" in command
     assert "--output_dir=/tmp/out" in command
+
+
+FIT_PEER = """
+import math, sys
+from benchmarks import imp_throughput as b
+b.FLAGS(sys.argv)
+peer = b.fit_peer("lenet300_100", "fit")
+seconds = [peer.seconds(n) for n in (3, 300)]
+peer.close()
+print(*seconds)
+"""
+
+
+def test_plain_fit_serves_beside_the_imp_round_from_a_process_of_its_own():
+    # As the benchmark starts it (its own command line, --serve=fit added); lenet at batch 60.
+    result = subprocess.run(
+        [sys.executable, "-c", FIT_PEER, "--model=lenet300_100", "--only=fit,imp_round"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    short, long = (float(s) for s in result.stdout.split())
+    # Each answer is the seconds of that many iterations of fit: 100 times as many take longer.
+    assert 0 < short < long
