@@ -37,9 +37,10 @@ echo "== GPU tests"
 for model in lenet300_100 resnet20; do
   for precision in $precisions; do
     echo "== $model, $precision"
-    # resnet20's paper batch is 128; 2000 steps of it on a GPU take seconds.
+    # resnet20's paper batch is 128; 2000 steps of it on a GPU take seconds. --nointerleave_fit:
+    # fit runs in the benchmark's own process, no extra processes to start in the GPU's minutes.
     "$PYTHON" -m benchmarks.imp_throughput --model="$model" --dataset=fashion_mnist \
-      --steps="$steps" --repeats="$repeats" ${jit:-} ${batch:-} \
+      --steps="$steps" --repeats="$repeats" ${jit:-} ${batch:-} --nointerleave_fit \
       --only="$only$([[ "$precision" == float32 ]] && echo "${extra_float32:-}")" \
       $([[ "$precision" == float32 ]] || echo "--mixed_precision=$precision") \
       --output="$OUT/$model-$precision.json"

@@ -134,6 +134,13 @@ flags.DEFINE_string(
     f"there for {' and '.join(TORCH_PEERS)}, each of its timed runs right after one of the IMP "
     "round's, and the summary adds IMP / PyTorch.",
 )
+flags.DEFINE_bool(
+    "interleave_fit",
+    True,
+    "Beside imp_round, time fit and fit_xla from processes of their own, each run right "
+    "after one of the round's (as the PyTorch peer's are); --nointerleave_fit times them "
+    "first, in this process, with no extra processes to start (what the GPU check does).",
+)
 flags.DEFINE_enum(
     "serve",
     None,
@@ -620,7 +627,7 @@ def benchmark_model(model: str, only: list[str]) -> dict:
     # Beside the IMP round, plain Keras serves from processes of its own (as a user runs it,
     # without the op determinism IMP switches on here), each run right after one of the round's,
     # as the PyTorch peer does: a drift of this machine's speed cannot favour either.
-    interleaved = fits if "imp_round" in only else []
+    interleaved = fits if "imp_round" in only and FLAGS.interleave_fit else []
     for name in fits:
         if name not in interleaved:
             results[name] = benchmark_fit(spec, data, training, steps, repeats, name == "fit_xla")
