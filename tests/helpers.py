@@ -145,14 +145,14 @@ def closed_port_url() -> str:
 
 def run_pipeline(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Runs ``python -m module args`` from the repository root, capturing text output."""
+    return run_python("-m", module, *args, timeout=timeout)
+
+
+def run_python(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Runs ``python args`` (e.g. ``-c CODE``) from the repository root, capturing text output."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

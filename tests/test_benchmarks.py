@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.helpers import ROOT, imp_hparams, run_pipeline
-
-
-def run_snippet(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -c code args`` from the repository root, its output captured as text."""
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
+from tests.helpers import imp_hparams, run_pipeline, run_python
 
 # The benchmark defines absl flags (--model, ...) that the pipelines' own would clash with in
 # this process: its summary is printed in a process of its own.
@@ -49,7 +35,7 @@ print_summary({
 
 
 def test_the_summary_divides_the_imp_round_by_the_best_fit_and_by_the_pytorch_peer():
-    result = run_snippet(SUMMARY)
+    result = run_python("-c", SUMMARY)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = {
         line.split()[0]: line.split()
@@ -104,7 +90,7 @@ print(json.dumps(b.pipeline_command("resnet20", 120, 128, "/tmp/out")))
 
 def test_the_pipeline_measurement_runs_round_0_as_the_issue_times_it_evaluated_once():
     # The benchmark's flags clash with pipelines.imp's in one process: built in its own.
-    result = run_snippet(COMMAND, "--mixed_precision=bfloat16", "--nojit_compile")
+    result = run_python("-c", COMMAND, "--mixed_precision=bfloat16", "--nojit_compile")
     assert result.returncode == 0, result.stderr[-2000:]
     command = json.loads(result.stdout.splitlines()[-1])
     assert command[1:3] == ["-m", "pipelines.imp"]
@@ -132,7 +118,7 @@ print(*seconds)
 
 def test_plain_fit_serves_beside_the_imp_round_from_a_process_of_its_own():
     # As the benchmark starts it (its own command line, --serve=fit added); lenet at batch 60.
-    result = run_snippet(FIT_PEER, "--model=lenet300_100", "--only=fit,imp_round", timeout=300)
+    result = run_python("-c", FIT_PEER, "--model=lenet300_100", "--only=fit,imp_round", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     short, long = (float(s) for s in result.stdout.split())
     # Each answer is the seconds of that many iterations of fit: 100 times as many take longer.
