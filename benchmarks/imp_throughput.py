@@ -422,14 +422,16 @@ def benchmark_pipeline(model: str, batch: int, repeats: int, peer: Peer | None) 
     iteration of ``pipelines.imp --rounds=0`` between a short and a long whole run, then (with
     a ``peer``) the PyTorch peer's between its runs of as many iterations."""
     short, long = pipeline_iterations()
+
+    def marginal(seconds: Callable[[int], float]) -> float:
+        # The long run first, then the short one: start-up and the one evaluation cancel out.
+        return (seconds(long) - seconds(short)) / (long - short)
+
     marginals, peer_marginals = [], []
     for _ in range(repeats):
-        marginals.append(
-            (pipeline_seconds(model, long, batch) - pipeline_seconds(model, short, batch))
-            / (long - short)
-        )
+        marginals.append(marginal(lambda n: pipeline_seconds(model, n, batch)))
         if peer:
-            peer_marginals.append((peer.seconds(long) - peer.seconds(short)) / (long - short))
+            peer_marginals.append(marginal(peer.seconds))
     median = statistics.median(marginals)
     result = {
         # None: the long runs took no longer than the short ones, start-up's noise swamped
@@ -474,13 +476,19 @@ class Peer:
         return line
 
     def seconds(self, iterations: int) -> float:
-        self._process.stdin.write(f"{iterations}\n")
-        self._process.stdin.flush()
+        from lth_tf.errors import LthError
+
+        try:
+            self._process.stdin.write(f"{iterations}\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            raise LthError(f"{self._what} stopped (killed, or see above); rerun") from None
         return float(self._expect("seconds"))
 
     def close(self) -> None:
         if self._process.stdin:
-            self._process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # it has stopped already
+                self._process.stdin.close()
         self._process.wait(timeout=60)
 
 
