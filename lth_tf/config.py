@@ -943,7 +943,8 @@ class ExperimentHparams:
         if rewind > iterations:
             raise LthError(
                 f"{flag_of(pruning, 'rewind')}={pruning.rewind} is iteration {rewind}, past the "
-                f"end of round 0 ({iterations} iterations); choose a rewind point within training"
+                f"end of round 0 ({iterations} iterations); choose a rewind point within "
+                f"training, e.g. {flag_of(pruning, 'rewind')}=0it"
             )
         if rewind == iterations and pruning.rounds > 0:
             raise LthError(

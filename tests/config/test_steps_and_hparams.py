@@ -175,8 +175,10 @@ def test_a_rewind_point_past_the_end_of_a_round_is_refused():
     hparams = with_changes(
         paper_defaults("resnet20", "fashion_mnist"), training={"iterations": "150it"}
     )
-    with pytest.raises(LthError, match="--rewind=500it is iteration 500, past the end"):
+    with pytest.raises(LthError, match="--rewind=500it is iteration 500, past the end") as refusal:
         resolve_steps(hparams, 55_000)
+    # The fix a newcomer can type: the issue's own `--rounds=0 --iterations=20it` needs it.
+    assert str(refusal.value).endswith("e.g. --rewind=0it")
 
 
 def test_block_size_is_parsed_checked_and_spelled_one_way():
