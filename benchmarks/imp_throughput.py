@@ -16,9 +16,11 @@ Measures, in one process, on the same in-memory ``tf.data`` stream
 ``pipeline``        (only when ``--only`` names it) the conv-speed issue's own protocol: the
                     marginal wall time per iteration of ``python -m pipelines.imp --rounds=0``
                     between whole runs of ``--pipeline_iterations`` (20 and 120: start-up
-                    and the one evaluation cancel out), each pair followed by the PyTorch
-                    peer's marginal time from runs of as many iterations (a run this
-                    short trains without XLA unless ``--jit_compile`` says otherwise)
+                    and the one evaluation cancel out), each pair followed by the
+                    marginal time of plain ``fit`` and ``fit_xla`` (those ``--only`` names)
+                    and of the PyTorch peer from runs of as many iterations (a run this
+                    short trains without XLA unless ``--jit_compile`` says otherwise):
+                    ``--only=pipeline,fit,fit_xla`` is the issue's whole comparison
 ==================  ==========================================================================
 
 Each throughput is the median over ``--repeats`` timed runs of ``--steps`` iterations (by
@@ -137,9 +139,10 @@ flags.DEFINE_string(
 flags.DEFINE_bool(
     "interleave_fit",
     True,
-    "Beside imp_round, time fit and fit_xla from processes of their own, each run right "
-    "after one of the round's (as the PyTorch peer's are); --nointerleave_fit times them "
-    "first, in this process, with no extra processes to start (what the GPU check does).",
+    "Beside imp_round and pipeline, time fit and fit_xla from processes of their own, each "
+    "run right after one of the round's or the pipeline's (as the PyTorch peer's are); "
+    "--nointerleave_fit times them first, in this process, with no extra processes to start "
+    "(what the GPU check does).",
 )
 flags.DEFINE_enum(
     "serve",
@@ -417,37 +420,42 @@ def pipeline_seconds(model: str, iterations: int, batch: int) -> float:
     return seconds
 
 
-def benchmark_pipeline(model: str, batch: int, repeats: int, peer: Peer | None) -> dict:
+def benchmark_pipeline(model: str, batch: int, repeats: int, peers: dict[str, Peer]) -> dict:
     """The conv-speed issue's protocol, ``repeats`` times: the marginal wall time per
-    iteration of ``pipelines.imp --rounds=0`` between a short and a long whole run, then (with
-    a ``peer``) the PyTorch peer's between its runs of as many iterations."""
+    iteration of ``pipelines.imp --rounds=0`` between a short and a long whole run, then each
+    peer's (plain ``fit``, ``fit_xla``, the PyTorch loop) between its runs of as many
+    iterations, right after it."""
     short, long = pipeline_iterations()
 
     def marginal(seconds: Callable[[int], float]) -> float:
         # The long run first, then the short one: start-up and the one evaluation cancel out.
         return (seconds(long) - seconds(short)) / (long - short)
 
-    marginals, peer_marginals = [], []
+    marginals: list[float] = []
+    peer_marginals: dict[str, list[float]] = {name: [] for name in peers}
     for _ in range(repeats):
         marginals.append(marginal(lambda n: pipeline_seconds(model, n, batch)))
-        if peer:
-            peer_marginals.append(marginal(peer.seconds))
+        for name, peer in peers.items():
+            peer_marginals[name].append(marginal(peer.seconds))
     median = statistics.median(marginals)
-    result = {
+    return {
         # None: the long runs took no longer than the short ones, start-up's noise swamped
         # the difference (the other measurements are still kept and written).
         "seconds_per_iteration": median if median > 0 else None,
         "marginals": marginals,
         "iterations": [short, long],
+        "peers": {
+            name: {
+                "seconds_per_iteration": statistics.median(theirs),
+                "marginals": theirs,
+                # Pair by pair: each pipeline pair against the peer's right after it.
+                "pair_ratios": [
+                    p / m if m > 0 else None for m, p in zip(marginals, theirs, strict=True)
+                ],
+            }
+            for name, theirs in peer_marginals.items()
+        },
     }
-    if peer:
-        result["peer_seconds_per_iteration"] = statistics.median(peer_marginals)
-        result["peer_marginals"] = peer_marginals
-        # Pair by pair: each pipeline pair against the peer's right after it.
-        result["pair_ratios"] = [
-            p / m if m > 0 else None for m, p in zip(marginals, peer_marginals, strict=True)
-        ]
-    return result
 
 
 class Peer:
@@ -535,8 +543,11 @@ def peers_beside(model: str, batch: int, names: list[str]) -> Iterator[dict[str,
             peer.close()
 
 
+PEER_NAMES = {"fit": "plain fit", "fit_xla": "fit_xla", "torch_peer": "PyTorch peer"}
+
+
 def pipeline_line(p: dict) -> str:
-    """The pipeline measurement in words: its marginal time, and the PyTorch peer's."""
+    """The pipeline measurement in words: its marginal time, and each peer's beside it."""
     short, long = p["iterations"]
     line = f"pipelines.imp --rounds=0, marginal from {short} to {long} iterations: "
     seconds = p["seconds_per_iteration"]
@@ -546,12 +557,14 @@ def pipeline_line(p: dict) -> str:
             "lengthen --pipeline_iterations"
         )
     line += f"{seconds:.4f} s/it"
-    if "peer_seconds_per_iteration" in p:
-        peer = p["peer_seconds_per_iteration"]
-        pairs = ", ".join(f"{r:.2f}" if r else "-" for r in p["pair_ratios"])
+    for name, peer in p.get("peers", {}).items():
+        pairs = ", ".join(f"{r:.2f}" if r else "-" for r in peer["pair_ratios"])
         line += (
-            f"; PyTorch peer {peer:.4f} s/it: {peer / seconds:.2f}x (median of each; pairs {pairs})"
+            f"; {PEER_NAMES[name]} {peer['seconds_per_iteration']:.4f} s/it: "
+            f"{peer['seconds_per_iteration'] / seconds:.2f}x (pairs {pairs})"
         )
+    if p.get("peers"):
+        line += " (medians; a ratio above 1.00x: the pipeline trains faster)"
     return line
 
 
@@ -635,7 +648,9 @@ def benchmark_model(model: str, only: list[str]) -> dict:
     # Beside the IMP round, plain Keras serves from processes of its own (as a user runs it,
     # without the op determinism IMP switches on here), each run right after one of the round's,
     # as the PyTorch peer does: a drift of this machine's speed cannot favour either.
-    interleaved = fits if "imp_round" in only and FLAGS.interleave_fit else []
+    # So do they beside the issue's own protocol, the whole pipelines.
+    beside_imp = "imp_round" in only or "pipeline" in only
+    interleaved = fits if beside_imp and FLAGS.interleave_fit else []
     for name in fits:
         if name not in interleaved:
             results[name] = benchmark_fit(spec, data, training, steps, repeats, name == "fit_xla")
@@ -665,10 +680,8 @@ def benchmark_model(model: str, only: list[str]) -> dict:
         )
         results["overhead"] = benchmark_overhead(short, data, FLAGS.overhead_repeats)
     if "pipeline" in only:
-        with peers_beside(model, training.batch_size, ["torch_peer"]) as peers:
-            results["pipeline"] = benchmark_pipeline(
-                model, training.batch_size, repeats, peers.get("torch_peer")
-            )
+        with peers_beside(model, training.batch_size, [*interleaved, "torch_peer"]) as peers:
+            results["pipeline"] = benchmark_pipeline(model, training.batch_size, repeats, peers)
     baseline = results.get("fit", {}).get("images_per_second")
     print_table(results, baseline)
     record = {

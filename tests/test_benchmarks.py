@@ -22,8 +22,10 @@ print_summary({
         "pipeline": {
             "seconds_per_iteration": 0.08,
             "iterations": [20, 120],
-            "peer_seconds_per_iteration": 0.112,
-            "pair_ratios": [1.3, 1.5],
+            "peers": {
+                "fit": {"seconds_per_iteration": 0.084, "pair_ratios": [1.0, 1.1]},
+                "torch_peer": {"seconds_per_iteration": 0.112, "pair_ratios": [1.3, 1.5]},
+            },
         },
     },
     "tests.user_model:mobilenet_v2_style": {
@@ -47,10 +49,12 @@ def test_the_summary_divides_the_imp_round_by_the_best_fit_and_by_the_pytorch_pe
     # No peer and no fit_xla: the best fit is fit, the PyTorch column stays empty.
     assert lines["tests.user_model:mobilenet_v2_style"][-1] == "0.90x"
     assert lines["tests.user_model:mobilenet_v2_style"][2] == "-"
-    # The issue's own protocol, when measured: PyTorch's marginal time / the pipeline's.
+    # The issue's own protocol, when measured: each peer's marginal time / the pipeline's.
     assert (
         "lenet300_100: pipelines.imp --rounds=0, marginal from 20 to 120 iterations: "
-        "0.0800 s/it; PyTorch peer 0.1120 s/it: 1.40x (median of each; pairs 1.30, 1.50)"
+        "0.0800 s/it; plain fit 0.0840 s/it: 1.05x (pairs 1.00, 1.10); PyTorch peer 0.1120 "
+        "s/it: 1.40x (pairs 1.30, 1.50) (medians; a ratio above 1.00x: the pipeline trains "
+        "faster)"
     ) in result.stdout.splitlines()
 
 
@@ -123,3 +127,24 @@ def test_plain_fit_serves_beside_the_imp_round_from_a_process_of_its_own():
     short, long = (float(s) for s in result.stdout.split())
     # Each answer is the seconds of that many iterations of fit: 100 times as many take longer.
     assert 0 < short < long
+
+
+def test_plain_fit_is_timed_beside_the_whole_pipelines_as_the_issue_compares_them(tmp_path):
+    # The issue's whole comparison in one run: each pipeline pair, then fit's pair right after.
+    output = tmp_path / "lenet.json"
+    result = run_pipeline(
+        "benchmarks.imp_throughput",
+        "--model=lenet300_100",
+        "--only=pipeline,fit",
+        "--repeats=1",
+        "--pipeline_iterations=10,60",
+        f"--output={output}",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pipeline = json.loads(output.read_text())["results"]["pipeline"]
+    assert list(pipeline["peers"]) == ["fit"]  # no --torch_python: no PyTorch peer
+    fit = pipeline["peers"]["fit"]
+    assert len(pipeline["marginals"]) == len(fit["marginals"]) == len(fit["pair_ratios"]) == 1
+    # fit served beside the pipelines, not in the benchmark's own process before them.
+    assert "fit" not in json.loads(output.read_text())["results"]
