@@ -258,7 +258,8 @@ def _run_locked(
         planned_iterations=len(left) * resolved.iterations,
     )
     _log_xla(run.trainer, recorded_xla)
-    first_round = min(left)
+    # A finished experiment that only lost masks trains nothing: its session starts at them.
+    first_round = min(left or lost_masks)
     experiment.record_session(
         _session(run.trainer, execution, first_round, experiment.checkpoint(first_round).exists())
     )

@@ -279,6 +279,24 @@ def test_a_lost_mask_is_recomputed_and_a_lost_round_retrained_with_tensorboard_o
     assert experiment.completed_rounds() == {0, 1, 2}
 
 
+@pytest.mark.parametrize("lost", [0, 2])
+def test_a_finished_experiment_recomputes_a_lost_mask_as_its_error_says(
+    lenet_runs, tmp_path, mnist_data, lost
+):
+    # "delete it and rerun" is what a damaged masks file's error says: with every round done.
+    experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
+    original = io.read_npz(experiment.masks(lost))
+    weights = {r: experiment.weights(r).read_bytes() for r in range(3)}
+    experiment.masks(lost).unlink()
+    run_imp(PLAIN, tmp_path, "plain", QUIET, data=mnist_data)
+    recomputed = io.read_npz(experiment.masks(lost))
+    assert recomputed.keys() == original.keys()
+    for name, mask in original.items():
+        np.testing.assert_array_equal(recomputed[name], mask)
+    assert {r: experiment.weights(r).read_bytes() for r in range(3)} == weights  # none retrained
+    assert experiment.completed_rounds() == {0, 1, 2}
+
+
 def test_tensorflows_own_file_errors_are_one_line_and_a_bug_is_not(capsys):
     """A SavedModel or event file that cannot be written fails with TensorFlow's error types,
     not OSError: still one line and exit 2. Any other error is a bug: traceback and exit 1."""
