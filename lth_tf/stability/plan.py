@@ -230,7 +230,11 @@ def _finished_round(
         )
     done = sorted(experiment.completed_rounds())
     for needed in sorted({0, pruning_round}):
-        if needed not in done or not experiment.masks(needed).exists():
+        if needed in done and not experiment.masks(needed).exists():
+            raise LthError(
+                f"{experiment.masks(needed)} is missing; rerun the IMP command to recompute it"
+            )
+        if needed not in done:
             finished = ", ".join(map(str, done)) or "none"
             why = "" if needed == pruning_round else f" (round {pruning_round} is compared with it)"
             raise LthError(

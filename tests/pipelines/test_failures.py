@@ -288,6 +288,9 @@ def test_a_finished_experiment_recomputes_a_lost_mask_as_its_error_says(
     original = io.read_npz(experiment.masks(lost))
     weights = {r: experiment.weights(r).read_bytes() for r in range(3)}
     experiment.masks(lost).unlink()
+    # The stability analysis says the same, not that a finished round has not finished.
+    refusal = _refusal(lambda: plan_stability(experiment.root, max(lost, 1)))
+    assert refusal.endswith("masks.npz is missing; rerun the IMP command to recompute it")
     run_imp(PLAIN, tmp_path, "plain", QUIET, data=mnist_data)
     recomputed = io.read_npz(experiment.masks(lost))
     assert recomputed.keys() == original.keys()
