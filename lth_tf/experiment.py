@@ -386,20 +386,34 @@ class ExperimentDir:
         for name, value in weights.items():
             if value.dtype.kind in "fc" and not np.isfinite(value).all():
                 raise io.damaged(path, f"{name} is not finite everywhere", WEIGHTS_TODO)
-        for name, shape in (shapes or {}).items():
-            if name not in weights:
-                raise io.damaged(path, f"no {name}", WEIGHTS_TODO)
-            if tuple(weights[name].shape) != tuple(shape):
-                raise io.damaged(
-                    path,
-                    f"{name} has shape {weights[name].shape}, the model's is {tuple(shape)}",
-                    WEIGHTS_TODO,
-                )
-        return weights
+        return check_shapes(path, weights, shapes)
 
     def completed_rounds(self) -> set[int]:
         """Rounds with a results row *and* saved weights (a row is written last)."""
         return {row.round for row in self.read_results() if self.weights(row.round).exists()}
+
+
+def check_shapes(
+    path: Path, arrays: dict[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]] | None
+) -> dict[str, np.ndarray]:
+    """``arrays`` (read from ``path``, one of an experiment's files), once each name of
+    ``shapes`` (the model's: name -> shape) is there in that shape; else an LthError naming the
+    file and what to do, not a KeyError where the values meet the model.
+
+    >>> weights = Path("e/round_01/weights.npz")
+    >>> check_shapes(weights, {}, {"fc1/kernel": (784, 300)})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: e/round_01/weights.npz is damaged (no fc1/kernel): delete it and ...
+    """
+    todo = TODO_BY_FILE.get(Path(path).name, io.RECOMPUTE)
+    for name, shape in (shapes or {}).items():
+        if name not in arrays:
+            raise io.damaged(path, f"no {name}", todo)
+        if tuple(arrays[name].shape) != tuple(shape):
+            raise io.damaged(
+                path, f"{name} has shape {arrays[name].shape}, the model's is {tuple(shape)}", todo
+            )
+    return arrays
 
 
 def parent_dir(experiment: ExperimentDir, hparams: ExperimentHparams) -> ExperimentDir:

@@ -31,14 +31,15 @@ True
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lth_tf import io
 from lth_tf.errors import LthError
-from lth_tf.experiment import ExperimentDir, parent_dir
+from lth_tf.experiment import ExperimentDir, check_shapes, parent_dir
 from lth_tf.pruning.masks import imp_masks, random_masks
 
 if TYPE_CHECKING:
@@ -68,6 +69,10 @@ class ControlContext:
     data: ImageDataset | None = None
     model: ModelSpec | None = None
     _theta_0: Snapshot | None = dataclasses.field(default=None, repr=False)
+    # The network's shapes by name (set once the run has built it): every file read for a
+    # round is checked against them, so a damaged one is named, not a KeyError in the pruning.
+    weight_shapes: Mapping[str, tuple[int, ...]] | None = None
+    mask_shapes: Mapping[str, tuple[int, ...]] | None = None
 
     @property
     def parent(self) -> ExperimentDir | None:
@@ -76,24 +81,26 @@ class ControlContext:
 
     def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """This experiment's masks of ``pruning_round``, checked to be its own file."""
-        return self.experiment.read_arrays(self.experiment.masks(pruning_round))
+        return self._read(self.experiment, self.experiment.masks(pruning_round), self.mask_shapes)
 
     def parent_masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """The parent's masks of ``pruning_round``, checked to be the parent's file."""
         parent = self._parent()
-        return parent.read_arrays(parent.masks(pruning_round))
+        return self._read(parent, parent.masks(pruning_round), self.mask_shapes)
 
     def trained_weights(self, pruning_round: int) -> Snapshot:
         """This experiment's trained weights of ``pruning_round``, checked."""
-        return self.experiment.read_arrays(self.experiment.weights(pruning_round))
+        path = self.experiment.weights(pruning_round)
+        return self._read(self.experiment, path, self.weight_shapes)
 
     def rewind_point(self) -> Snapshot:
         """The values this experiment's rounds rewind to (its rewind_point.npz), checked."""
-        return self.experiment.read_rewind_point()
+        return self._read(self.experiment, self.experiment.rewind_point, self.weight_shapes)
 
     def parent_rewind_point(self) -> Snapshot:
         """The parent's rewind point, checked to be the parent's."""
-        return self._parent().read_rewind_point()
+        parent = self._parent()
+        return self._read(parent, parent.rewind_point, self.weight_shapes)
 
     def write_rewind_point(self, values: Snapshot) -> None:
         """``values`` as this experiment's rewind point (stamped as its own), unless it has one:
@@ -116,6 +123,12 @@ class ControlContext:
         from lth_tf.builder import untrained_values
 
         return untrained_values(self.hparams, self.data, seed, self.model)
+
+    @staticmethod
+    def _read(
+        experiment: ExperimentDir, path: Path, shapes: Mapping[str, tuple[int, ...]] | None
+    ) -> dict[str, np.ndarray]:
+        return check_shapes(path, experiment.read_arrays(path), shapes)
 
     def _parent(self) -> ExperimentDir:
         parent = self.parent

@@ -50,6 +50,7 @@ from lth_tf.data.sources import ImageDataset, load_dataset
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
 from lth_tf.experiment import (
+    CHECKPOINT_TODO,
     DataRecord,
     ExperimentDir,
     RoundResult,
@@ -271,6 +272,9 @@ def _run_locked(
                 rewind_point, {**snapshot(run.pruned.rewindable), **experiment.stamp(rewind_point)}
             )
 
+    # From here on, every file a round reads is checked against the network the run built.
+    control_context.weight_shapes = {n: tuple(v.shape) for n, v in run.pruned.rewindable.items()}
+    control_context.mask_shapes = {n: tuple(v.shape) for n, v in run.pruned.masks.items()}
     rounds = _Rounds(
         experiment, hparams, resolved, run, control, control_context, execution, callbacks
     )
@@ -509,7 +513,7 @@ class _Rounds:
         checkpoint = experiment.checkpoint(pruning_round)
         if checkpoint.exists():
             experiment.check_stamp(checkpoint)
-        progress = resume(checkpoint, trainer, self.run_callbacks)
+        progress = resume(checkpoint, trainer, self.run_callbacks, CHECKPOINT_TODO)
         if progress is not None:
             log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
         else:

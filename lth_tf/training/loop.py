@@ -152,11 +152,15 @@ class TrainingProgress:
 
 
 def resume(
-    checkpoint: Path, trainer: Trainer, callbacks: Sequence[RunCallback] = ()
+    checkpoint: Path,
+    trainer: Trainer,
+    callbacks: Sequence[RunCallback] = (),
+    todo: str = io.RECOMPUTE,
 ) -> TrainingProgress | None:
     """Restores the trainer's and the ``callbacks``' state from ``checkpoint`` (written from
     :func:`checkpoint_arrays`) and returns its progress (``None``, and nothing restored, when
-    there is no checkpoint)."""
+    there is no checkpoint). A checkpoint that lacks a variable, or holds one in another shape,
+    is an LthError naming it, with ``todo``."""
     if not checkpoint.exists():
         return None
     state = io.read_npz(checkpoint)
@@ -164,7 +168,10 @@ def resume(
     callback_state = {
         key: state.pop(key) for key in list(state) if key.startswith(CALLBACK_STATE_PREFIX)
     }
-    trainer.load_state(state)
+    try:
+        trainer.load_state(state)
+    except (KeyError, ValueError) as error:  # restore's: a variable missing, or misshapen
+        raise io.damaged(checkpoint, error.args[0] if error.args else error, todo) from None
     load_callback_states(callbacks, callback_state)
     return progress
 

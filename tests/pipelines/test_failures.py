@@ -300,6 +300,51 @@ def test_a_finished_experiment_recomputes_a_lost_mask_as_its_error_says(
     assert experiment.completed_rounds() == {0, 1, 2}
 
 
+def _drop_a_layer(path: Path) -> None:
+    arrays = io.read_npz(path)
+    del arrays[sorted(name for name in arrays if not name.startswith("__"))[0]]
+    io.write_npz(path, arrays, compressed=True)
+
+
+LONGER = dataclasses.replace(PLAIN, pruning=dataclasses.replace(PLAIN.pruning, rounds=3))
+
+
+@pytest.mark.parametrize("damage", [_drop_a_layer, _wrong_shape])
+@pytest.mark.parametrize("name", ["round_02/weights.npz", "round_02/masks.npz"])
+def test_a_round_pruned_from_a_file_that_does_not_fit_the_network_names_it(
+    lenet_runs, tmp_path, mnist_data, name, damage
+):
+    # A readable .npz of the wrong content: round 3 prunes round 2's weights under its masks.
+    copy = shutil.copytree(lenet_runs / "plain", tmp_path / "plain")
+    damage(copy / name)
+    message = _refusal(lambda: run_imp(LONGER, tmp_path, "plain", QUIET, data=mnist_data))
+    assert message.startswith(f"{copy / name} is damaged (")
+    assert message.endswith("rerun the IMP command to " + (
+        "retrain the round, or restore it from a copy" if "weights" in name
+        else "recompute it, or restore it from a copy"
+    ))
+
+
+def test_a_checkpoint_that_lacks_a_variable_names_itself_on_resume(
+    lenet_runs, tmp_path, mnist_data
+):
+    from lth_tf.training.loop import TrainingProgress
+
+    experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
+    checkpoint = experiment.checkpoint(3)
+    checkpoint.parent.mkdir()
+    # The progress and the model's weights, but no masks and no optimizer slots.
+    planted = {
+        **TrainingProgress(iteration=25).to_arrays(),
+        **experiment.read_arrays(experiment.weights(2)),
+        **experiment.stamp(checkpoint),
+    }
+    io.write_npz(checkpoint, planted)
+    message = _refusal(lambda: run_imp(LONGER, tmp_path, "plain", QUIET, data=mnist_data))
+    assert message.startswith(f"{checkpoint} is damaged (no saved value for variable ")
+    assert message.endswith("train the round again from its start")
+
+
 def test_tensorflows_own_file_errors_are_one_line_and_a_bug_is_not(capsys):
     """A SavedModel or event file that cannot be written fails with TensorFlow's error types,
     not OSError: still one line and exit 2. Any other error is a bug: traceback and exit 1."""
