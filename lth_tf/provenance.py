@@ -87,9 +87,10 @@ def model_record(
             built = custom.as_tf_keras(given, "the model")
             custom.check_fits(built, "the model", data.input_shape, data.num_classes)
             record["sha256"] = custom.object_fingerprint(built)
-        elif hparams.pruning.prune_for == "xnnpack":
-            # The registry's nets are built too: none of them is MobileNet-shaped, and the user
-            # hears so before anything is written.
+        elif hparams.pruning.prune_for == "xnnpack" or hparams.pruning.rates.layers:
+            # The registry's nets are built too: none of them is MobileNet-shaped, and a rate
+            # for a layer one lacks (--prune_rates=fc3=0.3) is a typo; the user hears either
+            # before anything is written (a written hparams.json would hold the typo).
             built = get_model(name).build(data.input_shape, data.num_classes)
         else:
             return record

@@ -345,6 +345,23 @@ def test_a_checkpoint_that_lacks_a_variable_names_itself_on_resume(
     assert message.endswith("train the round again from its start")
 
 
+def test_a_rate_for_a_layer_the_network_lacks_writes_nothing_so_the_fix_can_resume(
+    tmp_path, mnist_data
+):
+    from lth_tf.config import PruneRates
+
+    def rates(layer: str):
+        return lenet_hparams(
+            iterations="10it", rounds=0, pruning={"rates": PruneRates(fc=0.5, layers={layer: 0.3})}
+        )
+
+    with pytest.raises(LthError, match="fc3: no prunable layer of 'lenet300_100' has that name"):
+        run_imp(rates("fc3"), tmp_path, "named", QUIET, data=mnist_data)
+    assert not (tmp_path / "named").exists()  # an hparams.json of the typo would refuse the fix
+    run_imp(rates("fc2"), tmp_path, "named", QUIET, data=mnist_data)
+    assert ExperimentDir(tmp_path / "named").completed_rounds() == {0}
+
+
 def test_tensorflows_own_file_errors_are_one_line_and_a_bug_is_not(capsys):
     """A SavedModel or event file that cannot be written fails with TensorFlow's error types,
     not OSError: still one line and exit 2. Any other error is a bug: traceback and exit 1."""
