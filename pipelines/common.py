@@ -294,6 +294,16 @@ def check_flagfiles(argv: list[str]) -> None:
                 f"--flagfile={path} is {status.st_size:,} bytes, more than a file of flags "
                 f"({MAX_FLAGFILE_BYTES:,} at most)"
             )
+        try:
+            with open(path, encoding="utf-8") as text:
+                text.read()
+        except UnicodeDecodeError as error:
+            raise flags.Error(
+                f"--flagfile={path} is not text (byte {error.start} is not UTF-8); give a "
+                "text file of flags, one --name=value a line"
+            ) from None
+        except OSError as error:
+            raise flags.Error(f"--flagfile={path}: {error.strerror.lower()}") from None
 
 
 def parse_flags_in_one_line(argv: list[str]) -> list[str]:

@@ -451,7 +451,7 @@ def test_autograph_files_of_a_killed_run_go_with_the_next_run(tmp_path, idx_dir)
     assert autograph_files(temp) == [] and list(temp.iterdir()) == []
 
 
-@pytest.mark.parametrize("path", ["/dev/zero", "fifo", "missing"])
+@pytest.mark.parametrize("path", ["/dev/zero", "fifo", "missing", "binary"])
 def test_a_flagfile_that_is_no_file_of_flags_is_one_line(path, tmp_path):
     import os
 
@@ -462,6 +462,9 @@ def test_a_flagfile_that_is_no_file_of_flags_is_one_line(path, tmp_path):
         os.mkfifo(path)
     elif path == "missing":
         path = str(tmp_path / "missing")
+    elif path == "binary":  # e.g. a .keras file passed by mistake: absl's reader would raise
+        path = str(tmp_path / "model.keras")
+        Path(path).write_bytes(b"PK\x03\x04\xec\xff--rounds=1\n")
     result = run_pipeline("pipelines.imp", f"--flagfile={path}", timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"error: --flagfile={path}")
