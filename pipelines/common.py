@@ -156,6 +156,21 @@ def define_execution_flags(
             flags.DEFINE_string(name, default, help_text, flag_values)
 
 
+def refuse_empty(*names: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """An empty ``--name=`` for these path flags is refused when flags are parsed, rather than
+    read as the current directory (where a run would then write its experiment).
+
+    >>> refuse_empty("output_dir")  # doctest: +SKIP
+    """
+    for name in names:
+        flags.register_validator(
+            name,
+            lambda value: value is None or bool(value.strip()),
+            message="it is empty; give a directory, or leave the flag out for its default",
+            flag_values=flag_values,
+        )
+
+
 def define_callback_flag(sees: str, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """``--callback=package.module:Class``, repeatable: the user's
     :class:`lth_tf.callbacks.RunCallback` classes; ``sees`` says, in the help, what they see of

@@ -29,6 +29,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_float("tolerance", 0.5, "For --round=best: accuracy points below round 0 allowed.")
 flags.DEFINE_string("output_dir", "saved_models", "Exports go to <output_dir>/<experiment>/.")
+common.refuse_empty("output_dir")
 flags.DEFINE_string(
     "data_dir",
     None,

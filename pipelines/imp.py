@@ -44,6 +44,7 @@ flags.DEFINE_integer(
     "control_seed", None, "With --branch_of: seed of the control's randomness (default 0)."
 )
 flags.DEFINE_string("output_dir", "runs", "Where experiment directories go.")
+common.refuse_empty("output_dir")
 flags.DEFINE_string("experiment_name", None, "Experiment directory name (default: from hparams).")
 flags.DEFINE_string("strategy", "default", "default, mirrored, multi_worker or tpu.")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
