@@ -762,8 +762,10 @@ def benchmark_in_own_process(model: str) -> dict:
 
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
+    from lth_tf.config import check_number
     from lth_tf.errors import LthError
     from lth_tf.models import get_model
+    from lth_tf.steps import Step
     from lth_tf.training.strategies import precision_for
 
     only = FLAGS.only.split(",") if FLAGS.only else [m for m in MEASUREMENTS if m not in OPT_IN]
@@ -776,6 +778,13 @@ def main(argv: list[str]) -> None:
         pipeline_iterations()  # a malformed one is refused before anything is timed
     if FLAGS.seconds <= 0:
         raise LthError("--seconds must be more than 0")
+    check_number("--remaining", FLAGS.remaining, low=0, high=1, low_open=True, high_open=True)
+    check_number("--overhead_repeats", FLAGS.overhead_repeats, low=1, integer=True)
+    check_number("--overhead_rounds", FLAGS.overhead_rounds, low=0, integer=True)
+    for flag in ("overhead_iterations", "overhead_eval_every"):
+        value = getattr(FLAGS, flag)
+        if value is not None and Step.parse(value, f"--{flag}") == Step():
+            raise LthError(f"--{flag}={value}: give a length of more than 0 iterations")
     models = [name.strip() for name in FLAGS.model.split(",") if name.strip()]
     if not models:
         raise LthError("--model: name at least one model")

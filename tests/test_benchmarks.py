@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.helpers import imp_hparams, run_pipeline, run_python
 
 # The benchmark defines absl flags (--model, ...) that the pipelines' own would clash with in
@@ -82,6 +84,23 @@ def test_pipeline_iterations_that_are_not_two_growing_lengths_are_one_line():
     assert result.returncode == 2  # a user error, before TensorFlow starts
     assert "--pipeline_iterations=120,20: give two run lengths" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "flag, says",
+    [
+        ("--remaining=0", "--remaining must be a finite number in (0, 1), got 0.0"),
+        ("--remaining=nan", "--remaining must be a finite number in (0, 1), got nan"),
+        ("--overhead_repeats=0", "--overhead_repeats must be an integer >= 1, got 0"),
+        ("--overhead_eval_every=0", "--overhead_eval_every=0: give a length of more than 0"),
+    ],
+)
+def test_a_measurements_bad_setting_is_one_line_naming_its_flag(flag, says):
+    result = run_pipeline(
+        "benchmarks.imp_throughput", "--model=lenet300_100", "--only=overhead", flag, timeout=120
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith(f"error: {says}") and result.stderr.count("\n") == 1
 
 
 COMMAND = """
