@@ -847,6 +847,22 @@ class Resolved:
         return cls(**counts, lr_drop_iterations=drops)
 
 
+def check_rewind_point(pruning: PruningHparams, rewind: int, iterations: int) -> None:
+    """Refuses a rewind point (iteration ``rewind``) past the end of round 0 (``iterations``
+    long), or at its end when later rounds would rewind there and train nothing."""
+    flag = flag_of(pruning, "rewind")
+    if rewind > iterations:
+        raise LthError(
+            f"{flag}={pruning.rewind} is iteration {rewind}, past the end of round 0 "
+            f"({iterations} iterations); choose a rewind point within training, e.g. {flag}=0it"
+        )
+    if rewind == iterations and pruning.rounds > 0:
+        raise LthError(
+            f"{flag}={pruning.rewind} is the end of round 0 (iteration {iterations}): rounds "
+            "rewound there would train nothing; choose a rewind point before the end"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentHparams:
     """Everything that decides an experiment's results (not where or how fast it runs)."""
@@ -906,6 +922,23 @@ class ExperimentHparams:
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
+    def check_rewind_in_iterations(self) -> None:
+        """:meth:`resolve`'s check of the rewind point, before the training set's size is
+        known: where the rewind point and the round's length are both in iterations (a
+        sweep's members are checked so before any of them trains).
+
+        >>> hparams = ExperimentHparams(
+        ...     DatasetHparams("mnist"), ModelHparams("lenet300_100"),
+        ...     TrainingHparams(iterations="20it"), PruningHparams(rewind="30it"),
+        ... )
+        >>> hparams.check_rewind_in_iterations()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        lth_tf.errors.LthError: --rewind=30it is iteration 30, past the end of round 0 ...
+        """
+        rewind, end = Step.parse(self.pruning.rewind), Step.parse(self.training.iterations)
+        if rewind.epochs == end.epochs == 0:
+            check_rewind_point(self.pruning, rewind.iterations, end.iterations)
+
     def resolve(self, num_train_examples: int, auto_eval: AutoEval) -> Resolved:
         """Turns the step strings into iteration counts for a training set of this size;
         ``--eval_every=auto`` means ``auto_eval``, the model's (its registry entry's: callers
@@ -940,18 +973,7 @@ class ExperimentHparams:
             eval_every = Step.parse(training.eval_every).to_iterations(per_epoch)
         # The dataclasses checked every step string; these parse their normalised spelling.
         rewind = Step.parse(pruning.rewind).to_iterations(per_epoch)
-        if rewind > iterations:
-            raise LthError(
-                f"{flag_of(pruning, 'rewind')}={pruning.rewind} is iteration {rewind}, past the "
-                f"end of round 0 ({iterations} iterations); choose a rewind point within "
-                f"training, e.g. {flag_of(pruning, 'rewind')}=0it"
-            )
-        if rewind == iterations and pruning.rounds > 0:
-            raise LthError(
-                f"{flag_of(pruning, 'rewind')}={pruning.rewind} is the end of round 0 (iteration "
-                f"{iterations}): rounds rewound there would train nothing; choose a rewind point "
-                "before the end"
-            )
+        check_rewind_point(pruning, rewind, iterations)
         schedule = training.schedule_in_iterations(per_epoch)
         return Resolved(
             iterations=iterations,

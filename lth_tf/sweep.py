@@ -192,6 +192,9 @@ def plan_sweep(
             if rewind is not None:
                 member_changes["rewind"] = rewind
             hparams = experiment_hparams(model, dataset, recipe, member_changes)
+            # A rewind point past the round's end would fail its member after the others
+            # trained, and again on every rerun: refused now, where no data is needed to tell.
+            hparams.check_rewind_in_iterations()
             # The normalised step string (0 -> 0it), so 0 and 0it are one member.
             name = f"rewind{hparams.pruning.rewind}-seed{seed}"
             if any(member.name == name for member in tickets):

@@ -94,6 +94,13 @@ def test_a_plan_names_members_by_rewind_and_seed_and_branches_each_one(tmp_path)
     )
 
 
+def test_a_rewind_point_past_every_members_round_is_refused_before_any_member_trains(tmp_path):
+    # 40it rounds (CHANGES): 60it would fail its members after the others trained, every rerun.
+    with pytest.raises(LthError, match=r"--rewind=60it is iteration 60, past the end of round 0"):
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, rewinds=["0", "60it"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_without_rewind_flags_the_recipe_rewind_point_is_the_only_one(tmp_path):
     plan = plan_sweep(tmp_path, "lenet300_100", "mnist", seeds=[3])
     assert [m.name for m in plan.members] == ["rewind0it-seed3"]
