@@ -63,6 +63,26 @@ def damaged(path: str | os.PathLike, what: object, todo: str = RECOMPUTE) -> Lth
     return LthError(f"{path} is damaged ({text}): {todo}")
 
 
+def output_prefix(output: str | os.PathLike, flag: str = "--output") -> Path:
+    """``output`` as the path prefix of a report's files, once it names a file and not a
+    directory (``reports/`` would otherwise write ``reports.png`` beside it).
+
+    >>> output_prefix("reports/")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --output=reports/ is a directory; give a file name prefix in it, ...
+    """
+    text = str(output)
+    path = Path(text)
+    if not text.strip() or path.name in ("", ".", ".."):
+        raise LthError(f"{flag}: {text!r} is not a file name prefix")
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        inside = (path / "report").as_posix()
+        raise LthError(
+            f"{flag}={text} is a directory; give a file name prefix in it, e.g. {inside}"
+        )
+    return path
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

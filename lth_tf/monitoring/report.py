@@ -162,7 +162,7 @@ def figure_path(output: str | Path) -> tuple[Path, str, Path]:
     >>> figure_path("reports/lenet.pdf")
     (PosixPath('reports/lenet.pdf'), 'pdf', PosixPath('reports/lenet.csv'))
     """
-    path = Path(output)
+    path = io.output_prefix(output)
     suffix = path.suffix.lower()
     if suffix in _REFUSED_SUFFIXES:
         formats = ", ".join(f".{f}" for f in FORMATS)

@@ -112,9 +112,7 @@ def output_paths(output: str | Path) -> tuple[Path, Path]:
     """
     from lth_tf.stability.figures import FORMATS
 
-    path = Path(output)
-    if not str(output).strip() or path.name in ("", ".", ".."):
-        raise LthError(f"--output: {str(output)!r} is not a file name prefix")
+    path = io.output_prefix(output)
     suffix = path.suffix.lower().lstrip(".")
     if suffix in FORMATS:
         return path, path.with_suffix(".csv")

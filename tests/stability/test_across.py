@@ -87,3 +87,15 @@ def test_output_names():
     assert output_paths("a/b.csv")[0].name == "b.png"
     with pytest.raises(LthError, match="not a file name prefix"):
         output_paths("")
+
+
+@pytest.mark.parametrize("trailing", ["", "/"])
+def test_an_output_that_names_a_directory_is_refused_by_both_reports(tmp_path, trailing):
+    from lth_tf.monitoring.report import figure_path
+
+    # Not tmp_path.png beside it: the directory's files would land where nobody looks.
+    given = f"{tmp_path}{trailing}"
+    for paths in (output_paths, figure_path):
+        with pytest.raises(LthError, match=f"--output={given} is a directory; give a file name"):
+            paths(given)
+    assert output_paths(tmp_path / "sweep")[1] == tmp_path / "sweep.csv"
