@@ -115,7 +115,11 @@ def main(argv: list[str]) -> None:
     )
     print(result.summary())
     if not result.ok:
-        print("rerun the same command to resume the members that did not finish", file=sys.stderr)
+        print(
+            "rerun the same command to resume the members that did not finish (where a failed "
+            "member's line above names a flag, fix it first: a rerun repeats it)",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 

@@ -254,12 +254,13 @@ def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
 
 
 def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
-    """rewind=50it is past the end of 40-iteration rounds: that member fails with its one
-    line, its branch never starts, and the sweep exits 1 with a summary. The members that run
+    """rewind=50ep is past the end of 40-iteration rounds, in epochs, which only the data
+    measures (the sweep does not load it): that member fails with its one line, its branch
+    never starts, and the sweep exits 1 with a summary. The members that run
     carry the --callback, built in their own processes: its scalars are in their evaluations."""
     root = tmp_path / "sweep"
     flags = [f if f != "--seeds=0-1" else "--seeds=0" for f in SMALL_SWEEP]
-    flags = [f if f != "--rewind=0,20it" else "--rewind=0,50it" for f in flags]
+    flags = [f if f != "--rewind=0,20it" else "--rewind=0,50ep" for f in flags]
     flags.append("--callback=tests.metric_callback:MaskedWeightNorm")
     result = run_pipeline(
         "pipelines.sweep", *flags, f"--data_dir={idx_dir}", f"--output_dir={root}", timeout=600
@@ -269,11 +270,11 @@ def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
     status = members(root)
     assert status["rewind0it-seed0"]["status"] == "done"
     assert status["rewind0it-seed0-random_reinit"]["status"] == "done"
-    failed = status["rewind50it-seed0"]
+    failed = status["rewind50ep-seed0"]
     assert failed["status"] == "failed" and "past the end of round 0" in failed["error"]
     assert "\n" not in failed["error"]
-    assert status["rewind50it-seed0-random_reinit"]["status"] == "skipped"
-    assert f"rewind50it-seed0: failed: {failed['error']}" in result.stdout
+    assert status["rewind50ep-seed0-random_reinit"]["status"] == "skipped"
+    assert f"rewind50ep-seed0: failed: {failed['error']}" in result.stdout
     for name in ("rewind0it-seed0", "rewind0it-seed0-random_reinit"):
         for pruning_round in (0, 1):
             path = ExperimentDir(root / name).evaluations(pruning_round)
