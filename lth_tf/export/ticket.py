@@ -157,6 +157,10 @@ def open_ticket(
     shapes = {name: value.shape for name, value in dense.items()}
     weights = dense if chosen == 0 else experiment.read_weights(chosen, shapes)
     masks = experiment.read_masks(chosen, nested=not hparams.pruning.one_shot)
+    if chosen and experiment.masks(0).exists():  # round 0's are all ones, for every layer
+        lost = sorted(set(experiment.read_arrays(experiment.masks(0))) - set(masks))
+        if lost:
+            raise io.damaged(experiment.masks(chosen), f"no {lost[0]}", MASKS_TODO)
     for name, mask in masks.items():
         if name in weights and weights[name].shape != mask.shape:
             raise io.damaged(

@@ -325,6 +325,13 @@ def test_a_round_pruned_from_a_file_that_does_not_fit_the_network_names_it(
     ))
 
 
+def test_an_export_of_masks_that_lack_a_layer_names_the_masks_file(lenet_runs, tmp_path):
+    copy = shutil.copytree(lenet_runs / "plain", tmp_path / "plain")
+    _drop_a_layer(copy / "round_01" / "masks.npz")
+    message = _refusal(lambda: open_ticket(copy, 1))
+    assert message.startswith(f"{copy / 'round_01' / 'masks.npz'} is damaged (no ")
+
+
 def test_a_checkpoint_that_lacks_a_variable_names_itself_on_resume(
     lenet_runs, tmp_path, mnist_data
 ):
