@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 class ControlContext:
     """What a control is handed: its experiment and, for a branch, its parent's, the
     hyperparameters, and (while a run prepares and trains) the data and what builds the model.
-    Every read is checked to be that experiment's file of that place (its stamp); ``theta_0``
+    Every read is checked to be that experiment's file of that place (its stamp) and, once the
+    run has built its network, to hold each of its variables in its shape; ``theta_0``
     and ``fresh_values`` build the model for their values, which re-seeds the random
     generators: call them from ``prepare``, before the run builds its network.
 
