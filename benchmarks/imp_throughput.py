@@ -557,13 +557,13 @@ def pipeline_line(p: dict) -> str:
             "lengthen --pipeline_iterations"
         )
     line += f"{seconds:.4f} s/it"
-    for name, peer in p.get("peers", {}).items():
+    for name, peer in p["peers"].items():
         pairs = ", ".join(f"{r:.2f}" if r else "-" for r in peer["pair_ratios"])
         line += (
             f"; {PEER_NAMES[name]} {peer['seconds_per_iteration']:.4f} s/it: "
             f"{peer['seconds_per_iteration'] / seconds:.2f}x (pairs {pairs})"
         )
-    if p.get("peers"):
+    if p["peers"]:
         line += " (medians; a ratio above 1.00x: the pipeline trains faster)"
     return line
 

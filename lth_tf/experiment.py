@@ -356,13 +356,7 @@ class ExperimentDir:
             if set(masks) != set(shapes):
                 odd = sorted(set(masks) ^ set(shapes))
                 raise io.damaged(path, f"not this model's layers: {', '.join(odd[:3])}", MASKS_TODO)
-            for name, shape in shapes.items():
-                if tuple(masks[name].shape) != tuple(shape):
-                    raise io.damaged(
-                        path,
-                        f"{name} has shape {masks[name].shape}, the model's is {tuple(shape)}",
-                        MASKS_TODO,
-                    )
+            check_shapes(path, masks, shapes)
         previous_path = self.masks(pruning_round - 1)
         if nested and pruning_round > 0 and previous_path.exists():
             previous = self.read_arrays(previous_path)
