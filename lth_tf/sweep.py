@@ -22,14 +22,17 @@ then runs the members as Ray tasks, each through :func:`lth_tf.lottery.imp.run_i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import os
 import re
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,12 @@ from lth_tf.config import (
 )
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
-from lth_tf.experiment import ExperimentDir, experiment_identity, read_saved
+from lth_tf.experiment import (
+    ExperimentDir,
+    experiment_identity,
+    read_saved,
+    refuse_foreign_directory,
+)
 from lth_tf.lottery.branches import branch_name
 from lth_tf.lottery.controls import CONTROLS, branch_controls
 from lth_tf.orphans import start_watchdog
@@ -219,7 +227,10 @@ def _check_resumable(plan: SweepPlan) -> None:
     it rather than failing member by member once Ray has started."""
     for member in plan.members:
         experiment = plan.experiment(member)
-        if not experiment.root.exists():
+        if not experiment.hparams.exists():
+            # A driver killed as a member started leaves its directory with only the lock or
+            # a temporary file in it: that member starts anew. Anything else is someone's.
+            refuse_foreign_directory(experiment.root)
             continue
         saved = experiment_identity(read_saved(experiment, f"sweep member {member.name}: ").hparams)
         mine = experiment_identity(member.hparams)
@@ -476,7 +487,24 @@ def run_sweep(
 
 
 def _start_ray(address: str | None, flag: str, max_parallel: int | None) -> Any:
-    """``ray``, connected to ``address`` or to a local instance started here."""
+    """``ray``, connected to ``address`` or to a local instance started here. A SIGTERM
+    handler the program set (the pipelines': stop with one line) is put back afterwards:
+    ``ray.init`` replaces it with its own, which exits with status 1."""
+    with _sigterm_handler_kept():
+        return _init_ray(address, flag, max_parallel)
+
+
+@contextlib.contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    chosen = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(chosen) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, chosen)
+
+
+def _init_ray(address: str | None, flag: str, max_parallel: int | None) -> Any:
     import ray
 
     runtime_env = {"env_vars": MEMBER_ENV}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import stat
 import sys
 import traceback
@@ -235,9 +236,39 @@ def tensorflow_file_error_line(error: BaseException) -> str | None:
     return f"TensorFlow: {what}: {first} (check the path and the disk, then rerun)"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop or preemption), raised in the main thread as
+    Ctrl-C's KeyboardInterrupt is, so the run stops the same way: when the compiled call under
+    way returns, with what is on disk whole."""
+
+
+# Set by the handler: a library on the way (Ray's ``ray.get``) may turn the exception into a
+# plain KeyboardInterrupt, and the stop is still SIGTERM's.
+_sigterm_received: list[bool] = []
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    # A second SIGTERM, while the first one's stop is under way, kills at once: a scheduler
+    # that escalates is not kept waiting.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _sigterm_received.append(True)
+    raise Terminated
+
+
+def _stop_on_sigterm() -> None:
+    """Turns SIGTERM into :class:`Terminated`, unless someone (a parent that ignores it, a
+    host program) already chose what it does; only the main thread can set a handler."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        try:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+        except ValueError:
+            pass  # not the main thread: SIGTERM keeps killing at once
+
+
 def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     """Turns an :class:`LthError` or an ``OSError`` into ``error: <message>`` on stderr and
     exit status 2; anything else is a bug: its traceback, a line asking to report it, exit 1.
+    Ctrl-C and SIGTERM stop the run with one line saying how to resume it.
 
     Positional arguments (absl leaves them in ``argv``) are refused the same way.
 
@@ -248,6 +279,7 @@ def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list
 
     @functools.wraps(main)
     def wrapped(argv: list[str]) -> None:
+        _stop_on_sigterm()
         try:
             if len(argv) > 1:
                 raise LthError(
@@ -260,7 +292,12 @@ def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list
         except OSError as error:
             print(f"error: {os_error_line(error)}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            if isinstance(stop, Terminated) or _sigterm_received:
+                print("stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
+                # 128 + the signal, as a shell reports a process SIGTERM ended; exiting
+                # (rather than dying of it) lets the exit handlers tidy up (Ray, temp files).
+                sys.exit(128 + signal.SIGTERM)
             print("interrupted; rerun the same command to resume", file=sys.stderr)
             sys.exit(130)
         except Exception as error:

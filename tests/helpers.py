@@ -223,18 +223,20 @@ def assert_one_line_error(result: subprocess.CompletedProcess, reason: str) -> N
     assert "Traceback" not in result.stdout + result.stderr
 
 
-# `python -m pipelines.imp`, but the process SIGKILLs itself as soon as the first checkpoint of
-# round 1 is on disk: killed mid-round at the same point however fast the machine is.
+# `python -m pipelines.imp`, but the process sends itself a signal (SIGKILL unless
+# $LTH_TEST_STOP_SIGNAL names another) as soon as the first checkpoint of round 1 is on disk:
+# stopped mid-round at the same point however fast the machine is.
 KILLED_AFTER_A_CHECKPOINT = """
 import os, signal, sys
 from lth_tf import io
 
 write_npz = io.write_npz
+stop_with = signal.Signals[os.environ.get("LTH_TEST_STOP_SIGNAL", "SIGKILL")]
 
 def write_then_die(path, *args, **kwargs):
     write_npz(path, *args, **kwargs)
     if str(path).endswith(os.path.join("round_01", "checkpoint.npz")):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), stop_with)
 
 io.write_npz = write_then_die
 sys.argv[0] = "imp"
@@ -243,16 +245,20 @@ run()
 """
 
 
-def run_killed_after_a_checkpoint(*flags: str) -> subprocess.CompletedProcess:
-    """``python -m pipelines.imp flags`` in its own process, SIGKILLed right after round 1's
-    first checkpoint is written (:data:`KILLED_AFTER_A_CHECKPOINT`); checks it was killed."""
+def run_killed_after_a_checkpoint(
+    *flags: str, stop_with: signal.Signals = signal.SIGKILL
+) -> subprocess.CompletedProcess:
+    """``python -m pipelines.imp flags`` in its own process, sent ``stop_with`` right after
+    round 1's first checkpoint is written (:data:`KILLED_AFTER_A_CHECKPOINT`); checks that the
+    signal ended it (SIGKILL at once; SIGTERM through the pipeline's exit status 143)."""
     killed = subprocess.run(
         [sys.executable, "-c", KILLED_AFTER_A_CHECKPOINT, *flags],
         cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        env=dict(os.environ, PYTHONPATH=str(ROOT), LTH_TEST_STOP_SIGNAL=stop_with.name),
         capture_output=True,
         text=True,
         timeout=600,
     )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stopped = -stop_with if stop_with == signal.SIGKILL else 128 + stop_with
+    assert killed.returncode == stopped, killed.stderr
     return killed

@@ -143,6 +143,22 @@ def test_a_member_directory_of_other_hyperparameters_is_refused_before_anything_
         plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
 
 
+def test_a_member_directory_a_kill_left_without_hparams_starts_anew_and_a_foreign_one_is_refused(
+    tmp_path,
+):
+    """A driver SIGKILLed just as a member started leaves the member's directory with only its
+    lock (or a temporary hparams file): the rerun the sweep asks for must take it up."""
+    plan = plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+    member = tmp_path / plan.members[0].name
+    member.mkdir()
+    (member / io.LOCK_FILE).write_text("4242\n")
+    (member / ".hparams.json.k3j5x9.tmp").write_text("{")
+    plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+    (member / "notes.txt").write_text("mine")
+    with pytest.raises(LthError, match="is not an lth_tf experiment"):
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+
+
 # -- the command line's refusals ---------------------------------------------------------------
 
 
@@ -178,26 +194,29 @@ def test_a_sweep_needs_its_directory():
 # -- real sweeps through a local Ray -----------------------------------------------------------
 
 
-def _kill_after_first_results(command: list[str], root: Path) -> None:
-    """Starts the sweep in a process group of its own and SIGKILLs the driver once a
-    member's results.csv is on disk; the Ray it started (raylet, workers, agents) must end
-    too, and its temporary folder go."""
+def _stop_once_on_disk(
+    command: list[str], root: Path, pattern: str, stop_with: signal.Signals, log: Path
+) -> int:
+    """Starts the sweep in a process group of its own and sends the driver ``stop_with`` once
+    ``root.glob(pattern)`` finds a file; the Ray it started (raylet, workers, agents) must end
+    too, and its temporary folder go. Returns the driver's status; its stderr goes to ``log``."""
     environment = {k: v for k, v in os.environ.items() if k != "LTH_TF_RUN_TEMP_DIR"}
-    sweep = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=dict(environment, PYTHONPATH=str(ROOT)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with log.open("w") as stderr:
+        sweep = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=dict(environment, PYTHONPATH=str(ROOT)),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 600
-    while not list(root.glob("*/results.csv")):
-        assert sweep.poll() is None, "the sweep ended before any member finished a round"
-        assert time.monotonic() < deadline, "no member finished a round in 10 minutes"
+    while not list(root.glob(pattern)):
+        assert sweep.poll() is None, f"the sweep ended before {pattern} was written"
+        assert time.monotonic() < deadline, f"no {pattern} in 10 minutes"
         time.sleep(0.2)
-    os.kill(sweep.pid, signal.SIGKILL)
-    sweep.wait()
+    os.kill(sweep.pid, stop_with)
+    status = sweep.wait()
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -209,10 +228,11 @@ def _kill_after_first_results(command: list[str], root: Path) -> None:
                 ["ps", "-o", "pid,cmd", "-g", str(sweep.pid)], text=True, capture_output=True
             ).stdout
             os.killpg(sweep.pid, signal.SIGKILL)
-            pytest.fail(f"processes of the killed sweep still run a minute later:\n{left}")
+            pytest.fail(f"processes of the stopped sweep still run a minute later:\n{left}")
         time.sleep(0.2)
     temporary = Path(tempfile.gettempdir())
     assert not list(temporary.glob(f"lth_tf-{sweep.pid}-*")), "its temporary folder stayed"
+    return status
 
 
 def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
@@ -222,7 +242,10 @@ def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
 
     root = tmp_path / "sweep"
     command = sweep_command(*SMALL_SWEEP, f"--data_dir={idx_dir}", f"--output_dir={root}")
-    _kill_after_first_results(command, root)
+    killed = _stop_once_on_disk(
+        command, root, "*/results.csv", signal.SIGKILL, tmp_path / "stderr.txt"
+    )
+    assert killed == -signal.SIGKILL
     before = members(root)
     assert len(before) == 8
     assert not all(m["status"] == "done" for m in before.values()), "killed after the end"
@@ -251,6 +274,29 @@ def test_a_killed_sweep_resumes_to_the_results_of_its_members_run_directly(
         swept = results_without_time(root / name)
         assert [row["round"] for row in swept] == [0, 1], name
         assert swept == results_without_time(direct / name), name
+
+
+def test_a_sweep_stopped_by_sigterm_says_so_in_one_line_and_leaves_nothing_running(
+    tmp_path, idx_dir
+):
+    """A scheduler's SIGTERM to the driver (Ray replaces the pipeline's handler with one that
+    exits 1 after a stack dump, unless the sweep puts it back): one line saying how to resume,
+    status 143, Ray's processes ended, and the member left for the rerun."""
+    root = tmp_path / "sweep"
+    flags = [f for f in SMALL_SWEEP if not f.startswith(("--seeds", "--rewind", "--controls"))]
+    flags = [f if f != "--iterations=40" else "--iterations=100000" for f in flags]
+    command = sweep_command(
+        *flags, "--seeds=0", "--rewind=0it", f"--data_dir={idx_dir}", f"--output_dir={root}"
+    )
+    log = tmp_path / "stderr.txt"
+    status = _stop_once_on_disk(command, root, "*/round_00/checkpoint.npz", signal.SIGTERM, log)
+    stderr = log.read_text()
+    assert status == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        "stopped by SIGTERM; rerun the same command to resume"
+    ), stderr
+    assert "SIGTERM received" not in stderr and "Traceback" not in stderr, stderr
+    assert members(root)["rewind0it-seed0"]["status"] not in ("done", "failed")
 
 
 def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
