@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import random
@@ -244,13 +245,41 @@ def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
     return import_user_function(check_model_name(spec), "--model")
 
 
+def check_findable(spec: str, flag: str) -> None:
+    """Refuses ``package.module:function`` whose top-level package Python cannot find, without
+    importing anything (the user's code runs once TensorFlow has started): a typo or the wrong
+    directory is the first thing said, before the other flags' checks.
+
+    >>> check_findable("no_such_package.nets:build", "--model")
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --model=no_such_package.nets:build: cannot import no_such_package ...
+    """
+    top = spec.rsplit(":", 1)[0].split(".")[0]
+    _search_the_working_directory()
+    if top not in sys.modules and importlib.util.find_spec(top) is None:
+        why = f"ModuleNotFoundError: No module named {top!r}"
+        raise LthError(_cannot_import(spec, flag, top, why))
+
+
+def _search_the_working_directory() -> None:
+    # As Python does for `python -m`; the console scripts' path does not hold it.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+
+
+def _cannot_import(spec: str, flag: str, module_name: str, why: str) -> str:
+    return (
+        f"{flag}={spec}: cannot import {module_name} ({why}); run from the directory that "
+        "holds it, or add that directory to PYTHONPATH"
+    )
+
+
 def import_user_function(spec: str, flag: str) -> Callable[..., Any]:
     """The function of ``package.module:function`` (a builder, an augmentation), imported as
     Python would from the working directory (also for the console scripts, whose path does
     not hold it) or ``PYTHONPATH``; a failure is one line naming ``flag``."""
     module_name, function_name = spec.rsplit(":", 1)
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.append(os.getcwd())
+    _search_the_working_directory()
     # Importing Keras 3 (the user's module may, the first time) draws from Python's random
     # state, from which Keras 3 seeds its initializers: the seeded state is kept for the build.
     random_state = random.getstate()
@@ -264,8 +293,7 @@ def import_user_function(spec: str, flag: str) -> Callable[..., Any]:
         ) from None
     except Exception as error:  # noqa: BLE001 - importing user code can raise anything
         raise LthError(
-            f"{flag}={spec}: cannot import {module_name} ({type(error).__name__}: {error}); "
-            "run from the directory that holds it, or add that directory to PYTHONPATH"
+            _cannot_import(spec, flag, module_name, f"{type(error).__name__}: {error}")
         ) from None
     random.setstate(random_state)
     function = getattr(module, function_name, None)

@@ -344,6 +344,7 @@ def get_model(name: str) -> ModelSpec:
         return custom_spec(name, load, fresh=fresh_copy(load))
     if kind == "builder":
         custom.check_model_name(name)
+        custom.check_findable(name, "--model")
 
         def build(input_shape: tuple[int, ...], num_classes: int) -> tf_keras.Model:
             function = custom.import_builder(name)
