@@ -6,7 +6,7 @@ Measures, in one process, on the same in-memory ``tf.data`` stream
 ==================  ==========================================================================
 ``fit``             plain ``tf_keras`` ``fit`` of the unwrapped model, default settings
 ``fit_xla``         the same with ``jit_compile=True`` and ``steps_per_execution``
-``imp_round``       one IMP training round of this project at about 90% sparsity, as a run
+``imp_round``       one IMP training round of this project, a tenth of the weights left, as a run
                     trains it (``--jit_compile=auto``: XLA if it times faster here; the
                     TF-MOT-wrapped model, masked gradients, the unwrapped forward pass)
 ``imp_round_remask``  the same with TF-MOT's own per-call re-masking: what the wrapper costs
