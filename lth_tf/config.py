@@ -922,22 +922,41 @@ class ExperimentHparams:
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
-    def check_rewind_in_iterations(self) -> None:
+    def check_rewind_without_data(self) -> None:
         """:meth:`resolve`'s check of the rewind point, before the training set's size is
-        known: where the rewind point and the round's length are both in iterations (a
-        sweep's members are checked so before any of them trains).
+        known (a sweep's members are checked so before any of them trains): exact where the
+        rewind point and the round's length are both in iterations; in epochs, a rewind point
+        past the end whatever an epoch's length (at least one iteration) is refused.
 
         >>> hparams = ExperimentHparams(
         ...     DatasetHparams("mnist"), ModelHparams("lenet300_100"),
-        ...     TrainingHparams(iterations="20it"), PruningHparams(rewind="30it"),
+        ...     TrainingHparams(iterations="20it"), PruningHparams(rewind="30ep"),
         ... )
-        >>> hparams.check_rewind_in_iterations()  # doctest: +ELLIPSIS
+        >>> hparams.check_rewind_without_data()  # doctest: +ELLIPSIS
         Traceback (most recent call last):
-        lth_tf.errors.LthError: --rewind=30it is iteration 30, past the end of round 0 ...
+        lth_tf.errors.LthError: --rewind=30ep is past the end of round 0 (--iterations=20it) ...
         """
         rewind, end = Step.parse(self.pruning.rewind), Step.parse(self.training.iterations)
         if rewind.epochs == end.epochs == 0:
             check_rewind_point(self.pruning, rewind.iterations, end.iterations)
+            return
+        # rewind - end = extra_epochs * P + extra_iterations for an epoch of P >= 1 iterations:
+        # past the end for every P when it is at P = 1 and grows with P.
+        extra_epochs = rewind.epochs - end.epochs
+        extra_iterations = rewind.iterations - end.iterations
+        flag, length = flag_of(self.pruning, "rewind"), flag_of(self.training, "iterations")
+        if extra_epochs >= 0 and extra_epochs + extra_iterations > 0:
+            raise LthError(
+                f"{flag}={self.pruning.rewind} is past the end of round 0 "
+                f"({length}={self.training.iterations}) whatever an epoch's length; choose a "
+                f"rewind point within training, e.g. {flag}=0it"
+            )
+        if rewind == end and self.pruning.rounds > 0:
+            raise LthError(
+                f"{flag}={self.pruning.rewind} is the end of round 0 ({length}="
+                f"{self.training.iterations}): rounds rewound there would train nothing; "
+                "choose a rewind point before the end"
+            )
 
     def resolve(self, num_train_examples: int, auto_eval: AutoEval) -> Resolved:
         """Turns the step strings into iteration counts for a training set of this size;

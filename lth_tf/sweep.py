@@ -202,7 +202,7 @@ def plan_sweep(
             hparams = experiment_hparams(model, dataset, recipe, member_changes)
             # A rewind point past the round's end would fail its member after the others
             # trained, and again on every rerun: refused now, where no data is needed to tell.
-            hparams.check_rewind_in_iterations()
+            hparams.check_rewind_without_data()
             # The normalised step string (0 -> 0it), so 0 and 0it are one member.
             name = f"rewind{hparams.pruning.rewind}-seed{seed}"
             if any(member.name == name for member in tickets):

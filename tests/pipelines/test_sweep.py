@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,6 +99,32 @@ def test_a_rewind_point_past_every_members_round_is_refused_before_any_member_tr
     # 40it rounds (CHANGES): 60it would fail its members after the others trained, every rerun.
     with pytest.raises(LthError, match=r"--rewind=60it is iteration 60, past the end of round 0"):
         plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, rewinds=["0", "60it"])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "rewind, iterations, refusal",
+    [
+        # An epoch is at least one iteration: 41 epochs are past 40 iterations on any data.
+        ("41ep", "40it", "--rewind=41ep is past the end of round 0 (--iterations=40it)"),
+        ("2ep1it", "2ep", "--rewind=2ep1it is past the end of round 0 (--iterations=2ep)"),
+        ("2ep", "2ep", "--rewind=2ep is the end of round 0 (--iterations=2ep)"),
+        # Past the end only for epochs of more than 13 iterations: the member finds out.
+        ("3ep", "40it", None),
+        ("1ep", "2ep", None),
+    ],
+)
+def test_a_rewind_in_epochs_past_the_end_on_any_data_is_refused_before_any_member_trains(
+    tmp_path, rewind, iterations, refusal
+):
+    changes = {**CHANGES, "iterations": iterations}
+    if refusal is None:
+        plan = plan_sweep(tmp_path, "lenet300_100", "mnist", changes=changes, rewinds=[rewind])
+        assert [m.name for m in plan.members] == [f"rewind{rewind}-seed0"]
+        return
+    with pytest.raises(LthError, match=re.escape(refusal)) as error:
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=changes, rewinds=["0", rewind])
+    assert "\n" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -300,13 +327,14 @@ def test_a_sweep_stopped_by_sigterm_says_so_in_one_line_and_leaves_nothing_runni
 
 
 def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
-    """rewind=50ep is past the end of 40-iteration rounds, in epochs, which only the data
-    measures (the sweep does not load it): that member fails with its one line, its branch
-    never starts, and the sweep exits 1 with a summary. The members that run
-    carry the --callback, built in their own processes: its scalars are in their evaluations."""
+    """rewind=3ep is past the end of 40-iteration rounds for an epoch of more than 13
+    iterations, which only the data measures (the sweep does not load it): that member fails
+    with its one line, its branch never starts, and the sweep exits 1 with a summary. The
+    members that run carry the --callback, built in their own processes: its scalars are in
+    their evaluations."""
     root = tmp_path / "sweep"
     flags = [f if f != "--seeds=0-1" else "--seeds=0" for f in SMALL_SWEEP]
-    flags = [f if f != "--rewind=0,20it" else "--rewind=0,50ep" for f in flags]
+    flags = [f if f != "--rewind=0,20it" else "--rewind=0,3ep" for f in flags]
     flags.append("--callback=tests.metric_callback:MaskedWeightNorm")
     result = run_pipeline(
         "pipelines.sweep", *flags, f"--data_dir={idx_dir}", f"--output_dir={root}", timeout=600
@@ -316,11 +344,11 @@ def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
     status = members(root)
     assert status["rewind0it-seed0"]["status"] == "done"
     assert status["rewind0it-seed0-random_reinit"]["status"] == "done"
-    failed = status["rewind50ep-seed0"]
+    failed = status["rewind3ep-seed0"]
     assert failed["status"] == "failed" and "past the end of round 0" in failed["error"]
     assert "\n" not in failed["error"]
-    assert status["rewind50ep-seed0-random_reinit"]["status"] == "skipped"
-    assert f"rewind50ep-seed0: failed: {failed['error']}" in result.stdout
+    assert status["rewind3ep-seed0-random_reinit"]["status"] == "skipped"
+    assert f"rewind3ep-seed0: failed: {failed['error']}" in result.stdout
     for name in ("rewind0it-seed0", "rewind0it-seed0-random_reinit"):
         for pruning_round in (0, 1):
             path = ExperimentDir(root / name).evaluations(pruning_round)
