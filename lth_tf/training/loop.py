@@ -159,8 +159,8 @@ def resume(
 ) -> TrainingProgress | None:
     """Restores the trainer's and the ``callbacks``' state from ``checkpoint`` (written from
     :func:`checkpoint_arrays`) and returns its progress (``None``, and nothing restored, when
-    there is no checkpoint). A checkpoint that lacks a variable, or holds one in another shape,
-    is an LthError naming it, with ``todo``."""
+    there is no checkpoint). A checkpoint that lacks a variable, holds one in another shape or a
+    model variable that is not finite, is an LthError naming it, with ``todo``."""
     if not checkpoint.exists():
         return None
     state = io.read_npz(checkpoint)
@@ -168,6 +168,14 @@ def resume(
     callback_state = {
         key: state.pop(key) for key in list(state) if key.startswith(CALLBACK_STATE_PREFIX)
     }
+    # An evaluation stops a diverging round before its checkpoint (EvaluateEvery): a model
+    # variable that is not finite was not written by training. (An optimizer slot may be, on
+    # the step before the divergence an evaluation would have caught.)
+    for key, value in state.items():
+        if key.startswith("optimizer/") or value.dtype.kind not in "fc":
+            continue
+        if not np.isfinite(value).all():
+            raise io.damaged(checkpoint, f"{key} is not finite everywhere", todo)
     try:
         trainer.load_state(state)
     except (KeyError, ValueError) as error:  # restore's: a variable missing, or misshapen

@@ -352,6 +352,26 @@ def test_a_checkpoint_that_lacks_a_variable_names_itself_on_resume(
     assert message.endswith("train the round again from its start")
 
 
+def test_a_checkpoint_with_a_weight_that_is_not_finite_is_refused_as_damaged(
+    lenet_runs, tmp_path, mnist_data
+):
+    # A diverging round stops at the evaluation before its checkpoint: a NaN weight in one was
+    # put there by something else, and a resume would train on it (or blame the learning rate).
+    from lth_tf.builder import build_run
+    from lth_tf.training.loop import TrainingProgress, checkpoint_arrays
+
+    experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
+    checkpoint = experiment.checkpoint(3)
+    checkpoint.parent.mkdir()
+    state = checkpoint_arrays(build_run(LONGER, mnist_data).trainer, TrainingProgress(25))
+    kernel = next(key for key in sorted(state) if key.endswith("kernel"))
+    state[kernel].flat[7] = np.nan
+    io.write_npz(checkpoint, {**state, **experiment.stamp(checkpoint)})
+    message = _refusal(lambda: run_imp(LONGER, tmp_path, "plain", QUIET, data=mnist_data))
+    assert message.startswith(f"{checkpoint} is damaged ({kernel} is not finite everywhere)")
+    assert message.endswith("train the round again from its start")
+
+
 def test_a_rate_for_a_layer_the_network_lacks_writes_nothing_so_the_fix_can_resume(
     tmp_path, mnist_data
 ):
