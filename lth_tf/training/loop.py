@@ -168,17 +168,9 @@ def resume(
     callback_state = {
         key: state.pop(key) for key in list(state) if key.startswith(CALLBACK_STATE_PREFIX)
     }
-    # An evaluation stops a diverging round before its checkpoint (EvaluateEvery): a model
-    # variable that is not finite was not written by training. (An optimizer slot may be, on
-    # the step before the divergence an evaluation would have caught.)
-    for key, value in state.items():
-        if key.startswith("optimizer/") or value.dtype.kind not in "fc":
-            continue
-        if not np.isfinite(value).all():
-            raise io.damaged(checkpoint, f"{key} is not finite everywhere", todo)
     try:
         trainer.load_state(state)
-    except (KeyError, ValueError) as error:  # restore's: a variable missing, or misshapen
+    except (KeyError, ValueError) as error:  # load_state's: missing, misshapen or not finite
         raise io.damaged(checkpoint, error.args[0] if error.args else error, todo) from None
     load_callback_states(callbacks, callback_state)
     return progress

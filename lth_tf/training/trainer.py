@@ -587,7 +587,15 @@ class Trainer:
         return state
 
     def load_state(self, state: Snapshot) -> None:
-        restore({variable_key(v): v for v in self.pruned.model.variables}, state)
+        """Restores :meth:`state`'s variables; a ValueError names a model variable that is not
+        finite (an evaluation stops a diverging round before its checkpoint, so training never
+        saves one; an optimizer slot may be, on the step before)."""
+        model_variables = {variable_key(v): v for v in self.pruned.model.variables}
+        for key in model_variables.keys() & state.keys():
+            value = np.asarray(state[key])
+            if value.dtype.kind in "fc" and not np.isfinite(value).all():
+                raise ValueError(f"{key} is not finite everywhere")
+        restore(model_variables, state)
         restore({f"optimizer/{i}": v for i, v in enumerate(self.optimizer.variables)}, state)
         # Checkpoints from before k -> T rounds: every round's schedule started at 0.
         self.schedule_start.assign(int(state.get(_SCHEDULE_START_KEY, 0)))
