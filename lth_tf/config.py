@@ -951,9 +951,10 @@ class ExperimentHparams:
                 f"({length}={self.training.iterations}) whatever an epoch's length; choose a "
                 f"rewind point within training, e.g. {flag}=0it"
             )
-        if rewind == end and self.pruning.rounds > 0:
+        if extra_epochs >= 0 and extra_epochs + extra_iterations == 0 and self.pruning.rounds > 0:
+            where = "the end of round 0" + (" or past it" if extra_epochs else "")
             raise LthError(
-                f"{flag}={self.pruning.rewind} is the end of round 0 ({length}="
+                f"{flag}={self.pruning.rewind} is {where} ({length}="
                 f"{self.training.iterations}): rounds rewound there would train nothing; "
                 "choose a rewind point before the end"
             )

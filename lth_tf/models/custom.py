@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
+import importlib.machinery
 import json
 import os
 import random
@@ -246,19 +246,36 @@ def import_builder(spec: str) -> Callable[[tuple[int, ...], int], Any]:
 
 
 def check_findable(spec: str, flag: str) -> None:
-    """Refuses ``package.module:function`` whose top-level package Python cannot find, without
+    """Refuses ``package.module:function`` whose module Python cannot find on its path, without
     importing anything (the user's code runs once TensorFlow has started): a typo or the wrong
-    directory is the first thing said, before the other flags' checks.
+    directory is the first thing said, before the other flags' checks. A package is searched
+    where its files are, as ``import`` searches it (one that extends its ``__path__`` when
+    imported is searched in its own folder only).
 
     >>> check_findable("no_such_package.nets:build", "--model")
     Traceback (most recent call last):
     lth_tf.errors.LthError: --model=no_such_package.nets:build: cannot import no_such_package ...
     """
-    top = spec.rsplit(":", 1)[0].split(".")[0]
     _search_the_working_directory()
-    if top not in sys.modules and importlib.util.find_spec(top) is None:
-        why = f"ModuleNotFoundError: No module named {top!r}"
-        raise LthError(_cannot_import(spec, flag, top, why))
+    parts = spec.rsplit(":", 1)[0].split(".")
+    locations = None  # sys.path, for the top-level package
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        if name in sys.modules:
+            # Imported already: what is under it is where its __path__ says (without one, an
+            # importer of its own may answer: the import itself tells).
+            locations = getattr(sys.modules[name], "__path__", None)
+            if locations is None:
+                return
+            continue
+        found = importlib.machinery.PathFinder.find_spec(name, locations)
+        if found is None:
+            why = f"ModuleNotFoundError: No module named {name!r}"
+            raise LthError(_cannot_import(spec, flag, name, why))
+        locations = found.submodule_search_locations
+        if locations is None and depth < len(parts):
+            why = f"ModuleNotFoundError: {name} is a module, not a package"
+            raise LthError(_cannot_import(spec, flag, ".".join(parts[: depth + 1]), why))
 
 
 def _search_the_working_directory() -> None:
@@ -292,9 +309,15 @@ def import_user_function(spec: str, flag: str) -> Callable[..., Any]:
             "its command-line code with `if __name__ == '__main__':`"
         ) from None
     except Exception as error:  # noqa: BLE001 - importing user code can raise anything
-        raise LthError(
-            _cannot_import(spec, flag, module_name, f"{type(error).__name__}: {error}")
-        ) from None
+        why = f"{type(error).__name__}: {error}"
+        missing = getattr(error, "name", None) if isinstance(error, ImportError) else None
+        if missing and not f"{module_name}.".startswith(f"{missing}."):
+            # Found, but what it imports is not installed: the directory is not the problem.
+            raise LthError(
+                f"{flag}={spec}: cannot import {module_name} ({why}); install {missing} in "
+                "this environment"
+            ) from None
+        raise LthError(_cannot_import(spec, flag, module_name, why)) from None
     random.setstate(random_state)
     function = getattr(module, function_name, None)
     if not callable(function):

@@ -94,3 +94,31 @@ def test_vgg16_trains_and_prunes_on_both_input_shapes(tmp_path, shape, rounds):
     rows = experiment.read_results()
     assert [r.round for r in rows] == list(range(rounds + 1))
     assert rows[-1].percent_remaining == pytest.approx(100 * 0.8**rounds, abs=1e-4)
+
+
+def test_a_users_module_is_looked_for_without_importing_it_and_a_missing_import_is_named(
+    tmp_path, monkeypatch
+):
+    from lth_tf.models.custom import check_findable, import_user_function
+
+    package = tmp_path / "user_nets"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise RuntimeError('imported too early')\n")
+    (package / "convs.py").write_text("def build(shape, classes):\n    return None\n")
+    (tmp_path / "needs_more.py").write_text("import no_such_dependency_of_lth_tests\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    check_findable("user_nets.convs:build", "--model")  # found, and its package not run
+    for spec, missing in [
+        ("user_nets.nothing:build", "user_nets.nothing"),
+        ("user_nets.convs.deeper:build", "user_nets.convs.deeper"),
+        ("no_such_top_level_package_of_lth.nets:build", "no_such_top_level_package_of_lth"),
+    ]:
+        with pytest.raises(LthError, match=f"--model={spec}: cannot import {missing} "):
+            check_findable(spec, "--model")
+    # Found, but what it imports is not installed: the advice is to install that.
+    with pytest.raises(LthError) as refusal:
+        import_user_function("needs_more:build", "--model")
+    assert str(refusal.value).endswith(
+        "(ModuleNotFoundError: No module named 'no_such_dependency_of_lth_tests'); "
+        "install no_such_dependency_of_lth_tests in this environment"
+    )

@@ -335,6 +335,7 @@ def _keras3_file(path):
         ("no_module", "cannot import no_such_module"),
         # What is wrong with --model comes first, before what it makes other flags need.
         ("no_module_nor_dataset", "cannot import no_such_module"),
+        ("no_submodule_nor_dataset", "cannot import tests.no_such_module"),
         ("raises", "the builder raised ValueError: no such layer size"),
         ("missing_file", "does not exist"),
         ("unknown_layer", "no prunable layer of 'residual_net' has that name"),
@@ -356,12 +357,14 @@ def test_bad_models_and_data_exit_with_one_line(case, reason, files, tmp_path):
         model = "tests.user_model:nothing"
     elif case in ("no_module", "no_module_nor_dataset"):
         model = "no_such_module:build"
+    elif case == "no_submodule_nor_dataset":
+        model = "tests.no_such_module:build"
     elif case == "raises":
         model = "tests.user_model:raises"
     elif case == "missing_file":
         model = str(tmp_path / "nothing.keras")
     flags = [f"--model={model}", "--rounds=0", "--iterations=10it"]
-    if case not in ("no_dataset", "no_module_nor_dataset"):
+    if case not in ("no_dataset", "no_module_nor_dataset", "no_submodule_nor_dataset"):
         flags.append(f"--dataset={npz}")
     if case == "unknown_layer":
         flags.append("--prune_rates=conv=0.2,head=0")

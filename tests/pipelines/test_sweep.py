@@ -109,6 +109,8 @@ def test_a_rewind_point_past_every_members_round_is_refused_before_any_member_tr
         ("41ep", "40it", "--rewind=41ep is past the end of round 0 (--iterations=40it)"),
         ("2ep1it", "2ep", "--rewind=2ep1it is past the end of round 0 (--iterations=2ep)"),
         ("2ep", "2ep", "--rewind=2ep is the end of round 0 (--iterations=2ep)"),
+        # At the end for an epoch of one iteration, past it for any longer one.
+        ("40ep", "40it", "--rewind=40ep is the end of round 0 or past it (--iterations=40it)"),
         # Past the end only for epochs of more than 13 iterations: the member finds out.
         ("3ep", "40it", None),
         ("1ep", "2ep", None),
