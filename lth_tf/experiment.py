@@ -377,9 +377,9 @@ class ExperimentDir:
         ``shapes`` for the names ``shapes`` has; else an LthError naming the file."""
         path = self.weights(pruning_round)
         weights = self.read_arrays(path)
-        for name, value in weights.items():
-            if value.dtype.kind in "fc" and not np.isfinite(value).all():
-                raise io.damaged(path, f"{name} is not finite everywhere", WEIGHTS_TODO)
+        odd = io.not_finite(weights)
+        if odd is not None:
+            raise io.damaged(path, f"{odd} is not finite everywhere", WEIGHTS_TODO)
         return check_shapes(path, weights, shapes)
 
     def completed_rounds(self) -> set[int]:

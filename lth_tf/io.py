@@ -63,6 +63,19 @@ def damaged(path: str | os.PathLike, what: object, todo: str = RECOMPUTE) -> Lth
     return LthError(f"{path} is damaged ({text}): {todo}")
 
 
+def not_finite(arrays: dict[str, Any], names: Iterable[str] | None = None) -> str | None:
+    """The first of ``names`` (default: every array) whose floats are not all finite, or None.
+
+    >>> not_finite({"a": np.ones(2), "b": np.array([1.0, np.nan]), "step": np.array(3)})
+    'b'
+    """
+    for name in arrays if names is None else names:
+        value = np.asarray(arrays[name])
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            return name
+    return None
+
+
 def output_prefix(output: str | os.PathLike, flag: str = "--output") -> Path:
     """``output`` as the path prefix of a report's files, once it names a file and not a
     directory (``reports/`` would otherwise write ``reports.png`` beside it).

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from lth_tf import io
 from lth_tf.config import (
     StepsPerExecution,
     TrainingHparams,
@@ -591,10 +592,9 @@ class Trainer:
         finite (an evaluation stops a diverging round before its checkpoint, so training never
         saves one; an optimizer slot may be, on the step before)."""
         model_variables = {variable_key(v): v for v in self.pruned.model.variables}
-        for key in model_variables.keys() & state.keys():
-            value = np.asarray(state[key])
-            if value.dtype.kind in "fc" and not np.isfinite(value).all():
-                raise ValueError(f"{key} is not finite everywhere")
+        odd = io.not_finite(state, sorted(model_variables.keys() & state.keys()))
+        if odd is not None:
+            raise ValueError(f"{odd} is not finite everywhere")
         restore(model_variables, state)
         restore({f"optimizer/{i}": v for i, v in enumerate(self.optimizer.variables)}, state)
         # Checkpoints from before k -> T rounds: every round's schedule started at 0.
