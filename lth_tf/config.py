@@ -31,7 +31,7 @@ from lth_tf.recipe import (
     parse_augment,
     parse_optimizer_args,
 )
-from lth_tf.steps import Step, iterations_per_epoch
+from lth_tf.steps import Step, is_count, iterations_per_epoch
 
 LAYER_KINDS = ("conv", "fc", "output")
 # --optimizer: every tf_keras optimizer, by its lower-case name (lth_tf.recipe has their
@@ -341,7 +341,7 @@ def parse_holdout(value: Any) -> str:
     text = str(value).strip().lower()
     if text == HOLDOUT_AUTO:
         return text
-    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
+    if isinstance(value, bool) or not is_count(text):
         raise LthError(
             f"{flag_of(DatasetHparams, 'holdout')}: {value!r} is not auto or a count of training "
             "examples; give e.g. --holdout=5000, --holdout=0 (no validation split) or auto"
@@ -744,7 +744,7 @@ def parse_block_size(text: str) -> tuple[int, int]:
     (4, 1)
     """
     rows, sep, cols = text.strip().lower().partition("x")
-    if not (sep and rows.isdigit() and cols.isdigit() and int(rows) > 0 and int(cols) > 0):
+    if not (sep and is_count(rows) and is_count(cols) and int(rows) > 0 and int(cols) > 0):
         raise LthError(
             f"{flag_of(PruningHparams, 'block_size')}: {text!r} is not ROWSxCOLUMNS of positive "
             "integers; use 1x1 (unstructured) or e.g. 4x1 (blocks TFLite's sparse kernel runs "

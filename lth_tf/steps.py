@@ -12,7 +12,19 @@ import re
 
 from lth_tf.errors import LthError
 
-_STEP_RE = re.compile(r"^(?:(?P<ep>\d+)ep)?(?:(?P<it>\d+)it)?$")
+# [0-9], not \d: \d also matches other scripts' digits ("٣ep"), which no flag means.
+_STEP_RE = re.compile(r"(?:(?P<ep>[0-9]+)ep)?(?:(?P<it>[0-9]+)it)?")
+
+
+def is_count(text: str) -> bool:
+    """Whether ``text`` is a non-negative integer in ASCII digits, the only ones a flag takes.
+
+    ``str.isdigit`` alone also accepts "²" (which ``int`` refuses) and other scripts' digits.
+
+    >>> is_count("500"), is_count("²"), is_count("٣"), is_count("")
+    (True, False, False, False)
+    """
+    return text.isascii() and text.isdigit()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +44,9 @@ class Step:
     def parse(cls, text: str | int, what: str = "step") -> Step:
         """Parses ``500it``, ``2ep``, ``1ep50it`` or a bare integer (iterations)."""
         text = str(text).strip().lower()
-        if text.isdigit():
+        if is_count(text):
             return cls(iterations=int(text))
-        match = _STEP_RE.match(text)
+        match = _STEP_RE.fullmatch(text)
         if not text or match is None:
             raise LthError(
                 f"{what}: {text!r} is not a step; use an iteration count or a string "

@@ -75,7 +75,7 @@ MAX_PARALLEL = 1024
 RAY_PROBE_SECONDS = 3.0
 _RAY_ADDRESS = re.compile(
     r"(?:ray://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
-    r":(?P<port>\d{1,5})"
+    r":(?P<port>[0-9]{1,5})"
 )
 SWEEP_TODO = (
     "delete it and rerun the sweep, which writes it again (members of earlier runs that this "
@@ -123,7 +123,7 @@ def parse_seeds(text: str) -> list[int]:
         raise LthError("--seeds: the sweep has no seeds; give e.g. --seeds=0-4")
     ranges: list[range] = []
     for item in (part.strip() for part in text.split(",")):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", item)
         if not match:
             raise LthError(f"--seeds: {item!r} is not a seed or a range; use e.g. 0-4 or 0,1,2")
         first, last = int(match[1]), int(match[2] if match[2] is not None else match[1])

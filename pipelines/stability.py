@@ -18,6 +18,7 @@ from absl import flags
 
 from lth_tf.execution import Execution
 from lth_tf.stability.result import StabilityResult
+from lth_tf.steps import is_count
 from pipelines import common
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 
@@ -115,7 +116,7 @@ def main(argv: list[str]) -> None:
         raise LthError("--threshold is for --find_rewind only")
     if FLAGS.round is None:
         raise LthError("--round is required: the finished round to analyse (0 = dense network)")
-    if not FLAGS.round.strip().isdigit():
+    if not is_count(FLAGS.round.strip()):
         raise LthError(f"--round: {FLAGS.round!r} is not a round number (0, 1, 2, ...)")
     execution = common.execution_from_flags()
     setup_logging()

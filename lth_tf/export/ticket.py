@@ -19,6 +19,7 @@ from lth_tf.config import ExperimentHparams, check_number
 from lth_tf.errors import LthError
 from lth_tf.experiment import MASKS_TODO, DataRecord, ExperimentDir, RoundResult, read_experiment
 from lth_tf.legacy import num_classes_from_weights
+from lth_tf.steps import is_count
 
 BEST = "best"
 
@@ -67,7 +68,7 @@ def parse_round(text: str | int) -> int | str:
     >>> parse_round("7"), parse_round("best")
     (7, 'best')
     """
-    if isinstance(text, int) or str(text).strip().isdigit():
+    if isinstance(text, int) or is_count(str(text).strip()):
         return int(text)
     if str(text).strip().lower() == BEST:
         return BEST

@@ -264,12 +264,25 @@ def snapshot(variables: dict[str, tf.Variable]) -> Snapshot:
 
 
 def restore(variables: dict[str, tf.Variable], values: Snapshot) -> None:
-    """Assigns ``values`` by name; a missing or misshapen entry is an error, not a skip."""
+    """Assigns ``values`` by name, once :func:`check_restorable` finds them all fit."""
+    check_restorable(variables, values)
+    for name, variable in variables.items():
+        variable.assign(values[name])
+
+
+def check_restorable(variables: dict[str, tf.Variable], values: Snapshot) -> None:
+    """A KeyError or ValueError for the first variable that ``values`` lacks, or holds in
+    another shape or another kind of number (integers for a float variable would be cast
+    silently)."""
     for name, variable in variables.items():
         if name not in values:
             raise KeyError(f"no saved value for variable {name!r}")
-        if tuple(values[name].shape) != tuple(variable.shape):
+        value = np.asarray(values[name])
+        if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(
-                f"saved {name!r} has shape {values[name].shape}, the model's is {variable.shape}"
+                f"saved {name!r} has shape {value.shape}, the model's is {variable.shape}"
             )
-        variable.assign(values[name])
+        if value.dtype.kind != np.dtype(variable.dtype.as_numpy_dtype).kind:
+            raise ValueError(
+                f"saved {name!r} holds {value.dtype} values, the model's are {variable.dtype.name}"
+            )

@@ -35,7 +35,7 @@ from lth_tf.callbacks import (
 )
 from lth_tf.errors import LthError
 from lth_tf.legacy import old_checkpoint_iteration
-from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
+from lth_tf.pruning.wrapping import Snapshot, check_restorable, restore, snapshot
 from lth_tf.training.trainer import Evaluation, Trainer
 
 # Checkpoint entries that are the progress rather than variables.
@@ -159,18 +159,24 @@ def resume(
 ) -> TrainingProgress | None:
     """Restores the trainer's and the ``callbacks``' state from ``checkpoint`` (written from
     :func:`checkpoint_arrays`) and returns its progress (``None``, and nothing restored, when
-    there is no checkpoint). A checkpoint that lacks a variable, holds one in another shape or a
-    model variable that is not finite, is an LthError naming it, with ``todo``."""
+    there is no checkpoint). A checkpoint that lacks a variable, holds one in another shape or
+    kind of number, or a model or early-stop weight that is not finite, is an LthError naming
+    it, with ``todo``."""
     if not checkpoint.exists():
         return None
     state = io.read_npz(checkpoint)
-    progress = TrainingProgress.pop_from(state)
-    callback_state = {
-        key: state.pop(key) for key in list(state) if key.startswith(CALLBACK_STATE_PREFIX)
-    }
     try:
+        progress = TrainingProgress.pop_from(state)
+        callback_state = {
+            key: state.pop(key) for key in list(state) if key.startswith(CALLBACK_STATE_PREFIX)
+        }
         trainer.load_state(state)
-    except (KeyError, ValueError) as error:  # load_state's: missing, misshapen or not finite
+        if progress.early_stop_weights:  # restored at the round's end: checked now, not then
+            check_restorable(trainer.pruned.rewindable, progress.early_stop_weights)
+            odd = io.not_finite(progress.early_stop_weights)
+            if odd is not None:
+                raise ValueError(f"{_EARLY_STOP_PREFIX}{odd} is not finite everywhere")
+    except (KeyError, ValueError, TypeError) as error:  # missing, misshapen, not finite
         raise io.damaged(checkpoint, error.args[0] if error.args else error, todo) from None
     load_callback_states(callbacks, callback_state)
     return progress

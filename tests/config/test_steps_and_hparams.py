@@ -24,7 +24,10 @@ def test_step_strings_convert_to_iterations(text, expected):
     assert parse_step(text, iterations_per_epoch=917) == expected
 
 
-@pytest.mark.parametrize("text", ["soon", "", "-5", "1.5ep", "it", "5it2ep", "2 ep"])
+# "²" passes str.isdigit but not int(); "٣" is another script's 3, which int() would take.
+@pytest.mark.parametrize(
+    "text", ["soon", "", "-5", "1.5ep", "it", "5it2ep", "2 ep", "²", "٣ep", "1ep٣it", "５"]
+)
 def test_bad_step_strings_are_user_errors(text):
     with pytest.raises(LthError, match="--rewind"):
         Step.parse(text, "--rewind")
@@ -185,7 +188,7 @@ def test_block_size_is_parsed_checked_and_spelled_one_way():
     assert parse_block_size("4x1") == (4, 1)
     assert PruningHparams(block_size="4X1").block_size == "4x1"
     assert PruningHparams().block_shape == (1, 1)
-    for bad in ("4by1", "0x1", "4x", "-4x1"):
+    for bad in ("4by1", "0x1", "4x", "-4x1", "²x1", "４x1"):
         with pytest.raises(LthError, match="--block_size"):
             PruningHparams(block_size=bad)
 

@@ -352,23 +352,60 @@ def test_a_checkpoint_that_lacks_a_variable_names_itself_on_resume(
     assert message.endswith("train the round again from its start")
 
 
-def test_a_checkpoint_with_a_weight_that_is_not_finite_is_refused_as_damaged(
-    lenet_runs, tmp_path, mnist_data
+def _nan_in(arrays: dict, name: str) -> str:
+    arrays[name].flat[7] = np.nan
+    return f"{name} is not finite everywhere"
+
+
+def _ints_in(arrays: dict, name: str) -> str:
+    arrays[name] = arrays[name].astype(np.int32)
+    return f"saved {name!r} holds int32 values, the model's are float32"
+
+
+def _missing(arrays: dict, name: str) -> str:
+    del arrays[name]
+    return f"no saved value for variable {name!r}"
+
+
+# A diverging round stops at the evaluation before its checkpoint: a NaN weight in one was put
+# there by something else, and a resume would train on it (or blame the learning rate). Integers
+# would be cast without a word; the early stop's weights are only restored at the round's end,
+# after all its training, so they are checked when the checkpoint is read.
+@pytest.mark.parametrize(
+    "where, damage",
+    [
+        ("model", _nan_in),
+        ("model", _ints_in),
+        ("early stop", _nan_in),
+        ("early stop", _ints_in),
+        ("early stop", _missing),
+    ],
+)
+def test_a_checkpoint_with_a_weight_that_is_not_finite_or_not_float_is_refused_as_damaged(
+    lenet_runs, tmp_path, mnist_data, where, damage
 ):
-    # A diverging round stops at the evaluation before its checkpoint: a NaN weight in one was
-    # put there by something else, and a resume would train on it (or blame the learning rate).
     from lth_tf.builder import build_run
+    from lth_tf.pruning.wrapping import snapshot
     from lth_tf.training.loop import TrainingProgress, checkpoint_arrays
 
     experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
     checkpoint = experiment.checkpoint(3)
     checkpoint.parent.mkdir()
-    state = checkpoint_arrays(build_run(LONGER, mnist_data).trainer, TrainingProgress(25))
-    kernel = next(key for key in sorted(state) if key.endswith("kernel"))
-    state[kernel].flat[7] = np.nan
+    trainer = build_run(LONGER, mnist_data).trainer
+    early_stop = snapshot(trainer.pruned.rewindable)
+    if where == "model":
+        state = checkpoint_arrays(trainer, TrainingProgress(25))
+        kernel = next(key for key in sorted(state) if key.endswith("kernel"))
+        what = damage(state, kernel)
+    else:
+        kernel = next(key for key in sorted(early_stop) if key.endswith("kernel"))
+        what = damage(early_stop, kernel)
+        if damage is _nan_in:  # named as the checkpoint holds it
+            what = "__early_stop__/" + what
+        state = checkpoint_arrays(trainer, TrainingProgress(25, early_stop_weights=early_stop))
     io.write_npz(checkpoint, {**state, **experiment.stamp(checkpoint)})
     message = _refusal(lambda: run_imp(LONGER, tmp_path, "plain", QUIET, data=mnist_data))
-    assert message.startswith(f"{checkpoint} is damaged ({kernel} is not finite everywhere)")
+    assert message.startswith(f"{checkpoint} is damaged ({what})")
     assert message.endswith("train the round again from its start")
 
 

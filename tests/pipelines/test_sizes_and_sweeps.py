@@ -80,6 +80,11 @@ def test_a_huge_seed_range_is_refused_before_it_is_expanded():
     assert len(parse_seeds(f"0-{MAX_MEMBERS - 1}")) == MAX_MEMBERS
 
 
+def test_seeds_take_ascii_digits_only():
+    with pytest.raises(LthError, match="--seeds: '٣' is not a seed"):
+        parse_seeds("0,٣")
+
+
 def test_a_sweep_of_too_many_members_is_refused_before_any_is_planned(tmp_path):
     started = time.monotonic()
     with pytest.raises(LthError, match="1203 members .*401 seeds x 3 rewind points"):
