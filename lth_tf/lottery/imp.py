@@ -513,7 +513,9 @@ class _Rounds:
         checkpoint = experiment.checkpoint(pruning_round)
         if checkpoint.exists():
             experiment.check_stamp(checkpoint)
-        progress = resume(checkpoint, trainer, self.run_callbacks, CHECKPOINT_TODO)
+        progress = resume(
+            checkpoint, trainer, (start, resolved.iterations), self.run_callbacks, CHECKPOINT_TODO
+        )
         if progress is not None:
             log.info("Round %d resumes at iteration %d.", pruning_round, progress.iteration)
         else:

@@ -147,30 +147,100 @@ class TrainingProgress:
             for key in list(arrays)
             if key.startswith(_EARLY_STOP_PREFIX)
         }
-        evaluations = [Evaluation(**item) for item in scalars["evaluations"]]
-        return cls(scalars["iteration"], scalars["train_seconds"], evaluations, weights)
+        evaluations = [_checked_evaluation(item) for item in scalars["evaluations"]]
+        progress = cls(
+            _whole(scalars["iteration"], "its iteration"),
+            _number(scalars["train_seconds"], "its train_seconds", low=0.0, finite=True),
+            evaluations,
+            weights,
+        )
+        iterations = [e.iteration for e in evaluations]
+        if iterations != sorted(set(iterations)) or any(i > progress.iteration for i in iterations):
+            raise ValueError(
+                f"its evaluations at {iterations} are not in order up to its iteration "
+                f"{progress.iteration}"
+            )
+        early = progress.early_stop
+        unmeasured = early.iteration is not None and math.isnan(early.test_accuracy)
+        if unmeasured and not weights:  # the round's end measures it from its weights
+            raise ValueError(f"the weights of its early stop at {early.iteration} are missing")
+        return progress
+
+    def check_within(self, start: int, stop: int) -> None:
+        """A ValueError unless the progress lies within training from ``start`` to ``stop``."""
+        first = self.evaluations[0].iteration if self.evaluations else self.iteration
+        if not start <= first <= self.iteration <= stop:
+            raise ValueError(
+                f"it is at iteration {self.iteration}, outside this training's {start} to {stop}"
+            )
+
+
+def _whole(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} is {value!r}, not a count")
+    return value
+
+
+def _number(value: object, what: str, low: float = -math.inf, finite: bool = False) -> float:
+    """``value`` as a float of at least ``low``; NaN passes (a metric not measured) unless
+    ``finite``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} is {value!r}, not a number")
+    number = float(value)
+    if number < low or (finite and not math.isfinite(number)):
+        raise ValueError(f"{what} is {value!r}")
+    return number
+
+
+def _checked_evaluation(item: object) -> Evaluation:
+    """A checkpoint's evaluation, as :class:`Evaluation`; a ValueError for one that cannot be."""
+    if not isinstance(item, dict):
+        raise ValueError(f"an evaluation is {item!r}")
+    evaluation = Evaluation(**item)  # a TypeError for missing or unknown fields
+    at = f"its evaluation at {evaluation.iteration!r}"
+    _whole(evaluation.iteration, at)
+    for name in ("val_loss", "test_loss"):
+        _number(getattr(evaluation, name), f"{at}: {name}", low=0.0)
+    for name in ("val_accuracy", "test_accuracy"):
+        accuracy = _number(getattr(evaluation, name), f"{at}: {name}", low=0.0)
+        if accuracy > 1:
+            raise ValueError(f"{at}: {name} is {accuracy!r}")
+    if not isinstance(evaluation.scalars, dict):
+        raise ValueError(f"{at}: its scalars are {evaluation.scalars!r}")
+    for name, value in evaluation.scalars.items():
+        _number(value, f"{at}: {name}")
+    return evaluation
 
 
 def resume(
     checkpoint: Path,
     trainer: Trainer,
+    bounds: tuple[int, int],
     callbacks: Sequence[RunCallback] = (),
     todo: str = io.RECOMPUTE,
 ) -> TrainingProgress | None:
     """Restores the trainer's and the ``callbacks``' state from ``checkpoint`` (written from
-    :func:`checkpoint_arrays`) and returns its progress (``None``, and nothing restored, when
-    there is no checkpoint). A checkpoint that lacks a variable, holds one in another shape or
-    kind of number, or a model or early-stop weight that is not finite, is an LthError naming
-    it, with ``todo``."""
+    :func:`checkpoint_arrays`) of training from ``bounds[0]`` to ``bounds[1]``, and returns its
+    progress (``None``, and nothing restored, when there is no checkpoint).
+
+    The trainer's masks are already the round's: a checkpoint whose masks differ from them is
+    damaged, as is one that lacks a variable, holds one in another shape or kind of number, a
+    weight or optimizer variable that is not finite, or progress outside ``bounds``. Each is an
+    LthError naming what is wrong, with ``todo``."""
     if not checkpoint.exists():
         return None
     state = io.read_npz(checkpoint)
+    masks = trainer.pruned.get_masks()
     try:
         progress = TrainingProgress.pop_from(state)
+        progress.check_within(*bounds)
         callback_state = {
             key: state.pop(key) for key in list(state) if key.startswith(CALLBACK_STATE_PREFIX)
         }
         trainer.load_state(state)
+        for name, mask in trainer.pruned.get_masks().items():
+            if not np.array_equal(mask, masks[name]):
+                raise ValueError(f"its {name} mask is not the round's")
         if progress.early_stop_weights:  # restored at the round's end: checked now, not then
             check_restorable(trainer.pruned.rewindable, progress.early_stop_weights)
             odd = io.not_finite(progress.early_stop_weights)
@@ -351,6 +421,13 @@ class EvaluateEvery(Callback):
         if not math.isfinite(loss):
             # Raised before it is recorded: no early stop, checkpoint or log holds it.
             raise Diverged(progress.iteration, watched, loss)
+        for name, variable in trainer.pruned.rewindable.items():
+            # A ReLU can turn NaN into 0, so a finite loss does not prove finite weights.
+            weight = variable.numpy()
+            if not np.isfinite(weight).all():
+                raise Diverged(
+                    progress.iteration, f"weight {name}", weight[~np.isfinite(weight)][0]
+                )
         if self.scalars is not None:
             evaluation = dataclasses.replace(evaluation, scalars=self.scalars(evaluation))
         if evaluation.val_loss < progress.early_stop.val_loss:

@@ -588,14 +588,19 @@ class Trainer:
         return state
 
     def load_state(self, state: Snapshot) -> None:
-        """Restores :meth:`state`'s variables; a ValueError names a model variable that is not
-        finite (an evaluation stops a diverging round before its checkpoint, so training never
-        saves one; an optimizer slot may be, on the step before)."""
+        """Restores :meth:`state`'s variables; a ValueError names one that is not finite.
+
+        An evaluation stops a diverging round before its checkpoint. A momentum that overflowed
+        on the chunk before is refused too: the rerun after deleting the checkpoint diverges
+        where the first run did, and says so then, instead of training on NaN weights.
+        """
         model_variables = {variable_key(v): v for v in self.pruned.model.variables}
-        odd = io.not_finite(state, sorted(model_variables.keys() & state.keys()))
+        optimizer_variables = {f"optimizer/{i}": v for i, v in enumerate(self.optimizer.variables)}
+        names = (model_variables.keys() | optimizer_variables.keys()) & state.keys()
+        odd = io.not_finite(state, sorted(names))
         if odd is not None:
             raise ValueError(f"{odd} is not finite everywhere")
         restore(model_variables, state)
-        restore({f"optimizer/{i}": v for i, v in enumerate(self.optimizer.variables)}, state)
+        restore(optimizer_variables, state)
         # Checkpoints from before k -> T rounds: every round's schedule started at 0.
         self.schedule_start.assign(int(state.get(_SCHEDULE_START_KEY, 0)))

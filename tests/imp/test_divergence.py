@@ -122,3 +122,22 @@ def test_imp_refuses_to_rank_masks_from_a_rounds_non_finite_weights(tmp_path, da
     assert str(caught.value).startswith(
         f"round 0's weights ({experiment.weights(0)}) hold NaN or inf (1 of "
     ), caught.value
+
+
+def test_a_weight_that_is_not_finite_is_divergence_whatever_the_loss_says(data):
+    # A ReLU may turn NaN into 0 (it does in oneDNN on some CPUs): the loss then stays finite
+    # while a weight is NaN. Here the evaluation is made to say so on every machine.
+    from lth_tf.builder import build_run
+    from lth_tf.training.loop import Chunk, EvaluateEvery
+
+    trainer = build_run(lenet_hparams(), data).trainer
+    trainer.evaluate = lambda iteration, test=True: Evaluation(iteration, 0.5, 0.9, 0.5, 0.9)
+    evaluate = EvaluateEvery(trainer, every=10)
+    evaluate.on_chunk(Chunk(0, 10, 0.5, 0.9, False), TrainingProgress(10))
+    kernel = next(name for name in trainer.pruned.rewindable if name.endswith("kernel"))
+    variable = trainer.pruned.rewindable[kernel]
+    variable.assign(np.where(np.arange(variable.shape[-1]) == 3, np.inf, variable.numpy()))
+    with pytest.raises(Diverged) as caught:
+        evaluate.on_chunk(Chunk(10, 20, 0.5, 0.9, False), TrainingProgress(20))
+    assert (caught.value.iteration, caught.value.what) == (20, f"weight {kernel}")
+    assert caught.value.value == np.inf

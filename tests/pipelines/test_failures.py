@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
+import math
+import re
 import shutil
 from pathlib import Path
 
@@ -319,10 +322,14 @@ def test_a_round_pruned_from_a_file_that_does_not_fit_the_network_names_it(
     damage(copy / name)
     message = _refusal(lambda: run_imp(LONGER, tmp_path, "plain", QUIET, data=mnist_data))
     assert message.startswith(f"{copy / name} is damaged (")
-    assert message.endswith("rerun the IMP command to " + (
-        "retrain the round, or restore it from a copy" if "weights" in name
-        else "recompute it, or restore it from a copy"
-    ))
+    assert message.endswith(
+        "rerun the IMP command to "
+        + (
+            "retrain the round, or restore it from a copy"
+            if "weights" in name
+            else "recompute it, or restore it from a copy"
+        )
+    )
 
 
 def test_an_export_of_masks_that_lack_a_layer_names_the_masks_file(lenet_runs, tmp_path):
@@ -350,6 +357,22 @@ def test_a_checkpoint_that_lacks_a_variable_names_itself_on_resume(
     message = _refusal(lambda: run_imp(LONGER, tmp_path, "plain", QUIET, data=mnist_data))
     assert message.startswith(f"{checkpoint} is damaged (no saved value for variable ")
     assert message.endswith("train the round again from its start")
+
+
+def _round_3_trainer(experiment: ExperimentDir, data):
+    """A trainer as round 3 of ``LONGER`` resumes it, its masks written to masks.npz."""
+    from lth_tf.builder import build_run
+    from lth_tf.lottery.controls import ControlContext, get_control
+
+    trainer = build_run(LONGER, data).trainer
+    trainer.pruned.set_round(3)
+    masks = get_control("none").masks(ControlContext(experiment, LONGER), 3, trainer.pruned)
+    path = experiment.masks(3)
+    path.parent.mkdir()
+    uint8 = {name: mask.astype(np.uint8) for name, mask in masks.items()}
+    io.write_npz(path, {**uint8, **experiment.stamp(path)}, compressed=True)
+    trainer.pruned.set_masks({name: mask.astype(np.float32) for name, mask in masks.items()})
+    return trainer
 
 
 def _nan_in(arrays: dict, name: str) -> str:
@@ -384,14 +407,12 @@ def _missing(arrays: dict, name: str) -> str:
 def test_a_checkpoint_with_a_weight_that_is_not_finite_or_not_float_is_refused_as_damaged(
     lenet_runs, tmp_path, mnist_data, where, damage
 ):
-    from lth_tf.builder import build_run
     from lth_tf.pruning.wrapping import snapshot
     from lth_tf.training.loop import TrainingProgress, checkpoint_arrays
 
     experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
     checkpoint = experiment.checkpoint(3)
-    checkpoint.parent.mkdir()
-    trainer = build_run(LONGER, mnist_data).trainer
+    trainer = _round_3_trainer(experiment, mnist_data)
     early_stop = snapshot(trainer.pruned.rewindable)
     if where == "model":
         state = checkpoint_arrays(trainer, TrainingProgress(25))
@@ -448,3 +469,77 @@ def test_tensorflows_own_file_errors_are_one_line_and_a_bug_is_not(capsys):
     with pytest.raises(SystemExit) as exited:
         user_errors_as_one_line(bug)(["export"])
     assert exited.value.code == 1 and "is a bug in lth_tf" in capsys.readouterr().err
+
+
+_EVALUATION = {"iteration": 20, "val_loss": 0.5, "val_accuracy": 0.9, "test_loss": 0.5}
+
+
+def _progress(**changes):
+    def damage(state: dict) -> None:
+        from lth_tf.training.loop import _PROGRESS_KEY
+
+        progress = json.loads(str(state[_PROGRESS_KEY]))
+        state[_PROGRESS_KEY] = np.array(json.dumps({**progress, **changes}))
+
+    return damage
+
+
+def _all_ones(state: dict) -> None:
+    mask = next(key for key in sorted(state) if key.endswith("/mask"))
+    state[mask] = np.ones_like(state[mask])
+
+
+def _nan_slot(state: dict) -> None:
+    slot = next(k for k in sorted(state) if k.startswith("optimizer/") and state[k].ndim == 2)
+    state[slot].flat[0] = np.nan
+
+
+# Each would have resumed: into wrong results written with exit 0 (a mask that is not the
+# round's, progress past the round's end, an early stop at iteration 99999), NaN weights, or a
+# traceback (progress of the wrong types).
+@pytest.mark.parametrize(
+    "damage, what",
+    [
+        (_all_ones, r"its \S+ mask is not the round's"),
+        (_nan_slot, r"optimizer/\d+ is not finite everywhere"),
+        (_progress(iteration=500), r"it is at iteration 500, outside this training's \d+ to 40"),
+        (_progress(iteration=-5), "its iteration is -5, not a count"),
+        (_progress(iteration="25"), "its iteration is '25', not a count"),
+        (_progress(iteration=25.5), "its iteration is 25.5, not a count"),
+        (_progress(train_seconds=math.nan), "its train_seconds is nan"),
+        (
+            _progress(evaluations=[{**_EVALUATION, "val_loss": "low", "test_accuracy": 0.9}]),
+            "its evaluation at 20: val_loss is 'low', not a number",
+        ),
+        (
+            _progress(evaluations=[{**_EVALUATION, "val_accuracy": 7.0, "test_accuracy": 0.9}]),
+            "its evaluation at 20: val_accuracy is 7.0",
+        ),
+        (
+            _progress(evaluations=[{**_EVALUATION, "scalars": "x", "test_accuracy": 0.9}]),
+            "its evaluation at 20: its scalars are 'x'",
+        ),
+        (
+            _progress(evaluations=[{**_EVALUATION, "iteration": 30, "test_accuracy": 0.9}]),
+            r"its evaluations at \[30\] are not in order up to its iteration 25",
+        ),
+        (
+            _progress(evaluations=[{**_EVALUATION, "test_accuracy": math.nan}]),
+            "the weights of its early stop at 20 are missing",
+        ),
+    ],
+)
+def test_a_checkpoint_whose_masks_slots_or_progress_do_not_fit_the_round_is_damaged(
+    lenet_runs, tmp_path, mnist_data, damage, what
+):
+    from lth_tf.training.loop import TrainingProgress, checkpoint_arrays
+
+    experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
+    checkpoint = experiment.checkpoint(3)
+    trainer = _round_3_trainer(experiment, mnist_data)
+    state = checkpoint_arrays(trainer, TrainingProgress(25))
+    damage(state)
+    io.write_npz(checkpoint, {**state, **experiment.stamp(checkpoint)})
+    message = _refusal(lambda: run_imp(LONGER, tmp_path, "plain", QUIET, data=mnist_data))
+    assert re.match(rf"{re.escape(str(checkpoint))} is damaged \({what}\): ", message), message
+    assert message.endswith("train the round again from its start")

@@ -138,10 +138,10 @@ def test_a_stability_checkpoint_of_the_old_format_resumes_exactly(tmp_path):
     train(trainer, TrainingProgress(iteration=10), 20, seed=4)
     uninterrupted = snapshot(trainer.pruned.rewindable)
 
-    progress = resume(tmp_path / "checkpoint.npz", trainer)
+    progress = resume(tmp_path / "checkpoint.npz", trainer, (0, 20))
     assert progress.iteration == 10 and progress.evaluations == []
     assert int(trainer.schedule_start.numpy()) == 0
     train(trainer, progress, 20, seed=4)
     for name, value in uninterrupted.items():
         np.testing.assert_array_equal(trainer.pruned.rewindable[name].numpy(), value, err_msg=name)
-    assert resume(tmp_path / "missing.npz", trainer) is None
+    assert resume(tmp_path / "missing.npz", trainer, (0, 20)) is None
