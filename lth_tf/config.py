@@ -31,7 +31,7 @@ from lth_tf.recipe import (
     parse_augment,
     parse_optimizer_args,
 )
-from lth_tf.steps import Step, is_count, iterations_per_epoch
+from lth_tf.steps import MAX_COUNT, Step, is_count, iterations_per_epoch
 
 LAYER_KINDS = ("conv", "fc", "output")
 # --optimizer: every tf_keras optimizer, by its lower-case name (lth_tf.recipe has their
@@ -154,13 +154,18 @@ def check_number(
     else:
         allowed = kind
     wanted = numbers.Integral if integer else numbers.Real
-    ok = isinstance(value, wanted) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, wanted) and not isinstance(value, bool)
+    if ok and isinstance(value, numbers.Integral):
+        ok = abs(value) <= MAX_COUNT  # math.isfinite would overflow on a larger one
+    elif ok:
+        ok = math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
         ok = value < high if high_open else value <= high
     if not ok:
-        raise LthError(f"{flag} must be {allowed}, got {value!r}" + (f": {why}" if why else ""))
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... (too large)"
+        raise LthError(f"{flag} must be {allowed}, got {shown}" + (f": {why}" if why else ""))
 
 
 StepsPerExecution = int | Literal["auto"]

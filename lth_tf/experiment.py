@@ -101,7 +101,7 @@ class RoundResult:
                 continue
             try:
                 values[field.name] = convert(float(row[field.name]))
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):  # Overflow: int(inf)
                 raise LthError(
                     f"bad or missing {field.name!r} in the results row of round "
                     f"{row.get('round')!r}"
@@ -281,8 +281,20 @@ class ExperimentDir:
         Results of one experiment may come from several runs (a resume on other hardware, in
         other precision); this says which rounds each one trained, and how.
         """
-        sessions = io.read_json(self.sessions) if self.sessions.exists() else []
-        io.write_json(self.sessions, [*sessions, session])
+        io.write_json(self.sessions, [*self.read_sessions(), session])
+
+    def read_sessions(self) -> list[dict[str, Any]]:
+        """sessions.json's entries (none before the first run); an LthError if it is not a list
+        of objects."""
+        if not self.sessions.exists():
+            return []
+        sessions = io.read_json(self.sessions)
+        if not isinstance(sessions, list) or not all(isinstance(s, dict) for s in sessions):
+            raise LthError(
+                f"{self.sessions} is not a list of sessions; restore it, or delete it (a resume "
+                "then chooses XLA or not again, and may train on with the other)"
+            )
+        return sessions
 
     def recorded_xla_training(self) -> bool | None:
         """Whether the latest run of this experiment trained under XLA (None: no run yet).
@@ -290,12 +302,7 @@ class ExperimentDir:
         ``--jit_compile=auto`` resumes with this choice, so a resume trains as the run it
         continues did, bit for bit.
         """
-        if not self.sessions.exists():
-            return None
-        sessions = io.read_json(self.sessions)
-        if not isinstance(sessions, list):
-            raise LthError(f"{self.sessions} is not a list of sessions; restore it or delete it")
-        chosen = [s["xla_training"] for s in sessions if "xla_training" in (s or {})]
+        chosen = [s["xla_training"] for s in self.read_sessions() if "xla_training" in s]
         return bool(chosen[-1]) if chosen else None
 
     def read_results(self) -> list[RoundResult]:
@@ -553,7 +560,7 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
     def entry(name: str, read: Any) -> Any:
         try:
             return read()
-        except (ValueError, KeyError, TypeError, AttributeError, LthError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, LthError) as error:
             why = f"no {error.args[0]!r}" if isinstance(error, KeyError) else str(error)
             raise LthError(
                 f"{what}{path} is not an lth_tf hparams file (its {name}: {why}); "

@@ -42,6 +42,7 @@ DAMAGE = (
     struct.error,
     NotImplementedError,
     csv.Error,
+    RecursionError,  # JSON nested deeper than Python's stack
 )
 LOCK_FILE = ".lock"
 # Entries of an .npz that say what the file is rather than hold its data: the experiment it

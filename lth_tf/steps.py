@@ -16,6 +16,10 @@ from lth_tf.errors import LthError
 _STEP_RE = re.compile(r"(?:(?P<ep>[0-9]+)ep)?(?:(?P<it>[0-9]+)it)?")
 
 
+# The largest count a flag takes: NumPy and TensorFlow hold counts in 64 bits.
+MAX_COUNT = 2**63 - 1
+
+
 def is_count(text: str) -> bool:
     """Whether ``text`` is a non-negative integer in ASCII digits, the only ones a flag takes.
 
@@ -45,14 +49,18 @@ class Step:
         """Parses ``500it``, ``2ep``, ``1ep50it`` or a bare integer (iterations)."""
         text = str(text).strip().lower()
         if is_count(text):
-            return cls(iterations=int(text))
-        match = _STEP_RE.fullmatch(text)
-        if not text or match is None:
-            raise LthError(
-                f"{what}: {text!r} is not a step; use an iteration count or a string "
-                "like 0, 500it, 2ep or 1ep50it"
-            )
-        return cls(epochs=int(match["ep"] or 0), iterations=int(match["it"] or 0))
+            step = cls(iterations=int(text))
+        else:
+            match = _STEP_RE.fullmatch(text)
+            if not text or match is None:
+                raise LthError(
+                    f"{what}: {text!r} is not a step; use an iteration count or a string "
+                    "like 0, 500it, 2ep or 1ep50it"
+                )
+            step = cls(epochs=int(match["ep"] or 0), iterations=int(match["it"] or 0))
+        if max(step.epochs, step.iterations) > MAX_COUNT:
+            raise LthError(f"{what}: {text[:20]}... is too large a step")
+        return step
 
     def to_iterations(self, iterations_per_epoch: int) -> int:
         """The iteration this step falls on, for a given epoch length."""

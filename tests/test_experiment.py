@@ -4,6 +4,7 @@ before anything trains or prunes with them."""
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 
@@ -136,12 +137,24 @@ def test_a_directory_the_first_version_wrote_reads_typed_through_the_migrations(
     assert rounds_trained_the_old_way(experiment, saved) == [1]
     columns = [c for c in RESULT_COLUMNS if c != "early_stop_trained"]
     row = dict.fromkeys(columns, "")
-    row.update(round="1", percent_remaining="80.0", weights_remaining="8", test_accuracy="0.9",
-               test_loss="0.3", early_stop_iteration="20", early_stop_test_accuracy="0.91",
-               val_loss_min="0.2", iterations="30", train_seconds="1.0")
+    row.update(
+        round="1",
+        percent_remaining="80.0",
+        weights_remaining="8",
+        test_accuracy="0.9",
+        test_loss="0.3",
+        early_stop_iteration="20",
+        early_stop_test_accuracy="0.91",
+        val_loss_min="0.2",
+        iterations="30",
+        train_seconds="1.0",
+    )
     io.write_csv(experiment.results, [row], columns)
     # An older lth_tf trained all T = 30 iterations of round 1: its early stop at 20 is 20 trained.
     assert experiment.read_results()[0].early_stop_trained == 20
+    io.write_csv(experiment.results, [{**row, "weights_remaining": "inf"}], columns)
+    with pytest.raises(LthError, match="bad or missing 'weights_remaining' in the results row"):
+        experiment.read_results()
 
 
 def test_a_damaged_experiment_id_is_refused_not_replaced(tmp_path):
@@ -171,4 +184,18 @@ def test_a_damaged_data_record_names_the_entry_and_the_file(tmp_path, data, says
     fields = io.read_json(experiment.hparams)
     io.write_json(experiment.hparams, {**fields, "data": data})
     with pytest.raises(LthError, match=rf"hparams.json is not an lth_tf hparams file \({says}\)"):
+        read_saved(experiment)
+
+
+def test_an_infinite_count_or_json_nested_too_deep_is_a_damaged_file(tmp_path):
+    experiment = _experiment(tmp_path / "e")
+    fields = io.read_json(experiment.hparams)
+    resolved = {"iterations": math.inf, "eval_every": 10, "rewind_iteration": 0}
+    io.write_json(experiment.hparams, {**fields, "resolved": resolved})
+    with pytest.raises(
+        LthError, match=r"hparams.json is not an lth_tf hparams file \(its resolved: "
+    ):
+        read_saved(experiment)
+    experiment.hparams.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LthError, match=r"hparams.json is damaged \(not JSON: maximum recursion"):
         read_saved(experiment)

@@ -240,3 +240,18 @@ def test_a_round_of_more_than_a_billion_iterations_is_refused():
         resolve_steps(hparams, 55000)
     exact = with_changes(hparams, training={"iterations": "1000000000it", "eval_every": "1000it"})
     assert resolve_steps(exact, 55000).iterations == 10**9
+
+
+def test_a_count_too_large_for_64_bits_is_refused_in_one_short_line():
+    from lth_tf.config import check_number
+
+    huge = 10**400  # math.isfinite(huge) would raise OverflowError
+    with pytest.raises(
+        LthError, match=r"^--seed must be an integer >= 0, got 1000.*\(too large\)$"
+    ):
+        check_number("--seed", huge, low=0, integer=True)
+    check_number("--seed", 2**63 - 1, low=0, integer=True)
+    with pytest.raises(LthError, match="^--warmup: 1000.* is too large a step$"):
+        Step.parse(f"{huge}it", "--warmup")
+    with pytest.raises(LthError, match="is too large a step"):
+        Step.parse(str(2**63), "--warmup")

@@ -81,9 +81,12 @@ def test_a_resume_keeps_the_experiments_choice(tmp_path):
     assert auto.resumed(False).jit_compile is False
     # An explicit setting is the user's: it is kept (imp logs that the results will drift).
     assert Execution(jit_compile=True).resumed(False).jit_compile is True
-    io.write_json(experiment.sessions, {"xla_training": True})
-    with pytest.raises(LthError, match="sessions.json is not a list"):
-        experiment.recorded_xla_training()
+    for damaged in ({"xla_training": True}, [5], ["xla_training"], "[]"):
+        io.write_json(experiment.sessions, damaged)
+        with pytest.raises(LthError, match="sessions.json is not a list of sessions; restore"):
+            experiment.recorded_xla_training()
+        with pytest.raises(LthError, match="sessions.json is not a list of sessions; restore"):
+            experiment.record_session({"xla_training": False})
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None, math.nan])
