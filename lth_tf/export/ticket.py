@@ -167,13 +167,15 @@ def open_ticket(
             raise io.damaged(
                 experiment.masks(chosen), f"{name} is not of its weights' shape", MASKS_TODO
             )
-        # The round saved its weights masked: a survivor where the mask prunes means the mask
-        # is not the one the round trained with.
+        # The round saved its weights masked: a survivor where the mask prunes means the two
+        # files are not of one training. Which is wrong is unknown (a recomputed mask is the
+        # same), so the whole round is trained again.
         if name in weights and np.any(weights[name][mask == 0] != 0):
-            raise io.damaged(
-                experiment.masks(chosen),
-                f"{name} prunes weights round {chosen} trained",
-                MASKS_TODO,
+            raise LthError(
+                f"{experiment.masks(chosen)} prunes {name} weights that "
+                f"{experiment.weights(chosen).name} holds: the round's files are not of one "
+                f"training; delete {experiment.round_dir(chosen)} and rerun the IMP command "
+                "to train the round again"
             )
     expected = set(masks) if data.num_classes is not None else set(masks) | {"output/bias"}
     missing = sorted(expected - set(weights))

@@ -236,6 +236,8 @@ def _run_locked(
     callbacks = [*callbacks, *_own_callbacks(execution, strategy, callbacks)]
     call_each(callbacks, "on_run_start", experiment, hparams)
     done = experiment.completed_rounds()
+    for finished in done:  # a kill between its results row and its end left its checkpoint
+        experiment.checkpoint(finished).unlink(missing_ok=True)
     # A finished round's masks are a function of the round before it: a lost file is redone.
     lost_masks = sorted(r for r in done if not experiment.masks(r).exists())
     if not lost_masks and all(r in done for r in range(hparams.pruning.rounds + 1)):

@@ -339,6 +339,32 @@ def test_an_export_of_masks_that_lack_a_layer_names_the_masks_file(lenet_runs, t
     assert message.startswith(f"{copy / 'round_01' / 'masks.npz'} is damaged (no ")
 
 
+def test_weights_that_a_rounds_masks_prune_are_refused_with_a_fix_that_works(lenet_runs, tmp_path):
+    # Recomputing the masks gives the same masks, so deleting masks.npz would not end this.
+    copy = shutil.copytree(lenet_runs / "plain", tmp_path / "plain")
+    path = copy / "round_01" / "weights.npz"
+    weights = io.read_npz(path)
+    kernel = next(name for name in sorted(weights) if name.endswith("kernel"))
+    weights[kernel] = weights[kernel] + 1.0  # nonzero everywhere, pruned places too
+    io.write_npz(path, weights)
+    message = _refusal(lambda: open_ticket(copy, 1))
+    assert message == (
+        f"{copy / 'round_01' / 'masks.npz'} prunes {kernel} weights that weights.npz holds: the "
+        f"round's files are not of one training; delete {copy / 'round_01'} and rerun the IMP "
+        "command to train the round again"
+    )
+
+
+def test_a_finished_rounds_checkpoint_that_a_kill_left_is_removed_by_the_rerun(
+    lenet_runs, tmp_path, mnist_data
+):
+    experiment = ExperimentDir(shutil.copytree(lenet_runs / "plain", tmp_path / "plain"))
+    left = experiment.checkpoint(1)  # killed after its results row, before its removal
+    left.write_bytes(b"spent")
+    run_imp(PLAIN, tmp_path, "plain", QUIET, data=mnist_data)
+    assert not left.exists()
+
+
 def test_a_checkpoint_that_lacks_a_variable_names_itself_on_resume(
     lenet_runs, tmp_path, mnist_data
 ):
