@@ -181,6 +181,8 @@ def read_stamped_npz(
             # Reading every member checks every CRC now, not when a value is first used.
             arrays = {name: data[name] for name in data.files}
     except DAMAGE as error:
+        if "allow_pickle" in str(error):  # NumPy's text invites the unsafe load: never here
+            error = "it holds Python objects or text, not arrays"
         raise damaged(path, error, todo) from None
     stamp = {
         key: _stamp_text(path, key, arrays.pop(key), todo) for key in STAMP_KEYS if key in arrays

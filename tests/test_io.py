@@ -99,6 +99,16 @@ def test_a_damaged_npz_is_one_line_naming_it(tmp_path, damage):
     assert message.endswith(io.RECOMPUTE)
 
 
+def test_an_npz_of_python_objects_is_damaged_without_an_invitation_to_unpickle_it(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, fc1=np.array([1, "a"], dtype=object))  # np.savez pickles object arrays
+    with pytest.raises(LthError) as caught:
+        io.read_npz(path)
+    assert str(caught.value) == (
+        f"{path} is damaged (it holds Python objects or text, not arrays): {io.RECOMPUTE}"
+    )
+
+
 @pytest.mark.parametrize(
     "content",
     [bytes(range(256)), b"round,test_accuracy\n1\n", b"a,b\n1,2,3\n", b"\xff\xfe\x00\x01"],
