@@ -578,6 +578,11 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
     version = fields.get("format_version")
     if version is None:
         raise LthError(f"{what}{path} is not an lth_tf hparams file (no format_version)")
+    if isinstance(version, bool) or not isinstance(version, int):  # every version wrote one
+        raise LthError(
+            f"{what}{path} is not an lth_tf hparams file (its format_version {version!r} is not "
+            f"a number); {HPARAMS_TODO}"
+        )
     if version != FORMAT_VERSION:
         raise LthError(
             f"{what}{experiment.root} was written by another lth_tf version (format {version}, "

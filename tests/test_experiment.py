@@ -187,6 +187,14 @@ def test_a_damaged_data_record_names_the_entry_and_the_file(tmp_path, data, says
         read_saved(experiment)
 
 
+def test_a_format_version_in_words_is_a_damaged_file_not_another_version(tmp_path):
+    experiment = _experiment(tmp_path / "e")
+    fields = io.read_json(experiment.hparams)
+    io.write_json(experiment.hparams, {**fields, "format_version": str(fields["format_version"])})
+    with pytest.raises(LthError, match=r"\(its format_version '\d+' is not a number\); restore"):
+        read_saved(experiment)
+
+
 def test_an_infinite_count_or_json_nested_too_deep_is_a_damaged_file(tmp_path):
     experiment = _experiment(tmp_path / "e")
     fields = io.read_json(experiment.hparams)
