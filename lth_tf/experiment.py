@@ -235,24 +235,24 @@ class ExperimentDir:
             return {}  # not opened by a run of this version: nothing to tie it to
         return {"__experiment__": np.array(identity), "__file__": np.array(self._place(path))}
 
-    def read_arrays(self, path: Path) -> dict[str, np.ndarray]:
+    def read_arrays(self, path: Path, todo: str | None = None) -> dict[str, np.ndarray]:
         """The arrays of ``path``, an ``.npz`` of this experiment, once its stamp says it is
         this experiment's file of that place; else an LthError naming it and what to do
-        (:data:`TODO_BY_FILE`).
+        (``todo``, by default :data:`TODO_BY_FILE`'s).
 
         >>> experiment = ExperimentDir(Path("runs/e"))
         >>> experiment.read_arrays(experiment.masks(2))["fc1/kernel"].shape  # doctest: +SKIP
         (784, 300)
         """
-        todo = TODO_BY_FILE.get(Path(path).name, io.RECOMPUTE)
+        todo = todo or TODO_BY_FILE.get(Path(path).name, io.RECOMPUTE)
         arrays, stamp = io.read_stamped_npz(path, todo)
         self._check_stamp(path, stamp, todo)
         return arrays
 
-    def check_stamp(self, path: Path) -> None:
+    def check_stamp(self, path: Path, todo: str | None = None) -> None:
         """:meth:`read_arrays`'s check alone, reading only the stamp (for a checkpoint that a
         resume then reads whole)."""
-        todo = TODO_BY_FILE.get(Path(path).name, io.RECOMPUTE)
+        todo = todo or TODO_BY_FILE.get(Path(path).name, io.RECOMPUTE)
         self._check_stamp(path, io.read_stamp(path, todo), todo)
 
     def read_rewind_point(self) -> dict[str, np.ndarray]:

@@ -16,7 +16,11 @@ order; where the experiment's own rewind point is on the way, the recomputed wei
 checked against ``rewind_point.npz``.
 
 Everything expensive is saved as it is made (copies, recomputed rewind points, checkpoints
-while training), so a killed analysis resumes and a rerun recomputes nothing.
+while training), so a killed analysis resumes and a rerun recomputes nothing. Each of those
+``.npz`` files is stamped as the experiment's own file of its place (which round, rewind point
+and data seed), and checked when it is reused (:meth:`StabilitySession.read_saved`): a file of
+another copy or experiment, or one whose weights are missing, misshapen, not finite or not zero
+where the round's mask prunes them, is refused with one line that says to delete it.
 
 Callbacks of your own (:class:`lth_tf.callbacks.RunCallback`) watch the copies: the analysis is
 a run (``on_run_start`` with the experiment and its hyperparameters, ``on_run_end`` once every
@@ -56,8 +60,9 @@ from lth_tf.data.pipeline import training_batches
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.execution import Execution
+from lth_tf.experiment import REWIND_POINT_TODO
 from lth_tf.provenance import experiment_model
-from lth_tf.pruning.wrapping import Snapshot, restore, snapshot
+from lth_tf.pruning.wrapping import Snapshot, check_restorable, restore, snapshot
 from lth_tf.stability import figures, summaries
 from lth_tf.stability.batch_norm import BatchNormStatistics, batch_norm_layers
 from lth_tf.stability.measures import (
@@ -97,6 +102,16 @@ SWEEP_COLUMNS = [
     "l2_distance_data_order",
     "l2_distance_pruning",
 ]
+# What to do about a saved file of the analysis that is damaged or not the one it should be: a
+# rerun without it recomputes it.
+COPY_TODO = "delete it and rerun the stability command to train that copy again"
+COPY_CHECKPOINT_TODO = (
+    "delete it and rerun the stability command to train that copy again from its rewind point"
+)
+STABILITY_REWIND_POINT_TODO = "delete it and rerun the stability command to recompute it"
+DENSE_CHECKPOINT_TODO = (
+    "delete it and rerun the stability command to recompute the rewind points from the start"
+)
 
 
 def run_stability(
@@ -205,6 +220,37 @@ def _saved_result(path: Path) -> StabilityResult | None:
         return None
 
 
+def checked_weights(
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    variables: dict[str, tf.Variable],
+    todo: str,
+    masks: Snapshot | None = None,
+) -> Snapshot:
+    """``arrays`` (read from ``path``) for each of the model's ``variables``, once each is
+    there in the variable's shape and kind of number, finite, and zero wherever ``masks`` (by
+    variable) prune it; else an LthError naming the file, with ``todo``. Entries that are no
+    variable of the model are left out, as :func:`lth_tf.pruning.wrapping.restore` leaves them.
+
+    >>> checked_weights(path, {"fc1/kernel": np.full((784, 300), np.nan)}, pruned.rewindable,
+    ...                 "delete it")  # doctest: +SKIP
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: ... is damaged (fc1/kernel is not finite everywhere): delete it
+    """
+    try:
+        check_restorable(variables, arrays)  # missing, misshapen, integers for floats
+    except (KeyError, ValueError) as error:
+        raise io.damaged(path, error.args[0], todo) from None
+    weights = {name: arrays[name] for name in variables}
+    odd = io.not_finite(weights)
+    if odd is not None:
+        raise io.damaged(path, f"{odd} is not finite everywhere", todo)
+    for name, mask in (masks or {}).items():
+        if np.any(weights[name][np.asarray(mask) == 0]):
+            raise io.damaged(path, f"{name} is not zero where the round's mask prunes it", todo)
+    return weights
+
+
 def sweep_rows(results: Sequence[StabilityResult], masks: str = "fixed") -> list[dict]:
     """One CSV row per rewind point, earliest first; ``masks`` is ``fixed`` (one round's mask at
     every point) or ``own`` (each point's own experiment and masks)."""
@@ -267,13 +313,13 @@ class StabilitySession:
     def rewind_points(self, iterations: Sequence[int]) -> dict[int, Snapshot]:
         """The dense network's weights after each of ``iterations`` iterations of round 0: the
         experiment's ``rewind_point.npz``, a point recomputed before, or recomputed now."""
-        files, experiment = self.plan.files, self.plan.experiment
+        files = self.plan.files
         points: dict[int, Snapshot] = {}
         for k in iterations:
             if k == self.plan.own_rewind:
-                points[k] = experiment.read_rewind_point()
+                points[k] = self.own_rewind_point()
             elif files.rewind_point(k).exists():
-                points[k] = io.read_npz(files.rewind_point(k))
+                points[k] = self.read_saved(files.rewind_point(k), STABILITY_REWIND_POINT_TODO)
         missing = [k for k in iterations if k not in points]
         if missing:
             points.update(self.recompute_rewind_points(missing))
@@ -288,7 +334,7 @@ class StabilitySession:
         """
         files, own = self.plan.files, self.plan.own_rewind
         experiment = self.plan.experiment
-        saved = experiment.read_rewind_point() if experiment.rewind_point.exists() else None
+        saved = self.own_rewind_point() if experiment.rewind_point.exists() else None
         if own == 0 and saved is not None:
             # Deterministic initialisation: a difference means the model's code changed.
             self._check_same(self.initial, saved, "initial weights", fatal=True)
@@ -300,7 +346,8 @@ class StabilitySession:
             if k in iterations:
                 points[k] = weights
                 if k != own:
-                    io.write_npz(files.rewind_point(k), weights)
+                    path = files.rewind_point(k)
+                    io.write_npz(path, {**weights, **experiment.stamp(path)})
 
         if 0 in iterations:
             reached(0, self.initial)
@@ -309,12 +356,15 @@ class StabilitySession:
             return points
         checkpoint = files.dense_checkpoint
         if checkpoint.exists():
-            resumed_at = TrainingProgress.pop_from(io.read_npz(checkpoint)).iteration
+            resumed_at = self._checkpoint_iteration(checkpoint, DENSE_CHECKPOINT_TODO)
             passed = [k for k in iterations if 0 < k <= resumed_at]
             if any(k == own or not files.rewind_point(k).exists() for k in passed):
                 checkpoint.unlink()  # it went past a point this run needs: start over
             else:
-                points.update({k: io.read_npz(files.rewind_point(k)) for k in passed})
+                points.update({
+                    k: self.read_saved(files.rewind_point(k), STABILITY_REWIND_POINT_TODO)
+                    for k in passed
+                })
         self.pruned.set_round(0)
         self.pruned.set_masks({name: np.ones_like(m) for name, m in self.masks.items()})
         restore(self.pruned.rewindable, self.initial)
@@ -329,6 +379,7 @@ class StabilitySession:
             ],
             title=f"Round 0 again, to iteration{'s' * (len(targets) > 1)} "
             + ", ".join(map(str, targets)),
+            todo=DENSE_CHECKPOINT_TODO,
         )
         checkpoint.unlink(missing_ok=True)
         return points
@@ -367,7 +418,7 @@ class StabilitySession:
         path = plan.files.copy(plan.pruning_round, rewind.iteration, seed)
         if path.exists():
             log.info("Copy with data seed %d: reusing %s", seed, path)
-            return io.read_npz(path)
+            return self.read_saved(path, COPY_TODO, masks=self.round_masks())
         self.pruned.set_round(plan.pruning_round)
         self.pruned.set_masks(self.masks)
         self.pruned.rewind_to(point)
@@ -394,10 +445,11 @@ class StabilitySession:
                 f"{plan.resolved.iterations}"
             ),
             watched_by=(context, self.callbacks),
+            todo=COPY_CHECKPOINT_TODO,
         )
         self.pruned.apply_masks()
         weights = snapshot(self.pruned.rewindable)
-        io.write_npz(path, weights)
+        io.write_npz(path, {**weights, **plan.experiment.stamp(path)})
         checkpoint.unlink(missing_ok=True)
         result = CopyResult(
             round=plan.pruning_round,
@@ -431,15 +483,19 @@ class StabilitySession:
         callbacks: list[Callback],
         title: str,
         watched_by: tuple[RunContext, Sequence[RunCallback]] | None = None,
+        todo: str = io.RECOMPUTE,
     ) -> TrainingProgress:
         """Trains from ``start`` (or a checkpoint) to ``stop`` on the data order of ``seed``,
         with ``callbacks`` and a checkpoint every ``checkpoint_seconds``; returns the progress.
 
         ``watched_by``: a copy's context and the RunCallbacks that see it as a round (their
-        state goes into the checkpoint and comes back from it)."""
+        state goes into the checkpoint and comes back from it). ``todo``: what to do about a
+        checkpoint that is damaged or not this training's."""
         trainer = self.trainer
         context, watching = watched_by or (None, ())
-        progress = resume(checkpoint, trainer, watching)
+        if checkpoint.exists():
+            self.plan.experiment.check_stamp(checkpoint, todo)
+        progress = resume(checkpoint, trainer, (start, stop), watching, todo)
         if progress is not None:
             log.info("%s: resumes at iteration %d", title, progress.iteration)
         else:
@@ -449,11 +505,12 @@ class StabilitySession:
         if watching:
             # Before the checkpoint, so that it holds the state after the chunk it saves.
             callbacks = [*callbacks, RunCallbackChunks(context, watching)]
+        stamp = self.plan.experiment.stamp(checkpoint)
         callbacks = [
             *callbacks,
             Checkpoint(
                 lambda current: io.write_npz(
-                    checkpoint, checkpoint_arrays(trainer, current, watching)
+                    checkpoint, {**checkpoint_arrays(trainer, current, watching), **stamp}
                 ),
                 seconds=self.execution.checkpoint_seconds,
             ),
@@ -463,6 +520,47 @@ class StabilitySession:
 
             callbacks.append(ProgressBar(start, stop))  # the title is logged above
         return train(trainer, progress, stop, callbacks, seed=seed)
+
+    # -- saved files -----------------------------------------------------------------------
+
+    def read_saved(self, path: Path, todo: str, masks: Snapshot | None = None) -> Snapshot:
+        """The weights this analysis saved at ``path`` (a copy, a recomputed rewind point),
+        once its stamp says it is this experiment's file of that place and its values fit the
+        model (:func:`checked_weights`); else an LthError naming it, with ``todo``."""
+        arrays = self.plan.experiment.read_arrays(path, todo)
+        return checked_weights(path, arrays, self.pruned.rewindable, todo, masks)
+
+    def own_rewind_point(self) -> Snapshot:
+        """The experiment's ``rewind_point.npz``, checked to be its own and to fit the model."""
+        experiment = self.plan.experiment
+        return checked_weights(
+            experiment.rewind_point,
+            experiment.read_rewind_point(),
+            self.pruned.rewindable,
+            REWIND_POINT_TODO,
+        )
+
+    def round_masks(self) -> Snapshot:
+        """Every mask of the round by variable: the kernels', and with
+        ``--granularity=channel`` the biases', normalisation parameters' and others' that
+        :meth:`lth_tf.pruning.wrapping.PrunedModel.set_masks` derives from them."""
+        masks = dict(self.masks)
+        channels = self.pruned.channels
+        if channels is not None:
+            shapes = {name: tuple(mask.shape) for name, mask in self.pruned.channel_masks.items()}
+            masks.update(channels.channel_masks(self.masks, shapes))
+        return masks
+
+    def _checkpoint_iteration(self, checkpoint: Path, todo: str) -> int:
+        """The iteration ``checkpoint`` (this analysis's, checked as :meth:`read_saved` checks
+        a file) resumes at; its weights are checked when it is resumed."""
+        arrays = self.plan.experiment.read_arrays(checkpoint, todo)
+        try:
+            return TrainingProgress.pop_from(arrays).iteration
+        except (KeyError, ValueError, TypeError) as error:  # as resume() reports them
+            why = error.args[0] if error.args else error
+            what = f"no {why!r} entry" if isinstance(error, KeyError) else why
+            raise io.damaged(checkpoint, what, todo) from None
 
     # -- measures --------------------------------------------------------------------------
 

@@ -7,7 +7,13 @@
   round_NN[-Kit].png      test error along the path between two copies
   round_NN-sweep.csv/png  instability and distances against the rewind point (--rewind_sweep)
   round_NN/rewind_Kit/copy_seedS.npz   a trained copy (data seed S), reused on a rerun
+  round_NN/rewind_Kit/copy_seedS.checkpoint.npz   while that copy trains
   rewind_points/rewind_Kit.npz         the dense network after K iterations of round 0
+  rewind_points/dense.checkpoint.npz   while rewind points are recomputed
+
+Every ``.npz`` here carries the experiment's stamp (:meth:`lth_tf.experiment.ExperimentDir.stamp`:
+its id and the file's place, so which round, rewind point and seed), checked when it is reused
+(:meth:`lth_tf.stability.analysis.StabilitySession.read_saved`).
 
 >>> plan = plan_stability("runs/quickstart", pruning_round=3, rewind="0")  # doctest: +SKIP
 >>> plan.files.result(3, 0, own_rewind=0).name  # doctest: +SKIP
