@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import uuid
 from collections.abc import Mapping
@@ -44,6 +45,15 @@ from lth_tf.legacy import (
 )
 
 log = logging.getLogger("lth_tf")
+
+
+# Results columns bounded above as well as at 0.
+_RESULT_RANGES = {
+    "percent_remaining": (0, 100),
+    "test_accuracy": (0, 1),
+    "early_stop_test_accuracy": (0, 1),
+    "xnnpack_1x1_zeros": (0, 1),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,12 +110,23 @@ class RoundResult:
                 values[field.name] = None
                 continue
             try:
-                values[field.name] = convert(float(row[field.name]))
+                number = float(row[field.name])
+                if convert is int and not number.is_integer():
+                    raise ValueError(number)
+                values[field.name] = convert(number)
             except (KeyError, TypeError, ValueError, OverflowError):  # Overflow: int(inf)
                 raise LthError(
                     f"bad or missing {field.name!r} in the results row of round "
                     f"{row.get('round')!r}"
                 ) from None
+            # Every column counts or measures something: none is negative. NaN passes (a
+            # metric not measured).
+            low, high = _RESULT_RANGES.get(field.name, (0, math.inf))
+            if values[field.name] < low or values[field.name] > high:
+                raise LthError(
+                    f"{field.name} {values[field.name]!r} in the results row of round "
+                    f"{row.get('round')!r} is outside [{low}, {high}]"
+                )
         return cls(**values)
 
     def to_row(self) -> dict[str, int | float | None]:
@@ -319,6 +340,10 @@ class ExperimentDir:
             results = [RoundResult.from_row(row) for row in rows]
         except LthError as error:
             raise io.damaged(self.results, error, RESULTS_TODO) from None
+        rounds = [result.round for result in results]
+        twice = sorted({r for r in rounds if rounds.count(r) > 1})
+        if twice:
+            raise io.damaged(self.results, f"two rows for round {twice[0]}", RESULTS_TODO)
         if any(r.early_stop_trained is None for r in results):
             results = with_early_stop_trained(results, self._saved_iterations())
         return sorted(results, key=lambda result: result.round)

@@ -152,8 +152,19 @@ def test_a_directory_the_first_version_wrote_reads_typed_through_the_migrations(
     io.write_csv(experiment.results, [row], columns)
     # An older lth_tf trained all T = 30 iterations of round 1: its early stop at 20 is 20 trained.
     assert experiment.read_results()[0].early_stop_trained == 20
-    io.write_csv(experiment.results, [{**row, "weights_remaining": "inf"}], columns)
-    with pytest.raises(LthError, match="bad or missing 'weights_remaining' in the results row"):
+    damaged = [
+        ({"weights_remaining": "inf"}, "bad or missing 'weights_remaining' in the results row"),
+        ({"round": "1.5"}, "bad or missing 'round' in the results row of round '1.5'"),
+        ({"round": "-3"}, r"round -3 in the results row of round '-3' is outside \[0, inf\]"),
+        ({"early_stop_test_accuracy": "2.5"}, r"early_stop_test_accuracy 2.5 .* \[0, 1\]"),
+        ({"percent_remaining": "-5"}, r"percent_remaining -5.0 .* is outside \[0, 100\]"),
+    ]
+    for change, says in damaged:
+        io.write_csv(experiment.results, [{**row, **change}], columns)
+        with pytest.raises(LthError, match=f"results.csv is damaged \\({says}"):
+            experiment.read_results()
+    io.write_csv(experiment.results, [row, row], columns)
+    with pytest.raises(LthError, match=r"results.csv is damaged \(two rows for round 1\)"):
         experiment.read_results()
 
 
