@@ -600,6 +600,10 @@ class Trainer:
         odd = io.not_finite(state, sorted(names))
         if odd is not None:
             raise ValueError(f"{odd} is not finite everywhere")
+        for name in sorted(optimizer_variables.keys() & state.keys()):
+            value = np.asarray(state[name])
+            if value.dtype.kind in "iu" and (value < 0).any():  # a step count
+                raise ValueError(f"{name} counts {value.min()} steps")
         restore(model_variables, state)
         restore(optimizer_variables, state)
         # Checkpoints from before k -> T rounds: every round's schedule started at 0.

@@ -515,6 +515,11 @@ def _all_ones(state: dict) -> None:
     state[mask] = np.ones_like(state[mask])
 
 
+def _negative_step_count(state: dict) -> None:
+    count = next(k for k in sorted(state) if k.startswith("optimizer/") and state[k].ndim == 0)
+    state[count] = np.asarray(-5, state[count].dtype)
+
+
 def _nan_slot(state: dict) -> None:
     slot = next(k for k in sorted(state) if k.startswith("optimizer/") and state[k].ndim == 2)
     state[slot].flat[0] = np.nan
@@ -528,6 +533,7 @@ def _nan_slot(state: dict) -> None:
     [
         (_all_ones, r"its \S+ mask is not the round's"),
         (_nan_slot, r"optimizer/\d+ is not finite everywhere"),
+        (_negative_step_count, r"optimizer/\d+ counts -5 steps"),
         (_progress(iteration=500), r"it is at iteration 500, outside this training's \d+ to 40"),
         (_progress(iteration=-5), "its iteration is -5, not a count"),
         (_progress(iteration="25"), "its iteration is '25', not a count"),
