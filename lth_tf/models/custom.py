@@ -35,6 +35,7 @@ import random
 import re
 import sys
 import threading
+import traceback
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -316,6 +317,15 @@ def import_user_function(spec: str, flag: str) -> Callable[..., Any]:
             raise LthError(
                 f"{flag}={spec}: cannot import {module_name} ({why}); install {missing} in "
                 "this environment"
+            ) from None
+        if not isinstance(error, ImportError):
+            # Found (an unfound module is a ModuleNotFoundError): its own code raised.
+            # Where its code raised; a SyntaxError names its own line and has no frame of it.
+            syntax = isinstance(error, SyntaxError)
+            frames = [] if syntax else traceback.extract_tb(error.__traceback__)
+            where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+            raise LthError(
+                f"{flag}={spec}: importing {module_name} raised {why}{where}; fix the module"
             ) from None
         raise LthError(_cannot_import(spec, flag, module_name, why)) from None
     random.setstate(random_state)

@@ -374,6 +374,22 @@ def test_bad_models_and_data_exit_with_one_line(case, reason, files, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_builder_module_whose_own_code_raises_is_not_sent_to_look_for_it(
+    files, tmp_path, monkeypatch
+):
+    # Found where Python looks, so "run from the directory that holds it" would not help.
+    module = tmp_path / "lth_raises_on_import.py"
+    module.write_text("import sys\n\nraise RuntimeError('module import fails')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    flags = ["--rounds=0", "--iterations=10it", f"--dataset=npz:{files.npz}"]
+    result = imp("--model=lth_raises_on_import:build", *flags, f"--output_dir={tmp_path / 'r'}")
+    assert_one_line_error(
+        result,
+        "--model=lth_raises_on_import:build: importing lth_raises_on_import raised RuntimeError: "
+        f"module import fails ({module}:3); fix the module",
+    )
+
+
 def test_a_damaged_or_missing_model_copy_says_where_to_restore_it_from(files, keras_cli, tmp_path):
     import shutil
 
