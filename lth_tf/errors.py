@@ -42,13 +42,16 @@ OS_ERRORS: dict[int, tuple[str, str]] = {
 _OTHER_OS_ERROR = "check the path and the disk, then rerun"
 
 
-def os_error_line(error: OSError) -> str:
-    """``<path>: <meaning> (<what to do>)`` for a failed file-system call.
+def os_error_line(error: OSError, output_flag: str | None = "--output_dir") -> str:
+    """``<path>: <meaning> (<what to do>)`` for a failed file-system call; ``output_flag`` is
+    the flag that chose where the command writes (``lth-report``'s is ``--output``; None where
+    no flag did).
 
     >>> os_error_line(OSError(errno.ENOSPC, "No space left on device", "e/results.csv"))
     'e/results.csv: disk full (free space or choose another --output_dir, then rerun to resume)'
     """
     meaning, todo = OS_ERRORS.get(error.errno or 0, (None, _OTHER_OS_ERROR))
+    todo = todo.replace("--output_dir", output_flag or "place")
     meaning = meaning or (error.strerror or str(error)).lower()
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
     where = f"{' -> '.join(paths)}: " if paths else ""

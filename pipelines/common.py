@@ -265,6 +265,16 @@ def _stop_on_sigterm() -> None:
             pass  # not the main thread: SIGTERM keeps killing at once
 
 
+def _output_flag() -> str | None:
+    """The flag that chose where this command writes, for the advice on a failed write: an
+    analysis without ``--output`` writes into the experiment it reads."""
+    if "output_dir" in flags.FLAGS:
+        return "--output_dir"
+    if "output" in flags.FLAGS and flags.FLAGS["output"].present:
+        return "--output"
+    return None
+
+
 def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
     """Turns an :class:`LthError` or an ``OSError`` into ``error: <message>`` on stderr and
     exit status 2; anything else is a bug: its traceback, a line asking to report it, exit 1.
@@ -290,7 +300,7 @@ def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except OSError as error:
-            print(f"error: {os_error_line(error)}", file=sys.stderr)
+            print(f"error: {os_error_line(error, _output_flag())}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt as stop:
             if isinstance(stop, Terminated) or _sigterm_received:

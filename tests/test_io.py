@@ -189,3 +189,14 @@ def test_leftovers_are_recognised_and_removed(tmp_path):
     with io.locked(tmp_path):
         assert sorted(io.remove_leftovers(tmp_path)) == sorted(leftovers)
     assert sorted(p.name for p in tmp_path.rglob("*")) == [".lock", "results.csv", "round_01"]
+
+
+def test_the_advice_on_a_failed_write_names_the_flag_that_chose_the_place():
+    from lth_tf.errors import os_error_line
+
+    error = OSError(errno.EROFS, "Read-only file system", "rep/x.png")
+    assert (
+        os_error_line(error) == "rep/x.png: read-only file system (choose a writable --output_dir)"
+    )
+    assert os_error_line(error, "--output").endswith("(choose a writable --output)")
+    assert os_error_line(error, None).endswith("(choose a writable place)")
