@@ -569,16 +569,18 @@ class SavedExperiment:
         return self.resolved.rewind_iteration if self.resolved else 0
 
 
-def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
+def read_saved(
+    experiment: ExperimentDir, what: str = "", todo: str = HPARAMS_TODO
+) -> SavedExperiment:
     """Reads ``hparams.json``: missing, malformed or of another format version is an LthError.
 
-    ``what`` prefixes each message (e.g. ``"--branch_of: "``). What an older lth_tf wrote reads
-    as this version writes it (:mod:`lth_tf.legacy`).
+    ``what`` prefixes each message (e.g. ``"--branch_of: "``), ``todo`` ends a damaged one's.
+    What an older lth_tf wrote reads as this version writes it (:mod:`lth_tf.legacy`).
     """
     path = experiment.hparams
     if not path.exists():
         raise LthError(f"{what}{experiment.root} is not an lth_tf experiment (no hparams.json)")
-    fields = io.read_json(path, HPARAMS_TODO)
+    fields = io.read_json(path, todo)
     if not isinstance(fields, dict):
         raise LthError(f"{what}{path} is not an lth_tf hparams file (not a JSON object)")
 
@@ -589,7 +591,7 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
             why = f"no {error.args[0]!r}" if isinstance(error, KeyError) else str(error)
             raise LthError(
                 f"{what}{path} is not an lth_tf hparams file (its {name}: {why}); "
-                f"{HPARAMS_TODO}"
+                f"{todo}"
             ) from None
 
     hparams = entry("hparams", lambda: ExperimentHparams.from_dict(fields["hparams"]))
@@ -606,7 +608,7 @@ def read_saved(experiment: ExperimentDir, what: str = "") -> SavedExperiment:
     if isinstance(version, bool) or not isinstance(version, int):  # every version wrote one
         raise LthError(
             f"{what}{path} is not an lth_tf hparams file (its format_version {version!r} is not "
-            f"a number); {HPARAMS_TODO}"
+            f"a number); {todo}"
         )
     if version != FORMAT_VERSION:
         raise LthError(
@@ -637,20 +639,22 @@ def check_experiment_name(name: str, flag: str = "--experiment_name") -> str:
     return name
 
 
-def refuse_foreign_directory(root: Path) -> None:
-    """Refuses a directory ``root`` that has files but no hparams.json: it is someone else's.
+def refuse_foreign_directory(
+    root: Path, todo: str = "choose another --output_dir or --experiment_name"
+) -> None:
+    """Refuses ``root`` where it is a file, or a directory that has files but no hparams.json:
+    it is someone else's.
 
     What a kill of the first write leaves (the lock, a temporary hparams.json) does not count.
 
     >>> refuse_foreign_directory(Path("/nonexistent"))
     """
-    if not root.is_dir() or (root / "hparams.json").exists():
+    if root.exists() and not root.is_dir():
+        raise LthError(f"{root} exists and is not a directory; move it away, or {todo}")
+    if not root.exists() or (root / "hparams.json").exists():
         return
     if any(not io.is_leftover(path) for path in root.iterdir()):
-        raise LthError(
-            f"{root} exists and is not an lth_tf experiment (no hparams.json); "
-            "choose another --output_dir or --experiment_name"
-        )
+        raise LthError(f"{root} exists and is not an lth_tf experiment (no hparams.json); {todo}")
 
 
 def open_experiment(

@@ -230,9 +230,15 @@ def _check_resumable(plan: SweepPlan) -> None:
         if not experiment.hparams.exists():
             # A driver killed as a member started leaves its directory with only the lock or
             # a temporary file in it: that member starts anew. Anything else is someone's.
-            refuse_foreign_directory(experiment.root)
+            refuse_foreign_directory(experiment.root, "choose another --output_dir")
             continue
-        saved = experiment_identity(read_saved(experiment, f"sweep member {member.name}: ").hparams)
+        todo = (
+            f"restore it from a copy, or delete {experiment.root} and rerun the sweep to train "
+            "that member again"
+        )
+        saved = experiment_identity(
+            read_saved(experiment, f"sweep member {member.name}: ", todo).hparams
+        )
         mine = experiment_identity(member.hparams)
         if saved != mine:
             differing = sorted(

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,8 +185,20 @@ def test_a_member_directory_a_kill_left_without_hparams_starts_anew_and_a_foreig
     (member / ".hparams.json.k3j5x9.tmp").write_text("{")
     plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
     (member / "notes.txt").write_text("mine")
-    with pytest.raises(LthError, match="is not an lth_tf experiment"):
+    with pytest.raises(LthError, match="is not an lth_tf experiment .*; choose another --output_d"):
         plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+    shutil.rmtree(member)
+    member.write_text("a file where the member's directory goes")  # was a FileExistsError
+    with pytest.raises(LthError, match="is not a directory; move it away, or choose another --o"):
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+    member.unlink()
+    member.mkdir()
+    (member / "hparams.json").write_text("{")  # lth-sweep has no --experiment_name to suggest
+    with pytest.raises(LthError) as refused:
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+    assert str(refused.value).endswith(
+        f"restore it from a copy, or delete {member} and rerun the sweep to train that member again"
+    )
 
 
 # -- the command line's refusals ---------------------------------------------------------------
