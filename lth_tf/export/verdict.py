@@ -137,7 +137,9 @@ def advice(context: dict[str, Any], arm_ran: bool) -> list[str]:
             "pipelines.export --arm: XNNPack never runs sparse kernels on x86 CPUs with AVX; "
             "on ARM this ticket's float file runs them: --arm measures it on an emulated ARM"
         )
-    if context["dense_weight_fraction"] > 0.5 and context["block_size"] == "1x1":
+    # Blocks are of single weights: a channel experiment refuses --block_size.
+    blocks_possible = context["block_size"] == "1x1" and context["granularity"] == "weight"
+    if context["dense_weight_fraction"] > 0.5 and blocks_possible:
         hints.append(
             "--block_size=4x1: TFLite's sparse FullyConnected kernel runs 4x1 blocks of Dense "
             "weights fast in float"

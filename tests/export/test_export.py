@@ -389,6 +389,24 @@ def test_a_difference_inside_the_timings_spread_is_same_speed(rounds, word):
     assert speed_word(rounds) == word
 
 
+@pytest.mark.parametrize("granularity, offered", [("weight", True), ("channel", False)])
+def test_the_verdict_offers_blocks_only_where_the_experiment_can_take_them(granularity, offered):
+    from lth_tf.export.verdict import advice
+
+    context = {
+        "granularity": granularity,
+        "prune_for": "any",
+        "block_size": "1x1",
+        "has_conv": False,
+        "dense_weight_fraction": 1.0,
+        "xnnpack_shaped": False,
+        "percent_remaining": 20.0,
+    }
+    hints = advice(context, arm_ran=False)
+    assert any(hint.startswith("--block_size=4x1") for hint in hints) is offered
+    assert hints[-1] == "more rounds: this ticket keeps 20.0% of its weights"
+
+
 def test_arm_options_are_checked_by_type():
     with pytest.raises(LthError, match=r"arm='no': give True or False"):
         ExportOptions(arm="no")
