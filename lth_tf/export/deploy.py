@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import gzip
 import io as bytes_io
+import json
 import logging
 import os
 import shutil
@@ -93,6 +94,24 @@ def check_dataset(ticket: Ticket, data: ImageDataset) -> None:
         )
 
 
+def check_replaceable(destination: Path, ticket: Ticket) -> None:
+    """Refuses to replace an export of another experiment of the same name (every sweep names
+    its members ``rewind0it-seed0``, ...): its ``export.json`` names another experiment id, or,
+    written before ids, another directory. A moved experiment keeps its id."""
+    try:
+        earlier = json.loads((destination / REPORT_FILE).read_text())
+        theirs = (earlier.get("experiment_id"), earlier.get("experiment"))
+    except (OSError, ValueError, AttributeError):
+        return  # no earlier export, or one that is not whole: replaced
+    mine = (ticket.experiment.identity, str(ticket.experiment.root.resolve()))
+    same = theirs[0] == mine[0] if theirs[0] and mine[0] else theirs[1] == mine[1]
+    if not same:
+        raise LthError(
+            f"{destination} holds the export of another experiment ({theirs[1]}); choose "
+            f"another --output_dir, or delete {destination} to replace it"
+        )
+
+
 def export_ticket(
     ticket: Ticket,
     dense: Ticket,
@@ -109,6 +128,7 @@ def export_ticket(
     options = options or ExportOptions()
     check_dataset(ticket, data)
     destination = export_dir(output_dir, ticket)
+    check_replaceable(destination, ticket)
     runtime = None
     if options.arm:
         from lth_tf.export.arm import arm_runtime
@@ -189,6 +209,7 @@ def _export(
         )
         report = {
             "experiment": str(ticket.experiment.root.resolve()),
+            "experiment_id": ticket.experiment.identity,
             "round": ticket.round,
             "selection": ticket.selection,
             "model": ticket.hparams.model.name,

@@ -11,7 +11,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from lth_tf import io
 from lth_tf.errors import LthError
-from lth_tf.experiment import RESULT_COLUMNS, RoundResult
+from lth_tf.experiment import RESULT_COLUMNS, ExperimentDir, RoundResult
 from lth_tf.export.deploy import ExportOptions, check_dataset, export_ticket
 from lth_tf.export.ticket import choose_best_round, open_ticket
 from tests.helpers import run_pipeline, tiny_dataset
@@ -111,6 +111,7 @@ def test_export_json_reports_files_accuracies_and_latencies(exported, lenet_runs
     directory, _ = exported
     report = json.loads((directory / "export.json").read_text())
     assert report["round"] == 2 and report["block_size"] == "1x1"
+    assert report["experiment_id"] == ExperimentDir(lenet_runs / "plain").identity is not None
     assert report["data"]["test_examples"] == len(mnist_data.test_labels) == 500
     ticket, dense = report["ticket"], report["dense"]
     assert dense["round"] == 0 and dense["percent_remaining"] == 100.0
@@ -413,3 +414,31 @@ def test_arm_options_are_checked_by_type():
     with pytest.raises(LthError, match=r"arm_examples=2.5: give a whole number of at least 1"):
         ExportOptions(arm=True, arm_examples=2.5)
     assert ExportOptions(arm=True, arm_examples=np.int64(5)).arm_examples == 5
+
+
+def test_an_export_of_another_experiment_of_the_same_name_is_not_replaced(lenet_runs, tmp_path):
+    # Every sweep names its members rewind0it-seed0, ...: two sweeps' exports meet by name.
+    from lth_tf.export.deploy import check_replaceable, export_dir
+
+    ticket = open_ticket(lenet_runs / "plain", 1)
+    destination = export_dir(tmp_path, ticket)
+    destination.mkdir(parents=True)
+    earlier = destination / "export.json"
+    check_replaceable(destination, ticket)  # nothing there yet
+    mine = str(ticket.experiment.root.resolve())
+    for report, replaceable in [
+        ({"experiment_id": ticket.experiment.identity, "experiment": "/moved/plain"}, True),
+        ({"experiment": mine}, True),  # written before ids
+        ({"experiment_id": "another", "experiment": "/other/sweep/plain"}, False),
+        ({"experiment": "/other/sweep/plain"}, False),
+    ]:
+        earlier.write_text(json.dumps(report))
+        if replaceable:
+            check_replaceable(destination, ticket)
+            continue
+        with pytest.raises(LthError) as refused:
+            check_replaceable(destination, ticket)
+        assert str(refused.value) == (
+            f"{destination} holds the export of another experiment (/other/sweep/plain); choose "
+            f"another --output_dir, or delete {destination} to replace it"
+        )
