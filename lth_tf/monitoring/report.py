@@ -260,6 +260,23 @@ def _group_curve(label: str, rows: Sequence[dict[str, Any]], n: int, x_axis: str
     )
 
 
+def _refuse_repeated_seeds(groups: Sequence[Sequence[ExperimentResults]]) -> None:
+    """Refuses two experiments of one group with the same seed: a rerun of one run (same
+    numbers, or the same but for hardware noise) would count as a second replicate and
+    narrow the band."""
+    for group in groups:
+        first: dict[str, ExperimentResults] = {}
+        for experiment in group:
+            key = repr(sorted(experiment.hparams.items()))
+            if key in first:
+                raise LthError(
+                    f"--experiments: {first[key].path} and {experiment.path} ran the same "
+                    f"hyperparameters with the same seed ({experiment.hparams.get('seed')}): one "
+                    "replicate, not two; give only one of them"
+                )
+            first[key] = experiment
+
+
 def _refuse_copies(experiment_dirs: Sequence[str | Path]) -> None:
     """Refuses two directories that are one run: a directory and its copy (``cp -r``) share
     the experiment id in ``hparams.json``, and would count one run twice (e.g. as replicates).
@@ -317,6 +334,7 @@ def write_report(
                 "use --x_axis=percent_remaining"
             )
     groups = replicate_groups(experiments)
+    _refuse_repeated_seeds(groups)
     # The papers' figures are printed: PNGs at print resolution.
     dpi = 300 if format == "png" else 100
     if all(len(group) == 1 for group in groups):

@@ -384,6 +384,8 @@ def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_
         ("not_an_experiment", "is not an lth_tf experiment (no hparams.json)"),
         ("unfinished", "has no finished round yet"),
         ("twice", "is given twice"),
+        # Not a copy (another id): the same run again, which is not a second replicate.
+        ("rerun", "ran the same hyperparameters with the same seed (0): one replicate, not two"),
     ],
 )
 def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case, message):
@@ -392,10 +394,13 @@ def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case,
         "not_an_experiment": [tmp_path],
         "unfinished": [tmp_path / "unfinished"],
         "twice": [monitored.root, monitored.root],
+        "rerun": [monitored.root, tmp_path / "rerun"],
     }[case]
     unfinished = ExperimentDir(tmp_path / "unfinished")
     unfinished.root.mkdir()
     shutil.copy(monitored.hparams, unfinished.hparams)
+    rerun = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "rerun"))
+    io.write_json(rerun.hparams, {**io.read_json(rerun.hparams), "experiment_id": "rerun-id"})
     with pytest.raises(LthError, match=re.escape(message)):
         write_report(experiments, tmp_path / "report")
     assert not (tmp_path / "report.png").exists()
