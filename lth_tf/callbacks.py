@@ -253,7 +253,14 @@ def callback_states(callbacks: Sequence[RunCallback]) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
     for callback in callbacks:
         with calling(callback, "state"):
-            for key, value in callback.state().items():
+            state = callback.state()
+        if not isinstance(state, Mapping):
+            raise LthError(
+                f"callback {callback.name}: state() returned a {type(state).__name__}, not a "
+                "dict of arrays; return e.g. {'count': np.int64(n)}, or {} for none"
+            )
+        with calling(callback, "state"):
+            for key, value in state.items():
                 array = np.asarray(value)
                 if array.dtype == object:
                     # Saved, it would need pickle to load: the resume would find it unreadable.
@@ -294,7 +301,13 @@ def evaluation_scalars(
     scalars: dict[str, float] = {}
     for callback in callbacks:
         with calling(callback, "on_evaluation"):
-            reported = dict(callback.on_evaluation(context, evaluation) or {})
+            returned = callback.on_evaluation(context, evaluation)
+        if returned is not None and not isinstance(returned, Mapping):
+            raise LthError(
+                f"callback {callback.name}: on_evaluation returned a {type(returned).__name__}, "
+                "not a dict of scalars by name; return e.g. {'my_metric': 0.5}, or None"
+            )
+        reported = dict(returned or {})
         for name, value in reported.items():
             if name in EVALUATION_COLUMNS or name in scalars:
                 raise LthError(

@@ -83,9 +83,10 @@ def test_a_callbacks_scalars_reach_evaluations_csv_and_tensorboard(tmp_path, dat
         values = [float(tensor_util.make_ndarray(event.tensor_proto)) for event in logged]
         assert values == pytest.approx(norms, rel=1e-6)
     # Round 1 kept 80% of lenet's fc weights: its norms are smaller than round 0's.
-    assert reported(experiment, 1)[0]["masked_weight_norm"] < reported(experiment, 0)[-1][
-        "masked_weight_norm"
-    ]
+    assert (
+        reported(experiment, 1)[0]["masked_weight_norm"]
+        < reported(experiment, 0)[-1]["masked_weight_norm"]
+    )
 
 
 def test_a_resumed_round_ends_with_the_callbacks_state_of_an_uninterrupted_one(tmp_path, data):
@@ -148,6 +149,21 @@ def test_callbacks_are_refused_in_one_line_when_they_cannot_be_told_apart_or_rec
     with pytest.raises(LthError, match="reports norm='big', not a number"):
         evaluation_scalars([_Named({"norm": "big"})], None, evaluation)
     assert evaluation_scalars([_Named({"norm": 2})], None, evaluation) == {"norm": 2.0}
+    # A wrong return value is not the hook raising, and lth_tf's line is not where it went wrong.
+    with pytest.raises(LthError, match=r"^callback _Named: on_evaluation returned a list, not a"):
+        evaluation_scalars([_Named([("norm", 2)])], None, evaluation)
+
+
+class _BadState(RunCallback):
+    def state(self):
+        return 5
+
+
+def test_a_callback_state_that_is_not_a_dict_says_what_to_return():
+    with pytest.raises(
+        LthError, match=r"^callback _BadState: state\(\) returned a int, not a dict"
+    ):
+        callback_states([_BadState()])
 
 
 @pytest.mark.parametrize(
