@@ -107,6 +107,12 @@ def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, s
         f"({100 * best.reported_accuracy:.2f}%) is within {tolerance:g} points "
         f"of round 0's ({100 * dense:.2f}%); {best.percent_remaining:.2f}% of "
         "weights remain"
+        # The papers rank by the early stop; IMP keeps (and the export ships) the final weights.
+        + (
+            "; the export holds its weights at the end of training"
+            if best.early_stop_iteration is not None
+            else ""
+        )
     )
     sparser = sorted(
         (r for r in by_round.values() if r.percent_remaining < best.percent_remaining),
