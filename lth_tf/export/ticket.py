@@ -80,12 +80,11 @@ def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, s
     without a validation split: :attr:`RoundResult.reported_accuracy`) is within ``tolerance``
     points of round 0's, and a sentence saying why.
 
-    >>> from types import SimpleNamespace as Row
-    >>> rows = [
-    ...     Row(round=0, percent_remaining=100.0, reported_accuracy=0.90),
-    ...     Row(round=1, percent_remaining=80.0, reported_accuracy=0.897),
-    ...     Row(round=2, percent_remaining=64.0, reported_accuracy=0.89),
-    ... ]
+    >>> from types import SimpleNamespace
+    >>> def row(r, left, accuracy):
+    ...     return SimpleNamespace(round=r, percent_remaining=left, reported_accuracy=accuracy,
+    ...                            early_stop_iteration=900)
+    >>> rows = [row(0, 100.0, 0.90), row(1, 80.0, 0.897), row(2, 64.0, 0.89)]
     >>> choose_best_round(rows, tolerance=0.5)[0]
     1
     """
