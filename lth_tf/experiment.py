@@ -344,8 +344,17 @@ class ExperimentDir:
         twice = sorted({r for r in rounds if rounds.count(r) > 1})
         if twice:
             raise io.damaged(self.results, f"two rows for round {twice[0]}", RESULTS_TODO)
+        total = self._saved_iterations()
+        longer = [r for r in results if total is not None and r.iterations > total]
+        if longer:  # e.g. the results.csv of a longer run, copied in
+            raise io.damaged(
+                self.results,
+                f"round {longer[0].round} trained {longer[0].iterations} iterations, more than "
+                f"this experiment's {total}",
+                RESULTS_TODO,
+            )
         if any(r.early_stop_trained is None for r in results):
-            results = with_early_stop_trained(results, self._saved_iterations())
+            results = with_early_stop_trained(results, total)
         return sorted(results, key=lambda result: result.round)
 
     def _saved_iterations(self) -> int | None:

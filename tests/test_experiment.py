@@ -158,6 +158,8 @@ def test_a_directory_the_first_version_wrote_reads_typed_through_the_migrations(
         ({"round": "-3"}, r"round -3 in the results row of round '-3' is outside \[0, inf\]"),
         ({"early_stop_test_accuracy": "2.5"}, r"early_stop_test_accuracy 2.5 .* \[0, 1\]"),
         ({"percent_remaining": "-5"}, r"percent_remaining -5.0 .* is outside \[0, 100\]"),
+        # The results.csv of a longer run, copied in.
+        ({"iterations": "31"}, "round 1 trained 31 iterations, more than this experiment's 30"),
     ]
     for change, says in damaged:
         io.write_csv(experiment.results, [{**row, **change}], columns)
