@@ -600,6 +600,15 @@ class Trainer:
         odd = io.not_finite(state, sorted(names))
         if odd is not None:
             raise ValueError(f"{odd} is not finite everywhere")
+        for name, variable in {**model_variables, **optimizer_variables}.items():
+            # Saved from these variables: another width (float16 for float32) is an edit, and
+            # would be cast without a word.
+            saved = np.asarray(state.get(name, np.zeros(0, variable.dtype.as_numpy_dtype)))
+            if saved.dtype != np.dtype(variable.dtype.as_numpy_dtype):
+                raise ValueError(
+                    f"saved {name!r} holds {saved.dtype} values, the model's are "
+                    f"{variable.dtype.name}"
+                )
         for name in sorted(optimizer_variables.keys() & state.keys()):
             value = np.asarray(state[name])
             if value.dtype.kind in "iu" and (value < 0).any():  # a step count

@@ -411,6 +411,11 @@ def _ints_in(arrays: dict, name: str) -> str:
     return f"saved {name!r} holds int32 values, the model's are float32"
 
 
+def _halves_in(arrays: dict, name: str) -> str:
+    arrays[name] = arrays[name].astype(np.float16)
+    return f"saved {name!r} holds float16 values, the model's are float32"
+
+
 def _missing(arrays: dict, name: str) -> str:
     del arrays[name]
     return f"no saved value for variable {name!r}"
@@ -425,6 +430,7 @@ def _missing(arrays: dict, name: str) -> str:
     [
         ("model", _nan_in),
         ("model", _ints_in),
+        ("model", _halves_in),
         ("early stop", _nan_in),
         ("early stop", _ints_in),
         ("early stop", _missing),
