@@ -252,14 +252,13 @@ def callback_states(callbacks: Sequence[RunCallback]) -> dict[str, np.ndarray]:
     """Every callback's state as checkpoint arrays, ``callback/<name>/<key>``."""
     arrays: dict[str, np.ndarray] = {}
     for callback in callbacks:
-        with calling(callback, "state"):
+        with calling(callback, "state"):  # an LthError raised inside passes through as it is
             state = callback.state()
-        if not isinstance(state, Mapping):
-            raise LthError(
-                f"callback {callback.name}: state() returned a {type(state).__name__}, not a "
-                "dict of arrays; return e.g. {'count': np.int64(n)}, or {} for none"
-            )
-        with calling(callback, "state"):
+            if not isinstance(state, Mapping):
+                raise LthError(
+                    f"callback {callback.name}: state() returned a {type(state).__name__}, not "
+                    "a dict of arrays; return e.g. {'count': np.int64(n)}, or {} for none"
+                )
             for key, value in state.items():
                 array = np.asarray(value)
                 if array.dtype == object:
@@ -302,12 +301,13 @@ def evaluation_scalars(
     for callback in callbacks:
         with calling(callback, "on_evaluation"):
             returned = callback.on_evaluation(context, evaluation)
-        if returned is not None and not isinstance(returned, Mapping):
-            raise LthError(
-                f"callback {callback.name}: on_evaluation returned a {type(returned).__name__}, "
-                "not a dict of scalars by name; return e.g. {'my_metric': 0.5}, or None"
-            )
-        reported = dict(returned or {})
+            if returned is not None and not isinstance(returned, Mapping):
+                raise LthError(
+                    f"callback {callback.name}: on_evaluation returned a "
+                    f"{type(returned).__name__}, not a dict of scalars by name; return e.g. "
+                    "{'my_metric': 0.5}, or None"
+                )
+            reported = dict(returned or {})
         for name, value in reported.items():
             if name in EVALUATION_COLUMNS or name in scalars:
                 raise LthError(

@@ -23,12 +23,13 @@ class LthError(Exception):
 
 
 # errno -> (its meaning in words, what to do); others get the system's words and the last hint.
-_FREE_SPACE = "free space or choose another --output_dir, then rerun to resume"
+# {output} is the flag that chose where the command writes.
+_FREE_SPACE = "free space or choose another {output}, then rerun to resume"
 _PERMISSION = ("permission denied", "check its permissions or choose another directory")
 OS_ERRORS: dict[int, tuple[str, str]] = {
     errno.ENOSPC: ("disk full", _FREE_SPACE),
     errno.EDQUOT: ("disk quota exceeded", _FREE_SPACE),
-    errno.EROFS: ("read-only file system", "choose a writable --output_dir"),
+    errno.EROFS: ("read-only file system", "choose a writable {output}"),
     errno.EACCES: _PERMISSION,
     errno.EPERM: _PERMISSION,
     errno.ENOTDIR: (
@@ -51,7 +52,7 @@ def os_error_line(error: OSError, output_flag: str | None = "--output_dir") -> s
     'e/results.csv: disk full (free space or choose another --output_dir, then rerun to resume)'
     """
     meaning, todo = OS_ERRORS.get(error.errno or 0, (None, _OTHER_OS_ERROR))
-    todo = todo.replace("--output_dir", output_flag or "place")
+    todo = todo.format(output=output_flag or "place")
     meaning = meaning or (error.strerror or str(error)).lower()
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
     where = f"{' -> '.join(paths)}: " if paths else ""

@@ -270,10 +270,13 @@ def restore(variables: dict[str, tf.Variable], values: Snapshot) -> None:
         variable.assign(values[name])
 
 
-def check_restorable(variables: dict[str, tf.Variable], values: Snapshot) -> None:
+def check_restorable(
+    variables: dict[str, tf.Variable], values: Snapshot, exact_dtype: bool = False
+) -> None:
     """A KeyError or ValueError for the first variable that ``values`` lacks, or holds in
     another shape or another kind of number (integers for a float variable would be cast
-    silently)."""
+    silently); ``exact_dtype``: or another width (float16 for float32), for values saved from
+    these very variables."""
     for name, variable in variables.items():
         if name not in values:
             raise KeyError(f"no saved value for variable {name!r}")
@@ -282,7 +285,8 @@ def check_restorable(variables: dict[str, tf.Variable], values: Snapshot) -> Non
             raise ValueError(
                 f"saved {name!r} has shape {value.shape}, the model's is {variable.shape}"
             )
-        if value.dtype.kind != np.dtype(variable.dtype.as_numpy_dtype).kind:
+        wanted = np.dtype(variable.dtype.as_numpy_dtype)
+        if value.dtype != wanted if exact_dtype else value.dtype.kind != wanted.kind:
             raise ValueError(
                 f"saved {name!r} holds {value.dtype} values, the model's are {variable.dtype.name}"
             )

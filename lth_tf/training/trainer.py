@@ -44,7 +44,14 @@ from lth_tf.data.pipeline import (
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.pruning.prunable import outputs_probabilities
-from lth_tf.pruning.wrapping import PrunedModel, Snapshot, restore, snapshot, variable_key
+from lth_tf.pruning.wrapping import (
+    PrunedModel,
+    Snapshot,
+    check_restorable,
+    restore,
+    snapshot,
+    variable_key,
+)
 from lth_tf.recipe import is_user_augmentation
 from lth_tf.training.chunks import MAX_AUTO_STEPS, ChunkLength
 from lth_tf.training.optimizers import example_losses, loss_spec, make_optimizer
@@ -600,15 +607,9 @@ class Trainer:
         odd = io.not_finite(state, sorted(names))
         if odd is not None:
             raise ValueError(f"{odd} is not finite everywhere")
-        for name, variable in {**model_variables, **optimizer_variables}.items():
-            # Saved from these variables: another width (float16 for float32) is an edit, and
-            # would be cast without a word.
-            saved = np.asarray(state.get(name, np.zeros(0, variable.dtype.as_numpy_dtype)))
-            if saved.dtype != np.dtype(variable.dtype.as_numpy_dtype):
-                raise ValueError(
-                    f"saved {name!r} holds {saved.dtype} values, the model's are "
-                    f"{variable.dtype.name}"
-                )
+        # Saved from these variables: another width (float16 for float32) is an edit, and would
+        # be cast without a word.
+        check_restorable({**model_variables, **optimizer_variables}, state, exact_dtype=True)
         for name in sorted(optimizer_variables.keys() & state.keys()):
             value = np.asarray(state[name])
             if value.dtype.kind in "iu" and (value < 0).any():  # a step count
