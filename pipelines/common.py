@@ -20,6 +20,7 @@ from lth_tf.startup import (
     start_tensorflow_quietly,  # noqa: F401  (what every pipeline calls)
     use_run_temp_dir,
 )
+from lth_tf.steps import is_count
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
@@ -58,9 +59,7 @@ class _JitCompileFlag(flags.Flag):
     """``--jit_compile=auto`` (the default), ``--jit_compile`` or ``--nojit_compile``."""
 
     def __init__(self, help_text: str):
-        super().__init__(
-            _JitCompileParser(), None, "jit_compile", "auto", help_text, boolean=True
-        )
+        super().__init__(_JitCompileParser(), None, "jit_compile", "auto", help_text, boolean=True)
 
     def _get_parsed_value_as_string(self, value: object) -> str:
         return repr("auto" if value == "auto" else str(value).lower())
@@ -76,16 +75,63 @@ class _StepsPerExecutionParser(flags.ArgumentParser):
         text = str(argument).strip().lower()
         if text == "auto":
             return "auto"
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"{argument!r}: use auto or an integer >= 1") from None
-        if value < 1:
+        if not is_count(text) or int(text) < 1:
             raise ValueError(f"{argument!r}: use auto or an integer >= 1")
-        return value
+        return int(text)
 
     def flag_type(self) -> str:
         return "auto or an integer >= 1"
+
+
+class _WholeNumberParser(flags.IntegerParser):
+    """absl's integer parser, for numbers written in the digits 0-9 only.
+
+    Python's ``int`` (absl's) also reads "0x10", "1_0" and other scripts' digits ("١"): a typo
+    there would run with a number nobody wrote.
+    """
+
+    def parse(self, argument: object) -> int:
+        if isinstance(argument, str):
+            text = argument.strip()
+            if not is_count(text.removeprefix("-")):
+                raise ValueError(f"{argument!r}: write a whole number in the digits 0-9")
+            argument = text
+        return super().parse(argument)
+
+
+class _DecimalParser(flags.FloatParser):
+    """absl's float parser, for numbers written in ASCII without "_" (Python's ``float`` reads
+    "1_0" and "١.٥")."""
+
+    def parse(self, argument: object) -> float:
+        if isinstance(argument, str) and (not argument.isascii() or "_" in argument):
+            raise ValueError(f"{argument!r}: write a number in the digits 0-9, e.g. 0.5 or 1e-4")
+        return super().parse(argument)
+
+
+def define_integer(
+    name: str, default: int | None, help_text: str, flag_values: flags.FlagValues = flags.FLAGS
+) -> None:
+    """``flags.DEFINE_integer`` for numbers in the digits 0-9 only (not "0x10", "1_0" or "١").
+
+    >>> values = flags.FlagValues()
+    >>> define_integer("seeds", 2, "Copies.", values)
+    >>> values(["prog", "--seeds=0x10"])  # doctest: +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    absl.flags._exceptions.IllegalFlagValueError: flag --seeds=0x10: '0x10': write a whole ...
+    """
+    flags.DEFINE(
+        _WholeNumberParser(), name, default, help_text, flag_values, flags.ArgumentSerializer()
+    )
+
+
+def define_float(
+    name: str, default: float | None, help_text: str, flag_values: flags.FlagValues = flags.FLAGS
+) -> None:
+    """``flags.DEFINE_float`` for numbers written in ASCII (not "1_0" or "١.٥")."""
+    flags.DEFINE(
+        _DecimalParser(), name, default, help_text, flag_values, flags.ArgumentSerializer()
+    )
 
 
 def one_of(names: tuple[str, ...] | list[str]) -> str:

@@ -27,7 +27,7 @@ flags.DEFINE_string(
     "is within --tolerance of round 0's; the end of training's without a validation split, "
     "--holdout=0).",
 )
-flags.DEFINE_float("tolerance", 0.5, "For --round=best: accuracy points below round 0 allowed.")
+common.define_float("tolerance", 0.5, "For --round=best: accuracy points below round 0 allowed.")
 flags.DEFINE_string("output_dir", "saved_models", "Exports go to <output_dir>/<experiment>/.")
 common.refuse_empty("output_dir")
 flags.DEFINE_string(
@@ -59,7 +59,7 @@ flags.DEFINE_bool(
     "Also write the ticket as a Keras 3 model, ticket.keras (load it with "
     "keras.saving.load_model), its outputs checked against the tf_keras ticket's.",
 )
-flags.DEFINE_integer(
+common.define_integer(
     "arm_examples",
     200,
     "With --arm: how many test examples (the first ones) run on the emulated ARM.",

@@ -21,6 +21,7 @@ from __future__ import annotations
 from absl import flags
 
 from lth_tf.config import ExperimentHparams, HparamFlag, hparam_flag_names, hparam_flags
+from pipelines import common
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -37,8 +38,8 @@ FLAG_DEFAULTS = {"model": DEFAULT_MODEL}
 
 _DEFINE = {
     str: flags.DEFINE_string,
-    int: flags.DEFINE_integer,
-    float: flags.DEFINE_float,
+    int: common.define_integer,
+    float: common.define_float,
     bool: flags.DEFINE_boolean,
 }
 

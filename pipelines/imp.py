@@ -40,7 +40,7 @@ flags.DEFINE_string(
     f"With --branch_of: {common.one_of(branch_controls())} (or a control of your own module, "
     "registered with lth_tf.lottery.controls.register_control).",
 )
-flags.DEFINE_integer(
+common.define_integer(
     "control_seed", None, "With --branch_of: seed of the control's randomness (default 0)."
 )
 flags.DEFINE_string("output_dir", "runs", "Where experiment directories go.")
@@ -48,7 +48,7 @@ common.refuse_empty("output_dir")
 flags.DEFINE_string("experiment_name", None, "Experiment directory name (default: from hparams).")
 flags.DEFINE_string("strategy", "default", "default, mirrored, multi_worker or tpu.")
 flags.DEFINE_string("tpu", None, "TPU name or address for --strategy=tpu.")
-flags.DEFINE_integer(
+common.define_integer(
     "virtual_cpus", None, "Split the host CPU into N logical devices (multi-replica on CPU)."
 )
 

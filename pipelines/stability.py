@@ -52,14 +52,14 @@ flags.DEFINE_boolean(
     "and 7% of training and report the earliest k whose instability is below --threshold "
     "(Frankle et al. 2020); writes stability/rewind_found.json and the sweep's figure and CSV.",
 )
-flags.DEFINE_float(
+common.define_float(
     "threshold", 2.0, "With --find_rewind: the instability (percentage points) called stable."
 )
-flags.DEFINE_integer("seeds", 2, "Copies trained with different data orders (2-100).")
-flags.DEFINE_integer(
+common.define_integer("seeds", 2, "Copies trained with different data orders (2-100).")
+common.define_integer(
     "points", 30, "Evenly spaced mixtures on the path, both ends included (2-1000)."
 )
-flags.DEFINE_integer(
+common.define_integer(
     "bn_batches", 100, "Training batches that recompute batch-norm statistics at each mixture."
 )
 common.define_execution_flags(

@@ -32,7 +32,7 @@ flags.DEFINE_list(
     f"Controls run as branches of every member: {', '.join(branch_controls())} (comma-separated).",
 )
 flags.DEFINE_string("output_dir", None, "The sweep's directory (members and sweep.json go here).")
-flags.DEFINE_integer(
+common.define_integer(
     "max_parallel", None, "Members at once, 1-1024 (default: one per GPU, or 1 without GPUs)."
 )
 flags.DEFINE_string(

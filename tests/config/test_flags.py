@@ -185,6 +185,31 @@ def test_bad_values_are_named_by_their_flags(argv, message):
         parse(*argv)
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--rounds=0x10"], "--rounds=0x10: '0x10': write a whole number in the digits 0-9"),
+        (["--batch_size=1_0"], "--batch_size=1_0: '1_0': write a whole number"),
+        (["--seed=\u0663"], "write a whole number in the digits 0-9"),
+        (["--learning_rate=1_0"], "--learning_rate=1_0: '1_0': write a number in the digits 0-9"),
+        (["--momentum=\u0660.\u0669"], "write a number in the digits 0-9"),
+    ],
+)
+def test_numbers_are_read_only_as_written_in_ascii_digits(argv, message):
+    # Python's int and float (absl's parsers) read "0x10" as 16, "1_0" as 10 and Arabic-Indic
+    # digits as digits: a slip of the keyboard would run an experiment nobody asked for.
+    with pytest.raises(flags.IllegalFlagValueError, match=re.escape(message)):
+        parse(*argv)
+
+
+def test_numbers_in_ascii_digits_keep_absl_spellings():
+    assert parse("--rounds=3").pruning.rounds == 3
+    assert parse("--seed= 7").training.seed == 7
+    assert parse("--learning_rate=2e-3").training.learning_rate == 2e-3
+    with pytest.raises(LthError, match=re.escape("--rounds must be an integer in [0, 1000]")):
+        parse("--rounds=-1")
+
+
 def test_every_flag_the_library_names_exists():
     # Messages and docs in lth_tf name options as users type them; a renamed flag would leave
     # them naming one that does not exist.
@@ -193,7 +218,7 @@ def test_every_flag_the_library_names_exists():
     defined |= {f"no{spec.name}" for spec in hparam_flags() if spec.boolean or spec.type is bool}
     for pipeline in (ROOT / "pipelines").glob("*.py"):
         text = pipeline.read_text()
-        defined |= set(re.findall(r'DEFINE_\w+\(\s*"(\w+)"', text))
+        defined |= set(re.findall(r'(?:DEFINE_\w+|define_integer|define_float)\(\s*"(\w+)"', text))
         # The flags pipelines/common.py defines by a function, for several pipelines.
         if "common.define_execution_flags(" in text:
             defined |= set(EXECUTION_FLAGS) | {"nojit_compile", "noprogress", "notensorboard"}
@@ -295,6 +320,7 @@ def test_the_execution_flags_build_one_execution_with_its_defaults():
     [
         (["--mixed_precision=float8"], "--mixed_precision: unknown 'float8'"),
         (["--steps_per_execution=0"], "use auto or an integer >= 1"),
+        (["--steps_per_execution=1_0"], "'1_0': use auto or an integer >= 1"),
         (["--jit_compile=maybe"], "use auto, true or false"),
     ],
 )
