@@ -12,6 +12,7 @@ b'TFL3'
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -93,10 +94,26 @@ def _converted(converter: tf.lite.TFLiteConverter, what: str) -> bytes:
         else:
             reason = next((e for e in errors if e), lines[0] if lines else type(error).__name__)
         reason = reason[:240]
+        layer = _failing_layer(next((line for line in lines if "error:" in line), ""))
         raise LthError(
             f"LiteRT's converter cannot write {what} of this model ({reason}): replace "
-            "the layer that computes it to export the model"
+            f"{f'layer {layer!r}' if layer else 'the layer that computes it'} to export the model"
         ) from None
+
+
+def _failing_layer(error_line: str) -> str | None:
+    """The Keras layer an MLIR error's location names (``model/layer/Op@function``), if any.
+
+    >>> _failing_layer('error: loc(callsite(fused["TensorListReserve:", "TensorArrayV2_1@'
+    ...     '__inference_standard_lstm_674"] at callsite(fused["PartitionedCall:", '
+    ...     '"sequential/my_lstm/PartitionedCall@__inference__wrapped_model_959"] at x))): ...')
+    'sequential/my_lstm'
+    """
+    for name in re.findall(r'fused\["[^"]*", "([^"]*)"\]', error_line):
+        path = name.split("@", 1)[0].split("/")
+        if len(path) > 1:
+            return "/".join(path[:-1])
+    return None
 
 
 def representative_images(images: np.ndarray, count: int = 500, seed: int = 0) -> np.ndarray:
