@@ -39,7 +39,8 @@ test: setup
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: setup
-	$(BIN)/ruff check lth_tf pipelines benchmarks tests docs
+	$(BIN)/ruff check lth_tf pipelines benchmarks tests docs conftest.py
+	$(BIN)/ruff format --check lth_tf pipelines benchmarks tests docs conftest.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -77,7 +77,11 @@ def resnet20(torch, in_channels: int, classes: int):
 def lenet300_100(torch, inputs: int, classes: int):
     nn = torch.nn
     return nn.Sequential(
-        nn.Flatten(), nn.Linear(inputs, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(inputs, 300),
+        nn.ReLU(),
+        nn.Linear(300, 100),
+        nn.ReLU(),
         nn.Linear(100, classes),
     )
 

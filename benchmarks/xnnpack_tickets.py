@@ -60,9 +60,7 @@ def _row(report: dict[str, Any]) -> dict[str, Any]:
         "percent_remaining": report["ticket"]["percent_remaining"],
         "one_by_one_zeros": report["verdict"]["context"].get("one_by_one_zeros"),
         "sparse_inference": arm["sparse_inference"],
-        "dense_sparse_inference": report["arm"]["files"][f"dense/{FLOAT_FILE}"][
-            "sparse_inference"
-        ],
+        "dense_sparse_inference": report["arm"]["files"][f"dense/{FLOAT_FILE}"]["sparse_inference"],
         "keras_accuracy": arm["keras_accuracy"],
         "arm_accuracy": arm["accuracy"],
         "arm_shippable": arm["shippable"],

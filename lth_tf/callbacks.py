@@ -241,8 +241,7 @@ def check_callbacks(callbacks: Sequence[Any]) -> list[RunCallback]:
             )
         if name in names:
             raise LthError(
-                f"two callbacks are named {name!r}; give one a name of its own (its "
-                "name property)"
+                f"two callbacks are named {name!r}; give one a name of its own (its name property)"
             )
         names.add(name)
     return checked

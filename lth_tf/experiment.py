@@ -599,8 +599,7 @@ def read_saved(
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError, LthError) as error:
             why = f"no {error.args[0]!r}" if isinstance(error, KeyError) else str(error)
             raise LthError(
-                f"{what}{path} is not an lth_tf hparams file (its {name}: {why}); "
-                f"{todo}"
+                f"{what}{path} is not an lth_tf hparams file (its {name}: {why}); {todo}"
             ) from None
 
     hparams = entry("hparams", lambda: ExperimentHparams.from_dict(fields["hparams"]))

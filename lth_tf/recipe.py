@@ -215,8 +215,7 @@ def optimizer_args(text: str, optimizer: str) -> dict[str, bool | float]:
             raise LthError(f"{where}: set SGD's momentum with --momentum")
         if key not in allowed:
             raise LthError(
-                f"{where}: {optimizer.lower()} has no argument {key}; it takes "
-                f"{', '.join(allowed)}"
+                f"{where}: {optimizer.lower()} has no argument {key}; it takes {', '.join(allowed)}"
             )
         values[key] = _value(value, key, where)
     return values
@@ -420,8 +419,10 @@ def _loss_config(entry: Any) -> dict[str, Any]:
     if smoothing:
         kept["label_smoothing"] = float(smoothing)
     if config.get("axis", -1) != -1:
-        raise LthError(f"--recipe=compiled: the model's {class_name} has axis={config['axis']}; "
-                       "lth_tf's class scores are the last axis")
+        raise LthError(
+            f"--recipe=compiled: the model's {class_name} has axis={config['axis']}; "
+            "lth_tf's class scores are the last axis"
+        )
     if config.get("ignore_class") is not None:
         raise LthError(
             f"--recipe=compiled: the model's {class_name} ignores class {config['ignore_class']}; "

@@ -276,9 +276,7 @@ def test_a_keras3_compile_config_is_its_tf_keras_equivalent(files, tmp_path):
     keras3 = pytest.importorskip("keras")
     assert keras3.__version__.startswith("3")
     model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(3)])
-    schedule = keras3.optimizers.schedules.CosineDecay(
-        0.0, 60, warmup_target=0.01, warmup_steps=10
-    )
+    schedule = keras3.optimizers.schedules.CosineDecay(0.0, 60, warmup_target=0.01, warmup_steps=10)
     model.compile(
         keras3.optimizers.AdamW(schedule, weight_decay=0.05),
         keras3.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1),

@@ -24,9 +24,7 @@ def residual_net(input_shape: tuple[int, ...], num_classes: int):
     x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)
     x = keras.layers.BatchNormalization(name="stem_bn")(x)
     shortcut = keras.layers.ReLU(name="stem_relu")(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise")(
-        shortcut
-    )
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise")(shortcut)
     x = keras.layers.BatchNormalization(name="depthwise_bn")(x)
     x = keras.layers.ReLU(name="depthwise_relu")(x)
     x = keras.layers.Conv2D(8, 1, name="pointwise")(x)

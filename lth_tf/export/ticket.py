@@ -118,9 +118,7 @@ def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, s
         key=lambda r: r.round,
     )
     if sparser:
-        missed = ", ".join(
-            f"{r.round} ({100 * r.reported_accuracy:.2f}%)" for r in sparser
-        )
+        missed = ", ".join(f"{r.round} ({100 * r.reported_accuracy:.2f}%)" for r in sparser)
         reason += f"; sparser rounds fall short: {missed}"
     return chosen, reason
 

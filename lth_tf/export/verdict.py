@@ -75,9 +75,7 @@ def file_verdict(
     """One file on one target: size and speed as ratios of its dense counterpart."""
     rounds = [
         d / f
-        for d, f in zip(
-            dense_timing["round_medians_us"], timing["round_medians_us"], strict=True
-        )
+        for d, f in zip(dense_timing["round_medians_us"], timing["round_medians_us"], strict=True)
     ]
     return {
         "file": name,

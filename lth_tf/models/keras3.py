@@ -114,7 +114,7 @@ OUTPUT_TOLERANCE = 1e-4
 CHECK_EXAMPLES = 8
 MODEL_CLASSES = ("Functional", "Sequential")
 KERAS3_ADVICE = (
-    "keep to the layers and options docs/your-own-model.md (\"Keras 3 models\") lists, or build "
+    'keep to the layers and options docs/your-own-model.md ("Keras 3 models") lists, or build '
     "the model with tf_keras (`import tf_keras as keras`)"
 )
 

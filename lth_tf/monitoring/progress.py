@@ -26,7 +26,6 @@ PLAIN_LINES = 10
 _SHORT = {"accuracy": "acc", "val_accuracy": "val", "test_accuracy": "test"}
 
 
-
 def speed(rate: float) -> str:
     """Iterations per second, as s/it below 1 it/s (a slow conv net would read ``0 it/s``).
 
@@ -41,6 +40,7 @@ def speed(rate: float) -> str:
         return f"{1 / rate:.1f} s/it"
     return "0 it/s"
 
+
 class ProgressBar(Callback):
     """Progress over iterations ``start`` to ``stop``; ``title`` (printed first) gets the global
     range when training starts past 0, e.g. "Round 1: iterations 500 to 1000".
@@ -52,9 +52,7 @@ class ProgressBar(Callback):
     redrawing a bar.
     """
 
-    def __init__(
-        self, start: int, stop: int, title: str | None = None, plain: bool | None = None
-    ):
+    def __init__(self, start: int, stop: int, title: str | None = None, plain: bool | None = None):
         if title is not None:
             print(title if start == 0 else f"{title}: iterations {start} to {stop}")
         self.start, self.stop, self.title = start, stop, title or "training"
@@ -118,9 +116,7 @@ class RunEstimate(Callback):
     'Estimated time left: about 2 min (12,000 iterations at 100 it/s, evaluations included).'
     """
 
-    def __init__(
-        self, stop: int, later_iterations: int, log: Callable[[str], None] | None = None
-    ):
+    def __init__(self, stop: int, later_iterations: int, log: Callable[[str], None] | None = None):
         self.stop, self.later_iterations = stop, later_iterations
         self.log = log or logging.getLogger("lth_tf").info
         self.first: tuple[int, float] | None = None

@@ -436,9 +436,7 @@ def channel_plan(model: tf_keras.Model, prunable: Prunable) -> ChannelPlan:
     final = []
     for root in roots:
         names = tuple(sorted(groups.producers[root], key=order.get))
-        kernels = tuple(
-            _key(getattr(model.get_layer(n), prunable.weights[n][0])) for n in names
-        )
+        kernels = tuple(_key(getattr(model.get_layer(n), prunable.weights[n][0])) for n in names)
         final.append(ChannelGroup(names, kernels, groups.size[root], groups.whole[root]))
     inputs = {n: renumber(layout) for n, layout in inputs.items()}
     outputs = {n: renumber(layout) for n, layout in outputs.items()}

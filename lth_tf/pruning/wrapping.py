@@ -122,8 +122,7 @@ class PrunedModel:
     def pruned_nonzero(self) -> int:
         """How many pruned positions hold a non-zero weight (0 whenever masking is right)."""
         return sum(
-            int(np.count_nonzero(weight.numpy()[mask.numpy() == 0]))
-            for weight, mask in self.masked
+            int(np.count_nonzero(weight.numpy()[mask.numpy() == 0])) for weight, mask in self.masked
         )
 
     def rewind_to(self, point: Snapshot) -> None:

@@ -361,10 +361,12 @@ class StabilitySession:
             if any(k == own or not files.rewind_point(k).exists() for k in passed):
                 checkpoint.unlink()  # it went past a point this run needs: start over
             else:
-                points.update({
-                    k: self.read_saved(files.rewind_point(k), STABILITY_REWIND_POINT_TODO)
-                    for k in passed
-                })
+                points.update(
+                    {
+                        k: self.read_saved(files.rewind_point(k), STABILITY_REWIND_POINT_TODO)
+                        for k in passed
+                    }
+                )
         self.pruned.set_round(0)
         self.pruned.set_masks({name: np.ones_like(m) for name, m in self.masks.items()})
         restore(self.pruned.rewindable, self.initial)
@@ -374,9 +376,7 @@ class StabilitySession:
             start=0,
             stop=targets[-1],
             checkpoint=checkpoint,
-            callbacks=[
-                SnapshotAt(targets, lambda k: reached(k, snapshot(self.pruned.rewindable)))
-            ],
+            callbacks=[SnapshotAt(targets, lambda k: reached(k, snapshot(self.pruned.rewindable)))],
             title=f"Round 0 again, to iteration{'s' * (len(targets) > 1)} "
             + ", ".join(map(str, targets)),
             todo=DENSE_CHECKPOINT_TODO,
@@ -653,43 +653,45 @@ class StabilitySession:
         path = [mean_error(errors) for errors in zip(*(p.path_errors for p in pairs), strict=True)]
         barrier = mean_error(pair.instability for pair in pairs)
         pruning = self.pruning_distances(copies)
-        result = StabilityResult(**{
-            "experiment": str(plan.experiment.root),
-            "model": plan.hparams.model.name,
-            "dataset": plan.hparams.dataset.name,
-            "round": plan.pruning_round,
-            "percent_remaining": plan.percent_remaining,
-            "weights_remaining": plan.results_row.weights_remaining,
-            "rewind": rewind.step,
-            "rewind_iteration": rewind.iteration,
-            "experiment_rewind_iteration": plan.own_rewind,
-            "train_from_iteration": rewind.iteration,
-            "train_to_iteration": total,
-            "iterations_trained": total - rewind.iteration,
-            "data_seeds": list(plan.data_seeds),
-            "mixtures": alphas,
-            "error_unit": ERROR_UNIT,
-            "copy_test_errors": copy_errors,
-            "imp_test_error": round(100.0 * (1.0 - plan.results_row.test_accuracy), 9),
-            "path_errors": path,
-            "end_errors": [path[0], path[-1]],
-            "max_path_error": max(path),
-            "instability": barrier,
-            "stable": barrier < STABLE_BELOW,
-            "stable_below": STABLE_BELOW,
-            "l2_distance_data_order": float(np.mean([pair.l2_distance for pair in pairs])),
-            "l2_distance_data_order_raw": float(np.mean([p.l2_distance_raw for p in pairs])),
-            **pruning,
-            "distance_over": DISTANCE_OVER,
-            "distance_normalisation": DISTANCE_NORMALISATION,
-            "batch_norm": {
-                "layers": len(batch_norm_layers(self.pruned.unwrapped)),
-                "statistics_from_training_batches": plan.bn_batches if self.batch_norm else 0,
-            },
-            "pairs": pairs,
-            "settings": settings(plan, rewind),
-            "seconds": round(time.monotonic() - began, 1),
-        })
+        result = StabilityResult(
+            **{
+                "experiment": str(plan.experiment.root),
+                "model": plan.hparams.model.name,
+                "dataset": plan.hparams.dataset.name,
+                "round": plan.pruning_round,
+                "percent_remaining": plan.percent_remaining,
+                "weights_remaining": plan.results_row.weights_remaining,
+                "rewind": rewind.step,
+                "rewind_iteration": rewind.iteration,
+                "experiment_rewind_iteration": plan.own_rewind,
+                "train_from_iteration": rewind.iteration,
+                "train_to_iteration": total,
+                "iterations_trained": total - rewind.iteration,
+                "data_seeds": list(plan.data_seeds),
+                "mixtures": alphas,
+                "error_unit": ERROR_UNIT,
+                "copy_test_errors": copy_errors,
+                "imp_test_error": round(100.0 * (1.0 - plan.results_row.test_accuracy), 9),
+                "path_errors": path,
+                "end_errors": [path[0], path[-1]],
+                "max_path_error": max(path),
+                "instability": barrier,
+                "stable": barrier < STABLE_BELOW,
+                "stable_below": STABLE_BELOW,
+                "l2_distance_data_order": float(np.mean([pair.l2_distance for pair in pairs])),
+                "l2_distance_data_order_raw": float(np.mean([p.l2_distance_raw for p in pairs])),
+                **pruning,
+                "distance_over": DISTANCE_OVER,
+                "distance_normalisation": DISTANCE_NORMALISATION,
+                "batch_norm": {
+                    "layers": len(batch_norm_layers(self.pruned.unwrapped)),
+                    "statistics_from_training_batches": plan.bn_batches if self.batch_norm else 0,
+                },
+                "pairs": pairs,
+                "settings": settings(plan, rewind),
+                "seconds": round(time.monotonic() - began, 1),
+            }
+        )
         log.info(
             "Rewind %s: instability %.2f points (%s), L2 distance data order %.4f, pruning %s",
             rewind.label,

@@ -27,9 +27,7 @@ from lth_tf.monitoring.tensorboard import TensorBoardRun
 from lth_tf.stability.result import StabilityResult
 
 
-def log_results(
-    logdir: Path, results: Sequence[StabilityResult], pngs: Sequence[bytes]
-) -> None:
+def log_results(logdir: Path, results: Sequence[StabilityResult], pngs: Sequence[bytes]) -> None:
     """Writes every scalar and figure of ``results`` that the run does not hold yet."""
     run = TensorBoardRun(logdir)
     try:

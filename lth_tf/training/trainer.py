@@ -159,9 +159,7 @@ class DistributedSplit:
         labels: np.ndarray,
     ):
         self._run = run
-        self._dataset = strategy.experimental_distribute_dataset(
-            evaluation_batches(images, labels)
-        )
+        self._dataset = strategy.experimental_distribute_dataset(evaluation_batches(images, labels))
 
     def measure(self) -> tuple[float, float]:
         loss_sum, correct, count = self._run(self._dataset)

@@ -166,9 +166,7 @@ def sparse_file(build, tmp_path, zero_fraction: float = 0.85) -> tuple[tf_keras.
     return model, float_tflite(tmp_path / "saved_model")
 
 
-def test_the_arm_check_marks_the_graph_xnnpack_gets_wrong_on_arm_not_shippable(
-    runtime, tmp_path
-):
+def test_the_arm_check_marks_the_graph_xnnpack_gets_wrong_on_arm_not_shippable(runtime, tmp_path):
     """An explicitly padded stem with ``same`` stride-2 depthwise convolutions, stored sparse:
     XNNPack runs part of it sparse on ARM and computes other outputs than on x86 (and Keras).
     The rebuilt form ``--prune_for=xnnpack`` trains (symmetric padding everywhere) is exact."""

@@ -160,9 +160,7 @@ def test_the_api_on_the_same_model_object_gives_the_cli_results_bit_for_bit(file
     assert_same_rounds(experiment.path, keras_cli)
     # Called again with the same arguments: every round is done, nothing retrains.
     again = find_tickets()
-    assert [r.train_seconds for r in again.results] == [
-        r.train_seconds for r in experiment.results
-    ]
+    assert [r.train_seconds for r in again.results] == [r.train_seconds for r in experiment.results]
 
 
 def test_a_builder_through_the_cli_and_through_the_api_on_arrays_agree(files):

@@ -191,7 +191,7 @@ def test_a_model_with_nothing_to_prune_is_one_line(tmp_path):
         )
 
 
-CUSTOM_LAYERS = '''
+CUSTOM_LAYERS = """
 import numpy as np
 import tf_keras as keras
 
@@ -229,7 +229,7 @@ def weighted(input_shape, num_classes):
 
 def scaled(input_shape, num_classes):
     return net(input_shape, num_classes, Scaled(2.0, name="scaled"))
-'''
+"""
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def test_a_refusal_is_one_line_on_stderr_and_exit_2(idx_dir, tmp_path):
 @pytest.mark.parametrize(
     "flag, reason",
     [
-        ("--rounds=abc", "flag --rounds=abc: invalid literal for int() with base 10: 'abc'"),
+        ("--rounds=abc", "flag --rounds=abc: 'abc': write a whole number in the digits 0-9"),
         ("--steps_per_execution=1.5", "flag --steps_per_execution=1.5: '1.5': use auto or an"),
         ("--steps_per_execution=0", "flag --steps_per_execution=0: '0': use auto or an integer"),
         ("--roundz=1", "Unknown command line flag 'roundz'"),
@@ -123,8 +123,6 @@ def test_bad_flags_exit_nonzero_with_one_line(flags, reason, tmp_path):
 def test_bad_branch_and_scope_flags_exit_with_one_line(flags, reason, tmp_path):
     result = run_main("pipelines.imp", *flags, f"--data_dir={tmp_path}", "--noprogress")
     assert_one_line_error(result, reason)
-
-
 
 
 def _comparable(experiment):

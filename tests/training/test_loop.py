@@ -1,7 +1,6 @@
 """The training loop and an IMP round's callbacks: evaluations, the early stop's test metrics
 measured on its own weights, checkpoints and resuming."""
 
-
 import numpy as np
 import tensorflow as tf
 
