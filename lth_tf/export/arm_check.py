@@ -24,7 +24,7 @@ import numpy as np
 from lth_tf.export import litert
 from lth_tf.export.arm import ArmRuntime, kernels_that_ran, run_on_arm, sparse_inference_ran
 from lth_tf.export.options import ExportOptions
-from lth_tf.export.verdict import ALLOWED_ACCURACY_DROP
+from lth_tf.export.verdict import ALLOWED_ACCURACY_DROP, points_below
 
 # A float file's outputs on ARM may differ from its outputs on this machine by float rounding
 # (sums in another order, in sparse kernels too): up to this fraction of the largest output.
@@ -129,7 +129,7 @@ def _not_shippable(
     set); a float file also within its allowance of the Keras model's accuracy, and its
     outputs this machine's up to float rounding."""
     allowed = ALLOWED_ACCURACY_DROP[file]
-    off_host = 100 * abs(host_accuracy - accuracy)
+    off_host = abs(points_below(host_accuracy, accuracy))
     if off_host > allowed:
         return (
             f"on ARM its accuracy is {off_host:.2f} points from its accuracy on this machine on "
@@ -137,7 +137,7 @@ def _not_shippable(
         )
     if litert.is_integer_model(content):
         return None
-    off_keras = 100 * abs(keras_accuracy - accuracy)
+    off_keras = abs(points_below(keras_accuracy, accuracy))
     if off_keras > allowed:
         return (
             f"on ARM its accuracy is {off_keras:.2f} points from the Keras model's on the same "

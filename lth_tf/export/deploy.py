@@ -312,7 +312,7 @@ def _verdict(report: dict[str, Any], model: tf_keras.Model) -> dict[str, Any]:
     for which, file, figures in _exported_files(report):
         dense = report["dense"]["files"][verdict.DENSE_COUNTERPART[file]]
         keras = report[which]["keras_test_accuracy"]
-        drop = 100 * (keras - figures["litert_test_accuracy"])
+        drop = verdict.points_below(keras, figures["litert_test_accuracy"])
         allowed = verdict.ALLOWED_ACCURACY_DROP[file]
         why = (
             f"LiteRT test accuracy {drop:.2f} points below Keras's (at most {allowed} allowed)"

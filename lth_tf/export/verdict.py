@@ -45,6 +45,18 @@ ALLOWED_ACCURACY_DROP = {
     SHRUNK_FLOAT_FILE: 0.1,
     SHRUNK_INT8_FILE: 1.0,
 }
+
+
+def points_below(reference: float, accuracy: float) -> float:
+    """How many accuracy points ``accuracy`` is below ``reference`` (both fractions), without
+    the float residue that would put a drop of exactly the allowance over it.
+
+    >>> 100 * (0.32 - 0.31), points_below(0.32, 0.31)
+    (1.0000000000000009, 1.0)
+    """
+    return round(100 * (reference - accuracy), 9)
+
+
 # A median speed-up under 5% is no speed-up a user can count on: two runs of the same file on
 # one machine drift that much.
 SAME_SPEED_BAND = 0.05
