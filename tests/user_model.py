@@ -92,6 +92,15 @@ def raises(input_shape: tuple[int, ...], num_classes: int):
     raise ValueError("no such layer size")
 
 
+def named_scores(input_shape: tuple[int, ...], num_classes: int):
+    """A model whose class scores come out under a name, as a dict: refused."""
+    import tf_keras as keras
+
+    inputs = keras.Input(input_shape, name="image")
+    scores = keras.layers.Dense(num_classes)(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, {"scores": scores}, name="named_scores")
+
+
 def shapes_arrays(train: int = 400, test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
     """Class c is an 8x8 square of colour c (one of 5) at a random place on noise, uint8."""
     rng = np.random.default_rng(seed)

@@ -442,6 +442,12 @@ def check_fits(
             f"{what} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; IMP "
             "here trains a classifier with one input and one output (the class scores)"
         )
+    if isinstance(model.output, dict):
+        raise LthError(
+            f"{what} returns a dict ({', '.join(map(repr, model.output))}); IMP here trains on "
+            "the class scores as one tensor: build the model with that tensor as its output "
+            "(Model(inputs, scores), not Model(inputs, {name: scores}))"
+        )
     expected = tuple(model.inputs[0].shape[1:])
     fits = len(expected) == len(input_shape) and all(
         e is None or e == d for e, d in zip(expected, input_shape, strict=True)

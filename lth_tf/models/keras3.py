@@ -237,11 +237,20 @@ def _sample_for(model: Any) -> Any:
 
 
 def _outputs(model: Any, inputs: np.ndarray) -> np.ndarray:
+    """The model's outputs on ``inputs``; several (a list or a dict of them, keys sorted) side
+    by side, one row per example."""
+    outputs = model(inputs, training=False)
     if is_keras3_model(model):
         import keras
 
-        return np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
-    return np.asarray(model(inputs, training=False))
+        flat = [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(outputs)]
+    else:
+        import tensorflow as tf
+
+        flat = [np.asarray(output) for output in tf.nest.flatten(outputs)]
+    if len(flat) == 1:
+        return flat[0]
+    return np.concatenate([output.reshape(len(output), -1) for output in flat], axis=1)
 
 
 def check_same_outputs(source: Any, target: Any, inputs: Any, what: str) -> float:
@@ -457,15 +466,18 @@ def _functional(config: dict[str, Any], source: _Keras, target: _Keras, what: st
             raise LthError(f"{what}: the layers {names} wait for inputs no layer makes")
         pending = waiting
 
-    def ends(value: Any) -> list[Any]:
-        refs = [value] if value and isinstance(value[0], str) else value
-        return [tensors[_Ref(str(r[0]), int(r[1]), int(r[2]))] for r in refs]
+    def ends(value: Any) -> Any:
+        """A model's inputs or outputs: one ``[layer, node, index]``, a list of them, or a dict
+        of them by name (``keras.Model({"image": x}, ...)``), as the target's tensors."""
+        if isinstance(value, dict):
+            return {key: ends(item) for key, item in value.items()}
+        if value and isinstance(value[0], str):
+            return tensors[_Ref(str(value[0]), int(value[1]), int(value[2]))]
+        found = [ends(item) for item in value]
+        return found[0] if len(found) == 1 else found
 
-    inputs, outputs = ends(config["input_layers"]), ends(config["output_layers"])
     return target.package.Model(
-        inputs[0] if len(inputs) == 1 else inputs,
-        outputs[0] if len(outputs) == 1 else outputs,
-        name=config.get("name"),
+        ends(config["input_layers"]), ends(config["output_layers"]), name=config.get("name")
     )
 
 

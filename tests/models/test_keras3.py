@@ -164,6 +164,29 @@ def test_a_keras3_model_converts_to_tf_keras_and_back_exactly(build):
     )
 
 
+def test_inputs_and_outputs_given_by_name_convert_both_ways():
+    # keras.Model({"image": x}, {"scores": y, ...}): its config lists its ends as dicts.
+    import tf_keras
+
+    image = keras.Input((6, 6, 1), name="image")
+    x = L.Flatten()(L.Conv2D(2, 3)(image))
+    original = _perturbed(
+        keras.Model({"image": image}, {"scores": L.Dense(3)(x), "aux": L.Dense(1)(x)})
+    )
+    converted = keras3.to_tf_keras(original)
+    back = keras3.to_keras3(converted)
+    assert isinstance(converted, tf_keras.Model) and isinstance(back, keras.Model)
+    assert set(converted.output) == set(back.output) == {"scores", "aux"}
+    images = np.random.default_rng(3).uniform(0, 1, (5, 6, 6, 1)).astype(np.float32)
+    expected = original({"image": images}, training=False)
+    for name in ("scores", "aux"):
+        want = keras.ops.convert_to_numpy(expected[name])
+        got = converted({"image": images}, training=False)[name].numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        got = keras.ops.convert_to_numpy(back({"image": images}, training=False)[name])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_the_check_on_the_users_examples_is_recorded():
     model = residual_net((20, 20, 3), 5)
     images = np.random.default_rng(0).integers(0, 255, (30, 20, 20, 3)).astype(np.uint8)
