@@ -23,3 +23,8 @@ def crops(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
 def raises(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
     """A bug: raises."""
     raise ValueError("no such op")
+
+
+def relabels(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
+    """A bug: labels past the last class."""
+    return images, labels + 10

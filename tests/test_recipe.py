@@ -358,6 +358,7 @@ def test_bad_recipes_are_one_line_before_tensorflow_starts(files, model, args, r
         ("crops", "changed the batch's images from float32[30, 6, 6, 1] to float32[30, 5, 6, 1]"),
         ("raises", "raised ValueError: no such op"),
         ("absent", "tests.augmentations has no function 'absent'"),
+        ("relabels", "for the first batch, which is no class of the data's"),
     ],
 )
 def test_a_broken_augmentation_is_one_line_before_the_directory_is_made(files, function, reason):

@@ -118,10 +118,16 @@ def _checked(spec: str, function: Augmentation) -> Augmentation:
 
 
 def check_augmentation(
-    spec: str, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int
+    spec: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    num_classes: int,
 ) -> None:
     """Runs ``--augment``'s function once, eagerly, on the first training batch, so an import
-    error, an exception or a changed batch is one line before anything is written."""
+    error, an exception, a changed batch or labels that are no class (of ``num_classes``) is
+    one line before anything is written."""
     function = augmentation(spec)
     if function is None:
         return
@@ -129,11 +135,19 @@ def check_augmentation(
         check_augmentable(images.shape[1:])
         return
     count = min(batch_size, len(images))
-    function(
+    _, augmented = function(
         tf.cast(tf.constant(images[:count]), tf.float32),
         tf.constant(labels[:count], tf.int64),
         tf.constant([seed, 0], tf.int64),
     )
+    augmented = augmented.numpy()
+    outside = augmented[(augmented < 0) | (augmented >= num_classes)]
+    if outside.size:
+        raise LthError(
+            f"--augment={spec} returned label {int(outside[0])} for the first batch, which is "
+            f"no class of the data's {num_classes} (0 .. {num_classes - 1}); return each "
+            "example's class index"
+        )
 
 
 def _with_options(dataset: tf.data.Dataset) -> tf.data.Dataset:

@@ -192,7 +192,12 @@ def _run_locked(
     # The user's augmentation runs once, and the optimizer is built once, so that an import
     # error, a changed batch or an argument Keras refuses is one line before anything is written.
     check_augmentation(
-        training.augment, data.train_images, data.train_labels, training.batch_size, training.seed
+        training.augment,
+        data.train_images,
+        data.train_labels,
+        training.batch_size,
+        training.seed,
+        data.num_classes,
     )
     check_optimizer(training.schedule_in_iterations(resolved.iterations_per_epoch))
     _warn_about_schedule(resolved)
