@@ -101,6 +101,15 @@ def named_scores(input_shape: tuple[int, ...], num_classes: int):
     return keras.Model(inputs, {"scores": scores}, name="named_scores")
 
 
+def sigmoid_scores(input_shape: tuple[int, ...], num_classes: int):
+    """A model that ends in a sigmoid, which multi-class cross-entropy cannot train: refused."""
+    import tf_keras as keras
+
+    inputs = keras.Input(input_shape, name="image")
+    flat = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="sigmoid")(flat))
+
+
 def shapes_arrays(train: int = 400, test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
     """Class c is an 8x8 square of colour c (one of 5) at a random place on noise, uint8."""
     rng = np.random.default_rng(seed)

@@ -434,7 +434,7 @@ def check_fits(
     model: tf_keras.Model, what: str, input_shape: tuple[int, ...], num_classes: int
 ) -> None:
     """The model takes the data's examples and has an output per class of the data."""
-    from lth_tf.pruning.prunable import check_model
+    from lth_tf.pruning.prunable import check_model, outputs_probabilities
 
     check_model(model)  # a subclassed or Keras 3 model has no inputs to compare
     if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -448,6 +448,7 @@ def check_fits(
             "the class scores as one tensor: build the model with that tensor as its output "
             "(Model(inputs, scores), not Model(inputs, {name: scores}))"
         )
+    outputs_probabilities(model)  # a sigmoid head is refused
     expected = tuple(model.inputs[0].shape[1:])
     fits = len(expected) == len(input_shape) and all(
         e is None or e == d for e, d in zip(expected, input_shape, strict=True)

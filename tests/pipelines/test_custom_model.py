@@ -336,6 +336,7 @@ def _keras3_file(path):
         ("no_submodule_nor_dataset", "cannot import tests.no_such_module"),
         ("raises", "the builder raised ValueError: no such layer size"),
         ("named_scores", "returns a dict ('scores'); IMP here trains on the class scores as one"),
+        ("sigmoid_scores", "ends in a sigmoid"),
         ("missing_file", "does not exist"),
         ("unknown_layer", "no prunable layer of 'residual_net' has that name"),
         ("no_dataset", "needs --dataset"),
@@ -358,7 +359,7 @@ def test_bad_models_and_data_exit_with_one_line(case, reason, files, tmp_path):
         model = "no_such_module:build"
     elif case == "no_submodule_nor_dataset":
         model = "tests.no_such_module:build"
-    elif case in ("raises", "named_scores"):
+    elif case in ("raises", "named_scores", "sigmoid_scores"):
         model = f"tests.user_model:{case}"
     elif case == "missing_file":
         model = str(tmp_path / "nothing.keras")
