@@ -173,9 +173,10 @@ def _remove_run_temp_dir(folder: Path, lock: int, owner: int) -> None:
 
 
 @contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
+def quiet_stderr(explained: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Captures what C++ libraries write to the process's stderr (file descriptor 2) while the
-    block runs; it is shown after all if the block fails.
+    block runs; it is shown after all if the block fails, unless with an ``explained`` error
+    (one that says in its own words what went wrong).
 
     TensorFlow prints lines about missing CUDA drivers at its start, the TFLite converter
     ``fully_quantize: 0, inference_type: 6, ...`` for every int8 file, LiteRT its delegate:
@@ -187,10 +188,11 @@ def quiet_stderr() -> Iterator[None]:
         os.dup2(captured.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except BaseException as error:
             os.dup2(saved_fd, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
+            if not isinstance(error, explained):
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace"))
             raise
         finally:
             os.dup2(saved_fd, 2)

@@ -79,26 +79,49 @@ def int8_tflite(
 
 
 def _converted(converter: tf.lite.TFLiteConverter, what: str) -> bytes:
-    """``converter.convert()``; a model LiteRT cannot convert is one line naming why."""
-    try:
-        with quiet_stderr():
+    """``converter.convert()``; a model LiteRT cannot convert is one line naming why (the
+    converter's own lines on stderr are dropped then)."""
+    with quiet_stderr(explained=(LthError,)):
+        try:
             return converter.convert()
-    except Exception as error:  # noqa: BLE001 - the converter raises several kinds
-        if "Converter" not in type(error).__name__:
-            raise
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        missing = [line for line in lines if line.startswith("TF Select ops:")]
-        errors = [line.rsplit("error:", 1)[-1].strip() for line in lines if "error:" in line]
-        if missing:
-            reason = "no LiteRT kernel for " + missing[0].split(":", 1)[1].strip()
-        else:
-            reason = next((e for e in errors if e), lines[0] if lines else type(error).__name__)
-        reason = reason[:240]
-        layer = _failing_layer(next((line for line in lines if "error:" in line), ""))
-        raise LthError(
-            f"LiteRT's converter cannot write {what} of this model ({reason}): replace "
-            f"{f'layer {layer!r}' if layer else 'the layer that computes it'} to export the model"
-        ) from None
+        except Exception as error:  # noqa: BLE001 - the converter raises several kinds
+            if "Converter" not in type(error).__name__:
+                raise
+            raise _conversion_error(str(error), what) from None
+
+
+def _conversion_error(text: str, what: str) -> LthError:
+    """The converter's error text as one line: the op without a kernel, or the first error
+    without its location, and the layer it is in."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    missing = [line for line in lines if line.startswith("TF Select ops:")]
+    errors = [_without_location(line) for line in lines if "error:" in line]
+    if missing:
+        reason = "no LiteRT kernel for " + missing[0].split(":", 1)[1].strip()
+    else:
+        reason = next((e for e in errors if e), lines[0] if lines else "no reason given")
+    layer = _failing_layer(next((line for line in lines if "error:" in line), ""))
+    return LthError(
+        f"LiteRT's converter cannot write {what} of this model ({reason[:240]}): replace "
+        f"{f'layer {layer!r}' if layer else 'the layer that computes it'} to export the model"
+    )
+
+
+def _without_location(error_line: str) -> str:
+    """What an MLIR error line says, without its ``loc(...)`` prefix (often longer than the
+    message itself).
+
+    >>> _without_location('<unknown>:0: error: loc(fused["A:", "m/x@f"]): tf.A op fails')
+    'tf.A op fails'
+    """
+    text = error_line.split("error:", 1)[-1].strip()
+    if text.startswith("loc("):
+        depth = 0
+        for position, character in enumerate(text):
+            depth += {"(": 1, ")": -1}.get(character, 0)
+            if character == ")" and depth == 0:
+                return text[position + 1 :].lstrip(": ").strip()
+    return text
 
 
 def _failing_layer(error_line: str) -> str | None:

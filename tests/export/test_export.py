@@ -337,25 +337,28 @@ def test_a_model_litert_cannot_convert_is_one_line_naming_the_op(tmp_path):
         int8_tflite(tmp_path / "saved_model", np.zeros((2, 4, 4, 1), np.float32))
 
 
-def test_a_layer_litert_cannot_convert_is_named(tmp_path):
+def test_a_layer_litert_cannot_convert_is_named(tmp_path, capfd):
     # An LSTM has no full-integer kernels: the converter's error names its ops inside the
-    # layer's function; the line names the layer to replace.
+    # layer's function, after a location longer than the message; the line names the layer to
+    # replace, and the converter's own lines on stderr are not shown.
     from lth_tf.export.stripped import save_saved_model
     from lth_tf.export.tflite import int8_tflite
 
     inputs = tf_keras.Input((6, 3))
     lstm = tf_keras.layers.LSTM(4, name="my_lstm")(inputs)
     save_saved_model(tf_keras.Model(inputs, tf_keras.layers.Dense(2)(lstm)), tmp_path / "sm")
+    capfd.readouterr()
     with pytest.raises(
         LthError,
-        match=r"cannot write the full-integer int8 \.tflite .*: replace "
-        r"layer '\w+/my_lstm' to export the model$",
+        match=r"cannot write the full-integer int8 \.tflite of this model \('tf\.\w+' op .*\): "
+        r"replace layer '\w+/my_lstm' to export the model$",
     ):
         int8_tflite(
             tmp_path / "sm",
             np.random.default_rng(0).random((4, 6, 3), np.float32),
             uint8_input=False,
         )
+    assert "loc(" not in capfd.readouterr().err
 
 
 # --- the verdict: which file to ship -------------------------------------------------------
