@@ -212,10 +212,15 @@ def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         # tf_keras quotes the whole model config in some messages: a short excerpt is enough.
         first = first if len(first) <= 300 else f"{first[:300]}..."
-        raise LthError(
-            f"{flag}={path}: tf_keras cannot load it ({first}); a model with custom layers "
-            "loads through a builder instead: --model=package.module:function"
-        ) from None
+        advice = (
+            "a model with custom layers loads through a builder instead: "
+            "--model=package.module:function"
+            if "Unknown" in first
+            # Its config was read (check_keras_file): what fails is its weights or their match.
+            else "the file is damaged or its weights do not fit its layers: save the model "
+            "again (model.save('model.keras'))"
+        )
+        raise LthError(f"{flag}={path}: tf_keras cannot load it ({first}); {advice}") from None
     return check_is_tf_keras(model, f"{flag}={path}")
 
 
@@ -258,7 +263,13 @@ def check_findable(spec: str, flag: str) -> None:
     lth_tf.errors.LthError: --model=no_such_package.nets:build: cannot import no_such_package ...
     """
     _search_the_working_directory()
-    parts = spec.rsplit(":", 1)[0].split(".")
+    module = spec.rsplit(":", 1)[0]
+    if module.endswith(".py"):
+        raise LthError(
+            f"{flag}={spec}: name the module as Python imports it, without .py: "
+            f"{flag}={module.removesuffix('.py').replace('/', '.')}:{spec.rsplit(':', 1)[1]}"
+        )
+    parts = module.split(".")
     locations = None  # sys.path, for the top-level package
     for depth in range(1, len(parts) + 1):
         name = ".".join(parts[:depth])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lth_tf.config import (
@@ -362,6 +363,11 @@ def get_model(name: str) -> ModelSpec:
             )
 
         return custom_spec(name, absent)
+    if name.lower().endswith((".h5", ".hdf5")) or Path(name, "saved_model.pb").is_file():
+        raise LthError(
+            f"--model={name}: lth_tf reads models saved as .keras files only; load it in Keras "
+            "and save it again with model.save('model.keras')"
+        )
     raise LthError(
         f"--model: unknown model {name!r}; choose one of {', '.join(MODELS)}, a saved model "
         "(path/to/model.keras) or a builder (package.module:function)"

@@ -147,6 +147,34 @@ def test_an_oversized_config_inside_a_small_keras_file_is_refused_unread(user_fi
     assert_one_line_error(result, "config.json declares")
 
 
+def test_a_keras_file_with_truncated_weights_is_named_damaged(user_files, tmp_path):
+    root, model, npz = user_files
+    damaged = tmp_path / "damaged.keras"
+    with zipfile.ZipFile(model) as source, zipfile.ZipFile(damaged, "w") as archive:
+        for name in source.namelist():
+            content = source.read(name)
+            archive.writestr(
+                name, content[: len(content) // 2] if name.endswith(".h5") else content
+            )
+    result = imp(f"--model={damaged}", f"--dataset=npz:{npz}", f"--output_dir={tmp_path / 'r'}")
+    assert_one_line_error(result, "the file is damaged or its weights do not fit its layers")
+    assert "custom layers" not in result.stdout + result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "model, reason",
+    [
+        ("net.h5", "--model=net.h5: lth_tf reads models saved as .keras files only"),
+        ("tests.user_model.py:residual_net", "without .py: --model=tests.user_model:residual_net"),
+    ],
+)
+def test_a_model_given_as_keras_users_often_have_it_says_what_to_change(model, reason, user_files):
+    root, _, npz = user_files
+    result = imp(f"--model={model}", f"--dataset=npz:{npz}", tensorflow=False)
+    assert_one_line_error(result, reason)
+
+
 @pytest.mark.parametrize("shape", [(784,), (28, 28)])
 def test_a_registered_conv_net_on_examples_without_a_channel_axis_is_one_line(shape, tmp_path):
     import numpy as np
