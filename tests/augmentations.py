@@ -28,3 +28,8 @@ def raises(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
 def relabels(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
     """A bug: labels past the last class."""
     return images, labels + 10
+
+
+def divides_by_zero(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
+    """A bug: normalizes by a zero standard deviation."""
+    return images / tf.zeros_like(images), labels

@@ -359,6 +359,7 @@ def test_bad_recipes_are_one_line_before_tensorflow_starts(files, model, args, r
         ("raises", "raised ValueError: no such op"),
         ("absent", "tests.augmentations has no function 'absent'"),
         ("relabels", "for the first batch, which is no class of the data's"),
+        ("divides_by_zero", "returned images with NaN or infinite values for the first batch"),
     ],
 )
 def test_a_broken_augmentation_is_one_line_before_the_directory_is_made(files, function, reason):

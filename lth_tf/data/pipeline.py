@@ -135,11 +135,16 @@ def check_augmentation(
         check_augmentable(images.shape[1:])
         return
     count = min(batch_size, len(images))
-    _, augmented = function(
+    images, augmented = function(
         tf.cast(tf.constant(images[:count]), tf.float32),
         tf.constant(labels[:count], tf.int64),
         tf.constant([seed, 0], tf.int64),
     )
+    if not np.isfinite(images.numpy()).all():
+        raise LthError(
+            f"--augment={spec} returned images with NaN or infinite values for the first batch; "
+            "the model would train on them and diverge"
+        )
     augmented = augmented.numpy()
     outside = augmented[(augmented < 0) | (augmented >= num_classes)]
     if outside.size:
