@@ -346,12 +346,18 @@ def experiment_data(
     if name.startswith("npz:") and isinstance(saved, dict) and saved.get("path"):
         if not Path(name.removeprefix("npz:")).exists():
             name = f"npz:{saved['path']}"
+        if not Path(name.removeprefix("npz:")).exists():
+            raise LthError(
+                f"{experiment.root} was trained on {name.removeprefix('npz:')}, which is gone: "
+                f"restore that file there (sha256 {str(saved.get('sha256'))[:8]}…) to use the "
+                "experiment"
+            )
     if data_dir is None and isinstance(saved, dict) and saved.get("data_dir"):
         data_dir = saved["data_dir"]
     data = load_dataset(
         name, data_dir, experiment_root=experiment.root, holdout=hparams.dataset.holdout
     )
     if isinstance(saved, dict):
-        check_same_data(saved, data, experiment.root)
+        check_same_data(saved, data, experiment.root, or_else=None)
     check_classes(experiment, data)
     return data

@@ -308,31 +308,36 @@ def _load_tfds_spec(spec: str, rest: str, data_dir: str | None, holdout: str) ->
 
 
 def check_same_data(
-    saved: dict[str, Any] | None, data: ImageDataset, experiment_root: str | os.PathLike
+    saved: dict[str, Any] | None,
+    data: ImageDataset,
+    experiment_root: str | os.PathLike,
+    or_else: str | None = "start a new --experiment_name",
 ) -> None:
     """Refuses to continue an experiment on data other than what it started with.
 
-    `saved` is the provenance recorded when the experiment started; none recorded (experiments
-    from before provenance existed), and a built-in dataset recorded without a fingerprint
-    (before fingerprints existed), pass.
+        `saved` is the provenance recorded when the experiment started; none recorded (experiments
+        from before provenance existed), and a built-in dataset recorded without a fingerprint
+        (before fingerprints existed), pass. Each refusal says how to restore the data, and
+    ``or_else`` (None where the experiment is only read, by an export).
 
-    >>> check_same_data({}, load_dataset("fashion_mnist"), "runs/x")  # old experiment: passes
+        >>> check_same_data({}, load_dataset("fashion_mnist"), "runs/x")  # old experiment: passes
     """
     if not saved:
         return
+    otherwise = f", or {or_else}" if or_else else ""
     now = data.provenance
     kind = saved.get("kind")
     if kind == "npz" and saved.get("sha256") != now.get("sha256"):
         then_hash, now_hash = str(saved.get("sha256")), str(now.get("sha256"))
         raise LthError(
             f"{data.name} changed since {experiment_root} was started (sha256 {then_hash[:8]}… "
-            f"then, {now_hash[:8]}… now): restore the file, or start a new --experiment_name"
+            f"then, {now_hash[:8]}… now): restore the file{otherwise}"
         )
     if kind == "tfds" and saved.get("version") != now.get("version"):
         raise LthError(
             f"{data.name} is version {now.get('version')} now but was {saved.get('version')} "
             f"when {experiment_root} was started: ask for tfds:{saved.get('name')}:"
-            f"{saved.get('version')}, or start a new --experiment_name"
+            f"{saved.get('version')}{otherwise}"
         )
     if kind == "builtin" and saved.get("fingerprint") not in (None, now.get("fingerprint")):
         # Recorded since fingerprints existed; experiments from before pass.
@@ -343,13 +348,12 @@ def check_same_data(
         raise LthError(
             f"--data_dir now holds other {data.name} data than {experiment_root} trained on "
             f"(fingerprint {then_print[:8]}… then, {now_print[:8]}… now{sizes}; read from "
-            f"{data.source}): point --data_dir at the original files, or start a new "
-            "--experiment_name"
+            f"{data.source}): point --data_dir at the original files{otherwise}"
         )
     if kind == "arrays" and saved.get("fingerprint") != now.get("fingerprint"):
         raise LthError(
             f"{data.name}: the arrays changed since {experiment_root} was started: restore its "
-            f"{ARRAYS_FILE}, or start a new --experiment_name"
+            f"{ARRAYS_FILE}{otherwise}"
         )
 
 

@@ -6,6 +6,7 @@ not match its data refused in one line. A tiny Dense net, a few iterations."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -212,3 +213,23 @@ def test_bad_names_in_an_npz_are_one_line_and_leave_no_directory(tmp_path, chang
     )
     assert_one_line_error(result, message)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_an_experiment_whose_data_file_is_gone_or_changed_says_to_restore_it(cli) -> None:
+    # An export or a report only reads the experiment: no new --experiment_name to start.
+    from lth_tf.export.ticket import open_ticket
+    from lth_tf.provenance import experiment_data
+
+    ticket = open_ticket(cli.experiment, 1)
+    npz = cli.root / "names.npz"
+    kept = npz.read_bytes()
+    try:
+        npz.unlink()
+        with pytest.raises(LthError, match=f"trained on {re.escape(str(npz))}, which is gone: "):
+            experiment_data(ticket.experiment, ticket.hparams)
+        np.savez(npz, **named_arrays(seed=1))
+        with pytest.raises(LthError, match=r"changed since .*: restore the file$"):
+            experiment_data(ticket.experiment, ticket.hparams)
+    finally:
+        npz.write_bytes(kept)
+    assert experiment_data(ticket.experiment, ticket.hparams).num_classes == 3
