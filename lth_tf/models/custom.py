@@ -37,7 +37,7 @@ import sys
 import threading
 import traceback
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,7 +205,8 @@ def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
     from lth_tf.models import keras3
 
     if keras3.is_keras3_file(path):
-        return keras3.to_tf_keras(keras3.load_keras3_file(path, flag), f"{flag}={path}")
+        converted = keras3.to_tf_keras(keras3.load_keras3_file(path, flag), f"{flag}={path}")
+        return in_global_precision(converted)
     try:
         model = tf_keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
@@ -221,7 +222,51 @@ def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
             "again (model.save('model.keras'))"
         )
         raise LthError(f"{flag}={path}: tf_keras cannot load it ({first}); {advice}") from None
-    return check_is_tf_keras(model, f"{flag}={path}")
+    return in_global_precision(check_is_tf_keras(model, f"{flag}={path}"))
+
+
+def in_global_precision(model: tf_keras.Model) -> tf_keras.Model:
+    """``model`` with every layer computing in the global precision policy (what
+    ``--mixed_precision`` sets), its weights the same.
+
+    A saved model names a policy in each layer's config (``mixed_bfloat16`` where it was
+    trained so), which would override the run's: it would compute in another precision than
+    the one the experiment records. Inputs keep their dtypes.
+    """
+    import tf_keras
+
+    policy = tf_keras.mixed_precision.global_policy().name
+    if all(
+        layer.dtype_policy.name == policy
+        for layer in _all_layers(model)
+        if not isinstance(layer, tf_keras.layers.InputLayer)
+    ):
+        return model
+    rebuilt = type(model).from_config(_layer_dtypes_dropped(model.get_config()))
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def _all_layers(model: tf_keras.Model) -> Iterator[tf_keras.layers.Layer]:
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a nested model
+            yield from _all_layers(layer)
+
+
+def _layer_dtypes_dropped(config: dict[str, Any]) -> dict[str, Any]:
+    """A model's config whose layers (nested models' too, not inputs) name no dtype policy."""
+    layers = []
+    for entry in config.get("layers", []):
+        entry = dict(entry)
+        inner = dict(entry.get("config", {}))
+        if "layers" in inner:
+            inner = _layer_dtypes_dropped(inner)
+        if entry.get("class_name") != "InputLayer":
+            inner.pop("dtype", None)
+        entry["config"] = inner
+        layers.append(entry)
+    return {**config, "layers": layers}
 
 
 def as_tf_keras(model: Any, what: str) -> tf_keras.Model:

@@ -122,3 +122,38 @@ def test_a_users_module_is_looked_for_without_importing_it_and_a_missing_import_
         "(ModuleNotFoundError: No module named 'no_such_dependency_of_lth_tests'); "
         "install no_such_dependency_of_lth_tests in this environment"
     )
+
+
+def test_a_saved_model_computes_in_the_runs_precision_with_its_own_weights(tmp_path):
+    # A file names a dtype policy in every layer: mixed_bfloat16 where it was trained so, which
+    # would override --mixed_precision (and what the experiment records).
+    import numpy as np
+
+    from lth_tf.models.custom import load_keras_file
+    from lth_tf.training.precision import mixed_precision_policy
+
+    def saved(name, policy):
+        with mixed_precision_policy(policy):
+            inputs = tf_keras.Input((6, 6, 1))
+            x = tf_keras.layers.Conv2D(2, 3)(inputs)
+            inner = tf_keras.Sequential([tf_keras.layers.Dense(4)], name="inner")
+            model = tf_keras.Model(inputs, inner(tf_keras.layers.Flatten()(x)))
+        model.save(tmp_path / name)
+        return model
+
+    mixed = saved("mixed.keras", "bfloat16")
+    saved("plain.keras", None)
+
+    def policies(model):
+        inner = [layer.dtype_policy.name for layer in model.get_layer("inner").layers]
+        return {layer.dtype_policy.name for layer in model.layers[1:]} | set(inner)
+
+    assert policies(mixed) == {"mixed_bfloat16"}
+    loaded = load_keras_file(tmp_path / "mixed.keras")
+    assert policies(loaded) == {"float32"}
+    assert loaded.inputs[0].dtype == tf.float32
+    for a, b in zip(loaded.get_weights(), mixed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with mixed_precision_policy("bfloat16"):
+        assert policies(load_keras_file(tmp_path / "plain.keras")) == {"mixed_bfloat16"}
+    assert policies(load_keras_file(tmp_path / "plain.keras")) == {"float32"}
