@@ -539,6 +539,18 @@ def experiment_hparams(
             "flag out (it sets the batch-norm weights of resnet20, vgg16, vgg19 or your model)"
         )
     pruning = grouped.get("pruning", {})
+    given_rates = (changes or {}).get("prune_rates")
+    if (
+        pruning.get("granularity", base.pruning.granularity) == "channel"
+        and isinstance(given_rates, str)
+        and "output" in {pair.split("=")[0].strip() for pair in given_rates.split(",")}
+        and pruning["rates"].output != 0
+    ):
+        raise LthError(
+            f"--prune_rates: output={pruning['rates'].output:g} has no effect under "
+            "--granularity=channel: the layer that makes the class scores keeps its units (one "
+            "per class); drop output= from --prune_rates"
+        )
     if pruning.get("prune_for", base.pruning.prune_for) == "xnnpack" and "rates" not in pruning:
         # The recipe's conv rate, raised so the 1x1 convolutions pass XNNPack's 2/3 zeros in
         # the rounds a run has (the user's --prune_rates, when given, stay as they are).

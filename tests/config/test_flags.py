@@ -178,6 +178,10 @@ def test_prune_rates_keep_the_models_other_kinds_and_steps_have_one_spelling():
         (["--learning_rate=0"], "--learning_rate must be a finite number > 0"),
         (["--eval_every=0"], "--eval_every must be more than 0"),
         (["--lr_drops=20000,soon"], "--lr_drops: 'soon' is not a step"),
+        (
+            ["--granularity=channel", "--prune_rates=fc=0.5,output=0.5"],
+            "--prune_rates: output=0.5 has no effect under --granularity=channel",
+        ),
     ],
 )
 def test_bad_values_are_named_by_their_flags(argv, message):
