@@ -440,7 +440,19 @@ def run(main: Callable[[list[str]], None]) -> None:
     program = sys.argv[0] if sys.argv else ""
     for flag in flags.FLAGS.get_key_flags_for_module(module):
         flags.FLAGS.register_key_flag_for_module(program, flag)
-    app.run(main, flags_parser=parse_flags_in_one_line)
+    # absl knows --help, --helpshort, --helpfull and -?, and exits 1 after printing the help:
+    # help that was asked for is a success (a script's `lth-imp --help || exit` must go on).
+    sys.argv = ["--help" if arg == "-h" else arg for arg in sys.argv]
+    asked_for_help = any(arg in _HELP_FLAGS for arg in sys.argv[1:])
+    try:
+        app.run(main, flags_parser=parse_flags_in_one_line)
+    except SystemExit as stop:
+        if asked_for_help and stop.code == 1:
+            sys.exit(0)
+        raise
+
+
+_HELP_FLAGS = ("--help", "--helpshort", "--helpfull", "-?")
 
 
 def setup_logging() -> None:
