@@ -612,16 +612,23 @@ def _earlier_members(plan: SweepPlan) -> list[dict[str, Any]]:
     path = plan.root / SWEEP_FILE
     if not path.exists():
         return []
+    entries = _sweep_entries(path)
+    planned = {member.name for member in plan.members}
+    for entry in entries:
+        if entry["name"] not in planned:
+            entry["status"] = _status_on_disk(plan.root / entry["name"], entry.get("status"))
+    return entries
+
+
+def _sweep_entries(path: Path) -> list[dict[str, Any]]:
+    """``sweep.json``'s member entries, each a dict naming a folder of the sweep directory;
+    anything else is a damaged file."""
     saved = io.read_json(path, SWEEP_TODO)
     entries = saved.get("members") if isinstance(saved, dict) else None
     if not isinstance(entries, list) or not all(
         isinstance(entry, dict) and _is_member_name(entry.get("name")) for entry in entries
     ):
         raise io.damaged(path, "not a list of named members", SWEEP_TODO)
-    planned = {member.name for member in plan.members}
-    for entry in entries:
-        if entry["name"] not in planned:
-            entry["status"] = _status_on_disk(plan.root / entry["name"], entry.get("status"))
     return entries
 
 
@@ -682,5 +689,5 @@ def read_sweep(root: str | Path) -> list[Path]:
     [PosixPath('runs/sweeps/demo/rewind0it-seed0'), ...]
     """
     root = Path(root)
-    names = [member["name"] for member in io.read_json(root / SWEEP_FILE)["members"]]
+    names = [member["name"] for member in _sweep_entries(root / SWEEP_FILE)]
     return [root / name for name in names if (root / name / "hparams.json").exists()]

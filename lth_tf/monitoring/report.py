@@ -137,6 +137,11 @@ def expand_experiments(inputs: Sequence[str | Path]) -> list[Path]:
     found: list[Path] = []
     for item in inputs:
         text = str(item)
+        if not text.strip():  # "runs/a,": Path("") would be the working directory
+            raise LthError(
+                f"--experiments: empty entry in {','.join(map(str, inputs))!r}; remove the "
+                "extra comma"
+            )
         if glob.has_magic(text):
             matches = sorted(
                 Path(p) for p in glob.glob(text) if (Path(p) / "hparams.json").is_file()

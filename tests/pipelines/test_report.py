@@ -27,3 +27,21 @@ def test_a_refusal_is_one_line_on_stderr_and_exit_2():
 def test_report_pipeline_prints_one_line_errors(flags, message):
     result = run_main("pipelines.report", *flags)
     assert_one_line_error(result, message)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[]", "{}", '{"members": null}', '{"members": [1]}', '{"members": [{"name": "../../a"}]}'],
+)
+def test_a_sweep_json_of_another_shape_or_naming_folders_elsewhere_is_damaged(content, tmp_path):
+    # lth-sweep refuses the same file; the report must not crash on it, nor follow ../ out of
+    # the sweep directory.
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text(content)
+    result = run_main("pipelines.report", f"--experiments={tmp_path / 'sweep'}", "--output=x")
+    assert_one_line_error(result, "sweep.json is damaged (not a list of named members)")
+
+
+def test_an_empty_entry_in_experiments_is_not_the_working_directory(tmp_path):
+    result = run_main("pipelines.report", f"--experiments={tmp_path},", "--output=x")
+    assert_one_line_error(result, "--experiments: empty entry in")
