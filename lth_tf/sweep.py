@@ -682,6 +682,26 @@ def _write_sweep_file(
     )
 
 
+def unfinished_members(root: str | Path) -> list[str]:
+    """The members ``sweep.json`` lists that have not finished every round on disk (pending,
+    running, failed or stopped).
+
+    >>> unfinished_members("runs/sweeps/demo")  # doctest: +SKIP
+    ['rewind500it-seed1']
+    """
+    root = Path(root)
+    return [
+        entry["name"]
+        for entry in _sweep_entries(root / SWEEP_FILE)
+        if _status_on_disk(root / entry["name"], entry.get("status")) != DONE
+    ]
+
+
+def member_names(root: str | Path) -> list[str]:
+    """The names of the members ``sweep.json`` lists, in its order."""
+    return [entry["name"] for entry in _sweep_entries(Path(root) / SWEEP_FILE)]
+
+
 def read_sweep(root: str | Path) -> list[Path]:
     """The member directories ``sweep.json`` lists that exist (for reports).
 
@@ -689,5 +709,4 @@ def read_sweep(root: str | Path) -> list[Path]:
     [PosixPath('runs/sweeps/demo/rewind0it-seed0'), ...]
     """
     root = Path(root)
-    names = [member["name"] for member in _sweep_entries(root / SWEEP_FILE)]
-    return [root / name for name in names if (root / name / "hparams.json").exists()]
+    return [root / name for name in member_names(root) if (root / name / "hparams.json").exists()]

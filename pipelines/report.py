@@ -43,7 +43,7 @@ flags.DEFINE_string(
 @user_errors_as_one_line
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
-    from lth_tf.monitoring.report import write_report, xnnpack_marks
+    from lth_tf.monitoring.report import unfinished_sweeps, write_report, xnnpack_marks
 
     if not FLAGS.output:
         raise LthError("--output: give a path prefix for the report, e.g. --output=reports/lenet")
@@ -52,6 +52,8 @@ def main(argv: list[str]) -> None:
     print(f"Table: {csv}")
     for line in xnnpack_marks(FLAGS.experiments):
         print(line)
+    for line in unfinished_sweeps(FLAGS.experiments):
+        print(f"note: {line}")
 
 
 def run() -> None:

@@ -67,7 +67,7 @@ class Curve:
     final_test_accuracy: tuple[float, ...] | None = None
     accuracy_band: Band | None = None
     iteration_band: Band | None = None
-    n: int | None = None
+    n: int | str | None = None
 
     @classmethod
     def from_results(

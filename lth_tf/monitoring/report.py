@@ -250,7 +250,11 @@ def _group_rows(
     return rows
 
 
-def _group_curve(label: str, rows: Sequence[dict[str, Any]], n: int, x_axis: str) -> Curve:
+def _group_curve(label: str, rows: Sequence[dict[str, Any]], x_axis: str) -> Curve:
+    counts = [row["n"] for row in rows]
+    # Replicates that stopped early (an unfinished sweep) leave later rounds to fewer runs.
+    n = str(max(counts)) if min(counts) == max(counts) else f"{min(counts)}\u2013{max(counts)}"
+
     def column(name: str) -> tuple[float, ...]:
         return tuple(math.nan if row[name] is None else float(row[name]) for row in rows)
 
@@ -376,14 +380,36 @@ def write_report(
     table = [
         _group_rows(label, group, aggregated) for label, group in zip(labels, groups, strict=True)
     ]
-    curves = [
-        _group_curve(label, rows, len(group), x_axis)
-        for label, rows, group in zip(labels, table, groups, strict=True)
-    ]
+    curves = [_group_curve(label, rows, x_axis) for label, rows in zip(labels, table, strict=True)]
     io.write_bytes_atomic(figure, sparsity_figure(curves, format=format, dpi=dpi, x_axis=x_axis))
     rows = [row for rows in table for row in rows]
     io.write_csv(csv, rows, group_columns(aggregated))
     return figure, csv
+
+
+def unfinished_sweeps(inputs: Sequence[str | Path]) -> list[str]:
+    """A line for each sweep directory among ``inputs`` whose members have not all finished:
+    the report draws what they have, and the user should know.
+
+    >>> unfinished_sweeps(["runs/sweeps/lth"])  # doctest: +SKIP
+    ['runs/sweeps/lth: 1 of 4 members has not finished every round (seed3); ...']
+    """
+    from lth_tf.sweep import SWEEP_FILE, member_names, unfinished_members
+
+    lines = []
+    for item in inputs:
+        if glob.has_magic(str(item)) or not (Path(item) / SWEEP_FILE).is_file():
+            continue
+        missing = unfinished_members(item)
+        if missing:
+            total = len(member_names(item))
+            verb = "has" if len(missing) == 1 else "have"
+            lines.append(
+                f"{item}: {len(missing)} of {total} members {verb} not finished every round "
+                f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); the report "
+                "draws the rounds they have (n in the table and legend)"
+            )
+    return lines
 
 
 def xnnpack_marks(experiment_dirs: Sequence[str | Path]) -> list[str]:

@@ -31,7 +31,8 @@ def fake_experiment(root, name, seed, rewind="0it", control="none", accuracies=(
     io.write_json(
         experiment.hparams, {"format_version": FORMAT_VERSION, "hparams": hparams.to_dict()}
     )
-    for pruning_round, (percent, accuracy) in enumerate(zip(PERCENTS, accuracies, strict=True)):
+    pairs = zip(PERCENTS[: len(accuracies)], accuracies, strict=True)
+    for pruning_round, (percent, accuracy) in enumerate(pairs):
         experiment.write_result(
             RoundResult(
                 pruning_round,
@@ -123,6 +124,31 @@ def test_the_figure_draws_each_groups_mean_with_its_min_max_band(sweep_like, tmp
         "rewind to 100it, ticket (IMP)",
         "rewind to 0it, random reinit",
     }
+
+
+def test_a_replicate_that_stopped_early_shows_in_n_and_in_a_note(tmp_path, monkeypatch):
+    # A sweep whose seed 1 failed after round 0: round 1 is seed 0's alone, which the legend
+    # and the report's note must say rather than draw it as a mean of two.
+    made = [
+        fake_experiment(tmp_path, "s0", 0, accuracies=(0.90, 0.80)),
+        fake_experiment(tmp_path, "s1", 1, accuracies=(0.94,)),
+    ]
+    entries = [{"name": p.name, "status": "failed"} for p in made]
+    io.write_json(tmp_path / SWEEP_FILE, {"members": entries})
+    drawn = {}
+
+    def capture(curves, **kwargs):
+        drawn["c"] = curves
+        return b"figure"
+
+    monkeypatch.setattr(report, "sparsity_figure", capture)
+    _, csv = write_report([tmp_path], tmp_path / "out")
+    assert [int(row["n"]) for row in io.read_csv(csv)] == [2, 1]
+    assert drawn["c"][0].legend.endswith("(mean, band min\u2013max, n=1\u20132)")
+    assert report.unfinished_sweeps([tmp_path, tmp_path / "s0"]) == [
+        f"{tmp_path}: 2 of 2 members have not finished every round (s0, s1); the report draws "
+        "the rounds they have (n in the table and legend)"
+    ]
 
 
 @pytest.mark.parametrize(
