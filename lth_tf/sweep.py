@@ -403,7 +403,7 @@ def check_ray_address(
             )
         host, port = match["host"].strip("[]"), int(match["port"])
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        connection = socket.create_connection((host, port), timeout=timeout)
     except OSError as error:
         why = (
             f"no answer within {timeout:g} s"
@@ -414,7 +414,38 @@ def check_ray_address(
             f"{flag}={address}: nothing answers at {host}:{port} ({why}); start the cluster "
             "(ray start --head) or correct the address, or leave it out to run on a local Ray"
         ) from None
+    with connection:
+        # Ray joins a GCS (or a Ray Client server) that does not answer gRPC by retrying for
+        # good; a listener that is not one is told apart here. TLS clusters speak it under TLS.
+        if os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true") and not _answers_grpc(
+            connection
+        ):
+            raise LthError(
+                f"{flag}={address}: something listens at {host}:{port}, but it is not a Ray "
+                f"cluster (no gRPC answer within {timeout:g} s); give the head node's GCS port "
+                "(6379 unless ray start --port said otherwise) or ray://HOST:10001"
+            )
     return address
+
+
+# An HTTP/2 client's first bytes, and an empty SETTINGS frame: a gRPC server answers with its
+# own SETTINGS frame (type 4) before anything else.
+_HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _answers_grpc(connection: socket.socket) -> bool:
+    """Whether the server at the other end of ``connection`` speaks HTTP/2, as gRPC does."""
+    try:
+        connection.sendall(_HTTP2_GREETING)
+        reply = b""
+        while len(reply) < 9:
+            chunk = connection.recv(9 - len(reply))
+            if not chunk:
+                return False
+            reply += chunk
+    except OSError:  # a timeout, or the connection closed
+        return False
+    return reply[3] == 4
 
 
 def _auto_address(flag: str) -> tuple[str, int] | None:

@@ -183,13 +183,32 @@ def test_an_address_where_nothing_listens_is_refused_in_seconds(scheme):
     assert time.monotonic() - started < 5
 
 
-def test_an_address_where_something_listens_is_handed_on():
+def test_an_address_where_a_grpc_server_answers_is_handed_on():
+    # Ray's GCS and its Ray Client server are gRPC servers (a real head passes the same way).
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        assert check_ray_address(f"127.0.0.1:{port}") == f"127.0.0.1:{port}"
+        assert check_ray_address(f"ray://localhost:{port}") == f"ray://localhost:{port}"
+    finally:
+        server.stop(None)
+
+
+def test_an_address_where_something_else_listens_is_refused_in_seconds():
+    # Ray would retry joining it for good.
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        assert check_ray_address(f"127.0.0.1:{port}") == f"127.0.0.1:{port}"
-        assert check_ray_address(f"ray://localhost:{port}") == f"ray://localhost:{port}"
+        started = time.monotonic()
+        with pytest.raises(LthError, match=f"listens at 127.0.0.1:{port}, but it is not a Ray"):
+            check_ray_address(f"127.0.0.1:{port}", timeout=1)
+        assert time.monotonic() - started < 5
 
 
 def test_a_sweep_to_a_dead_cluster_is_one_line_and_leaves_nothing(tmp_path):
