@@ -689,7 +689,7 @@ def open_experiment(
         saved_hparams = experiment_identity(saved.hparams)
         mine = experiment_identity(hparams)
         if saved_hparams != mine:
-            diffs = _differences(saved_hparams, mine)
+            diffs = hparam_differences(saved_hparams, mine)
             if len(diffs) == 1 and all(
                 value.get("model", {}).get("name", "").startswith("python:")
                 for value in (saved_hparams, mine)
@@ -773,12 +773,13 @@ def experiment_identity(hparams: ExperimentHparams) -> dict[str, Any]:
     return {**values, "pruning": {k: v for k, v in values["pruning"].items() if k != "rounds"}}
 
 
-def _differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:
+def hparam_differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:
+    """Where two nested hyperparameter dicts differ, as "group.key: saved X, now Y"."""
     diffs = []
     for key in sorted(set(saved) | set(mine)):
         old, new = saved.get(key), mine.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
-            diffs += _differences(old, new, f"{prefix}{key}.")
+            diffs += hparam_differences(old, new, f"{prefix}{key}.")
         elif old != new:
             diffs.append(f"{prefix}{key}: saved {old!r}, now {new!r}")
     return diffs

@@ -49,6 +49,7 @@ from lth_tf.execution import Execution
 from lth_tf.experiment import (
     ExperimentDir,
     experiment_identity,
+    hparam_differences,
     read_saved,
     refuse_foreign_directory,
 )
@@ -219,7 +220,43 @@ def plan_sweep(
             )
     plan = SweepPlan(Path(root), tuple(members))
     _check_resumable(plan)
+    _check_same_sweep(plan)
     return plan
+
+
+def _shared_identity(hparams: ExperimentHparams) -> dict[str, Any]:
+    """What every member of one sweep shares: all but the seed, the rewind point and the
+    control (and the rounds, which extend a run)."""
+    identity = experiment_identity(hparams)
+    identity.pop("branch", None)
+    identity["training"] = {k: v for k, v in identity["training"].items() if k != "seed"}
+    identity["pruning"] = {k: v for k, v in identity["pruning"].items() if k != "rewind"}
+    return identity
+
+
+def _check_same_sweep(plan: SweepPlan) -> None:
+    """A sweep directory holds one sweep: members of earlier runs that this one leaves out
+    must share its hyperparameters but the seed, rewind point and control, or the report
+    would draw two sweeps' members as one sweep's (and a rerun add to the wrong one)."""
+    if not plan.members or not (plan.root / SWEEP_FILE).exists():
+        return
+    planned = {member.name for member in plan.members}
+    mine = _shared_identity(plan.members[0].hparams)
+    for name in member_names(plan.root):
+        experiment = ExperimentDir(plan.root / name)
+        if name in planned or not experiment.hparams.exists():
+            continue
+        try:
+            theirs = _shared_identity(read_saved(experiment).hparams)
+        except LthError:
+            continue  # a damaged member: its own run says so
+        if theirs != mine:
+            differing = hparam_differences(theirs, mine)
+            raise LthError(
+                f"{plan.root} holds a sweep of other hyperparameters (member {name}: "
+                f"{'; '.join(differing[:3])}); rerun it with its own flags, or choose another "
+                "--output_dir"
+            )
 
 
 def _check_resumable(plan: SweepPlan) -> None:

@@ -279,10 +279,33 @@ def test_a_left_out_member_recorded_as_running_is_pending_now(tmp_path, all_fini
 )
 def test_a_damaged_sweep_file_is_one_line_naming_it(tmp_path, all_finished, content):
     (tmp_path / SWEEP_FILE).write_bytes(content)
-    plan = plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES)
+    # Planning reads it (its members must be of this sweep), before Ray starts.
     with pytest.raises(LthError, match=rf"{SWEEP_FILE} is damaged .*delete it and rerun"):
-        run_sweep(plan, say=lambda line: None)
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES)
     assert (tmp_path / SWEEP_FILE).read_bytes() == content
+
+
+def test_members_of_another_sweep_in_the_directory_are_refused(tmp_path, all_finished):
+    # A sweep of 40 iterations ran seed 0; a rerun of 20 iterations with seed 1 would add a
+    # member the report draws beside it as one sweep's.
+    from lth_tf.experiment import FORMAT_VERSION, ExperimentDir
+
+    first = plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+    run_sweep(first, say=lambda line: None)
+    member = ExperimentDir(tmp_path / first.members[0].name)
+    member.root.mkdir()
+    hparams = {"format_version": FORMAT_VERSION, "hparams": first.members[0].hparams.to_dict()}
+    io.write_json(member.hparams, hparams)
+    # The same sweep with more seeds (or a control) goes on.
+    more = plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[1, 2])
+    assert [m.name for m in more.members] == ["rewind0it-seed1", "rewind0it-seed2"]
+    shorter = {**CHANGES, "iterations": "20"}
+    with pytest.raises(
+        LthError,
+        match=r"holds a sweep of other hyperparameters \(member rewind0it-seed0: "
+        r"training.iterations: saved '40it', now '20it'\); rerun it with its own flags",
+    ):
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=shorter, seeds=[1])
 
 
 def test_a_second_sweep_into_a_running_sweep_is_refused(tmp_path, all_finished):
