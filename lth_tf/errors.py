@@ -43,6 +43,15 @@ OS_ERRORS: dict[int, tuple[str, str]] = {
 _OTHER_OS_ERROR = "check the path and the disk, then rerun"
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless one, as a message says them.
+
+    >>> counted(1, "member"), counted(3, "member")
+    ('1 member', '3 members')
+    """
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def os_error_line(error: OSError, output_flag: str | None = "--output_dir") -> str:
     """``<path>: <meaning> (<what to do>)`` for a failed file-system call; ``output_flag`` is
     the flag that chose where the command writes (``lth-report``'s is ``--output``; None where

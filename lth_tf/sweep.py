@@ -44,7 +44,7 @@ from lth_tf.config import (
     ExperimentHparams,
     check_number,
 )
-from lth_tf.errors import LthError
+from lth_tf.errors import LthError, counted
 from lth_tf.execution import Execution
 from lth_tf.experiment import (
     ExperimentDir,
@@ -310,7 +310,7 @@ class SweepResult:
         """``8 members: 7 done, 1 failed, 0 skipped in 95 s`` and a line per problem."""
         counts = {s: sum(v == s for v in self.status.values()) for s in (DONE, FAILED, SKIPPED)}
         lines = [
-            f"{len(self.status)} members: {counts[DONE]} done, {counts[FAILED]} failed, "
+            f"{counted(len(self.status), 'member')}: {counts[DONE]} done, {counts[FAILED]} failed, "
             f"{counts[SKIPPED]} skipped in {self.seconds:.0f} s"
         ]
         lines += [f"  {name}: {self.status[name]}: {error}" for name, error in self.errors.items()]
@@ -460,7 +460,7 @@ def check_ray_address(
             raise LthError(
                 f"{flag}={address}: something listens at {host}:{port}, but it is not a Ray "
                 f"cluster (no gRPC answer within {timeout:g} s); give the head node's GCS port "
-                "(6379 unless ray start --port said otherwise) or ray://HOST:10001"
+                "(6379 unless the head was started on another) or ray://HOST:10001"
             )
     return address
 
@@ -555,6 +555,11 @@ def run_sweep(
                 say,
                 list(callbacks),
             )
+        except BaseException:
+            # Stopped (SIGTERM, Ctrl-C) or broken: no member runs once this driver is gone.
+            stopped = {n: PENDING if s == "running" else s for n, s in status.items()}
+            _write_sweep_file(plan, stopped, errors, earlier)
+            raise
         finally:
             ray.shutdown()
     return SweepResult(status, errors, time.monotonic() - started)
@@ -632,8 +637,8 @@ def _run_members(
     gpus = int(ray.cluster_resources().get("GPU", 0))
     slots = max_parallel or max(gpus, 1)
     say(
-        f"Sweep {plan.root}: {len(todo)} of {len(plan.members)} members to run, {slots} at "
-        f"a time on {'Ray at ' + address if address else 'a local Ray'}"
+        f"Sweep {plan.root}: {len(todo)} of {counted(len(plan.members), 'member')} to run, "
+        f"{slots} at a time on {'Ray at ' + address if address else 'a local Ray'}"
         f"{f' ({gpus} GPUs, one per member)' if gpus else ''}."
     )
     # No retries: a crashed member resumes when the sweep is rerun, which says so.

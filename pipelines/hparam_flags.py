@@ -51,6 +51,9 @@ def define_hparam_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     (``flags.adopt_module_key_flags(hparam_flags)``).
     """
     for spec in hparam_flags():
+        default = FLAG_DEFAULTS.get(spec.name)
+        says_default = default is not None or "Default" in spec.help
+        help_text = spec.help if says_default else f"{spec.help} {_recipe_default(spec)}"
         if spec.boolean:
             # A string flag that also takes --name and --noname (absl passes "true"/"false").
             flag = flags.Flag(
@@ -58,7 +61,7 @@ def define_hparam_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                 flags.ArgumentSerializer(),
                 spec.name,
                 None,
-                spec.help,
+                help_text,
                 boolean=True,
             )
             flags.DEFINE_flag(flag, flag_values)
@@ -68,8 +71,22 @@ def define_hparam_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                 f"{spec.group}.{spec.field}: a {spec.type.__name__} field needs a parse "
                 "function in its metadata to be a flag"
             )
-        default = FLAG_DEFAULTS.get(spec.name)
-        _DEFINE[spec.flag_type](spec.name, default, spec.help, flag_values=flag_values)
+        _DEFINE[spec.flag_type](spec.name, default, help_text, flag_values=flag_values)
+
+
+def _recipe_default(spec: HparamFlag) -> str:
+    """What an unset flag takes, said in its help: the value of --model's recipe (the flag's
+    own absl default is None, so that a flag set to the recipe's value counts as set).
+
+    >>> from lth_tf.config import hparam_flags
+    >>> _recipe_default(next(s for s in hparam_flags() if s.name == "rounds"))
+    "(default: --model's recipe; lenet300_100's: 20)"
+    """
+    from lth_tf.models import paper_defaults
+
+    value = getattr(getattr(paper_defaults(DEFAULT_MODEL), spec.group), spec.field)
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f"(default: --model's recipe; {DEFAULT_MODEL}'s: {text or 'none'})"
 
 
 class _BooleanSpellings(flags.ArgumentParser):

@@ -23,6 +23,12 @@ from pipelines.hparam_flags import define_hparam_flags
 FLAGS = flags.FLAGS
 define_hparam_flags(FLAGS)
 flags.adopt_module_key_flags(hparam_flags)
+# What the sweep varies itself: its help says so (--seed stays defined, to be refused in words).
+FLAGS["seed"].help = "Not for a sweep, which varies the seed: give --seeds."
+FLAGS["rewind"].help = (
+    "Rewind points, comma-separated, a member each: e.g. 0,500it,2ep (0 = initial weights, as "
+    "in LTH; k into round 0, as in Stabilizing LTH). Default: the recipe's (0 for lenet300_100)."
+)
 flags.DEFINE_string(
     "seeds", "0", "Seeds of the members: 0-4, 0,1,2 or a mix (0-2,7); at most 1000 members."
 )

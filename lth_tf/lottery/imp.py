@@ -246,9 +246,9 @@ def _run_locked(
     # A finished round's masks are a function of the round before it: a lost file is redone.
     lost_masks = sorted(r for r in done if not experiment.masks(r).exists())
     if not lost_masks and all(r in done for r in range(hparams.pruning.rounds + 1)):
-        log.info(
-            "All %d rounds of %s are done already.", hparams.pruning.rounds + 1, experiment.root
-        )
+        rounds = hparams.pruning.rounds + 1
+        every = "Round 0 is" if rounds == 1 else f"All {rounds} rounds are"
+        log.info("%s of %s done already.", every, experiment.root)
         call_each(callbacks, "on_run_end")
         return experiment
 
