@@ -100,12 +100,13 @@ def output_prefix(output: str | os.PathLike, flag: str = "--output") -> Path:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         _write_and_rename(fd, tmp, path, data)
     except OSError as error:
-        # write() and fsync() on a full disk say ENOSPC without a file name; the user needs it.
-        if error.filename is None:
+        # write() and fsync() on a full disk say ENOSPC without a file name, and a folder that
+        # takes no files names the temporary one: the user needs the file they asked for.
+        if error.filename is None or str(error.filename).endswith(".tmp"):
             error.filename = str(path)
         raise
 

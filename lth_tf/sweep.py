@@ -167,6 +167,11 @@ def plan_sweep(
     Refuses an empty sweep, an unknown control and a member directory that holds another
     experiment, before anything runs.
     """
+    if (Path(root) / "hparams.json").exists():
+        raise LthError(
+            f"--output_dir={root} is an experiment's directory; a sweep needs a directory of its "
+            "own (its members go in it), e.g. runs/sweeps/NAME"
+        )
     changes = dict(changes or {})
     for varied, flag in (("seed", "--seeds"), ("rewind", "--rewind")):
         if varied in changes:

@@ -115,7 +115,7 @@ def main(argv: list[str]) -> None:
     from lth_tf.config import STABLE_REWIND
     from lth_tf.errors import LthError
 
-    stable_rewind = FLAGS.rewind is not None and FLAGS.rewind.strip() == STABLE_REWIND
+    stable_rewind = FLAGS.rewind is not None and FLAGS.rewind.strip().lower() == STABLE_REWIND
     if stable_rewind:
         if FLAGS.branch_of is not None:
             raise LthError("--rewind=stable is for a new experiment, not with --branch_of")

@@ -88,7 +88,7 @@ def plan_from_flags():
     rewinds = [r.strip() for r in FLAGS.rewind.split(",")] if FLAGS.rewind is not None else []
     if FLAGS.rewind is not None and not all(rewinds):
         raise LthError(f"--rewind: {FLAGS.rewind!r} has an empty entry; use e.g. 0,100it")
-    if STABLE_REWIND in rewinds:
+    if STABLE_REWIND in [rewind.lower() for rewind in rewinds]:
         raise LthError(
             f"--rewind={STABLE_REWIND} is pipelines.imp's; for a sweep, find k once on the dense "
             "network (pipelines.stability --find_rewind) and pass it, e.g. --rewind=0,2000it"

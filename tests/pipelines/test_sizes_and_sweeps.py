@@ -308,6 +308,12 @@ def test_members_of_another_sweep_in_the_directory_are_refused(tmp_path, all_fin
         plan_sweep(tmp_path, "lenet300_100", "mnist", changes=shorter, seeds=[1])
 
 
+def test_a_sweep_into_an_experiments_directory_is_refused(tmp_path):
+    (tmp_path / "hparams.json").write_text("{}")
+    with pytest.raises(LthError, match="is an experiment's directory; a sweep needs a directory"):
+        plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES)
+
+
 def test_a_second_sweep_into_a_running_sweep_is_refused(tmp_path, all_finished):
     root = tmp_path / "sweep"
     plan = plan_sweep(root, "lenet300_100", "mnist", changes=CHANGES)
