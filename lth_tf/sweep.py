@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import glob
 import logging
 import os
 import re
@@ -773,6 +774,42 @@ def unfinished_members(root: str | Path) -> list[str]:
         for entry in _sweep_entries(root / SWEEP_FILE)
         if _status_on_disk(root / entry["name"], entry.get("status")) != DONE
     ]
+
+
+def expand_experiments(entries: Sequence[str | Path], started_only: bool = False) -> list[Path]:
+    """``--experiments``' directories: each entry an experiment directory, a sweep directory
+    (its members that exist; with ``started_only``, those with a finished round) or a quoted
+    glob (the experiment directories it matches, sorted).
+
+    >>> expand_experiments(["runs/sweeps/lth", "runs/lenet-*"])  # doctest: +SKIP
+    [PosixPath('runs/sweeps/lth/rewind0it-seed0'), ..., PosixPath('runs/lenet-a')]
+    """
+    found: list[Path] = []
+    for item in entries:
+        text = str(item)
+        if not text.strip():  # "runs/a,": Path("") would be the working directory
+            raise LthError(
+                f"--experiments: empty entry in {','.join(map(str, entries))!r}; remove the "
+                "extra comma"
+            )
+        if glob.has_magic(text):
+            matches = sorted(
+                Path(p) for p in glob.glob(text) if (Path(p) / "hparams.json").is_file()
+            )
+            if not matches:
+                raise LthError(f"--experiments: {text} matches no experiment directory")
+            found += matches
+        elif (Path(text) / SWEEP_FILE).is_file():
+            members = read_sweep(text)
+            if started_only:
+                members = [m for m in members if ExperimentDir(m).read_results()]
+            if not members:
+                done = "has finished a round" if started_only else "has started"
+                raise LthError(f"--experiments: no member of the sweep {text} {done}")
+            found += members
+        else:
+            found.append(Path(text))
+    return found
 
 
 def member_names(root: str | Path) -> list[str]:

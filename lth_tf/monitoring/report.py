@@ -125,40 +125,6 @@ def experiment_labels(experiments: Sequence[ExperimentResults]) -> list[str]:
     return labels
 
 
-def expand_experiments(inputs: Sequence[str | Path]) -> list[Path]:
-    """Experiment directories from directories, sweep directories (their members with a
-    finished round) and globs (``runs/lenet-*``: the matching experiment directories).
-
-    >>> expand_experiments(["runs/sweeps/lth"])  # doctest: +SKIP
-    [PosixPath('runs/sweeps/lth/rewind0it-seed0'), ...]
-    """
-    from lth_tf.sweep import SWEEP_FILE, read_sweep
-
-    found: list[Path] = []
-    for item in inputs:
-        text = str(item)
-        if not text.strip():  # "runs/a,": Path("") would be the working directory
-            raise LthError(
-                f"--experiments: empty entry in {','.join(map(str, inputs))!r}; remove the "
-                "extra comma"
-            )
-        if glob.has_magic(text):
-            matches = sorted(
-                Path(p) for p in glob.glob(text) if (Path(p) / "hparams.json").is_file()
-            )
-            if not matches:
-                raise LthError(f"--experiments: {text} matches no experiment directory")
-            found += matches
-        elif (Path(text) / SWEEP_FILE).is_file():
-            started = [m for m in read_sweep(text) if ExperimentDir(m).read_results()]
-            if not started:
-                raise LthError(f"--experiments: no member of the sweep {text} has finished a round")
-            found += started
-        else:
-            found.append(Path(text))
-    return found
-
-
 def figure_path(output: str | Path) -> tuple[Path, str, Path]:
     """The figure's path and format, and the CSV's path, from ``--output``.
 
@@ -325,8 +291,10 @@ def write_report(
         raise LthError("--experiments: give one or more experiment directories, comma-separated")
     if x_axis not in X_AXES:
         raise LthError(f"--x_axis: unknown axis {x_axis!r}; choose one of {', '.join(X_AXES)}")
+    from lth_tf.sweep import expand_experiments
+
     figure, format, csv = figure_path(output)
-    experiment_dirs = expand_experiments(experiment_dirs)
+    experiment_dirs = expand_experiments(experiment_dirs, started_only=True)
     seen: set[Path] = set()
     for directory in experiment_dirs:
         resolved = Path(directory).resolve()
@@ -419,8 +387,10 @@ def xnnpack_marks(experiment_dirs: Sequence[str | Path]) -> list[str]:
     >>> xnnpack_marks(["runs/mobilenet-xnnpack"])  # doctest: +SKIP
     ['runs/mobilenet-xnnpack: XNNPack runs its tickets sparse on ARM from round 5 (67.2% ...']
     """
+    from lth_tf.sweep import expand_experiments
+
     marks = []
-    for directory in expand_experiments(experiment_dirs):
+    for directory in expand_experiments(experiment_dirs, started_only=True):
         rows = [row for row in load_results(directory).rows if row.xnnpack_1x1_zeros is not None]
         if not rows:
             continue

@@ -14,7 +14,6 @@ across-experiments figure and table go to ``<prefix>.png`` (or .pdf, .svg) and `
 from __future__ import annotations
 
 import dataclasses
-import glob
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,23 +38,6 @@ class AcrossPlan:
     pruning_round: int
 
 
-def expand_experiments(entries: Sequence[str]) -> list[str]:
-    """The experiment directories given: each entry a directory or a quoted glob (sorted)."""
-    found: list[str] = []
-    for entry in entries:
-        entry = str(entry).strip()
-        if not entry:
-            raise LthError(f"--experiments: empty entry in {','.join(map(str, entries))!r}")
-        if glob.has_magic(entry):
-            matches = sorted(m for m in glob.glob(entry) if Path(m).is_dir())
-            if not matches:
-                raise LthError(f"--experiments: {entry!r} matches no directory")
-            found.extend(matches)
-        else:
-            found.append(entry)
-    return found
-
-
 def plan_across(
     experiment_dirs: Sequence[str | Path],
     pruning_round: int,
@@ -66,7 +48,9 @@ def plan_across(
     """Plans each experiment at its own rewind point; any problem is an :class:`LthError`:
     fewer than two experiments, two at the same rewind point, or a hyperparameter other than
     the rewind point that differs (the first such is named)."""
-    dirs = expand_experiments([str(d) for d in experiment_dirs])
+    from lth_tf.sweep import expand_experiments
+
+    dirs = [str(d) for d in expand_experiments(experiment_dirs)]
     if len(dirs) < 2:
         raise LthError(
             f"--experiments: {len(dirs)} experiment given; a sweep across experiments needs at "

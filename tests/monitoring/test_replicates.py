@@ -190,3 +190,27 @@ def test_bad_report_inputs_are_refused(sweep_like, tmp_path, inputs, output, mes
     io.write_json(empty / SWEEP_FILE, {"members": [{"name": "not_yet"}]})
     with pytest.raises(LthError, match=message):
         write_report([i.format(root=sweep_like) for i in inputs], tmp_path / output)
+
+
+def test_report_and_stability_expand_a_sweep_into_its_members_one_way(sweep_like):
+    # lth-report draws the members with a finished round; lth-stability takes them all (its
+    # plan names a member without the round).
+    from lth_tf.sweep import expand_experiments
+
+    started = expand_experiments([sweep_like], started_only=True)
+    (sweep_like / "r0-s2").mkdir()
+    (sweep_like / "r0-s2" / "hparams.json").write_text(
+        (sweep_like / "r0-s0/hparams.json").read_text()
+    )
+    listed = io.read_json(sweep_like / SWEEP_FILE)
+    io.write_json(sweep_like / SWEEP_FILE, {"members": [*listed["members"], {"name": "r0-s2"}]})
+    assert expand_experiments([sweep_like], started_only=True) == started
+    assert expand_experiments([sweep_like]) == [*started, sweep_like / "r0-s2"]
+    assert [p.name for p in started] == [
+        "r0-s0",
+        "r0-s1",
+        "r100-s0",
+        "r100-s1",
+        "r0-s0-ri",
+        "r0-s1-ri",
+    ]
