@@ -50,9 +50,11 @@ def group_columns(aggregated: Sequence[str] = AGGREGATED) -> list[str]:
 
 GROUP_COLUMNS = group_columns()
 # A branch's parent directory name: the control tells a branch from its parent already.
-_NOT_IN_LABELS = {"parent"}
+# The number of rounds is no part of an experiment (more rounds extend it): experiments that
+# differ in it alone are one experiment's replicates, each drawn for the rounds it has.
+_NOT_IN_LABELS = {"parent", "rounds"}
 # What replicates differ in (a branch's parent differs with the seed, being another member).
-_REPLICATE_KEYS = {"seed", "parent"}
+_REPLICATE_KEYS = {"seed", "parent", "rounds"}
 # Image formats matplotlib writes that a report does not offer (any other suffix stays part of
 # the prefix, as before formats were chosen by extension: --output=reports/run.v2).
 _REFUSED_SUFFIXES = {".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp", ".gif"}
@@ -242,7 +244,7 @@ def _refuse_repeated_seeds(groups: Sequence[Sequence[ExperimentResults]]) -> Non
     for group in groups:
         first: dict[str, ExperimentResults] = {}
         for experiment in group:
-            key = repr(sorted(experiment.hparams.items()))
+            key = repr(sorted((k, v) for k, v in experiment.hparams.items() if k != "rounds"))
             if key in first:
                 raise LthError(
                     f"--experiments: {first[key].path} and {experiment.path} ran the same "

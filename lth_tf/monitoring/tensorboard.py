@@ -164,6 +164,21 @@ def logged_tags(logdir: Path) -> set[tuple[str, int]]:
     return logged
 
 
+def _after_the_newest_file(logdir: Path) -> None:
+    """Waits, if need be, into the second after the newest event file's: TensorBoard (and
+    :func:`logged_tags`) read a run's files in name order, and a name holds the second it was
+    made in and then a per-process counter that sorts as text ("10" before "9"), so two files
+    of one second could be read in the wrong order (a resume's steps before the first run's).
+    """
+    seconds = [
+        int(part)
+        for path in logdir.glob("events.out.tfevents.*")
+        if (part := path.name.split(".")[3]).isdigit()
+    ]
+    if seconds and max(seconds) == int(time.time()):  # (a file from a clock ahead: no wait)
+        time.sleep(max(seconds) + 1 - time.time())
+
+
 class TensorBoardRun:
     """One TensorBoard run (a directory of event files) that writes each (tag, step) once.
 
@@ -236,6 +251,7 @@ class TensorBoardRun:
         # summary (a tf.summary.scalar cost about 1 ms, a histogram 30 ms).
         if self._writer is None:
             # Created on first use: a run with nothing new to say gets no new, empty event file.
+            _after_the_newest_file(self.logdir)
             self._writer = EventFileWriter(str(self.logdir), flush_secs=FLUSH_SECONDS)
         self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
 

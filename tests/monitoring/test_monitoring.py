@@ -37,7 +37,14 @@ from lth_tf.monitoring.tensorboard import (
     trial_id,
 )
 from lth_tf.training.strategies import device_description
-from tests.helpers import PNG_MAGIC, QUIET, lenet_hparams, run_main, run_pipeline
+from tests.helpers import (
+    PNG_MAGIC,
+    QUIET,
+    assert_one_line_error,
+    lenet_hparams,
+    run_main,
+    run_pipeline,
+)
 
 # Training chunks of 5 iterations, evaluations every 10: train scalars at 5, 10, ..., 30.
 OPTIONS = dataclasses.replace(QUIET, steps_per_execution=5)
@@ -339,10 +346,22 @@ def test_figure_of_several_curves_is_a_png():
     assert png.startswith(PNG_MAGIC)
 
 
-def test_report_writes_both_experiments_curves_and_rows(monitored, resumed, tmp_path):
+@pytest.fixture(scope="module")
+def faster(tmp_path_factory, data) -> ExperimentDir:
+    """Rounds 0 and 1 of the same lenet at another learning rate."""
+    return run_imp(
+        lenet_hparams(rounds=1, rewind=REWIND, training={"learning_rate": 0.002}),
+        tmp_path_factory.mktemp("faster"),
+        "faster",
+        OPTIONS,
+        data=data,
+    )
+
+
+def test_report_writes_both_experiments_curves_and_rows(monitored, faster, tmp_path):
     result = run_main(
         "pipelines.report",
-        f"--experiments={monitored.root},{resumed.root}",
+        f"--experiments={monitored.root},{faster.root}",
         f"--output={tmp_path / 'out' / 'cmp'}",
     )
     assert result.returncode == 0, result.stderr
@@ -355,11 +374,11 @@ def test_report_writes_both_experiments_curves_and_rows(monitored, resumed, tmp_
         (str(monitored.root), "0"),
         (str(monitored.root), "1"),
         (str(monitored.root), "2"),
-        (str(resumed.root), "0"),
-        (str(resumed.root), "1"),
+        (str(faster.root), "0"),
+        (str(faster.root), "1"),
     ]
-    # The two differ only in their number of rounds, so that is what tells their lines apart.
-    assert [r["label"] for r in rows] == ["rounds=2"] * 3 + ["rounds=1"] * 2
+    # The number of rounds is no part of an experiment: the learning rate tells them apart.
+    assert [r["label"] for r in rows] == ["learning_rate=0.0012"] * 3 + ["learning_rate=0.002"] * 2
     results = monitored.read_results()
     for row, expected in zip(rows, results, strict=False):
         # An empty column (a weight ticket's channel counts) is written as nothing.
@@ -368,6 +387,19 @@ def test_report_writes_both_experiments_curves_and_rows(monitored, resumed, tmp_
             for column, value in expected.to_row().items()
         }
         assert {c: row[c] for c in RESULT_COLUMNS} == as_written
+
+
+def test_a_run_and_its_extension_by_more_rounds_are_one_replicate_not_two(
+    monitored, resumed, tmp_path
+):
+    # The same seed and hyperparameters, one run for 2 rounds, the other for 1: rounds 0 and 1
+    # are the same training, which two replicates would count twice.
+    result = run_main(
+        "pipelines.report",
+        f"--experiments={monitored.root},{resumed.root}",
+        f"--output={tmp_path / 'cmp'}",
+    )
+    assert_one_line_error(result, "ran the same hyperparameters with the same seed (0)")
 
 
 def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_apart(monitored):
