@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lth_tf import io
 from lth_tf.errors import LthError
+from lth_tf.experiment import experiment_identity
 from lth_tf.stability.plan import StabilityPlan, plan_stability
 
 if TYPE_CHECKING:
@@ -61,9 +62,10 @@ def plan_across(
         for d in dirs
     ]
     first = plans[0]
-    reference = _flat(first.hparams.to_dict())
+    # The number of rounds is no part of an experiment (more rounds extend it).
+    reference = _flat(experiment_identity(first.hparams))
     for plan in plans[1:]:
-        other = _flat(plan.hparams.to_dict())
+        other = _flat(experiment_identity(plan.hparams))
         for key in sorted(set(reference) | set(other)):
             if key == VARIED or reference.get(key) == other.get(key):
                 continue

@@ -71,6 +71,15 @@ def test_experiments_differing_in_more_than_the_rewind_point_are_refused(
     ).root
     with pytest.raises(LthError, match=r"differs from .* in training\.seed \(7, not 0\)"):
         plan_across([*experiments, other], 1)
+    # More rounds extend an experiment: they are no difference.
+    longer = run_imp(
+        lenet_hparams(iterations="40it", eval_every="20it", rewind="20it", rounds=2),
+        tmp_path,
+        "longer",
+        QUIET,
+        data=mnist_data,
+    ).root
+    assert len(plan_across([*experiments, longer], 1).plans) == 3
 
 
 @pytest.mark.parametrize(
