@@ -58,6 +58,7 @@ from lth_tf.experiment import (
     default_experiment_name,
     open_experiment,
     parent_dir,
+    path_spellings,
     read_saved,
     refuse_foreign_directory,
     settings_of_directory,
@@ -403,6 +404,19 @@ def _default_name(output_dir: Path, hparams: ExperimentHparams) -> str:
     )
     if not (output_dir / name).exists() and (output_dir / legacy / "hparams.json").exists():
         return legacy
+    if not (output_dir / name).exists():
+        # Started with the model or data file named by another path (absolute or relative)?
+        # settings_of_directory then takes the spelling the directory was started with.
+        for model in [hparams.model.name, *path_spellings(hparams.model.name)]:
+            for dataset in [hparams.dataset.name, *path_spellings(hparams.dataset.name)]:
+                respelled = dataclasses.replace(
+                    hparams,
+                    model=dataclasses.replace(hparams.model, name=model),
+                    dataset=dataclasses.replace(hparams.dataset, name=dataset),
+                )
+                other = default_experiment_name(respelled, defaults)
+                if (output_dir / other / "hparams.json").exists():
+                    return other
     return name
 
 

@@ -422,3 +422,22 @@ def test_api_refusals_are_one_line_errors(files, tmp_path):
             output_dir=files.npz,  # a file
             **SETTINGS,
         )
+
+
+def test_files_named_by_another_path_resume_the_same_experiment(files, tmp_path, monkeypatch):
+    # Started with paths relative to the working directory, rerun with absolute ones (a script,
+    # another shell): the same files, so the same experiment, by its default name or a given one.
+    monkeypatch.chdir(files.root)
+    relative = ["--model=net.keras", "--dataset=npz:shapes.npz", "--iterations=10it"]
+    absolute = [f"--model={files.keras}", f"--dataset=npz:{files.npz}", "--iterations=10it"]
+    out = f"--output_dir={tmp_path}"
+    assert imp(*relative, "--rounds=0", "--rewind=0", out).returncode == 0
+    (started,) = tmp_path.iterdir()
+    resumed = imp(*absolute, "--rounds=1", "--rewind=0", out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert list(tmp_path.iterdir()) == [started]
+    assert [row["round"] for row in io.read_csv(started / "results.csv")] == ["0", "1"]
+    named = [out, "--experiment_name=named", "--rewind=0"]
+    assert imp(*absolute, "--rounds=0", *named).returncode == 0
+    assert imp(*relative, "--rounds=1", *named).returncode == 0
+    assert len(io.read_csv(tmp_path / "named" / "results.csv")) == 2
