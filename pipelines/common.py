@@ -121,7 +121,13 @@ def define_integer(
     absl.flags._exceptions.IllegalFlagValueError: flag --seeds=0x10: '0x10': write a whole ...
     """
     flags.DEFINE(
-        _WholeNumberParser(), name, default, help_text, flag_values, flags.ArgumentSerializer()
+        _WholeNumberParser(),
+        name,
+        default,
+        help_text,
+        flag_values,
+        flags.ArgumentSerializer(),
+        module_name=_caller_module(),
     )
 
 
@@ -130,8 +136,20 @@ def define_float(
 ) -> None:
     """``flags.DEFINE_float`` for numbers written in ASCII (not "1_0" or "١.٥")."""
     flags.DEFINE(
-        _DecimalParser(), name, default, help_text, flag_values, flags.ArgumentSerializer()
+        _DecimalParser(),
+        name,
+        default,
+        help_text,
+        flag_values,
+        flags.ArgumentSerializer(),
+        module_name=_caller_module(),
     )
+
+
+def _caller_module() -> str:
+    # absl lists a flag under the module that defines it; --help shows the pipeline's own
+    # (and those it adopts), so the flag is the caller's, not this helper module's.
+    return sys._getframe(2).f_globals["__name__"]
 
 
 def one_of(names: tuple[str, ...] | list[str]) -> str:
@@ -443,7 +461,9 @@ def run(main: Callable[[list[str]], None]) -> None:
     # absl knows --help, --helpshort, --helpfull and -?, and exits 1 after printing the help:
     # help that was asked for is a success (a script's `lth-imp --help || exit` must go on).
     sys.argv = ["--help" if arg == "-h" else arg for arg in sys.argv]
-    asked_for_help = any(arg in _HELP_FLAGS for arg in sys.argv[1:])
+    asked_for_help = any(
+        arg.startswith("-") and arg.lstrip("-").split("=")[0] in _HELP_FLAGS for arg in sys.argv[1:]
+    )
     try:
         app.run(main, flags_parser=parse_flags_in_one_line)
     except SystemExit as stop:
@@ -452,7 +472,7 @@ def run(main: Callable[[list[str]], None]) -> None:
         raise
 
 
-_HELP_FLAGS = ("--help", "--helpshort", "--helpfull", "-?")
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
 
 
 def setup_logging() -> None:

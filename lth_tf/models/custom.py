@@ -37,7 +37,7 @@ import sys
 import threading
 import traceback
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -216,7 +216,7 @@ def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
         advice = (
             "a model with custom layers loads through a builder instead: "
             "--model=package.module:function"
-            if "Unknown" in first
+            if "Unknown" in first or "Could not locate" in first
             # Its config was read (check_keras_file): what fails is its weights or their match.
             else "the file is damaged or its weights do not fit its layers: save the model "
             "again (model.save('model.keras'))"
@@ -236,37 +236,44 @@ def in_global_precision(model: tf_keras.Model) -> tf_keras.Model:
     import tf_keras
 
     policy = tf_keras.mixed_precision.global_policy().name
+    layers = model._flatten_layers(include_self=False, recursive=True)  # wrappers' layers too
     if all(
         layer.dtype_policy.name == policy
-        for layer in _all_layers(model)
+        for layer in layers
         if not isinstance(layer, tf_keras.layers.InputLayer)
     ):
         return model
-    rebuilt = type(model).from_config(_layer_dtypes_dropped(model.get_config()))
-    rebuilt.set_weights(model.get_weights())
+    try:
+        rebuilt = type(model).from_config(_layer_dtypes_dropped(model.get_config()))
+        rebuilt.set_weights(model.get_weights())
+    except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
+        raise LthError(
+            f"model {model.name!r} names its own precision policy ({_first_line(error)}), and "
+            f"cannot be rebuilt in the run's ({policy}); save it under float32 (build it with "
+            "tf_keras.mixed_precision.set_global_policy('float32'))"
+        ) from None
     return rebuilt
 
 
-def _all_layers(model: tf_keras.Model) -> Iterator[tf_keras.layers.Layer]:
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):  # a nested model
-            yield from _all_layers(layer)
+def _layer_dtypes_dropped(config: Any) -> Any:
+    """A model's config in which no layer (at any depth: nested models, wrappers such as
+    Bidirectional) names a dtype policy; inputs keep theirs."""
+    if isinstance(config, list):
+        return [_layer_dtypes_dropped(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    dropped = {key: _layer_dtypes_dropped(value) for key, value in config.items()}
+    inner = dropped.get("config")
+    is_layer = "class_name" in dropped and isinstance(inner, dict)
+    if is_layer and dropped["class_name"] != "InputLayer":
+        dropped["config"] = {key: value for key, value in inner.items() if key != "dtype"}
+    return dropped
 
 
-def _layer_dtypes_dropped(config: dict[str, Any]) -> dict[str, Any]:
-    """A model's config whose layers (nested models' too, not inputs) name no dtype policy."""
-    layers = []
-    for entry in config.get("layers", []):
-        entry = dict(entry)
-        inner = dict(entry.get("config", {}))
-        if "layers" in inner:
-            inner = _layer_dtypes_dropped(inner)
-        if entry.get("class_name") != "InputLayer":
-            inner.pop("dtype", None)
-        entry["config"] = inner
-        layers.append(entry)
-    return {**config, "layers": layers}
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first if len(first) <= 200 else f"{first[:200]}..."
 
 
 def as_tf_keras(model: Any, what: str) -> tf_keras.Model:

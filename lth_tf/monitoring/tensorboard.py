@@ -81,6 +81,7 @@ from lth_tf.callbacks import RunCallback, RunContext
 from lth_tf.config import ExperimentHparams, flat_hparams
 from lth_tf.experiment import ExperimentDir, RoundResult
 from lth_tf.monitoring.figures import Curve, sparsity_figure
+from lth_tf.steps import is_count
 from lth_tf.training.loop import Chunk
 from lth_tf.training.trainer import Evaluation
 
@@ -173,7 +174,7 @@ def _after_the_newest_file(logdir: Path) -> None:
     seconds = [
         int(part)
         for path in logdir.glob("events.out.tfevents.*")
-        if (part := path.name.split(".")[3]).isdigit()
+        if is_count(part := path.name.split(".")[3])
     ]
     if seconds and max(seconds) == int(time.time()):  # (a file from a clock ahead: no wait)
         time.sleep(max(seconds) + 1 - time.time())

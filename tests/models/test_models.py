@@ -135,7 +135,8 @@ def test_a_saved_model_computes_in_the_runs_precision_with_its_own_weights(tmp_p
     def saved(name, policy):
         with mixed_precision_policy(policy):
             inputs = tf_keras.Input((6, 6, 1))
-            x = tf_keras.layers.Conv2D(2, 3)(inputs)
+            x = tf_keras.layers.TimeDistributed(tf_keras.layers.Dense(2))(inputs)  # a wrapper
+            x = tf_keras.layers.Conv2D(2, 3)(x)
             inner = tf_keras.Sequential([tf_keras.layers.Dense(4)], name="inner")
             model = tf_keras.Model(inputs, inner(tf_keras.layers.Flatten()(x)))
         model.save(tmp_path / name)
@@ -145,8 +146,9 @@ def test_a_saved_model_computes_in_the_runs_precision_with_its_own_weights(tmp_p
     saved("plain.keras", None)
 
     def policies(model):
-        inner = [layer.dtype_policy.name for layer in model.get_layer("inner").layers]
-        return {layer.dtype_policy.name for layer in model.layers[1:]} | set(inner)
+        layers = model._flatten_layers(include_self=False, recursive=True)
+        inputs = tf_keras.layers.InputLayer
+        return {layer.dtype_policy.name for layer in layers if not isinstance(layer, inputs)}
 
     assert policies(mixed) == {"mixed_bfloat16"}
     loaded = load_keras_file(tmp_path / "mixed.keras")

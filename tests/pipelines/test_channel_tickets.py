@@ -337,3 +337,9 @@ def test_the_console_scripts_help_lists_the_pipelines_flags():
     assert shown.returncode == 0, shown.stderr
     short = subprocess.run([script, "-h"], capture_output=True, text=True, timeout=120)
     assert (short.returncode, short.stdout) == (0, shown.stdout)
+    assert "--rounds: Pruning rounds" in shown.stdout  # an integer flag, defined by a helper
+    # A pipeline's own number flags (defined through pipelines.common) are in its help.
+    export = Path(sys.executable).parent / "lth-export"
+    shown = subprocess.run([export, "-helpshort"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "--tolerance:" in shown.stdout
+    assert "--arm_examples:" in shown.stdout
