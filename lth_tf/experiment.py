@@ -754,29 +754,21 @@ def settings_of_directory(
     # the same experiment: it resumes under the name it was started with.
     for group in ("model", "dataset"):
         saved_name = written.get(group, {}).get("name") if isinstance(written, dict) else None
-        if isinstance(saved_name, str) and _same_file(saved_name, mine[group]["name"]):
+        if isinstance(saved_name, str) and same_file_names(saved_name, mine[group]["name"]):
             mine[group] = {**mine[group], "name": saved_name}
     return ExperimentHparams.from_dict(mine)
 
 
-def path_spellings(name: str) -> list[str]:
-    """The other spellings of a model's or dataset's file name that name the same file from
-    here (absolute, and relative to the working directory); none for other names.
+def same_file_names(a: str, b: str) -> bool:
+    """Whether two model or dataset names name one thing: equal, or two spellings of one
+    existing file (absolute, relative, with ./).
 
-    >>> path_spellings("mnist"), path_spellings("lenet300_100")
-    ([], [])
+    >>> same_file_names("mnist", "mnist"), same_file_names("npz:nowhere.npz", "npz:./nowhere.npz")
+    (True, False)
     """
-    prefix = "npz:" if name.startswith("npz:") else ""
-    path = name.removeprefix(prefix)
-    if not (prefix or path.endswith(".keras")):
-        return []
-    spellings = {os.path.abspath(path), os.path.relpath(os.path.abspath(path))}
-    return sorted(f"{prefix}{spelling}" for spelling in spellings if spelling != path)
-
-
-def _same_file(a: str, b: str) -> bool:
-    """Whether two model or dataset names are two spellings of one existing file."""
-    if a == b or a.startswith("npz:") != b.startswith("npz:"):
+    if a == b:
+        return True
+    if a.startswith("npz:") != b.startswith("npz:"):
         return False
     if not (a.startswith("npz:") or (a.endswith(".keras") and b.endswith(".keras"))):
         return False

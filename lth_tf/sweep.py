@@ -53,6 +53,7 @@ from lth_tf.experiment import (
     hparam_differences,
     read_saved,
     refuse_foreign_directory,
+    same_file_names,
 )
 from lth_tf.lottery.branches import branch_name
 from lth_tf.lottery.controls import CONTROLS, branch_controls
@@ -256,6 +257,9 @@ def _check_same_sweep(plan: SweepPlan) -> None:
             theirs = _shared_identity(read_saved(experiment).hparams)
         except LthError:
             continue  # a damaged member: its own run says so
+        for group in ("model", "dataset"):  # a file named by another path is the same file
+            if same_file_names(theirs[group]["name"], mine[group]["name"]):
+                theirs[group] = {**theirs[group], "name": mine[group]["name"]}
         if theirs != mine:
             differing = hparam_differences(theirs, mine)
             raise LthError(

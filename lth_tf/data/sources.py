@@ -315,12 +315,12 @@ def check_same_data(
 ) -> None:
     """Refuses to continue an experiment on data other than what it started with.
 
-        `saved` is the provenance recorded when the experiment started; none recorded (experiments
-        from before provenance existed), and a built-in dataset recorded without a fingerprint
-        (before fingerprints existed), pass. Each refusal says how to restore the data, and
+    `saved` is the provenance recorded when the experiment started; none recorded (experiments
+    from before provenance existed), and a built-in dataset recorded without a fingerprint
+    (before fingerprints existed), pass. Each refusal says how to restore the data, and
     ``or_else`` (None where the experiment is only read, by an export).
 
-        >>> check_same_data({}, load_dataset("fashion_mnist"), "runs/x")  # old experiment: passes
+    >>> check_same_data({}, load_dataset("fashion_mnist"), "runs/x")  # old experiment: passes
     """
     if not saved:
         return

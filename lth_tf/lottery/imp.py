@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import glob
 import logging
 import time
 from collections.abc import Sequence
@@ -58,9 +59,9 @@ from lth_tf.experiment import (
     default_experiment_name,
     open_experiment,
     parent_dir,
-    path_spellings,
     read_saved,
     refuse_foreign_directory,
+    same_file_names,
     settings_of_directory,
 )
 from lth_tf.legacy import DEFAULTS_BEFORE, experiment_name_before_rounds_left_it
@@ -405,19 +406,37 @@ def _default_name(output_dir: Path, hparams: ExperimentHparams) -> str:
     if not (output_dir / name).exists() and (output_dir / legacy / "hparams.json").exists():
         return legacy
     if not (output_dir / name).exists():
-        # Started with the model or data file named by another path (absolute or relative)?
-        # settings_of_directory then takes the spelling the directory was started with.
-        for model in [hparams.model.name, *path_spellings(hparams.model.name)]:
-            for dataset in [hparams.dataset.name, *path_spellings(hparams.dataset.name)]:
-                respelled = dataclasses.replace(
-                    hparams,
-                    model=dataclasses.replace(hparams.model, name=model),
-                    dataset=dataclasses.replace(hparams.dataset, name=dataset),
-                )
-                other = default_experiment_name(respelled, defaults)
-                if (output_dir / other / "hparams.json").exists():
-                    return other
+        # Started with the model or data file named by another path (absolute, relative, with
+        # ./): settings_of_directory then takes the spelling the directory was started with.
+        found = _started_with_another_spelling(output_dir, name, hparams, defaults)
+        if found is not None:
+            return found
     return name
+
+
+def _started_with_another_spelling(
+    output_dir: Path, name: str, hparams: ExperimentHparams, defaults: ExperimentHparams
+) -> str | None:
+    """The directory beside ``name`` whose experiment named the same model and data files by
+    other paths and is otherwise this one, if any."""
+    stem = name.rsplit("-", 1)[0]
+    for candidate in sorted(output_dir.glob(f"{glob.escape(stem)}-*")):
+        try:
+            saved = io.read_json(candidate / "hparams.json")["hparams"]
+            names = {group: saved[group]["name"] for group in ("model", "dataset")}
+        except (OSError, LthError, KeyError, TypeError):
+            continue  # not an experiment, or a damaged one: not this one
+        mine = {"model": hparams.model.name, "dataset": hparams.dataset.name}
+        if not all(isinstance(names[g], str) and same_file_names(names[g], mine[g]) for g in mine):
+            continue
+        respelled = dataclasses.replace(
+            hparams,
+            model=dataclasses.replace(hparams.model, name=names["model"]),
+            dataset=dataclasses.replace(hparams.dataset, name=names["dataset"]),
+        )
+        if default_experiment_name(respelled, defaults) == candidate.name:
+            return candidate.name
+    return None
 
 
 def _session(

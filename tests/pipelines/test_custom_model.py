@@ -441,3 +441,8 @@ def test_files_named_by_another_path_resume_the_same_experiment(files, tmp_path,
     assert imp(*absolute, "--rounds=0", *named).returncode == 0
     assert imp(*relative, "--rounds=1", *named).returncode == 0
     assert len(io.read_csv(tmp_path / "named" / "results.csv")) == 2
+    # ./net.keras is net.keras too.
+    dotted = ["--model=./net.keras", "--dataset=npz:./shapes.npz", "--iterations=10it"]
+    assert imp(*dotted, "--rounds=2", "--rewind=0", out).returncode == 0
+    assert sorted(tmp_path.iterdir()) == sorted([started, tmp_path / "named"])
+    assert len(io.read_csv(started / "results.csv")) == 3
