@@ -31,7 +31,7 @@ from lth_tf.recipe import (
     parse_augment,
     parse_optimizer_args,
 )
-from lth_tf.steps import MAX_COUNT, Step, is_count, iterations_per_epoch
+from lth_tf.steps import MAX_COUNT, Step, decimal, is_count, iterations_per_epoch
 
 LAYER_KINDS = ("conv", "fc", "output")
 # --optimizer: every tf_keras optimizer, by its lower-case name (lth_tf.recipe has their
@@ -277,7 +277,7 @@ class PruneRates:
                     "conv=0.15,fc=0.2,output=0.1 or fc=0.2,head=0)"
                 )
             try:
-                value = float(rate)
+                value = decimal(rate)
             except ValueError:
                 raise LthError(
                     f"{flag_of(PruningHparams, 'rates')}: {item!r}: {rate!r} is not a number"

@@ -688,6 +688,11 @@ def open_experiment(
         # takes its neutral default, so older experiments still resume.
         saved_hparams = experiment_identity(saved.hparams)
         mine = experiment_identity(hparams)
+        for group in ("model", "dataset"):
+            # The same model or data file named by another path (absolute or relative, from
+            # another folder, through a link) is the same experiment; it keeps its spelling.
+            if started_with_file(saved.fields, group, mine[group]["name"]) is not None:
+                saved_hparams[group] = {**saved_hparams[group], "name": mine[group]["name"]}
         if saved_hparams != mine:
             diffs = hparam_differences(saved_hparams, mine)
             if len(diffs) == 1 and all(
@@ -750,13 +755,28 @@ def settings_of_directory(
         return hparams
     written = read_saved(experiment).fields.get("hparams", {})
     mine = settings_of_older_directory(written, hparams.to_dict(), experiment.root)
-    # A model or data file named by another path to the same file (absolute or relative) is
-    # the same experiment: it resumes under the name it was started with.
-    for group in ("model", "dataset"):
-        saved_name = written.get(group, {}).get("name") if isinstance(written, dict) else None
-        if isinstance(saved_name, str) and same_file_names(saved_name, mine[group]["name"]):
-            mine[group] = {**mine[group], "name": saved_name}
     return ExperimentHparams.from_dict(mine)
+
+
+def started_with_file(fields: dict[str, Any], group: str, name: str) -> str | None:
+    """The name an experiment (``hparams.json``'s ``fields``) recorded for its model or
+    dataset (``group``) if ``name`` names that same file by any path, else None.
+
+    The name may be relative to where the experiment started; the absolute path it recorded
+    beside it (``model.path``, ``data.provenance.path``) is found from anywhere.
+    """
+    hparams = fields.get("hparams")
+    saved = hparams.get(group, {}).get("name") if isinstance(hparams, dict) else None
+    if not isinstance(saved, str):
+        return None
+    if same_file_names(saved, name):
+        return saved
+    record = fields.get("model") if group == "model" else fields.get("data", {}).get("provenance")
+    recorded = record.get("path") if isinstance(record, dict) else None
+    prefix = "npz:" if group == "dataset" else ""
+    if isinstance(recorded, str) and saved.startswith(prefix):
+        return saved if same_file_names(f"{prefix}{recorded}", name) else None
+    return None
 
 
 def same_file_names(a: str, b: str) -> bool:

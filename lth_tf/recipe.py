@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lth_tf.errors import LthError
+from lth_tf.steps import decimal
 
 # --optimizer NAME -> tf_keras.optimizers class name.
 OPTIMIZER_CLASSES = {
@@ -154,7 +155,7 @@ def _value(text: str, key: str, where: str) -> bool | float:
             raise LthError(f"{where}: {key}={text} is not true or false")
         return lowered == "true"
     try:
-        value = float(text)
+        value = decimal(text)
     except ValueError:
         raise LthError(f"{where}: {key}={text} is not a number") from None
     _check_range(value, key, where)

@@ -31,6 +31,18 @@ def is_count(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def decimal(text: str) -> float:
+    """``float(text)`` for a number written in ASCII without "_": Python's ``float`` also reads
+    "0.2_0" and other scripts' digits ("٠.٢"), which no flag means. ValueError otherwise.
+
+    >>> decimal("0.2"), decimal("1e-4")
+    (0.2, 0.0001)
+    """
+    if not text.isascii() or "_" in text:
+        raise ValueError(f"{text!r} is not a number in ASCII digits")
+    return float(text)
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     """A point in training, as epochs plus iterations.

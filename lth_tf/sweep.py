@@ -53,7 +53,7 @@ from lth_tf.experiment import (
     hparam_differences,
     read_saved,
     refuse_foreign_directory,
-    same_file_names,
+    started_with_file,
 )
 from lth_tf.lottery.branches import branch_name
 from lth_tf.lottery.controls import CONTROLS, branch_controls
@@ -241,6 +241,20 @@ def _shared_identity(hparams: ExperimentHparams) -> dict[str, Any]:
     return identity
 
 
+def _same_files_as_mine(
+    identity: dict[str, Any], fields: dict[str, Any], member: Member
+) -> dict[str, Any]:
+    """An existing experiment's ``identity`` with its model and data file names spelt as
+    ``member`` spells them where both name the same files (by other paths, from elsewhere)."""
+    for group, name in (
+        ("model", member.hparams.model.name),
+        ("dataset", member.hparams.dataset.name),
+    ):
+        if started_with_file(fields, group, name) is not None:
+            identity[group] = {**identity[group], "name": name}
+    return identity
+
+
 def _check_same_sweep(plan: SweepPlan) -> None:
     """A sweep directory holds one sweep: members of earlier runs that this one leaves out
     must share its hyperparameters but the seed, rewind point and control, or the report
@@ -254,12 +268,12 @@ def _check_same_sweep(plan: SweepPlan) -> None:
         if name in planned or not experiment.hparams.exists():
             continue
         try:
-            theirs = _shared_identity(read_saved(experiment).hparams)
+            record = read_saved(experiment)
         except LthError:
             continue  # a damaged member: its own run says so
-        for group in ("model", "dataset"):  # a file named by another path is the same file
-            if same_file_names(theirs[group]["name"], mine[group]["name"]):
-                theirs[group] = {**theirs[group], "name": mine[group]["name"]}
+        theirs = _same_files_as_mine(
+            _shared_identity(record.hparams), record.fields, plan.members[0]
+        )
         if theirs != mine:
             differing = hparam_differences(theirs, mine)
             raise LthError(
@@ -283,9 +297,8 @@ def _check_resumable(plan: SweepPlan) -> None:
             f"restore it from a copy, or delete {experiment.root} and rerun the sweep to train "
             "that member again"
         )
-        saved = experiment_identity(
-            read_saved(experiment, f"sweep member {member.name}: ", todo).hparams
-        )
+        record = read_saved(experiment, f"sweep member {member.name}: ", todo)
+        saved = _same_files_as_mine(experiment_identity(record.hparams), record.fields, member)
         mine = experiment_identity(member.hparams)
         if saved != mine:
             differing = sorted(

@@ -140,14 +140,20 @@ def _failing_layer(error_line: str) -> str | None:
 
 
 def representative_images(images: np.ndarray, count: int = 500, seed: int = 0) -> np.ndarray:
-    """``count`` images drawn without replacement (seeded) from ``images``, as float32.
+    """``count`` images drawn without replacement (seeded) from ``images``, as float32 (integer
+    features other than uint8 pixels keep their dtype).
 
     >>> representative_images(np.zeros((10, 2, 2, 1), np.uint8), count=3).shape
     (3, 2, 2, 1)
+    >>> representative_images(np.zeros((10, 4), np.int32), count=3).dtype  # token ids
+    dtype('int32')
     """
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(images), size=min(count, len(images)), replace=False)
-    return images[np.sort(chosen)].astype(np.float32)
+    # Integer features other than pixels (token ids for an Embedding) reach an integer input,
+    # which calibration must feed as such.
+    integer = np.issubdtype(images.dtype, np.integer) and images.dtype != np.uint8
+    return images[np.sort(chosen)].astype(images.dtype if integer else np.float32)
 
 
 def anchored_pixel_range(images: np.ndarray) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import glob
 import logging
 import time
 from collections.abc import Sequence
@@ -61,8 +60,8 @@ from lth_tf.experiment import (
     parent_dir,
     read_saved,
     refuse_foreign_directory,
-    same_file_names,
     settings_of_directory,
+    started_with_file,
 )
 from lth_tf.legacy import DEFAULTS_BEFORE, experiment_name_before_rounds_left_it
 from lth_tf.lottery import branches
@@ -249,8 +248,8 @@ def _run_locked(
     lost_masks = sorted(r for r in done if not experiment.masks(r).exists())
     if not lost_masks and all(r in done for r in range(hparams.pruning.rounds + 1)):
         rounds = hparams.pruning.rounds + 1
-        every = "Round 0 is" if rounds == 1 else f"All {rounds} rounds are"
-        log.info("%s of %s done already.", every, experiment.root)
+        every = "Round 0 of %s is" if rounds == 1 else f"All {rounds} rounds of %s are"
+        log.info(f"{every} done already.", experiment.root)
         call_each(callbacks, "on_run_end")
         return experiment
 
@@ -417,26 +416,34 @@ def _default_name(output_dir: Path, hparams: ExperimentHparams) -> str:
 def _started_with_another_spelling(
     output_dir: Path, name: str, hparams: ExperimentHparams, defaults: ExperimentHparams
 ) -> str | None:
-    """The directory beside ``name`` whose experiment named the same model and data files by
-    other paths and is otherwise this one, if any."""
-    stem = name.rsplit("-", 1)[0]
-    for candidate in sorted(output_dir.glob(f"{glob.escape(stem)}-*")):
+    """The directory in ``output_dir`` whose experiment named this run's model and data files
+    by other paths (or through a link) and is otherwise this one, if any. Only a run of a file
+    looks: registered models and datasets have one spelling."""
+    mine = {"model": hparams.model.name, "dataset": hparams.dataset.name}
+    if not any(_names_a_file(value) for value in mine.values()):
+        return None
+    for candidate in sorted(output_dir.glob("*/hparams.json")):
         try:
-            saved = io.read_json(candidate / "hparams.json")["hparams"]
-            names = {group: saved[group]["name"] for group in ("model", "dataset")}
-        except (OSError, LthError, KeyError, TypeError):
+            fields = io.read_json(candidate)
+            names = {g: started_with_file(fields, g, mine[g]) for g in mine}
+        except (OSError, LthError, AttributeError, TypeError):
             continue  # not an experiment, or a damaged one: not this one
-        mine = {"model": hparams.model.name, "dataset": hparams.dataset.name}
-        if not all(isinstance(names[g], str) and same_file_names(names[g], mine[g]) for g in mine):
+        if None in names.values():
             continue
         respelled = dataclasses.replace(
             hparams,
             model=dataclasses.replace(hparams.model, name=names["model"]),
             dataset=dataclasses.replace(hparams.dataset, name=names["dataset"]),
         )
-        if default_experiment_name(respelled, defaults) == candidate.name:
-            return candidate.name
+        if default_experiment_name(respelled, defaults) == candidate.parent.name:
+            return candidate.parent.name
     return None
+
+
+def _names_a_file(name: str) -> bool:
+    """Whether ``name`` is a file (a .keras model, an npz dataset), which paths can spell
+    differently."""
+    return name.startswith("npz:") or name.endswith(".keras")
 
 
 def _session(

@@ -181,6 +181,12 @@ def test_prune_rates_keep_the_models_other_kinds_and_steps_have_one_spelling():
         (["--learning_rate=0"], "--learning_rate must be a finite number > 0"),
         (["--eval_every=0"], "--eval_every must be more than 0"),
         (["--lr_drops=20000,soon"], "--lr_drops: 'soon' is not a step"),
+        (["--prune_rates=fc=\u0660.2"], "--prune_rates: 'fc=\u0660.2': '\u0660.2' is not a number"),
+        (["--prune_rates=fc=0.2_0"], "'0.2_0' is not a number"),
+        (
+            ["--optimizer=adamw", "--optimizer_args=weight_decay=0.0_5"],
+            "--optimizer_args: weight_decay=0.0_5 is not a number",
+        ),
         (
             ["--granularity=channel", "--prune_rates=fc=0.5,output=0.5"],
             "--prune_rates: output=0.5 has no effect under --granularity=channel",

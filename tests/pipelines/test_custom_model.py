@@ -446,3 +446,17 @@ def test_files_named_by_another_path_resume_the_same_experiment(files, tmp_path,
     assert imp(*dotted, "--rounds=2", "--rewind=0", out).returncode == 0
     assert sorted(tmp_path.iterdir()) == sorted([started, tmp_path / "named"])
     assert len(io.read_csv(started / "results.csv")) == 3
+    # From another folder, by a path relative to it, and through a link: the same files.
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "link.keras").symlink_to(files.keras)
+    monkeypatch.chdir(elsewhere)
+    moved = [f"--dataset=npz:{os.path.relpath(files.npz)}", "--iterations=10it", "--rewind=0"]
+    assert imp("--model=link.keras", *moved, "--rounds=3", out).returncode == 0
+    assert (
+        imp(f"--model={os.path.relpath(files.keras)}", *moved, "--rounds=3", *named[:2]).returncode
+        == 0
+    )
+    assert sorted(tmp_path.iterdir()) == sorted([started, tmp_path / "named"])
+    assert len(io.read_csv(started / "results.csv")) == 4
+    assert len(io.read_csv(tmp_path / "named" / "results.csv")) == 4
