@@ -735,7 +735,8 @@ def _is_member_name(name: Any) -> bool:
 
 def _status_on_disk(directory: Path, recorded: Any) -> str:
     """A member no longer run: done if every round is on disk, otherwise what was recorded
-    (``running`` becomes ``pending``: the lock says no sweep runs it now)."""
+    (``running`` becomes ``pending``: the lock says no sweep runs it now; so does ``done``
+    whose rounds are gone)."""
     try:
         experiment = ExperimentDir(directory)
         rounds = read_saved(experiment).hparams.pruning.rounds
@@ -743,7 +744,8 @@ def _status_on_disk(directory: Path, recorded: Any) -> str:
             return DONE
     except (LthError, OSError):
         pass  # no experiment there (yet), or a damaged one: the record stands
-    return PENDING if recorded in (None, "running") else str(recorded)
+    # Not every round on disk: "done" was true once (the folder was moved or deleted since).
+    return PENDING if recorded in (None, "running", DONE) else str(recorded)
 
 
 def _write_sweep_file(
