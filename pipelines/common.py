@@ -120,36 +120,28 @@ def define_integer(
     Traceback (most recent call last):
     absl.flags._exceptions.IllegalFlagValueError: flag --seeds=0x10: '0x10': write a whole ...
     """
-    flags.DEFINE(
-        _WholeNumberParser(),
-        name,
-        default,
-        help_text,
-        flag_values,
-        flags.ArgumentSerializer(),
-        module_name=_caller_module(),
-    )
+    _define_number(_WholeNumberParser(), name, default, help_text, flag_values)
 
 
 def define_float(
     name: str, default: float | None, help_text: str, flag_values: flags.FlagValues = flags.FLAGS
 ) -> None:
     """``flags.DEFINE_float`` for numbers written in ASCII (not "1_0" or "١.٥")."""
-    flags.DEFINE(
-        _DecimalParser(),
-        name,
-        default,
-        help_text,
-        flag_values,
-        flags.ArgumentSerializer(),
-        module_name=_caller_module(),
-    )
+    _define_number(_DecimalParser(), name, default, help_text, flag_values)
 
 
-def _caller_module() -> str:
-    # absl lists a flag under the module that defines it; --help shows the pipeline's own
-    # (and those it adopts), so the flag is the caller's, not this helper module's.
-    return sys._getframe(2).f_globals["__name__"]
+def _define_number(
+    parser: flags.ArgumentParser,
+    name: str,
+    default: float | None,
+    help_text: str,
+    flag_values: flags.FlagValues,
+) -> None:
+    # absl lists a flag under the module that defines it, and --help shows the pipeline's own
+    # (and those it adopts): the flag is define_integer's or define_float's caller's.
+    caller = sys._getframe(2).f_globals["__name__"]
+    serializer = flags.ArgumentSerializer()
+    flags.DEFINE(parser, name, default, help_text, flag_values, serializer, module_name=caller)
 
 
 def one_of(names: tuple[str, ...] | list[str]) -> str:
