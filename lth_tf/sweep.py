@@ -388,6 +388,20 @@ def one_line(error: BaseException) -> str:
     return first if isinstance(error, LthError) else f"{type(error).__name__}: {first}".rstrip(": ")
 
 
+def _crash_line(crash: BaseException) -> str:
+    """Why a member's Ray task ended without an outcome. Ray's own words for a dead worker
+    point at its log files, which go with the sweep's temporary folder when the sweep ends.
+
+    >>> class WorkerCrashedError(Exception): ...
+    >>> _crash_line(WorkerCrashedError("The worker died unexpectedly. Check python-core-worker"))
+    'its worker process died (killed, or out of memory); rerun the sweep to resume it'
+    """
+    died = type(crash).__name__ in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError")
+    if died or "worker died" in str(crash):
+        return "its worker process died (killed, or out of memory); rerun the sweep to resume it"
+    return one_line(crash)
+
+
 def _import_tensorflow_quietly() -> None:
     """TensorFlow's C++ start-up lines (CUDA probing, oneDNN) go to the process's stderr, which
     Ray forwards from every worker; they are dropped unless the import fails."""
@@ -694,7 +708,7 @@ def _run_members(
             try:
                 outcome, error = ray.get(ref)
             except Exception as crash:  # noqa: BLE001  (a worker that died, not an error it raised)
-                outcome, error = FAILED, one_line(crash)
+                outcome, error = FAILED, _crash_line(crash)
             status[member.name] = outcome
             if error:
                 errors[member.name] = error
