@@ -686,13 +686,10 @@ def open_experiment(
         saved = read_saved(experiment)
         # Through the dataclasses and back: an option added since the directory was written
         # takes its neutral default, so older experiments still resume.
-        saved_hparams = experiment_identity(saved.hparams)
+        # The same model or data file named by another path (absolute or relative, from
+        # another folder, through a link) is the same experiment; it keeps its spelling.
+        saved_hparams = named_as_mine(experiment_identity(saved.hparams), saved.fields, hparams)
         mine = experiment_identity(hparams)
-        for group in ("model", "dataset"):
-            # The same model or data file named by another path (absolute or relative, from
-            # another folder, through a link) is the same experiment; it keeps its spelling.
-            if started_with_file(saved.fields, group, mine[group]["name"]) is not None:
-                saved_hparams[group] = {**saved_hparams[group], "name": mine[group]["name"]}
         if saved_hparams != mine:
             diffs = hparam_differences(saved_hparams, mine)
             if len(diffs) == 1 and all(
@@ -756,6 +753,18 @@ def settings_of_directory(
     written = read_saved(experiment).fields.get("hparams", {})
     mine = settings_of_older_directory(written, hparams.to_dict(), experiment.root)
     return ExperimentHparams.from_dict(mine)
+
+
+def named_as_mine(
+    identity: dict[str, Any], fields: dict[str, Any], hparams: ExperimentHparams
+) -> dict[str, Any]:
+    """An existing experiment's ``identity`` (from its ``hparams.json`` ``fields``) with its
+    model and data file names spelt as ``hparams`` spells them, where both name the same files
+    (:func:`started_with_file`), so that only a real difference remains."""
+    for group, name in (("model", hparams.model.name), ("dataset", hparams.dataset.name)):
+        if started_with_file(fields, group, name) is not None:
+            identity = {**identity, group: {**identity[group], "name": name}}
+    return identity
 
 
 def started_with_file(fields: dict[str, Any], group: str, name: str) -> str | None:

@@ -51,9 +51,9 @@ from lth_tf.experiment import (
     ExperimentDir,
     experiment_identity,
     hparam_differences,
+    named_as_mine,
     read_saved,
     refuse_foreign_directory,
-    started_with_file,
 )
 from lth_tf.lottery.branches import branch_name
 from lth_tf.lottery.controls import CONTROLS, branch_controls
@@ -241,20 +241,6 @@ def _shared_identity(hparams: ExperimentHparams) -> dict[str, Any]:
     return identity
 
 
-def _same_files_as_mine(
-    identity: dict[str, Any], fields: dict[str, Any], member: Member
-) -> dict[str, Any]:
-    """An existing experiment's ``identity`` with its model and data file names spelt as
-    ``member`` spells them where both name the same files (by other paths, from elsewhere)."""
-    for group, name in (
-        ("model", member.hparams.model.name),
-        ("dataset", member.hparams.dataset.name),
-    ):
-        if started_with_file(fields, group, name) is not None:
-            identity[group] = {**identity[group], "name": name}
-    return identity
-
-
 def _check_same_sweep(plan: SweepPlan) -> None:
     """A sweep directory holds one sweep: members of earlier runs that this one leaves out
     must share its hyperparameters but the seed, rewind point and control, or the report
@@ -271,8 +257,8 @@ def _check_same_sweep(plan: SweepPlan) -> None:
             record = read_saved(experiment)
         except LthError:
             continue  # a damaged member: its own run says so
-        theirs = _same_files_as_mine(
-            _shared_identity(record.hparams), record.fields, plan.members[0]
+        theirs = named_as_mine(
+            _shared_identity(record.hparams), record.fields, plan.members[0].hparams
         )
         if theirs != mine:
             differing = hparam_differences(theirs, mine)
@@ -298,7 +284,7 @@ def _check_resumable(plan: SweepPlan) -> None:
             "that member again"
         )
         record = read_saved(experiment, f"sweep member {member.name}: ", todo)
-        saved = _same_files_as_mine(experiment_identity(record.hparams), record.fields, member)
+        saved = named_as_mine(experiment_identity(record.hparams), record.fields, member.hparams)
         mine = experiment_identity(member.hparams)
         if saved != mine:
             differing = sorted(

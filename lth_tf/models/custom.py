@@ -210,9 +210,8 @@ def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
     try:
         model = tf_keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         # tf_keras quotes the whole model config in some messages: a short excerpt is enough.
-        first = first if len(first) <= 300 else f"{first[:300]}..."
+        first = _first_line(error, limit=300)
         advice = (
             "a model with custom layers loads through a builder instead: "
             "--model=package.module:function"
@@ -270,10 +269,11 @@ def _layer_dtypes_dropped(config: Any) -> Any:
     return dropped
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """An error's first line (its type where it says nothing), cut at ``limit`` characters."""
     text = str(error).strip()
     first = text.splitlines()[0] if text else type(error).__name__
-    return first if len(first) <= 200 else f"{first[:200]}..."
+    return first if len(first) <= limit else f"{first[:limit]}..."
 
 
 def as_tf_keras(model: Any, what: str) -> tf_keras.Model:
