@@ -789,11 +789,14 @@ def started_with_file(fields: dict[str, Any], group: str, name: str) -> str | No
 
 
 def same_file_names(a: str, b: str) -> bool:
-    """Whether two model or dataset names name one thing: equal, or two spellings of one
-    existing file (absolute, relative, with ./).
+    """Whether two model or dataset names name one thing: equal, two spellings of one
+    existing file (absolute, relative, with ./, through a link), or of one path whose file is
+    gone (an experiment goes on from its copy of a gone model file).
 
-    >>> same_file_names("mnist", "mnist"), same_file_names("npz:nowhere.npz", "npz:./nowhere.npz")
-    (True, False)
+    >>> same_file_names("mnist", "mnist"), same_file_names("npz:gone.npz", "npz:./gone.npz")
+    (True, True)
+    >>> same_file_names("npz:gone.npz", "npz:other/gone.npz")
+    False
     """
     if a == b:
         return True
@@ -801,10 +804,11 @@ def same_file_names(a: str, b: str) -> bool:
         return False
     if not (a.startswith("npz:") or (a.endswith(".keras") and b.endswith(".keras"))):
         return False
+    a, b = a.removeprefix("npz:"), b.removeprefix("npz:")
     try:
-        return os.path.samefile(a.removeprefix("npz:"), b.removeprefix("npz:"))
-    except OSError:  # one of them is not there (any more)
-        return False
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there (any more): the same path, or not
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def new_experiment_id(hparams: ExperimentHparams) -> str:

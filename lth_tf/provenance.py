@@ -69,6 +69,8 @@ def model_record(
 
     # A Keras 3 model is converted as it is built here, the conversion checked on a few of the
     # user's examples; the record says so ("keras3").
+    if kind == "keras_file" and not Path(name).exists():
+        return _record_of_a_gone_file(name, experiment)
     with keras3.checked_on(data.train_images[: keras3.CHECK_EXAMPLES]) as conversion:
         if kind == "keras_file":
             record.update(path=os.path.abspath(name), sha256=custom.file_sha256(name))
@@ -102,6 +104,24 @@ def model_record(
     if hparams.pruning.prune_for == "xnnpack":
         record["xnnpack"] = xnnpack_record(built, hparams)
     return record
+
+
+def _record_of_a_gone_file(name: str, experiment: ExperimentDir | None) -> dict[str, Any]:
+    """What an experiment recorded of the ``.keras`` file it started from, which is gone: it
+    goes on from its copy, which every round trains from anyway. Without such an experiment,
+    the missing file is a user error."""
+    saved = read_saved(experiment).model if experiment and experiment.hparams.exists() else None
+    copy = experiment.root / MODEL_COPY if experiment else None
+    if not (isinstance(saved, dict) and saved.get("kind") == "keras_file" and copy.exists()):
+        custom.check_keras_file(name)  # says the file does not exist
+    log.info(
+        "%s is gone: %s goes on from its copy %s (of the file's sha256 %s…)",
+        name,
+        experiment.root,
+        MODEL_COPY,
+        str(saved.get("sha256"))[:8],
+    )
+    return dict(saved)
 
 
 def xnnpack_record(model: tf_keras.Model, hparams: ExperimentHparams) -> dict[str, Any]:

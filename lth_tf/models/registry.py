@@ -508,7 +508,9 @@ def experiment_hparams(
     from lth_tf.models.custom import check_keras_file, check_model_name, model_kind
 
     model = check_model_name(model)
-    if model_kind(model) == "keras_file":
+    # A file that is gone may still resume the experiment it started, from that experiment's
+    # copy (lth_tf.provenance.model_record); --recipe=compiled reads the file itself.
+    if model_kind(model) == "keras_file" and (Path(model).exists() or recipe == "compiled"):
         check_keras_file(model)  # before TensorFlow starts: the file is there, and Keras 2's
     dataset = check_dataset_name(dataset) if dataset is not None else None
     base = paper_defaults(model, dataset, recipe, compiled)

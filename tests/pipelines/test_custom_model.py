@@ -9,8 +9,11 @@ Dense head that is not named ``output``; the data is 5 classes of 20x20x3 uint8 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -422,6 +425,35 @@ def test_api_refusals_are_one_line_errors(files, tmp_path):
             output_dir=files.npz,  # a file
             **SETTINGS,
         )
+
+
+def test_a_gone_model_file_goes_on_from_the_experiments_copy(files, tmp_path, monkeypatch, caplog):
+    # The user moved or deleted the .keras file an experiment started from: the experiment's
+    # copy is what it trains from anyway, so the same command goes on, by any spelling of that
+    # path, to what it would have given with the file there.
+    shutil.copy(files.keras, tmp_path / "gone.keras")
+    sha = hashlib.sha256(files.keras.read_bytes()).hexdigest()
+    common = [f"--dataset=npz:{files.npz}", "--iterations=10it", "--rewind=0", "--notensorboard"]
+    started = [f"--model={tmp_path / 'gone.keras'}", *common, f"--output_dir={tmp_path / 'a'}"]
+    assert imp(*started, "--rounds=0").returncode == 0
+    whole = [f"--model={files.keras}", *common, f"--output_dir={tmp_path / 'b'}"]
+    assert imp(*whole, "--rounds=1").returncode == 0
+    (tmp_path / "gone.keras").unlink()
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="lth_tf"):
+        resumed = imp("--model=./gone.keras", *common, "--output_dir=a", "--rounds=1")
+    assert resumed.returncode == 0, resumed.stderr
+    (line,) = [r.getMessage() for r in caplog.records if "is gone" in r.getMessage()]
+    assert line.startswith("gone.keras is gone: a/gone-shapes-")
+    assert line.endswith(f" goes on from its copy model.keras (of the file's sha256 {sha[:8]}…)")
+    (a,), (b,) = (tmp_path / "a").iterdir(), (tmp_path / "b").iterdir()
+    assert_same_rounds(a, b, rounds=range(2))
+    # No experiment started from it: the missing file is the error it always was.
+    assert_one_line_error(
+        imp("--model=./gone.keras", *common, "--output_dir=c", "--rounds=1"),
+        "--model=gone.keras: does not exist; pass a model saved with",
+    )
+    assert not (tmp_path / "c").exists()
 
 
 def test_files_named_by_another_path_resume_the_same_experiment(files, tmp_path, monkeypatch):
