@@ -607,8 +607,16 @@ def _sigterm_handler_kept() -> Iterator[None]:
 
 
 def _init_ray(address: str | None, flag: str, max_parallel: int | None) -> Any:
+    # A member's lines start with its name: Ray's "(run_member pid=...)" before them, in
+    # colour codes that a log file keeps, only repeats it. Read when Ray is imported.
+    os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
+    if not address:
+        # What a local Ray does by default (a token in ~/.ray), without its warning about it.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
+    # "Started a local Ray instance.": the sweep's own first line says where it runs.
+    logging.getLogger("ray._private.worker").setLevel(logging.WARNING)
     runtime_env = {"env_vars": MEMBER_ENV}
     if not address:
         # Ray's session files (logs, sockets, spilled objects) go in this run's temporary

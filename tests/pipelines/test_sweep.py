@@ -365,6 +365,11 @@ def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
     assert "\n" not in failed["error"]
     assert status["rewind3ep-seed0-random_reinit"]["status"] == "skipped"
     assert f"rewind3ep-seed0: failed: {failed['error']}" in result.stdout
+    # A member's lines start with its name, in a terminal as in a log file: no Ray prefix, no
+    # colour codes, none of Ray's own notes.
+    assert "rewind0it-seed0: Experiment: " in result.stderr, result.stderr
+    for ray_text in ("\x1b[", "pid=", "Token authentication", "Started a local Ray"):
+        assert ray_text not in result.stderr, result.stderr
     for name in ("rewind0it-seed0", "rewind0it-seed0-random_reinit"):
         for pruning_round in (0, 1):
             path = ExperimentDir(root / name).evaluations(pruning_round)
