@@ -287,15 +287,10 @@ def _check_resumable(plan: SweepPlan) -> None:
         saved = named_as_mine(experiment_identity(record.hparams), record.fields, member.hparams)
         mine = experiment_identity(member.hparams)
         if saved != mine:
-            differing = sorted(
-                f"{group}.{key}"
-                for group in mine
-                for key in mine[group]
-                if saved.get(group, {}).get(key) != mine[group][key]
-            )
+            differing = hparam_differences(saved, mine)
             raise LthError(
                 f"{plan.root} already has member {member.name} with other hyperparameters "
-                f"({', '.join(differing[:3])}); rerun the sweep with its own flags, or choose "
+                f"({'; '.join(differing[:3])}); rerun the sweep with its own flags, or choose "
                 "another --output_dir"
             )
 

@@ -169,7 +169,9 @@ def test_a_member_directory_of_other_hyperparameters_is_refused_before_anything_
     io.write_json(
         tmp_path / member.name / "hparams.json", {"format_version": 1, "hparams": other.to_dict()}
     )
-    with pytest.raises(LthError, match="other hyperparameters .*training.iterations"):
+    with pytest.raises(
+        LthError, match=r"other hyperparameters \(training.iterations: saved '80it', now '40it'\);"
+    ):
         plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
 
 
