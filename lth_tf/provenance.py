@@ -175,8 +175,10 @@ def check_same_model(experiment: ExperimentDir, record: dict[str, Any]) -> None:
         if before is None or before == now:
             continue
         if record["kind"] == "keras_file":
+            # A link pointed elsewhere since: the file it names now is the one to look at.
+            link = f" (a link, now to {os.path.realpath(name)})" if os.path.islink(name) else ""
             raise LthError(
-                f"{name} changed since {root} was started (sha256 {before[:8]}… then, "
+                f"{name}{link} changed since {root} was started (sha256 {before[:8]}… then, "
                 f"{now[:8]}… now): restore the file, {new_experiment}"
             )
         if record["kind"] == "builder":

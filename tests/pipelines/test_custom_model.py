@@ -312,6 +312,15 @@ def test_a_changed_model_file_or_npz_under_an_existing_experiment_is_refused(fil
     npz.write_bytes(original_npz)
     assert imp(*flags).returncode == 0  # restored: the finished experiment is accepted
 
+    # Started through a link that later points at another file: the message names that file.
+    link, other = tmp_path / "link.keras", _save_model(tmp_path / "other.keras", seed=1)
+    link.symlink_to(model)
+    linked = [f"--model={link}", *flags[1:-2], "--experiment_name=linked", "--notensorboard"]
+    assert imp(*linked).returncode == 0
+    link.unlink()
+    link.symlink_to(other)
+    assert_one_line_error(imp(*linked), f"{link} (a link, now to {other}) changed since")
+
 
 def _keras3_file(path):
     """A model saved by Keras 3 (the ``keras`` package), in a process of its own, with a layer
