@@ -698,8 +698,10 @@ def open_experiment(
             ):
                 raise LthError(
                     f"{root} was started with another model object ({saved.hparams.model.name}, "
-                    f"now {hparams.model.name}: a model built again has new initial weights); "
-                    "pass the object it started with to resume, or another experiment_name"
+                    f"now {hparams.model.name}; Keras numbers an unnamed model built again: "
+                    "model_1 for model); "
+                    "pass the object it started with, or one built as it was and named as it was "
+                    "(keras.Model(..., name=...)), to resume, or another experiment_name"
                 )
             raise LthError(
                 f"{root} holds an experiment with other hyperparameters ({'; '.join(diffs[:3])}); "

@@ -88,7 +88,7 @@ def model_record(
                 )
             built = custom.as_tf_keras(given, "the model")
             custom.check_fits(built, "the model", data.input_shape, data.num_classes)
-            record["sha256"] = custom.object_fingerprint(built)
+            record["sha256"] = _same_object_renamed(built, experiment)
         elif hparams.pruning.prune_for == "xnnpack" or hparams.pruning.rates.layers:
             # The registry's nets are built too: none of them is MobileNet-shaped, and a rate
             # for a layer one lacks (--prune_rates=fc3=0.3) is a typo; the user hears either
@@ -104,6 +104,30 @@ def model_record(
     if hparams.pruning.prune_for == "xnnpack":
         record["xnnpack"] = xnnpack_record(built, hparams)
     return record
+
+
+def _same_object_renamed(model: tf_keras.Model, experiment: ExperimentDir | None) -> str:
+    """The model object's fingerprint (:func:`lth_tf.models.custom.object_fingerprint`); the
+    one its experiment recorded where ``model`` is that experiment's model with its layers
+    numbered anew, as Keras does for a model built again in one process (a notebook's cell run
+    twice). Every round trains from the experiment's copy, whose names the masks carry."""
+    mine = custom.object_fingerprint(model)
+    copy = experiment.root / MODEL_COPY if experiment is not None else None
+    saved = read_saved(experiment).model if copy is not None and copy.exists() else None
+    if not isinstance(saved, dict) or saved.get("sha256") in (None, mine):
+        return mine
+    try:
+        started = custom.load_keras_file(copy, flag="model")
+    except LthError:
+        return mine  # a damaged copy: said where the experiment loads it
+    if custom.unnamed_fingerprint(started) != custom.unnamed_fingerprint(model):
+        return mine
+    log.info(
+        "The model object is the one %s started with, its layers named otherwise (Keras "
+        "numbers the names of a model built again); the rounds keep their names.",
+        experiment.root,
+    )
+    return saved["sha256"]
 
 
 def _record_of_a_gone_file(name: str, experiment: ExperimentDir | None) -> dict[str, Any]:
@@ -188,7 +212,9 @@ def check_same_model(experiment: ExperimentDir, record: dict[str, Any]) -> None:
             )
         raise LthError(
             f"the model object differs from the one {root} was started with (architecture or "
-            "initial weights); pass another experiment_name for a new experiment"
+            "initial weights): build it as it was built then (the same seed, "
+            "tf_keras.utils.set_random_seed, before building) to resume, or pass another "
+            "experiment_name for a new experiment"
         )
 
 

@@ -23,9 +23,9 @@ flags.DEFINE_string("experiment_dir", None, "The experiment directory an IMP run
 flags.DEFINE_string(
     "round",
     "best",
-    "Round to export: a number, or 'best' (the sparsest round whose early-stop test accuracy "
-    "is within --tolerance of round 0's; the end of training's without a validation split, "
-    "--holdout=0).",
+    "Round to export: a number, or 'best' (the sparsest round whose weights as exported, those "
+    "at the end of its training, score within --tolerance points of round 0's on the test "
+    "set).",
 )
 common.define_float("tolerance", 0.5, "For --round=best: accuracy points below round 0 allowed.")
 flags.DEFINE_string("output_dir", "saved_models", "Exports go to <output_dir>/<experiment>/.")

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from lth_tf import io
 from tests.helpers import ROOT
 
 QUICKSTART_SAMPLE = ROOT / "docs" / "quickstart_sample.py"
@@ -34,6 +35,10 @@ def test_the_readme_python_api_example_runs_as_written(tmp_path, monkeypatch, ca
     assert 0.5 < int8_accuracy <= 1.0  # 10 classes: chance is 0.1
     assert (tmp_path / "runs" / "api_demo" / "model.keras").exists()
     assert (tmp_path / "saved_models" / "api_demo" / "round_02" / "ticket_int8.tflite").exists()
+    # "Calling it again with the same arguments resumes": the finished rounds, as they were.
+    exec(compile(readme_api_example(), "README.md (Python API)", "exec"), {})
+    assert capsys.readouterr().out.splitlines()[:3] == printed[:3]
+    assert len(io.read_csv(tmp_path / "runs" / "api_demo" / "results.csv")) == 3
 
 
 def quickstart_sample():

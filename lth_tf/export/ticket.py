@@ -76,14 +76,16 @@ def parse_round(text: str | int) -> int | str:
 
 
 def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, str]:
-    """The sparsest round whose test accuracy (at its early stop; at the end of training
-    without a validation split: :attr:`RoundResult.reported_accuracy`) is within ``tolerance``
-    points of round 0's, and a sentence saying why.
+    """The sparsest round whose weights as exported (those at the end of its training) score
+    within ``tolerance`` points of round 0's on the test set, and a sentence saying why.
+
+    The papers rank rounds by the test accuracy at the early stop; IMP keeps, and the export
+    ships, the weights at the end of training, which may score lower (0.75 points on a Fashion-
+    MNIST lenet round). A ticket is chosen by what ships, against the dense network's file.
 
     >>> from types import SimpleNamespace
     >>> def row(r, left, accuracy):
-    ...     return SimpleNamespace(round=r, percent_remaining=left, reported_accuracy=accuracy,
-    ...                            early_stop_iteration=900)
+    ...     return SimpleNamespace(round=r, percent_remaining=left, test_accuracy=accuracy)
     >>> rows = [row(0, 100.0, 0.90), row(1, 80.0, 0.897), row(2, 64.0, 0.89)]
     >>> choose_best_round(rows, tolerance=0.5)[0]
     1
@@ -93,32 +95,25 @@ def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, s
     by_round = {row.round: row for row in rows}
     if 0 not in by_round:
         raise LthError("round 0 has not finished, so no round can be compared with it")
-    dense = by_round[0].reported_accuracy
+    dense = by_round[0].test_accuracy
     # A 1e-9 slack: accuracies are fractions of a test set, tolerances are decimal points.
     within = [
-        row for row in by_round.values() if row.reported_accuracy >= dense - tolerance / 100 - 1e-9
+        row for row in by_round.values() if row.test_accuracy >= dense - tolerance / 100 - 1e-9
     ]
     best = min(within, key=lambda row: (row.percent_remaining, -row.round))
     chosen = best.round
     reason = (
-        f"round {chosen}: the sparsest finished round whose test accuracy (at early stop, or "
-        f"at the end of training without a validation split) "
-        f"({100 * best.reported_accuracy:.2f}%) is within {tolerance:g} points "
-        f"of round 0's ({100 * dense:.2f}%); {best.percent_remaining:.2f}% of "
-        "weights remain"
-        # The papers rank by the early stop; IMP keeps (and the export ships) the final weights.
-        + (
-            "; the export holds its weights at the end of training"
-            if best.early_stop_iteration is not None
-            else ""
-        )
+        f"round {chosen}: the sparsest finished round whose weights as exported (at the end of "
+        f"training) score within {tolerance:g} points of round 0's on the test set "
+        f"({100 * best.test_accuracy:.2f}% against {100 * dense:.2f}%); "
+        f"{best.percent_remaining:.2f}% of weights remain"
     )
     sparser = sorted(
         (r for r in by_round.values() if r.percent_remaining < best.percent_remaining),
         key=lambda r: r.round,
     )
     if sparser:
-        missed = ", ".join(f"{r.round} ({100 * r.reported_accuracy:.2f}%)" for r in sparser)
+        missed = ", ".join(f"{r.round} ({100 * r.test_accuracy:.2f}%)" for r in sparser)
         reason += f"; sparser rounds fall short: {missed}"
     return chosen, reason
 

@@ -493,6 +493,29 @@ def object_fingerprint(model: tf_keras.Model) -> str:
     return digest.hexdigest()
 
 
+def unnamed_fingerprint(model: tf_keras.Model) -> str:
+    """:func:`object_fingerprint` with the model's and its layers' names left out: the same
+    for a model built again in the same process, where Keras numbers the names anew
+    (``conv2d_1`` for ``conv2d``), with the same weights."""
+    names = {layer.name: f"layer {index}" for index, layer in enumerate(model.layers)}
+    names[model.name] = "model"
+
+    def unnamed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: unnamed(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [unnamed(item) for item in value]
+        return names.get(value, value) if isinstance(value, str) else value
+
+    config = json.dumps(unnamed(_without_dtypes(model.get_config())), sort_keys=True, default=str)
+    digest = hashlib.sha256(config.encode())
+    for weight in model.weights:
+        value = weight.numpy()
+        digest.update(f"{value.dtype}{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def check_fits(
     model: tf_keras.Model, what: str, input_shape: tuple[int, ...], num_classes: int
 ) -> None:

@@ -419,6 +419,39 @@ def test_a_damaged_or_missing_model_copy_says_where_to_restore_it_from(files, ke
             lth_tf.Experiment(keras_cli).masks(wrong)
 
 
+def test_a_model_object_built_again_resumes_and_one_of_other_weights_is_refused(files, tmp_path):
+    # A notebook cell run twice builds the model again: same seed, same weights, but Keras
+    # numbers its unnamed layers anew (conv2d_1 for conv2d). That is the experiment's model.
+    import tf_keras as keras
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input(IMAGE_SHAPE)
+        x = keras.layers.Conv2D(4, 3, strides=2)(keras.layers.Rescaling(1 / 255)(inputs))
+        return keras.Model(
+            inputs, keras.layers.Dense(CLASSES)(keras.layers.Flatten()(x)), name="net"
+        )
+
+    settings = {
+        "dataset": f"npz:{files.npz}",
+        "iterations": "10it",
+        "rewind": "0",
+        "output_dir": tmp_path,
+        "experiment_name": "object",
+        "tensorboard": False,
+        "progress": False,
+    }
+    first = build(0)
+    lth_tf.find_tickets(first, rounds=0, **settings)
+    again = build(0)
+    assert [layer.name for layer in again.layers] != [layer.name for layer in first.layers]
+    assert lth_tf.find_tickets(again, rounds=1, **settings).rounds == [0, 1]
+    masks = io.read_npz(tmp_path / "object" / "round_01" / "masks.npz")
+    assert set(masks) == {f"{layer.name}/kernel" for layer in first.layers[2:5:2]}
+    with pytest.raises(lth_tf.LthError, match="the model object differs from the one .* started"):
+        lth_tf.find_tickets(build(1), rounds=2, **settings)
+
+
 def test_api_refusals_are_one_line_errors(files, tmp_path):
     import tensorflow as tf
 
