@@ -327,9 +327,9 @@ class DatasetHparams:
         "dataset has none of its own: auto (10% of train, at most 5,000: the LTH paper's "
         "55,000/5,000 split of MNIST) or a count; 0 holds none out, trains on all of train and "
         "reports the end of training (no early stop), as open_lth does. A dataset with its own "
-        "validation split (npz x_val/y_val, a TFDS validation split) keeps it, and a count here "
-        "is refused. Default: 0 for --recipe=stabilizing (open_lth trains on all 50,000 CIFAR-10 "
-        "images), auto otherwise.",
+        "validation split (npz x_val/y_val, a TFDS validation split) keeps it, whatever this "
+        "says. Default: 0 for resnet20, vgg16 and vgg19 under --recipe=stabilizing (open_lth "
+        "trains on all 50,000 CIFAR-10 images), auto otherwise.",
     )
 
     def __post_init__(self) -> None:

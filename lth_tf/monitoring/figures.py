@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 
 # Figure, not pyplot: no global figure state and no GUI backend; PNGs render with Agg.
@@ -31,6 +32,10 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 from lth_tf.experiment import RoundResult
 
 MAX_TICKS = 11
+# Legends inside the panels for at most this many curves with labels this short; else below.
+LEGEND_INSIDE_CURVES = 6
+LEGEND_INSIDE_CHARACTERS = 45
+LEGEND_BELOW_CHARACTERS = 120
 # Figure formats by file extension; PNG is the default (and what TensorBoard shows).
 FORMATS = ("png", "pdf", "svg")
 # Lines of a report must not hide each other: each gets its own marker and dash besides colour.
@@ -116,7 +121,18 @@ def sparsity_figure(
     alone = len(curves) == 1
     finals = any(curve.final_test_accuracy is not None for curve in curves)
     stops = any(not math.isnan(i) for curve in curves for i in curve.early_stop_trained)
-    figure = Figure(figsize=(11, 4.3), dpi=dpi, layout="constrained")
+    # Labels of experiments that differ in many settings crowd the panels out: then one
+    # legend for both, wrapped, below them, the figure taller by its lines.
+    below = not alone and (
+        len(curves) > LEGEND_INSIDE_CURVES
+        or any(len(curve.legend) > LEGEND_INSIDE_CHARACTERS for curve in curves)
+    )
+    wrapped = {
+        curve.legend: textwrap.fill(curve.legend, LEGEND_BELOW_CHARACTERS) for curve in curves
+    }
+    legend_lines = sum(text.count("\n") + 1 for text in wrapped.values()) * (1 + finals)
+    height = 4.3 + (0.19 * legend_lines + 0.3 if below else 0)
+    figure = Figure(figsize=(11, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     accuracy_axes, iteration_axes = figure.subplots(1, 2)
     for index, curve in enumerate(curves):
@@ -185,8 +201,14 @@ def sparsity_figure(
         axes.set_title(heading, fontsize=12)
         axes.tick_params(labelsize=10)
         axes.grid(True, which="major", alpha=0.3)
-        if axes is accuracy_axes or not alone:
+        if not below and (axes is accuracy_axes or not alone):
             axes.legend(fontsize="small")
+    if below:
+        handles, labels = accuracy_axes.get_legend_handles_labels()
+        labels = [
+            wrapped.get(label) or textwrap.fill(label, LEGEND_BELOW_CHARACTERS) for label in labels
+        ]
+        figure.legend(handles, labels, loc="outside lower center", fontsize="small")
     iteration_axes.set_ylim(bottom=0)
     if title:
         figure.suptitle(title, fontsize=13)
@@ -214,11 +236,19 @@ def percent_ticks(values: Sequence[float], max_ticks: int = MAX_TICKS) -> list[f
 
     >>> percent_ticks([100, 80, 64, 51.2, 41, 32.8], max_ticks=3)
     [100.0, 51.2, 32.8]
+
+    Few values keep a tick each, but two experiments' nearly equal ones (81 and 80.04) one:
+    their labels would print over each other.
+
+    >>> percent_ticks([100, 81, 80.04, 72.9, 65.6, 59])
+    [100.0, 81.0, 72.9, 65.6, 59.0]
     """
     points = sorted({float(v) for v in values if v > 0}, reverse=True)
-    if len(points) <= max_ticks:
+    if len(points) < 2:
         return points
-    gap = math.log10(points[0] / points[-1]) / (max_ticks - 1)
+    span = math.log10(points[0] / points[-1])
+    # Evenly spread when there are too many; otherwise only the labels' width apart.
+    gap = span / (max_ticks - 1) if len(points) > max_ticks else span / (2 * (max_ticks - 1))
     kept = [points[0]]
     for value in points[1:-1]:
         if math.log10(kept[-1] / value) >= gap * 0.999:

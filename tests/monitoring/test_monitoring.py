@@ -4,6 +4,7 @@ import dataclasses
 import math
 import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -344,6 +345,29 @@ def test_figure_of_several_curves_is_a_png():
     ]
     png = sparsity_figure(curves, title="lenet")
     assert png.startswith(PNG_MAGIC)
+
+
+def test_experiments_that_differ_in_many_settings_share_one_legend_below_the_panels():
+    # Labels naming seven settings used to squeeze both panels to nothing (matplotlib warned
+    # and drew slivers): the figure grows a legend below them instead, and keeps its panels.
+    label = ", ".join(f"setting_{i}=value_{i}" for i in range(7))
+    curves = [
+        Curve(f"{label}, rewind={r}", (100.0, 81.0, 65.6), (0.9, 0.91, 0.9), (900, 700, 800))
+        for r in ("0it", "1ep")
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tall = sparsity_figure(curves, title="many settings")
+    assert not [w for w in caught if "constrained_layout" in str(w.message)]
+    short = sparsity_figure(
+        [dataclasses.replace(c, label=f"rewind={c.label[-3:]}") for c in curves]
+    )
+
+    def height(png: bytes) -> int:
+        return int.from_bytes(png[20:24], "big")
+
+    assert height(short) == 430  # 4.3 inches at 100 dpi: the legends inside the panels
+    assert height(tall) > 430 + 2 * 19  # the legend's four wrapped lines below them
 
 
 @pytest.fixture(scope="module")
