@@ -588,7 +588,13 @@ def read_saved(
     """
     path = experiment.hparams
     if not path.exists():
-        raise LthError(f"{what}{experiment.root} is not an lth_tf experiment (no hparams.json)")
+        members = sorted(experiment.root.glob("*/hparams.json"))
+        inside = (
+            f"; it holds experiments: pass one of them, e.g. {members[0].parent}" if members else ""
+        )
+        raise LthError(
+            f"{what}{experiment.root} is not an lth_tf experiment (no hparams.json){inside}"
+        )
     fields = io.read_json(path, todo)
     if not isinstance(fields, dict):
         raise LthError(f"{what}{path} is not an lth_tf hparams file (not a JSON object)")

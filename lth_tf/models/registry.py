@@ -368,6 +368,11 @@ def get_model(name: str) -> ModelSpec:
             f"--model={name}: lth_tf reads models saved as .keras files only; load it in Keras "
             "and save it again with model.save('model.keras')"
         )
+    if Path(name).is_dir():
+        raise LthError(
+            f"--model={name} is a directory; pass a model saved as one file, "
+            "path/to/model.keras (model.save('model.keras')), a registered model or a builder"
+        )
     raise LthError(
         f"--model: unknown model {name!r}; choose one of {', '.join(MODELS)}, a saved model "
         "(path/to/model.keras) or a builder (package.module:function)"

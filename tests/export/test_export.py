@@ -286,6 +286,8 @@ def test_export_refuses_a_dataset_other_than_the_experiments(lenet_runs):
     [
         ("missing", {}, "missing does not exist"),
         ("not_an_experiment", {}, "is not an lth_tf experiment (no hparams.json)"),
+        # The folder that holds experiments (a sweep's, --output_dir): pass one of them.
+        ("", {}, "it holds experiments: pass one of them, e.g. "),
         ("unfinished", {"pruning_round": "2"}, "round 2 of"),
         ("unfinished", {"pruning_round": "7"}, "has no round 7 (it runs rounds 0-2)"),
         ("other_version", {}, "written by another lth_tf version (format 99"),

@@ -1,6 +1,8 @@
 """The papers' models: parameter counts and initializers for each dataset's input shape, the
 registry, weight decay, and the deep nets trained and pruned for a few iterations."""
 
+from pathlib import Path
+
 import pytest
 import tensorflow as tf
 import tf_keras
@@ -46,6 +48,8 @@ def test_model_registry_carries_paper_defaults():
     assert set(MODELS) == {"lenet300_100", "conv2", "conv4", "conv6", "resnet20", "vgg16", "vgg19"}
     with pytest.raises(LthError, match="unknown model 'nope'"):
         get_model("nope")
+    with pytest.raises(LthError, match=r"--model=\S+ is a directory; pass a model saved as one"):
+        get_model(str(Path(__file__).parent))
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)], ids=["28x28x1", "32x32x3"])
