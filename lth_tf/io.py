@@ -94,6 +94,12 @@ def output_prefix(output: str | os.PathLike, flag: str = "--output") -> Path:
         raise LthError(
             f"{flag}={text} is a directory; give a file name prefix in it, e.g. {inside}"
         )
+    if (path.parent / "hparams.json").exists():
+        # PREFIX.csv there could be the experiment's own results.csv, replaced.
+        raise LthError(
+            f"{flag}={text} writes into the experiment {path.parent}, among its own files; "
+            f"write the report elsewhere, e.g. --output=reports/{path.name}"
+        )
     return path
 
 

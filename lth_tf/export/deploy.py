@@ -97,7 +97,23 @@ def check_dataset(ticket: Ticket, data: ImageDataset) -> None:
 def check_replaceable(destination: Path, ticket: Ticket) -> None:
     """Refuses to replace an export of another experiment of the same name (every sweep names
     its members ``rewind0it-seed0``, ...): its ``export.json`` names another experiment id, or,
-    written before ids, another directory. A moved experiment keeps its id."""
+    written before ids, another directory. A moved experiment keeps its id.
+
+    Nor does it replace a folder that is no export: an experiment's own round (an
+    ``--output_dir`` that holds the experiment), or anything else of the user's.
+    """
+    if (destination.parent / "hparams.json").exists():
+        raise LthError(
+            f"{destination} is a round of the experiment {destination.parent}, not an export: "
+            f"exports go to <output_dir>/{ticket.name}/round_NN; choose an --output_dir other "
+            f"than the one that holds the experiment (saved_models by default)"
+        )
+    if destination.is_dir() and not (destination / REPORT_FILE).exists():
+        if any(destination.iterdir()):
+            raise LthError(
+                f"{destination} exists and holds no export ({REPORT_FILE}); choose another "
+                f"--output_dir, or move {destination} away to export there"
+            )
     try:
         earlier = json.loads((destination / REPORT_FILE).read_text())
         theirs = (earlier.get("experiment_id"), earlier.get("experiment"))

@@ -3,6 +3,7 @@ round, bad input. The experiments are conftest's ``lenet_runs``."""
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -480,3 +481,25 @@ def test_an_export_of_another_experiment_of_the_same_name_is_not_replaced(lenet_
             f"{destination} holds the export of another experiment (/other/sweep/plain); choose "
             f"another --output_dir, or delete {destination} to replace it"
         )
+
+
+def test_an_export_never_replaces_the_experiments_own_round_or_a_folder_of_the_users(
+    lenet_runs, mnist_data, tmp_path
+):
+    # --output_dir=the folder that holds the experiment: <output_dir>/plain/round_01 is the
+    # round itself, which replacing would delete (its weights and masks). Refused, untouched.
+    runs = tmp_path / "runs"
+    experiment = shutil.copytree(lenet_runs / "plain", runs / "plain")
+    before = sorted(p.name for p in (experiment / "round_01").iterdir())
+    ticket, dense = open_ticket(experiment, 1), open_ticket(experiment, 0)
+    with pytest.raises(LthError, match=r"round_01 is a round of the experiment .*choose an"):
+        export_ticket(ticket, dense, mnist_data, runs, QUICK)
+    assert sorted(p.name for p in (experiment / "round_01").iterdir()) == before
+    assert open_ticket(experiment, 1).round == 1
+    # A folder of the user's where the export would go: kept too.
+    theirs = tmp_path / "out" / "plain" / "round_01"
+    theirs.mkdir(parents=True)
+    (theirs / "notes.txt").write_text("mine")
+    with pytest.raises(LthError, match=r"round_01 exists and holds no export \(export.json\)"):
+        export_ticket(ticket, dense, mnist_data, tmp_path / "out", QUICK)
+    assert (theirs / "notes.txt").read_text() == "mine"

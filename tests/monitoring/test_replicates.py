@@ -182,6 +182,8 @@ def test_pngs_are_written_at_300_dpi(sweep_like, tmp_path):
         (["{root}/nothing-*"], "x", "matches no experiment directory"),
         (["{root}/r0-s0"], "x.jpg", ".jpg is not a report format"),
         (["{root}/empty_sweep"], "x", "no member of the sweep"),
+        # PREFIX.csv would be the experiment's own results.csv.
+        (["{root}/r0-s0"], "{root}/r0-s0/results", "writes into the experiment .*r0-s0, among"),
     ],
 )
 def test_bad_report_inputs_are_refused(sweep_like, tmp_path, inputs, output, message):
@@ -189,7 +191,10 @@ def test_bad_report_inputs_are_refused(sweep_like, tmp_path, inputs, output, mes
     empty.mkdir()
     io.write_json(empty / SWEEP_FILE, {"members": [{"name": "not_yet"}]})
     with pytest.raises(LthError, match=message):
-        write_report([i.format(root=sweep_like) for i in inputs], tmp_path / output)
+        write_report(
+            [i.format(root=sweep_like) for i in inputs], tmp_path / output.format(root=sweep_like)
+        )
+    assert (sweep_like / "r0-s0" / "results.csv").stat().st_size > 0
 
 
 def test_report_and_stability_expand_a_sweep_into_its_members_one_way(sweep_like):
