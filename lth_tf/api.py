@@ -386,17 +386,19 @@ class Experiment:
 
     def masks(self, pruning_round: int) -> dict[str, np.ndarray]:
         """0/1 (uint8) mask of each prunable weight, by variable name (``dense/kernel``)."""
-        self._check_round(pruning_round)
+        pruning_round = self._check_round(pruning_round)
         return self.directory.read_arrays(self.directory.masks(pruning_round))
 
     def weights(self, pruning_round: int) -> dict[str, np.ndarray]:
         """Every trained variable of the round (pruned positions exactly 0), by name."""
-        self._check_round(pruning_round)
+        pruning_round = self._check_round(pruning_round)
         return self.directory.read_arrays(self.directory.weights(pruning_round))
 
-    def _check_round(self, pruning_round: Any) -> None:
-        if isinstance(pruning_round, bool) or not isinstance(pruning_round, int):
+    def _check_round(self, pruning_round: Any) -> int:
+        """``pruning_round`` as an int (numpy's integers too), once the round has finished."""
+        if isinstance(pruning_round, bool) or not isinstance(pruning_round, numbers.Integral):
             raise LthError(f"a round is a number (0, 1, ...), got {pruning_round!r}")
+        pruning_round = int(pruning_round)
         if not 0 <= pruning_round <= self.hparams.pruning.rounds:
             raise LthError(
                 f"{self.path} has no round {pruning_round}: its rounds are 0-"
@@ -406,6 +408,7 @@ class Experiment:
             raise LthError(
                 f"round {pruning_round} of {self.path} has not finished; finished: {self.rounds}"
             )
+        return pruning_round
 
     def model(
         self,
@@ -433,6 +436,8 @@ class Experiment:
         from lth_tf.export.stripped import shrunk_ticket_model, stripped_model
         from lth_tf.export.ticket import open_ticket
 
+        if not isinstance(pruning_round, str):
+            pruning_round = self._check_round(pruning_round)
         ticket = open_ticket(self.path, pruning_round, tolerance)
         model = shrunk_ticket_model(ticket) if shrunk else stripped_model(ticket)
         if keras3:
@@ -441,6 +446,7 @@ class Experiment:
             return to_keras3(model, f"round {ticket.round} of {self.path}")
         return model
 
+    @os_errors_as_lth_errors  # a directory or disk problem is the user's to fix
     def export(
         self,
         pruning_round: int | str = "best",
@@ -480,6 +486,8 @@ class Experiment:
         from lth_tf.provenance import experiment_data
 
         options = ExportOptions(int8_storage=int8_storage, arm=arm, arm_examples=arm_examples)
+        if not isinstance(pruning_round, str):
+            pruning_round = self._check_round(pruning_round)
         ticket = open_ticket(self.path, pruning_round, tolerance)
         dense = open_ticket(self.path, 0)
         data = experiment_data(ticket.experiment, ticket.hparams, data_dir)

@@ -33,7 +33,7 @@ import contextlib
 import dataclasses
 import logging
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -217,13 +217,23 @@ def call_each(callbacks: Sequence[RunCallback], hook: str, *args: Any) -> None:
             getattr(callback, hook)(*args)
 
 
-def check_callbacks(callbacks: Sequence[Any]) -> list[RunCallback]:
-    """``callbacks`` as a list, each a :class:`RunCallback` with a name of its own.
+def check_callbacks(callbacks: Sequence[Any] | None) -> list[RunCallback]:
+    """``callbacks`` as a list (None: none), each a :class:`RunCallback` with a name of its own.
 
     >>> check_callbacks([RunCallback(), RunCallback()])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     lth_tf.errors.LthError: two callbacks are named 'RunCallback'; ...
+    >>> check_callbacks(None), check_callbacks(RunCallback())  # doctest: +ELLIPSIS
+    ([], [<lth_tf.callbacks.RunCallback object at ...>])
     """
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, RunCallback):
+        callbacks = [callbacks]
+    if isinstance(callbacks, str | bytes) or not isinstance(callbacks, Iterable):
+        raise LthError(
+            f"callbacks={callbacks!r}: give a list of lth_tf.callbacks.RunCallback instances"
+        )
     checked = list(callbacks)
     names = set()
     for callback in checked:

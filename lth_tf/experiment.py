@@ -698,9 +698,13 @@ def open_experiment(
         mine = experiment_identity(hparams)
         if saved_hparams != mine:
             diffs = hparam_differences(saved_hparams, mine)
-            if len(diffs) == 1 and all(
-                value.get("model", {}).get("name", "").startswith("python:")
-                for value in (saved_hparams, mine)
+            if (
+                len(diffs) == 1
+                and diffs[0].startswith("model.name:")
+                and all(
+                    value.get("model", {}).get("name", "").startswith("python:")
+                    for value in (saved_hparams, mine)
+                )
             ):
                 raise LthError(
                     f"{root} was started with another model object ({saved.hparams.model.name}, "

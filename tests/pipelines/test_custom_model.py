@@ -417,6 +417,11 @@ def test_a_damaged_or_missing_model_copy_says_where_to_restore_it_from(files, ke
     for wrong, message in wrongs:
         with pytest.raises(lth_tf.LthError, match=message):
             lth_tf.Experiment(keras_cli).masks(wrong)
+    # A round as numpy gives it is a round; model() says what masks() says of a wrong one.
+    experiment = lth_tf.Experiment(keras_cli)
+    assert experiment.masks(np.int64(1)).keys() == experiment.masks(1).keys()
+    with pytest.raises(lth_tf.LthError, match="has no round -1"):
+        experiment.model(-1)
 
 
 def test_a_model_object_built_again_resumes_and_one_of_other_weights_is_refused(files, tmp_path):
@@ -450,6 +455,9 @@ def test_a_model_object_built_again_resumes_and_one_of_other_weights_is_refused(
     assert set(masks) == {f"{layer.name}/kernel" for layer in first.layers[2:5:2]}
     with pytest.raises(lth_tf.LthError, match="the model object differs from the one .* started"):
         lth_tf.find_tickets(build(1), rounds=2, **settings)
+    # The same object with another setting: that setting is named, not the model.
+    with pytest.raises(lth_tf.LthError, match=r"other hyperparameters \(training.learning_rate"):
+        lth_tf.find_tickets(again, rounds=2, learning_rate=0.5, **settings)
 
 
 def test_api_refusals_are_one_line_errors(files, tmp_path):
@@ -467,6 +475,15 @@ def test_api_refusals_are_one_line_errors(files, tmp_path):
             output_dir=files.npz,  # a file
             **SETTINGS,
         )
+    for callbacks in (5, "metric"):
+        with pytest.raises(lth_tf.LthError, match="give a list of lth_tf.callbacks.RunCallback"):
+            lth_tf.find_tickets(residual_net, dataset=f"npz:{files.npz}", callbacks=callbacks)
+
+
+def test_an_api_export_where_no_folder_can_be_is_one_line(files, keras_cli):
+    # The CLI's wrapper says it in one line; the API's export does too (an LthError).
+    with pytest.raises(lth_tf.LthError, match=r"shapes.npz.*: not a directory \("):
+        lth_tf.Experiment(keras_cli).export(1, output_dir=files.npz / "out", verbose=False)
 
 
 def test_a_gone_model_file_goes_on_from_the_experiments_copy(files, tmp_path, monkeypatch, caplog):
