@@ -88,6 +88,7 @@ def model_record(
                 )
             built = custom.as_tf_keras(given, "the model")
             custom.check_fits(built, "the model", data.input_shape, data.num_classes)
+            _check_savable(built, name)
             record["sha256"] = _same_object_renamed(built, experiment)
         elif hparams.pruning.prune_for == "xnnpack" or hparams.pruning.rates.layers:
             # The registry's nets are built too: none of them is MobileNet-shaped, and a rate
@@ -104,6 +105,20 @@ def model_record(
     if hparams.pruning.prune_for == "xnnpack":
         record["xnnpack"] = xnnpack_record(built, hparams)
     return record
+
+
+def _check_savable(model: tf_keras.Model, name: str) -> None:
+    """Refuses, before anything is written, a model object whose copy (``model.keras``, which
+    every round loads) would name code outside Keras, which a .keras file may not."""
+    import tf_keras
+
+    problem = custom.outside_keras(tf_keras.saving.serialize_keras_object(model))
+    if problem is not None:
+        raise LthError(
+            f"the model object {name} {problem}; its experiment keeps it as a .keras file, which "
+            "may only use Keras's own layers (loading it would run that code): pass a function "
+            "of a module of yours that builds it instead, find_tickets(my_module.build, ...)"
+        )
 
 
 def _same_object_renamed(model: tf_keras.Model, experiment: ExperimentDir | None) -> str:

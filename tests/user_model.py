@@ -101,6 +101,14 @@ def named_scores(input_shape: tuple[int, ...], num_classes: int):
     return keras.Model(inputs, {"scores": scores}, name="named_scores")
 
 
+def spatial_scores(input_shape: tuple[int, ...], num_classes: int):
+    """A model with a score per class at every pixel (no pooling before its head): refused."""
+    import tf_keras as keras
+
+    inputs = keras.Input(input_shape, name="image")
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(inputs), name="spatial_scores")
+
+
 def sigmoid_scores(input_shape: tuple[int, ...], num_classes: int):
     """A model that ends in a sigmoid, which multi-class cross-entropy cannot train: refused."""
     import tf_keras as keras

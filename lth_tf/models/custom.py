@@ -170,7 +170,23 @@ def check_config_names_keras_only(config: Any, path: Path, flag: str) -> None:
 
     >>> check_config_names_keras_only({"module": "this"}, Path("m"), "-")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    lth_tf.errors.LthError: -=m names the module 'this' (class ?); a .keras file ...
+    lth_tf.errors.LthError: -=m names the module 'this'; a .keras file may only use Keras's ...
+    """
+    problem = outside_keras(config)
+    if problem is not None:
+        raise LthError(
+            f"{flag}={path} {problem}; a .keras file may only use Keras's own layers (loading "
+            "it would import that module and run its code): build a model with custom parts "
+            "through a builder, --model=package.module:function"
+        )
+
+
+def outside_keras(config: Any) -> str | None:
+    """What in a saved model's config (``config.json`` of a ``.keras`` file) names code outside
+    Keras (``names the module 'x' (class Y)``), or None.
+
+    >>> outside_keras({"layers": [{"module": "keras.layers", "class_name": "Dense"}]}) is None
+    True
     """
     stack = [config]
     while stack:
@@ -182,18 +198,13 @@ def check_config_names_keras_only(config: Any, path: Path, flag: str) -> None:
             continue
         stack.extend(entry.values())
         module, registered = entry.get("module"), entry.get("registered_name")
-        what = entry.get("class_name", "?")
+        what = entry.get("class_name")
         if module is not None and str(module).split(".")[0] not in KERAS_MODULES:
-            problem = f"names the module {str(module)[:80]!r} (class {str(what)[:80]})"
-        elif registered is not None and registered != what:
-            problem = f"names the registered object {str(registered)[:80]!r}"
-        else:
-            continue
-        raise LthError(
-            f"{flag}={path} {problem}; a .keras file may only use Keras's own layers (loading "
-            "it would import that module and run its code): build a model with custom parts "
-            "through a builder, --model=package.module:function"
-        )
+            of = f" (class {str(what)[:80]})" if what is not None else ""
+            return f"names the module {str(module)[:80]!r}{of}"
+        if registered is not None and registered != what:
+            return f"names the registered object {str(registered)[:80]!r}"
+    return None
 
 
 def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
@@ -543,6 +554,13 @@ def check_fits(
         raise LthError(
             f"{what} takes inputs of shape {expected}, but the dataset's examples are "
             f"{tuple(input_shape)}; build the model for the data (or reshape the data)"
+        )
+    scores = tuple(model.outputs[0].shape[1:])
+    if len(scores) != 1:
+        raise LthError(
+            f"{what} gives outputs of shape {scores} per example; IMP here trains a classifier "
+            "whose output is one score per class, shape (classes,): flatten or pool before the "
+            "last layer (e.g. Flatten or GlobalAveragePooling2D)"
         )
     width = model.outputs[0].shape[-1]
     if width is not None and width < num_classes:

@@ -349,6 +349,7 @@ def _keras3_file(path):
         ("raises", "the builder raised ValueError: no such layer size"),
         ("named_scores", "returns a dict ('scores'); IMP here trains on the class scores as one"),
         ("sigmoid_scores", "ends in a sigmoid"),
+        ("spatial_scores", r"gives outputs of shape (20, 20, 5) per example; IMP here trains"),
         ("missing_file", "does not exist"),
         ("unknown_layer", "no prunable layer of 'residual_net' has that name"),
         ("no_dataset", "needs --dataset"),
@@ -371,7 +372,7 @@ def test_bad_models_and_data_exit_with_one_line(case, reason, files, tmp_path):
         model = "no_such_module:build"
     elif case == "no_submodule_nor_dataset":
         model = "tests.no_such_module:build"
-    elif case in ("raises", "named_scores", "sigmoid_scores"):
+    elif case in ("raises", "named_scores", "sigmoid_scores", "spatial_scores"):
         model = f"tests.user_model:{case}"
     elif case == "missing_file":
         model = str(tmp_path / "nothing.keras")
@@ -475,6 +476,18 @@ def test_api_refusals_are_one_line_errors(files, tmp_path):
             output_dir=files.npz,  # a file
             **SETTINGS,
         )
+    # Its copy, model.keras, would name code outside Keras, which a .keras file may not: said
+    # before the experiment is written, not later as a "damaged" copy.
+    import tf_keras as keras
+
+    inputs = keras.Input(IMAGE_SHAPE)
+    doubled = keras.layers.Lambda(lambda x: 2.0 * x)(inputs)
+    lambda_net = keras.Model(inputs, keras.layers.Dense(CLASSES)(keras.layers.Flatten()(doubled)))
+    with pytest.raises(lth_tf.LthError, match="names the module '.*'; its experiment keeps it"):
+        lth_tf.find_tickets(
+            lambda_net, dataset=f"npz:{files.npz}", output_dir=tmp_path / "lambda", **SETTINGS
+        )
+    assert not (tmp_path / "lambda").exists()
     for callbacks in (5, "metric"):
         with pytest.raises(lth_tf.LthError, match="give a list of lth_tf.callbacks.RunCallback"):
             lth_tf.find_tickets(residual_net, dataset=f"npz:{files.npz}", callbacks=callbacks)
