@@ -176,7 +176,8 @@ def _remove_run_temp_dir(folder: Path, lock: int, owner: int) -> None:
 def quiet_stderr(explained: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Captures what C++ libraries write to the process's stderr (file descriptor 2) while the
     block runs; it is shown after all if the block fails, unless with an ``explained`` error
-    (one that says in its own words what went wrong).
+    (one that says in its own words what went wrong) or stopped (Ctrl-C, SIGTERM: nothing
+    went wrong that the lines could explain).
 
     TensorFlow prints lines about missing CUDA drivers at its start, the TFLite converter
     ``fully_quantize: 0, inference_type: 6, ...`` for every int8 file, LiteRT its delegate:
@@ -190,7 +191,7 @@ def quiet_stderr(explained: tuple[type[BaseException], ...] = ()) -> Iterator[No
             yield
         except BaseException as error:
             os.dup2(saved_fd, 2)
-            if not isinstance(error, explained):
+            if not isinstance(error, (*explained, KeyboardInterrupt)):
                 captured.seek(0)
                 sys.stderr.write(captured.read().decode(errors="replace"))
             raise
