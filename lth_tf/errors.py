@@ -3,6 +3,7 @@ line a failed file-system call becomes."""
 
 import errno
 import functools
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -86,3 +87,29 @@ def os_errors_as_lth_errors(function: _Function) -> _Function:
             raise LthError(os_error_line(error)) from None
 
     return wrapped  # type: ignore[return-value]
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An error's first line (its type where it says nothing), without TensorFlow's
+    ``{{function_node ...}}`` prefix and ``[Op:...]`` suffix, cut at ``limit`` characters.
+
+    >>> first_line(ValueError("{{function_node f}} Cannot batch tensors [Op:IteratorGetNext]"))
+    'Cannot batch tensors'
+    """
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(error)).strip()
+    first = text.splitlines()[0].strip() if text else type(error).__name__
+    first = re.sub(r"\s*\[Op:\w+\].*$", "", first)
+    return first if len(first) <= limit else f"{first[:limit]}..."
+
+
+def one_line(error: BaseException) -> str:
+    """An error as one line: an LthError's message, otherwise its type and first line.
+
+    >>> one_line(ValueError("bad shape\\nmore detail")), one_line(KeyError())
+    ('ValueError: bad shape', 'KeyError')
+    """
+    if isinstance(error, LthError):
+        return first_line(error, limit=10_000)
+    if not str(error).strip():
+        return type(error).__name__
+    return f"{type(error).__name__}: {first_line(error, limit=10_000)}"

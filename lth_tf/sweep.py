@@ -45,7 +45,7 @@ from lth_tf.config import (
     ExperimentHparams,
     check_number,
 )
-from lth_tf.errors import LthError, counted
+from lth_tf.errors import LthError, counted, one_line
 from lth_tf.execution import Execution
 from lth_tf.experiment import (
     ExperimentDir,
@@ -356,17 +356,6 @@ def run_member(
         return DONE, ""
     except Exception as error:  # noqa: BLE001  (any failure is this member's, reported as such)
         return FAILED, one_line(error)
-
-
-def one_line(error: BaseException) -> str:
-    """An error as one line: an LthError's message, otherwise its type and first line.
-
-    >>> one_line(ValueError("bad shape\\nmore detail"))
-    'ValueError: bad shape'
-    """
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    first = lines[0].strip() if lines else ""
-    return first if isinstance(error, LthError) else f"{type(error).__name__}: {first}".rstrip(": ")
 
 
 def _crash_line(crash: BaseException) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 from lth_tf import io
 from lth_tf.config import HOLDOUT_AUTO
 from lth_tf.data.dataset import ImageDataset, arrays_fingerprint, held_out_count
-from lth_tf.errors import LthError
+from lth_tf.errors import LthError, first_line
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONAL_KEYS = ("x_val", "y_val", "num_classes")
@@ -523,9 +523,15 @@ def arrays_from_tf_dataset(
         dataset = dataset.unbatch()
     images, labels = [], []
     # Copying in chunks: one numpy conversion per 1,024 examples, not per example.
-    for x, y in dataset.batch(1024).as_numpy_iterator():
-        images.append(x)
-        labels.append(y)
+    try:
+        for x, y in dataset.batch(1024).as_numpy_iterator():
+            images.append(x)
+            labels.append(y)
+    except tf.errors.OpError as error:  # its examples differ in shape, or its own code fails
+        raise LthError(
+            f"reading the tf.data.Dataset failed ({first_line(error)}); give examples of one "
+            "shape, and check the functions it maps"
+        ) from None
     if not images:
         raise LthError("the tf.data.Dataset is empty; give at least one example")
     return np.concatenate(images), np.concatenate(labels)
@@ -545,7 +551,13 @@ def arrays_from_splits(train: Any, test: Any, validation: Any = None) -> dict[st
         if hasattr(value, "element_spec"):  # a tf.data.Dataset, without importing TF to ask
             x, y = arrays_from_tf_dataset(value)
         elif isinstance(value, tuple | list) and len(value) == 2:
-            x, y = np.asarray(value[0]), np.asarray(value[1])
+            try:
+                x, y = np.asarray(value[0]), np.asarray(value[1])
+            except ValueError as error:  # a list of examples of several shapes
+                raise LthError(
+                    f"{split}: x or y is not one array ({first_line(error, 120)}); give arrays, "
+                    "or lists of examples of one shape"
+                ) from None
         else:
             raise LthError(
                 f"{split}: give an (x, y) pair of arrays or a tf.data.Dataset of (x, y) pairs, "

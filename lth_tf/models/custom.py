@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lth_tf.errors import LthError
+from lth_tf.errors import LthError, first_line
 
 if TYPE_CHECKING:
     import tf_keras
@@ -222,7 +222,7 @@ def load_keras_file(path: str | Path, flag: str = "--model") -> tf_keras.Model:
         model = tf_keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
         # tf_keras quotes the whole model config in some messages: a short excerpt is enough.
-        first = _first_line(error, limit=300)
+        first = first_line(error, limit=300)
         advice = (
             "a model with custom layers loads through a builder instead: "
             "--model=package.module:function"
@@ -258,7 +258,7 @@ def in_global_precision(model: tf_keras.Model) -> tf_keras.Model:
         rebuilt.set_weights(model.get_weights())
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
         raise LthError(
-            f"model {model.name!r} names its own precision policy ({_first_line(error)}), and "
+            f"model {model.name!r} names its own precision policy ({first_line(error)}), and "
             f"cannot be rebuilt in the run's ({policy}); save it under float32 (build it with "
             "tf_keras.mixed_precision.set_global_policy('float32'))"
         ) from None
@@ -278,13 +278,6 @@ def _layer_dtypes_dropped(config: Any) -> Any:
     if is_layer and dropped["class_name"] != "InputLayer":
         dropped["config"] = {key: value for key, value in inner.items() if key != "dtype"}
     return dropped
-
-
-def _first_line(error: BaseException, limit: int = 200) -> str:
-    """An error's first line (its type where it says nothing), cut at ``limit`` characters."""
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
-    return first if len(first) <= limit else f"{first[:limit]}..."
 
 
 def as_tf_keras(model: Any, what: str) -> tf_keras.Model:

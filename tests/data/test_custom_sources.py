@@ -253,6 +253,17 @@ def test_arrays_from_tf_datasets() -> None:
     assert build(arrays).input_shape == (3,)
     with pytest.raises(LthError, match="train: give an \\(x, y\\) pair"):
         arrays_from_splits(train=x, test=(x, y))
+    # Examples of several shapes, and a dataset whose own function fails: one line each.
+    with pytest.raises(LthError, match="train: x or y is not one array"):
+        arrays_from_splits(train=([x[0], x[0, :2]], [0, 1]), test=(x, y))
+    ragged = tf.data.Dataset.from_generator(
+        lambda: ((x[0, :n], 0) for n in (3, 2)),
+        output_signature=(tf.TensorSpec([None]), tf.TensorSpec([], tf.int64)),
+    )
+    failing = single.map(lambda a, b: (tf.py_function(lambda t: t // 0, [b], tf.int64), b))
+    for dataset, reason in ((ragged, "Cannot batch tensors"), (failing, ".*division by zero")):
+        with pytest.raises(LthError, match=f"reading the tf.data.Dataset failed \\({reason}"):
+            arrays_from_tf_dataset(dataset)
 
 
 # ---------------------------------------------------------------- tfds:NAME
