@@ -60,8 +60,16 @@ def check_arguments(where: str, **arguments: tuple[Any, tuple[tuple[type, ...], 
     >>> check_arguments("Experiment", path=(123, _PATH))
     Traceback (most recent call last):
     lth_tf.errors.LthError: Experiment: path must be a path (str or pathlib.Path), got 123 (int)
+    >>> check_arguments("find_tickets", output_dir=("", _PATH))
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: find_tickets: output_dir='' is not a usable path; give a folder
     """
     for name, (value, (kinds, expected)) in arguments.items():
+        if os.PathLike in kinds and isinstance(value, str | os.PathLike):
+            text = os.fspath(value)
+            # "" would quietly mean the working directory; a newline splits every line naming it.
+            if not isinstance(text, str) or not text.strip() or not text.isprintable():
+                raise LthError(f"{where}: {name}={text!r} is not a usable path; give a folder")
         if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
             continue
         shown = "None" if value is None else f"{_short_repr(value)} ({type(value).__name__})"

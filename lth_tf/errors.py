@@ -47,10 +47,12 @@ _OTHER_OS_ERROR = "check the path and the disk, then rerun"
 def counted(count: int, noun: str) -> str:
     """``count`` and ``noun``, plural unless one, as a message says them.
 
-    >>> counted(1, "member"), counted(3, "member")
-    ('1 member', '3 members')
+    >>> counted(1, "member"), counted(3, "member"), counted(2, "class")
+    ('1 member', '3 members', '2 classes')
     """
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}{'es' if noun.endswith(('s', 'x', 'ch', 'sh')) else 's'}"
 
 
 def os_error_line(error: OSError, output_flag: str | None = "--output_dir") -> str:

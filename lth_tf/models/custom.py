@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lth_tf.errors import LthError, first_line
+from lth_tf.errors import LthError, counted, first_line
 
 if TYPE_CHECKING:
     import tf_keras
@@ -558,7 +558,7 @@ def check_fits(
     width = model.outputs[0].shape[-1]
     if width is not None and width < num_classes:
         raise LthError(
-            f"{what} predicts {width} classes, but the dataset's labels go up to "
+            f"{what} predicts {counted(width, 'class')}, but the dataset's labels go up to "
             f"{num_classes - 1}; give the output layer one unit per class (labels are "
             "0 .. classes-1)"
         )

@@ -591,6 +591,15 @@ def _hparam_value(flag: HparamFlag, value: Any, recipe_value: Any) -> Any:
     if flag.parse is not None and isinstance(value, type(recipe_value)):
         return value
     raise LthError(
-        f"--{flag.name}: {value!r} is a {type(value).__name__}; it takes a "
-        f"{'string' if flag.parse else flag.type.__name__} (e.g. {recipe_value})"
+        f"--{flag.name}: {value!r} is a {type(value).__name__}; it takes "
+        f"{'a string' if flag.parse else _with_article(flag.type.__name__)} (e.g. {recipe_value})"
     )
+
+
+def _with_article(noun: str) -> str:
+    """A type's name as a message says it.
+
+    >>> _with_article("int"), _with_article("float")
+    ('an int', 'a float')
+    """
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
