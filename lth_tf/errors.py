@@ -3,6 +3,7 @@ line a failed file-system call becomes."""
 
 import errno
 import functools
+import os
 import re
 from collections.abc import Callable
 from typing import TypeVar
@@ -64,6 +65,9 @@ def os_error_line(error: OSError, output_flag: str | None = "--output_dir") -> s
     'e/results.csv: disk full (free space or choose another --output_dir, then rerun to resume)'
     """
     meaning, todo = OS_ERRORS.get(error.errno or 0, (None, _OTHER_OS_ERROR))
+    if error.errno == errno.EEXIST and error.filename and os.path.isfile(error.filename):
+        # makedirs met a file where it makes a folder: "already exists" reads as a clash.
+        meaning, todo = OS_ERRORS[errno.ENOTDIR]
     todo = todo.format(output=output_flag or "place")
     meaning = meaning or (error.strerror or str(error)).lower()
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]

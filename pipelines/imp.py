@@ -116,6 +116,11 @@ def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
 
     stable_rewind = FLAGS.rewind is not None and FLAGS.rewind.strip().lower() == STABLE_REWIND
+    if FLAGS.rewind is not None and not stable_rewind:
+        import difflib
+
+        if difflib.get_close_matches(FLAGS.rewind.strip().lower(), [STABLE_REWIND], cutoff=0.7):
+            raise LthError(f"--rewind={FLAGS.rewind} is not a step; did you mean --rewind=stable?")
     if stable_rewind:
         if FLAGS.branch_of is not None:
             raise LthError("--rewind=stable is for a new experiment, not with --branch_of")

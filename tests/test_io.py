@@ -200,3 +200,21 @@ def test_the_advice_on_a_failed_write_names_the_flag_that_chose_the_place():
     )
     assert os_error_line(error, "--output").endswith("(choose a writable --output)")
     assert os_error_line(error, None).endswith("(choose a writable place)")
+
+
+def test_a_file_where_a_folder_is_made_is_named_as_such(tmp_path):
+    from lth_tf.errors import os_error_line
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(FileExistsError) as caught:
+        (tmp_path / "afile").mkdir(parents=True)
+    assert os_error_line(caught.value).endswith(
+        "afile: not a directory (a file stands where a directory should be: move it or choose "
+        "another path)"
+    )
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(FileExistsError) as caught:
+        (tmp_path / "folder").mkdir()
+    assert os_error_line(caught.value).endswith(
+        "folder: already exists (move it away or choose another path)"
+    )

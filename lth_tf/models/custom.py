@@ -398,7 +398,8 @@ def import_user_function(spec: str, flag: str) -> Callable[..., Any]:
     random.setstate(random_state)
     function = getattr(module, function_name, None)
     if not callable(function):
-        what = "has no function" if function is None else "has a non-callable"
+        kind = "class" if flag == "--callback" else "function"  # a callback is a class
+        what = f"has no {kind}" if function is None else "has a non-callable"
         raise LthError(f"{flag}={spec}: {module_name} {what} {function_name!r}")
     return function
 

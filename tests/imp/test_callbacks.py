@@ -171,7 +171,7 @@ def test_a_callback_state_that_is_not_a_dict_says_what_to_return():
     [
         ("no_colon", "give package.module:Class"),
         ("no_such_module_here:Metric", "cannot import no_such_module_here"),
-        ("tests.metric_callback:Missing", "has no function 'Missing'"),
+        ("tests.metric_callback:Missing", "has no class 'Missing'"),
         ("tests.metric_callback:math", "has a non-callable"),
         ("tests.helpers:lenet_hparams", "is a ExperimentHparams, not a lth_tf.callbacks"),
     ],
