@@ -319,7 +319,8 @@ class DatasetHparams:
         "optional x_val, y_val) or tfds:NAME[:VERSION] (a TFDS dataset with supervised keys, "
         "from --data_dir or downloaded). Without a validation split, --holdout training "
         "examples are held out as one. Values reach the model cast to float32, unscaled. "
-        "Default: mnist for lenet300_100, cifar10 for the conv nets.",
+        "Default: mnist for lenet300_100, cifar10 for the conv nets, resnet20, vgg16 and vgg19; "
+        "a model of your own needs one.",
     )
     holdout: str = hparam(
         HOLDOUT_AUTO,

@@ -63,6 +63,18 @@ def test_export_writes_every_file_and_explains_the_choice(exported):
     assert not list(directory.parent.glob(".*")), "a staging directory was left behind"
 
 
+def test_each_files_line_says_how_its_weights_are_stored(exported):
+    directory, stdout = exported
+    files = json.loads((directory / "export.json").read_text())["ticket"]["files"]
+    line = next(line for line in stdout.splitlines() if line.strip().startswith("ticket.tflite"))
+    sparse = sum(files["ticket.tflite"]["sparse_tensors"].values())
+    assert line.endswith(f"| {sparse} tensors stored sparse" if sparse else "| stored dense")
+    for name in ("ticket_fp16.tflite", "ticket_int8.tflite"):
+        line = next(line for line in stdout.splitlines() if line.strip().startswith(name))
+        storage = files[name]["weight_storage"].split(":")[0]
+        assert line.endswith(f"| stored {storage}"), line
+
+
 def test_exported_weights_carry_exactly_the_masks_zeros(exported, lenet_runs):
     directory, _ = exported
     model = tf_keras.models.load_model(directory / "saved_model", compile=False)
