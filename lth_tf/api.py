@@ -364,7 +364,7 @@ class Experiment:
         check_arguments("Experiment", path=(path, _PATH))
         from lth_tf.experiment import read_experiment
 
-        self.directory, self.hparams, self.data = read_experiment(path)
+        self.directory, self.hparams, self.data = read_experiment(path, what="Experiment")
         self.path = self.directory.root
 
     def __repr__(self) -> str:

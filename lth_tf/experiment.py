@@ -856,19 +856,20 @@ def hparam_differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:
 
 
 def read_experiment(
-    experiment_dir: str | Path, data_keys: tuple[str, ...] = ()
+    experiment_dir: str | Path, data_keys: tuple[str, ...] = (), what: str = "--experiment_dir"
 ) -> tuple[ExperimentDir, ExperimentHparams, DataRecord]:
     """An existing experiment of this format: its paths, hyperparameters and data record.
 
-    ``data_keys`` are fields of the :class:`DataRecord` the caller needs recorded.
+    ``data_keys`` are fields of the :class:`DataRecord` the caller needs recorded; ``what``
+    names where the path came from (a flag, or the Python API's ``Experiment``).
 
     >>> experiment, hparams, data = read_experiment("runs/demo")  # doctest: +SKIP
     """
     root = Path(experiment_dir)
     if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
+        problem = "is not a directory" if root.exists() else "does not exist"
         raise LthError(
-            f"--experiment_dir: {root} {what}; pass the directory an IMP run wrote "
+            f"{what}: {root} {problem}; pass the directory an IMP run wrote "
             "(e.g. runs/<experiment>)"
         )
     experiment = ExperimentDir(root)

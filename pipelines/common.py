@@ -11,6 +11,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from absl import app, flags
 
@@ -331,10 +332,17 @@ def _output_flag() -> str | None:
     return None
 
 
-def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
+RESUMES = "rerun the same command to resume"
+STARTS_OVER = "rerun the same command to start it again"
+
+
+def user_errors_as_one_line(
+    main: Callable[[list[str]], None] | None = None, *, after_a_stop: str = RESUMES
+) -> Any:
     """Turns an :class:`LthError` or an ``OSError`` into ``error: <message>`` on stderr and
     exit status 2; anything else is a bug: its traceback, a line asking to report it, exit 1.
-    Ctrl-C and SIGTERM stop the run with one line saying how to resume it.
+    Ctrl-C and SIGTERM stop the run with one line saying what to do then (``after_a_stop``:
+    resume, or, for a command that keeps nothing of a stopped run, start again).
 
     Positional arguments (absl leaves them in ``argv``) are refused the same way.
 
@@ -342,6 +350,9 @@ def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list
     >>> main(["imp"])  # doctest: +SKIP
     error: /nonexistent/x: no such file or directory (check the path)
     """
+
+    if main is None:
+        return functools.partial(user_errors_as_one_line, after_a_stop=after_a_stop)
 
     @functools.wraps(main)
     def wrapped(argv: list[str]) -> None:
@@ -360,11 +371,11 @@ def user_errors_as_one_line(main: Callable[[list[str]], None]) -> Callable[[list
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt as stop:
             if isinstance(stop, Terminated) or _sigterm_received:
-                print("stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
+                print(f"stopped by SIGTERM; {after_a_stop}", file=sys.stderr)
                 # 128 + the signal, as a shell reports a process SIGTERM ended; exiting
                 # (rather than dying of it) lets the exit handlers tidy up (Ray, temp files).
                 sys.exit(128 + signal.SIGTERM)
-            print("interrupted; rerun the same command to resume", file=sys.stderr)
+            print(f"interrupted; {after_a_stop}", file=sys.stderr)
             sys.exit(130)
         except Exception as error:
             line = tensorflow_file_error_line(error)

@@ -16,7 +16,12 @@ from __future__ import annotations
 from absl import flags
 
 from pipelines import common
-from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
+from pipelines.common import (
+    STARTS_OVER,
+    setup_logging,
+    start_tensorflow_quietly,
+    user_errors_as_one_line,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("experiment_dir", None, "The experiment directory an IMP run wrote.")
@@ -66,7 +71,7 @@ common.define_integer(
 )
 
 
-@user_errors_as_one_line
+@user_errors_as_one_line(after_a_stop=STARTS_OVER)
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.export.options import ExportOptions

@@ -15,7 +15,7 @@ from __future__ import annotations
 from absl import flags
 
 from pipelines import common
-from pipelines.common import user_errors_as_one_line
+from pipelines.common import STARTS_OVER, user_errors_as_one_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -40,7 +40,7 @@ flags.DEFINE_string(
 )
 
 
-@user_errors_as_one_line
+@user_errors_as_one_line(after_a_stop=STARTS_OVER)
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
     from lth_tf.monitoring.report import unfinished_sweeps, write_report, xnnpack_marks

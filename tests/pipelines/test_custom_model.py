@@ -418,6 +418,9 @@ def test_a_damaged_or_missing_model_copy_says_where_to_restore_it_from(files, ke
     for wrong, message in wrongs:
         with pytest.raises(lth_tf.LthError, match=message):
             lth_tf.Experiment(keras_cli).masks(wrong)
+    # The API's own name for where the path came from, not a command-line flag.
+    with pytest.raises(lth_tf.LthError, match=r"^Experiment: \S+nowhere does not exist; pass"):
+        lth_tf.Experiment(tmp_path / "nowhere")
     # A round as numpy gives it is a round; model() says what masks() says of a wrong one.
     experiment = lth_tf.Experiment(keras_cli)
     assert experiment.masks(np.int64(1)).keys() == experiment.masks(1).keys()

@@ -503,6 +503,21 @@ def test_tensorflows_own_file_errors_are_one_line_and_a_bug_is_not(capsys):
     assert exited.value.code == 1 and "is a bug in lth_tf" in capsys.readouterr().err
 
 
+def test_a_stopped_command_says_whether_a_rerun_resumes_or_starts_again(capsys):
+    from pipelines.common import STARTS_OVER, user_errors_as_one_line
+
+    def stopped(argv):
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exited:
+        user_errors_as_one_line(stopped)(["imp"])
+    assert exited.value.code == 130
+    assert capsys.readouterr().err == "interrupted; rerun the same command to resume\n"
+    with pytest.raises(SystemExit):
+        user_errors_as_one_line(after_a_stop=STARTS_OVER)(stopped)(["report"])
+    assert capsys.readouterr().err == "interrupted; rerun the same command to start it again\n"
+
+
 _EVALUATION = {"iteration": 20, "val_loss": 0.5, "val_accuracy": 0.9, "test_loss": 0.5}
 
 
