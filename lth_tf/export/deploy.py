@@ -781,15 +781,16 @@ def _gzip(content: bytes) -> bytes:
 
 
 def remove_stale_staging(destination: Path) -> list[Path]:
-    """Deletes the staging folders (``.round_NN.<pid>.<random>``) that exports of
-    ``destination`` left when they were killed: those whose process no longer runs.
+    """Deletes the staging folders (``.round_NN.<pid>.<random>``) that exports of the
+    experiment's rounds (beside ``destination``) left when they were killed: those whose
+    process no longer runs.
 
     >>> remove_stale_staging(Path("saved_models/e/round_02"))  # doctest: +SKIP
-    [PosixPath('saved_models/e/.round_02.4242.k3j2')]
+    [PosixPath('saved_models/e/.round_01.4242.k3j2'), PosixPath('saved_models/e/.round_02.77.x')]
     """
     removed = []
-    for folder in sorted(destination.parent.glob(f".{destination.name}.*")):
-        pid = folder.name.removeprefix(f".{destination.name}.").split(".", 1)[0]
+    for folder in sorted(destination.parent.glob(".round_*.*.*")):
+        pid = folder.name.split(".")[2]
         if folder.is_dir() and pid.isdigit() and not _process_runs(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
