@@ -8,9 +8,11 @@ import os
 import signal
 import stat
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from absl import app, flags
@@ -304,7 +306,9 @@ class Terminated(KeyboardInterrupt):
 _sigterm_received: list[bool] = []
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    if _in_finalizer(frame):
+        return _deliver_again(signum)
     # A second SIGTERM, while the first one's stop is under way, kills at once: a scheduler
     # that escalates is not kept waiting.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -312,14 +316,43 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C, as Python's own handler raises it, unless that would be lost (below)."""
+    if _in_finalizer(frame):
+        return _deliver_again(signum)
+    raise KeyboardInterrupt
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    """Whether the signal came while an object's ``__del__`` runs (TensorFlow's, when the TFLite
+    converter collects garbage): Python drops an exception raised there, and the stop with it."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deliver_again(signum: int) -> None:
+    """The signal once more, a moment later, when the finalizer has returned."""
+    timer = threading.Timer(0.1, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
 def _stop_on_sigterm() -> None:
-    """Turns SIGTERM into :class:`Terminated`, unless someone (a parent that ignores it, a
-    host program) already chose what it does; only the main thread can set a handler."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        try:
-            signal.signal(signal.SIGTERM, _raise_terminated)
-        except ValueError:
-            pass  # not the main thread: SIGTERM keeps killing at once
+    """Turns SIGTERM into :class:`Terminated` and Ctrl-C into a KeyboardInterrupt that no
+    finalizer swallows, unless someone (a parent that ignores them, a host program) already
+    chose what they do; only the main thread can set a handler."""
+    for signum, default, handler in (
+        (signal.SIGTERM, signal.SIG_DFL, _raise_terminated),
+        (signal.SIGINT, signal.default_int_handler, _raise_interrupt),
+    ):
+        if signal.getsignal(signum) is default:
+            try:
+                signal.signal(signum, handler)
+            except ValueError:
+                pass  # not the main thread: the signal keeps its default
 
 
 def _output_flag() -> str | None:

@@ -10,6 +10,8 @@ import json
 import math
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from lth_tf.monitoring.report import write_report
 from lth_tf.stability.plan import plan_stability
 from tests.helpers import (
     QUIET,
+    ROOT,
     TICKET_RATES,
     assert_one_line_error,
     lenet_hparams,
@@ -596,3 +599,37 @@ def test_a_checkpoint_whose_masks_slots_or_progress_do_not_fit_the_round_is_dama
     message = _refusal(lambda: run_imp(LONGER, tmp_path, "plain", QUIET, data=mnist_data))
     assert re.match(rf"{re.escape(str(checkpoint))} is damaged \({what}\): ", message), message
     assert message.endswith("train the round again from its start")
+
+
+FINALIZER_SCRIPT = """
+import gc, os, signal, time
+from pipelines.common import user_errors_as_one_line
+
+class Finalized:
+    def __del__(self):
+        # As TensorFlow's objects do while the TFLite converter collects garbage: the signal
+        # arrives while this runs, and Python drops an exception raised here.
+        os.kill(os.getpid(), signal.{name})
+        time.sleep(0.5)
+
+def main(argv):
+    Finalized()
+    gc.collect()
+    time.sleep(5)  # the rest of the command, which the stop must cut short
+    print("finished")
+
+user_errors_as_one_line(main)(["export"])
+"""
+
+
+@pytest.mark.parametrize("name, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stop_that_comes_during_a_finalizer_is_not_lost(name, status):
+    result = subprocess.run(
+        [sys.executable, "-c", FINALIZER_SCRIPT.format(name=name)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == status, result.stdout + result.stderr
+    assert "finished" not in result.stdout
