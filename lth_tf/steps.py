@@ -59,14 +59,15 @@ class Step:
     @classmethod
     def parse(cls, text: str | int, what: str = "step") -> Step:
         """Parses ``500it``, ``2ep``, ``1ep50it`` or a bare integer (iterations)."""
-        text = str(text).strip().lower()
+        given = str(text).strip()
+        text = given.lower()
         if is_count(text):
             step = cls(iterations=int(text))
         else:
             match = _STEP_RE.fullmatch(text)
             if not text or match is None:
                 raise LthError(
-                    f"{what}: {text!r} is not a step; use an iteration count or a string "
+                    f"{what}: {given!r} is not a step; use an iteration count or a string "
                     "like 0, 500it, 2ep or 1ep50it"
                 )
             step = cls(epochs=int(match["ep"] or 0), iterations=int(match["it"] or 0))

@@ -73,6 +73,7 @@ def test_a_flag_absl_cannot_parse_is_one_line_and_exit_2(flag, reason, capsys):
         (["--model=nope"], "unknown model 'nope'"),
         (["--prune_rates=fc=1.5"], "fc=1.5 is not in [0, 1)"),
         (["--rewind=soon"], "'soon' is not a step"),
+        (["--rewind=40O"], "--rewind: '40O' is not a step"),  # as typed, a letter O for a 0
         (["--rewind=stabel"], "--rewind=stabel is not a step; did you mean --rewind=stable?"),
         (["--strategy=warp"], "unknown strategy 'warp'"),
         (["--dataset=imagenet"], "unknown dataset 'imagenet'"),
