@@ -68,11 +68,24 @@ def os_error_line(error: OSError, output_flag: str | None = "--output_dir") -> s
     if error.errno == errno.EEXIST and error.filename and os.path.isfile(error.filename):
         # makedirs met a file where it makes a folder: "already exists" reads as a clash.
         meaning, todo = OS_ERRORS[errno.ENOTDIR]
+    if error.errno == errno.ENOTDIR and isinstance(error.filename, str):
+        # Name the file in the way (out/sub/e: out is the file), not the path through it.
+        in_the_way = [p for p in _ancestors(error.filename) if os.path.isfile(p)]
+        if in_the_way:
+            error = OSError(error.errno, error.strerror, in_the_way[0])
     todo = todo.format(output=output_flag or "place")
     meaning = meaning or (error.strerror or str(error)).lower()
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
     where = f"{' -> '.join(paths)}: " if paths else ""
     return f"{where}{meaning} ({todo})"
+
+
+def _ancestors(path: str) -> list[str]:
+    """``path`` and the folders above it, nearest first."""
+    found = [path]
+    while os.path.dirname(found[-1]) not in ("", found[-1]):
+        found.append(os.path.dirname(found[-1]))
+    return found
 
 
 def os_errors_as_lth_errors(function: _Function) -> _Function:

@@ -218,3 +218,15 @@ def test_a_file_where_a_folder_is_made_is_named_as_such(tmp_path):
     assert os_error_line(caught.value).endswith(
         "folder: already exists (move it away or choose another path)"
     )
+
+
+def test_a_path_through_a_file_names_that_file(tmp_path):
+    from lth_tf.errors import os_error_line
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(NotADirectoryError) as caught:
+        (tmp_path / "afile" / "sub" / "e").mkdir(parents=True)
+    assert os_error_line(caught.value) == (
+        f"{tmp_path / 'afile'}: not a directory (a file stands where a directory should be: "
+        "move it or choose another path)"
+    )

@@ -211,7 +211,8 @@ def _checked_labels(value: Any, key: str, source: str) -> tuple[np.ndarray, int 
         if not is_one_hot:
             raise LthError(
                 f"{source}: {key} has shape {array.shape} but is not one-hot (every row exactly "
-                "one 1, else zeros); give 1-D class indices or one-hot rows"
+                "one 1, else zeros); give 1-D class indices or one-hot rows (rows of indices "
+                "are batches: unbatch() a tf.data.Dataset batched with drop_remainder=True)"
             )
         width = array.shape[1]
         array = array.argmax(axis=1)
