@@ -88,7 +88,6 @@ def model_record(
                 )
             built = custom.as_tf_keras(given, "the model")
             custom.check_fits(built, "the model", data.input_shape, data.num_classes)
-            _check_savable(built, name)
             record["sha256"] = _same_object_renamed(built, experiment)
         elif hparams.pruning.prune_for == "xnnpack" or hparams.pruning.rates.layers:
             # The registry's nets are built too: none of them is MobileNet-shaped, and a rate
@@ -100,6 +99,8 @@ def model_record(
     if conversion.record() is not None:
         record["keras3"] = conversion.record()
     check_wrappable(built, hparams.pruning.rates)
+    if kind == "python":
+        _check_savable(built, name)
     if hparams.pruning.granularity == "channel":
         check_rebuildable(built)
     if hparams.pruning.prune_for == "xnnpack":

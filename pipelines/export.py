@@ -74,6 +74,7 @@ common.define_integer(
 @user_errors_as_one_line(after_a_stop=STARTS_OVER)
 def main(argv: list[str]) -> None:
     from lth_tf.errors import LthError
+    from lth_tf.export.destination import check_replaceable, export_dir
     from lth_tf.export.options import ExportOptions
     from lth_tf.export.ticket import open_ticket
 
@@ -92,10 +93,11 @@ def main(argv: list[str]) -> None:
     # Every check on the experiment comes before TensorFlow starts.
     ticket = open_ticket(FLAGS.experiment_dir, FLAGS.round, FLAGS.tolerance)
     dense = open_ticket(FLAGS.experiment_dir, 0)
+    check_replaceable(export_dir(FLAGS.output_dir, ticket), ticket)
     print(f"Exporting {ticket.selection}")
     start_tensorflow_quietly()
 
-    from lth_tf.export.deploy import export_dir, export_ticket, summary_lines
+    from lth_tf.export.deploy import export_ticket, summary_lines
     from lth_tf.provenance import experiment_data
 
     data = experiment_data(ticket.experiment, ticket.hparams, FLAGS.data_dir)

@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import gzip
 import io as bytes_io
-import json
 import logging
-import os
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -47,6 +44,15 @@ from lth_tf import io
 from lth_tf.data.sources import ImageDataset
 from lth_tf.errors import LthError
 from lth_tf.export import litert, verdict
+from lth_tf.export.destination import (
+    PREVIOUS,
+    REPORT_FILE,
+    check_replaceable,
+    export_dir,
+    move_into_place,
+    remove_stale_staging,
+    staging_prefix,
+)
 from lth_tf.export.options import ExportOptions
 from lth_tf.export.stripped import save_saved_model, shrunk_ticket_model, stripped_model
 from lth_tf.export.tflite import float_tflite, fp16_tflite, int8_tflite, representative_images
@@ -66,7 +72,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lth_tf")
 
 SAVED_MODEL = "saved_model"
-REPORT_FILE = "export.json"
 SHRUNK_SAVED_MODEL = "saved_model_shrunk"
 # The ticket as a Keras 3 model (ExportOptions.keras3).
 KERAS3_FILE = "ticket.keras"
@@ -75,11 +80,6 @@ LATENCY_ROUNDS = 10
 # The shrunk network computes the masked ticket's logits up to float rounding (sums of fewer
 # terms, in another order): this far apart, relative to the logits' scale, is a bug.
 SHRUNK_LOGITS_TOLERANCE = 1e-4
-
-
-def export_dir(output_dir: str | Path, ticket: Ticket) -> Path:
-    """``<output_dir>/<experiment>/round_NN``."""
-    return Path(output_dir) / ticket.name / f"round_{ticket.round:02d}"
 
 
 def check_dataset(ticket: Ticket, data: ImageDataset) -> None:
@@ -91,40 +91,6 @@ def check_dataset(ticket: Ticket, data: ImageDataset) -> None:
             f"but {ticket.experiment.root} trained on {expected_test} of shape {expected_shape} "
             f"({ticket.data.source or 'unknown source'}); pass --data_dir pointing at that "
             "data"
-        )
-
-
-def check_replaceable(destination: Path, ticket: Ticket) -> None:
-    """Refuses to replace an export of another experiment of the same name (every sweep names
-    its members ``rewind0it-seed0``, ...): its ``export.json`` names another experiment id, or,
-    written before ids, another directory. A moved experiment keeps its id.
-
-    Nor does it replace a folder that is no export: an experiment's own round (an
-    ``--output_dir`` that holds the experiment), or anything else of the user's.
-    """
-    if (destination.parent / "hparams.json").exists():
-        raise LthError(
-            f"{destination} is a round of the experiment {destination.parent}, not an export: "
-            f"exports go to <output_dir>/{ticket.name}/round_NN; choose an --output_dir other "
-            f"than the one that holds the experiment (saved_models by default)"
-        )
-    if destination.is_dir() and not (destination / REPORT_FILE).exists():
-        if any(destination.iterdir()):
-            raise LthError(
-                f"{destination} exists and holds no export ({REPORT_FILE}); choose another "
-                f"--output_dir, or move {destination} away to export there"
-            )
-    try:
-        earlier = json.loads((destination / REPORT_FILE).read_text())
-        theirs = (earlier.get("experiment_id"), earlier.get("experiment"))
-    except (OSError, ValueError, AttributeError):
-        return  # no earlier export, or one that is not whole: replaced
-    mine = (ticket.experiment.identity, str(ticket.experiment.root.resolve()))
-    same = theirs[0] == mine[0] if theirs[0] and mine[0] else theirs[1] == mine[1]
-    if not same:
-        raise LthError(
-            f"{destination} holds the export of another experiment ({theirs[1]}); choose "
-            f"another --output_dir, or delete {destination} to replace it"
         )
 
 
@@ -176,8 +142,7 @@ def _export(
     removed = remove_stale_staging(destination)
     if removed:
         log.info("Removed %d staging folders left by killed exports.", len(removed))
-    # The exporting process's pid in the name tells a killed export's leftovers from a live one.
-    prefix = f".{destination.name}.{os.getpid()}."
+    prefix = staging_prefix(destination)
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=prefix) as tmp:
         staging = Path(tmp)
         ticket_dir, dense_dir = staging / "ticket", staging / "dense"
@@ -287,7 +252,7 @@ def _export(
         if options.keras3:
             report["keras3"] = _write_keras3(ticket, ticket_model, ticket_dir, check_images)
         io.write_json(ticket_dir / REPORT_FILE, report)
-        _move_into_place(ticket_dir, destination, staging / "previous")
+        move_into_place(ticket_dir, destination, staging / PREVIOUS)
     return report
 
 
@@ -778,38 +743,3 @@ def _directory_sizes(directory: Path) -> dict[str, int]:
 
 def _gzip(content: bytes) -> bytes:
     return gzip.compress(content, compresslevel=9, mtime=0)
-
-
-def remove_stale_staging(destination: Path) -> list[Path]:
-    """Deletes the staging folders (``.round_NN.<pid>.<random>``) that exports of the
-    experiment's rounds (beside ``destination``) left when they were killed: those whose
-    process no longer runs.
-
-    >>> remove_stale_staging(Path("saved_models/e/round_02"))  # doctest: +SKIP
-    [PosixPath('saved_models/e/.round_01.4242.k3j2'), PosixPath('saved_models/e/.round_02.77.x')]
-    """
-    removed = []
-    for folder in sorted(destination.parent.glob(".round_*.*.*")):
-        pid = folder.name.split(".")[2]
-        if folder.is_dir() and pid.isdigit() and not _process_runs(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it runs
-        return True
-    return True
-
-
-def _move_into_place(source: Path, destination: Path, trash: Path) -> None:
-    """Replaces ``destination`` with ``source`` (an earlier export is moved to ``trash``)."""
-    if destination.exists():
-        destination.rename(trash)
-    source.rename(destination)
-    shutil.rmtree(trash, ignore_errors=True)

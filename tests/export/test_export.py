@@ -325,20 +325,28 @@ def test_staging_folders_of_killed_exports_are_removed_and_live_ones_kept(tmp_pa
     import os
     import subprocess
 
-    from lth_tf.export.deploy import remove_stale_staging
+    from lth_tf.export.destination import remove_stale_staging, staging_prefix
 
     dead = subprocess.Popen(["true"])  # a process that ran and is gone
     dead.wait()
     destination = tmp_path / "e" / "round_02"
-    stale = tmp_path / "e" / f".round_02.{dead.pid}.k3j2"
-    live = tmp_path / "e" / f".round_02.{os.getpid()}.x9y8"
-    other_round = tmp_path / "e" / f".round_03.{dead.pid}.a1b2"
-    for folder in (stale, live, other_round):
+    host = staging_prefix(destination).split(".")[2].rpartition("_")[0]
+    stale = tmp_path / "e" / f".round_02.{host}_{dead.pid}.k3j2"
+    live = tmp_path / "e" / f".round_02.{host}_{os.getpid()}.x9y8"
+    other_round = tmp_path / "e" / f".round_03.{dead.pid}.a1b2"  # named before hosts were
+    # Another machine's, in a shared folder: its process ids are not this machine's to judge.
+    elsewhere = tmp_path / "e" / f".round_04.another-host_{dead.pid}.c3d4"
+    for folder in (stale, live, other_round, elsewhere):
         (folder / "ticket").mkdir(parents=True)
+    # Killed between its two renames: the export it replaced goes back where it was.
+    (other_round / "previous").mkdir()
+    (other_round / "previous" / "export.json").write_text("{}")
     # Another round's, left by a killed export of it, goes too: only a rerun of that round's
     # export would have removed it.
     assert remove_stale_staging(destination) == [stale, other_round]
     assert not stale.exists() and live.exists() and not other_round.exists()
+    assert elsewhere.exists()
+    assert (tmp_path / "e" / "round_03" / "export.json").read_text() == "{}"
 
 
 def _times_determinant(images):
@@ -471,7 +479,7 @@ def test_arm_options_are_checked_by_type():
 
 def test_an_export_of_another_experiment_of_the_same_name_is_not_replaced(lenet_runs, tmp_path):
     # Every sweep names its members rewind0it-seed0, ...: two sweeps' exports meet by name.
-    from lth_tf.export.deploy import check_replaceable, export_dir
+    from lth_tf.export.destination import check_replaceable, export_dir
 
     ticket = open_ticket(lenet_runs / "plain", 1)
     destination = export_dir(tmp_path, ticket)
@@ -517,3 +525,14 @@ def test_an_export_never_replaces_the_experiments_own_round_or_a_folder_of_the_u
     with pytest.raises(LthError, match=r"round_01 exists and holds no export \(export.json\)"):
         export_ticket(ticket, dense, mnist_data, tmp_path / "out", QUICK)
     assert (theirs / "notes.txt").read_text() == "mine"
+    # A file of the user's, or a link, where the export's folder goes: kept.
+    shutil.rmtree(theirs)
+    theirs.write_text("mine")
+    with pytest.raises(LthError, match=r"round_01 is a file, where the export's folder goes"):
+        export_ticket(ticket, dense, mnist_data, tmp_path / "out", QUICK)
+    assert theirs.read_text() == "mine"
+    theirs.unlink()
+    theirs.symlink_to(experiment / "round_01")
+    with pytest.raises(LthError, match=r"round_01 is a link, where the export's folder goes"):
+        export_ticket(ticket, dense, mnist_data, tmp_path / "out", QUICK)
+    assert sorted(p.name for p in (experiment / "round_01").iterdir()) == before
