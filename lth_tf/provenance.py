@@ -146,6 +146,23 @@ def _same_object_renamed(model: tf_keras.Model, experiment: ExperimentDir | None
     return saved["sha256"]
 
 
+def check_model_file(hparams: ExperimentHparams, root: Path) -> None:
+    """Refuses a ``.keras`` file that is not there, unless the experiment in ``root`` holds its
+    copy to go on from (:func:`model_record`); before TensorFlow starts.
+
+    >>> from lth_tf.models import experiment_hparams
+    >>> gone = experiment_hparams("gone.keras", "mnist")
+    >>> check_model_file(gone, Path("runs/new"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: --model=gone.keras: does not exist; pass a model saved with ...
+    """
+    name = hparams.model.name
+    if custom.model_kind(name) != "keras_file" or Path(name).exists():
+        return
+    if not ((root / "hparams.json").exists() and (root / MODEL_COPY).exists()):
+        custom.check_keras_file(name)  # says the file does not exist
+
+
 def _record_of_a_gone_file(name: str, experiment: ExperimentDir | None) -> dict[str, Any]:
     """What an experiment recorded of the ``.keras`` file it started from, which is gone: it
     goes on from its copy, which every round trains from anyway. Without such an experiment,

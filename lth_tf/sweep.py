@@ -58,6 +58,7 @@ from lth_tf.experiment import (
 from lth_tf.lottery.branches import branch_name
 from lth_tf.lottery.controls import CONTROLS, branch_controls
 from lth_tf.orphans import start_watchdog
+from lth_tf.provenance import check_model_file
 from lth_tf.startup import owns_run_temp_dir, quiet_stderr, use_run_temp_dir
 
 log = logging.getLogger("lth_tf")
@@ -274,6 +275,8 @@ def _check_resumable(plan: SweepPlan) -> None:
     it rather than failing member by member once Ray has started."""
     for member in plan.members:
         experiment = plan.experiment(member)
+        if member.parent is None:  # a branch trains from its parent's copy of the model
+            check_model_file(member.hparams, experiment.root)
         if not experiment.hparams.exists():
             # A driver killed as a member started leaves its directory with only the lock or
             # a temporary file in it: that member starts anew. Anything else is someone's.

@@ -333,11 +333,30 @@ def _in_finalizer(frame: FrameType | None) -> bool:
     return False
 
 
+# Signals to deliver again, cancelled when the command ends first.
+_again: list[threading.Timer] = []
+
+
 def _deliver_again(signum: int) -> None:
     """The signal once more, a moment later, when the finalizer has returned."""
     timer = threading.Timer(0.1, os.kill, (os.getpid(), signum))
     timer.daemon = True
+    _again.append(timer)
     timer.start()
+
+
+def _stop_dropped_by_python(unraisable: Any, previous: Callable[[Any], None]) -> None:
+    """``sys.unraisablehook``: a stop that Python dropped where it cannot raise (a weakref or
+    garbage-collector callback, which :func:`_in_finalizer` does not see) is delivered again;
+    anything else is reported as Python reports it."""
+    kind = unraisable.exc_type
+    if isinstance(kind, type) and issubclass(kind, KeyboardInterrupt):
+        if issubclass(kind, Terminated):
+            _sigterm_received.clear()
+            signal.signal(signal.SIGTERM, _raise_terminated)
+        _deliver_again(signal.SIGTERM if issubclass(kind, Terminated) else signal.SIGINT)
+        return
+    previous(unraisable)
 
 
 def _stop_on_sigterm() -> None:
@@ -353,6 +372,8 @@ def _stop_on_sigterm() -> None:
                 signal.signal(signum, handler)
             except ValueError:
                 pass  # not the main thread: the signal keeps its default
+    if not isinstance(sys.unraisablehook, functools.partial):
+        sys.unraisablehook = functools.partial(_stop_dropped_by_python, previous=sys.unraisablehook)
 
 
 def _output_flag() -> str | None:
@@ -396,6 +417,8 @@ def user_errors_as_one_line(
                     f"unexpected arguments {' '.join(argv[1:])!r}; flags look like --name=value"
                 )
             main(argv)
+            for timer in _again:  # it ended before a stop it kept from a finalizer came again
+                timer.cancel()
         except LthError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)

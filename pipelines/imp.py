@@ -126,6 +126,10 @@ def main(argv: list[str]) -> None:
             raise LthError("--rewind=stable is for a new experiment, not with --branch_of")
         FLAGS.rewind = "0"
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
+    from lth_tf.naming import experiment_root
+    from lth_tf.provenance import check_model_file
+
+    check_model_file(hparams, experiment_root(FLAGS.output_dir, hparams, FLAGS.experiment_name))
     check_strategy_name(FLAGS.strategy)
     if FLAGS.virtual_cpus is not None:
         check_virtual_cpus(FLAGS.virtual_cpus)

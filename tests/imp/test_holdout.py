@@ -17,10 +17,11 @@ from lth_tf.data.sources import VALIDATION_EXAMPLES, held_out_count, load_datase
 from lth_tf.errors import LthError
 from lth_tf.experiment import ExperimentDir
 from lth_tf.export.ticket import choose_best_round
-from lth_tf.lottery.imp import _default_name, run_imp
+from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults, resolve_steps
 from lth_tf.models.registry import experiment_hparams
 from lth_tf.monitoring.report import write_report
+from lth_tf.naming import default_name
 from tests.helpers import QUIET, assert_one_line_error, lenet_hparams, run_main, with_changes
 
 
@@ -57,10 +58,10 @@ def test_names_of_experiments_from_before_holdout_stay_the_same(tmp_path):
         ("conv2", None): "conv2-cifar10-44136fa3",
     }
     for (model, recipe), name in before.items():
-        assert _default_name(tmp_path, experiment_hparams(model, recipe=recipe)) == name
+        assert default_name(tmp_path, experiment_hparams(model, recipe=recipe)) == name
     # Holding out other than the recipe's is another experiment.
     other = experiment_hparams("resnet20", changes={"holdout": "auto"})
-    assert _default_name(tmp_path, other) != before[("resnet20", None)]
+    assert default_name(tmp_path, other) != before[("resnet20", None)]
 
 
 def test_hparams_written_before_holdout_read_as_auto():

@@ -523,12 +523,22 @@ def test_a_gone_model_file_goes_on_from_the_experiments_copy(files, tmp_path, mo
     assert line.endswith(f" goes on from its copy model.keras (of the file's sha256 {sha[:8]}…)")
     (a,), (b,) = (tmp_path / "a").iterdir(), (tmp_path / "b").iterdir()
     assert_same_rounds(a, b, rounds=range(2))
-    # No experiment started from it: the missing file is the error it always was.
+    # No experiment started from it: the missing file is the error it always was, before
+    # TensorFlow starts (run_main fails the test if it would), and before a sweep's Ray does.
     assert_one_line_error(
-        imp("--model=./gone.keras", *common, "--output_dir=c", "--rounds=1"),
+        run_main("pipelines.imp", "--model=./gone.keras", *common, "--output_dir=c"),
         "--model=gone.keras: does not exist; pass a model saved with",
     )
     assert not (tmp_path / "c").exists()
+    from lth_tf.sweep import plan_sweep
+
+    with pytest.raises(lth_tf.LthError, match="--model=gone.keras: does not exist"):
+        plan_sweep(tmp_path / "sweep", "gone.keras", f"npz:{files.npz}", seeds=[0])
+    (tmp_path / "sweep").mkdir()
+    shutil.copytree(a, tmp_path / "sweep" / "rewind0it-seed0")  # a member that has its copy
+    member = {"changes": {"iterations": "10it"}, "seeds": [0], "rewinds": ["0"]}
+    plan = plan_sweep(tmp_path / "sweep", "gone.keras", f"npz:{files.npz}", **member)
+    assert [m.name for m in plan.members] == ["rewind0it-seed0"]
 
 
 def test_files_named_by_another_path_resume_the_same_experiment(files, tmp_path, monkeypatch):

@@ -605,6 +605,9 @@ FINALIZER_SCRIPT = """
 import gc, os, signal, time
 from pipelines.common import user_errors_as_one_line
 
+# A shell's background job starts with Ctrl-C ignored: give it Python's own handling back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 class Finalized:
     def __del__(self):
         # As TensorFlow's objects do while the TFLite converter collects garbage: the signal
