@@ -529,13 +529,24 @@ def arrays_from_tf_dataset(
             images.append(x)
             labels.append(y)
     except tf.errors.OpError as error:  # its examples differ in shape, or its own code fails
+        shapes = "Cannot batch tensors with different shapes" in str(error)
+        advice = "give examples of one shape" if shapes else "fix the dataset's own functions"
         raise LthError(
-            f"reading the tf.data.Dataset failed ({first_line(error)}); give examples of one "
-            "shape, and check the functions it maps"
+            f"reading the tf.data.Dataset failed ({first_line(error)}); {advice}"
         ) from None
     if not images:
         raise LthError("the tf.data.Dataset is empty; give at least one example")
-    return np.concatenate(images), np.concatenate(labels)
+    try:
+        return np.concatenate(images), np.concatenate(labels)
+    except ValueError:  # the shape changed from one chunk of 1,024 examples to the next
+        x_shapes = {chunk.shape[1:] for chunk in images}
+        which, shapes = (
+            ("x", x_shapes) if len(x_shapes) > 1 else ("y", {c.shape[1:] for c in labels})
+        )
+        shown = ", ".join(map(str, sorted(shapes)))
+        raise LthError(
+            f"the tf.data.Dataset's {which} differ in shape ({shown}); give examples of one shape"
+        ) from None
 
 
 def arrays_from_splits(train: Any, test: Any, validation: Any = None) -> dict[str, np.ndarray]:

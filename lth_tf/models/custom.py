@@ -550,7 +550,7 @@ def check_fits(
             f"{tuple(input_shape)}; build the model for the data (or reshape the data)"
         )
     scores = tuple(model.outputs[0].shape[1:])
-    if len(scores) != 1:
+    if len(scores) != 1:  # even (1, classes): its metrics broadcast to nonsense (4056%)
         raise LthError(
             f"{what} gives outputs of shape {scores} per example; IMP here trains a classifier "
             "whose output is one score per class, shape (classes,): flatten or pool before the "

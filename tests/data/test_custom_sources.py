@@ -261,9 +261,19 @@ def test_arrays_from_tf_datasets() -> None:
         output_signature=(tf.TensorSpec([None]), tf.TensorSpec([], tf.int64)),
     )
     failing = single.map(lambda a, b: (tf.py_function(lambda t: t // 0, [b], tf.int64), b))
-    for dataset, reason in ((ragged, "Cannot batch tensors"), (failing, ".*division by zero")):
+    for dataset, reason in (
+        (ragged, "Cannot batch tensors.*give examples of one shape"),
+        (failing, ".*division by zero.*fix the dataset's own functions"),
+    ):
         with pytest.raises(LthError, match=f"reading the tf.data.Dataset failed \\({reason}"):
             arrays_from_tf_dataset(dataset)
+    # The shape changes exactly where one chunk of 1,024 examples ends and the next begins.
+    chunked = tf.data.Dataset.from_generator(
+        lambda: ((np.zeros(3 if i < 1024 else 2, np.float32), 0) for i in range(1030)),
+        output_signature=(tf.TensorSpec([None]), tf.TensorSpec([], tf.int64)),
+    )
+    with pytest.raises(LthError, match=r"Dataset's x differ in shape \(\(2,\), \(3,\)\)"):
+        arrays_from_tf_dataset(chunked)
 
 
 # ---------------------------------------------------------------- tfds:NAME

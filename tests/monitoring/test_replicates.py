@@ -190,11 +190,12 @@ def test_bad_report_inputs_are_refused(sweep_like, tmp_path, inputs, output, mes
     empty = sweep_like / "empty_sweep"
     empty.mkdir()
     io.write_json(empty / SWEEP_FILE, {"members": [{"name": "not_yet"}]})
+    results = (sweep_like / "r0-s0" / "results.csv").read_bytes()
     with pytest.raises(LthError, match=message):
         write_report(
             [i.format(root=sweep_like) for i in inputs], tmp_path / output.format(root=sweep_like)
         )
-    assert (sweep_like / "r0-s0" / "results.csv").stat().st_size > 0
+    assert (sweep_like / "r0-s0" / "results.csv").read_bytes() == results
 
 
 def test_report_and_stability_expand_a_sweep_into_its_members_one_way(sweep_like):
