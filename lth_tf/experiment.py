@@ -784,7 +784,8 @@ def started_with_file(fields: dict[str, Any], group: str, name: str) -> str | No
     dataset (``group``) if ``name`` names that same file by any path, else None.
 
     The name may be relative to where the experiment started; the absolute path it recorded
-    beside it (``model.path``, ``data.provenance.path``) is found from anywhere.
+    beside it (``model.path``, ``data.provenance.path``) is found from anywhere. A file moved
+    since (nothing at the recorded path, the same bytes at ``name``) is that file too.
     """
     hparams = fields.get("hparams")
     saved = hparams.get(group, {}).get("name") if isinstance(hparams, dict) else None
@@ -796,7 +797,11 @@ def started_with_file(fields: dict[str, Any], group: str, name: str) -> str | No
     recorded = record.get("path") if isinstance(record, dict) else None
     prefix = "npz:" if group == "dataset" else ""
     if isinstance(recorded, str) and saved.startswith(prefix):
-        return saved if same_file_names(f"{prefix}{recorded}", name) else None
+        if same_file_names(f"{prefix}{recorded}", name):
+            return saved
+        path = name.removeprefix(prefix)
+        if not os.path.exists(recorded) and os.path.isfile(path) and name.startswith(prefix):
+            return saved if record.get("sha256") == io.file_sha256(path) else None
     return None
 
 

@@ -73,7 +73,7 @@ def model_record(
         return _record_of_a_gone_file(name, experiment)
     with keras3.checked_on(data.train_images[: keras3.CHECK_EXAMPLES]) as conversion:
         if kind == "keras_file":
-            record.update(path=os.path.abspath(name), sha256=custom.file_sha256(name))
+            record.update(path=os.path.abspath(name), sha256=io.file_sha256(name))
             if experiment is not None and experiment.hparams.exists():
                 # A changed file is named as such, before its shapes are checked against the data.
                 check_same_model(experiment, record)

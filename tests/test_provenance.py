@@ -8,9 +8,9 @@ import re
 import pytest
 import tf_keras
 
+from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.experiment import open_experiment
-from lth_tf.models import custom
 from lth_tf.provenance import check_same_model, model_record
 from tests.helpers import lenet_hparams, tiny_dataset, with_changes
 
@@ -38,7 +38,7 @@ def test_a_keras_file_changed_since_the_experiment_started_is_refused(tmp_path):
     _save(path, units=8)
     hparams = with_changes(lenet_hparams(), model={"name": str(path)})
     record = model_record(hparams, data)
-    assert record["kind"] == "keras_file" and record["sha256"] == custom.file_sha256(str(path))
+    assert record["kind"] == "keras_file" and record["sha256"] == io.file_sha256(path)
     experiment = open_experiment(tmp_path / "e", hparams, {"model": record})
     assert model_record(hparams, data, experiment=experiment) == record  # unchanged: resumes
     _save(path, units=9)

@@ -102,14 +102,6 @@ def display_name(name: str) -> str:
     return name
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_keras_file(path: str | Path, flag: str = "--model") -> Path:
     """The file, checked without TensorFlow: it exists and is a ``.keras`` archive that names
     Keras's own modules only; one saved by Keras 3 holds only layers that convert to

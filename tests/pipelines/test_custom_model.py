@@ -523,6 +523,12 @@ def test_a_gone_model_file_goes_on_from_the_experiments_copy(files, tmp_path, mo
     assert line.endswith(f" goes on from its copy model.keras (of the file's sha256 {sha[:8]}…)")
     (a,), (b,) = (tmp_path / "a").iterdir(), (tmp_path / "b").iterdir()
     assert_same_rounds(a, b, rounds=range(2))
+    # Moved rather than deleted, and named by its new path: the same bytes, the same experiment.
+    shutil.copy(files.keras, tmp_path / "moved.keras")
+    moved = imp("--model=moved.keras", *common, "--output_dir=a", "--rounds=2")
+    assert moved.returncode == 0, moved.stderr
+    assert list((tmp_path / "a").iterdir()) == [a]
+    assert lth_tf.Experiment(a).rounds == [0, 1, 2]
     # No experiment started from it: the missing file is the error it always was, before
     # TensorFlow starts (run_main fails the test if it would), and before a sweep's Ray does.
     assert_one_line_error(

@@ -22,7 +22,7 @@ import pytest
 import lth_tf
 from lth_tf import io
 from lth_tf.experiment import ExperimentDir
-from lth_tf.models.custom import file_sha256
+from lth_tf.io import file_sha256
 from lth_tf.models.keras3 import saved_keras_version
 from tests.helpers import assert_one_line_error, run_main, run_pipeline
 from tests.keras3_model import residual_net, save_keras3, with_unsupported_layer
