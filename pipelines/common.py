@@ -18,7 +18,7 @@ from typing import Any
 from absl import app, flags
 
 import lth_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
-from lth_tf.errors import LthError, os_error_line
+from lth_tf.errors import LthError, first_line, os_error_line
 from lth_tf.startup import (
     start_tensorflow_quietly,  # noqa: F401  (what every pipeline calls)
     use_run_temp_dir,
@@ -287,7 +287,7 @@ def tensorflow_file_error_line(error: BaseException) -> str | None:
     if not type(error).__module__.startswith("tensorflow"):
         return None
     name, text = type(error).__name__, str(error).strip()
-    first = text.splitlines()[0] if text else name
+    first = first_line(error, limit=10_000)
     meaning = _TENSORFLOW_FILE_ERRORS.get(name)
     if meaning is None and not any(words in text for words in _DISK_WORDS):
         return None

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lth_tf.errors import LthError
+from lth_tf.errors import LthError, first_line
 
 if TYPE_CHECKING:
     import keras
@@ -171,9 +171,8 @@ def load_keras3_file(path: str | Path, flag: str = "--model") -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the user needs one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        first = first if len(first) <= 300 else f"{first[:300]}..."
-        raise LthError(f"{flag}={path}: Keras 3 cannot load it ({first})") from None
+        why = first_line(error, 300)
+        raise LthError(f"{flag}={path}: Keras 3 cannot load it ({why})") from None
 
 
 # -- checking a conversion on data -------------------------------------------------------------
@@ -520,10 +519,8 @@ def _layer(entry: dict[str, Any], source: _Keras, target: _Keras, what: str) -> 
     try:
         return target_class.from_config(translated)
     except Exception as error:  # noqa: BLE001 - from_config raises many kinds
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        first = first if len(first) <= 200 else f"{first[:200]}..."
         raise LthError(
-            f"{where}: {target.name} cannot build it ({first}); {KERAS3_ADVICE}"
+            f"{where}: {target.name} cannot build it ({first_line(error)}); {KERAS3_ADVICE}"
         ) from None
 
 
