@@ -95,13 +95,28 @@ def output_prefix(output: str | os.PathLike, flag: str = "--output") -> Path:
         raise LthError(
             f"{flag}={text} is a directory; give a file name prefix in it, e.g. {inside}"
         )
-    if (path.parent / "hparams.json").exists():
-        # PREFIX.csv there could be the experiment's own results.csv, replaced.
+    experiment = experiment_around(path.parent)
+    if experiment is not None:
+        # PREFIX.csv there could be the experiment's own results.csv (or a round's file).
         raise LthError(
-            f"{flag}={text} writes into the experiment {path.parent}, among its own files; "
+            f"{flag}={text} writes into the experiment {experiment}, among its own files; "
             f"write the report elsewhere, e.g. --output=reports/{path.name}"
         )
     return path
+
+
+def experiment_around(folder: str | os.PathLike) -> Path | None:
+    """The experiment directory (one holding ``hparams.json``) that is ``folder`` or holds it,
+    if any: what no report or export may write into.
+
+    >>> experiment_around("/") is None
+    True
+    """
+    folder = Path(os.path.abspath(folder))
+    for candidate in (folder, *folder.parents):
+        if (candidate / "hparams.json").is_file():
+            return candidate
+    return None
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

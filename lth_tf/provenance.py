@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from lth_tf import io
 from lth_tf.config import ExperimentHparams
-from lth_tf.errors import LthError
+from lth_tf.errors import LthError, first_line
 from lth_tf.experiment import ExperimentDir, read_saved
 from lth_tf.models import custom, keras3
 from lth_tf.models.registry import ModelSpec, custom_spec, fresh_copy, get_model
@@ -110,10 +110,20 @@ def model_record(
 
 def _check_savable(model: tf_keras.Model, name: str) -> None:
     """Refuses, before anything is written, a model object whose copy (``model.keras``, which
-    every round loads) would name code outside Keras, which a .keras file may not."""
+    every round loads) would not load back: one that names code outside Keras (a ``Lambda``,
+    a module's layer class), which a .keras file may not, or a class Keras cannot find (one
+    defined in a script or a notebook). Saved and loaded once here to know."""
     import tf_keras
 
     problem = custom.outside_keras(tf_keras.saving.serialize_keras_object(model))
+    if problem is None:
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / MODEL_COPY
+            try:
+                model.save(path)
+                tf_keras.models.load_model(path, compile=False)
+            except Exception as error:  # noqa: BLE001 - Keras raises many kinds
+                problem = f"does not load back from a .keras file ({first_line(error)})"
     if problem is not None:
         raise LthError(
             f"the model object {name} {problem}; its experiment keeps it as a .keras file, which "
@@ -159,7 +169,12 @@ def check_model_file(hparams: ExperimentHparams, root: Path) -> None:
     name = hparams.model.name
     if custom.model_kind(name) != "keras_file" or Path(name).exists():
         return
-    if not ((root / "hparams.json").exists() and (root / MODEL_COPY).exists()):
+    if (root / "hparams.json").exists() and not (root / MODEL_COPY).exists():
+        raise LthError(
+            f"--model={name}: does not exist, and {root} has no copy of it ({MODEL_COPY}) to go "
+            "on from: put the file back"
+        )
+    if not (root / "hparams.json").exists():
         custom.check_keras_file(name)  # says the file does not exist
 
 
@@ -171,6 +186,13 @@ def _record_of_a_gone_file(name: str, experiment: ExperimentDir | None) -> dict[
     copy = experiment.root / MODEL_COPY if experiment else None
     if not (isinstance(saved, dict) and saved.get("kind") == "keras_file" and copy.exists()):
         custom.check_keras_file(name)  # says the file does not exist
+    # A copy of a tf_keras file is that file byte for byte (one of a Keras 3 file, converted,
+    # is not): one that is not was replaced since, and is not what the rounds trained from.
+    if "keras3" not in saved and io.file_sha256(copy) != saved.get("sha256"):
+        raise LthError(
+            f"{name} is gone, and {copy} is not the copy of it {experiment.root} made (sha256 "
+            f"{str(saved.get('sha256'))[:8]}…): put back the file or the experiment's own copy"
+        )
     log.info(
         "%s is gone: %s goes on from its copy %s (of the file's sha256 %s…)",
         name,
@@ -299,7 +321,7 @@ def experiment_model(experiment: ExperimentDir, hparams: ExperimentHparams) -> M
     original = saved.get("path") if isinstance(saved, dict) else None
     restore = (
         f"restore it from {original} (sha256 {str(saved.get('sha256'))[:8]}…)"
-        if original
+        if original and os.path.isfile(original)
         else "restore it from a copy of the experiment"
     )
     if not copy.exists():

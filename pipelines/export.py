@@ -29,7 +29,7 @@ flags.DEFINE_string(
     "round",
     "best",
     "Round to export: a number, or 'best' (the sparsest round whose weights as exported, those "
-    "at the end of its training, score within --tolerance points of round 0's on the test "
+    "at the end of its training, score at most --tolerance points below round 0's on the test "
     "set).",
 )
 common.define_float("tolerance", 0.5, "For --round=best: accuracy points below round 0 allowed.")

@@ -42,7 +42,7 @@ from tf_keras.src.layers.convolutional.base_conv import Conv
 
 from lth_tf import io
 from lth_tf.data.sources import ImageDataset
-from lth_tf.errors import LthError
+from lth_tf.errors import LthError, counted
 from lth_tf.export import litert, verdict
 from lth_tf.export.destination import (
     PREVIOUS,
@@ -141,7 +141,7 @@ def _export(
     )
     removed = remove_stale_staging(destination)
     if removed:
-        log.info("Removed %d staging folders left by killed exports.", len(removed))
+        log.info("Removed %s left by killed exports.", counted(len(removed), "staging folder"))
     prefix = staging_prefix(destination)
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=prefix) as tmp:
         staging = Path(tmp)

@@ -16,6 +16,7 @@ import shutil
 import socket
 from pathlib import Path
 
+from lth_tf import io
 from lth_tf.errors import LthError
 from lth_tf.export.ticket import Ticket
 
@@ -37,11 +38,12 @@ def check_replaceable(destination: Path, ticket: Ticket) -> None:
     Nor does it replace a folder that is no export: an experiment's own round (an
     ``--output_dir`` that holds the experiment), or anything else of the user's.
     """
-    if (destination.parent / "hparams.json").exists():
+    experiment = io.experiment_around(destination.parent)
+    if experiment is not None:
         raise LthError(
-            f"{destination} is a round of the experiment {destination.parent}, not an export: "
-            f"exports go to <output_dir>/{ticket.name}/round_NN; choose an --output_dir other "
-            f"than the one that holds the experiment (saved_models by default)"
+            f"{destination} is inside the experiment {experiment}, not an export folder: "
+            f"exports go to <output_dir>/{ticket.name}/round_NN; choose an --output_dir outside "
+            "every experiment (saved_models by default)"
         )
     if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
         raise LthError(
@@ -114,8 +116,15 @@ def _process_runs(pid: int) -> bool:
 
 
 def move_into_place(source: Path, destination: Path, trash: Path) -> None:
-    """Replaces ``destination`` with ``source`` (an earlier export is moved to ``trash``)."""
-    if destination.exists():
-        destination.rename(trash)
-    source.rename(destination)
+    """Replaces ``destination`` with ``source`` (an earlier export is moved to ``trash``). A
+    stop between the two renames puts the earlier export back (``trash`` is inside the
+    staging folder its caller's cleanup removes)."""
+    try:
+        if destination.exists():
+            destination.rename(trash)
+        source.rename(destination)
+    except BaseException:
+        if trash.exists() and not destination.exists():
+            trash.rename(destination)
+        raise
     shutil.rmtree(trash, ignore_errors=True)

@@ -104,7 +104,7 @@ def choose_best_round(rows: list[RoundResult], tolerance: float) -> tuple[int, s
     chosen = best.round
     reason = (
         f"round {chosen}: the sparsest finished round whose weights as exported (at the end of "
-        f"training) score within {tolerance:g} points of round 0's on the test set "
+        f"training) score at most {tolerance:g} points below round 0's on the test set "
         f"({100 * best.test_accuracy:.2f}% against {100 * dense:.2f}%); "
         f"{best.percent_remaining:.2f}% of weights remain"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import numbers
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -515,7 +516,12 @@ def experiment_hparams(
     model = check_model_name(model)
     # A file that is gone may still resume the experiment it started, from that experiment's
     # copy (lth_tf.provenance.model_record); --recipe=compiled reads the file itself.
-    if model_kind(model) == "keras_file" and (Path(model).exists() or recipe == "compiled"):
+    if model_kind(model) == "keras_file" and recipe == "compiled" and not Path(model).exists():
+        raise LthError(
+            f"--model={model}: does not exist; --recipe=compiled reads the model's compiled "
+            "optimizer, schedule and loss from the file, also to resume: put the file back"
+        )
+    if model_kind(model) == "keras_file" and Path(model).exists():
         check_keras_file(model)  # before TensorFlow starts: the file is there, and Keras 2's
     dataset = check_dataset_name(dataset) if dataset is not None else None
     base = paper_defaults(model, dataset, recipe, compiled)
@@ -580,6 +586,10 @@ def _hparam_value(flag: HparamFlag, value: Any, recipe_value: Any) -> Any:
         return flag.parse(value, recipe_value)
     if flag.boolean and isinstance(value, bool):
         return flag.parse(value, recipe_value)  # e.g. augment=True, as the flag was once
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = int(value)  # numpy's integers too (a loop over np.arange)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = float(value)
     if flag.parse is None and flag.type is str and isinstance(value, int | str):
         return str(value)
     if flag.type is float and isinstance(value, int | float) and not isinstance(value, bool):
@@ -591,8 +601,9 @@ def _hparam_value(flag: HparamFlag, value: Any, recipe_value: Any) -> Any:
     if flag.parse is not None and isinstance(value, type(recipe_value)):
         return value
     raise LthError(
-        f"--{flag.name}: {value!r} is a {type(value).__name__}; it takes "
-        f"{'a string' if flag.parse else _with_article(flag.type.__name__)} (e.g. {recipe_value})"
+        f"{flag.name} (--{flag.name}): {value!r} is {_with_article(type(value).__name__)}; it "
+        f"takes {'a string' if flag.parse else _with_article(flag.type.__name__)} (e.g. "
+        f"{recipe_value})"
     )
 
 

@@ -59,7 +59,7 @@ def test_export_writes_every_file_and_explains_the_choice(exported):
         "export.json",
     }
     assert "round 2: the sparsest finished round" in stdout
-    assert "within 100 points of round 0's" in stdout
+    assert "at most 100 points below round 0's" in stdout
     assert not list(directory.parent.glob(".*")), "a staging directory was left behind"
 
 
@@ -279,7 +279,7 @@ def test_best_is_the_sparsest_round_whose_exported_weights_are_within_the_tolera
     assert chosen == 4
     # The weights it ships are those at the end of training: chosen by their accuracy, not by
     # the early stop's (round 5's 85% there is within 5 points of round 0's 90%, not its 80%).
-    assert "weights as exported (at the end of training) score within 0.5 points" in reason
+    assert "weights as exported (at the end of training) score at most 0.5 points below" in reason
     assert "(89.51% against 90.00%)" in reason
     assert "sparser rounds fall short: 5 (80.00%)" in reason
     assert choose_best_round(rows, tolerance=5)[0] == 4
@@ -319,6 +319,29 @@ def test_bad_input_is_refused_with_one_line(broken, where, selection, reason):
     assert reason in message and "\n" not in message, message
     if where == "unfinished" and selection == {"pruning_round": "2"}:
         assert "has not finished; finished rounds: 0-1" in message
+
+
+def test_a_stop_between_the_two_renames_puts_the_earlier_export_back(tmp_path, monkeypatch):
+    from lth_tf.export.destination import move_into_place
+
+    destination, staged, trash = tmp_path / "round_01", tmp_path / "new", tmp_path / "trash"
+    destination.mkdir()
+    (destination / "export.json").write_text("earlier")
+    staged.mkdir()
+    renames = []
+    real_rename = type(staged).rename
+
+    def stopped_at_the_second(self, target):
+        renames.append(target)
+        if len(renames) == 2:  # Ctrl-C right after the earlier export went aside
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(type(staged), "rename", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        move_into_place(staged, destination, trash)
+    monkeypatch.undo()
+    assert (destination / "export.json").read_text() == "earlier"
 
 
 def test_staging_folders_of_killed_exports_are_removed_and_live_ones_kept(tmp_path):
@@ -514,8 +537,13 @@ def test_an_export_never_replaces_the_experiments_own_round_or_a_folder_of_the_u
     experiment = shutil.copytree(lenet_runs / "plain", runs / "plain")
     before = sorted(p.name for p in (experiment / "round_01").iterdir())
     ticket, dense = open_ticket(experiment, 1), open_ticket(experiment, 0)
-    with pytest.raises(LthError, match=r"round_01 is a round of the experiment .*choose an"):
+    with pytest.raises(LthError, match=r"round_01 is inside the experiment .*choose an"):
         export_ticket(ticket, dense, mnist_data, runs, QUICK)
+    # The experiment's folder itself (or one inside it) as --output_dir: refused too.
+    for inside in (experiment, experiment / "round_00"):
+        with pytest.raises(LthError, match=f"is inside the experiment {experiment}"):
+            export_ticket(ticket, dense, mnist_data, inside, QUICK)
+    assert not (experiment / "plain").exists() and not (experiment / "round_00" / "plain").exists()
     assert sorted(p.name for p in (experiment / "round_01").iterdir()) == before
     assert open_ticket(experiment, 1).round == 1
     # A folder of the user's where the export would go: kept too.

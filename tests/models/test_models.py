@@ -163,3 +163,15 @@ def test_a_saved_model_computes_in_the_runs_precision_with_its_own_weights(tmp_p
     with mixed_precision_policy("bfloat16"):
         assert policies(load_keras_file(tmp_path / "plain.keras")) == {"mixed_bfloat16"}
     assert policies(load_keras_file(tmp_path / "plain.keras")) == {"float32"}
+
+
+def test_numpy_numbers_set_hyperparameters_as_python_ones_do():
+    # A loop over np.arange in a notebook hands numpy integers to find_tickets.
+    import numpy as np
+
+    from lth_tf.models import experiment_hparams
+
+    changes = {"rounds": np.int64(2), "seed": np.int32(3), "learning_rate": np.float64(0.01)}
+    hparams = experiment_hparams("lenet300_100", changes=changes)
+    assert (hparams.pruning.rounds, hparams.training.seed) == (2, 3)
+    assert type(hparams.pruning.rounds) is int and hparams.training.learning_rate == 0.01

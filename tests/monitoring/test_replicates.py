@@ -184,6 +184,7 @@ def test_pngs_are_written_at_300_dpi(sweep_like, tmp_path):
         (["{root}/empty_sweep"], "x", "no member of the sweep"),
         # PREFIX.csv would be the experiment's own results.csv.
         (["{root}/r0-s0"], "{root}/r0-s0/results", "writes into the experiment .*r0-s0, among"),
+        (["{root}/r0-s0"], "{root}/r0-s0/round_01/x", "writes into the experiment .*r0-s0, among"),
     ],
 )
 def test_bad_report_inputs_are_refused(sweep_like, tmp_path, inputs, output, message):

@@ -491,6 +491,24 @@ def test_api_refusals_are_one_line_errors(files, tmp_path):
             lambda_net, dataset=f"npz:{files.npz}", output_dir=tmp_path / "lambda", **SETTINGS
         )
     assert not (tmp_path / "lambda").exists()
+
+    class Doubled(keras.layers.Layer):  # unregistered, as a notebook's class is saved
+        def call(self, x):
+            return 2.0 * x
+
+    Doubled.__module__ = "__main__"
+    notebook_net = keras.Model(
+        inputs, keras.layers.Dense(CLASSES)(keras.layers.Flatten()(Doubled()(inputs)))
+    )
+    with pytest.raises(lth_tf.LthError, match="does not load back from a .keras file \\(Cannot"):
+        lth_tf.find_tickets(
+            notebook_net, dataset=f"npz:{files.npz}", output_dir=tmp_path / "class", **SETTINGS
+        )
+    assert not (tmp_path / "class").exists()
+    with pytest.raises(
+        lth_tf.LthError, match=r"^rounds \(--rounds\): \[1\] is a list; it takes an"
+    ):
+        lth_tf.find_tickets(residual_net, dataset=f"npz:{files.npz}", rounds=[1])
     for callbacks in (5, "metric"):
         with pytest.raises(lth_tf.LthError, match="give a list of lth_tf.callbacks.RunCallback"):
             lth_tf.find_tickets(residual_net, dataset=f"npz:{files.npz}", callbacks=callbacks)
@@ -523,6 +541,20 @@ def test_a_gone_model_file_goes_on_from_the_experiments_copy(files, tmp_path, mo
     assert line.endswith(f" goes on from its copy model.keras (of the file's sha256 {sha[:8]}…)")
     (a,), (b,) = (tmp_path / "a").iterdir(), (tmp_path / "b").iterdir()
     assert_same_rounds(a, b, rounds=range(2))
+    # Its copy replaced by another model: not what the rounds trained from, refused.
+    copy = a / "model.keras"
+    kept = copy.read_bytes()
+    _save_model(copy, seed=1)
+    assert_one_line_error(
+        imp("--model=./gone.keras", *common, "--output_dir=a", "--rounds=2"),
+        "gone.keras is gone, and ",
+    )
+    copy.write_bytes(kept)
+    # Under --recipe=compiled the file itself is read, even to resume: put it back.
+    assert_one_line_error(
+        run_main("pipelines.imp", "--model=./gone.keras", "--recipe=compiled", *common[:1]),
+        "--recipe=compiled reads the model's compiled optimizer",
+    )
     # Moved rather than deleted, and named by its new path: the same bytes, the same experiment.
     shutil.copy(files.keras, tmp_path / "moved.keras")
     moved = imp("--model=moved.keras", *common, "--output_dir=a", "--rounds=2")
