@@ -588,6 +588,12 @@ def _sigterm_handler_kept() -> Iterator[None]:
     chosen = signal.getsignal(signal.SIGTERM)
     try:
         yield
+    except SystemExit as exited:
+        # Ray's own handler, while it starts, exits with the signal's number and no word: the
+        # SIGTERM goes to the handler the program chose instead (one line, how to resume).
+        if exited.code == signal.SIGTERM and callable(chosen):
+            chosen(signal.SIGTERM, None)
+        raise
     finally:
         if callable(chosen) and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, chosen)

@@ -377,3 +377,25 @@ def test_a_failing_member_is_reported_and_the_others_finish(tmp_path, idx_dir):
             path = ExperimentDir(root / name).evaluations(pruning_round)
             rows = list(csv.DictReader(path.open()))
             assert rows and all(float(row["masked_weight_norm"]) > 0 for row in rows), path
+
+
+def test_a_sigterm_while_ray_starts_goes_to_the_programs_own_handler():
+    # Ray's handler, set while ray.init runs, exits with status 15 and no word; the handler the
+    # program chose (the pipelines': one line, how to resume) gets the stop instead.
+    from lth_tf.sweep import _sigterm_handler_kept
+
+    class Stopped(Exception):
+        pass
+
+    def programs_own(signum, frame):
+        raise Stopped(signum)
+
+    before = signal.signal(signal.SIGTERM, programs_own)
+    try:
+        with pytest.raises(Stopped), _sigterm_handler_kept():
+            raise SystemExit(signal.SIGTERM)  # what Ray's handler does
+        with pytest.raises(SystemExit), _sigterm_handler_kept():
+            raise SystemExit(1)  # any other exit is left alone
+        assert signal.getsignal(signal.SIGTERM) is programs_own
+    finally:
+        signal.signal(signal.SIGTERM, before)
