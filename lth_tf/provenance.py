@@ -193,14 +193,22 @@ def _record_of_a_gone_file(name: str, experiment: ExperimentDir | None) -> dict[
             f"{name} is gone, and {copy} is not the copy of it {experiment.root} made (sha256 "
             f"{str(saved.get('sha256'))[:8]}…): put back the file or the experiment's own copy"
         )
-    log.info(
-        "%s is gone: %s goes on from its copy %s (of the file's sha256 %s…)",
-        name,
-        experiment.root,
-        MODEL_COPY,
-        str(saved.get("sha256"))[:8],
-    )
     return dict(saved)
+
+
+def say_if_gone(hparams: ExperimentHparams, experiment: ExperimentDir) -> None:
+    """One line where the experiment goes on from its copy of a ``.keras`` file that is gone
+    (:func:`model_record` accepted it); said once the run is sure to go on."""
+    name = hparams.model.name
+    if custom.model_kind(name) == "keras_file" and not Path(name).exists():
+        saved = read_saved(experiment).model
+        log.info(
+            "%s is gone: %s goes on from its copy %s (of the file's sha256 %s…)",
+            name,
+            experiment.root,
+            MODEL_COPY,
+            str(saved.get("sha256") if isinstance(saved, dict) else None)[:8],
+        )
 
 
 def xnnpack_record(model: tf_keras.Model, hparams: ExperimentHparams) -> dict[str, Any]:

@@ -541,6 +541,18 @@ def test_a_gone_model_file_goes_on_from_the_experiments_copy(files, tmp_path, mo
     assert line.endswith(f" goes on from its copy model.keras (of the file's sha256 {sha[:8]}…)")
     (a,), (b,) = (tmp_path / "a").iterdir(), (tmp_path / "b").iterdir()
     assert_same_rounds(a, b, rounds=range(2))
+    # Other settings: refused, without first saying that it goes on.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lth_tf"):
+        other = imp(
+            "--model=./gone.keras",
+            *common,
+            "--learning_rate=0.5",
+            "--output_dir=a",
+            f"--experiment_name={a.name}",
+        )
+    assert other.returncode == 2 and "other hyperparameters" in other.stderr
+    assert not [r for r in caplog.records if "is gone" in r.getMessage()]
     # Its copy replaced by another model: not what the rounds trained from, refused.
     copy = a / "model.keras"
     kept = copy.read_bytes()
