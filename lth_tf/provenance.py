@@ -99,8 +99,8 @@ def model_record(
     if conversion.record() is not None:
         record["keras3"] = conversion.record()
     check_wrappable(built, hparams.pruning.rates)
-    if kind == "python":
-        _check_savable(built, name)
+    if kind == "python" and not (experiment is not None and _holds_copy(experiment.root)):
+        _check_savable(built, name)  # once, when it starts: its copy is what resumes load
     if hparams.pruning.granularity == "channel":
         check_rebuildable(built)
     if hparams.pruning.prune_for == "xnnpack":
@@ -167,25 +167,30 @@ def check_model_file(hparams: ExperimentHparams, root: Path) -> None:
     lth_tf.errors.LthError: --model=gone.keras: does not exist; pass a model saved with ...
     """
     name = hparams.model.name
-    if custom.model_kind(name) != "keras_file" or Path(name).exists():
+    if custom.model_kind(name) != "keras_file" or Path(name).exists() or _holds_copy(root):
         return
-    if (root / "hparams.json").exists() and not (root / MODEL_COPY).exists():
+    if (root / "hparams.json").exists():
         raise LthError(
             f"--model={name}: does not exist, and {root} has no copy of it ({MODEL_COPY}) to go "
             "on from: put the file back"
         )
-    if not (root / "hparams.json").exists():
-        custom.check_keras_file(name)  # says the file does not exist
+    custom.check_keras_file(name)  # says the file does not exist
+
+
+def _holds_copy(root: Path) -> bool:
+    """Whether ``root`` is an experiment holding its copy of a model of the user's."""
+    return (root / "hparams.json").exists() and (root / MODEL_COPY).exists()
 
 
 def _record_of_a_gone_file(name: str, experiment: ExperimentDir | None) -> dict[str, Any]:
     """What an experiment recorded of the ``.keras`` file it started from, which is gone: it
     goes on from its copy, which every round trains from anyway. Without such an experiment,
     the missing file is a user error."""
-    saved = read_saved(experiment).model if experiment and experiment.hparams.exists() else None
-    copy = experiment.root / MODEL_COPY if experiment else None
-    if not (isinstance(saved, dict) and saved.get("kind") == "keras_file" and copy.exists()):
+    if experiment is None or not _holds_copy(experiment.root):
         custom.check_keras_file(name)  # says the file does not exist
+    saved, copy = read_saved(experiment).model, experiment.root / MODEL_COPY
+    if not (isinstance(saved, dict) and saved.get("kind") == "keras_file"):
+        custom.check_keras_file(name)
     # A copy of a tf_keras file is that file byte for byte (one of a Keras 3 file, converted,
     # is not): one that is not was replaced since, and is not what the rounds trained from.
     if "keras3" not in saved and io.file_sha256(copy) != saved.get("sha256"):
@@ -196,18 +201,19 @@ def _record_of_a_gone_file(name: str, experiment: ExperimentDir | None) -> dict[
     return dict(saved)
 
 
-def say_if_gone(hparams: ExperimentHparams, experiment: ExperimentDir) -> None:
+def say_if_gone(
+    hparams: ExperimentHparams, experiment: ExperimentDir, record: dict[str, Any] | None
+) -> None:
     """One line where the experiment goes on from its copy of a ``.keras`` file that is gone
-    (:func:`model_record` accepted it); said once the run is sure to go on."""
+    (:func:`model_record` accepted it, ``record``); said once the run is sure to go on."""
     name = hparams.model.name
     if custom.model_kind(name) == "keras_file" and not Path(name).exists():
-        saved = read_saved(experiment).model
         log.info(
             "%s is gone: %s goes on from its copy %s (of the file's sha256 %s…)",
             name,
             experiment.root,
             MODEL_COPY,
-            str(saved.get("sha256") if isinstance(saved, dict) else None)[:8],
+            str((record or {}).get("sha256"))[:8],
         )
 
 

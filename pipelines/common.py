@@ -372,7 +372,7 @@ def _stop_on_sigterm() -> None:
                 signal.signal(signum, handler)
             except ValueError:
                 pass  # not the main thread: the signal keeps its default
-    if not isinstance(sys.unraisablehook, functools.partial):
+    if getattr(sys.unraisablehook, "func", None) is not _stop_dropped_by_python:
         sys.unraisablehook = functools.partial(_stop_dropped_by_python, previous=sys.unraisablehook)
 
 

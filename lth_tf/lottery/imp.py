@@ -199,7 +199,7 @@ def _run_locked(
         record,
     )
     provenance.check_same_model(experiment, model_record)
-    provenance.say_if_gone(hparams, experiment)
+    provenance.say_if_gone(hparams, experiment, model_record)
     provenance.bind_data(experiment, data)
     model_spec = provenance.bind_model(experiment, hparams, model)
     control = get_control(hparams.branch.control)
