@@ -24,6 +24,7 @@ from lth_tf.startup import (
     use_run_temp_dir,
 )
 from lth_tf.steps import is_count
+from pipelines import stop_while_starting
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
@@ -363,11 +364,11 @@ def _stop_on_sigterm() -> None:
     """Turns SIGTERM into :class:`Terminated` and Ctrl-C into a KeyboardInterrupt that no
     finalizer swallows, unless someone (a parent that ignores them, a host program) already
     chose what they do; only the main thread can set a handler."""
-    for signum, default, handler in (
-        (signal.SIGTERM, signal.SIG_DFL, _raise_terminated),
-        (signal.SIGINT, signal.default_int_handler, _raise_interrupt),
+    for signum, defaults, handler in (
+        (signal.SIGTERM, (signal.SIG_DFL,), _raise_terminated),
+        (signal.SIGINT, (signal.default_int_handler, stop_while_starting), _raise_interrupt),
     ):
-        if signal.getsignal(signum) is default:
+        if signal.getsignal(signum) in defaults:
             try:
                 signal.signal(signum, handler)
             except ValueError:

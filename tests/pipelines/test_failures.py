@@ -636,3 +636,44 @@ def test_a_stop_that_comes_during_a_finalizer_is_not_lost(name, status):
     )
     assert result.returncode == status, result.stdout + result.stderr
     assert "finished" not in result.stdout
+
+
+# Ctrl-C while Python still imports a pipeline (its first second): as `python -m pipelines.imp`
+# imports the package, with argv[0] "-m"; the signal lands inside the next import.
+EARLY_INTERRUPT_SCRIPT = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as a foreground command starts
+sys.argv = ["-m"]
+import pipelines
+os.kill(os.getpid(), signal.SIGINT)
+import pipelines.common  # the rest of the imports, which the stop cuts short
+print("imported")
+"""
+
+
+def test_ctrl_c_while_a_pipeline_is_imported_is_one_line_not_a_traceback():
+    result = subprocess.run(
+        [sys.executable, "-c", EARLY_INTERRUPT_SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 130, result.stdout + result.stderr
+    assert "imported" not in result.stdout
+    assert (
+        result.stderr.strip()
+        == "interrupted while starting; nothing was written; rerun the command"
+    )
+
+
+def test_a_program_that_imports_pipelines_keeps_its_own_ctrl_c():
+    script = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "import pipelines.common\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert result.stdout.strip() == "True", result.stderr
