@@ -56,14 +56,33 @@ def split_cpu(logical_devices: int) -> None:
 
 
 def device_description() -> str:
-    """The hardware TensorFlow computes on, e.g. ``1x NVIDIA H100`` or ``CPU (2 cores, x86_64)``."""
+    """The hardware TensorFlow computes on, e.g. ``1x NVIDIA H100`` or
+    ``CPU (2 cores, Intel(R) Xeon(R) Processor, x86_64)``."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         return f"{len(gpus)}x {details.get('device_name', 'GPU')}"
-    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    model = _cpu_model_name()
+    named = f"{model}, " if model else ""
+    return f"CPU ({os.cpu_count()} cores, {named}{platform.machine()})"
+
+
+def _cpu_model_name() -> str:
+    """The processor's name, e.g. ``Intel(R) Xeon(R) Processor`` (``/proc/cpuinfo`` on Linux, where
+    ``platform.processor()`` is empty or the architecture): speed figures from two machines
+    differ by the processor, so a record names it. Empty where the system does not say."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    processor = platform.processor()
+    return "" if processor == platform.machine() else processor
 
 
 def _default():
