@@ -326,6 +326,13 @@ class ExperimentDir:
         chosen = [s["xla_training"] for s in self.read_sessions() if "xla_training" in s]
         return bool(chosen[-1]) if chosen else None
 
+    def recorded_precision(self) -> str | None:
+        """What the latest run of this experiment computed in: ``float32``, ``bfloat16`` or
+        ``float16`` (None: no run yet). A resume in another one is logged: its results are not
+        an uninterrupted run's."""
+        chosen = [s["mixed_precision"] for s in self.read_sessions() if "mixed_precision" in s]
+        return str(chosen[-1]) if chosen else None
+
     def read_results(self) -> list[RoundResult]:
         """Every results row, in round order; a damaged file is an LthError saying which."""
         if not self.results.exists():

@@ -2,6 +2,7 @@
 pruning, resuming and refusing experiments."""
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -243,3 +244,22 @@ def test_more_rounds_extend_a_finished_experiment_and_fewer_do_nothing(data, tmp
     run_imp(one, tmp_path, None, QUIET, data=data)
     assert {r.round: r for r in experiment.read_results()} == after
     assert io.read_json(experiment.hparams)["hparams"]["pruning"]["rounds"] == 2
+
+
+def test_a_resume_in_another_precision_says_so(tmp_path, data, caplog):
+    """A rerun that forgot --mixed_precision goes on, but not silently: its results are not an
+    uninterrupted run's."""
+    experiment = run_imp(lenet_hparams(rounds=0), tmp_path, "lenet", QUIET, data=data)
+    assert experiment.recorded_precision() == "float32"
+    # As a first run with --mixed_precision=bfloat16 records it, then a session that does not.
+    io.write_json(experiment.sessions, [{"mixed_precision": "bfloat16"}, {"strategy": "x"}])
+    assert experiment.recorded_precision() == "bfloat16"  # the latest session that says
+    with caplog.at_level(logging.WARNING, logger="lth_tf"):
+        run_imp(lenet_hparams(rounds=1), tmp_path, "lenet", QUIET, data=data)
+    assert "This experiment computed in bfloat16 so far and now computes in float32" in caplog.text
+    assert "--mixed_precision=bfloat16 goes on as it did" in caplog.text
+    assert experiment.recorded_precision() == "float32"  # this run's, from now on
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lth_tf"):
+        run_imp(lenet_hparams(rounds=2), tmp_path, "lenet", QUIET, data=data)
+    assert "computes in" not in caplog.text  # the same precision as the run it resumes
