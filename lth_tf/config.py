@@ -376,10 +376,11 @@ class ModelHparams:
         help="Whose defaults: lth (Frankle & Carbin 2019: warmup, reset to iteration 0) or "
         "stabilizing (Frankle et al. 2019/2020: no warmup, rewind to an early iteration). "
         "Default: stabilizing for resnet20, vgg16, vgg19; lth, the only one, for lenet300_100 "
-        "and the conv nets. Flags set explicitly override the recipe's values. For a model of "
+        "and the conv nets; stabilizing (Adam 3e-4) for a model of your own, even a compiled "
+        "one. Flags set explicitly override the recipe's values. For a model of "
         "your own, also compiled: train with the optimizer, learning-rate schedule and loss "
         "it was compiled with (a .keras file saved after model.compile), pruned as "
-        "stabilizing prunes it.",
+        "stabilizing prunes it (lth_tf.find_tickets's default for a compiled model).",
     )
     batchnorm_init: str = hparam(
         "fixed",

@@ -466,6 +466,23 @@ def read_compile_config(path: str | Path) -> dict[str, Any] | None:
     return compiled
 
 
+def compiled_optimizer(path: str | Path) -> str | None:
+    """The class name of the optimizer a ``.keras`` file was saved compiled with; None when it
+    was saved uncompiled or cannot be read (the model's own checks say why).
+
+    >>> compiled_optimizer("my_net.keras")  # doctest: +SKIP
+    'SGD'
+    """
+    try:
+        compiled = read_compile_config(path)
+    except LthError:
+        return None
+    optimizer = compiled["optimizer"] if compiled is not None else None
+    if isinstance(optimizer, dict):
+        return str(optimizer.get("class_name") or "an optimizer")
+    return None if optimizer is None else str(optimizer)
+
+
 def compiled_from_file(path: str | Path) -> str | None:
     """The compiled recipe (:func:`compiled_json`) of a ``.keras`` file, None if uncompiled."""
     compiled = read_compile_config(path)

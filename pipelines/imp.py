@@ -8,12 +8,17 @@ A control runs as a branch of an experiment:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from absl import flags
 
 from lth_tf.lottery.controls import branch_controls
 from pipelines import common, hparam_flags
 from pipelines.common import setup_logging, start_tensorflow_quietly, user_errors_as_one_line
 from pipelines.hparam_flags import define_hparam_flags, hparam_flag_names
+
+if TYPE_CHECKING:
+    from lth_tf.config import ExperimentHparams
 
 FLAGS = flags.FLAGS
 # --model, --dataset, --recipe and every training and pruning hyperparameter, from the fields of
@@ -126,6 +131,8 @@ def main(argv: list[str]) -> None:
             raise LthError("--rewind=stable is for a new experiment, not with --branch_of")
         FLAGS.rewind = "0"
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
+    if FLAGS.branch_of is None and not FLAGS["recipe"].present:
+        _say_if_the_compile_goes_unused(hparams)
     from lth_tf.naming import experiment_root
     from lth_tf.provenance import check_model_file
 
@@ -160,6 +167,32 @@ def main(argv: list[str]) -> None:
         callbacks=callbacks,
     )
     print(f"Results: {experiment.results}")
+
+
+def _say_if_the_compile_goes_unused(hparams: ExperimentHparams) -> None:
+    """A ``.keras`` file saved compiled trains with the recipe's optimizer unless
+    ``--recipe=compiled`` (``find_tickets`` uses its compile by default): one line, so that a
+    user who compiled the model knows, before a run of hours."""
+    import logging
+
+    from lth_tf.recipe import compiled_optimizer
+
+    model = hparams.model.name
+    if not model.endswith(".keras"):
+        return
+    optimizer = compiled_optimizer(model)
+    if optimizer is not None:
+        training = hparams.training
+        logging.getLogger("lth_tf").info(
+            "--model=%s was saved compiled (%s), but trains with the %s recipe's %s at "
+            "learning rate %g; --recipe=compiled trains it with its own optimizer, schedule "
+            "and loss",
+            model,
+            optimizer,
+            hparams.model.recipe,
+            training.optimizer,
+            training.learning_rate,
+        )
 
 
 def run() -> None:

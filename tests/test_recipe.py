@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import zipfile
 from types import SimpleNamespace
 
@@ -350,6 +351,38 @@ def test_bad_recipes_are_one_line_before_tensorflow_starts(files, model, args, r
     )
     assert_one_line_error(result, reason)
     assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "args", "said"),
+    [
+        ("compiled", [], True),  # the recipe's default: the compile goes unused
+        ("compiled", ["--recipe=stabilizing"], False),  # asked for
+        ("compiled", ["--recipe=compiled"], False),
+        ("plain", [], False),  # nothing compiled to miss
+    ],
+)
+def test_a_compiled_file_trained_by_another_recipe_says_so(files, caplog, model, args, said):
+    """The command line trains a compiled file with the recipe's optimizer unless told
+    --recipe=compiled (find_tickets uses the compile): left out, one line says so."""
+    output = files.root / "said"
+    with caplog.at_level(logging.INFO, logger="lth_tf"):
+        result = imp(
+            f"--model={getattr(files, model)}",
+            f"--dataset=npz:{files.npz}",
+            *args,
+            "--strategy=no_such_strategy",  # stops the run before TensorFlow starts
+            f"--output_dir={output}",
+            tensorflow=False,
+        )
+    assert_one_line_error(result, "no_such_strategy")
+    line = (
+        f"--model={files.compiled} was saved compiled (AdamW), but trains with the stabilizing "
+        "recipe's adam at learning rate 0.0003; --recipe=compiled trains it with its own "
+        "optimizer, schedule and loss"
+    )
+    assert (line in caplog.text) == said
+    assert said or "saved compiled" not in caplog.text
 
 
 @pytest.mark.parametrize(
