@@ -237,7 +237,13 @@ def _compiled_recipe(
     defaults, as before compiled recipes existed). See :mod:`lth_tf.recipe`."""
     from lth_tf.models.custom import model_kind
     from lth_tf.models.registry import COMPILED_FIELDS
-    from lth_tf.recipe import compiled_from_file, compiled_from_object
+    from lth_tf.recipe import (
+        compile_config_of,
+        compiled_from_file,
+        compiled_from_object,
+        read_compile_config,
+        say_metrics_left_out,
+    )
 
     if recipe not in (None, "compiled"):
         return recipe, None
@@ -252,6 +258,10 @@ def _compiled_recipe(
     if compiled is not None and recipe is None:
         log.info("The model is compiled: training with its optimizer, schedule and loss.")
         recipe = "compiled"
+    if compiled is not None:
+        say_metrics_left_out(
+            compile_config_of(model) if model is not None else read_compile_config(name)
+        )
     return recipe, compiled
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import numbers
 import re
@@ -464,6 +465,59 @@ def read_compile_config(path: str | Path) -> dict[str, Any] | None:
     if not isinstance(compiled, dict) or compiled.get("optimizer") is None:
         return None
     return compiled
+
+
+# Compiled metrics lth_tf keeps: its own accuracy is every run's metric.
+# (names as compile takes them, or class names, lower case without underscores).
+_ACCURACY_NAMES = {"accuracy", "acc", "sparsecategoricalaccuracy", "categoricalaccuracy"}
+
+
+def metrics_left_out(compile_config: dict[str, Any] | None) -> list[str]:
+    """The names of a compile's metrics other than accuracy, which a run does not compute
+    (``--callback`` adds a metric of the user's).
+
+    >>> metrics_left_out({"metrics": ["accuracy", {"class_name": "AUC", "config": {}}]})
+    ['AUC']
+    """
+    entries: list[Any] = []
+    for key in ("metrics", "weighted_metrics"):
+        value = (compile_config or {}).get(key)
+        if isinstance(value, dict):  # one list per output, by name
+            value = [item for group in value.values() for item in _as_list(group)]
+        entries += _as_list(value)
+    names = []
+    for entry in entries:
+        name = entry.get("class_name") if isinstance(entry, dict) else entry
+        if isinstance(name, str) and name.lower().replace("_", "") not in _ACCURACY_NAMES:
+            names.append(name)
+    return names
+
+
+def say_metrics_left_out(compile_config: dict[str, Any] | None) -> None:
+    """One line naming the compile's metrics a run leaves out (none: nothing said)."""
+    names = metrics_left_out(compile_config)
+    if names:
+        logging.getLogger("lth_tf").info(
+            "The compile's metrics %s are not computed: a run measures accuracy (--callback "
+            "adds a metric of yours).",
+            ", ".join(names),
+        )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def compile_config_of(model: Any) -> dict[str, Any] | None:
+    """A compiled model object's ``compile_config`` (tf_keras and Keras 3 both serialise it);
+    None when it has none."""
+    try:
+        config = model.get_compile_config()
+    except Exception:  # an object without one, or a compile Keras cannot serialise
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def compiled_optimizer(path: str | Path) -> str | None:

@@ -131,8 +131,8 @@ def main(argv: list[str]) -> None:
             raise LthError("--rewind=stable is for a new experiment, not with --branch_of")
         FLAGS.rewind = "0"
     hparams = hparams_from_flags()  # checks every flag before TensorFlow starts
-    if FLAGS.branch_of is None and not FLAGS["recipe"].present:
-        _say_if_the_compile_goes_unused(hparams)
+    if FLAGS.branch_of is None:
+        _say_what_of_the_compile_goes_unused(hparams, recipe_given=FLAGS["recipe"].present)
     from lth_tf.naming import experiment_root
     from lth_tf.provenance import check_model_file
 
@@ -169,19 +169,27 @@ def main(argv: list[str]) -> None:
     print(f"Results: {experiment.results}")
 
 
-def _say_if_the_compile_goes_unused(hparams: ExperimentHparams) -> None:
+def _say_what_of_the_compile_goes_unused(hparams: ExperimentHparams, recipe_given: bool) -> None:
     """A ``.keras`` file saved compiled trains with the recipe's optimizer unless
-    ``--recipe=compiled`` (``find_tickets`` uses its compile by default): one line, so that a
-    user who compiled the model knows, before a run of hours."""
+    ``--recipe=compiled`` (``find_tickets`` uses its compile by default), and with its compile
+    measures accuracy only: one line each, so that a user who compiled the model knows before a
+    run of hours."""
     import logging
 
-    from lth_tf.recipe import compiled_optimizer
+    from lth_tf.errors import LthError
+    from lth_tf.recipe import compiled_optimizer, read_compile_config, say_metrics_left_out
 
     model = hparams.model.name
     if not model.endswith(".keras"):
         return
+    if hparams.model.recipe == "compiled":
+        try:
+            say_metrics_left_out(read_compile_config(model))
+        except LthError:
+            pass  # a file that is gone (a resume from the experiment's copy) says so later
+        return
     optimizer = compiled_optimizer(model)
-    if optimizer is not None:
+    if optimizer is not None and not recipe_given:
         training = hparams.training
         logging.getLogger("lth_tf").info(
             "--model=%s was saved compiled (%s), but trains with the %s recipe's %s at "

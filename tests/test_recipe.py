@@ -531,3 +531,65 @@ def test_an_augmentation_is_checked_where_it_is_traced_and_named_for_the_api():
     }
     with pytest.raises(LthError, match="module-level function"):
         _named_augmentation({"augment": lambda images, labels, seed: (images, labels)})
+
+
+def test_the_compiled_metrics_a_run_leaves_out_are_named(files, tmp_path, caplog):
+    import tf_keras as keras
+
+    model = _tiny_net()
+    model.compile(
+        "sgd",
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(3)],
+        weighted_metrics=["sparse_categorical_accuracy"],
+    )
+    model.save(tmp_path / "metrics.keras")
+    with caplog.at_level(logging.INFO, logger="lth_tf"):
+        result = imp(
+            f"--model={tmp_path / 'metrics.keras'}",
+            f"--dataset=npz:{files.npz}",
+            "--recipe=compiled",
+            "--strategy=no_such_strategy",  # stops the run before TensorFlow starts
+            f"--output_dir={tmp_path / 'runs'}",
+            tensorflow=False,
+        )
+    assert_one_line_error(result, "no_such_strategy")
+    assert (
+        "The compile's metrics SparseTopKCategoricalAccuracy are not computed: a run measures "
+        "accuracy (--callback adds a metric of yours)."
+    ) in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lth_tf"):
+        imp(
+            f"--model={files.compiled}",  # compiled with accuracy only
+            f"--dataset=npz:{files.npz}",
+            "--recipe=compiled",
+            "--strategy=no_such_strategy",
+            f"--output_dir={tmp_path / 'runs'}",
+            tensorflow=False,
+        )
+    assert "not computed" not in caplog.text
+
+
+def test_a_loss_given_by_name_on_logits_trains_on_logits_and_says_so(caplog):
+    """compile(loss="sparse_categorical_crossentropy") serialises no from_logits: the head
+    decides, where Keras would take logits as probabilities."""
+    import tensorflow as tf
+
+    from lth_tf.recipe import compiled_json
+    from lth_tf.training.trainer import Trainer
+    from tests.helpers import tiny_dataset
+    from tests.tf_helpers import half_pruned_lenet
+
+    for loss, said in (
+        ("sparse_categorical_crossentropy", True),
+        ({"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}}, False),
+    ):
+        training = TrainingHparams(optimizer="compiled", compiled=compiled_json("sgd", loss))
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="lth_tf"):
+            trainer = Trainer(
+                half_pruned_lenet(), tiny_dataset(), training, tf.distribute.get_strategy(), False
+            )
+        assert trainer.from_logits  # lenet ends in logits
+        assert ("trains on them as logits" in caplog.text) == said, loss

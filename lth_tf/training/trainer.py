@@ -208,6 +208,14 @@ class Trainer:
                 "(from_logits=False), but the model ends without a softmax; it trains so, as "
                 "Keras would: compile with from_logits=True if they are logits."
             )
+        elif training.compiled and self.loss.from_logits is None and self.from_logits:
+            # compile(loss="sparse_categorical_crossentropy") serialises no from_logits.
+            log.info(
+                "The compiled loss, given by name, does not say whether the model's outputs "
+                "are logits; the model ends without a softmax, so it trains on them as logits "
+                "(Keras would take them as probabilities: compile with the loss's class and "
+                "from_logits=False for that)."
+            )
         # None, CIFAR's or the user's fn(images, labels, seed), applied to every batch.
         self.augment = augmentation(training.augment)
         self._trainable = self._forward_model.trainable_variables
