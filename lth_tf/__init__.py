@@ -16,10 +16,13 @@ _LEGACY_KERAS_ON = ("1", "true", "True")
 if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") not in _LEGACY_KERAS_ON:
     # TensorFlow read the variable at its import: tf.keras is Keras 3 for this process, and
     # models from it would mix with tf_keras ones that TF-MOT needs.
+    # `import keras` and `import tf_keras` import TensorFlow too: a user who wrote neither
+    # `import tensorflow` nor TF_USE_LEGACY_KERAS learns why.
     raise LthError(
-        "TensorFlow was imported before lth_tf without TF_USE_LEGACY_KERAS=1, so tf.keras is "
-        "Keras 3; TF-MOT needs Keras 2: import lth_tf first (or set TF_USE_LEGACY_KERAS=1 "
-        "before importing TensorFlow) and build models with tf_keras (`import tf_keras as keras`)"
+        "TensorFlow was imported before lth_tf without TF_USE_LEGACY_KERAS=1, so tf.keras "
+        "is Keras 3; TF-MOT needs Keras 2: import lth_tf first, before tensorflow, keras and "
+        "tf_keras, which all import TensorFlow (or set TF_USE_LEGACY_KERAS=1 before any of them), "
+        "and build models with tf_keras (`import tf_keras as keras`)"
     )
 # Must happen before TensorFlow is first imported anywhere in the process.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
