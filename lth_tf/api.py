@@ -475,14 +475,17 @@ class Experiment:
         arm: bool = False,
         arm_examples: int = 200,
         verbose: bool = True,
+        keras3: bool = False,
     ) -> dict[str, Any]:
         """Writes ``<output_dir>/<experiment>/round_NN/``: SavedModel, ``ticket.tflite``
         (float32), ``ticket_fp16.tflite`` and ``ticket_int8.tflite``, with their LiteRT
         accuracy on the experiment's test data next to the dense round 0's, and the verdict
         (which file to ship); returns that report (``export.json``). ``arm=True`` also runs
         every file on an emulated ARM (the first ``arm_examples`` test examples).
-        ``int8_storage``: see :class:`lth_tf.export.deploy.ExportOptions`. ``verbose``
-        prints the summary and verdict the pipeline prints.
+        ``int8_storage``: see :class:`lth_tf.export.deploy.ExportOptions`. ``keras3=True``
+        also writes ``ticket.keras``, the ticket as a Keras 3 model (``lth-export --keras3``).
+        ``verbose`` prints the round chosen and why, the summary and the verdict, as the
+        pipeline does.
 
         >>> report = Experiment("runs/quickstart").export(arm=True)  # doctest: +SKIP
         >>> report["verdict"]["targets"]["arm64, emulated"]["fastest_shippable"]  # doctest: +SKIP
@@ -498,16 +501,21 @@ class Experiment:
             arm=(arm, _FLAG),
             arm_examples=(arm_examples, _COUNT),
             verbose=(verbose, _FLAG),
+            keras3=(keras3, _FLAG),
         )
         from lth_tf.export.deploy import ExportOptions, export_dir, export_ticket, summary_lines
         from lth_tf.export.ticket import open_ticket
         from lth_tf.provenance import experiment_data
 
-        options = ExportOptions(int8_storage=int8_storage, arm=arm, arm_examples=arm_examples)
+        options = ExportOptions(
+            int8_storage=int8_storage, arm=arm, arm_examples=arm_examples, keras3=keras3
+        )
         if not isinstance(pruning_round, str):
             pruning_round = self._check_round(pruning_round)
         ticket = open_ticket(self.path, pruning_round, tolerance)
         dense = open_ticket(self.path, 0)
+        if verbose:
+            print(f"Exporting {ticket.selection}")
         data = experiment_data(ticket.experiment, ticket.hparams, data_dir)
         report = export_ticket(ticket, dense, data, output_dir, options)
         if verbose:

@@ -412,7 +412,9 @@ def summary_lines(report: dict[str, Any], destination: Path) -> list[str]:
             storage = f" | stored {storage.split(':', 1)[0]}"
         elif "sparse_tensors" in figures:  # the converter chose (the float32 file)
             sparse = sum(figures["sparse_tensors"].values())
-            storage = f" | {sparse} tensors stored sparse" if sparse else " | stored dense"
+            storage = (
+                f" | {counted(sparse, 'tensor')} stored sparse" if sparse else " | stored dense"
+            )
         lines.append(
             f"  {file:<26} {figures['bytes'] / 1000:9.1f} KB ({figures['gzip_bytes'] / 1000:.1f} "
             f"KB gzipped) | LiteRT test accuracy {100 * figures['litert_test_accuracy']:.2f}%"

@@ -107,10 +107,19 @@ def target_verdict(files: list[dict[str, Any]]) -> dict[str, Any]:
     shippable = [f for f in files if f["shippable"]]
     smallest = min(shippable, key=lambda f: f["bytes"], default=None)
     fastest = min(shippable, key=lambda f: f["median_latency_us"], default=None)
+    # Files within the band of the fastest are as fast: naming one of them alone would make a
+    # win of a drift.
+    as_fast = [
+        f["file"]
+        for f in sorted(shippable, key=lambda f: f["median_latency_us"])
+        if fastest
+        and f["median_latency_us"] <= fastest["median_latency_us"] * (1 + SAME_SPEED_BAND)
+    ]
     return {
         "files": files,
         "smallest_shippable": smallest["file"] if smallest else None,
         "fastest_shippable": fastest["file"] if fastest else None,
+        "as_fast_shippable": as_fast,
         "any_faster_than_dense": any(f["speed"] == "faster" for f in shippable),
     }
 
@@ -183,9 +192,14 @@ def verdict_lines(verdict: dict[str, Any]) -> list[str]:
         if entry["smallest_shippable"] is None:
             lines.append("    no file is shippable here")
             continue
+        as_fast = entry.get("as_fast_shippable") or [entry["fastest_shippable"]]
+        fastest = (
+            as_fast[0]
+            if len(as_fast) == 1
+            else f"{', '.join(as_fast)} (the same speed, within {SAME_SPEED_BAND:.0%})"
+        )
         lines.append(
-            f"    smallest shippable: {entry['smallest_shippable']}; fastest shippable: "
-            f"{entry['fastest_shippable']}"
+            f"    smallest shippable: {entry['smallest_shippable']}; fastest shippable: {fastest}"
         )
         if not entry["any_faster_than_dense"]:
             lines.append("    no file is faster than the dense network here; to make one:")

@@ -210,13 +210,17 @@ def test_an_unknown_int8_storage_is_refused_with_the_choices():
         ExportOptions(int8_storage="tiny")
 
 
-def test_an_int8_ticket_is_never_larger_than_the_dense_int8_export(lenet_runs, idx_dir, tmp_path):
+def test_an_int8_ticket_is_never_larger_than_the_dense_int8_export(
+    lenet_runs, idx_dir, tmp_path, capsys
+):
     """At 50% of the weights an index per surviving weight costs more than the zeros it saves:
     the int8 ticket is stored dense, the size of the dense export, and runs under LiteRT's
     default options (the XNNPack delegate)."""
     import lth_tf
 
     report = lth_tf.Experiment(lenet_runs / "plain").export(1, tmp_path, data_dir=str(idx_dir))
+    # verbose: the round and why first, as lth-export prints them.
+    assert capsys.readouterr().out.startswith("Exporting round 1, as asked\n")
     ticket, dense = report["ticket"]["files"], report["dense"]["files"]
     ints = ticket["ticket_int8.tflite"]
     assert ticket["ticket.tflite"]["sparse_tensors"]["sparse"] == 3  # float: sparse pays off
@@ -442,6 +446,11 @@ def test_export_ends_with_the_verdict_whose_ratios_are_export_jsons(exported):
         assert f"{verdict['speedup_vs_dense']:.2f}x as fast" in stdout
     shippable = [f for f in files.values() if f["shippable"]]
     assert entry["smallest_shippable"] == min(shippable, key=lambda f: f["bytes"])["file"]
+    fastest = min(f["median_latency_us"] for f in shippable)
+    assert entry["as_fast_shippable"][0] == entry["fastest_shippable"]
+    assert set(entry["as_fast_shippable"]) == {
+        f["file"] for f in shippable if f["median_latency_us"] <= fastest * 1.05
+    }
     if not entry["any_faster_than_dense"]:
         assert report["verdict"]["advice"] and "no file is faster than the dense" in stdout
 
@@ -564,3 +573,36 @@ def test_an_export_never_replaces_the_experiments_own_round_or_a_folder_of_the_u
     with pytest.raises(LthError, match=r"round_01 is a link, where the export's folder goes"):
         export_ticket(ticket, dense, mnist_data, tmp_path / "out", QUICK)
     assert sorted(p.name for p in (experiment / "round_01").iterdir()) == before
+
+
+def test_files_within_the_band_of_the_fastest_are_named_as_fast():
+    """A 0.1 us lead is a drift, not a win: the verdict names every file that close."""
+    from lth_tf.export.verdict import target_verdict, verdict_lines
+
+    def timed(name, us, shippable=True):
+        return {
+            "file": name,
+            "bytes": 1000,
+            "size_vs_dense": 1.0,
+            "median_latency_us": us,
+            "speedup_vs_dense": 1.0,
+            "round_speedups": [1.0],
+            "speed": "same speed",
+            "shippable": shippable,
+            "not_shippable_because": None if shippable else "wrong answers",
+        }
+
+    close = target_verdict([timed("a.tflite", 13.7), timed("b.tflite", 13.6), timed("c", 32.2)])
+    assert close["fastest_shippable"] == "b.tflite"
+    assert close["as_fast_shippable"] == ["b.tflite", "a.tflite"]
+    clear = target_verdict([timed("a.tflite", 5.0), timed("b.tflite", 6.4)])
+    assert clear["as_fast_shippable"] == ["a.tflite"]
+    unshippable = target_verdict([timed("a.tflite", 5.0, False), timed("b.tflite", 5.1)])
+    assert unshippable["as_fast_shippable"] == ["b.tflite"]
+    lines = verdict_lines({"targets": {"this machine": close}, "advice": []})
+    assert (
+        "    smallest shippable: a.tflite; fastest shippable: b.tflite, a.tflite (the same speed, "
+        "within 5%)" in lines
+    )
+    lines = verdict_lines({"targets": {"this machine": clear}, "advice": []})
+    assert "    smallest shippable: a.tflite; fastest shippable: a.tflite" in lines
