@@ -7,7 +7,7 @@ accuracy and latency next to the dense round 0's. It ends with the verdict: whic
 on this machine (and on ARM, emulated, with ``--arm``), or what would make a ticket faster.
 A channel ticket (``--granularity=channel``) also gets ``saved_model_shrunk/``,
 ``ticket_shrunk.tflite`` and ``ticket_shrunk_int8.tflite``: the smaller dense network without its
-pruned channels, the files that run faster anywhere. ``--keras3`` also writes ``ticket.keras``,
+pruned channels, with fewer multiply-adds on any CPU. ``--keras3`` also writes ``ticket.keras``,
 the ticket as a Keras 3 model.
 """
 
