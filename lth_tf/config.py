@@ -1078,6 +1078,20 @@ def hparam_flag_names() -> tuple[str, ...]:
 _RENAMES = {"rates": "prune_rates"}
 
 
+# What --recipe=compiled takes from the model's compile(): flags that would set it otherwise.
+COMPILED_FIELDS = (
+    "optimizer",
+    "optimizer_args",
+    "learning_rate",
+    "momentum",
+    "warmup",
+    "lr_drops",
+    "lr_drop_factor",
+    "lr_schedule",
+    "label_smoothing",
+)
+
+
 def flat_hparams(hparams: dict[str, Any]) -> dict[str, bool | int | float | str]:
     """Hyperparameters under their flag names, one level deep, as legends and HParams show them.
 
@@ -1103,6 +1117,12 @@ def flat_hparams(hparams: dict[str, Any]) -> dict[str, bool | int | float | str]
             visit(values, "")
         else:
             flat[group] = _scalar(values)
+    if flat.get("optimizer") == "compiled":
+        # The recipe's values of these stay in hparams.json (its name hashes them), but the
+        # model's compile set them: a legend or HParams showing the recipe's would mislead.
+        for name in COMPILED_FIELDS:
+            if name in flat:
+                flat[name] = "compiled"
     return flat
 
 

@@ -593,3 +593,17 @@ def test_a_loss_given_by_name_on_logits_trains_on_logits_and_says_so(caplog):
             )
         assert trainer.from_logits  # lenet ends in logits
         assert ("trains on them as logits" in caplog.text) == said, loss
+
+
+def test_legends_and_hparams_show_the_compiles_settings_not_the_recipes(files):
+    """hparams.json keeps the recipe's learning rate beside training.compiled (its name hashes
+    it); what a report or TensorBoard shows is what trained."""
+    from lth_tf.config import COMPILED_FIELDS, flat_hparams
+
+    compiled = experiment_hparams(str(files.compiled), f"npz:{files.npz}", "compiled")
+    flat = flat_hparams(compiled.to_dict())
+    assert compiled.training.learning_rate == 3e-4  # the recipe's, kept in hparams.json
+    assert all(flat[name] == "compiled" for name in COMPILED_FIELDS if name in flat)
+    assert flat["compiled.optimizer.class_name"] == "AdamW"
+    plain = flat_hparams(experiment_hparams(str(files.plain), f"npz:{files.npz}").to_dict())
+    assert plain["learning_rate"] == 3e-4 and plain["optimizer"] == "adam"

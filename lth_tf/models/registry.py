@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lth_tf.config import (
+    COMPILED_FIELDS,
     HOLDOUT_AUTO,
     RECIPES,
     XNNPACK_CONV_RATE,
@@ -427,20 +428,6 @@ def paper_defaults(
         training=chosen.training,
         pruning=chosen.pruning,
     )
-
-
-# What --recipe=compiled takes from the model's compile(): flags that would set it otherwise.
-COMPILED_FIELDS = (
-    "optimizer",
-    "optimizer_args",
-    "learning_rate",
-    "momentum",
-    "warmup",
-    "lr_drops",
-    "lr_drop_factor",
-    "lr_schedule",
-    "label_smoothing",
-)
 
 
 def compiled_defaults(
