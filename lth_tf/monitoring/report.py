@@ -2,9 +2,9 @@
 
 Each experiment is labelled by the hyperparameters that tell it apart from the others (e.g.
 ``rewind=500it`` beside ``rewind=0it``), so a ticket and its controls read as in the paper.
-Experiments that differ only in their seed are replicates: they form one group, drawn as its
-mean with a min-max band (the papers' convention), and the CSV has per group and round the
-mean, std, min, max and n.
+Experiments that differ only in their seed (on the same data) are replicates: one group, drawn
+as its mean with a min-max band (the papers' convention), and the CSV has per group and round
+the mean, std, min, max and n.
 
 >>> write_report(["runs/lth", "runs/rewind500"], "reports/lenet")  # doctest: +SKIP
 (PosixPath('reports/lenet.png'), PosixPath('reports/lenet.csv'))
@@ -90,14 +90,51 @@ def load_results(path: str | Path) -> ExperimentResults:
         raise LthError(f"{path} is not a directory; give an experiment directory (runs/<name>)")
     # With every option's default filled in, an experiment written before an option existed
     # (e.g. a parent without ``branch``) is labelled like a new one (``control=none``).
-    hparams = read_saved(experiment).hparams.to_dict()
+    saved = read_saved(experiment)
+    hparams = saved.hparams.to_dict()
     rows = experiment.read_results()
     if not rows:
         raise LthError(
             f"{path} has no finished round yet (no rows in results.csv); "
             "wait for round 0 to finish, or run pipelines.imp first"
         )
-    return ExperimentResults(str(path), flat_hparams(hparams), rows)
+    flat = flat_hparams(hparams)
+    fingerprint = data_fingerprint(saved.data.provenance)
+    if fingerprint is not None:
+        flat[DATA_KEY] = fingerprint
+    return ExperimentResults(str(path), flat, rows)
+
+
+# The data an experiment trained on, when it says (``hparams.json``'s ``data.provenance``): two
+# runs of one ``npz:`` path on other contents are not replicates of each other.
+DATA_KEY = "data"
+
+
+def data_fingerprint(provenance: dict[str, Any] | None) -> str | None:
+    """The first 8 hex digits of the data's sha256 (a file) or fingerprint (a dataset read
+    from its files); None where the record has neither.
+
+    >>> data_fingerprint({"kind": "npz", "sha256": "9de91d137fe71baf2381"})
+    '9de91d13'
+    """
+    digest = (provenance or {}).get("sha256") or (provenance or {}).get("fingerprint")
+    return str(digest)[:8] if digest else None
+
+
+def _data_only_where_it_differs(experiments: list[ExperimentResults]) -> list[ExperimentResults]:
+    """The data fingerprint stays a hyperparameter (grouping and legends) only where the
+    experiments' recorded ones differ; an experiment that recorded none (an older lth_tf) then
+    reads ``unknown``."""
+    known = {e.hparams[DATA_KEY] for e in experiments if DATA_KEY in e.hparams}
+    if len(known) <= 1:
+        return [
+            dataclasses.replace(e, hparams={k: v for k, v in e.hparams.items() if k != DATA_KEY})
+            for e in experiments
+        ]
+    return [
+        dataclasses.replace(e, hparams={**e.hparams, DATA_KEY: e.hparams.get(DATA_KEY, "unknown")})
+        for e in experiments
+    ]
 
 
 def experiment_labels(experiments: Sequence[ExperimentResults]) -> list[str]:
@@ -303,7 +340,9 @@ def write_report(
         if resolved in seen:
             raise LthError(f"--experiments: {directory} is given twice")
         seen.add(resolved)
-    experiments = [load_results(directory) for directory in experiment_dirs]
+    experiments = _data_only_where_it_differs(
+        [load_results(directory) for directory in experiment_dirs]
+    )
     _refuse_copies(experiment_dirs)
     for experiment in experiments:
         if any(getattr(row, x_axis) is None for row in experiment.rows):

@@ -479,3 +479,32 @@ def test_imp_pipeline_writes_tensorboard_logs_by_default(idx_dir, tmp_path):
     assert steps(read_run(logs / "summary")["round/test_accuracy"]) == [0, 1]
     assert steps(read_run(logs / "round_01")["test/accuracy"]) == [20]
     assert (tmp_path / "e" / FIGURE_FILE).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_runs_on_other_data_are_not_replicates(monitored):
+    """Two seeds of one npz: path whose contents changed between them are two groups, labelled
+    by their data's fingerprint; the same data (or data an older lth_tf did not record) keeps
+    the seeds one group."""
+    from lth_tf.monitoring.report import (
+        ExperimentResults,
+        _data_only_where_it_differs,
+        replicate_groups,
+    )
+
+    from lth_tf.experiment import read_saved
+    from lth_tf.monitoring.report import data_fingerprint
+
+    recorded = data_fingerprint(read_saved(monitored).data.provenance)
+    assert load_results(monitored.root).hparams.get("data") == recorded
+
+    def run(path, seed, data):
+        hparams = {"model": "lenet300_100", "seed": seed, **({"data": data} if data else {})}
+        return ExperimentResults(path, hparams, [])
+
+    other = _data_only_where_it_differs([run("a", 0, "9de91d13"), run("b", 1, "f55728c2")])
+    assert [[e.path for e in g] for g in replicate_groups(other)] == [["a"], ["b"]]
+    assert experiment_labels(other) == ["seed=0, data=9de91d13", "seed=1, data=f55728c2"]
+    same = _data_only_where_it_differs([run("a", 0, "9de91d13"), run("b", 1, "9de91d13")])
+    assert [[e.path for e in g] for g in replicate_groups(same)] == [["a", "b"]]
+    older = _data_only_where_it_differs([run("a", 0, "9de91d13"), run("b", 1, None)])
+    assert [[e.path for e in g] for g in replicate_groups(older)] == [["a", "b"]]
