@@ -105,6 +105,19 @@ def output_prefix(output: str | os.PathLike, flag: str = "--output") -> Path:
     return path
 
 
+def check_can_write(folder: str | os.PathLike) -> None:
+    """Makes ``folder`` (and its parents) and writes and removes a file in it: an unwritable
+    output is an ``OSError`` before hours of work, not after them.
+
+    >>> check_can_write("/proc/lth")  # doctest: +SKIP
+    PermissionError: [Errno 13] Permission denied: '/proc/lth'
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".lth_tf-probe-"):
+        pass
+
+
 def experiment_around(folder: str | os.PathLike) -> Path | None:
     """The experiment directory (one holding ``hparams.json``) that is ``folder`` or holds it,
     if any: what no report or export may write into.

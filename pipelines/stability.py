@@ -187,10 +187,12 @@ def _main_find_rewind(execution: Execution) -> None:
 
 def _main_across(execution: Execution) -> None:
     """--experiments: each experiment at its own rewind point, then the figure and CSV."""
+    from lth_tf.io import check_can_write
     from lth_tf.stability.across import output_paths, plan_across
 
-    # Every check on the experiments and the flags comes before TensorFlow starts.
-    output_paths(FLAGS.output)
+    # Every check on the experiments and the flags comes before TensorFlow starts, and the
+    # figure's folder takes a file before any copy trains (hours, on a real model).
+    figure, _ = output_paths(FLAGS.output)
     plan = plan_across(
         FLAGS.experiments,
         int(FLAGS.round),
@@ -198,6 +200,7 @@ def _main_across(execution: Execution) -> None:
         points=FLAGS.points,
         bn_batches=FLAGS.bn_batches,
     )
+    check_can_write(figure.parent)
     start_tensorflow_quietly()
 
     from lth_tf.provenance import experiment_data

@@ -101,6 +101,16 @@ def test_pipeline_across_experiments_each_at_its_own_rewind_point(
         iterations="40it", eval_every="20it", rewind="10it", training={"data_order": "fixed"}
     )
     rewound = run_imp(hparams, tmp_path, "rewound", QUIET, data=mnist_data).root
+    # An --output that cannot be written is refused before any copy trains, not after.
+    (tmp_path / "a_file").write_text("")
+    refused = run_pipeline(
+        "pipelines.stability",
+        f"--experiments={rewound},{lth_experiment.root}",
+        f"--output={tmp_path / 'a_file' / 'own'}",
+        "--round=1",
+    )
+    assert_one_line_error(refused, "a_file: not a directory")
+    assert not (rewound / "stability").exists()
     output = tmp_path / "figures" / "own"
     result = run_pipeline(
         "pipelines.stability",
