@@ -149,7 +149,9 @@ RESULT_COLUMNS = [field.name for field in dataclasses.fields(RoundResult)]
 OPTIONAL_RESULT_COLUMNS = RESULT_COLUMNS[RESULT_COLUMNS.index("channels_conv") :]
 # Columns every results.csv has, empty in rounds without a validation split (no early stop).
 EARLY_STOP_COLUMNS = ("early_stop_iteration", "early_stop_test_accuracy", "val_loss_min")
-RESULTS_TODO = "delete it to retrain the rounds whose row it lost, or restore it from a copy"
+RESULTS_TODO = (
+    "restore it from a copy, or delete it and rerun the IMP command (it trains every round again)"
+)
 MASKS_TODO = "delete it and rerun the IMP command to recompute it, or restore it from a copy"
 WEIGHTS_TODO = "delete it and rerun the IMP command to retrain the round, or restore it from a copy"
 HPARAMS_TODO = "restore it from a copy, or start again under another --experiment_name"

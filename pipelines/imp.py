@@ -39,6 +39,7 @@ flags.DEFINE_string(
     "Run a control as a branch of this experiment directory (its masks, rewind point and "
     "round 0); the branch is written beside it. Needs --control.",
 )
+common.refuse_empty("branch_of")
 flags.DEFINE_string(
     "control",
     None,

@@ -94,6 +94,13 @@ def load_results(path: str | Path) -> ExperimentResults:
     hparams = saved.hparams.to_dict()
     rows = experiment.read_results()
     if not rows:
+        if any(root.glob("round_*/weights.npz")):
+            # Rounds on disk, their rows gone (results.csv deleted): a rerun trains them again.
+            raise LthError(
+                f"{path} has rounds on disk but no results.csv rows for them; restore "
+                f"{experiment.results} from a copy, or rerun the IMP command (it trains every "
+                "round again)"
+            )
         raise LthError(
             f"{path} has no finished round yet (no rows in results.csv); "
             "wait for round 0 to finish, or run pipelines.imp first"

@@ -439,6 +439,7 @@ def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_
         ("missing", "does not exist"),
         ("not_an_experiment", "is not an lth_tf experiment (no hparams.json)"),
         ("unfinished", "has no finished round yet"),
+        ("lost_rows", "has rounds on disk but no results.csv rows for them; restore"),
         ("twice", "is given twice"),
         # Not a copy (another id): the same run again, which is not a second replicate.
         ("rerun", "ran the same hyperparameters with the same seed (0): one replicate, not two"),
@@ -449,12 +450,15 @@ def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case,
         "missing": [tmp_path / "nope"],
         "not_an_experiment": [tmp_path],
         "unfinished": [tmp_path / "unfinished"],
+        "lost_rows": [tmp_path / "lost_rows"],
         "twice": [monitored.root, monitored.root],
         "rerun": [monitored.root, tmp_path / "rerun"],
     }[case]
     unfinished = ExperimentDir(tmp_path / "unfinished")
     unfinished.root.mkdir()
     shutil.copy(monitored.hparams, unfinished.hparams)
+    lost_rows = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "lost_rows"))
+    lost_rows.results.unlink()  # the rounds stay on disk
     rerun = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "rerun"))
     io.write_json(rerun.hparams, {**io.read_json(rerun.hparams), "experiment_id": "rerun-id"})
     with pytest.raises(LthError, match=re.escape(message)):

@@ -526,13 +526,20 @@ def test_a_flagfile_that_is_no_file_of_flags_is_one_line(path, tmp_path):
     assert result.stderr.strip().count("\n") == 0
 
 
-@pytest.mark.parametrize("pipeline", ["pipelines.imp", "pipelines.export"])
-def test_an_empty_output_dir_is_refused_not_read_as_the_current_directory(pipeline):
+@pytest.mark.parametrize(
+    "pipeline, flag",
+    [
+        ("pipelines.imp", "output_dir"),
+        ("pipelines.export", "output_dir"),
+        ("pipelines.imp", "branch_of"),  # was read as ".", "not an lth_tf experiment"
+    ],
+)
+def test_an_empty_output_dir_is_refused_not_read_as_the_current_directory(pipeline, flag):
     from tests.helpers import run_pipeline
 
-    result = run_pipeline(pipeline, "--output_dir=", timeout=60)
+    result = run_pipeline(pipeline, f"--{flag}=", timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
-        "error: flag --output_dir=: it is empty; give a directory, or leave the flag out for its "
+        f"error: flag --{flag}=: it is empty; give a directory, or leave the flag out for its "
         "default (--helpshort lists the flags)\n"
     )
