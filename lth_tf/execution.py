@@ -80,16 +80,25 @@ class Execution:
                 f"{self.checkpoint_seconds!r}"
             )
 
-    def resumed(self, recorded_xla: bool | None) -> Execution:
+    def resumed(
+        self, recorded_xla: bool | None, recorded_chunk_length: int | None = None
+    ) -> Execution:
         """``jit_compile="auto"`` becomes what an experiment recorded (``sessions.json``'s
         ``xla_training``), so a resume, a branch or an analysis trains as it did; an explicit
-        True or False, or nothing recorded, stays as it is.
+        True or False, or nothing recorded, stays as it is. ``steps_per_execution="auto"``
+        likewise takes the recorded ``chunk_length``: the resumed calls end where the
+        uninterrupted run's did, so its per-call training curve (TensorBoard) goes on the same.
 
         >>> Execution(jit_compile="auto").resumed(recorded_xla=False).jit_compile
         False
         >>> Execution(jit_compile=True).resumed(recorded_xla=False).jit_compile
         True
+        >>> Execution().resumed(None, recorded_chunk_length=37).steps_per_execution
+        37
         """
-        if self.jit_compile != "auto" or recorded_xla is None:
-            return self
-        return dataclasses.replace(self, jit_compile=recorded_xla)
+        changes: dict[str, object] = {}
+        if self.jit_compile == "auto" and recorded_xla is not None:
+            changes["jit_compile"] = recorded_xla
+        if self.steps_per_execution == "auto" and recorded_chunk_length:
+            changes["steps_per_execution"] = recorded_chunk_length
+        return dataclasses.replace(self, **changes) if changes else self

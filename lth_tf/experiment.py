@@ -328,6 +328,13 @@ class ExperimentDir:
         chosen = [s["xla_training"] for s in self.read_sessions() if "xla_training" in s]
         return bool(chosen[-1]) if chosen else None
 
+    def recorded_chunk_length(self) -> int | None:
+        """How many iterations a compiled call of the latest run that sized them trained
+        (``--steps_per_execution=auto``; None: none recorded). A resume keeps it."""
+        chosen = [s.get("chunk_length") for s in self.read_sessions()]
+        lengths = [c for c in chosen if isinstance(c, int) and not isinstance(c, bool) and c > 0]
+        return lengths[-1] if lengths else None
+
     def recorded_precision(self) -> str | None:
         """What the latest run of this experiment computed in: ``float32``, ``bfloat16`` or
         ``float16`` (None: no run yet). A resume in another one is logged: its results are not

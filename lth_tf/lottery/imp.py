@@ -235,7 +235,7 @@ def _run_locked(
         hparams,
         data,
         strategy,
-        execution.resumed(recorded_xla),
+        execution.resumed(recorded_xla, experiment.recorded_chunk_length()),
         model=model_spec,
         planned_iterations=len(left) * resolved.iterations,
     )
@@ -390,6 +390,8 @@ def _session(
         "xla_evaluation": trainer.xla_evaluation,
         "mixed_precision": execution.mixed_precision or "float32",
         "steps_per_execution": execution.steps_per_execution,
+        # The calls' length "auto" chose (a resume keeps it); None: sized later, or not auto.
+        "chunk_length": trainer.chunk_length.current if trainer.chunk_length.sized else None,
         "tensorflow": tf.__version__,
     }
 

@@ -263,3 +263,18 @@ def test_a_resume_in_another_precision_says_so(tmp_path, data, caplog):
     with caplog.at_level(logging.WARNING, logger="lth_tf"):
         run_imp(lenet_hparams(rounds=2), tmp_path, "lenet", QUIET, data=data)
     assert "computes in" not in caplog.text  # the same precision as the run it resumes
+
+
+def test_a_resume_keeps_the_length_of_the_calls_auto_chose(tmp_path, data):
+    """--steps_per_execution=auto sizes the compiled calls once (with --jit_compile=auto's
+    timing); a resume trains calls of the recorded length, so its per-call training curve
+    (TensorBoard's train/ scalars) ends its points where the uninterrupted run's did."""
+    auto = dataclasses.replace(QUIET, jit_compile="auto")
+    experiment = run_imp(lenet_hparams(rounds=0), tmp_path, "lenet", auto, data=data)
+    (first,) = io.read_json(experiment.sessions)
+    assert first["steps_per_execution"] == "auto" and 1 <= first["chunk_length"] <= 100
+    assert experiment.recorded_chunk_length() == first["chunk_length"]
+    # As if the first run's machine had sized its calls at 7 iterations.
+    io.write_json(experiment.sessions, [{**first, "chunk_length": 7}])
+    run_imp(lenet_hparams(rounds=1), tmp_path, "lenet", auto, data=data)
+    assert [s["chunk_length"] for s in io.read_json(experiment.sessions)] == [7, 7]
