@@ -144,12 +144,14 @@ def sparsity_figure(
             "linewidth": 1.6,
         }
         x = curve.x
-        accuracy_axes.plot(
-            x,
-            [100 * a for a in curve.reported_accuracy],
-            label="at early stop" if alone and curve.accuracy_band is None else curve.legend,
-            **style,
-        )
+        # A curve without a validation split (--holdout=0) has no early stop: its accuracy is
+        # the end of training's, and its legend says so where others' are at early stop.
+        stopped = any(not math.isnan(i) for i in curve.early_stop_trained)
+        if alone and curve.accuracy_band is None:
+            label = "at early stop" if stopped else "at end of training (no validation split)"
+        else:
+            label = curve.legend if stopped or not stops else f"{curve.legend}, end of training"
+        accuracy_axes.plot(x, [100 * a for a in curve.reported_accuracy], label=label, **style)
         if curve.accuracy_band is not None:
             low, high = curve.accuracy_band
             accuracy_axes.fill_between(
@@ -160,7 +162,7 @@ def sparsity_figure(
                 alpha=0.18,
                 linewidth=0,
             )
-        if curve.final_test_accuracy is not None:
+        if curve.final_test_accuracy is not None and stopped:  # else the line above is it
             accuracy_axes.plot(
                 x,
                 [100 * a for a in curve.final_test_accuracy],
@@ -179,7 +181,7 @@ def sparsity_figure(
         (
             accuracy_axes,
             "test accuracy (%)",
-            "Test accuracy" + ("" if finals else " at early stop"),
+            "Test accuracy" + ("" if finals or not stops else " at early stop"),
         ),
         (
             iteration_axes,

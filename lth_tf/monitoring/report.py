@@ -118,13 +118,14 @@ DATA_KEY = "data"
 
 
 def data_fingerprint(provenance: dict[str, Any] | None) -> str | None:
-    """The first 8 hex digits of the data's sha256 (a file) or fingerprint (a dataset read
-    from its files); None where the record has neither.
+    """The first 8 hex digits of a data file's sha256 (``npz:``); None for a built-in dataset,
+    whose fingerprint changes with its split (``--holdout``, a hyperparameter already), and for
+    a record without one.
 
     >>> data_fingerprint({"kind": "npz", "sha256": "9de91d137fe71baf2381"})
     '9de91d13'
     """
-    digest = (provenance or {}).get("sha256") or (provenance or {}).get("fingerprint")
+    digest = (provenance or {}).get("sha256")
     return str(digest)[:8] if digest else None
 
 

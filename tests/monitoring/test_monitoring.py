@@ -489,14 +489,13 @@ def test_runs_on_other_data_are_not_replicates(monitored):
     """Two seeds of one npz: path whose contents changed between them are two groups, labelled
     by their data's fingerprint; the same data (or data an older lth_tf did not record) keeps
     the seeds one group."""
+    from lth_tf.experiment import read_saved
     from lth_tf.monitoring.report import (
         ExperimentResults,
         _data_only_where_it_differs,
+        data_fingerprint,
         replicate_groups,
     )
-
-    from lth_tf.experiment import read_saved
-    from lth_tf.monitoring.report import data_fingerprint
 
     recorded = data_fingerprint(read_saved(monitored).data.provenance)
     assert load_results(monitored.root).hparams.get("data") == recorded
@@ -512,3 +511,22 @@ def test_runs_on_other_data_are_not_replicates(monitored):
     assert [[e.path for e in g] for g in replicate_groups(same)] == [["a", "b"]]
     older = _data_only_where_it_differs([run("a", 0, "9de91d13"), run("b", 1, None)])
     assert [[e.path for e in g] for g in replicate_groups(older)] == [["a", "b"]]
+
+
+def test_a_curve_without_early_stops_is_not_called_at_early_stop():
+    """--holdout=0 has no validation split: its accuracy is the end of training's, and the
+    figure's title and legend say so (text kept as text in an SVG, to read it back)."""
+    import matplotlib
+
+    nan = math.nan
+    no_stop = Curve("holdout=0", (100.0, 80.0), (0.7, 0.71), (nan, nan), (0.7, 0.71))
+    no_stop_in_a_report = dataclasses.replace(no_stop, final_test_accuracy=None)
+    stopped = Curve("holdout=auto", (100.0, 80.0), (0.72, 0.73), (40.0, 40.0))
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        alone = sparsity_figure([no_stop], format="svg").decode()
+        mixed = sparsity_figure([no_stop_in_a_report, stopped], format="svg").decode()
+        both = sparsity_figure([stopped, stopped], format="svg").decode()
+    assert "at end of training (no validation split)" in alone
+    assert "at early stop" not in alone
+    assert "holdout=0, end of training" in mixed and "Test accuracy at early stop" in mixed
+    assert "Test accuracy at early stop" in both and "end of training" not in both
