@@ -54,6 +54,8 @@ _RESULT_RANGES = {
     "early_stop_test_accuracy": (0, 1),
     "xnnpack_1x1_zeros": (0, 1),
 }
+# Measured at every round's end (the early stop's, where it has one): never NaN in a row.
+_ACCURACY_COLUMNS = ("test_accuracy", "early_stop_test_accuracy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +122,12 @@ class RoundResult:
                     f"{row.get('round')!r}"
                 ) from None
             # Every column counts or measures something: none is negative. NaN passes (a
-            # metric not measured).
+            # metric not measured), but not in an accuracy: a round's are always measured.
+            if field.name in _ACCURACY_COLUMNS and not math.isfinite(values[field.name]):
+                raise LthError(
+                    f"{field.name} {values[field.name]!r} in the results row of round "
+                    f"{row.get('round')!r} is not a number: a finished round measured it"
+                )
             low, high = _RESULT_RANGES.get(field.name, (0, math.inf))
             if values[field.name] < low or values[field.name] > high:
                 raise LthError(
@@ -367,6 +374,20 @@ class ExperimentDir:
                 self.results,
                 f"round {longer[0].round} trained {longer[0].iterations} iterations, more than "
                 f"this experiment's {total}",
+                RESULTS_TODO,
+            )
+        late = [
+            r
+            for r in results
+            if total is not None
+            and r.early_stop_iteration is not None
+            and r.early_stop_iteration > total
+        ]
+        if late:  # an early stop is one of the round's iterations
+            raise io.damaged(
+                self.results,
+                f"round {late[0].round} stopped early at iteration {late[0].early_stop_iteration}"
+                f", past this experiment's {total}",
                 RESULTS_TODO,
             )
         if any(r.early_stop_trained is None for r in results):

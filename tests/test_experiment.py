@@ -160,6 +160,8 @@ def test_a_directory_the_first_version_wrote_reads_typed_through_the_migrations(
         ({"percent_remaining": "-5"}, r"percent_remaining -5.0 .* is outside \[0, 100\]"),
         # The results.csv of a longer run, copied in.
         ({"iterations": "31"}, "round 1 trained 31 iterations, more than this experiment's 30"),
+        ({"early_stop_iteration": "99999"}, "round 1 stopped early at iteration 99999, past"),
+        ({"test_accuracy": "nan"}, "test_accuracy nan in the results row of round '1' is not a"),
     ]
     for change, says in damaged:
         io.write_csv(experiment.results, [{**row, **change}], columns)
