@@ -76,6 +76,7 @@ def os_error_line(error: OSError, output_flag: str | None = "--output_dir") -> s
     todo = todo.format(output=output_flag or "place")
     meaning = meaning or (error.strerror or str(error)).lower()
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    paths = list(dict.fromkeys(paths))  # a write into place names its file twice
     where = f"{' -> '.join(paths)}: " if paths else ""
     return f"{where}{meaning} ({todo})"
 

@@ -200,6 +200,9 @@ def test_the_advice_on_a_failed_write_names_the_flag_that_chose_the_place():
     )
     assert os_error_line(error, "--output").endswith("(choose a writable --output)")
     assert os_error_line(error, None).endswith("(choose a writable place)")
+    # A write into place (a rename onto a directory) names the path once, not "a -> a".
+    onto = IsADirectoryError(errno.EISDIR, "Is a directory", "r/x.csv", None, "r/x.csv")
+    assert os_error_line(onto, "--output").startswith("r/x.csv: is a directory (")
 
 
 def test_a_file_where_a_folder_is_made_is_named_as_such(tmp_path):
