@@ -417,8 +417,9 @@ class StabilitySession:
         plan = self.plan
         path = plan.files.copy(plan.pruning_round, rewind.iteration, seed)
         if path.exists():
+            saved = self.read_saved(path, COPY_TODO, masks=self.round_masks())  # checked first
             log.info("Copy with data seed %d: reusing %s", seed, path)
-            return self.read_saved(path, COPY_TODO, masks=self.round_masks())
+            return saved
         self.pruned.set_round(plan.pruning_round)
         self.pruned.set_masks(self.masks)
         self.pruned.rewind_to(point)
