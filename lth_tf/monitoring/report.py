@@ -90,6 +90,12 @@ def load_results(path: str | Path) -> ExperimentResults:
         raise LthError(f"{path} is not a directory; give an experiment directory (runs/<name>)")
     # With every option's default filled in, an experiment written before an option existed
     # (e.g. a parent without ``branch``) is labelled like a new one (``control=none``).
+    if not experiment.hparams.exists() and any(root.glob("*/hparams.json")):
+        # A folder of experiments (an --output_dir): all of them is what a report usually wants.
+        raise LthError(
+            f"{path} is not an lth_tf experiment (no hparams.json) but holds experiments: pass "
+            f"them all, --experiments='{Path(path) / '*'}', or some of them, comma-separated"
+        )
     saved = read_saved(experiment)
     hparams = saved.hparams.to_dict()
     rows = experiment.read_results()

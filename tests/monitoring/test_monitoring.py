@@ -437,7 +437,8 @@ def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_
     "case, message",
     [
         ("missing", "does not exist"),
-        ("not_an_experiment", "is not an lth_tf experiment (no hparams.json)"),
+        # tmp_path holds the experiments below: the glob of them all is offered.
+        ("not_an_experiment", "is not an lth_tf experiment (no hparams.json) but holds "),
         ("unfinished", "has no finished round yet"),
         ("lost_rows", "has rounds on disk but no results.csv rows for them; restore"),
         ("twice", "is given twice"),
