@@ -335,12 +335,22 @@ class ExperimentDir:
         chosen = [s["xla_training"] for s in self.read_sessions() if "xla_training" in s]
         return bool(chosen[-1]) if chosen else None
 
-    def recorded_chunk_length(self) -> int | None:
-        """How many iterations a compiled call of the latest run that sized them trained
-        (``--steps_per_execution=auto``; None: none recorded). A resume keeps it."""
-        chosen = [s.get("chunk_length") for s in self.read_sessions()]
-        lengths = [c for c in chosen if isinstance(c, int) and not isinstance(c, bool) and c > 0]
-        return lengths[-1] if lengths else None
+    def recorded_chunk_length(self, hardware: str) -> int | None:
+        """How many iterations a compiled call trained in the latest run whose
+        ``--steps_per_execution=auto`` sized them on one device of this ``hardware`` (None:
+        none such). A resume there keeps it; on other hardware it sizes them again (a length
+        sized on a GPU could make a CPU's calls, which Ctrl-C waits for, minutes long).
+        """
+        for session in reversed(self.read_sessions()):
+            length = session.get("chunk_length")
+            if session.get("steps_per_execution") != "auto" or not isinstance(length, int):
+                continue
+            if isinstance(length, bool) or length < 1:
+                continue
+            if session.get("hardware") != hardware or session.get("replicas") != 1:
+                return None
+            return length
+        return None
 
     def recorded_precision(self) -> str | None:
         """What the latest run of this experiment computed in: ``float32``, ``bfloat16`` or

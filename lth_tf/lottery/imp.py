@@ -231,11 +231,16 @@ def _run_locked(
     if recorded_xla is None and parent is not None:
         recorded_xla = parent.recorded_xla_training()
     left = set(range(hparams.pruning.rounds + 1)) - done
+    # On one device, the calls' length too (so TensorBoard's per-call train/ points go on as
+    # they would have): several replicas or workers size theirs together, each from its own
+    # sessions.json, and must not disagree.
+    single = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync == 1
+    recorded_length = experiment.recorded_chunk_length(device_description()) if single else None
     run = build_run(
         hparams,
         data,
         strategy,
-        execution.resumed(recorded_xla, experiment.recorded_chunk_length()),
+        execution.resumed(recorded_xla, recorded_length),
         model=model_spec,
         planned_iterations=len(left) * resolved.iterations,
     )
@@ -390,8 +395,11 @@ def _session(
         "xla_evaluation": trainer.xla_evaluation,
         "mixed_precision": execution.mixed_precision or "float32",
         "steps_per_execution": execution.steps_per_execution,
-        # The calls' length "auto" chose (a resume keeps it); None: sized later, or not auto.
-        "chunk_length": trainer.chunk_length.current if trainer.chunk_length.sized else None,
+        # The calls' length "auto" chose (a resume on this hardware keeps it); None: sized
+        # later, or not auto (an explicit count is no later auto run's).
+        "chunk_length": trainer.chunk_length.current
+        if trainer.chunk_length.sized and execution.steps_per_execution == "auto"
+        else None,
         "tensorflow": tf.__version__,
     }
 

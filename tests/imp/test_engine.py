@@ -273,8 +273,25 @@ def test_a_resume_keeps_the_length_of_the_calls_auto_chose(tmp_path, data):
     experiment = run_imp(lenet_hparams(rounds=0), tmp_path, "lenet", auto, data=data)
     (first,) = io.read_json(experiment.sessions)
     assert first["steps_per_execution"] == "auto" and 1 <= first["chunk_length"] <= 100
-    assert experiment.recorded_chunk_length() == first["chunk_length"]
+    hardware = first["hardware"]
+    assert experiment.recorded_chunk_length(hardware) == first["chunk_length"]
     # As if the first run's machine had sized its calls at 7 iterations.
     io.write_json(experiment.sessions, [{**first, "chunk_length": 7}])
     run_imp(lenet_hparams(rounds=1), tmp_path, "lenet", auto, data=data)
     assert [s["chunk_length"] for s in io.read_json(experiment.sessions)] == [7, 7]
+    # Sized on other hardware (a GPU's 100 would be minutes a call here), or on several
+    # replicas: timed again. An explicit --steps_per_execution is no auto run's length.
+    for other in ({"hardware": "1x NVIDIA H100"}, {"replicas": 2}):
+        io.write_json(experiment.sessions, [{**first, "chunk_length": 7, **other}])
+        assert experiment.recorded_chunk_length(hardware) is None
+    explicit = {**first, "steps_per_execution": 3, "chunk_length": 3}
+    io.write_json(experiment.sessions, [{**first, "chunk_length": 7}, explicit])
+    assert experiment.recorded_chunk_length(hardware) == 7
+    run_imp(
+        lenet_hparams(rounds=2),
+        tmp_path,
+        "lenet",
+        dataclasses.replace(auto, steps_per_execution=3),
+        data=data,
+    )
+    assert io.read_json(experiment.sessions)[-1]["chunk_length"] is None  # not auto's
