@@ -235,8 +235,8 @@ def _compiled_recipe(
     object, or a ``.keras`` file saved compiled) trains as compiled unless ``recipe`` says
     otherwise, or an optimizer setting is given (``learning_rate=...``: then the recipe's
     defaults, as before compiled recipes existed). See :mod:`lth_tf.recipe`."""
+    from lth_tf.config import COMPILED_FIELDS
     from lth_tf.models.custom import model_kind
-    from lth_tf.models.registry import COMPILED_FIELDS
     from lth_tf.recipe import (
         compile_config_of,
         compiled_from_file,

@@ -177,6 +177,7 @@ def _say_what_of_the_compile_goes_unused(hparams: ExperimentHparams, recipe_give
     run of hours."""
     import logging
 
+    from lth_tf.config import COMPILED_FIELDS
     from lth_tf.errors import LthError
     from lth_tf.recipe import compiled_optimizer, read_compile_config, say_metrics_left_out
 
@@ -190,7 +191,9 @@ def _say_what_of_the_compile_goes_unused(hparams: ExperimentHparams, recipe_give
             pass  # a file that is gone (a resume from the experiment's copy) says so later
         return
     optimizer = compiled_optimizer(model)
-    if optimizer is not None and not recipe_given:
+    # An optimizer setting of the user's (--learning_rate=...) is a choice made, as in Python.
+    chose = recipe_given or any(FLAGS[name].present for name in COMPILED_FIELDS)
+    if optimizer is not None and not chose:
         training = hparams.training
         logging.getLogger("lth_tf").info(
             "--model=%s was saved compiled (%s), but trains with the %s recipe's %s at "

@@ -360,6 +360,7 @@ def test_bad_recipes_are_one_line_before_tensorflow_starts(files, model, args, r
         ("compiled", ["--recipe=stabilizing"], False),  # asked for
         ("compiled", ["--recipe=compiled"], False),
         ("plain", [], False),  # nothing compiled to miss
+        ("compiled", ["--learning_rate=0.1"], False),  # an optimizer setting chosen
     ],
 )
 def test_a_compiled_file_trained_by_another_recipe_says_so(files, caplog, model, args, said):
@@ -603,6 +604,7 @@ def test_legends_and_hparams_show_the_compiles_settings_not_the_recipes(files):
     compiled = experiment_hparams(str(files.compiled), f"npz:{files.npz}", "compiled")
     flat = flat_hparams(compiled.to_dict())
     assert compiled.training.learning_rate == 3e-4  # the recipe's, kept in hparams.json
+    assert "learning_rate" in flat and "label_smoothing" in flat
     assert all(flat[name] == "compiled" for name in COMPILED_FIELDS if name in flat)
     assert flat["compiled.optimizer.class_name"] == "AdamW"
     plain = flat_hparams(experiment_hparams(str(files.plain), f"npz:{files.npz}").to_dict())

@@ -78,7 +78,7 @@ from tensorboard.util import tensor_util
 
 from lth_tf import io
 from lth_tf.callbacks import RunCallback, RunContext
-from lth_tf.config import ExperimentHparams, flat_hparams
+from lth_tf.config import COMPILED_FIELDS, ExperimentHparams, flat_hparams
 from lth_tf.experiment import ExperimentDir, RoundResult
 from lth_tf.monitoring.figures import Curve, sparsity_figure
 from lth_tf.steps import is_count
@@ -287,8 +287,13 @@ class TensorBoardMonitor(RunCallback):
         self._figure_drawn = time.monotonic()
         # The session is the summary run, so its scalars are the HParams dashboard's metrics.
         # The trial is the experiment relative to its output dir's parent (see trial_id).
+        shown = flat_hparams(hparams.to_dict())
+        if shown.get("optimizer") == "compiled":
+            # The settings the compile set read "compiled" in legends; here they are left out:
+            # one string in a column would make TensorBoard filter every run's numbers as text.
+            shown = {k: v for k, v in shown.items() if k not in COMPILED_FIELDS or k == "optimizer"}
         self._runs[SUMMARY_RUN].hparams(
-            flat_hparams(hparams.to_dict()),
+            shown,
             trial_id(experiment),
             metrics=[SUMMARY_PREFIX + f for f in SUMMARY_FIELDS + CHANNEL_FIELDS + XNNPACK_FIELDS],
         )
