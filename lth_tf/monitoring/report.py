@@ -136,17 +136,21 @@ def data_fingerprint(provenance: dict[str, Any] | None) -> str | None:
 
 
 def _data_only_where_it_differs(experiments: list[ExperimentResults]) -> list[ExperimentResults]:
-    """The data fingerprint stays a hyperparameter (grouping and legends) only where the
-    experiments' recorded ones differ; an experiment that recorded none (an older lth_tf) then
-    reads ``unknown``."""
-    known = {e.hparams[DATA_KEY] for e in experiments if DATA_KEY in e.hparams}
-    if len(known) <= 1:
-        return [
-            dataclasses.replace(e, hparams={k: v for k, v in e.hparams.items() if k != DATA_KEY})
-            for e in experiments
-        ]
+    """The data fingerprint stays a hyperparameter (grouping and legends) only among
+    experiments of one ``--dataset`` whose recorded fingerprints differ (a file changed between
+    runs); one recorded by none of them (an older lth_tf) then reads ``not recorded``."""
+    differing = set()
+    for dataset in {e.hparams.get("dataset") for e in experiments}:
+        same = [e for e in experiments if e.hparams.get("dataset") == dataset]
+        if len({e.hparams[DATA_KEY] for e in same if DATA_KEY in e.hparams}) > 1:
+            differing.add(dataset)
     return [
-        dataclasses.replace(e, hparams={**e.hparams, DATA_KEY: e.hparams.get(DATA_KEY, "unknown")})
+        dataclasses.replace(
+            e,
+            hparams={**e.hparams, DATA_KEY: e.hparams.get(DATA_KEY, "not recorded")}
+            if e.hparams.get("dataset") in differing
+            else {k: v for k, v in e.hparams.items() if k != DATA_KEY},
+        )
         for e in experiments
     ]
 
@@ -170,7 +174,11 @@ def experiment_labels(experiments: Sequence[ExperimentResults]) -> list[str]:
     if len(experiments) < 2 or not differing:
         return [experiment.name for experiment in experiments]
     labels = [
-        ", ".join(f"{key}={experiment.hparams.get(key)}" for key in differing)
+        # A key only some experiments have (the data's fingerprint, a compiled recipe's
+        # settings) labels those.
+        ", ".join(
+            f"{key}={experiment.hparams[key]}" for key in differing if key in experiment.hparams
+        )
         for experiment in experiments
     ]
     if len(set(labels)) < len(labels):

@@ -486,32 +486,45 @@ def test_imp_pipeline_writes_tensorboard_logs_by_default(idx_dir, tmp_path):
     assert (tmp_path / "e" / FIGURE_FILE).read_bytes().startswith(PNG_MAGIC)
 
 
-def test_runs_on_other_data_are_not_replicates(monitored):
+def test_runs_on_other_data_are_not_replicates(monitored, tmp_path):
     """Two seeds of one npz: path whose contents changed between them are two groups, labelled
-    by their data's fingerprint; the same data (or data an older lth_tf did not record) keeps
-    the seeds one group."""
-    from lth_tf.experiment import read_saved
+    by their data's fingerprint; the same data (or data an older lth_tf did not record), or
+    two datasets told apart by --dataset already, are not labelled by it."""
     from lth_tf.monitoring.report import (
         ExperimentResults,
         _data_only_where_it_differs,
-        data_fingerprint,
         replicate_groups,
     )
 
-    recorded = data_fingerprint(read_saved(monitored).data.provenance)
-    assert load_results(monitored.root).hparams.get("data") == recorded
+    # What an npz: run records: its file's sha256, read back as 8 hex digits.
+    copy = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "npz_run"))
+    saved = io.read_json(copy.hparams)
+    saved["data"]["provenance"] = {"kind": "npz", "sha256": "9de91d13" + "0" * 56}
+    io.write_json(copy.hparams, saved)
+    assert load_results(copy.root).hparams["data"] == "9de91d13"
+    assert "data" not in load_results(monitored.root).hparams  # none recorded
 
-    def run(path, seed, data):
-        hparams = {"model": "lenet300_100", "seed": seed, **({"data": data} if data else {})}
+    def run(path, seed, data, dataset="npz:d.npz"):
+        hparams = {"dataset": dataset, "seed": seed, **({"data": data} if data else {})}
         return ExperimentResults(path, hparams, [])
 
+    def grouped(experiments):
+        return [[e.path for e in g] for g in replicate_groups(experiments)]
+
     other = _data_only_where_it_differs([run("a", 0, "9de91d13"), run("b", 1, "f55728c2")])
-    assert [[e.path for e in g] for g in replicate_groups(other)] == [["a"], ["b"]]
+    assert grouped(other) == [["a"], ["b"]]
     assert experiment_labels(other) == ["seed=0, data=9de91d13", "seed=1, data=f55728c2"]
     same = _data_only_where_it_differs([run("a", 0, "9de91d13"), run("b", 1, "9de91d13")])
-    assert [[e.path for e in g] for g in replicate_groups(same)] == [["a", "b"]]
+    assert grouped(same) == [["a", "b"]]
     older = _data_only_where_it_differs([run("a", 0, "9de91d13"), run("b", 1, None)])
-    assert [[e.path for e in g] for g in replicate_groups(older)] == [["a", "b"]]
+    assert grouped(older) == [["a", "b"]]
+    files = [run("a", 0, "9de91d13", "npz:a.npz"), run("b", 0, "f55728c2", "npz:b.npz")]
+    beside = _data_only_where_it_differs([*files, run("c", 0, None, "fashion_mnist")])
+    assert experiment_labels(beside) == [
+        "dataset=npz:a.npz",
+        "dataset=npz:b.npz",
+        "dataset=fashion_mnist",
+    ]
 
 
 def test_a_curve_without_early_stops_is_not_called_at_early_stop():
