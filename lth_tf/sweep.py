@@ -818,6 +818,12 @@ def expand_experiments(entries: Sequence[str | Path], started_only: bool = False
             )
             if not matches:
                 raise LthError(f"--experiments: {text} matches no experiment directory")
+            if started_only:  # 'runs/*' while one of them still runs its round 0
+                matches = [m for m in matches if ExperimentDir(m).read_results()]
+                if not matches:
+                    raise LthError(
+                        f"--experiments: no experiment {text} matches has finished a round"
+                    )
             found += matches
         elif (Path(text) / SWEEP_FILE).is_file():
             members = read_sweep(text)

@@ -245,10 +245,10 @@ def _run_locked(
         planned_iterations=len(left) * resolved.iterations,
     )
     _log_xla(run.trainer, recorded_xla)
-    recorded_precision = experiment.recorded_precision()
+    recorded_precision, whose = experiment.recorded_precision(), "This experiment"
     if recorded_precision is None and parent is not None:
-        recorded_precision = parent.recorded_precision()
-    _log_precision(execution, recorded_precision)
+        recorded_precision, whose = parent.recorded_precision(), "Its parent experiment"
+    _log_precision(execution, recorded_precision, whose)
     # A finished experiment that only lost masks trains nothing: its session starts at them.
     first_round = min(left or lost_masks)
     experiment.record_session(
@@ -427,14 +427,17 @@ def _log_xla(trainer: Trainer, recorded: bool | None) -> None:
         )
 
 
-def _log_precision(execution: Execution, recorded: str | None) -> None:
+def _log_precision(
+    execution: Execution, recorded: str | None, whose: str = "This experiment"
+) -> None:
     """Warns when a resume (or a branch) computes in another precision than the experiment (its
     parent) did: a rerun that forgot ``--mixed_precision`` would otherwise go on silently."""
     now = execution.mixed_precision or "float32"
     if recorded is not None and recorded != now:
         log.warning(
-            "This experiment computed in %s so far and now computes in %s: later results are "
+            "%s computed in %s so far and now computes in %s: later results are "
             "not what an uninterrupted run gives (--mixed_precision=%s goes on as it did)",
+            whose,
             recorded,
             now,
             recorded,

@@ -544,3 +544,17 @@ def test_a_curve_without_early_stops_is_not_called_at_early_stop():
     assert "at early stop" not in alone
     assert "holdout=0, end of training" in mixed and "Test accuracy at early stop" in mixed
     assert "Test accuracy at early stop" in both and "end of training" not in both
+
+
+def test_a_glob_reports_the_experiments_that_finished_a_round(monitored, tmp_path):
+    """--experiments='runs/*' (what lth-report offers for a folder of experiments) while one of
+    them is still in its round 0: the others are reported."""
+    folder = tmp_path / "runs"
+    shutil.copytree(monitored.root, folder / "done")
+    (folder / "running").mkdir()
+    shutil.copy(monitored.hparams, folder / "running" / "hparams.json")
+    write_report([f"{folder}/*"], tmp_path / "report")
+    rows = io.read_csv(tmp_path / "report.csv")
+    assert {row["experiment"] for row in rows} == {str(folder / "done")}
+    with pytest.raises(LthError, match="has finished a round"):
+        write_report([f"{folder}/run*"], tmp_path / "none")
