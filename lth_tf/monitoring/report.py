@@ -375,6 +375,14 @@ def write_report(
             )
     groups = replicate_groups(experiments)
     _refuse_repeated_seeds(groups)
+    # Both files can be written, before either is: a refusal between them would leave a new
+    # figure beside an old table.
+    for path in (csv, figure):
+        if path.is_dir():
+            raise LthError(
+                f"--output: {path} is a directory; move it away, or choose another --output"
+            )
+    io.check_can_write(figure.parent)
     # The papers' figures are printed: PNGs at print resolution.
     dpi = 300 if format == "png" else 100
     if all(len(group) == 1 for group in groups):

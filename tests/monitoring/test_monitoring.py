@@ -441,6 +441,8 @@ def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_
         ("not_an_experiment", "is not an lth_tf experiment (no hparams.json) but holds "),
         ("unfinished", "has no finished round yet"),
         ("lost_rows", "has rounds on disk but no results.csv rows for them; restore"),
+        # Refused before the figure is written: a new figure never stands beside an old table.
+        ("table_is_a_folder", "report.csv is a directory; move it away"),
         ("twice", "is given twice"),
         # Not a copy (another id): the same run again, which is not a second replicate.
         ("rerun", "ran the same hyperparameters with the same seed (0): one replicate, not two"),
@@ -452,6 +454,7 @@ def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case,
         "not_an_experiment": [tmp_path],
         "unfinished": [tmp_path / "unfinished"],
         "lost_rows": [tmp_path / "lost_rows"],
+        "table_is_a_folder": [monitored.root],
         "twice": [monitored.root, monitored.root],
         "rerun": [monitored.root, tmp_path / "rerun"],
     }[case]
@@ -460,6 +463,8 @@ def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case,
     shutil.copy(monitored.hparams, unfinished.hparams)
     lost_rows = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "lost_rows"))
     lost_rows.results.unlink()  # the rounds stay on disk
+    if case == "table_is_a_folder":
+        (tmp_path / "report.csv").mkdir()
     rerun = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "rerun"))
     io.write_json(rerun.hparams, {**io.read_json(rerun.hparams), "experiment_id": "rerun-id"})
     with pytest.raises(LthError, match=re.escape(message)):
