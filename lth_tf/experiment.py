@@ -343,13 +343,9 @@ class ExperimentDir:
         """
         for session in reversed(self.read_sessions()):
             length = session.get("chunk_length")
-            if session.get("steps_per_execution") != "auto" or not isinstance(length, int):
-                continue
-            if isinstance(length, bool) or length < 1:
-                continue
-            if session.get("hardware") != hardware or session.get("replicas") != 1:
-                return None
-            return length
+            if session.get("steps_per_execution") == "auto" and type(length) is int and length > 0:
+                same = session.get("hardware") == hardware and session.get("replicas") == 1
+                return length if same else None
         return None
 
     def recorded_precision(self) -> str | None:
@@ -378,28 +374,26 @@ class ExperimentDir:
         if twice:
             raise io.damaged(self.results, f"two rows for round {twice[0]}", RESULTS_TODO)
         total = self._saved_iterations()
-        longer = [r for r in results if total is not None and r.iterations > total]
-        if longer:  # e.g. the results.csv of a longer run, copied in
-            raise io.damaged(
-                self.results,
-                f"round {longer[0].round} trained {longer[0].iterations} iterations, more than "
-                f"this experiment's {total}",
-                RESULTS_TODO,
-            )
-        late = [
-            r
-            for r in results
-            if total is not None
-            and r.early_stop_iteration is not None
-            and r.early_stop_iteration > total
-        ]
-        if late:  # an early stop is one of the round's iterations
-            raise io.damaged(
-                self.results,
-                f"round {late[0].round} stopped early at iteration {late[0].early_stop_iteration}"
-                f", past this experiment's {total}",
-                RESULTS_TODO,
-            )
+        # Past the experiment's end: the results.csv of a longer run, copied in, or an early
+        # stop that is none of the round's iterations.
+        beyond = (
+            []
+            if total is None
+            else [
+                *(
+                    f"round {r.round} trained {r.iterations} iterations, more than"
+                    for r in results
+                    if r.iterations > total
+                ),
+                *(
+                    f"round {r.round} stopped early at iteration {r.early_stop_iteration}, past"
+                    for r in results
+                    if (r.early_stop_iteration or 0) > total
+                ),
+            ]
+        )
+        if beyond:
+            raise io.damaged(self.results, f"{beyond[0]} this experiment's {total}", RESULTS_TODO)
         if any(r.early_stop_trained is None for r in results):
             results = with_early_stop_trained(results, total)
         return sorted(results, key=lambda result: result.round)

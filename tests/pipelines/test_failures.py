@@ -10,8 +10,6 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +24,12 @@ from lth_tf.monitoring.report import write_report
 from lth_tf.stability.plan import plan_stability
 from tests.helpers import (
     QUIET,
-    ROOT,
     TICKET_RATES,
     assert_one_line_error,
     lenet_hparams,
     run_main,
     run_pipeline,
+    run_python,
 )
 from tests.test_io import DAMAGES, _hold_lock
 
@@ -627,13 +625,7 @@ user_errors_as_one_line(main)(["export"])
 
 @pytest.mark.parametrize("name, status", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_stop_that_comes_during_a_finalizer_is_not_lost(name, status):
-    result = subprocess.run(
-        [sys.executable, "-c", FINALIZER_SCRIPT.format(name=name)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = run_python("-c", FINALIZER_SCRIPT.format(name=name), timeout=60)
     assert result.returncode == status, result.stdout + result.stderr
     assert "finished" not in result.stdout
 
@@ -652,13 +644,7 @@ print("imported")
 
 
 def test_ctrl_c_while_a_pipeline_is_imported_is_one_line_not_a_traceback():
-    result = subprocess.run(
-        [sys.executable, "-c", EARLY_INTERRUPT_SCRIPT],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = run_python("-c", EARLY_INTERRUPT_SCRIPT, timeout=60)
     assert result.returncode == 130, result.stdout + result.stderr
     assert "imported" not in result.stdout
     assert (
@@ -673,7 +659,5 @@ def test_a_program_that_imports_pipelines_keeps_its_own_ctrl_c():
         "import pipelines.common\n"
         "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
+    result = run_python("-c", script, timeout=60)
     assert result.stdout.strip() == "True", result.stderr
