@@ -585,7 +585,8 @@ def print_table(results: dict, baseline: float | None) -> None:
         timing = results["imp_round"]["xla_timing"] or {}
         chosen = "with" if results["imp_round"]["xla_training"] else "without"
         figures = ", ".join(f"{kind} {seconds:.3g} s/it" for kind, seconds in timing.items())
-        print(f"imp_round trains {chosen} XLA (--jit_compile=auto timed {figures})")
+        why = f"--jit_compile=auto timed {figures}" if figures else "as --jit_compile says"
+        print(f"imp_round trains {chosen} XLA ({why})")
     if "pipeline" in results:
         print(pipeline_line(results["pipeline"]))
     if "overhead" in results:

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -195,6 +196,34 @@ def checked_identity(fields: Mapping[str, Any], path: Path) -> str:
             "from a copy (every .npz of the experiment is stamped with its id)"
         )
     return identity
+
+
+def _counts_not_their_percent(results: list[RoundResult]) -> list[str]:
+    """Rows whose weights_remaining is not their percent_remaining of the weights every other
+    row counts them among (a round's row edited, or copied in from another network).
+
+    >>> row = RoundResult(0, 100.0, 400, 0.9, 0.3, None, None, None, 10, 1.0)
+    >>> half = dataclasses.replace(row, round=1, percent_remaining=50.0, weights_remaining=200)
+    >>> _counts_not_their_percent([row, half])
+    []
+    >>> edited = dataclasses.replace(row, round=2, weights_remaining=9)
+    >>> _counts_not_their_percent([row, half, edited])
+    ['round 2 has 9 weights remaining, not its 100.0% of the 400 the other rounds count']
+    """
+    totals = {
+        r.round: r.weights_remaining * 100.0 / r.percent_remaining
+        for r in results
+        if r.percent_remaining > 0
+    }
+    if len(totals) < 2:
+        return []
+    total = sorted(totals.values())[len(totals) // 2]  # the rows' median
+    return [
+        f"round {r.round} has {r.weights_remaining} weights remaining, not its "
+        f"{r.percent_remaining}% of the {round(total)} the other rounds count"
+        for r in results
+        if r.round in totals and abs(totals[r.round] - total) > 0.5
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,38 +402,43 @@ class ExperimentDir:
         twice = sorted({r for r in rounds if rounds.count(r) > 1})
         if twice:
             raise io.damaged(self.results, f"two rows for round {twice[0]}", RESULTS_TODO)
-        total = self._saved_iterations()
+        total, last_round = self._saved_length()
         # Past the experiment's end: the results.csv of a longer run, copied in, or an early
         # stop that is none of the round's iterations.
-        beyond = (
-            []
-            if total is None
-            else [
-                *(
-                    f"round {r.round} trained {r.iterations} iterations, more than"
-                    for r in results
-                    if r.iterations > total
-                ),
-                *(
-                    f"round {r.round} stopped early at iteration {r.early_stop_iteration}, past"
-                    for r in results
-                    if (r.early_stop_iteration or 0) > total
-                ),
-            ]
-        )
+        beyond = [
+            *(
+                f"round {r.round} trained {r.iterations} iterations, more than this "
+                f"experiment's {total}"
+                for r in results
+                if total is not None and r.iterations > total
+            ),
+            *(
+                f"round {r.round} stopped early at iteration {r.early_stop_iteration}, past "
+                f"this experiment's {total}"
+                for r in results
+                if total is not None and (r.early_stop_iteration or 0) > total
+            ),
+            *(
+                f"a row for round {r.round}, past this experiment's last round, {last_round}"
+                for r in results
+                if last_round is not None and r.round > last_round
+            ),
+            *_counts_not_their_percent(results),
+        ]
         if beyond:
-            raise io.damaged(self.results, f"{beyond[0]} this experiment's {total}", RESULTS_TODO)
+            raise io.damaged(self.results, beyond[0], RESULTS_TODO)
         if any(r.early_stop_trained is None for r in results):
             results = with_early_stop_trained(results, total)
         return sorted(results, key=lambda result: result.round)
 
-    def _saved_iterations(self) -> int | None:
-        """T, the iterations a round trains, as hparams.json says (None where it cannot)."""
+    def _saved_length(self) -> tuple[int | None, int | None]:
+        """T, the iterations a round trains, and the last round, as hparams.json says (None
+        where it cannot)."""
         try:
             saved = read_saved(self)
         except LthError:
-            return None
-        return saved.resolved.iterations if saved.resolved else None
+            return None, None
+        return (saved.resolved.iterations if saved.resolved else None), saved.hparams.pruning.rounds
 
     def write_result(self, result: RoundResult) -> None:
         """Adds (or replaces) the row of ``result.round`` in results.csv, atomically."""
@@ -670,7 +704,34 @@ def read_saved(
             f"{what}{experiment.root} was written by another lth_tf version (format {version}, "
             f"this is {FORMAT_VERSION}); use that version with it, or a new --experiment_name"
         )
+    _check_id_hashes_hparams(fields, hparams, f"{what}{path}", todo)
     return SavedExperiment(hparams, version, resolved, data, model, fields)
+
+
+# What new_experiment_id makes: 8 hex digits of the identity's hash, a dash, 12 random ones.
+_MADE_ID = re.compile(r"([0-9a-f]{8})-[0-9a-f]{12}")
+
+
+def _check_id_hashes_hparams(
+    fields: dict[str, Any], hparams: ExperimentHparams, where: str, todo: str
+) -> None:
+    """Refuses ``hparams.json`` whose hyperparameters are not those its experiment id was made
+    from: an edited file would label, report and resume a run as one it never was.
+
+    The id hashes the hyperparameters as first written (:func:`identity_hash`); a directory
+    from before ids got its id from them as this version reads them, so either matches. An id
+    not made by :func:`new_experiment_id` (written by hand) has nothing to check.
+    """
+    made = _MADE_ID.fullmatch(str(fields.get(EXPERIMENT_ID_KEY, "")))
+    if made is None:
+        return
+    as_written = identity_hash(written_identity(fields))
+    if made.group(1) in (as_written, identity_hash(experiment_identity(hparams))):
+        return
+    raise LthError(
+        f"{where}: its hyperparameters are not the ones its experiment started with (the "
+        f"{EXPERIMENT_ID_KEY} hashes others: the file was edited); {todo}"
+    )
 
 
 def check_experiment_name(name: str, flag: str = "--experiment_name") -> str:
@@ -771,7 +832,7 @@ def open_experiment(
             checked_identity(fields, experiment.hparams)
         else:
             # Started before ids: it gets one now; its files gain stamps as they are rewritten.
-            fields = {**fields, EXPERIMENT_ID_KEY: new_experiment_id(hparams)}
+            fields = {**fields, EXPERIMENT_ID_KEY: new_experiment_id(written_identity(fields))}
         fields = {**fields, **(record or {})}
         if more_rounds:
             # Rounds 0..R are the same whatever the total: the extended experiment is the same one.
@@ -788,7 +849,7 @@ def open_experiment(
             "format_version": FORMAT_VERSION,
             "hparams": hparams.to_dict(),
             ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT,
-            EXPERIMENT_ID_KEY: new_experiment_id(hparams),
+            EXPERIMENT_ID_KEY: new_experiment_id(experiment_identity(hparams)),
             **extra,
             **(record or {}),
         },
@@ -869,24 +930,44 @@ def same_file_names(a: str, b: str) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def new_experiment_id(hparams: ExperimentHparams) -> str:
+def new_experiment_id(identity: Mapping[str, Any]) -> str:
     """A new experiment's id: a hash of its identity (:func:`experiment_identity`) and a random
     part, so two runs of the same hyperparameters (another seed, or the same one in another
     directory) differ, while a ``cp -r`` copy keeps its original's.
 
     >>> from lth_tf.models import paper_defaults
-    >>> new_experiment_id(paper_defaults("lenet300_100"))  # doctest: +SKIP
+    >>> new_experiment_id(experiment_identity(paper_defaults("lenet300_100")))  # doctest: +SKIP
     '5e1f0c2a-9b3d47e8a1c6'
     """
-    blob = json.dumps(experiment_identity(hparams), sort_keys=True).encode()
-    return f"{hashlib.sha256(blob).hexdigest()[:8]}-{uuid.uuid4().hex[:12]}"
+    return f"{identity_hash(identity)}-{uuid.uuid4().hex[:12]}"
+
+
+def identity_hash(identity: Mapping[str, Any]) -> str:
+    """The first part of an experiment id: 8 hex digits of the identity's JSON hash.
+
+    >>> identity_hash({"pruning": {"rate": 0.2}})
+    '1680651b'
+    """
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def experiment_identity(hparams: ExperimentHparams) -> dict[str, Any]:
     """What makes two runs the same experiment: every hyperparameter but the number of rounds
     (more rounds extend an experiment, see :func:`open_experiment`)."""
     values = hparams.to_dict()
-    return {**values, "pruning": {k: v for k, v in values["pruning"].items() if k != "rounds"}}
+    return {**values, "pruning": without_rounds(values["pruning"])}
+
+
+def written_identity(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity in ``hparams.json``'s ``fields`` as it was written (before this version's
+    reading of older files): what its experiment id hashes."""
+    written = fields["hparams"]
+    return {**written, "pruning": without_rounds(written.get("pruning", {}))}
+
+
+def without_rounds(pruning: Mapping[str, Any]) -> dict[str, Any]:
+    """The pruning hyperparameters but the number of rounds, which extends an experiment."""
+    return {key: value for key, value in pruning.items() if key != "rounds"}
 
 
 def hparam_differences(saved: dict, mine: dict, prefix: str = "") -> list[str]:

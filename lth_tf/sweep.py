@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import datetime
 import glob
+import itertools
 import logging
 import os
 import re
@@ -726,6 +727,10 @@ def _sweep_entries(path: Path) -> list[dict[str, Any]]:
         isinstance(entry, dict) and _is_member_name(entry.get("name")) for entry in entries
     ):
         raise io.damaged(path, "not a list of named members", SWEEP_TODO)
+    names = [entry["name"] for entry in entries]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:  # every run writes each member once
+        raise io.damaged(path, f"it lists member {twice} twice", SWEEP_TODO)
     return entries
 
 
@@ -805,6 +810,14 @@ def expand_experiments(entries: Sequence[str | Path], started_only: bool = False
     [PosixPath('runs/sweeps/lth/rewind0it-seed0'), ..., PosixPath('runs/lenet-a')]
     """
     found: list[Path] = []
+    texts = [str(item) for item in entries]
+    for first, second in itertools.pairwise(texts):
+        joined = f"{first},{second}"
+        if not os.path.exists(first) and os.path.isdir(joined):
+            raise LthError(
+                f"--experiments: {joined} has a comma in its name, and commas separate the "
+                f"experiments; give it by a glob, e.g. --experiments='{joined.replace(',', '?')}'"
+            )
     for item in entries:
         text = str(item)
         if not text.strip():  # "runs/a,": Path("") would be the working directory

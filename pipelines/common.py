@@ -387,6 +387,18 @@ def _output_flag() -> str | None:
     return None
 
 
+def default_named(message: str) -> str:
+    """``message`` with "the default" before a ``--name=value`` it opens with, where the
+    command line did not give ``--name``: a user would look for it in their command.
+
+    >>> default_named("--nonexistent_flag=3 is too big")
+    '--nonexistent_flag=3 is too big'
+    """
+    name = message.removeprefix("--").partition("=")[0]
+    given = name not in flags.FLAGS or flags.FLAGS[name].present
+    return message if not message.startswith("--") or given else f"the default {message}"
+
+
 RESUMES = "rerun the same command to resume"
 STARTS_OVER = "rerun the same command to start it again"
 
@@ -421,7 +433,7 @@ def user_errors_as_one_line(
             for timer in _again:  # it ended before a stop it kept from a finalizer came again
                 timer.cancel()
         except LthError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {default_named(str(error))}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except OSError as error:
             print(f"error: {os_error_line(error, _output_flag())}", file=sys.stderr)

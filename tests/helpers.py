@@ -83,6 +83,27 @@ def lenet_hparams(
 # -- data --------------------------------------------------------------------------------------
 
 
+def as_before_a_field(hparams_json: Path, dotted_key: str) -> dict:
+    """Rewrites the experiment of ``hparams_json`` as an lth_tf from before ``dotted_key``
+    (e.g. ``training.data_order``) wrote it: without the key, with an experiment id that
+    hashes what it holds then, which its files' stamps name; returns hparams.json's fields."""
+    from lth_tf import io as lth_io
+    from lth_tf.experiment import new_experiment_id, written_identity
+
+    group, key = dotted_key.split(".")
+    fields = lth_io.read_json(hparams_json)
+    del fields["hparams"][group][key]
+    fields["experiment_id"] = new_experiment_id(written_identity(fields))
+    lth_io.write_json(hparams_json, fields)
+    for npz in Path(hparams_json).parent.rglob("*.npz"):
+        with np.load(npz) as stored:
+            arrays = dict(stored)
+        if "__experiment__" in arrays:
+            arrays["__experiment__"] = np.array(fields["experiment_id"])
+            lth_io.write_npz(npz, arrays, compressed=npz.name == "masks.npz")
+    return fields
+
+
 def make_images(count: int, shape=(28, 28, 1), classes: int = 10, seed: int = 0):
     """Random uint8 images whose label is written into their brightness, so nets can learn."""
     rng = np.random.default_rng(seed)

@@ -170,6 +170,15 @@ def test_a_directory_the_first_version_wrote_reads_typed_through_the_migrations(
     io.write_csv(experiment.results, [row, row], columns)
     with pytest.raises(LthError, match=r"results.csv is damaged \(two rows for round 1\)"):
         experiment.read_results()
+    last = read_saved(experiment).hparams.pruning.rounds
+    io.write_csv(experiment.results, [row, {**row, "round": str(last + 1)}], columns)
+    with pytest.raises(LthError, match=f"a row for round {last + 1}, past this experiment's last"):
+        experiment.read_results()
+    # 8 weights are 80% of 10; round 0 counts them among 20.
+    half = {"round": "0", "percent_remaining": "50", "weights_remaining": "10"}
+    io.write_csv(experiment.results, [{**row, **half}, row], columns)
+    with pytest.raises(LthError, match=r"round 1 has 8 weights remaining, not its 80.0% of the"):
+        experiment.read_results()
 
 
 def test_a_damaged_experiment_id_is_refused_not_replaced(tmp_path):
@@ -183,6 +192,33 @@ def test_a_damaged_experiment_id_is_refused_not_replaced(tmp_path):
     assert io.read_json(experiment.hparams)["experiment_id"] == 5  # nothing rewritten
     with pytest.raises(LthError, match="is not an id"):
         experiment.stamp(experiment.masks(0))
+
+
+def test_edited_hyperparameters_are_refused_where_the_experiment_is_read(tmp_path):
+    """hparams.json edited by hand would label, report and resume a run as one it never was:
+    its id hashes the hyperparameters it started with. Extending it (more rounds) is not an
+    edit, and a directory from before ids gets an id that matches what it holds."""
+    hparams = with_changes(lenet_hparams(), training={"seed": 0})
+    experiment = open_experiment(tmp_path / "e", hparams, {})
+    longer = with_changes(hparams, pruning={"rounds": hparams.pruning.rounds + 3})
+    open_experiment(experiment.root, longer, {})
+    assert read_saved(experiment).hparams.pruning.rounds == hparams.pruning.rounds + 3
+    fields = io.read_json(experiment.hparams)
+    edited = {**fields["hparams"], "training": {**fields["hparams"]["training"], "seed": 7}}
+    io.write_json(experiment.hparams, {**fields, "hparams": edited})
+    says = "its hyperparameters are not the ones its experiment started with"
+    with pytest.raises(LthError, match=f"e/hparams.json: {says} .*restore it from a copy"):
+        read_saved(experiment)
+    with pytest.raises(LthError, match=says):  # not resumed under the edited values either
+        open_experiment(experiment.root, with_changes(longer, training={"seed": 7}), {})
+
+    older = open_experiment(tmp_path / "old", hparams, {})
+    before_ids = io.read_json(older.hparams)
+    del before_ids["experiment_id"]
+    io.write_json(older.hparams, before_ids)
+    open_experiment(older.root, hparams, {})
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{12}", older.identity)
+    assert read_saved(older).hparams == hparams
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,14 @@ def load_results(path: str | Path) -> ExperimentResults:
             f"{path} has no finished round yet (no rows in results.csv); "
             "wait for round 0 to finish, or run pipelines.imp first"
         )
+    lost = sorted(set(range(rows[-1].round)) - {row.round for row in rows})
+    if lost:
+        # Rounds go in order: a row between two others was lost (a rerun trains it again).
+        raise LthError(
+            f"{experiment.results} has no row for round {lost[0]}, though round "
+            f"{rows[-1].round} has one; rerun the IMP command (it trains round {lost[0]} again), "
+            "or restore results.csv from a copy"
+        )
     flat = flat_hparams(hparams)
     fingerprint = data_fingerprint(saved.data.provenance)
     if fingerprint is not None:

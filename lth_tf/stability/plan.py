@@ -196,7 +196,11 @@ def plan_stability(
                 "iterations per round); copies train from the rewind point to the end, so "
                 f"choose a point below {resolved.iterations}it"
             )
-    # One analysis per iteration ("2ep" and "1834it" are the same point), earliest first.
+    steps = [point.step for point in requested]
+    twice = next((step for step in steps if steps.count(step) > 1), None)
+    if twice is not None:  # a slip, as lth-sweep's --rewind refuses it
+        raise LthError(f"{what}: {twice} is given twice; give each rewind point once")
+    # One analysis per iteration ("2ep" and "1834it" can be the same point), earliest first.
     unique = {point.iteration: point for point in reversed(requested)}
     rewinds = tuple(unique[i] for i in sorted(unique))
     # A control's rounds start from values it was given, so only those can be analysed.

@@ -69,6 +69,20 @@ _SCHEDULE_START_KEY = "schedule/start"
 log = logging.getLogger("lth_tf")
 
 
+class _OwnTracesAreNotRetracing(logging.Filter):
+    """Drops TensorFlow's warning that a Trainer method "triggered tf.function retracing":
+    every run (a sweep worker's next member, a stability copy) builds a Trainer of its own,
+    whose functions trace once each, and TensorFlow counts traces by the method's code."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "Trainer." in message)
+
+
+TRACES_OF_NEW_TRAINERS = _OwnTracesAreNotRetracing()
+logging.getLogger("tensorflow").addFilter(TRACES_OF_NEW_TRAINERS)
+
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Validation and test metrics at one iteration; test ones are NaN where not measured.

@@ -11,7 +11,7 @@ from lth_tf import io
 from lth_tf.config import ExperimentHparams, PruneRates, TrainingHparams
 from lth_tf.data.pipeline import stream_indices
 from lth_tf.lottery.imp import run_imp
-from tests.helpers import QUIET, lenet_hparams
+from tests.helpers import QUIET, as_before_a_field, lenet_hparams
 
 K = 12  # the rewind point of the runs below
 
@@ -83,9 +83,7 @@ def test_a_directory_written_before_data_order_resumes_with_round_0s_batches(
     hparams = unpruned(lenet_hparams(rounds=0, rewind=f"{K}it"))
     assert hparams.training.data_order == "per_round"
     first = run_imp(hparams, tmp_path, data=data, execution=QUIET)
-    saved = io.read_json(first.hparams)
-    del saved["hparams"]["training"]["data_order"]  # as the lth_tf of before wrote it
-    io.write_json(first.hparams, saved)
+    as_before_a_field(first.hparams, "training.data_order")
 
     more = dataclasses.replace(hparams, pruning=dataclasses.replace(hparams.pruning, rounds=2))
     with caplog.at_level(logging.INFO, logger="lth_tf"):

@@ -11,7 +11,7 @@ from lth_tf.experiment import ExperimentDir, open_experiment, settings_of_direct
 from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults
 from lth_tf.models.registry import experiment_hparams
-from tests.helpers import QUIET, tiny_dataset, with_changes
+from tests.helpers import QUIET, as_before_a_field, tiny_dataset, with_changes
 
 
 def batch_norm(values: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
@@ -72,9 +72,7 @@ def test_a_directory_written_before_the_flag_keeps_gamma_1(tmp_path):
     hparams = paper_defaults("resnet20")
     root = tmp_path / "old"
     open_experiment(root, hparams, {})
-    saved = io.read_json(root / "hparams.json")
-    del saved["hparams"]["model"]["batchnorm_init"]
-    io.write_json(root / "hparams.json", saved)
+    saved = as_before_a_field(root / "hparams.json", "model.batchnorm_init")
 
     assert ExperimentHparams.from_dict(saved["hparams"]).model.batchnorm_init == "fixed"
     kept = settings_of_directory(ExperimentDir(root), hparams)

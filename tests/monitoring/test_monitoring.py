@@ -345,6 +345,11 @@ def test_figure_of_several_curves_is_a_png():
     ]
     png = sparsity_figure(curves, title="lenet")
     assert png.startswith(PNG_MAGIC)
+    # A name the font has no glyph for is drawn as a box, not warned of at every figure.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sparsity_figure(curves, title="lenet \N{PARTY POPPER}")
+    assert not [w for w in caught if "Glyph" in str(w.message)]
 
 
 def test_experiments_that_differ_in_many_settings_share_one_legend_below_the_panels():
@@ -441,6 +446,7 @@ def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_
         ("not_an_experiment", "is not an lth_tf experiment (no hparams.json) but holds "),
         ("unfinished", "has no finished round yet"),
         ("lost_rows", "has rounds on disk but no results.csv rows for them; restore"),
+        ("lost_row", "has no row for round 1, though round 2 has one; rerun the IMP command"),
         # Refused before the figure is written: a new figure never stands beside an old table.
         ("table_is_a_folder", "report.csv is a directory; move it away"),
         ("twice", "is given twice"),
@@ -454,6 +460,7 @@ def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case,
         "not_an_experiment": [tmp_path],
         "unfinished": [tmp_path / "unfinished"],
         "lost_rows": [tmp_path / "lost_rows"],
+        "lost_row": [tmp_path / "lost_row"],
         "table_is_a_folder": [monitored.root],
         "twice": [monitored.root, monitored.root],
         "rerun": [monitored.root, tmp_path / "rerun"],
@@ -463,6 +470,10 @@ def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case,
     shutil.copy(monitored.hparams, unfinished.hparams)
     lost_rows = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "lost_rows"))
     lost_rows.results.unlink()  # the rounds stay on disk
+    lost_row = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "lost_row"))
+    rows = lost_row.read_results()
+    assert [row.round for row in rows] == [0, 1, 2]
+    io.write_csv(lost_row.results, [rows[0].to_row(), rows[2].to_row()], RESULT_COLUMNS)
     if case == "table_is_a_folder":
         (tmp_path / "report.csv").mkdir()
     rerun = ExperimentDir(shutil.copytree(monitored.root, tmp_path / "rerun"))

@@ -36,7 +36,22 @@ def test_a_refusal_is_one_line_on_stderr_and_exit_2(idx_dir, tmp_path):
         "--rounds=1",
         f"--output_dir={tmp_path}",
     )
-    assert_one_line_error(result, "past the end of round 0")
+    assert_one_line_error(result, "error: --rewind=10ep is iteration")
+
+
+def test_a_refusal_of_a_value_the_user_did_not_give_names_it_the_default(idx_dir, tmp_path):
+    """Your own model rewinds to 1ep unless --rewind says otherwise: a user who gave no
+    --rewind must not look for one in their command (a given one is named as given, above)."""
+    result = run_pipeline(
+        "pipelines.imp",
+        "--model=tests.user_model:residual_net",
+        "--dataset=mnist",
+        f"--data_dir={idx_dir}",
+        "--iterations=1it",
+        "--rounds=1",
+        f"--output_dir={tmp_path}",
+    )
+    assert_one_line_error(result, "error: the default --rewind=1ep is ")
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,20 @@ def test_a_sweep_json_of_another_shape_or_naming_folders_elsewhere_is_damaged(co
     assert_one_line_error(result, "sweep.json is damaged (not a list of named members)")
 
 
+def test_a_sweep_json_that_lists_a_member_twice_is_damaged_not_the_flag(tmp_path):
+    (tmp_path / "sweep").mkdir()
+    twice = '{"members": [{"name": "seed0"}, {"name": "seed1"}, {"name": "seed0"}]}'
+    (tmp_path / "sweep" / "sweep.json").write_text(twice)
+    result = run_main("pipelines.report", f"--experiments={tmp_path / 'sweep'}", "--output=x")
+    assert_one_line_error(result, "sweep.json is damaged (it lists member seed0 twice)")
+
+
+def test_an_experiment_with_a_comma_in_its_name_is_offered_a_glob(tmp_path):
+    (tmp_path / "a,b").mkdir()
+    result = run_main("pipelines.report", f"--experiments={tmp_path / 'a,b'}", "--output=x")
+    assert_one_line_error(result, f"--experiments='{tmp_path / 'a?b'}'")
+
+
 def test_an_empty_entry_in_experiments_is_not_the_working_directory(tmp_path):
     result = run_main("pipelines.report", f"--experiments={tmp_path},", "--output=x")
     assert_one_line_error(result, "--experiments: empty entry in")

@@ -289,6 +289,8 @@ def unfinished(rewound, tmp_path_factory):
         ({"rewind": "10ep"}, "not before the end of training (40 iterations"),
         ({"rewind": "40it"}, "not before the end of training"),
         ({"rewind": "0", "rewind_sweep": ["0", "10it"]}, "not both"),
+        # 0 and 0it are one step written twice (lth-sweep refuses it too).
+        ({"rewind_sweep": ["0", "10it", "0it"]}, "--rewind_sweep: 0it is given twice"),
         ({"pruning_round": 7}, "has no round 7 (it runs rounds 0-1)"),
     ],
 )
@@ -320,8 +322,8 @@ def test_bad_plans_are_refused_before_tensorflow_runs(rewound):
         plan_stability(rewound.root, 1, seeds=0)
     with pytest.raises(LthError, match="has no round -1"):
         plan_stability(rewound.root, -1)
-    plan = plan_stability(rewound.root, 1, rewind_sweep=["20it", "0", "1ep", "20"])
-    # 1ep is 17 iterations of 1,000 examples at batch 60; duplicates merge, earliest first.
+    plan = plan_stability(rewound.root, 1, rewind_sweep=["20it", "0", "1ep", "17it"])
+    # 1ep is 17 iterations of 1,000 examples at batch 60: one point, earliest first.
     assert [p.iteration for p in plan.rewinds] == [0, 17, 20]
 
 

@@ -1,6 +1,8 @@
 """The training loop and an IMP round's callbacks: evaluations, the early stop's test metrics
 measured on its own weights, checkpoints and resuming."""
 
+import logging
+
 import numpy as np
 import tensorflow as tf
 
@@ -144,3 +146,21 @@ def test_a_stability_checkpoint_of_the_old_format_resumes_exactly(tmp_path):
     for name, value in uninterrupted.items():
         np.testing.assert_array_equal(trainer.pruned.rewindable[name].numpy(), value, err_msg=name)
     assert resume(tmp_path / "missing.npz", trainer, (0, 20)) is None
+
+
+def test_tensorflow_keeps_quiet_of_traces_each_runs_own_trainer_makes():
+    """A sweep worker builds a Trainer per member, and TensorFlow counts their traces by the
+    method's code as retracing of one function: that warning is dropped, a user's stays."""
+    # Importing lth_tf.training.trainer (above) installed the filter.
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        traced = "triggered tf.function retracing. Tracing is expensive"
+        logger.warning(f"5 out of the last 16 calls to <bound method Trainer.x of y> {traced}")
+        logger.warning(f"5 out of the last 5 calls to <function user_step at 0x1> {traced}")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == [f"5 out of the last 5 calls to <function user_step at 0x1> {traced}"]
