@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -177,8 +178,16 @@ def _run_stability_locked(
     if execution.tensorboard:
         summaries.log_results(files.tensorboard, ordered, pngs)
     if plan.sweep:
-        io.write_csv(files.sweep_csv(plan.pruning_round), sweep_rows(ordered), SWEEP_COLUMNS)
-        io.write_bytes_atomic(files.sweep_figure(plan.pruning_round), figures.sweep_figure(ordered))
+        # A sweep extended by a later run (--rewind_sweep=0,100it, then 500it) is one sweep.
+        earlier = _analysed_before(plan, {result.rewind_iteration for result in ordered})
+        if earlier:
+            log.info(
+                "The sweep also holds the rewind points analysed before with these settings: %s",
+                ", ".join(f"{result.rewind_iteration}it" for result in earlier),
+            )
+        swept = sorted([*ordered, *earlier], key=lambda result: result.rewind_iteration)
+        io.write_csv(files.sweep_csv(plan.pruning_round), sweep_rows(swept), SWEEP_COLUMNS)
+        io.write_bytes_atomic(files.sweep_figure(plan.pruning_round), figures.sweep_figure(swept))
     call_each(callbacks, "on_run_end")
     return ordered
 
@@ -206,6 +215,26 @@ def check_dataset(plan: StabilityPlan, data: ImageDataset) -> None:
             f"{found[2]} test examples) is not the one {plan.experiment.root} trained on "
             f"({expected[0]}, {expected[1]} and {expected[2]}); pass the --data_dir it used"
         )
+
+
+def _analysed_before(plan: StabilityPlan, now: set[int]) -> list[StabilityResult]:
+    """The saved results of ``plan``'s round at rewind points other than ``now``'s, analysed
+    with the settings ``plan`` has (copies, points, BN batches), in rewind order."""
+    name = re.compile(rf"round_{plan.pruning_round:02d}(-\d+it)?\.json")
+    found = []
+    for path in sorted(plan.files.root.glob("round_*.json")):
+        if not name.fullmatch(path.name):
+            continue
+        try:
+            result = _saved_result(path)
+        except LthError:
+            continue  # damaged: not this sweep's to mend
+        if result is None or result.rewind_iteration in now:
+            continue
+        point = RewindPoint(f"{result.rewind_iteration}it", result.rewind_iteration)
+        if result.settings == settings(plan, point):
+            found.append(result)
+    return sorted(found, key=lambda result: result.rewind_iteration)
 
 
 def _saved_result(path: Path) -> StabilityResult | None:

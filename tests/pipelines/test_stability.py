@@ -91,6 +91,14 @@ def test_pipeline_sweep_then_rerun_recomputes_nothing(lth_experiment, idx_dir):
         "run_start lenet300_100",
         "run_end",
     ]
+    # A later sweep of this round adds to it: its table keeps the points analysed before.
+    more = stability(root, idx_dir, *flags, "--rewind_sweep=10it")
+    assert more.returncode == 0, more.stderr
+    assert "also holds the rewind points analysed before with these settings: 0it, 20it" in (
+        more.stdout + more.stderr
+    )
+    rows = io.read_csv(folder / "round_01-sweep.csv")
+    assert [int(row["rewind_iteration"]) for row in rows] == [0, 10, 20]
 
 
 def test_pipeline_across_experiments_each_at_its_own_rewind_point(
