@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -179,6 +178,9 @@ FORMAT_VERSION = 1
 # In hparams.json: the experiment's id, made once when it starts (new_experiment_id). Every .npz
 # of the experiment is stamped with it; directories from before stamps gain one on their next run.
 EXPERIMENT_ID_KEY = "experiment_id"
+# In hparams.json: the sha256 of its hyperparameters as written, but the number of rounds (more
+# rounds extend an experiment), so a hand edit is refused rather than believed.
+HPARAMS_HASH_KEY = "hparams_sha256"
 
 
 def checked_identity(fields: Mapping[str, Any], path: Path) -> str:
@@ -196,34 +198,6 @@ def checked_identity(fields: Mapping[str, Any], path: Path) -> str:
             "from a copy (every .npz of the experiment is stamped with its id)"
         )
     return identity
-
-
-def _counts_not_their_percent(results: list[RoundResult]) -> list[str]:
-    """Rows whose weights_remaining is not their percent_remaining of the weights every other
-    row counts them among (a round's row edited, or copied in from another network).
-
-    >>> row = RoundResult(0, 100.0, 400, 0.9, 0.3, None, None, None, 10, 1.0)
-    >>> half = dataclasses.replace(row, round=1, percent_remaining=50.0, weights_remaining=200)
-    >>> _counts_not_their_percent([row, half])
-    []
-    >>> edited = dataclasses.replace(row, round=2, weights_remaining=9)
-    >>> _counts_not_their_percent([row, half, edited])
-    ['round 2 has 9 weights remaining, not its 100.0% of the 400 the other rounds count']
-    """
-    totals = {
-        r.round: r.weights_remaining * 100.0 / r.percent_remaining
-        for r in results
-        if r.percent_remaining > 0
-    }
-    if len(totals) < 2:
-        return []
-    total = sorted(totals.values())[len(totals) // 2]  # the rows' median
-    return [
-        f"round {r.round} has {r.weights_remaining} weights remaining, not its "
-        f"{r.percent_remaining}% of the {round(total)} the other rounds count"
-        for r in results
-        if r.round in totals and abs(totals[r.round] - total) > 0.5
-    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,15 +392,16 @@ class ExperimentDir:
                 for r in results
                 if total is not None and (r.early_stop_iteration or 0) > total
             ),
-            *(
-                f"a row for round {r.round}, past this experiment's last round, {last_round}"
-                for r in results
-                if last_round is not None and r.round > last_round
-            ),
-            *_counts_not_their_percent(results),
         ]
         if beyond:
             raise io.damaged(self.results, beyond[0], RESULTS_TODO)
+        phantom = [r.round for r in results if last_round is not None and r.round > last_round]
+        if phantom:  # no run of this experiment trained it: one row to delete, not every round
+            raise io.damaged(
+                self.results,
+                f"a row for round {phantom[0]}, past this experiment's last round, {last_round}",
+                f"delete that row, or restore {self.results.name} from a copy",
+            )
         if any(r.early_stop_trained is None for r in results):
             results = with_early_stop_trained(results, total)
         return sorted(results, key=lambda result: result.round)
@@ -704,34 +679,25 @@ def read_saved(
             f"{what}{experiment.root} was written by another lth_tf version (format {version}, "
             f"this is {FORMAT_VERSION}); use that version with it, or a new --experiment_name"
         )
-    _check_id_hashes_hparams(fields, hparams, f"{what}{path}", todo)
+    _check_unedited(fields, f"{what}{path}", todo)
     return SavedExperiment(hparams, version, resolved, data, model, fields)
 
 
-# What new_experiment_id makes: 8 hex digits of the identity's hash, a dash, 12 random ones.
-_MADE_ID = re.compile(r"([0-9a-f]{8})-[0-9a-f]{12}")
+def _check_unedited(fields: dict[str, Any], where: str, todo: str) -> None:
+    """Refuses ``hparams.json`` whose hyperparameters are not the ones it was written with
+    (:data:`HPARAMS_HASH_KEY`): an edited file would label, report and resume a run as one it
+    never was. A file from before the hash has nothing to check.
 
-
-def _check_id_hashes_hparams(
-    fields: dict[str, Any], hparams: ExperimentHparams, where: str, todo: str
-) -> None:
-    """Refuses ``hparams.json`` whose hyperparameters are not those its experiment id was made
-    from: an edited file would label, report and resume a run as one it never was.
-
-    The id hashes the hyperparameters as first written (:func:`identity_hash`); a directory
-    from before ids got its id from them as this version reads them, so either matches. An id
-    not made by :func:`new_experiment_id` (written by hand) has nothing to check.
+    >>> fields = {"hparams": {"pruning": {"rounds": 2}}, HPARAMS_HASH_KEY: "0" * 64}
+    >>> _check_unedited(fields, "runs/e/hparams.json", "restore it")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    lth_tf.errors.LthError: runs/e/hparams.json: its hyperparameters are not the ones ...
     """
-    made = _MADE_ID.fullmatch(str(fields.get(EXPERIMENT_ID_KEY, "")))
-    if made is None:
-        return
-    as_written = identity_hash(written_identity(fields))
-    if made.group(1) in (as_written, identity_hash(experiment_identity(hparams))):
-        return
-    raise LthError(
-        f"{where}: its hyperparameters are not the ones its experiment started with (the "
-        f"{EXPERIMENT_ID_KEY} hashes others: the file was edited); {todo}"
-    )
+    if HPARAMS_HASH_KEY in fields and fields[HPARAMS_HASH_KEY] != hparams_hash(fields):
+        raise LthError(
+            f"{where}: its hyperparameters are not the ones it was written with (they do not "
+            f"match its {HPARAMS_HASH_KEY}: the file was edited); {todo}"
+        )
 
 
 def check_experiment_name(name: str, flag: str = "--experiment_name") -> str:
@@ -839,21 +805,21 @@ def open_experiment(
             extended = dict(fields["hparams"])
             extended["pruning"] = {**extended["pruning"], "rounds": hparams.pruning.rounds}
             fields = {**fields, "hparams": extended}
+        # From now on an edit is found (a file from before the hash gets one as it is).
+        fields = {**fields, HPARAMS_HASH_KEY: hparams_hash(fields)}
         if fields != saved.fields:
             io.write_json(experiment.hparams, fields)
         return experiment
     refuse_foreign_directory(root)
-    io.write_json(
-        experiment.hparams,
-        {
-            "format_version": FORMAT_VERSION,
-            "hparams": hparams.to_dict(),
-            ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT,
-            EXPERIMENT_ID_KEY: new_experiment_id(experiment_identity(hparams)),
-            **extra,
-            **(record or {}),
-        },
-    )
+    fields = {
+        "format_version": FORMAT_VERSION,
+        "hparams": hparams.to_dict(),
+        ROUNDS_KEY: ROUNDS_FROM_REWIND_POINT,
+        EXPERIMENT_ID_KEY: new_experiment_id(experiment_identity(hparams)),
+        **extra,
+        **(record or {}),
+    }
+    io.write_json(experiment.hparams, {**fields, HPARAMS_HASH_KEY: hparams_hash(fields)})
     return experiment
 
 
@@ -939,16 +905,16 @@ def new_experiment_id(identity: Mapping[str, Any]) -> str:
     >>> new_experiment_id(experiment_identity(paper_defaults("lenet300_100")))  # doctest: +SKIP
     '5e1f0c2a-9b3d47e8a1c6'
     """
-    return f"{identity_hash(identity)}-{uuid.uuid4().hex[:12]}"
+    return f"{json_sha256(identity)[:8]}-{uuid.uuid4().hex[:12]}"
 
 
-def identity_hash(identity: Mapping[str, Any]) -> str:
-    """The first part of an experiment id: 8 hex digits of the identity's JSON hash.
+def json_sha256(value: Any) -> str:
+    """The sha256 (hex) of ``value`` as JSON with sorted keys: the same whatever the order.
 
-    >>> identity_hash({"pruning": {"rate": 0.2}})
-    '1680651b'
+    >>> json_sha256({"b": 1, "a": 2}) == json_sha256({"a": 2, "b": 1})
+    True
     """
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def experiment_identity(hparams: ExperimentHparams) -> dict[str, Any]:
@@ -956,6 +922,16 @@ def experiment_identity(hparams: ExperimentHparams) -> dict[str, Any]:
     (more rounds extend an experiment, see :func:`open_experiment`)."""
     values = hparams.to_dict()
     return {**values, "pruning": without_rounds(values["pruning"])}
+
+
+def hparams_hash(fields: Mapping[str, Any]) -> str:
+    """The sha256 of ``hparams.json``'s hyperparameters (its ``fields``) as written, but the
+    number of rounds: what :data:`HPARAMS_HASH_KEY` holds.
+
+    >>> hparams_hash({"hparams": {"pruning": {"rounds": 2}}})[:12]
+    '79a344e454b1'
+    """
+    return json_sha256(written_identity(fields))
 
 
 def written_identity(fields: Mapping[str, Any]) -> dict[str, Any]:

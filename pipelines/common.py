@@ -388,15 +388,22 @@ def _output_flag() -> str | None:
 
 
 def default_named(message: str) -> str:
-    """``message`` with "the default" before a ``--name=value`` it opens with, where the
-    command line did not give ``--name``: a user would look for it in their command.
+    """``message`` with "the default" before a ``--name=value`` it opens with, where neither
+    the command line nor the program set ``--name``: a user would look for it in their
+    command. A branch takes what it is not given from its parent, which it says instead.
 
     >>> default_named("--nonexistent_flag=3 is too big")
     '--nonexistent_flag=3 is too big'
     """
     name = message.removeprefix("--").partition("=")[0]
-    given = name not in flags.FLAGS or flags.FLAGS[name].present
-    return message if not message.startswith("--") or given else f"the default {message}"
+    if not message.startswith("--") or name not in flags.FLAGS:
+        return message
+    flag = flags.FLAGS[name]
+    if flag.present or not flag.using_default_value:
+        return message
+    branch = "branch_of" in flags.FLAGS and flags.FLAGS["branch_of"].value is not None
+    source = "the parent experiment's" if branch else "the default"
+    return f"{source} {message}"
 
 
 RESUMES = "rerun the same command to resume"

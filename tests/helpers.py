@@ -84,23 +84,16 @@ def lenet_hparams(
 
 
 def as_before_a_field(hparams_json: Path, dotted_key: str) -> dict:
-    """Rewrites the experiment of ``hparams_json`` as an lth_tf from before ``dotted_key``
-    (e.g. ``training.data_order``) wrote it: without the key, with an experiment id that
-    hashes what it holds then, which its files' stamps name; returns hparams.json's fields."""
+    """Rewrites ``hparams_json`` as an lth_tf from before ``dotted_key`` (e.g.
+    ``training.data_order``) wrote it: without that key, nor the hash of its hyperparameters
+    (younger still); returns the fields written."""
     from lth_tf import io as lth_io
-    from lth_tf.experiment import new_experiment_id, written_identity
+    from lth_tf.experiment import HPARAMS_HASH_KEY
 
     group, key = dotted_key.split(".")
     fields = lth_io.read_json(hparams_json)
-    del fields["hparams"][group][key]
-    fields["experiment_id"] = new_experiment_id(written_identity(fields))
+    del fields["hparams"][group][key], fields[HPARAMS_HASH_KEY]
     lth_io.write_json(hparams_json, fields)
-    for npz in Path(hparams_json).parent.rglob("*.npz"):
-        with np.load(npz) as stored:
-            arrays = dict(stored)
-        if "__experiment__" in arrays:
-            arrays["__experiment__"] = np.array(fields["experiment_id"])
-            lth_io.write_npz(npz, arrays, compressed=npz.name == "masks.npz")
     return fields
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -179,7 +178,8 @@ def _run_stability_locked(
         summaries.log_results(files.tensorboard, ordered, pngs)
     if plan.sweep:
         # A sweep extended by a later run (--rewind_sweep=0,100it, then 500it) is one sweep.
-        earlier = _analysed_before(plan, {result.rewind_iteration for result in ordered})
+        now = {result.rewind_iteration for result in ordered}
+        earlier = _analysed_before(plan, now) if plan.extends_sweep else []
         if earlier:
             log.info(
                 "The sweep also holds the rewind points analysed before with these settings: %s",
@@ -219,21 +219,31 @@ def check_dataset(plan: StabilityPlan, data: ImageDataset) -> None:
 
 def _analysed_before(plan: StabilityPlan, now: set[int]) -> list[StabilityResult]:
     """The saved results of ``plan``'s round at rewind points other than ``now``'s, analysed
-    with the settings ``plan`` has (copies, points, BN batches), in rewind order."""
-    name = re.compile(rf"round_{plan.pruning_round:02d}(-\d+it)?\.json")
+    with ``plan``'s settings (copies, points, BN batches) and of the round as it stands (its
+    sparsity and test error), in rewind order.
+
+    >>> plan = plan_stability("runs/e", 1, rewind_sweep=["500it"])
+    >>> _analysed_before(plan, {500})  # doctest: +SKIP
+    [StabilityResult(rewind_iteration=0, ...), StabilityResult(rewind_iteration=100, ...)]
+    """
+    files, row = plan.files, plan.results_row
     found = []
-    for path in sorted(plan.files.root.glob("round_*.json")):
-        if not name.fullmatch(path.name):
-            continue
+    for path in sorted(files.root.glob(f"round_{plan.pruning_round:02d}*.json")):
         try:
-            result = _saved_result(path)
-        except LthError:
-            continue  # damaged: not this sweep's to mend
-        if result is None or result.rewind_iteration in now:
+            result = StabilityResult.from_json(io.read_json(path))
+        except (ValueError, TypeError, OSError, LthError):
+            continue  # not a result (or a damaged one): not this sweep's to mend
+        iteration = result.rewind_iteration
+        point = RewindPoint(f"{iteration}it", iteration)
+        if (
+            iteration in now
+            or path != files.result(plan.pruning_round, iteration, plan.own_rewind)
+            or result.settings != settings(plan, point)
+            or result.weights_remaining != row.weights_remaining
+            or result.imp_test_error != plan.imp_test_error
+        ):
             continue
-        point = RewindPoint(f"{result.rewind_iteration}it", result.rewind_iteration)
-        if result.settings == settings(plan, point):
-            found.append(result)
+        found.append(result)
     return sorted(found, key=lambda result: result.rewind_iteration)
 
 
@@ -701,7 +711,7 @@ class StabilitySession:
                 "mixtures": alphas,
                 "error_unit": ERROR_UNIT,
                 "copy_test_errors": copy_errors,
-                "imp_test_error": round(100.0 * (1.0 - plan.results_row.test_accuracy), 9),
+                "imp_test_error": plan.imp_test_error,
                 "path_errors": path,
                 "end_errors": [path[0], path[-1]],
                 "max_path_error": max(path),

@@ -133,6 +133,10 @@ class StabilityPlan:
     points: int
     bn_batches: int
     results_row: RoundResult
+    # A sweep's table and figure also hold the round's points analysed before with these
+    # settings (a sweep extended by a later run); not the rewind search's, whose choice
+    # weighs its own grid only.
+    extends_sweep: bool = True
 
     @property
     def files(self) -> StabilityFiles:
@@ -146,6 +150,11 @@ class StabilityPlan:
     @property
     def percent_remaining(self) -> float:
         return self.results_row.percent_remaining
+
+    @property
+    def imp_test_error(self) -> float:
+        """The round's own test error (%), as its results row says."""
+        return round(100.0 * (1.0 - self.results_row.test_accuracy), 9)
 
 
 def plan_stability(
@@ -183,12 +192,10 @@ def plan_stability(
         if any(not str(t).strip() for t in texts):
             raise LthError(f"--rewind_sweep: empty entry in {','.join(texts)!r}")
         requested = [RewindPoint.parse(t, per_epoch, what) for t in texts]
-    elif rewind is not None:
-        what = "--rewind"
-        requested = [RewindPoint.parse(rewind, per_epoch, what)]
     else:
-        what = "the experiment's rewind point"
-        requested = [RewindPoint.parse(hparams.pruning.rewind, per_epoch, what)]
+        texts = [rewind if rewind is not None else hparams.pruning.rewind]
+        what = "--rewind" if rewind is not None else "the experiment's rewind point"
+        requested = [RewindPoint.parse(texts[0], per_epoch, what)]
     for point in requested:
         if point.iteration >= resolved.iterations:
             raise LthError(
@@ -197,9 +204,11 @@ def plan_stability(
                 f"choose a point below {resolved.iterations}it"
             )
     steps = [point.step for point in requested]
-    twice = next((step for step in steps if steps.count(step) > 1), None)
+    twice = next((i for i, step in enumerate(steps) if steps.index(step) < i), None)
     if twice is not None:  # a slip, as lth-sweep's --rewind refuses it
-        raise LthError(f"{what}: {twice} is given twice; give each rewind point once")
+        first = texts[steps.index(steps[twice])]
+        spelt = "" if str(first) == str(texts[twice]) else f" (as {first} and {texts[twice]})"
+        raise LthError(f"{what}: {steps[twice]} is given twice{spelt}; give each rewind point once")
     # One analysis per iteration ("2ep" and "1834it" can be the same point), earliest first.
     unique = {point.iteration: point for point in reversed(requested)}
     rewinds = tuple(unique[i] for i in sorted(unique))

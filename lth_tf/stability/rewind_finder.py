@@ -116,7 +116,7 @@ def plan_rewind_search(
         points=points,
         bn_batches=bn_batches,
     )
-    return RewindSearch(plan, float(threshold))
+    return RewindSearch(dataclasses.replace(plan, extends_sweep=False), float(threshold))
 
 
 def record_choice(search: RewindSearch, results: Sequence[Any]) -> dict[str, Any]:

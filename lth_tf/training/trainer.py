@@ -69,18 +69,19 @@ _SCHEDULE_START_KEY = "schedule/start"
 log = logging.getLogger("lth_tf")
 
 
-class _OwnTracesAreNotRetracing(logging.Filter):
-    """Drops TensorFlow's warning that a Trainer method "triggered tf.function retracing":
-    every run (a sweep worker's next member, a stability copy) builds a Trainer of its own,
-    whose functions trace once each, and TensorFlow counts traces by the method's code."""
+class _TrainerRetracingFilter(logging.Filter):
+    """Drops TensorFlow's warning that a :class:`Trainer` method "triggered tf.function
+    retracing": every run (a sweep worker's next member, a stability copy) builds a Trainer of
+    its own, whose functions trace once each, and TensorFlow counts traces by the method's
+    code. The same warning of any other function (a user's) stays."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not ("triggered tf.function retracing" in message and "Trainer." in message)
+        ours = f" of <{__name__}.Trainer object at "
+        return not ("triggered tf.function retracing" in message and ours in message)
 
 
-TRACES_OF_NEW_TRAINERS = _OwnTracesAreNotRetracing()
-logging.getLogger("tensorflow").addFilter(TRACES_OF_NEW_TRAINERS)
+logging.getLogger("tensorflow").addFilter(_TrainerRetracingFilter())
 
 
 @dataclasses.dataclass(frozen=True)

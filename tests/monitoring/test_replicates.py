@@ -37,7 +37,7 @@ def fake_experiment(root, name, seed, rewind="0it", control="none", accuracies=(
             RoundResult(
                 pruning_round,
                 percent,
-                1000,
+                round(100 * percent),  # of 10,000 weights
                 accuracy,
                 0.5,
                 round(1000 * accuracy),

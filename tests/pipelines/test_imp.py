@@ -54,6 +54,30 @@ def test_a_refusal_of_a_value_the_user_did_not_give_names_it_the_default(idx_dir
     assert_one_line_error(result, "error: the default --rewind=1ep is ")
 
 
+def test_a_value_is_named_by_where_it_came_from():
+    """Given, set by the command itself (--rewind=stable trains its dense run at 0), a
+    default, or a branch's parent's."""
+    import pipelines.imp
+    from pipelines.common import default_named
+
+    flags = pipelines.imp.FLAGS
+    flags.unparse_flags()
+    try:
+        flags(["imp", "--model=lenet300_100", "--rewind=2ep"])
+        assert default_named("--rewind=2ep is past") == "--rewind=2ep is past"
+        assert default_named("--batch_size=60 is odd") == "the default --batch_size=60 is odd"
+        flags.unparse_flags()
+        flags(["imp", "--model=lenet300_100"])
+        flags.rewind = "0"
+        assert default_named("--rewind=0it is odd") == "--rewind=0it is odd"
+        flags.unparse_flags()
+        flags(["imp", "--branch_of=runs/a", "--control=random_reinit"])
+        said = default_named("--model=nets/mine.keras: does not exist")
+        assert said == "the parent experiment's --model=nets/mine.keras: does not exist"
+    finally:
+        flags.unparse_flags()
+
+
 @pytest.mark.parametrize(
     "flag, reason",
     [

@@ -290,7 +290,7 @@ def unfinished(rewound, tmp_path_factory):
         ({"rewind": "40it"}, "not before the end of training"),
         ({"rewind": "0", "rewind_sweep": ["0", "10it"]}, "not both"),
         # 0 and 0it are one step written twice (lth-sweep refuses it too).
-        ({"rewind_sweep": ["0", "10it", "0it"]}, "--rewind_sweep: 0it is given twice"),
+        ({"rewind_sweep": ["0", "10it", "0it"]}, "0it is given twice (as 0 and 0it); give"),
         ({"pruning_round": 7}, "has no round 7 (it runs rounds 0-1)"),
     ],
 )
