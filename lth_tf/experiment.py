@@ -316,6 +316,13 @@ class ExperimentDir:
         """
         io.write_json(self.sessions, [*self.read_sessions(), session])
 
+    def amend_session(self, **changes: Any) -> None:
+        """Sets ``changes`` in the latest sessions.json entry: what this run learnt after it
+        started (the calls' length ``auto`` sized while training)."""
+        sessions = self.read_sessions()
+        if sessions:
+            io.write_json(self.sessions, [*sessions[:-1], {**sessions[-1], **changes}])
+
     def read_sessions(self) -> list[dict[str, Any]]:
         """sessions.json's entries (none before the first run); an LthError if it is not a list
         of objects."""
@@ -359,7 +366,9 @@ class ExperimentDir:
         return str(chosen[-1]) if chosen else None
 
     def read_results(self) -> list[RoundResult]:
-        """Every results row, in round order; a damaged file is an LthError saying which."""
+        """Every results row, in round order; a damaged file (a bad value, a round twice, a
+        round longer than this experiment's or past its last round) is an LthError saying
+        which."""
         if not self.results.exists():
             return []
         # Rounds are retrained from what is on disk, so a lost row costs only time.
@@ -942,7 +951,11 @@ def written_identity(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def without_rounds(pruning: Mapping[str, Any]) -> dict[str, Any]:
-    """The pruning hyperparameters but the number of rounds, which extends an experiment."""
+    """The pruning hyperparameters but the number of rounds, which extends an experiment.
+
+    >>> without_rounds({"rounds": 3, "rewind": "0it"})
+    {'rewind': '0it'}
+    """
     return {key: value for key, value in pruning.items() if key != "rounds"}
 
 

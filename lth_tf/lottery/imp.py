@@ -254,6 +254,8 @@ def _run_locked(
     experiment.record_session(
         _session(run.trainer, execution, first_round, experiment.checkpoint(first_round).exists())
     )
+    if execution.steps_per_execution == "auto" and not run.trainer.chunk_length.sized:
+        callbacks = [*callbacks, _RecordChunkLength(experiment, run.trainer)]
     # A branch's rewind point (if it has one) comes from its parent or its control.
     rewind_point = experiment.rewind_point
     if not hparams.is_branch and resolved.rewind_iteration == 0:
@@ -395,13 +397,27 @@ def _session(
         "xla_evaluation": trainer.xla_evaluation,
         "mixed_precision": execution.mixed_precision or "float32",
         "steps_per_execution": execution.steps_per_execution,
-        # The calls' length "auto" chose (a resume on this hardware keeps it); None: sized
-        # later, or not auto (an explicit count is no later auto run's).
+        # The calls' length "auto" chose (a resume on this hardware keeps it); None: not
+        # auto (an explicit count is no later auto run's), or sized later (_RecordChunkLength).
         "chunk_length": trainer.chunk_length.current
         if trainer.chunk_length.sized and execution.steps_per_execution == "auto"
         else None,
         "tensorflow": tf.__version__,
     }
+
+
+class _RecordChunkLength(RunCallback):
+    """Adds the calls' length to this session's sessions.json entry once
+    ``--steps_per_execution=auto`` has sized it while training (no ``--jit_compile=auto``
+    timing sized it before), so that a resume keeps it as it keeps a timed one."""
+
+    def __init__(self, experiment: ExperimentDir, trainer: Trainer):
+        self.experiment, self.trainer, self.recorded = experiment, trainer, False
+
+    def on_chunk(self, context: RunContext, chunk: Any) -> None:
+        if not self.recorded and self.trainer.chunk_length.sized:
+            self.recorded = True
+            self.experiment.amend_session(chunk_length=self.trainer.chunk_length.current)
 
 
 def _log_xla(trainer: Trainer, recorded: bool | None) -> None:

@@ -295,3 +295,13 @@ def test_a_resume_keeps_the_length_of_the_calls_auto_chose(tmp_path, data):
         data=data,
     )
     assert io.read_json(experiment.sessions)[-1]["chunk_length"] is None  # not auto's
+
+
+def test_calls_sized_while_training_are_recorded_for_a_resume_too(tmp_path, data):
+    """With --jit_compile given, nothing is timed before training: auto sizes the calls from
+    the second one, and the session's entry gains that length then."""
+    given = dataclasses.replace(QUIET, jit_compile=False, steps_per_execution="auto")
+    experiment = run_imp(lenet_hparams(rounds=0), tmp_path, "lenet", given, data=data)
+    (first,) = io.read_json(experiment.sessions)
+    assert first["jit_compile"] is False and 1 <= first["chunk_length"] <= 100
+    assert experiment.recorded_chunk_length(first["hardware"]) == first["chunk_length"]
