@@ -68,6 +68,12 @@ def os_error_line(error: OSError, output_flag: str | None = "--output_dir") -> s
     if error.errno == errno.EEXIST and error.filename and os.path.isfile(error.filename):
         # makedirs met a file where it makes a folder: "already exists" reads as a clash.
         meaning, todo = OS_ERRORS[errno.ENOTDIR]
+    elif error.errno == errno.EEXIST and isinstance(error.filename, str):
+        # makedirs met a link to nothing (its target moved or deleted): name where it points.
+        if os.path.islink(error.filename) and not os.path.exists(error.filename):
+            target = os.readlink(error.filename)
+            meaning = f"a link to {target}, which does not exist"
+            todo = "create that folder, or remove the link"
     if error.errno == errno.ENOTDIR and isinstance(error.filename, str):
         # Name the file in the way (out/sub/e: out is the file), not the path through it.
         in_the_way = [p for p in _ancestors(error.filename) if os.path.isfile(p)]

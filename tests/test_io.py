@@ -221,6 +221,14 @@ def test_a_file_where_a_folder_is_made_is_named_as_such(tmp_path):
     assert os_error_line(caught.value).endswith(
         "folder: already exists (move it away or choose another path)"
     )
+    # A link whose folder was moved or deleted: where it points is what is missing.
+    (tmp_path / "runs").symlink_to(tmp_path / "gone")
+    with pytest.raises(FileExistsError) as caught:
+        os.makedirs(tmp_path / "runs", exist_ok=True)
+    assert os_error_line(caught.value).endswith(
+        f"runs: a link to {tmp_path / 'gone'}, which does not exist (create that folder, or "
+        "remove the link)"
+    )
 
 
 def test_a_path_through_a_file_names_that_file(tmp_path):

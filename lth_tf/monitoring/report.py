@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,10 @@ def load_results(path: str | Path) -> ExperimentResults:
     root = Path(path)
     experiment = ExperimentDir(root)
     if not root.exists():
-        raise LthError(f"experiment directory {path} does not exist")
+        link = (
+            f" (a link to {os.readlink(root)}, which does not exist)" if root.is_symlink() else ""
+        )
+        raise LthError(f"experiment directory {path} does not exist{link}")
     if not root.is_dir():
         raise LthError(f"{path} is not a directory; give an experiment directory (runs/<name>)")
     # With every option's default filled in, an experiment written before an option existed

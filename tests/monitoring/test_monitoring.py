@@ -442,6 +442,7 @@ def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_
     "case, message",
     [
         ("missing", "does not exist"),
+        ("dangling", "does not exist (a link to "),
         # tmp_path holds the experiments below: the glob of them all is offered.
         ("not_an_experiment", "is not an lth_tf experiment (no hparams.json) but holds "),
         ("unfinished", "has no finished round yet"),
@@ -457,6 +458,7 @@ def test_labels_fall_back_to_names_when_hyperparameters_do_not_tell_experiments_
 def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case, message):
     experiments = {
         "missing": [tmp_path / "nope"],
+        "dangling": [tmp_path / "dangling"],
         "not_an_experiment": [tmp_path],
         "unfinished": [tmp_path / "unfinished"],
         "lost_rows": [tmp_path / "lost_rows"],
@@ -465,6 +467,7 @@ def test_report_refuses_bad_experiments_with_one_line(monitored, tmp_path, case,
         "twice": [monitored.root, monitored.root],
         "rerun": [monitored.root, tmp_path / "rerun"],
     }[case]
+    (tmp_path / "dangling").symlink_to(tmp_path / "moved")
     unfinished = ExperimentDir(tmp_path / "unfinished")
     unfinished.root.mkdir()
     shutil.copy(monitored.hparams, unfinished.hparams)
