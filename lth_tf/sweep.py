@@ -811,12 +811,18 @@ def expand_experiments(entries: Sequence[str | Path], started_only: bool = False
     """
     found: list[Path] = []
     texts = [str(item) for item in entries]
-    for first, second in itertools.pairwise(texts):
-        joined = f"{first},{second}"
-        if not os.path.exists(first) and os.path.isdir(joined):
+    for start, end in itertools.combinations(range(len(texts) + 1), 2):
+        joined = ",".join(texts[start:end])
+        if end - start > 1 and not os.path.exists(texts[start]) and os.path.isdir(joined):
+            # A glob takes experiments, not sweeps (it stands for several names at once).
+            instead = (
+                "rename it"
+                if os.path.isfile(os.path.join(joined, SWEEP_FILE))
+                else f"give it by a glob, e.g. --experiments='{joined.replace(',', '?')}'"
+            )
             raise LthError(
                 f"--experiments: {joined} has a comma in its name, and commas separate the "
-                f"experiments; give it by a glob, e.g. --experiments='{joined.replace(',', '?')}'"
+                f"experiments; {instead}"
             )
     for item in entries:
         text = str(item)

@@ -51,9 +51,9 @@ def test_a_sweep_json_that_lists_a_member_twice_is_damaged_not_the_flag(tmp_path
 
 
 def test_an_experiment_with_a_comma_in_its_name_is_offered_a_glob(tmp_path):
-    (tmp_path / "a,b").mkdir()
-    result = run_main("pipelines.report", f"--experiments={tmp_path / 'a,b'}", "--output=x")
-    assert_one_line_error(result, f"--experiments='{tmp_path / 'a?b'}'")
+    (tmp_path / "a,b,c").mkdir()
+    result = run_main("pipelines.report", f"--experiments={tmp_path / 'a,b,c'}", "--output=x")
+    assert_one_line_error(result, f"--experiments='{tmp_path / 'a?b?c'}'")
 
 
 def test_an_empty_entry_in_experiments_is_not_the_working_directory(tmp_path):
