@@ -160,6 +160,13 @@ def _run_locked(
         hparams.dataset.name, execution.data_dir, experiment_root=root, holdout=holdout
     )
     check_input_shape(hparams.model.name, data.input_shape)  # before anything is written
+    parent = parent_dir(ExperimentDir(root), hparams) if hparams.is_branch else None
+    # A branch's model is its parent's copy; anything else is measured where it comes from
+    # (a model that cannot take the data is said before what the steps' arithmetic finds).
+    if parent is not None and custom.is_custom(hparams.model.name):
+        model_record = read_saved(parent).model
+    else:
+        model_record = provenance.model_record(hparams, data, model, ExperimentDir(root))
     resolved = resolve_steps(hparams, len(data.train_labels))
     training = hparams.training
     # The user's augmentation runs once, and the optimizer is built once, so that an import
@@ -174,12 +181,6 @@ def _run_locked(
     )
     check_optimizer(training.schedule_in_iterations(resolved.iterations_per_epoch))
     _warn_about_schedule(resolved)
-    parent = parent_dir(ExperimentDir(root), hparams) if hparams.is_branch else None
-    # A branch's model is its parent's copy; anything else is measured where it comes from.
-    if parent is not None and custom.is_custom(hparams.model.name):
-        model_record = read_saved(parent).model
-    else:
-        model_record = provenance.model_record(hparams, data, model, ExperimentDir(root))
     experiment = open_experiment(
         root,
         hparams,
