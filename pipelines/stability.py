@@ -43,7 +43,10 @@ flags.DEFINE_string(
     "Rewind point the copies start from: 0, 500it, 2ep, ... (default: the experiment's own).",
 )
 flags.DEFINE_list(
-    "rewind_sweep", [], "Several rewind points, e.g. 0,100it,500it,2ep: the sweep figure and CSV."
+    "rewind_sweep",
+    [],
+    "Several rewind points, e.g. 0,100it,500it,2ep: the sweep figure and CSV, which also hold "
+    "the round's points analysed before with the same --seeds, --points and --bn_batches.",
 )
 flags.DEFINE_boolean(
     "find_rewind",
