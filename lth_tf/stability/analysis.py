@@ -222,7 +222,7 @@ def _analysed_before(plan: StabilityPlan, now: set[int]) -> list[StabilityResult
     with ``plan``'s settings (copies, points, BN batches) and of the round as it stands (its
     sparsity and test error), in rewind order.
 
-    >>> plan = plan_stability("runs/e", 1, rewind_sweep=["500it"])
+    >>> plan = plan_stability("runs/e", 1, rewind_sweep=["500it"])  # doctest: +SKIP
     >>> _analysed_before(plan, {500})  # doctest: +SKIP
     [StabilityResult(rewind_iteration=0, ...), StabilityResult(rewind_iteration=100, ...)]
     """

@@ -15,7 +15,7 @@ from lth_tf.config import ExperimentHparams, parse_holdout
 from lth_tf.data.arrays import dataset_from_arrays, validation_count
 from lth_tf.data.sources import VALIDATION_EXAMPLES, held_out_count, load_dataset
 from lth_tf.errors import LthError
-from lth_tf.experiment import ExperimentDir
+from lth_tf.experiment import HPARAMS_HASH_KEY, ExperimentDir, hparams_hash
 from lth_tf.export.ticket import choose_best_round
 from lth_tf.lottery.imp import run_imp
 from lth_tf.models import paper_defaults, resolve_steps
@@ -172,6 +172,7 @@ def test_without_validation_reports_and_export_use_the_final_accuracy(no_validat
     saved = io.read_json(copy / "hparams.json")
     saved["hparams"]["training"]["seed"] = 1
     saved["experiment_id"] = "another"
+    saved[HPARAMS_HASH_KEY] = hparams_hash(saved)  # written so, not edited
     io.write_json(copy / "hparams.json", saved)
     _, groups = write_report([no_validation.root, copy], tmp_path / "groups")
     group = _rows(groups)
