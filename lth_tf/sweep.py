@@ -55,6 +55,7 @@ from lth_tf.experiment import (
     named_as_mine,
     read_saved,
     refuse_foreign_directory,
+    settings_of_directory,
 )
 from lth_tf.lottery.branches import branch_name
 from lth_tf.lottery.controls import CONTROLS, branch_controls
@@ -289,7 +290,8 @@ def _check_resumable(plan: SweepPlan) -> None:
         )
         record = read_saved(experiment, f"sweep member {member.name}: ", todo)
         saved = named_as_mine(experiment_identity(record.hparams), record.fields, member.hparams)
-        mine = experiment_identity(member.hparams)
+        # A member written before a field existed resumes with what it ran, as run_imp does.
+        mine = experiment_identity(settings_of_directory(experiment, member.hparams))
         if saved != mine:
             differing = hparam_differences(saved, mine)
             raise LthError(

@@ -175,6 +175,17 @@ def test_a_member_directory_of_other_hyperparameters_is_refused_before_anything_
         plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
 
 
+def test_a_member_written_before_a_field_existed_is_planned_with_what_it_ran(tmp_path):
+    # A member of an lth_tf from before --data_order ran "fixed", which the new default
+    # ("per_round") is not: the same sweep command resumes it, as lth-imp resumes one.
+    plan = plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0])
+    member = plan.members[0]
+    written = {"format_version": 1, "hparams": member.hparams.to_dict()}
+    del written["hparams"]["training"]["data_order"]
+    io.write_json(tmp_path / member.name / "hparams.json", written)
+    assert plan_sweep(tmp_path, "lenet300_100", "mnist", changes=CHANGES, seeds=[0]).members
+
+
 def test_a_member_directory_a_kill_left_without_hparams_starts_anew_and_a_foreign_one_is_refused(
     tmp_path,
 ):
