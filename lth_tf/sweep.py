@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import datetime
 import glob
-import itertools
 import logging
 import os
 import re
@@ -813,9 +812,11 @@ def expand_experiments(entries: Sequence[str | Path], started_only: bool = False
     """
     found: list[Path] = []
     texts = [str(item) for item in entries]
-    for start, end in itertools.combinations(range(len(texts) + 1), 2):
-        joined = ",".join(texts[start:end])
-        if end - start > 1 and not os.path.exists(texts[start]) and os.path.isdir(joined):
+    for start in (i for i, text in enumerate(texts) if not os.path.exists(text)):
+        for end in range(start + 2, len(texts) + 1):
+            joined = ",".join(texts[start:end])
+            if not os.path.isdir(joined):
+                continue
             # A glob takes experiments, not sweeps (it stands for several names at once).
             instead = (
                 "rename it"

@@ -230,9 +230,11 @@ def _analysed_before(plan: StabilityPlan, now: set[int]) -> list[StabilityResult
     found = []
     for path in sorted(files.root.glob(f"round_{plan.pruning_round:02d}*.json")):
         try:
-            result = StabilityResult.from_json(io.read_json(path))
-        except (ValueError, TypeError, OSError, LthError):
-            continue  # not a result (or a damaged one): not this sweep's to mend
+            result = _read_result(path)
+        except LthError:
+            continue  # a damaged file: not this sweep's to mend
+        if result is None:
+            continue
         iteration = result.rewind_iteration
         point = RewindPoint(f"{iteration}it", iteration)
         if (
@@ -252,10 +254,18 @@ def _saved_result(path: Path) -> StabilityResult | None:
     older format, a damaged file), is None: it is computed again."""
     if not path.exists():
         return None
+    result = _read_result(path)
+    if result is None:
+        log.info("%s does not read as a stability result; it is computed again", path)
+    return result
+
+
+def _read_result(path: Path) -> StabilityResult | None:
+    """The result in ``path``; None where it does not read as one (an older format, a damaged
+    entry)."""
     try:
         return StabilityResult.from_json(io.read_json(path))
     except (ValueError, TypeError, OSError):
-        log.info("%s does not read as a stability result; it is computed again", path)
         return None
 
 
